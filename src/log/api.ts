@@ -1,0 +1,87 @@
+// The public shape of the transaction-group log. The log knows nothing of files, objects or
+// RPCs: an entry is an opaque CBOR-encodable value that its owner (the OSD) gives it and gets
+// back, in the same order, when the log is replayed.
+
+/** Where a txg is in its life. At most one txg is in each of the first three states. */
+export type TxgState = 'open' | 'quiescing' | 'syncing' | 'synced';
+
+export interface TxgLogTunables {
+  /** The open txg closes at most this long after its first transaction joined it. */
+  txgTimeoutMs: number;
+  /** The open txg closes once the encoded size of its entries reaches this. */
+  dirtyBytesMax: number;
+  /** A segment file is closed and a new one started once it reaches this size. */
+  segmentBytesMax: number;
+  /**
+   * Segments wholly covered by a checkpoint are deleted, unless retention asks to keep them:
+   * they are kept while younger than retainMs or while the retained bytes stay under
+   * retainBytes (0 for both: delete at once).
+   */
+  retainMs: number;
+  retainBytes: number;
+}
+
+export const defaultTunables: TxgLogTunables = {
+  txgTimeoutMs: 1000,
+  dirtyBytesMax: 64 * 1024 * 1024,
+  segmentBytesMax: 64 * 1024 * 1024,
+  retainMs: 0,
+  retainBytes: 0,
+};
+
+/** One durable txg as read back from a segment. */
+export interface TxgRecord {
+  txg: number;
+  /** Milliseconds since the epoch, from the log's clock, when the txg was closed. */
+  timeMs: number;
+  entries: unknown[];
+  /** Where the record starts and how long it is, for tools that report positions. */
+  file: string;
+  offset: number;
+  bytes: number;
+}
+
+export interface TxgLogOptions extends Partial<TxgLogTunables> {
+  /** Folder holding the segment files (created by format()). */
+  dir: string;
+  /** The txg the owner's checkpoint reflects (0 when none): only records after it replay. */
+  checkpointTxg: number;
+  /** Called for each record after the checkpoint, in txg order, before open() resolves. */
+  replay?: (record: TxgRecord) => void | Promise<void>;
+  /**
+   * Called once a txg's entries are all in and before its record is appended: the owner makes
+   * data written outside the log durable here (fdatasync of data files), so that data is never
+   * less durable than the txg that records it.
+   */
+  beforeSync?: (txg: number) => Promise<void>;
+  /** Called when a txg is durable, before its commit callbacks, in txg order. */
+  onSynced?: (txg: number) => void;
+  /** Warnings worth a line in the target's log (a torn tail cut, a segment removed). */
+  warn?: (message: string) => void;
+  /** Injected for deterministic tests; Date.now by default. */
+  clock?: () => number;
+}
+
+/** A transaction's place in the open txg, between its start and its stop. */
+export interface TxgHold {
+  readonly txg: number;
+  /**
+   * Adds the transaction's entry to its txg and lets the txg close once every hold is released.
+   * onCommit runs after the txg is durable, in txg order, and in release order within a txg.
+   */
+  release(entry: unknown, onCommit?: (txg: number) => void): void;
+}
+
+export interface TxgLogStats {
+  openTxg: number;
+  lastSyncedTxg: number;
+  checkpointTxg: number;
+  txgsSynced: number;
+  /** Sum and maximum of the time from close to durable, in milliseconds. */
+  syncTimeTotalMs: number;
+  syncTimeMaxMs: number;
+  dirtyBytes: number;
+  recordsReplayed: number;
+  bytesWritten: number;
+  segments: number;
+}

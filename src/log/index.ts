@@ -1,0 +1,9 @@
+// The transaction-group log: group commit, commit callbacks, replay, checkpoints.
+export * from './api.js';
+export { LogError, LogCorruptError } from './errors.js';
+export { TxgLog, readLog, decodeRecord } from './txg-log.js';
+export { listSegments, scanLog, segmentSizes, type SegmentInfo, type ScanOutcome, type TornTail } from './segments.js';
+export {
+  encodeRecord, parseRecord, encodeSegmentHeader, decodeSegmentHeader, segmentName, parseSegmentName,
+  SEGMENT_HEADER_BYTES, RECORD_OVERHEAD_BYTES, RECORD_HEADER_BYTES,
+} from './record.js';

@@ -1,0 +1,397 @@
+// The transaction-group log: group commit of transactions into txgs, DMU style.
+//
+// A transaction holds the open txg from its start to its stop; many transactions share one
+// txg. The open txg closes on a timer, at a dirty-bytes limit, or when someone waits for it;
+// it then quiesces (waits for its last hold to be released) and syncs: its entries become one
+// record, written with one append and one fdatasync. At most one txg is open, one quiescing and
+// one syncing at any time, so the next txg fills while the previous one is on its way to disk:
+// that overlap is what makes many small commits cheap.
+import assert from 'node:assert/strict';
+import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Encoder, decode } from 'cbor-x';
+import {
+  defaultTunables, type TxgHold, type TxgLogOptions, type TxgLogStats, type TxgLogTunables,
+  type TxgRecord, type TxgState,
+} from './api.js';
+import { LogCorruptError, LogError } from './errors.js';
+import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, segmentName, type RawRecord } from './record.js';
+import { listSegments, scanLog, segmentSizes, type SegmentInfo } from './segments.js';
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+class Txg {
+  state: TxgState = 'open';
+  holds = 0;
+  entries: Buffer[] = [];
+  bytes = 0;
+  callbacks: Array<(txg: number) => void> = [];
+  waiters: Waiter[] = [];
+  closeRequested = false;
+  closedAtMs = 0;
+  constructor(readonly txg: number) {}
+  get empty(): boolean {
+    return this.holds === 0 && this.entries.length === 0 && this.callbacks.length === 0;
+  }
+}
+
+/** Decodes a record's body; a body that is not a CBOR array is corruption at that record. */
+export function decodeRecord(segment: SegmentInfo, raw: RawRecord): TxgRecord {
+  let entries: unknown;
+  try {
+    entries = decode(raw.body);
+  } catch (err) {
+    throw new LogCorruptError(`record body is not valid CBOR (${(err as Error).message})`, segment.file, raw.offset);
+  }
+  if (!Array.isArray(entries)) throw new LogCorruptError('record body is not an array', segment.file, raw.offset);
+  return { txg: raw.txg, timeMs: raw.timeMs, entries, file: segment.file, offset: raw.offset, bytes: raw.bytes };
+}
+
+/** Every record after fromTxg, decoded, for tools; throws LogCorruptError at the first damage. */
+export async function* readLog(dir: string, opts: { fromTxg?: number } = {}): AsyncGenerator<TxgRecord> {
+  for await (const item of scanLog(dir, opts.fromTxg ?? 0)) {
+    if (item.kind === 'record') yield decodeRecord(item.segment, item.record);
+  }
+}
+
+export class TxgLog {
+  private readonly tunables: TxgLogTunables;
+  private readonly clock: () => number;
+  private readonly encoder = new Encoder({ useRecords: false });
+  private openTxg: Txg;
+  private quiescing: Txg | null = null;
+  private syncing: Txg | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private failed: LogError | null = null;
+  private closed = false;
+  private lastSynced: number;
+  private checkpointAt: number;
+  private checkpointRunning: Promise<number> | null = null;
+  private readonly counters = {
+    txgsSynced: 0, syncTimeTotalMs: 0, syncTimeMaxMs: 0, dirtyBytes: 0, recordsReplayed: 0, bytesWritten: 0,
+  };
+
+  /** Creates an empty log: one segment holding only its header, made durable with its folder. */
+  static async format(dir: string): Promise<void> {
+    await mkdir(dir, { recursive: true });
+    const existing = (await readdir(dir)).filter((n) => n.endsWith('.txg'));
+    if (existing.length > 0) throw new LogError(`${dir} already holds a txg log`, 'EEXIST');
+    const fh = await open(join(dir, segmentName(1)), 'wx');
+    try {
+      await fh.write(encodeSegmentHeader(1), 0, SEGMENT_HEADER_BYTES, 0);
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+    await fsyncDir(dir);
+  }
+
+  /** Opens a log: replays every record after the checkpoint, cuts a torn tail, then accepts holds. */
+  static async open(opts: TxgLogOptions): Promise<TxgLog> {
+    let replayed = 0;
+    let outcome = null;
+    for await (const item of scanLog(opts.dir, opts.checkpointTxg)) {
+      if (item.kind === 'end') { outcome = item.outcome; break; }
+      await opts.replay?.(decodeRecord(item.segment, item.record));
+      replayed++;
+    }
+    assert(outcome, 'scanLog always ends with its outcome');
+    if (outcome.lastTxg < opts.checkpointTxg) {
+      throw new LogCorruptError(
+        `log ends at txg ${outcome.lastTxg}, before the checkpoint's txg ${opts.checkpointTxg}`, outcome.last.file, 0);
+    }
+    const fh = await open(outcome.last.file, 'r+');
+    if (outcome.torn) {
+      await fh.truncate(outcome.endOffset);
+      await fh.datasync();
+      opts.warn?.(`txg log: cut a torn tail of ${outcome.last.file} at offset ${outcome.endOffset} ` +
+        `(${outcome.torn.reason}); the log ends at txg ${outcome.lastTxg}`);
+    }
+    const log = new TxgLog(opts, fh, outcome.last, outcome.segments, outcome.endOffset, outcome.lastTxg);
+    log.counters.recordsReplayed = replayed;
+    return log;
+  }
+
+  private constructor(
+    private readonly opts: TxgLogOptions,
+    private fh: FileHandle,
+    private segment: SegmentInfo,
+    private segments: SegmentInfo[],
+    private fileOffset: number,
+    lastTxg: number,
+  ) {
+    this.tunables = { ...defaultTunables };
+    for (const key of Object.keys(defaultTunables) as Array<keyof TxgLogTunables>) {
+      if (opts[key] !== undefined) this.tunables[key] = opts[key]!;
+    }
+    this.clock = opts.clock ?? Date.now;
+    this.lastSynced = lastTxg;
+    this.checkpointAt = opts.checkpointTxg;
+    this.openTxg = new Txg(lastTxg + 1);
+  }
+
+  get lastSyncedTxg(): number {
+    return this.lastSynced;
+  }
+
+  get checkpointTxg(): number {
+    return this.checkpointAt;
+  }
+
+  /** Changes tunables of a running log (lctl set_param); the open txg keeps its timer. */
+  tune(changes: Partial<TxgLogTunables>): void {
+    Object.assign(this.tunables, changes);
+  }
+
+  getTunables(): TxgLogTunables {
+    return { ...this.tunables };
+  }
+
+  hold(): TxgHold {
+    this.assertUsable();
+    const t = this.openTxg;
+    t.holds++;
+    if (this.timer === null) this.armTimer();
+    let released = false;
+    return {
+      txg: t.txg,
+      release: (entry: unknown, onCommit?: (txg: number) => void) => {
+        assert(!released, 'a txg hold is released once');
+        released = true;
+        if (entry !== undefined) {
+          const encoded = this.encoder.encode(entry);
+          t.entries.push(encoded);
+          t.bytes += encoded.length;
+          this.counters.dirtyBytes += encoded.length;
+          if (t.bytes >= this.tunables.dirtyBytesMax) t.closeRequested = true;
+        }
+        if (onCommit) t.callbacks.push(onCommit);
+        t.holds--;
+        if (t !== this.openTxg || t.closeRequested) this.advance();
+      },
+    };
+  }
+
+  /** Resolves once txg is durable, closing it first if it is still open. */
+  waitSynced(txg: number): Promise<void> {
+    if (txg <= this.lastSynced) return Promise.resolve();
+    if (this.failed) return Promise.reject(this.failed);
+    const t = [this.syncing, this.quiescing, this.openTxg].find((x) => x?.txg === txg);
+    if (!t) return Promise.reject(new LogError(`txg ${txg} does not exist yet (open txg is ${this.openTxg.txg})`, 'EINVAL'));
+    return new Promise<void>((resolve, reject) => {
+      t.waiters.push({ resolve, reject });
+      if (t === this.openTxg) t.closeRequested = true;
+      this.advance();
+    });
+  }
+
+  /** Closes the open txg if anything is in it and waits until everything so far is durable. */
+  async sync(): Promise<number> {
+    const t = this.openTxg;
+    await this.waitSynced(t.empty ? t.txg - 1 : t.txg);
+    return this.lastSynced;
+  }
+
+  /**
+   * Calls write(lastSyncedTxg) at once (the owner stores its state as of that txg, with the txg,
+   * durably), then removes segments the checkpoint covers, unless retention keeps them.
+   */
+  checkpoint(write: (txg: number) => Promise<void>): Promise<number> {
+    this.assertUsable();
+    const previous = this.checkpointRunning ?? Promise.resolve(0);
+    const run = previous.then(async () => {
+      const txg = this.lastSynced;
+      await write(txg);
+      this.checkpointAt = Math.max(this.checkpointAt, txg);
+      await this.trimSegments();
+      return txg;
+    });
+    const tracked = run.finally(() => { if (this.checkpointRunning === tracked) this.checkpointRunning = null; });
+    this.checkpointRunning = tracked;
+    return tracked;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    if (!this.failed) await this.sync();
+    if (this.checkpointRunning) await this.checkpointRunning.catch(() => undefined);
+    this.closed = true;
+    this.clearTimer();
+    await this.fh.close();
+  }
+
+  stats(): TxgLogStats {
+    return {
+      openTxg: this.openTxg.txg,
+      lastSyncedTxg: this.lastSynced,
+      checkpointTxg: this.checkpointAt,
+      segments: this.segments.length,
+      ...this.counters,
+    };
+  }
+
+  /** The states of the txgs in flight, newest first, for tools and tests. */
+  inFlight(): Array<{ txg: number; state: TxgState; entries: number; holds: number }> {
+    return [this.openTxg, this.quiescing, this.syncing]
+      .filter((t): t is Txg => t !== null)
+      .map((t) => ({ txg: t.txg, state: t.state, entries: t.entries.length, holds: t.holds }));
+  }
+
+  private assertUsable(): void {
+    if (this.failed) throw this.failed;
+    if (this.closed) throw new LogError('the txg log is closed', 'ESHUTDOWN');
+  }
+
+  private armTimer(): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.openTxg.closeRequested = true;
+      this.advance();
+    }, this.tunables.txgTimeoutMs);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  // Moves txgs along open -> quiescing -> syncing as far as the one-per-state rule allows.
+  private advance(): void {
+    for (;;) {
+      if (this.failed) return;
+      const q = this.quiescing;
+      if (q && q.holds === 0 && !this.syncing) {
+        this.quiescing = null;
+        this.syncing = q;
+        q.state = 'syncing';
+        void this.syncTxg(q);
+        continue;
+      }
+      const o = this.openTxg;
+      if (!o.closeRequested) return;
+      if (o.empty) {
+        // Nothing to write: its waiters only need everything before it to be durable.
+        o.closeRequested = false;
+        const inFlight = this.quiescing ?? this.syncing;
+        const waiters = o.waiters.splice(0);
+        if (inFlight) inFlight.waiters.push(...waiters);
+        else for (const w of waiters) w.resolve();
+        return;
+      }
+      if (this.quiescing) return;
+      this.clearTimer();
+      o.state = 'quiescing';
+      o.closedAtMs = this.clock();
+      this.quiescing = o;
+      this.openTxg = new Txg(o.txg + 1);
+    }
+  }
+
+  private async syncTxg(t: Txg): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.opts.beforeSync?.(t.txg);
+      await this.append(t.txg, encodeRecord(t.txg, t.closedAtMs, t.entries));
+    } catch (err) {
+      this.fail(err as NodeJS.ErrnoException);
+      return;
+    }
+    // Invariant: txgs become durable one at a time, in order.
+    assert.equal(t.txg, this.lastSynced + 1);
+    const elapsed = performance.now() - started;
+    this.lastSynced = t.txg;
+    t.state = 'synced';
+    this.counters.txgsSynced++;
+    this.counters.syncTimeTotalMs += elapsed;
+    this.counters.syncTimeMaxMs = Math.max(this.counters.syncTimeMaxMs, elapsed);
+    this.counters.dirtyBytes -= t.bytes;
+    t.entries = [];
+    this.syncing = null;
+    this.opts.onSynced?.(t.txg);
+    for (const callback of t.callbacks) callback(t.txg);
+    for (const w of t.waiters) w.resolve();
+    this.advance();
+  }
+
+  private async append(txg: number, record: Buffer): Promise<void> {
+    if (this.fileOffset > SEGMENT_HEADER_BYTES &&
+        this.fileOffset + record.length > this.tunables.segmentBytesMax) {
+      await this.rotate(txg);
+    }
+    try {
+      let done = 0;
+      while (done < record.length) {
+        const { bytesWritten } = await this.fh.write(record, done, record.length - done, this.fileOffset + done);
+        done += bytesWritten;
+      }
+      await this.fh.datasync();
+    } catch (err) {
+      // Leave no partial record behind: the next open would take it for a torn tail anyway.
+      await this.fh.truncate(this.fileOffset).catch(() => undefined);
+      throw err;
+    }
+    this.fileOffset += record.length;
+    this.counters.bytesWritten += record.length;
+  }
+
+  private async rotate(firstTxg: number): Promise<void> {
+    const file = join(this.opts.dir, segmentName(firstTxg));
+    const fh = await open(file, 'wx');
+    await fh.write(encodeSegmentHeader(firstTxg), 0, SEGMENT_HEADER_BYTES, 0);
+    await fh.datasync();
+    await fsyncDir(this.opts.dir);
+    await this.fh.close();
+    this.fh = fh;
+    this.segment = { file, firstTxg };
+    this.segments.push(this.segment);
+    this.fileOffset = SEGMENT_HEADER_BYTES;
+  }
+
+  // Deletes the oldest segments wholly covered by the checkpoint, keeping what retention asks.
+  private async trimSegments(): Promise<void> {
+    const covered: SegmentInfo[] = [];
+    for (let i = 0; i + 1 < this.segments.length; i++) {
+      if (this.segments[i + 1]!.firstTxg <= this.checkpointAt + 1) covered.push(this.segments[i]!);
+    }
+    if (covered.length === 0) return;
+    const sized = await segmentSizes(covered);
+    const now = this.clock();
+    let keptBytes = 0;
+    let keepFrom = sized.length;
+    for (let i = sized.length - 1; i >= 0; i--) {
+      const s = sized[i]!;
+      const young = now - s.mtimeMs < this.tunables.retainMs;
+      if (!young && keptBytes + s.bytes > this.tunables.retainBytes) break;
+      keptBytes += s.bytes;
+      keepFrom = i;
+    }
+    for (const s of sized.slice(0, keepFrom)) {
+      await unlink(s.file);
+      this.segments = this.segments.filter((x) => x.file !== s.file);
+    }
+    if (keepFrom > 0) await fsyncDir(this.opts.dir);
+  }
+
+  private fail(err: NodeJS.ErrnoException): void {
+    const code = err.code ?? (err as LogError).code ?? 'EIO';
+    this.failed = new LogError(`txg log write failed in ${this.segment.file}: ${err.message}`, code);
+    this.opts.warn?.(this.failed.message);
+    this.clearTimer();
+    for (const t of [this.syncing, this.quiescing, this.openTxg]) {
+      for (const w of t?.waiters.splice(0) ?? []) w.reject(this.failed);
+    }
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+

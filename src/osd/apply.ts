@@ -1,0 +1,99 @@
+// The one apply function: applies a semantic update (types.ts) to a state view. It runs live,
+// into the pending layer of the update's txg, and at replay, into the durable layer, so the
+// state after replay is the state that was live. Updates carry absolute results, so apply
+// needs nothing but the update and the state; it never touches data files (see data.ts).
+// Invariant: the object an update names exists (live validated it before logging it), so a
+// missing object here means the log and the state disagree, and apply asserts.
+
+import assert from 'node:assert/strict';
+import { parseFid, type Fid } from './fid.js';
+import { COUNTER, indexKey, objectKey, toBuffer, xattrKey } from './keys.js';
+import type { StateView } from './state.js';
+import { isDataType, type ObjectAttrs, type Update } from './types.js';
+
+async function attrsOf(s: StateView, fid: Fid, u: Update): Promise<ObjectAttrs> {
+  const a = (await s.get(objectKey(fid))) as ObjectAttrs | undefined;
+  assert(a !== undefined, `${u.op} of ${u.fid} (n ${u.n}): no such object in the state`);
+  return a;
+}
+
+async function addCounter(s: StateView, key: string, delta: number): Promise<void> {
+  if (delta === 0) return;
+  const v = ((await s.get(key)) as number | undefined) ?? 0;
+  s.put(key, v + delta);
+}
+
+/** Size accounting: the sum of sizes of data objects. */
+function dataBytes(a: ObjectAttrs): number {
+  return isDataType(a.type) ? a.size : 0;
+}
+
+async function setAttrs(s: StateView, fid: Fid, u: Update, changes: Partial<ObjectAttrs>): Promise<void> {
+  const old = await attrsOf(s, fid, u);
+  const next = { ...old, ...changes };
+  s.put(objectKey(fid), next);
+  await addCounter(s, COUNTER.bytes, dataBytes(next) - dataBytes(old));
+}
+
+export async function applyUpdate(u: Update, s: StateView): Promise<void> {
+  const fid = parseFid(u.fid);
+  switch (u.op) {
+    case 'create': {
+      s.put(objectKey(fid), { ...u.attrs });
+      await addCounter(s, COUNTER.objects, 1);
+      await addCounter(s, COUNTER.bytes, dataBytes(u.attrs));
+      if (u.attrs.gen !== undefined) {
+        const last = ((await s.get(COUNTER.lastGen)) as number | undefined) ?? 0;
+        if (u.attrs.gen > last) s.put(COUNTER.lastGen, u.attrs.gen);
+      }
+      return;
+    }
+    case 'destroy': {
+      const old = await attrsOf(s, fid, u);
+      s.del(objectKey(fid));
+      for (const name of u.xattrs) s.del(xattrKey(fid, name));
+      await addCounter(s, COUNTER.objects, -1);
+      await addCounter(s, COUNTER.bytes, -dataBytes(old));
+      return;
+    }
+    case 'attr_set':
+      return setAttrs(s, fid, u, { ...u.attrs, version: u.version });
+    case 'write':
+    case 'punch':
+      return setAttrs(s, fid, u, { size: u.size, blocks: u.blocks, version: u.version });
+    case 'xattr_set':
+      s.put(xattrKey(fid, u.name), toBuffer(u.value));
+      return setAttrs(s, fid, u, { version: u.version });
+    case 'xattr_del':
+      s.del(xattrKey(fid, u.name));
+      return setAttrs(s, fid, u, { version: u.version });
+    case 'index_insert':
+      s.put(indexKey(fid, u.name), { fid: parseFid(u.value.fid), type: u.value.type });
+      return setAttrs(s, fid, u, { version: u.version });
+    case 'index_delete':
+      s.del(indexKey(fid, u.name));
+      return setAttrs(s, fid, u, { version: u.version });
+    default: {
+      const never: never = u;
+      assert.fail(`unknown update ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/** Checks the shape of a log entry read back at replay (the edge where disk bytes become values). */
+export function updatesOfEntries(entries: unknown[], where: string): Update[] {
+  const out: Update[] = [];
+  for (const e of entries) {
+    const updates = (e as { updates?: unknown } | null)?.updates;
+    if (!Array.isArray(updates)) throw new Error(`${where}: a log entry without an updates list`);
+    for (const u of updates) {
+      const x = u as { op?: unknown; n?: unknown; fid?: unknown };
+      if (typeof x?.op !== 'string' || typeof x.n !== 'number' || typeof x.fid !== 'string') {
+        throw new Error(`${where}: a malformed update ${JSON.stringify(u)}`);
+      }
+      out.push(u as Update);
+    }
+  }
+  // Transactions of one txg may interleave; n is the order they were applied live.
+  return out.sort((a, b) => a.n - b.n);
+}

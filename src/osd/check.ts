@@ -1,0 +1,170 @@
+// The consistency check: a streaming scan of LevelDB and the data folder. Memory stays bounded
+// apart from the set of FIDs that index entries reference. It reads LevelDB only, so the OSD
+// checkpoints first (osd.check()).
+//
+// Problems, each { kind, fid, message } (fid in Lustre's text form):
+//   bad-key              a LevelDB key that fits none of the formats in keys.ts
+//   entry-without-index  an index entry whose owner is missing or is not an index object
+//   dangling-entry       an index entry whose value FID names no object (fid: the value FID)
+//   entry-type-mismatch  an index entry whose type differs from its object's type
+//   xattr-without-object an xattr whose object is missing
+//   unreferenced-object  an object no index entry references (the root index excepted)
+//   orphan-data          a data file whose object is missing, or whose generation is not the
+//                        object's current one (left by a destroy whose removal did not finish)
+//   data-on-non-regular  a data file for an object whose type holds no data
+//   data-beyond-size     a data file longer than its object's size (bytes of a txg lost in a
+//                        crash: invisible and harmless, trimmed by the next extending update)
+//   data-missing         a data object whose recorded blocks are > 0 but has no data file
+//   counter-mismatch     m:objects or m:bytes differs from the objects actually present
+
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DataFiles } from './data.js';
+import { fidKey, fidToString, parseFidKey, ROOT_INDEX_FID, type Fid } from './fid.js';
+import { COUNTER, decodeValue, kindEnd, kindStart, objectKey, splitOwnedKey } from './keys.js';
+import type { Db } from './state.js';
+import { isDataType, isIndexType, type IndexValue, type ObjectAttrs } from './types.js';
+
+export type CheckKind =
+  | 'bad-key' | 'entry-without-index' | 'dangling-entry' | 'entry-type-mismatch' | 'xattr-without-object'
+  | 'unreferenced-object' | 'orphan-data' | 'data-on-non-regular' | 'data-beyond-size' | 'data-missing'
+  | 'counter-mismatch';
+
+export interface CheckProblem {
+  kind: CheckKind;
+  fid: string;
+  message: string;
+}
+
+const BATCH = 512;
+
+async function attrsMany(db: Db, fids: Fid[]): Promise<(ObjectAttrs | undefined)[]> {
+  const keys = fids.map(objectKey);
+  const values = await db.getMany(keys);
+  return values.map((v, i) => (v === undefined ? undefined : (decodeValue(keys[i]!, v) as ObjectAttrs)));
+}
+
+async function* scan(db: Db, kind: 'o' | 'x' | 'i'): AsyncGenerator<[string, Uint8Array]> {
+  for await (const row of db.iterator({ gte: kindStart(kind), lt: kindEnd(kind) })) yield row;
+}
+
+export async function checkDevice(db: Db, data: DataFiles): Promise<CheckProblem[]> {
+  const problems: CheckProblem[] = [];
+  const referenced = new Set<string>();
+  await checkIndexes(db, problems, referenced);
+  await checkXattrs(db, problems);
+  await checkObjects(db, data, problems, referenced);
+  await checkDataFiles(db, data, problems);
+  return problems;
+}
+
+async function checkIndexes(db: Db, problems: CheckProblem[], referenced: Set<string>): Promise<void> {
+  let owner = '';
+  let ownerOk = false;
+  let batch: { index: Fid; name: string; value: IndexValue }[] = [];
+  const flush = async () => {
+    const attrs = await attrsMany(db, batch.map((e) => e.value.fid));
+    batch.forEach((e, i) => {
+      const a = attrs[i];
+      const where = `${JSON.stringify(e.name)} in index ${fidToString(e.index)}`;
+      if (!a) problems.push({ kind: 'dangling-entry', fid: fidToString(e.value.fid), message: `${where} names ${fidToString(e.value.fid)}, which does not exist` });
+      else if (a.type !== e.value.type) problems.push({ kind: 'entry-type-mismatch', fid: fidToString(e.value.fid), message: `${where} says ${e.value.type}, the object is ${a.type}` });
+    });
+    batch = [];
+  };
+  for await (const [key, bytes] of scan(db, 'i')) {
+    const parts = splitOwnedKey(key);
+    if (!parts) {
+      problems.push({ kind: 'bad-key', fid: '', message: `malformed key ${JSON.stringify(key)}` });
+      continue;
+    }
+    const ownerKey = fidKey(parts.fid);
+    if (ownerKey !== owner) {
+      owner = ownerKey;
+      const [a] = await attrsMany(db, [parts.fid]);
+      ownerOk = a !== undefined && isIndexType(a.type);
+    }
+    const value = decodeValue(key, bytes) as IndexValue;
+    referenced.add(fidKey(value.fid));
+    if (!ownerOk) {
+      problems.push({ kind: 'entry-without-index', fid: fidToString(parts.fid), message: `entry ${JSON.stringify(parts.name)} belongs to ${fidToString(parts.fid)}, which is not an index object` });
+      continue;
+    }
+    batch.push({ index: parts.fid, name: parts.name, value });
+    if (batch.length >= BATCH) await flush();
+  }
+  await flush();
+}
+
+async function checkXattrs(db: Db, problems: CheckProblem[]): Promise<void> {
+  let owner = '';
+  let ownerOk = false;
+  for await (const [key] of scan(db, 'x')) {
+    const parts = splitOwnedKey(key);
+    if (!parts) {
+      problems.push({ kind: 'bad-key', fid: '', message: `malformed key ${JSON.stringify(key)}` });
+      continue;
+    }
+    const ownerKey = fidKey(parts.fid);
+    if (ownerKey !== owner) {
+      owner = ownerKey;
+      ownerOk = (await attrsMany(db, [parts.fid]))[0] !== undefined;
+    }
+    if (!ownerOk) problems.push({ kind: 'xattr-without-object', fid: fidToString(parts.fid), message: `xattr ${JSON.stringify(parts.name)} of ${fidToString(parts.fid)}, which does not exist` });
+  }
+}
+
+async function checkObjects(db: Db, data: DataFiles, problems: CheckProblem[], referenced: Set<string>): Promise<void> {
+  let objects = 0;
+  let bytes = 0;
+  const rootKey = fidKey(ROOT_INDEX_FID);
+  for await (const [key, value] of scan(db, 'o')) {
+    const fid = parseFidKey(key.slice(2));
+    if (!fid) {
+      problems.push({ kind: 'bad-key', fid: '', message: `malformed key ${JSON.stringify(key)}` });
+      continue;
+    }
+    const a = decodeValue(key, value) as ObjectAttrs;
+    const text = fidToString(fid);
+    objects++;
+    if (isDataType(a.type)) bytes += a.size;
+    const k = fidKey(fid);
+    if (k !== rootKey && !referenced.has(k)) problems.push({ kind: 'unreferenced-object', fid: text, message: `${a.type} object ${text} is referenced by no index entry` });
+    if (!isDataType(a.type) || a.gen === undefined) continue;
+    const st = await data.stat(data.path(fid, a.gen));
+    if (!st && a.blocks > 0) problems.push({ kind: 'data-missing', fid: text, message: `${text} records ${a.blocks} blocks but has no data file` });
+    if (st && st.size > a.size) problems.push({ kind: 'data-beyond-size', fid: text, message: `data file of ${text} holds ${st.size} bytes, its size is ${a.size}` });
+  }
+  const counted = await db.getMany([COUNTER.objects, COUNTER.bytes]);
+  const [o, b] = counted.map((v, i) => (v === undefined ? undefined : decodeValue(i === 0 ? COUNTER.objects : COUNTER.bytes, v)));
+  if (o !== objects) problems.push({ kind: 'counter-mismatch', fid: '', message: `m:objects says ${String(o)}, the device holds ${objects}` });
+  if (b !== bytes) problems.push({ kind: 'counter-mismatch', fid: '', message: `m:bytes says ${String(b)}, the data objects hold ${bytes}` });
+}
+
+const DATA_NAME = /^([0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{8})\.([0-9a-f]+)$/;
+
+async function checkDataFiles(db: Db, data: DataFiles, problems: CheckProblem[]): Promise<void> {
+  for (const bucket of (await readdir(data.dir)).sort()) {
+    const names = await readdir(join(data.dir, bucket));
+    for (let i = 0; i < names.length; i += BATCH) {
+      const files = names.slice(i, i + BATCH).map((name) => {
+        const m = DATA_NAME.exec(name);
+        return { name, fid: m ? parseFidKey(m[1]!) : undefined, gen: m ? parseInt(m[2]!, 16) : NaN };
+      });
+      const known = files.filter((f): f is typeof f & { fid: Fid } => f.fid !== undefined);
+      const attrs = await attrsMany(db, known.map((f) => f.fid));
+      for (const f of files) {
+        const where = join(bucket, f.name);
+        if (!f.fid) {
+          problems.push({ kind: 'orphan-data', fid: '', message: `data/${where} is not a data file name` });
+          continue;
+        }
+        const a = attrs[known.indexOf(f as (typeof known)[number])];
+        const text = fidToString(f.fid);
+        if (!a) problems.push({ kind: 'orphan-data', fid: text, message: `data/${where} belongs to ${text}, which does not exist` });
+        else if (!isDataType(a.type)) problems.push({ kind: 'data-on-non-regular', fid: text, message: `data/${where} belongs to ${text}, a ${a.type} object` });
+        else if (a.gen !== f.gen) problems.push({ kind: 'orphan-data', fid: text, message: `data/${where} is generation ${f.gen} of ${text}, whose data is generation ${String(a.gen)}` });
+      }
+    }
+  }
+}

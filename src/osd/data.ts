@@ -1,0 +1,277 @@
+// Data files: the bytes of data objects, written in place, never through the log.
+//
+// A data object's bytes live in DEVICE/data/XX/<fidKey>.<gen>, where XX is the low byte of
+// (seq ^ oid ^ ver) in two hex digits and gen (hex) is the object's data-file generation, new
+// at every create, so that a destroyed-then-recreated FID never meets its old bytes. The file
+// is sparse: a byte never written reads as zero. Its length may exceed the object's recorded
+// size (bytes written by a txg that a crash lost): such bytes are never visible, since reads
+// clamp to the size and any update that makes bytes past the size visible first trims the
+// file back to the size.
+//
+// Durability: every file written (or created, or truncated) in a txg is fdatasync'ed, and the
+// folder of every file created in it fsync'ed, in beforeSync(txg), before the txg's record is
+// appended; so a file is always at least as new as the log, and replay never rewrites one.
+// Open descriptors are bounded by maxOpenFiles (LRU); one evicted while dirty is fdatasync'ed
+// before it is closed.
+
+import assert from 'node:assert/strict';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { constants } from 'node:fs';
+import { isErrno } from './errors.js';
+import { fidKey, type Fid } from './fid.js';
+
+interface Entry {
+  path: string;
+  handle: FileHandle;
+  dirty: boolean;
+  busy: number;
+}
+
+const ZERO_CHUNK_BYTES = 1 << 20;
+const SYNC_CONCURRENCY = 16;
+
+export class DataFiles {
+  readonly dir: string;
+  readonly maxOpenFiles: number;
+  /** Open descriptors, least recently used first. */
+  private lru = new Map<string, Entry>();
+  private opening = new Map<string, Promise<Entry | undefined>>();
+  private evicting = new Set<Promise<void>>();
+  private dirtyFiles = new Map<number, Set<string>>();
+  private dirtyDirs = new Map<number, Set<string>>();
+  /** Bytes written per unsynced txg, for stats. */
+  readonly dirtyBytes = new Map<number, number>();
+
+  constructor(dir: string, maxOpenFiles: number) {
+    assert(maxOpenFiles >= 1);
+    this.dir = dir;
+    this.maxOpenFiles = maxOpenFiles;
+  }
+
+  static bucket(fid: Fid): string {
+    return ((fid.seq ^ fid.oid ^ fid.ver) & 0xff).toString(16).padStart(2, '0');
+  }
+
+  path(fid: Fid, gen: number): string {
+    return join(this.dir, DataFiles.bucket(fid), `${fidKey(fid)}.${gen.toString(16)}`);
+  }
+
+  get openFiles(): number {
+    return this.lru.size;
+  }
+
+  private mark(set: Map<number, Set<string>>, txg: number, value: string): void {
+    let s = set.get(txg);
+    if (!s) set.set(txg, (s = new Set()));
+    s.add(value);
+  }
+
+  /** Opens (or with `txg`, creates) the file; undefined if it does not exist and txg is not given. */
+  private async acquire(path: string, txg?: number): Promise<Entry | undefined> {
+    for (;;) {
+      const e = this.lru.get(path);
+      if (e) {
+        this.lru.delete(path);
+        this.lru.set(path, e);
+        e.busy++;
+        return e;
+      }
+      const inFlight = this.opening.get(path);
+      if (!inFlight) break;
+      const got = await inFlight;
+      if (!got && txg === undefined) return undefined;
+    }
+    const p = this.openFile(path, txg);
+    this.opening.set(path, p);
+    let e: Entry | undefined;
+    try {
+      e = await p;
+    } finally {
+      this.opening.delete(path);
+    }
+    if (!e) return undefined;
+    this.lru.set(path, e);
+    e.busy++;
+    this.evictIfNeeded();
+    return e;
+  }
+
+  private async openFile(path: string, txg?: number): Promise<Entry | undefined> {
+    try {
+      return { path, handle: await open(path, constants.O_RDWR), dirty: false, busy: 0 };
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT') || txg === undefined) {
+        if (isErrno(err, 'ENOENT')) return undefined;
+        throw err;
+      }
+    }
+    const handle = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644);
+    this.mark(this.dirtyDirs, txg, join(path, '..'));
+    return { path, handle, dirty: true, busy: 0 };
+  }
+
+  private release(e: Entry): void {
+    e.busy--;
+  }
+
+  private evictIfNeeded(): void {
+    for (const e of this.lru.values()) {
+      if (this.lru.size <= this.maxOpenFiles) return;
+      if (e.busy > 0) continue;
+      this.lru.delete(e.path);
+      const p = this.closeEntry(e).finally(() => this.evicting.delete(p));
+      this.evicting.add(p);
+    }
+  }
+
+  private async closeEntry(e: Entry): Promise<void> {
+    if (e.dirty) {
+      e.dirty = false;
+      await e.handle.datasync();
+    }
+    await e.handle.close();
+  }
+
+  private async use<T>(path: string, txg: number | undefined, fn: (e: Entry) => Promise<T>): Promise<T | undefined> {
+    const e = await this.acquire(path, txg);
+    if (!e) return undefined;
+    try {
+      if (txg !== undefined) {
+        e.dirty = true;
+        this.mark(this.dirtyFiles, txg, path);
+      }
+      return await fn(e);
+    } finally {
+      this.release(e);
+    }
+  }
+
+  /** Writes at offset (creating the file); returns the file's allocated 512-byte blocks. */
+  async write(path: string, offset: number, data: Uint8Array, txg: number): Promise<number> {
+    this.dirtyBytes.set(txg, (this.dirtyBytes.get(txg) ?? 0) + data.byteLength);
+    const blocks = await this.use(path, txg, async (e) => {
+      let done = 0;
+      while (done < data.byteLength) {
+        const { bytesWritten } = await e.handle.write(data, done, data.byteLength - done, offset + done);
+        done += bytesWritten;
+      }
+      return (await e.handle.stat()).blocks;
+    });
+    return blocks!;
+  }
+
+  /** Sets the file's length if the file exists; returns its blocks (0 if there is no file). */
+  async truncate(path: string, length: number, txg: number): Promise<number> {
+    if (!(await this.exists(path))) return 0;
+    return (await this.use(path, txg, async (e) => {
+      await e.handle.truncate(length);
+      return (await e.handle.stat()).blocks;
+    })) ?? 0;
+  }
+
+  /** Zeroes [start, end) of the file if it exists, deallocating what lies past the end. */
+  async zero(path: string, start: number, end: number, txg: number): Promise<number> {
+    if (!(await this.exists(path))) return 0;
+    return (await this.use(path, txg, async (e) => {
+      const length = (await e.handle.stat()).size;
+      if (end >= length) {
+        if (start < length) await e.handle.truncate(start);
+      } else {
+        const zeros = Buffer.alloc(Math.min(ZERO_CHUNK_BYTES, end - start));
+        for (let at = start; at < end; at += zeros.length) {
+          await e.handle.write(zeros, 0, Math.min(zeros.length, end - at), at);
+        }
+      }
+      return (await e.handle.stat()).blocks;
+    })) ?? 0;
+  }
+
+  private async exists(path: string): Promise<boolean> {
+    if (this.lru.has(path)) return true;
+    const e = await this.acquire(path);
+    if (!e) return false;
+    this.release(e);
+    return true;
+  }
+
+  /** Reads `length` bytes at offset; bytes past the end of the file (or of no file) are zeros. */
+  async read(path: string, offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.alloc(length);
+    await this.use(path, undefined, async (e) => {
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await e.handle.read(buf, done, length - done, offset + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+    });
+    return buf;
+  }
+
+  /** Length and blocks of the file, or undefined if it does not exist. */
+  async stat(path: string): Promise<{ size: number; blocks: number } | undefined> {
+    return this.use(path, undefined, async (e) => {
+      const st = await e.handle.stat();
+      return { size: st.size, blocks: st.blocks };
+    });
+  }
+
+  /** Makes everything written in `txg` durable (the log's beforeSync). */
+  async syncTxg(txg: number): Promise<void> {
+    const files = this.dirtyFiles.get(txg) ?? new Set<string>();
+    const dirs = this.dirtyDirs.get(txg) ?? new Set<string>();
+    this.dirtyFiles.delete(txg);
+    this.dirtyDirs.delete(txg);
+    await Promise.all([...this.evicting]);
+    const todo = [...files].map((p) => this.lru.get(p)).filter((e): e is Entry => e !== undefined && e.dirty);
+    for (let i = 0; i < todo.length; i += SYNC_CONCURRENCY) {
+      await Promise.all(todo.slice(i, i + SYNC_CONCURRENCY).map(async (e) => {
+        e.dirty = false;
+        e.busy++;
+        try {
+          await e.handle.datasync();
+        } finally {
+          e.busy--;
+        }
+      }));
+    }
+    await Promise.all([...dirs].map((d) => fsyncDir(d)));
+  }
+
+  /** Forgets the dirty-byte count of txgs <= txg (they are durable). */
+  synced(txg: number): void {
+    for (const t of this.dirtyBytes.keys()) if (t <= txg) this.dirtyBytes.delete(t);
+  }
+
+  /** Removes a data file (its object's destroy is durable). */
+  async remove(path: string): Promise<void> {
+    const e = this.lru.get(path);
+    if (e && e.busy === 0) {
+      this.lru.delete(path);
+      e.dirty = false;
+      await e.handle.close();
+    }
+    try {
+      await unlink(path);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.evicting]);
+    const all = [...this.lru.values()];
+    this.lru.clear();
+    await Promise.all(all.map((e) => this.closeEntry(e)));
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const h = await open(dir, 'r');
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}

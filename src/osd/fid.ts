@@ -1,0 +1,77 @@
+// FIDs: Lustre's File IDentifiers, (seq, oid, ver). Text form as Lustre prints it,
+// "[0x200000400:0x1:0x0]"; key form for LevelDB, fixed-width lowercase hex so that byte order
+// is FID order: 16 hex digits of seq, '-', 8 of oid, '-', 8 of ver (34 characters).
+// Limits: seq < 2^53 (a JavaScript safe integer), oid and ver < 2^32.
+
+import { OsdError } from './errors.js';
+
+export interface Fid {
+  readonly seq: number;
+  readonly oid: number;
+  readonly ver: number;
+}
+
+export const FID_KEY_LENGTH = 34;
+const U32 = 0x1_0000_0000;
+
+export function isValidFid(fid: unknown): fid is Fid {
+  if (typeof fid !== 'object' || fid === null) return false;
+  const { seq, oid, ver } = fid as Fid;
+  return (
+    Number.isSafeInteger(seq) && seq >= 0 &&
+    Number.isInteger(oid) && oid >= 0 && oid < U32 &&
+    Number.isInteger(ver) && ver >= 0 && ver < U32
+  );
+}
+
+/** Validates a FID given by a caller; the edge where bad input becomes EINVAL. */
+export function checkFid(fid: unknown): Fid {
+  if (!isValidFid(fid)) throw new OsdError('EINVAL', `not a valid FID: ${JSON.stringify(fid)}`);
+  return fid;
+}
+
+export function fid(seq: number, oid: number, ver = 0): Fid {
+  return checkFid({ seq, oid, ver });
+}
+
+export function fidToString(f: Fid): string {
+  return `[0x${f.seq.toString(16)}:0x${f.oid.toString(16)}:0x${f.ver.toString(16)}]`;
+}
+
+const TEXT = /^\[0x([0-9a-fA-F]{1,14}):0x([0-9a-fA-F]{1,8}):0x([0-9a-fA-F]{1,8})\]$/;
+
+/** Parses Lustre's text form; throws EINVAL on anything else. */
+export function parseFid(text: string): Fid {
+  const m = TEXT.exec(text);
+  if (!m) throw new OsdError('EINVAL', `not a FID: ${JSON.stringify(text)}`);
+  return checkFid({ seq: parseInt(m[1]!, 16), oid: parseInt(m[2]!, 16), ver: parseInt(m[3]!, 16) });
+}
+
+export function fidKey(f: Fid): string {
+  return (
+    f.seq.toString(16).padStart(16, '0') + '-' +
+    f.oid.toString(16).padStart(8, '0') + '-' +
+    f.ver.toString(16).padStart(8, '0')
+  );
+}
+
+const KEY = /^([0-9a-f]{16})-([0-9a-f]{8})-([0-9a-f]{8})$/;
+
+export function parseFidKey(key: string): Fid | undefined {
+  const m = KEY.exec(key);
+  if (!m) return undefined;
+  const f = { seq: parseInt(m[1]!, 16), oid: parseInt(m[2]!, 16), ver: parseInt(m[3]!, 16) };
+  return isValidFid(f) ? f : undefined;
+}
+
+export function fidEquals(a: Fid, b: Fid): boolean {
+  return a.seq === b.seq && a.oid === b.oid && a.ver === b.ver;
+}
+
+/**
+ * The OSD's root index: a well-known index object created by format, where upper layers
+ * anchor their named local objects ("ROOT", "last_rcvd", "O/0", ...). It lives in Lustre's
+ * FID_SEQ_LOCAL_FILE sequence (0x200000001). Every other object must be reachable from an
+ * index entry somewhere.
+ */
+export const ROOT_INDEX_FID: Fid = Object.freeze({ seq: 0x200000001, oid: 0x1, ver: 0 });

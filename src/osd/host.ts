@@ -1,0 +1,30 @@
+// What a transaction needs from its OSD (implemented by Osd in osd.ts).
+
+import type { TxgHold } from '../log/index.js';
+import type { DataFiles } from './data.js';
+import type { Fid } from './fid.js';
+import type { LayeredState } from './state.js';
+import type { UpdateBody } from './tx.js';
+import type { ObjectAttrs, Update } from './types.js';
+
+export interface TxHost {
+  readonly state: LayeredState;
+  readonly data: DataFiles;
+  assertOpen(): void;
+  hold(): TxgHold;
+  nowSeconds(): number;
+  attrs(fid: Fid): Promise<ObjectAttrs | undefined>;
+  /** Runs fn with the object's lock held. */
+  withObject<T>(fid: Fid, fn: () => Promise<T>): Promise<T>;
+  /** Under the device-wide apply lock: numbers the update built by `build`, applies it, returns it. */
+  applyLive(txg: number, build: () => UpdateBody): Promise<Update>;
+  /** start(): ENOSPC if the declared needs do not fit; waits while checkpoints lag. */
+  admit(bytes: number, objects: number): Promise<void>;
+  /** ENOSPC unless `bytes` more fit on the device. */
+  checkSpace(bytes: number): Promise<void>;
+  /** ENOSPC unless one more object fits. */
+  checkObjects(): void;
+  /** The next data-file generation (call only inside applyLive's build). */
+  nextGen(): number;
+  removeDataWhenSynced(txg: number, fid: Fid, gen: number): void;
+}

@@ -1,0 +1,331 @@
+// Transactions: declare, start, updates, stop. Each update validates against the current state
+// (reads see every applied update, committed or not), does its data-file work, then becomes a
+// semantic Update that is applied at once (apply.ts) and kept for the tx's log entry. A failed
+// update throws an OsdError and applies nothing. Updates of one object run one at a time
+// (a per-object lock); the apply step itself is serialized device-wide.
+
+import assert from 'node:assert/strict';
+import type { TxgHold } from '../log/index.js';
+import { OsdError } from './errors.js';
+import { checkFid, fidEquals, fidToString, ROOT_INDEX_FID, type Fid } from './fid.js';
+import { indexKey, indexPrefix, NAME_MAX_BYTES, xattrKey, xattrPrefix, XATTR_VALUE_MAX_BYTES } from './keys.js';
+import {
+  isDataType, isIndexType, MAX_FILE_BYTES, OBJECT_TYPES, SETTABLE_ATTRS,
+  type IndexValue, type ObjectAttrs, type ObjectType, type SettableAttrs, type Update,
+} from './types.js';
+import type { TxHost } from './host.js';
+
+type Unnumbered<U> = U extends unknown ? Omit<U, 'n'> : never;
+export type UpdateBody = Unnumbered<Update>;
+
+export interface CreateAttrs extends SettableAttrs {
+  type: ObjectType;
+}
+
+export interface XattrSetFlags {
+  /** Fail with EEXIST if the xattr exists. */
+  create?: boolean;
+  /** Fail with ENODATA if the xattr does not exist. */
+  replace?: boolean;
+}
+
+export function checkName(name: unknown, what: string): string {
+  if (typeof name !== 'string' || name.length === 0 || Buffer.byteLength(name) > NAME_MAX_BYTES) {
+    throw new OsdError('EINVAL', `${what} must be a string of 1 to ${NAME_MAX_BYTES} bytes`);
+  }
+  return name;
+}
+
+function checkType(type: unknown): ObjectType {
+  if (!(OBJECT_TYPES as readonly unknown[]).includes(type)) {
+    throw new OsdError('EINVAL', `object type must be one of ${OBJECT_TYPES.join(', ')}, not ${String(type)}`);
+  }
+  return type as ObjectType;
+}
+
+function checkBytes(n: unknown, what: string): number {
+  if (!Number.isSafeInteger(n) || (n as number) < 0 || (n as number) > MAX_FILE_BYTES) {
+    throw new OsdError(Number.isSafeInteger(n) && (n as number) > 0 ? 'EFBIG' : 'EINVAL', `${what} must be an integer in [0, 2^52], not ${String(n)}`);
+  }
+  return n as number;
+}
+
+/** Validates caller-given attributes: only settable ones, each a finite number. */
+export function checkAttrs(attrs: object, allowType: boolean): SettableAttrs {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'type' && allowType) continue;
+    if (!(SETTABLE_ATTRS as readonly string[]).includes(k)) throw new OsdError('EINVAL', `attribute ${k} cannot be set`);
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new OsdError('EINVAL', `attribute ${k} must be a finite number`);
+    if (k === 'size') checkBytes(v, 'size');
+    else if (k === 'mode' && (!Number.isInteger(v) || v < 0 || v > 0o7777)) throw new OsdError('EINVAL', 'mode holds permission bits only (0 to 07777)');
+    else if (k !== 'atime' && k !== 'mtime' && k !== 'ctime' && (!Number.isSafeInteger(v) || v < 0)) throw new OsdError('EINVAL', `attribute ${k} must be a non-negative integer`);
+    out[k] = v;
+  }
+  return out as SettableAttrs;
+}
+
+export class Tx {
+  #host: TxHost;
+  #hold: TxgHold | undefined;
+  #state: 'new' | 'started' | 'stopped' = 'new';
+  #updates: Update[] = [];
+  #annotation: Record<string, unknown> | undefined;
+  #inflight = 0;
+  #declaredBytes = 0;
+  #declaredObjects = 0;
+
+  constructor(host: TxHost) {
+    this.#host = host;
+  }
+
+  /** The txg this transaction joined (after start). */
+  get txg(): number {
+    assert(this.#hold, 'tx not started');
+    return this.#hold.txg;
+  }
+
+  /** The updates applied so far (what the log entry will hold). */
+  get updates(): readonly Update[] {
+    return this.#updates;
+  }
+
+  // Declarations: what the tx will need. start() refuses with ENOSPC if the device cannot hold
+  // it; they are a check, not a reservation.
+  declareCreate(_fid: Fid): this {
+    this.#declaredObjects++;
+    return this;
+  }
+  declareWrite(_fid: Fid, bytes: number): this {
+    this.#declaredBytes += checkBytes(bytes, 'declared bytes');
+    return this;
+  }
+  declareDestroy(_fid: Fid): this {
+    return this;
+  }
+  declareAttrSet(_fid: Fid): this {
+    return this;
+  }
+  declareXattrSet(_fid: Fid, bytes = 0): this {
+    this.#declaredBytes += checkBytes(bytes, 'declared bytes');
+    return this;
+  }
+  declarePunch(_fid: Fid): this {
+    return this;
+  }
+  declareIndexInsert(_index: Fid): this {
+    return this;
+  }
+  declareIndexDelete(_index: Fid): this {
+    return this;
+  }
+
+  /** Joins the open txg. Waits first if checkpoints lag far behind (bounded memory). */
+  async start(): Promise<void> {
+    assert(this.#state === 'new', `tx.start() in state ${this.#state}`);
+    this.#state = 'started';
+    await this.#host.admit(this.#declaredBytes, this.#declaredObjects);
+    this.#hold = this.#host.hold();
+  }
+
+  /** Opaque information from upper layers (transno, client uuid, operation), kept in the log entry. */
+  annotate(info: Record<string, unknown>): this {
+    this.#annotation = { ...this.#annotation, ...info };
+    return this;
+  }
+
+  /**
+   * Ends the tx: its entry joins its txg. onCommit(txg) runs once the txg is durable, in txg
+   * order. Every update must have finished (awaited) before stop.
+   */
+  stop(onCommit?: (txg: number) => void): { txg: number } {
+    assert(this.#state === 'started' && this.#hold, `tx.stop() in state ${this.#state}`);
+    // Invariant: an update still running would land after its entry left for the log.
+    assert(this.#inflight === 0, 'tx.stop() while an update is still running');
+    this.#state = 'stopped';
+    const entry = this.#annotation ? { updates: this.#updates, tx: this.#annotation } : { updates: this.#updates };
+    this.#hold.release(entry, onCommit);
+    return { txg: this.#hold.txg };
+  }
+
+  private async run<T>(fid: Fid, fn: (fidText: string) => Promise<T>): Promise<T> {
+    assert(this.#state === 'started' && this.#hold, `tx update in state ${this.#state}`);
+    this.#host.assertOpen();
+    this.#inflight++;
+    try {
+      return await this.#host.withObject(fid, () => fn(fidToString(fid)));
+    } finally {
+      this.#inflight--;
+    }
+  }
+
+  private async apply(build: () => UpdateBody): Promise<void> {
+    this.#updates.push(await this.#host.applyLive(this.txg, build));
+  }
+
+  private async existing(fid: Fid): Promise<ObjectAttrs> {
+    const a = await this.#host.attrs(fid);
+    if (!a) throw new OsdError('ENOENT', `no object ${fidToString(fid)}`);
+    return a;
+  }
+
+  private async dataObject(fid: Fid): Promise<ObjectAttrs> {
+    const a = await this.existing(fid);
+    if (!isDataType(a.type)) throw new OsdError(isIndexType(a.type) ? 'EISDIR' : 'EINVAL', `${fidToString(fid)} is a ${a.type} object, which holds no data`);
+    assert(a.gen !== undefined, `data object ${fidToString(fid)} without a generation`);
+    return a;
+  }
+
+  private async indexObject(fid: Fid): Promise<ObjectAttrs> {
+    const a = await this.existing(fid);
+    if (!isIndexType(a.type)) throw new OsdError('ENOTDIR', `${fidToString(fid)} is a ${a.type} object, not an index`);
+    return a;
+  }
+
+  async create(fid: Fid, attrs: CreateAttrs): Promise<void> {
+    checkFid(fid);
+    const type = checkType(attrs?.type);
+    const given = checkAttrs(attrs, true);
+    await this.run(fid, async (fidText) => {
+      if (await this.#host.attrs(fid)) throw new OsdError('EEXIST', `object ${fidText} exists`);
+      this.#host.checkObjects();
+      if (given.size) await this.#host.checkSpace(isDataType(type) ? given.size : 0);
+      const now = this.#host.nowSeconds();
+      const full: ObjectAttrs = {
+        type, mode: type === 'dir' || type === 'idx' ? 0o755 : 0o644, uid: 0, gid: 0, size: 0, blocks: 0,
+        atime: now, mtime: now, ctime: now, nlink: type === 'dir' ? 2 : 1, flags: 0, ...given, version: 1,
+      };
+      await this.apply(() => {
+        if (isDataType(type)) full.gen = this.#host.nextGen();
+        return { op: 'create', fid: fidText, attrs: full };
+      });
+    });
+  }
+
+  async destroy(fid: Fid): Promise<void> {
+    checkFid(fid);
+    if (fidEquals(fid, ROOT_INDEX_FID)) throw new OsdError('EINVAL', 'the root index cannot be destroyed');
+    await this.run(fid, async (fidText) => {
+      const a = await this.existing(fid);
+      if (isIndexType(a.type) && (await this.#host.state.list(indexPrefix(fid), undefined, 1)).length > 0) {
+        throw new OsdError('ENOTEMPTY', `index ${fidText} still holds entries`);
+      }
+      const prefix = xattrPrefix(fid);
+      const xattrs = (await this.#host.state.list(prefix, undefined, Infinity)).map((r) => r.key.slice(prefix.length));
+      await this.apply(() => (a.gen === undefined ? { op: 'destroy', fid: fidText, xattrs } : { op: 'destroy', fid: fidText, xattrs, gen: a.gen }));
+      if (a.gen !== undefined) this.#host.removeDataWhenSynced(this.txg, fid, a.gen);
+    });
+  }
+
+  async attrSet(fid: Fid, attrs: SettableAttrs): Promise<void> {
+    checkFid(fid);
+    const changes: Partial<ObjectAttrs> = checkAttrs(attrs ?? {}, false);
+    await this.run(fid, async (fidText) => {
+      const a = await this.existing(fid);
+      if (changes.size !== undefined && isDataType(a.type) && changes.size !== a.size) {
+        changes.blocks = await this.resize(fid, a, changes.size);
+      }
+      await this.apply(() => ({ op: 'attr_set', fid: fidText, attrs: changes, version: a.version + 1 }));
+    });
+  }
+
+  /** Truncate semantics for data objects: returns the new blocks. */
+  private async resize(fid: Fid, a: ObjectAttrs, size: number): Promise<number> {
+    const path = this.#host.data.path(fid, a.gen!);
+    if (size > a.size) {
+      await this.#host.checkSpace(size - a.size);
+      // Bytes past the recorded size are leftovers of a lost txg: trim them before they show.
+      return this.#host.data.truncate(path, a.size, this.txg);
+    }
+    return this.#host.data.truncate(path, size, this.txg);
+  }
+
+  async xattrSet(fid: Fid, name: string, value: Uint8Array, flags: XattrSetFlags = {}): Promise<void> {
+    checkFid(fid);
+    checkName(name, 'xattr name');
+    if (!(value instanceof Uint8Array) || value.byteLength > XATTR_VALUE_MAX_BYTES) {
+      throw new OsdError('EINVAL', `xattr value must be bytes, at most ${XATTR_VALUE_MAX_BYTES}`);
+    }
+    const copy = Buffer.from(value);
+    await this.run(fid, async (fidText) => {
+      const a = await this.existing(fid);
+      const exists = (await this.#host.state.get(xattrKey(fid, name))) !== undefined;
+      if (flags.create && exists) throw new OsdError('EEXIST', `xattr ${name} of ${fidText} exists`);
+      if (flags.replace && !exists) throw new OsdError('ENODATA', `no xattr ${name} on ${fidText}`);
+      await this.apply(() => ({ op: 'xattr_set', fid: fidText, name, value: copy, version: a.version + 1 }));
+    });
+  }
+
+  async xattrDel(fid: Fid, name: string): Promise<void> {
+    checkFid(fid);
+    checkName(name, 'xattr name');
+    await this.run(fid, async (fidText) => {
+      const a = await this.existing(fid);
+      if ((await this.#host.state.get(xattrKey(fid, name))) === undefined) throw new OsdError('ENODATA', `no xattr ${name} on ${fidText}`);
+      await this.apply(() => ({ op: 'xattr_del', fid: fidText, name, version: a.version + 1 }));
+    });
+  }
+
+  async write(fid: Fid, offset: number, data: Uint8Array): Promise<void> {
+    checkFid(fid);
+    checkBytes(offset, 'offset');
+    if (!(data instanceof Uint8Array)) throw new OsdError('EINVAL', 'write data must be bytes');
+    const end = checkBytes(offset + data.byteLength, 'end of write');
+    await this.run(fid, async (fidText) => {
+      const a = await this.dataObject(fid);
+      if (end > a.size) await this.#host.checkSpace(end - a.size);
+      const path = this.#host.data.path(fid, a.gen!);
+      if (offset > a.size) await this.#host.data.truncate(path, a.size, this.txg);
+      const blocks = await this.#host.data.write(path, offset, data, this.txg);
+      const size = Math.max(a.size, end);
+      await this.apply(() => ({ op: 'write', fid: fidText, offset, length: data.byteLength, size, blocks, version: a.version + 1 }));
+    });
+  }
+
+  /**
+   * Punches [start, end) to zeros within the current size, or with no end, truncates: the
+   * size becomes start (growing or shrinking; growth reads as zeros).
+   */
+  async punch(fid: Fid, start: number, end?: number): Promise<void> {
+    checkFid(fid);
+    checkBytes(start, 'punch start');
+    if (end !== undefined && checkBytes(end, 'punch end') < start) throw new OsdError('EINVAL', 'punch end before start');
+    await this.run(fid, async (fidText) => {
+      const a = await this.dataObject(fid);
+      const path = this.#host.data.path(fid, a.gen!);
+      let blocks = a.blocks;
+      let size = a.size;
+      if (end === undefined) {
+        blocks = await this.resize(fid, a, start);
+        size = start;
+      } else if (start < a.size) {
+        blocks = await this.#host.data.zero(path, start, Math.min(end, a.size), this.txg);
+      }
+      await this.apply(() => ({ op: 'punch', fid: fidText, start, end: end ?? null, size, blocks, version: a.version + 1 }));
+    });
+  }
+
+  async indexInsert(index: Fid, name: string, value: IndexValue): Promise<void> {
+    checkFid(index);
+    checkName(name, 'index name');
+    checkFid(value?.fid);
+    const type = checkType(value.type);
+    await this.run(index, async (fidText) => {
+      const a = await this.indexObject(index);
+      if ((await this.#host.state.get(indexKey(index, name))) !== undefined) throw new OsdError('EEXIST', `${name} exists in index ${fidText}`);
+      const v = { fid: fidToString(value.fid), type };
+      await this.apply(() => ({ op: 'index_insert', fid: fidText, name, value: v, version: a.version + 1 }));
+    });
+  }
+
+  async indexDelete(index: Fid, name: string): Promise<void> {
+    checkFid(index);
+    checkName(name, 'index name');
+    await this.run(index, async (fidText) => {
+      const a = await this.indexObject(index);
+      if ((await this.#host.state.get(indexKey(index, name))) === undefined) throw new OsdError('ENOENT', `no ${name} in index ${fidText}`);
+      await this.apply(() => ({ op: 'index_delete', fid: fidText, name, version: a.version + 1 }));
+    });
+  }
+}

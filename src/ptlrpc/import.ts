@@ -1,0 +1,498 @@
+// The client side of a connection to one target: an import, with Lustre's states
+//   new -> connecting -> full            first connect
+//   full -> disconnected -> connecting -> recover -> full     timeout, lost connection
+//                                      -> evicted -> full     the server no longer knew us
+//   * -> closed                                                disconnect
+// ('replay' is the state for replaying uncommitted requests to a restarted server.)
+//
+// Every request has an xid, unique on the network interface, and its reply comes back as a
+// PUT with that xid as match bits into a sink MD attached before the request leaves. A
+// request whose reply does not come within its adaptive timeout marks the connection lost:
+// the import reconnects and resends every request in flight with the same xid and MSG_RESENT,
+// so that the server answers from its reply record rather than executing twice. Each request
+// also has an overall deadline: the caller always gets a reply or a typed error.
+// Modifying requests hold a tag (slot) while in flight; after their reply they stay in the
+// replay list until a reply's last_committed reaches their transno.
+import { BehaviorSubject, Subscription, filter } from 'rxjs';
+import { AdaptiveTimeout, defaultAtConfig, est2timeout, msToWireSeconds, type AdaptiveTimeoutConfig } from './at.js';
+import {
+  ConnectFlag, Errno, MsgFlag, MsgType, OBD_CONNECT_AT, OBD_CONNECT_FULL20, OBD_CONNECT_MULTIMODRPCS,
+  OBD_CONNECT_VERSION, Opcode, opcodeName, PTLRPC_MSG_VERSION,
+} from './constants.js';
+import { decodeConnectData, encodeConnectRequest, LUSTRE_VERSION_CODE } from './connect-wire.js';
+import { PtlrpcError, remoteError } from './errors.js';
+import { nextXid, ReplayList, TagSlots } from './import-parts.js';
+import type { MdHandle, Network, ProcessId, PutEvent } from './transport.js';
+import { decodeMessage, encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
+
+export type ImportState = 'new' | 'connecting' | 'full' | 'disconnected' | 'replay' | 'recover' | 'evicted' | 'closed';
+
+export interface ImportFailLoc {
+  /** Lose this reply as if the network had. */
+  dropReply?(xid: bigint, opcode: number): boolean;
+}
+
+export interface ImportConfig {
+  target: ProcessId;
+  targetUuid: string;
+  clientUuid: string;
+  requestPortal: number;
+  replyPortal: number;
+  bulkPortal: number;
+  connectOpcode: number;
+  disconnectOpcode: number;
+  /** pb_version's target part (TargetVersion.OST, ...). */
+  targetVersion: number;
+  /** Requests on the wire at once (Lustre's max_rpcs_in_flight). */
+  maxRpcsInFlight?: number;
+  /** Modifying requests on the wire at once, at most what the server allows. */
+  maxModRpcs?: number;
+  /** Requests waiting for a slot or a connection; beyond it request() fails with ENOBUFS. */
+  queueMax?: number;
+  /** Uncommitted requests kept for replay. */
+  replayMax?: number;
+  maxReplyBytes?: number;
+  /** A ping goes out when nothing else was sent for this long; 0 turns the pinger off. */
+  pingIntervalMs?: number;
+  /** The longest a request may take, resends included, before it fails with ETIMEDOUT. */
+  requestDeadlineMs?: number;
+  /** The longest connect() keeps trying. */
+  connectDeadlineMs?: number;
+  /** Longest pause between two reconnect attempts. */
+  reconnectBackoffMaxMs?: number;
+  /** The first round-trip estimate, before anything was measured. */
+  initialEstimateMs?: number;
+  at?: Partial<AdaptiveTimeoutConfig>;
+  jobid?: string;
+  failLoc?: ImportFailLoc;
+}
+
+export interface RequestOptions {
+  /** Executed once by the server, with a tag and a transno. */
+  modifying?: boolean;
+  /** Data the server pulls with a GET on the bulk portal (a bulk write). */
+  bulkWrite?: Buffer[];
+  /** Bytes the server may push with a PUT on the bulk portal (a bulk read). */
+  bulkRead?: number;
+  deadlineMs?: number;
+}
+
+export interface Reply {
+  xid: bigint;
+  status: number;
+  transno: bigint;
+  lastCommitted: bigint;
+  body: PtlrpcBody;
+  buffers: Buffer[];
+  /** Bulk read data, when asked for. */
+  bulk?: Buffer[];
+}
+
+export interface ImportCounters {
+  sent: number;
+  resent: number;
+  replies: number;
+  timeouts: number;
+  reconnects: number;
+  evictions: number;
+  malformedReplies: number;
+}
+
+interface ClientRequest {
+  xid: bigint;
+  opcode: number;
+  buffers: Buffer[];
+  options: RequestOptions;
+  control: boolean;
+  tag: number;
+  attempts: number;
+  sentAtMs: number;
+  replyMd: MdHandle | undefined;
+  bulkMd: MdHandle | undefined;
+  bulkData: Buffer[] | undefined;
+  attemptTimer: NodeJS.Timeout | undefined;
+  deadlineTimer: NodeJS.Timeout | undefined;
+  resolve(reply: Reply): void;
+  reject(err: Error): void;
+}
+
+export class Import {
+  readonly state$: BehaviorSubject<ImportState>;
+  readonly counters: ImportCounters = { sent: 0, resent: 0, replies: 0, timeouts: 0, reconnects: 0, evictions: 0, malformedReplies: 0 };
+  readonly replayList: ReplayList;
+
+  readonly #ni: Network;
+  readonly #c: Required<Omit<ImportConfig, 'at' | 'failLoc' | 'jobid'>> & Pick<ImportConfig, 'failLoc' | 'jobid'>;
+  readonly #at: AdaptiveTimeoutConfig;
+  readonly #rtt: AdaptiveTimeout;
+  readonly #tags: TagSlots;
+  /** Requests on the wire (or awaiting a resend), in xid order. */
+  readonly #sent = new Map<bigint, ClientRequest>();
+  readonly #waiting: ClientRequest[] = [];
+  readonly #subscriptions = new Subscription();
+  #pinger: NodeJS.Timeout | undefined;
+  #handle = 0n;
+  #connCnt = 0;
+  #lastCommitted = 0n;
+  #lastXid = 0n;
+  #lastSentMs = 0;
+  #inFlight = 0;
+  #recovering: Promise<void> | undefined;
+
+  private constructor(ni: Network, config: ImportConfig) {
+    this.#ni = ni;
+    this.#c = {
+      maxRpcsInFlight: 8, maxModRpcs: 8, queueMax: 4096, replayMax: 65536, maxReplyBytes: 64 * 1024,
+      pingIntervalMs: 5000, requestDeadlineMs: 60_000, connectDeadlineMs: 30_000,
+      reconnectBackoffMaxMs: 2000, initialEstimateMs: 1000, ...config,
+    };
+    this.#at = { ...defaultAtConfig, ...config.at };
+    this.#rtt = new AdaptiveTimeout(this.#c.initialEstimateMs, this.#at);
+    this.#tags = new TagSlots(this.#c.maxModRpcs);
+    this.replayList = new ReplayList(this.#c.replayMax);
+    this.state$ = new BehaviorSubject<ImportState>('new');
+    this.#subscriptions.add(ni.events$.pipe(filter((e) => e.portal === config.replyPortal)).subscribe((e) => this.#onReply(e)));
+    if (config.bulkPortal !== config.replyPortal) {
+      this.#subscriptions.add(ni.events$.pipe(filter((e) => e.portal === config.bulkPortal)).subscribe((e) => this.#onBulk(e)));
+    }
+  }
+
+  /** Connects to the target; resolves once the import is full, or fails with a typed error. */
+  static async connect(ni: Network, config: ImportConfig): Promise<Import> {
+    const imp = new Import(ni, config);
+    try {
+      await imp.#connectUntil(performance.now() + imp.#c.connectDeadlineMs, true);
+    } catch (err) {
+      imp.#close(err as Error);
+      throw err;
+    }
+    imp.#startPinger();
+    return imp;
+  }
+
+  get state(): ImportState {
+    return this.state$.value;
+  }
+
+  get handle(): bigint {
+    return this.#handle;
+  }
+
+  get connCnt(): number {
+    return this.#connCnt;
+  }
+
+  get lastCommitted(): bigint {
+    return this.#lastCommitted;
+  }
+
+  /** The current request timeout, from the adaptive estimate. */
+  get timeoutMs(): number {
+    return Math.min(this.#at.maxMs, est2timeout(this.#rtt.estimateMs, this.#at.extraMs));
+  }
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Sends one request; resolves with its reply or fails with a PtlrpcError. */
+  request(opcode: number, buffers: Buffer[] = [], options: RequestOptions = {}): Promise<Reply> {
+    if (this.state === 'closed') return Promise.reject(new PtlrpcError('ESHUTDOWN', `import to ${this.#c.targetUuid} is closed`));
+    if (this.#waiting.length >= this.#c.queueMax) {
+      return Promise.reject(new PtlrpcError('ENOBUFS', `${this.#waiting.length} requests already wait for ${this.#c.targetUuid}`));
+    }
+    return new Promise<Reply>((resolve, reject) => {
+      const req = this.#newRequest(opcode, buffers, options, false, resolve, reject);
+      const deadlineMs = options.deadlineMs ?? this.#c.requestDeadlineMs;
+      req.deadlineTimer = setTimeout(() => this.#fail(req, new PtlrpcError('ETIMEDOUT',
+        `${opcodeLabel(opcode)} xid ${req.xid} to ${this.#c.targetUuid} got no reply within ${deadlineMs} ms`)), deadlineMs);
+      this.#waiting.push(req);
+      this.#pump();
+    });
+  }
+
+  /** OBD_PING: proves the connection and keeps the export alive. */
+  async ping(): Promise<void> {
+    await this.request(Opcode.OBD_PING);
+  }
+
+  /** Acts as if the connection was lost: reconnect and resend what is in flight. */
+  forceReconnect(): void {
+    this.#connectionLost();
+  }
+
+  /** Disconnects cleanly: every request still waiting fails with ESHUTDOWN. */
+  async disconnect(): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.state === 'full') {
+      try {
+        await this.#control(this.#c.disconnectOpcode, [], this.timeoutMs);
+      } catch {
+        // The server evicts us in time anyway.
+      }
+    }
+    this.#close(new PtlrpcError('ESHUTDOWN', `import to ${this.#c.targetUuid} was disconnected`));
+  }
+
+  #newRequest(opcode: number, buffers: Buffer[], options: RequestOptions, control: boolean,
+    resolve: (r: Reply) => void, reject: (e: Error) => void): ClientRequest {
+    return {
+      xid: 0n, opcode, buffers, options, control, tag: 0, attempts: 0, sentAtMs: 0, replyMd: undefined,
+      bulkMd: undefined, bulkData: undefined, attemptTimer: undefined, deadlineTimer: undefined, resolve, reject,
+    };
+  }
+
+  #pump(): void {
+    while (this.state === 'full' && this.#waiting.length > 0 && this.#inFlight < this.#c.maxRpcsInFlight) {
+      const req = this.#waiting[0]!;
+      if (req.options.modifying) {
+        const tag = this.#tags.take();
+        if (tag === undefined) return;
+        req.tag = tag;
+      }
+      this.#waiting.shift();
+      req.xid = nextXid(this.#ni);
+      this.#inFlight++;
+      this.#sent.set(req.xid, req);
+      this.#transmit(req);
+    }
+  }
+
+  #transmit(req: ClientRequest): void {
+    const ni = this.#ni;
+    const { replyPortal, bulkPortal } = this.#c;
+    req.replyMd ??= ni.attach(replyPortal, { matchBits: req.xid }, { kind: 'sink', maxLength: this.#c.maxReplyBytes, once: true });
+    const bulk = req.options.bulkWrite ?? (req.options.bulkRead !== undefined ? req.options.bulkRead : undefined);
+    if (bulk !== undefined && !req.bulkMd) {
+      req.bulkMd = Array.isArray(bulk)
+        ? ni.attach(bulkPortal, { matchBits: req.xid }, { kind: 'source', buffers: bulk })
+        : ni.attach(bulkPortal, { matchBits: req.xid }, { kind: 'sink', maxLength: bulk, once: true });
+    }
+    const timeoutMs = this.timeoutMs;
+    const body = makeBody({
+      handle: this.#handle, type: MsgType.REQUEST, version: this.#c.targetVersion | PTLRPC_MSG_VERSION,
+      opcode: req.opcode, lastXid: this.#lastRepliedXid(), tag: req.tag, connCnt: this.#connCnt,
+      timeout: Math.max(1, msToWireSeconds(timeoutMs)), flags: req.attempts > 0 ? MsgFlag.RESENT : 0,
+      opFlags: req.control && req.opcode === this.#c.connectOpcode ? this.#connectOpFlags() : 0,
+      mbits: bulk !== undefined ? req.xid : 0n, jobid: this.#c.jobid ?? '',
+    });
+    const message = encodeMessage(body, req.buffers, { repsize: this.#c.maxReplyBytes });
+    if (req.attempts > 0) this.counters.resent++;
+    req.attempts++;
+    this.counters.sent++;
+    req.sentAtMs = performance.now();
+    this.#lastSentMs = req.sentAtMs;
+    if (req.attemptTimer) clearTimeout(req.attemptTimer);
+    req.attemptTimer = setTimeout(() => this.#expired(req), timeoutMs);
+    ni.put(this.#c.target, this.#c.requestPortal, req.xid, message).catch(() => {
+      if (req.control) return; // connect attempts have their own timer
+      this.#connectionLost();
+    });
+  }
+
+  #connectOpFlags(): number {
+    return this.#handle !== 0n ? ConnectFlag.RECONNECT : ConnectFlag.INITIAL;
+  }
+
+  /** Highest xid replied with no lower one unreplied (pb_last_xid). */
+  #lastRepliedXid(): bigint {
+    for (const xid of this.#sent.keys()) return xid - 1n;
+    return this.#lastXid;
+  }
+
+  #expired(req: ClientRequest): void {
+    req.attemptTimer = undefined;
+    if (!this.#sent.has(req.xid)) return;
+    this.counters.timeouts++;
+    if (req.control) {
+      this.#finish(req);
+      req.reject(new PtlrpcError('ETIMEDOUT', `${opcodeLabel(req.opcode)} to ${this.#c.targetUuid} timed out`));
+      return;
+    }
+    this.#connectionLost();
+  }
+
+  #onReply(e: PutEvent): void {
+    const req = this.#sent.get(e.matchBits);
+    if (!req || req.replyMd?.id !== e.md.id) return;
+    req.replyMd = undefined; // a 'once' MD: it is gone now
+    if (this.#c.failLoc?.dropReply?.(req.xid, req.opcode)) return;
+    let body: PtlrpcBody;
+    let buffers: Buffer[];
+    try {
+      const msg = decodeMessage(e.payload);
+      body = msg.body;
+      buffers = msg.buffers;
+      if (body.type === MsgType.REQUEST || body.opcode !== req.opcode) throw new Error('not our reply');
+    } catch {
+      this.counters.malformedReplies++;
+      return; // the attempt timer resends
+    }
+    if (body.status === -Errno.ENOTCONN && !req.control) {
+      // The server has no export for our handle: reconnect; the request is resent then.
+      this.#connectionLost();
+      return;
+    }
+    const now = performance.now();
+    this.counters.replies++;
+    if (req.attempts === 1) this.#rtt.measured(Math.max(now - req.sentAtMs, body.timeout * 1000), now);
+    this.#commit(body.lastCommitted);
+    this.#finish(req);
+    if (req.options.modifying && body.status === 0 && body.transno > this.#lastCommitted) {
+      this.replayList.add({ xid: req.xid, transno: body.transno, opcode: req.opcode, buffers: req.buffers });
+    }
+    if (req.xid > this.#lastXid) this.#lastXid = req.xid;
+    const reply: Reply = {
+      xid: req.xid, status: body.status, transno: body.transno, lastCommitted: body.lastCommitted, body, buffers,
+      ...(req.bulkData ? { bulk: req.bulkData } : {}),
+    };
+    if (body.status < 0) req.reject(remoteError(body.status, `${opcodeLabel(req.opcode)} xid ${req.xid}`));
+    else req.resolve(reply);
+    this.#pump();
+  }
+
+  #onBulk(e: PutEvent): void {
+    const req = this.#sent.get(e.matchBits);
+    if (!req || req.bulkMd?.id !== e.md.id) return;
+    req.bulkData = e.payload;
+    req.bulkMd = undefined; // a 'once' sink: a resend attaches a new one
+  }
+
+  #commit(lastCommitted: bigint): void {
+    if (lastCommitted <= this.#lastCommitted) return;
+    this.#lastCommitted = lastCommitted;
+    this.replayList.commit(lastCommitted);
+  }
+
+  /** Takes a request off the wire: timers, MDs, its tag and its place in flight. */
+  #finish(req: ClientRequest): void {
+    if (req.attemptTimer) clearTimeout(req.attemptTimer);
+    if (req.deadlineTimer) clearTimeout(req.deadlineTimer);
+    req.attemptTimer = req.deadlineTimer = undefined;
+    req.replyMd?.unlink();
+    req.bulkMd?.unlink();
+    req.replyMd = req.bulkMd = undefined;
+    if (this.#sent.delete(req.xid) && !req.control) this.#inFlight--;
+    if (req.tag !== 0) this.#tags.give(req.tag);
+    req.tag = 0;
+  }
+
+  #fail(req: ClientRequest, err: Error): void {
+    const waiting = this.#waiting.indexOf(req);
+    if (waiting >= 0) this.#waiting.splice(waiting, 1);
+    this.#finish(req);
+    req.reject(err);
+    this.#pump();
+  }
+
+  #connectionLost(): void {
+    const state = this.state;
+    if (state !== 'full') return; // already recovering, or closed
+    this.#setState('disconnected');
+    this.counters.reconnects++;
+    // The next attempts wait longer (125% + margin each time the connection is lost), so that
+    // a slow server is not hammered with resends; replies bring the estimate back down.
+    this.#rtt.measured(this.timeoutMs, performance.now());
+    this.#recovering = this.#connectUntil(Number.POSITIVE_INFINITY, false).catch(() => undefined);
+  }
+
+  /** Connect attempts with backoff until one succeeds, the deadline passes or the import closes. */
+  async #connectUntil(deadline: number, first: boolean): Promise<void> {
+    let pauseMs = this.#at.minMs;
+    for (;;) {
+      if (this.state === 'closed') throw new PtlrpcError('ESHUTDOWN', `import to ${this.#c.targetUuid} is closed`);
+      this.#setState('connecting');
+      try {
+        await this.#connectOnce(first);
+        return;
+      } catch (err) {
+        if (err instanceof PtlrpcError && err.status !== undefined) throw err; // the server said no
+        if (performance.now() + pauseMs > deadline) {
+          throw new PtlrpcError('ETIMEDOUT', `could not connect to ${this.#c.targetUuid} at ${this.#c.target.nid}`);
+        }
+      }
+      await new Promise((r) => setTimeout(r, pauseMs));
+      pauseMs = Math.min(this.#c.reconnectBackoffMaxMs, pauseMs * 2);
+    }
+  }
+
+  async #connectOnce(first: boolean): Promise<void> {
+    this.#connCnt++;
+    const buffers = encodeConnectRequest({
+      targetUuid: this.#c.targetUuid, clientUuid: this.#c.clientUuid, handle: this.#handle,
+      data: {
+        connectFlags: OBD_CONNECT_VERSION | OBD_CONNECT_AT | OBD_CONNECT_FULL20 | OBD_CONNECT_MULTIMODRPCS,
+        version: LUSTRE_VERSION_CODE, index: 0, brwSize: 1 << 20, transno: 0n, instance: 0, maxModRpcs: this.#c.maxModRpcs,
+      },
+    });
+    const reply = await this.#control(this.#c.connectOpcode, buffers, this.timeoutMs);
+    if (this.state === 'closed') return;
+    const data = decodeConnectData(reply.buffers[0]);
+    this.#tags.resize(Math.max(1, Math.min(this.#c.maxModRpcs, data.maxModRpcs || 1)));
+    const hadHandle = this.#handle !== 0n;
+    const reconnected = (reply.body.opFlags & ConnectFlag.RECONNECT) !== 0;
+    this.#handle = reply.body.handle;
+    this.#commit(reply.body.lastCommitted);
+    if (!first && hadHandle && !reconnected) this.#evicted();
+    else if (!first) {
+      this.#setState('recover');
+      for (const req of [...this.#sent.values()]) if (!req.control) this.#transmit(req);
+    }
+    this.#setState('full');
+    this.#pump();
+  }
+
+  /** The target forgot us: what was in flight may or may not have been executed. */
+  #evicted(): void {
+    this.counters.evictions++;
+    this.#setState('evicted');
+    for (const req of [...this.#sent.values()]) {
+      if (req.control) continue;
+      this.#finish(req);
+      req.reject(new PtlrpcError('EIO', `evicted by ${this.#c.targetUuid}: ${opcodeLabel(req.opcode)} xid ${req.xid} may not have been executed`));
+    }
+    this.replayList.clear();
+  }
+
+  /** A connect or disconnect: sent whatever the state, never resent, failing on its own timeout. */
+  #control(opcode: number, buffers: Buffer[], timeoutMs: number): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      const req = this.#newRequest(opcode, buffers, {}, true, resolve, reject);
+      req.xid = nextXid(this.#ni);
+      this.#sent.set(req.xid, req);
+      this.#transmit(req);
+      if (req.attemptTimer) clearTimeout(req.attemptTimer);
+      req.attemptTimer = setTimeout(() => this.#expired(req), timeoutMs);
+    });
+  }
+
+  #startPinger(): void {
+    const interval = this.#c.pingIntervalMs;
+    if (interval <= 0) return;
+    this.#pinger = setInterval(() => {
+      if (this.state !== 'full' || performance.now() - this.#lastSentMs < interval) return;
+      this.ping().catch(() => undefined);
+    }, Math.max(10, Math.floor(interval / 2)));
+    this.#pinger.unref();
+  }
+
+  #setState(state: ImportState): void {
+    if (this.state$.value !== state && this.state$.value !== 'closed') this.state$.next(state);
+  }
+
+  #close(err: Error): void {
+    if (this.#pinger) clearInterval(this.#pinger);
+    this.#setState('closed');
+    for (const req of [...this.#sent.values(), ...this.#waiting]) {
+      this.#finish(req);
+      req.reject(err);
+    }
+    this.#waiting.length = 0;
+    this.#subscriptions.unsubscribe();
+    this.state$.complete();
+  }
+}
+
+function opcodeLabel(opcode: number): string {
+  return `${opcodeName(opcode)} (${opcode})`;
+}

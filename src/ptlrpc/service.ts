@@ -1,0 +1,458 @@
+// A ptlrpc service: one target's request portal on one network interface. Requests arrive as
+// LNet PUTs into a sink MD that matches every xid; each is decoded and checked once, bound to
+// its export, and dispatched by opcode through an RxJS pipeline whose concurrency is the
+// service's "threads". Pings and opcodes marked high-priority (lock callbacks) take a
+// separate pipeline so that a full normal queue never delays them. Replies go back as PUTs to
+// the client's reply portal with the request's xid as match bits.
+//
+// Executed once: a modifying request runs inside a transaction of the ReplyStore, which
+// writes the client's slot record (xid, transno, status, reply) in that same transaction. A
+// resent request whose record exists gets that reply again, never a second execution; one
+// that arrives while its original still runs waits for it.
+import { Subject, Subscription, filter, mergeMap } from 'rxjs';
+import { AdaptiveTimeout, defaultAtConfig, msToWireSeconds, type AdaptiveTimeoutConfig } from './at.js';
+import { ConnectFlag, Errno, MsgFlag, MsgType, OBD_CONNECT_MULTIMODRPCS, Opcode, opcodeName } from './constants.js';
+import { decodeConnectRequest, encodeConnectData, LUSTRE_VERSION_CODE } from './connect-wire.js';
+import { PtlrpcError } from './errors.js';
+import { Export, ExportTable } from './export.js';
+import { MemoryReplyStore, type ReplyRecord, type ReplyStore, type ReplyTransaction } from './reply-store.js';
+import { LprocfsStats } from './stats.js';
+import { ALL_MATCH_BITS, type MdHandle, type Network, type ProcessId, type PutEvent } from './transport.js';
+import { decodeMessage, encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
+
+/** A request as a handler sees it: decoded, checked, bound to its export. */
+export interface IncomingRequest {
+  xid: bigint;
+  opcode: number;
+  body: PtlrpcBody;
+  /** The operation's buffers (message buffers 1..n-1). */
+  buffers: Buffer[];
+  export: Export;
+  peer: ProcessId;
+  arrivalMs: number;
+}
+
+export interface RequestContext<Tx extends ReplyTransaction> {
+  /** The storage transaction of a modifying request: do its updates in it. */
+  tx: Tx | undefined;
+  /** Pulls the client's bulk write buffer (an LNet GET on the bulk portal). Do bulk IO before updating. */
+  bulkGet(length: number): Promise<Buffer[]>;
+  /** Pushes bulk read data into the client's sink (an LNet PUT on the bulk portal). */
+  bulkPut(buffers: Buffer[]): Promise<void>;
+}
+
+export interface HandlerReply {
+  status?: number;
+  buffers?: Buffer[];
+}
+
+export interface OpHandler<Tx extends ReplyTransaction> {
+  handle(request: IncomingRequest, context: RequestContext<Tx>): Promise<HandlerReply> | HandlerReply;
+  /** Modifying: runs once per (client, xid) in a transaction, gets a transno. */
+  modifying?: boolean;
+  /** Served by the high-priority pipeline (lock callbacks, pings). */
+  highPriority?: boolean;
+}
+
+/** Fault injection, after Lustre's fail_loc: tests lose requests and replies on purpose. */
+export interface ServiceFailLoc {
+  dropRequest?(request: IncomingRequest): boolean;
+  dropReply?(request: IncomingRequest): boolean;
+}
+
+export interface ServiceConfig<Tx extends ReplyTransaction> {
+  /** Name in stats and logs: 'ost', 'mdt', 'mgs'. */
+  name: string;
+  targetUuid: string;
+  requestPortal: number;
+  replyPortal: number;
+  bulkPortal: number;
+  connectOpcode: number;
+  disconnectOpcode: number;
+  /** pb_version's target part (TargetVersion.OST, ...). */
+  targetVersion: number;
+  ops: ReadonlyMap<number, OpHandler<Tx>>;
+  /** Handlers running at once on the normal path (the service's threads). */
+  threads?: number;
+  /** Handlers running at once on the high-priority path. */
+  hpThreads?: number;
+  /** Requests waiting per path; beyond it new ones are dropped (the client resends). */
+  queueMax?: number;
+  maxRequestBytes?: number;
+  /** Slots per client for modifying requests (ocd_maxmodrpcs). */
+  maxModRpcs?: number;
+  maxExports?: number;
+  /** An export silent longer than this is evicted. */
+  evictionTimeoutMs?: number;
+  replyStore?: ReplyStore<Tx>;
+  at?: Partial<AdaptiveTimeoutConfig>;
+  failLoc?: ServiceFailLoc;
+  clock?: () => number;
+}
+
+export interface ServiceCounters {
+  received: number;
+  malformed: number;
+  stale: number;
+  queueFull: number;
+  notConnected: number;
+  reconstructed: number;
+  resentWhileRunning: number;
+  executed: number;
+  evicted: number;
+  replyFailed: number;
+  bulkFailed: number;
+}
+
+interface Job {
+  request: IncomingRequest;
+  op: OpHandler<ReplyTransaction> | undefined;
+}
+
+/** A bulk transfer failed: the request is neither recorded nor answered; the client resends. */
+class BulkFailure extends Error {}
+
+export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
+  readonly name: string;
+  readonly exports: ExportTable;
+  readonly stats = new LprocfsStats();
+  readonly counters: ServiceCounters = {
+    received: 0, malformed: 0, stale: 0, queueFull: 0, notConnected: 0, reconstructed: 0,
+    resentWhileRunning: 0, executed: 0, evicted: 0, replyFailed: 0, bulkFailed: 0,
+  };
+  /** Emits each export as it is evicted. */
+  readonly evictions$ = new Subject<Export>();
+
+  readonly #ni: Network;
+  readonly #config: Required<Omit<ServiceConfig<Tx>, 'failLoc' | 'at' | 'replyStore'>>;
+  readonly #failLoc: ServiceFailLoc;
+  readonly #store: ReplyStore<Tx>;
+  readonly #estimate: AdaptiveTimeout;
+  readonly #md: MdHandle;
+  readonly #normal$ = new Subject<Job>();
+  readonly #hp$ = new Subject<Job>();
+  readonly #subscriptions = new Subscription();
+  readonly #sweepTimer: NodeJS.Timeout;
+  #queuedNormal = 0;
+  #queuedHp = 0;
+  #active = 0;
+  #stopped = false;
+  #idle: (() => void) | undefined;
+
+  constructor(ni: Network, config: ServiceConfig<Tx>) {
+    this.#ni = ni;
+    this.name = config.name;
+    this.#config = {
+      threads: 8, hpThreads: 2, queueMax: 1024, maxRequestBytes: 64 * 1024, maxModRpcs: 8,
+      maxExports: 4096, evictionTimeoutMs: 30_000, clock: () => performance.now(), ...config,
+    };
+    this.#failLoc = config.failLoc ?? {};
+    this.#store = config.replyStore ?? (new MemoryReplyStore() as unknown as ReplyStore<Tx>);
+    this.#estimate = new AdaptiveTimeout(0, { ...defaultAtConfig, ...config.at });
+    this.exports = new ExportTable(this.#config.maxExports);
+    this.#md = ni.attach(config.requestPortal, { matchBits: 0n, ignoreBits: ALL_MATCH_BITS }, {
+      kind: 'sink', maxLength: this.#config.maxRequestBytes,
+    });
+    const mdId = this.#md.id;
+    this.#subscriptions.add(
+      ni.events$.pipe(filter((e) => e.portal === config.requestPortal && e.md.id === mdId)).subscribe((e) => this.#ingest(e)),
+    );
+    this.#subscriptions.add(this.#pipeline(this.#normal$, this.#config.threads, false));
+    this.#subscriptions.add(this.#pipeline(this.#hp$, this.#config.hpThreads, true));
+    const sweepMs = Math.max(10, Math.floor(this.#config.evictionTimeoutMs / 4));
+    this.#sweepTimer = setInterval(() => this.#evictSilent(), sweepMs);
+    this.#sweepTimer.unref();
+  }
+
+  get replyStore(): ReplyStore<Tx> {
+    return this.#store;
+  }
+
+  /** The stats file (lctl get_param ost.*.stats style). */
+  formatStats(): string {
+    return this.stats.format();
+  }
+
+  /** Stops taking requests and waits for the handlers running. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#sweepTimer);
+    this.#md.unlink();
+    this.#subscriptions.unsubscribe();
+    if (this.#active > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
+  }
+
+  #pipeline(source: Subject<Job>, concurrency: number, hp: boolean): Subscription {
+    return source.pipe(mergeMap((job) => this.#run(job, hp), concurrency)).subscribe();
+  }
+
+  #ingest(e: PutEvent): void {
+    const now = this.#config.clock();
+    this.counters.received++;
+    let body: PtlrpcBody;
+    let buffers: Buffer[];
+    try {
+      const msg = decodeMessage(e.payload);
+      body = msg.body;
+      buffers = msg.buffers;
+    } catch {
+      this.counters.malformed++;
+      return;
+    }
+    if (body.type !== MsgType.REQUEST) {
+      this.counters.malformed++;
+      return;
+    }
+    const opcode = body.opcode;
+    const isConnect = opcode === this.#config.connectOpcode;
+    let exp = isConnect ? undefined : this.exports.byHandle(body.handle);
+    if (!isConnect && !exp) {
+      this.counters.notConnected++;
+      this.#sendError(e.initiator, e.matchBits, body, -Errno.ENOTCONN);
+      return;
+    }
+    if (exp) {
+      if (body.connCnt < exp.connCnt) {
+        // A request of an earlier connection: its resend on the current one supersedes it.
+        this.counters.stale++;
+        return;
+      }
+      exp.lastSeenMs = now;
+    }
+    // Until a connect is handled its export is unknown; the connect handler fills it in.
+    exp ??= new Export('', 0n, body.connCnt, e.initiator, now);
+    const request: IncomingRequest = { xid: e.matchBits, opcode, body, buffers, export: exp, peer: e.initiator, arrivalMs: now };
+    const op = this.#config.ops.get(opcode) as OpHandler<ReplyTransaction> | undefined;
+    const known = op || isConnect || opcode === this.#config.disconnectOpcode || opcode === Opcode.OBD_PING;
+    if (!known) {
+      this.#sendError(e.initiator, e.matchBits, body, -Errno.EOPNOTSUPP);
+      return;
+    }
+    if (this.#failLoc.dropRequest?.(request)) return;
+    const hp = opcode === Opcode.OBD_PING || op?.highPriority === true;
+    if (hp ? this.#queuedHp >= this.#config.queueMax : this.#queuedNormal >= this.#config.queueMax) {
+      this.counters.queueFull++;
+      return;
+    }
+    if (hp) {
+      this.#queuedHp++;
+      this.#hp$.next({ request, op });
+    } else {
+      this.#queuedNormal++;
+      this.#normal$.next({ request, op });
+    }
+  }
+
+  async #run(job: Job, hp: boolean): Promise<void> {
+    if (hp) this.#queuedHp--;
+    else this.#queuedNormal--;
+    const { request, op } = job;
+    const start = this.#config.clock();
+    this.stats.add('req_waittime', (start - request.arrivalMs) * 1000);
+    this.stats.add('req_qdepth', hp ? this.#queuedHp : this.#queuedNormal, 'reqs');
+    this.stats.add('req_active', this.#active + 1, 'reqs');
+    this.#active++;
+    try {
+      if (this.#stopped) return;
+      const opcode = request.opcode;
+      if (opcode === this.#config.connectOpcode) this.#connect(request);
+      else if (opcode === this.#config.disconnectOpcode) await this.#disconnect(request);
+      else if (opcode === Opcode.OBD_PING) this.#reply(request, 0, 0n, []);
+      else if (op?.modifying) await this.#executeOnce(request, op);
+      else await this.#execute(request, op!);
+    } finally {
+      this.#active--;
+      const end = this.#config.clock();
+      this.#estimate.measured(end - start, end);
+      this.stats.add(opcodeName(request.opcode), (end - start) * 1000);
+      if (this.#active === 0 && this.#idle) this.#idle();
+    }
+  }
+
+  async #execute(request: IncomingRequest, op: OpHandler<ReplyTransaction>): Promise<void> {
+    try {
+      const result = await op.handle(request, this.#context(request, undefined));
+      this.#reply(request, result.status ?? 0, 0n, result.buffers ?? []);
+    } catch (err) {
+      if (err instanceof BulkFailure) return;
+      this.#reply(request, statusOf(err), 0n, []);
+    }
+  }
+
+  async #executeOnce(request: IncomingRequest, op: OpHandler<ReplyTransaction>): Promise<void> {
+    const exp = request.export;
+    const tag = request.body.tag;
+    if (tag > this.#config.maxModRpcs) {
+      this.#reply(request, -Errno.EPROTO, 0n, []);
+      return;
+    }
+    const running = exp.inflight.get(request.xid);
+    if (running) {
+      this.counters.resentWhileRunning++;
+      await running;
+    }
+    const record = this.#store.lookup(exp.clientUuid, tag);
+    if (record && record.xid === request.xid) {
+      this.counters.reconstructed++;
+      this.#reply(request, record.status, record.transno, record.buffers);
+      return;
+    }
+    if (record && record.xid > request.xid) {
+      // An old duplicate: the client already had the reply and reused the slot.
+      this.counters.stale++;
+      return;
+    }
+    if (running) return; // the original failed its bulk: the client resends again
+    const done = this.#executeInTransaction(request, op, tag);
+    exp.inflight.set(request.xid, done);
+    try {
+      await done;
+    } finally {
+      exp.inflight.delete(request.xid);
+    }
+  }
+
+  async #executeInTransaction(request: IncomingRequest, op: OpHandler<ReplyTransaction>, tag: number): Promise<void> {
+    const uuid = request.export.clientUuid;
+    const tx = await this.#store.begin(uuid);
+    let status = 0;
+    let buffers: Buffer[] = [];
+    try {
+      const result = await op.handle(request, this.#context(request, tx as Tx));
+      status = result.status ?? 0;
+      buffers = result.buffers ?? [];
+    } catch (err) {
+      if (err instanceof BulkFailure) {
+        // Nothing was applied (handlers move bulk before updating): close the transaction
+        // with a record the client's resend will not match.
+        await this.#store.finish(tx, uuid, { tag, xid: 0n, transno: 0n, status: -Errno.EIO, buffers: [] });
+        return;
+      }
+      status = statusOf(err);
+    }
+    const transno = status === 0 ? tx.transno : 0n;
+    const record: ReplyRecord = { tag, xid: request.xid, transno, status, buffers };
+    await this.#store.finish(tx, uuid, record);
+    this.counters.executed++;
+    this.#reply(request, status, transno, buffers);
+  }
+
+  #context(request: IncomingRequest, tx: Tx | undefined): RequestContext<Tx> {
+    const mbits = request.body.mbits;
+    const portal = this.#config.bulkPortal;
+    return {
+      tx,
+      bulkGet: async (length) => {
+        try {
+          return await this.#ni.get(request.peer, portal, mbits, length);
+        } catch {
+          this.counters.bulkFailed++;
+          throw new BulkFailure(`bulk GET of xid ${request.xid} failed`);
+        }
+      },
+      bulkPut: async (buffers) => {
+        try {
+          await this.#ni.put(request.peer, portal, mbits, buffers);
+        } catch {
+          this.counters.bulkFailed++;
+          throw new BulkFailure(`bulk PUT of xid ${request.xid} failed`);
+        }
+      },
+    };
+  }
+
+  #connect(request: IncomingRequest): void {
+    let connect;
+    try {
+      connect = decodeConnectRequest(request.buffers);
+    } catch {
+      this.counters.malformed++;
+      this.#sendError(request.peer, request.xid, request.body, -Errno.EPROTO);
+      return;
+    }
+    if (connect.targetUuid !== this.#config.targetUuid) {
+      this.#sendError(request.peer, request.xid, request.body, -Errno.ENODEV);
+      return;
+    }
+    const now = this.#config.clock();
+    const connCnt = request.body.connCnt;
+    let exp = this.exports.byUuid(connect.clientUuid);
+    let opFlags = ConnectFlag.REPLAYABLE;
+    const reconnect = (request.body.opFlags & ConnectFlag.RECONNECT) !== 0;
+    if (exp && reconnect && exp.handle === connect.handle) {
+      if (connCnt < exp.connCnt) return; // an older connect overtaken by a newer one
+      exp.connCnt = connCnt;
+      exp.peer = request.peer;
+      exp.lastSeenMs = now;
+      opFlags |= ConnectFlag.RECONNECT;
+    } else {
+      if (exp) this.#destroy(exp);
+      exp = this.exports.create(connect.clientUuid, connCnt, request.peer, now);
+      if (!exp) {
+        this.#sendError(request.peer, request.xid, request.body, -Errno.ENOMEM);
+        return;
+      }
+    }
+    request.export = exp;
+    const data = encodeConnectData({
+      connectFlags: connect.data.connectFlags & OBD_CONNECT_MULTIMODRPCS,
+      version: LUSTRE_VERSION_CODE, index: 0, brwSize: 1 << 20, transno: 0n, instance: 1,
+      maxModRpcs: this.#config.maxModRpcs,
+    });
+    this.#reply(request, 0, 0n, [data], opFlags);
+  }
+
+  async #disconnect(request: IncomingRequest): Promise<void> {
+    this.#reply(request, 0, 0n, []);
+    this.#destroy(request.export);
+  }
+
+  #destroy(exp: Export): void {
+    this.exports.remove(exp);
+    void this.#store.forget(exp.clientUuid);
+  }
+
+  #evictSilent(): void {
+    const now = this.#config.clock();
+    for (const exp of this.exports.silent(now, this.#config.evictionTimeoutMs)) {
+      this.counters.evicted++;
+      this.#destroy(exp);
+      this.evictions$.next(exp);
+    }
+  }
+
+  #reply(request: IncomingRequest, status: number, transno: bigint, buffers: Buffer[], opFlags = 0): void {
+    const exp = request.export;
+    const now = this.#config.clock();
+    const body = makeBody({
+      handle: exp.handle, type: MsgType.REPLY, version: request.body.version, opcode: request.opcode,
+      status, tag: request.body.tag, lastCommitted: this.#store.lastCommitted(), transno,
+      opFlags, connCnt: exp.connCnt, timeout: msToWireSeconds(this.#estimate.estimateMs),
+      serviceTime: msToWireSeconds(now - request.arrivalMs), flags: request.body.flags & MsgFlag.RESENT,
+    });
+    if (this.#failLoc.dropReply?.(request)) return;
+    this.#send(request.peer, request.xid, encodeMessage(body, buffers));
+  }
+
+  #sendError(peer: ProcessId, xid: bigint, request: PtlrpcBody, status: number): void {
+    const body = makeBody({
+      type: MsgType.ERR, version: request.version, opcode: request.opcode, status, tag: request.tag,
+      lastCommitted: this.#store.lastCommitted(), connCnt: request.connCnt,
+    });
+    this.#send(peer, xid, encodeMessage(body, []));
+  }
+
+  #send(peer: ProcessId, xid: bigint, message: Buffer): void {
+    if (this.#stopped) return;
+    this.#ni.put(peer, this.#config.replyPortal, xid, message).catch(() => {
+      // The client times out and resends; the reply record answers it then.
+      this.counters.replyFailed++;
+    });
+  }
+}
+
+function statusOf(err: unknown): number {
+  if (err instanceof PtlrpcError && err.status !== undefined && err.status < 0) return err.status;
+  return -Errno.EIO;
+}

@@ -1,0 +1,80 @@
+// Counters printed the way Lustre's lprocfs prints them (lprocfs_stats_seq_show in
+// lustre/obdclass/lprocfs_status.c):
+//   snapshot_time                       1700000000.123456789 secs.nsecs
+//   start_time                          1700000000.000000000 secs.nsecs
+//   elapsed_time                        0.123456789 secs.nsecs
+//   req_waittime                        12 samples [usec] 5 40 300 9000
+// that is name (left-aligned in 35 columns), count, units, then min max sum sumsquare.
+// Counters that never counted are not printed.
+
+interface Counter {
+  units: string;
+  count: number;
+  min: number;
+  max: number;
+  sum: number;
+  sumSquare: number;
+}
+
+const NAME_WIDTH = 35;
+
+export class LprocfsStats {
+  readonly #counters = new Map<string, Counter>();
+  readonly #startNs: bigint;
+  readonly #clockNs: () => bigint;
+
+  constructor(clockNs: () => bigint = wallClockNs) {
+    this.#clockNs = clockNs;
+    this.#startNs = clockNs();
+  }
+
+  /** Adds one sample (a latency in usec, a queue depth in reqs, ...). */
+  add(name: string, value: number, units = 'usec'): void {
+    let c = this.#counters.get(name);
+    if (!c) {
+      c = { units, count: 0, min: Number.POSITIVE_INFINITY, max: 0, sum: 0, sumSquare: 0 };
+      this.#counters.set(name, c);
+    }
+    const v = Math.round(value);
+    c.count++;
+    if (v < c.min) c.min = v;
+    if (v > c.max) c.max = v;
+    c.sum += v;
+    c.sumSquare += v * v;
+  }
+
+  /** One counter's figures, for tests and tools. */
+  get(name: string): { count: number; min: number; max: number; sum: number } | undefined {
+    const c = this.#counters.get(name);
+    return c && { count: c.count, min: c.min, max: c.max, sum: c.sum };
+  }
+
+  reset(): void {
+    this.#counters.clear();
+  }
+
+  /** The text lctl get_param shows for this stats file. */
+  format(): string {
+    const now = this.#clockNs();
+    const lines = [
+      header('snapshot_time', now),
+      header('start_time', this.#startNs),
+      header('elapsed_time', now - this.#startNs),
+    ];
+    for (const [name, c] of this.#counters) {
+      if (c.count === 0) continue;
+      lines.push(`${name.padEnd(NAME_WIDTH)} ${c.count} samples [${c.units}] ${c.min} ${c.max} ${c.sum} ${c.sumSquare}`);
+    }
+    return lines.join('\n') + '\n';
+  }
+}
+
+function header(field: string, ns: bigint): string {
+  const seconds = ns / 1_000_000_000n;
+  const rest = (ns % 1_000_000_000n).toString().padStart(9, '0');
+  return `${field.padEnd(NAME_WIDTH)} ${seconds}.${rest} secs.nsecs`;
+}
+
+function wallClockNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n;
+}

@@ -1,0 +1,250 @@
+// The ptlrpc message as Lustre lays it out on the wire: a lustre_msg_v2 whose first buffer is
+// a ptlrpc_body_v3. Facts from lustre/include/uapi/linux/lustre/lustre_idl.h, sizes and
+// offsets checked against lustre/ptlrpc/wiretest.c.
+//
+// Byte order: little-endian throughout, as Lustre's x86 peers send it. A message whose magic
+// reads 0xD30BD00B (a big-endian sender) is refused with EPROTO: there is none here to talk to.
+//
+// lustre_msg_v2 (header, 32 bytes + 4 per buffer, padded to a multiple of 8):
+//   off size field
+//     0    4 lm_bufcount   number of buffers, 1..MAX_BUFCOUNT; buffer 0 is the ptlrpc_body
+//     4    4 lm_secflvr    0 (no sptlrpc flavour)
+//     8    4 lm_magic      LUSTRE_MSG_MAGIC_V2 = 0x0BD00BD3
+//    12    4 lm_repsize    requests: size of the reply buffer the client posted
+//    16    4 lm_cksum      0 here (early replies only)
+//    20    4 lm_flags      MSGHDR_* (0 here)
+//    24    4 lm_opc        sub-request opcode of a batch (0 here)
+//    28    4 lm_padding_3
+//    32  4*n lm_buflens[n] length in bytes of each buffer, without padding
+//   then zero padding up to round8(32 + 4n).
+// Buffers follow, each starting 8-byte aligned: buffer i starts at
+//   round8(32 + 4n) + sum(round8(lm_buflens[j]) for j < i)
+// and the message is valid only if it holds round8(32 + 4n) + sum(round8(lm_buflens[i])) bytes
+// (Lustre's lustre_msg_size_v2; the last buffer's padding is counted). Padding bytes are zero
+// when we write them and ignored when we read. Bytes after that length are ignored.
+//
+// ptlrpc_body_v3 (buffer 0, 184 bytes; a 152-byte ptlrpc_body_v2, without pb_jobid, is accepted):
+//   off size field
+//     0    8 pb_handle         the export's cookie (connect reply: the new export's)
+//     8    4 pb_type           PTL_RPC_MSG_REQUEST 4711, _ERR 4712, _REPLY 4713
+//    12    4 pb_version        target version (high 16 bits) | PTLRPC_MSG_VERSION 3
+//    16    4 pb_opc            opcode (OST_WRITE 4, MDS_REINT 36, OBD_PING 400, ...)
+//    20    4 pb_status         reply: 0 or a negative Linux errno
+//    24    8 pb_last_xid       request: highest xid replied with no lower xid unreplied
+//    32    2 pb_tag            modifying requests: the slot (1..max_mod_rpcs); else 0
+//    34    2 pb_padding0
+//    36    4 pb_projid
+//    40    8 pb_last_committed reply: highest transno on stable storage
+//    48    8 pb_transno        reply: the transno the server gave a modifying request
+//    56    4 pb_flags          MSG_RESENT 0x2, MSG_REPLAY 0x4, ...
+//    60    4 pb_op_flags       connect: MSG_CONNECT_RECONNECT 0x2, ...
+//    64    4 pb_conn_cnt       which connection of this client the request belongs to
+//    68    4 pb_timeout        request: seconds the client waits; reply: service estimate (s)
+//    72    4 pb_service_time   reply: seconds from arrival to reply
+//    76    4 pb_limit          reply: DLM LRU lock limit
+//    80    8 pb_slv            reply: DLM server lock volume
+//    88   32 pb_pre_versions[4]
+//   120    8 pb_mbits          request: match bits of its bulk
+//   128   16 pb_padding64_0, pb_padding64_1
+//   144    4 pb_uid
+//   148    4 pb_gid
+//   152   32 pb_jobid          ASCII, NUL-terminated
+//
+// The request's xid is not in these bytes: it travels as the LNet match bits of the request
+// PUT, and the reply comes back as a PUT with the same match bits (Lustre's own choice).
+// The operation's buffers (1..n-1) are opaque here; their owners define them.
+import { LUSTRE_MSG_MAGIC_V2, LUSTRE_MSG_MAGIC_V2_SWABBED, LUSTRE_VERSION_MASK, MsgType, PTLRPC_MSG_VERSION } from './constants.js';
+import { protocolError } from './errors.js';
+
+export const MSG_HEADER_BYTES = 32;
+export const PTLRPC_BODY_V3_BYTES = 184;
+export const PTLRPC_BODY_V2_BYTES = 152;
+export const JOBID_BYTES = 32;
+/** Most buffers one message may carry (Lustre's own layouts stay under 20). */
+export const MAX_BUFCOUNT = 32;
+
+export interface PtlrpcBody {
+  handle: bigint;
+  type: number;
+  version: number;
+  opcode: number;
+  status: number;
+  lastXid: bigint;
+  tag: number;
+  projid: number;
+  lastCommitted: bigint;
+  transno: bigint;
+  flags: number;
+  opFlags: number;
+  connCnt: number;
+  timeout: number;
+  serviceTime: number;
+  limit: number;
+  slv: bigint;
+  preVersions: readonly [bigint, bigint, bigint, bigint];
+  mbits: bigint;
+  uid: number;
+  gid: number;
+  jobid: string;
+}
+
+export interface LustreMessage {
+  secflvr: number;
+  repsize: number;
+  cksum: number;
+  hdrFlags: number;
+  opc: number;
+  body: PtlrpcBody;
+  /** The operation's buffers: message buffers 1..n-1 (views into the received bytes). */
+  buffers: Buffer[];
+}
+
+export function round8(n: number): number {
+  return (n + 7) & ~7;
+}
+
+const zeroVersions = [0n, 0n, 0n, 0n] as const;
+
+/** A body with every field zero except what is given. */
+export function makeBody(fields: Partial<PtlrpcBody> & Pick<PtlrpcBody, 'type' | 'opcode'>): PtlrpcBody {
+  return {
+    handle: 0n, version: PTLRPC_MSG_VERSION, status: 0, lastXid: 0n, tag: 0, projid: 0,
+    lastCommitted: 0n, transno: 0n, flags: 0, opFlags: 0, connCnt: 0, timeout: 0,
+    serviceTime: 0, limit: 0, slv: 0n, preVersions: zeroVersions, mbits: 0n, uid: 0, gid: 0,
+    jobid: '', ...fields,
+  };
+}
+
+/** The size of a message holding a v3 body and these operation buffers. */
+export function messageBytes(buffers: readonly Buffer[]): number {
+  let total = round8(MSG_HEADER_BYTES + 4 * (buffers.length + 1)) + PTLRPC_BODY_V3_BYTES;
+  for (const b of buffers) total += round8(b.length);
+  return total;
+}
+
+export interface EncodeOptions {
+  repsize?: number;
+}
+
+/** Packs a body and operation buffers into one lustre_msg_v2. */
+export function encodeMessage(body: PtlrpcBody, buffers: readonly Buffer[], options: EncodeOptions = {}): Buffer {
+  const count = buffers.length + 1;
+  if (count > MAX_BUFCOUNT) throw new RangeError(`a message holds at most ${MAX_BUFCOUNT} buffers, got ${count}`);
+  const out = Buffer.alloc(messageBytes(buffers));
+  out.writeUInt32LE(count, 0);
+  out.writeUInt32LE(LUSTRE_MSG_MAGIC_V2, 8);
+  out.writeUInt32LE(options.repsize ?? 0, 12);
+  out.writeUInt32LE(PTLRPC_BODY_V3_BYTES, 32);
+  for (let i = 0; i < buffers.length; i++) out.writeUInt32LE(buffers[i]!.length, 36 + 4 * i);
+  let offset = round8(MSG_HEADER_BYTES + 4 * count);
+  writeBody(out, offset, body);
+  offset += PTLRPC_BODY_V3_BYTES;
+  for (const b of buffers) {
+    b.copy(out, offset);
+    offset += round8(b.length);
+  }
+  return out;
+}
+
+function writeBody(out: Buffer, o: number, b: PtlrpcBody): void {
+  out.writeBigUInt64LE(b.handle, o);
+  out.writeUInt32LE(b.type, o + 8);
+  out.writeUInt32LE(b.version >>> 0, o + 12);
+  out.writeUInt32LE(b.opcode, o + 16);
+  out.writeInt32LE(b.status, o + 20);
+  out.writeBigUInt64LE(b.lastXid, o + 24);
+  out.writeUInt16LE(b.tag, o + 32);
+  out.writeUInt32LE(b.projid, o + 36);
+  out.writeBigUInt64LE(b.lastCommitted, o + 40);
+  out.writeBigUInt64LE(b.transno, o + 48);
+  out.writeUInt32LE(b.flags, o + 56);
+  out.writeUInt32LE(b.opFlags, o + 60);
+  out.writeUInt32LE(b.connCnt, o + 64);
+  out.writeUInt32LE(b.timeout, o + 68);
+  out.writeUInt32LE(b.serviceTime, o + 72);
+  out.writeUInt32LE(b.limit, o + 76);
+  out.writeBigUInt64LE(b.slv, o + 80);
+  for (let i = 0; i < 4; i++) out.writeBigUInt64LE(b.preVersions[i]!, o + 88 + 8 * i);
+  out.writeBigUInt64LE(b.mbits, o + 120);
+  out.writeUInt32LE(b.uid, o + 144);
+  out.writeUInt32LE(b.gid, o + 148);
+  if (b.jobid.length > 0) out.write(b.jobid.slice(0, JOBID_BYTES - 1), o + 152, JOBID_BYTES - 1, 'latin1');
+}
+
+/**
+ * Decodes and checks a received message once, at the edge. Throws PtlrpcError 'EPROTO'
+ * naming what is wrong; never an assert, whatever the bytes.
+ */
+export function decodeMessage(payload: Buffer | readonly Buffer[]): LustreMessage {
+  const data = Buffer.isBuffer(payload) ? payload : payload.length === 1 ? payload[0]! : Buffer.concat(payload);
+  if (data.length < MSG_HEADER_BYTES + 4) {
+    throw protocolError(`message of ${data.length} bytes is shorter than a lustre_msg_v2 header`);
+  }
+  const magic = data.readUInt32LE(8);
+  if (magic === LUSTRE_MSG_MAGIC_V2_SWABBED) throw protocolError('byte-swapped (big-endian) lustre_msg_v2 is not supported');
+  if (magic !== LUSTRE_MSG_MAGIC_V2) throw protocolError(`bad lustre_msg magic 0x${magic.toString(16)}`);
+  const count = data.readUInt32LE(0);
+  if (count < 1 || count > MAX_BUFCOUNT) throw protocolError(`bad buffer count ${count} (1..${MAX_BUFCOUNT})`);
+  const headerBytes = round8(MSG_HEADER_BYTES + 4 * count);
+  if (data.length < headerBytes) throw protocolError(`message of ${data.length} bytes cannot hold ${count} buffer lengths`);
+  let required = headerBytes;
+  const lengths: number[] = [];
+  for (let i = 0; i < count; i++) {
+    const len = data.readUInt32LE(MSG_HEADER_BYTES + 4 * i);
+    lengths.push(len);
+    required += round8(len);
+  }
+  if (data.length < required) throw protocolError(`message of ${data.length} bytes is shorter than its buffers (${required})`);
+  const bodyBytes = lengths[0]!;
+  if (bodyBytes < PTLRPC_BODY_V2_BYTES) throw protocolError(`ptlrpc_body of ${bodyBytes} bytes is too short`);
+  const body = readBody(data, headerBytes, bodyBytes);
+  if ((body.version & ~LUSTRE_VERSION_MASK) !== PTLRPC_MSG_VERSION) {
+    throw protocolError(`unsupported ptlrpc version 0x${body.version.toString(16)}`);
+  }
+  if (body.type !== MsgType.REQUEST && body.type !== MsgType.REPLY && body.type !== MsgType.ERR) {
+    throw protocolError(`bad ptlrpc message type ${body.type}`);
+  }
+  const buffers: Buffer[] = [];
+  let offset = headerBytes + round8(bodyBytes);
+  for (let i = 1; i < count; i++) {
+    buffers.push(data.subarray(offset, offset + lengths[i]!));
+    offset += round8(lengths[i]!);
+  }
+  return {
+    secflvr: data.readUInt32LE(4), repsize: data.readUInt32LE(12), cksum: data.readUInt32LE(16),
+    hdrFlags: data.readUInt32LE(20), opc: data.readUInt32LE(24), body, buffers,
+  };
+}
+
+function readBody(d: Buffer, o: number, bytes: number): PtlrpcBody {
+  let jobid = '';
+  if (bytes >= PTLRPC_BODY_V3_BYTES) {
+    const raw = d.subarray(o + 152, o + 152 + JOBID_BYTES);
+    const end = raw.indexOf(0);
+    jobid = raw.subarray(0, end < 0 ? JOBID_BYTES : end).toString('latin1');
+  }
+  return {
+    handle: d.readBigUInt64LE(o),
+    type: d.readUInt32LE(o + 8),
+    version: d.readUInt32LE(o + 12),
+    opcode: d.readUInt32LE(o + 16),
+    status: d.readInt32LE(o + 20),
+    lastXid: d.readBigUInt64LE(o + 24),
+    tag: d.readUInt16LE(o + 32),
+    projid: d.readUInt32LE(o + 36),
+    lastCommitted: d.readBigUInt64LE(o + 40),
+    transno: d.readBigUInt64LE(o + 48),
+    flags: d.readUInt32LE(o + 56),
+    opFlags: d.readUInt32LE(o + 60),
+    connCnt: d.readUInt32LE(o + 64),
+    timeout: d.readUInt32LE(o + 68),
+    serviceTime: d.readUInt32LE(o + 72),
+    limit: d.readUInt32LE(o + 76),
+    slv: d.readBigUInt64LE(o + 80),
+    preVersions: [d.readBigUInt64LE(o + 88), d.readBigUInt64LE(o + 96), d.readBigUInt64LE(o + 104), d.readBigUInt64LE(o + 112)],
+    mbits: d.readBigUInt64LE(o + 120),
+    uid: d.readUInt32LE(o + 144),
+    gid: d.readUInt32LE(o + 148),
+    jobid,
+  };
+}

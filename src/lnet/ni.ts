@@ -1,0 +1,439 @@
+// An LNet network interface: one node's NID, its portals and MDs, and the LNDs that move its
+// messages (the in-process one always, the TCP one when the NID is on tcp).
+//
+// The semantics are LNet's: a PUT lands in the first matching sink MD and is delivered as an
+// event (and ACKed when the sender asked); a GET is answered from the first matching source MD
+// with a REPLY; a message no MD takes is dropped and counted, and the sender learns of it only
+// by its ACK or REPLY never coming (at once with ENOENT when the target is in this process).
+import { Observable, Subject } from 'rxjs';
+import { LNetError } from './errors.js';
+import { MatchTable, sliceBuffers, checkU32, checkU64, type Md, type MdHandle, type MdSpec } from './match.js';
+import {
+  LNET_DEFAULT_PORT, LNET_PID_LUSTRE, canonicalNid, formatNid, nidFromWire, parseNid, nidToWire,
+  type Nid, type NidString, type ProcessId,
+} from './nid.js';
+import {
+  LNetHeader, LNET_MSG_ACK, LNET_MSG_GET, LNET_MSG_PUT, LNET_MSG_REPLY, LNET_WIRE_HANDLE_COOKIE_NONE,
+  FRAME_HEADER_BYTES, type LNetMsgType,
+} from './wire.js';
+import {
+  bump, newMessageCounters, type ConnDropReason, type DropReason, type LNetStats, type NiStats, type PeerStats,
+} from './stats.js';
+import { loLnd } from './lo.js';
+import { TcpLnd, type TcpTunables } from './tcp.js';
+
+export interface LNetConfig {
+  /** '127.0.0.2@tcp' binds 127.0.0.2:port; '0@lo' is in-process only. */
+  nid: NidString;
+  /** TCP port of every node of the network (Lustre's acceptor port): 988 by default. */
+  port?: number;
+  /** Messages in flight to one peer before more wait (Lustre's peer_credits): 8. */
+  peerCredits?: number;
+  /** Largest frame accepted or sent, header included: 64 MiB + 96 bytes. */
+  maxFrameBytes?: number;
+  /** An idle connection sends a keepalive NOOP this often: 30 s (0: never). */
+  keepaliveMs?: number;
+  /** Connect plus handshake must finish within this: 10 s. */
+  connectTimeoutMs?: number;
+  /** A frame started must make progress within this, or its connection is dropped: 50 s. */
+  timeoutMs?: number;
+  /** How long put({ack}) waits for its ACK and get() for its REPLY: 50 s. */
+  replyTimeoutMs?: number;
+  /** This NI's LNet pid (LNET_PID_LUSTRE); two '0@lo' NIs of one process need two pids. */
+  pid?: number;
+  /** Where dropped connections and other warnings are told; stderr by default. */
+  warn?: (message: string) => void;
+  /** Further limits (connections, queues, receive memory); see TcpTunables. */
+  limits?: Partial<TcpTunables & NiLimits>;
+}
+
+export interface NiLimits {
+  /** MDs attached at once. */
+  mdsMax: number;
+  /** ACKs and REPLYs awaited at once. */
+  pendingMax: number;
+  /** Peers whose counters are kept one by one (others add to the NI's only). */
+  peersMax: number;
+}
+
+export interface PutEvent {
+  type: 'put';
+  md: MdHandle;
+  portal: number;
+  matchBits: bigint;
+  hdrData: bigint;
+  initiator: ProcessId;
+  target: ProcessId;
+  offset: number;
+  /** The payload as it came off the socket: slices of the received chunks, not copies. */
+  payload: Buffer[];
+  payloadLength: number;
+}
+
+export interface PutOptions { hdrData?: bigint; ack?: boolean; offset?: number }
+
+const defaultLimits: NiLimits = { mdsMax: 1 << 20, pendingMax: 1 << 16, peersMax: 4096 };
+
+/** What becomes of a message whose header has been read: its payload goes to complete(). */
+export interface Delivery { complete(payload: Buffer[]): void }
+
+interface Pending {
+  cookie: bigint;
+  kind: 'ack' | 'reply';
+  target: NidString;
+  /** GET: the most bytes the REPLY may carry. */
+  length: number;
+  deadline: number;
+  resolve: (payload: Buffer[]) => void;
+  reject: (err: LNetError) => void;
+}
+
+export class LNetNI {
+  readonly nid: NidString;
+  readonly pid: number;
+  readonly wireNid: bigint;
+  /** Interface cookie of this NI's wire handles: its start time, new at each start. */
+  readonly incarnation: bigint;
+  readonly events$: Observable<PutEvent>;
+
+  private readonly subject = new Subject<PutEvent>();
+  private readonly parsed: Nid;
+  private readonly mds: MatchTable;
+  private readonly pending = new Map<bigint, Pending>();
+  private readonly limits: NiLimits;
+  private readonly counters: NiStats;
+  private readonly peers = new Map<NidString, PeerStats>();
+  private readonly replyTimeoutMs: number;
+  private readonly sweep: NodeJS.Timeout;
+  private tcp: TcpLnd | null = null;
+  private nextCookie = 1n;
+  private stopped = false;
+  readonly warn: (message: string) => void;
+
+  private constructor(config: LNetConfig, parsed: Nid) {
+    this.parsed = parsed;
+    this.nid = formatNid(parsed);
+    this.wireNid = nidToWire(parsed);
+    this.pid = config.pid ?? LNET_PID_LUSTRE;
+    checkU32('pid', this.pid);
+    this.incarnation = process.hrtime.bigint() + BigInt(Date.now()) * 1000000n;
+    this.limits = { ...defaultLimits, ...config.limits };
+    this.mds = new MatchTable(this.limits.mdsMax);
+    this.replyTimeoutMs = config.replyTimeoutMs ?? 50_000;
+    this.warn = config.warn ?? ((m) => process.stderr.write(`lnet ${this.nid}: ${m}\n`));
+    this.counters = {
+      nid: this.nid, ...newMessageCounters(), mdsAttached: 0, acksPending: 0, repliesPending: 0,
+      connections: 0, rxBytesReserved: 0, drops: {}, connDrops: {},
+    };
+    this.events$ = this.subject.asObservable();
+    this.sweep = setInterval(() => this.expirePending(), Math.max(10, Math.min(1000, this.replyTimeoutMs / 4)));
+    this.sweep.unref();
+  }
+
+  static async start(config: LNetConfig): Promise<LNetNI> {
+    const parsed = parseNid(config.nid);
+    const ni = new LNetNI(config, parsed);
+    if (parsed.lnd === 'lo') {
+      loLnd.register(ni);
+    } else {
+      const tcp = new TcpLnd(ni, {
+        port: config.port ?? LNET_DEFAULT_PORT,
+        peerCredits: config.peerCredits ?? 8,
+        maxFrameBytes: config.maxFrameBytes ?? 64 * 1024 * 1024 + FRAME_HEADER_BYTES,
+        keepaliveMs: config.keepaliveMs ?? 30_000,
+        connectTimeoutMs: config.connectTimeoutMs ?? 10_000,
+        timeoutMs: config.timeoutMs ?? 50_000,
+        ...config.limits,
+      });
+      try {
+        await tcp.listen();
+      } catch (err) {
+        clearInterval(ni.sweep);
+        throw err;
+      }
+      ni.tcp = tcp;
+    }
+    return ni;
+  }
+
+  attach(portal: number, match: { matchBits: bigint; ignoreBits?: bigint }, md: MdSpec): MdHandle {
+    this.checkRunning();
+    return this.mds.attach(portal, match.matchBits, match.ignoreBits ?? 0n, md);
+  }
+
+  put(target: ProcessId, portal: number, matchBits: bigint, payload: Buffer | Buffer[], opts: PutOptions = {}): Promise<void> {
+    try {
+      this.checkRunning();
+      checkU32('portal', portal);
+      checkU64('matchBits', matchBits);
+      const buffers = Array.isArray(payload) ? payload : [payload];
+      let length = 0;
+      for (const b of buffers) length += b.length;
+      checkU32('payload length', length);
+      const h = new LNetHeader();
+      h.type = LNET_MSG_PUT;
+      h.payloadLength = length;
+      h.matchBits = matchBits;
+      h.portal = portal;
+      h.hdrData = opts.hdrData ?? 0n;
+      checkU64('hdrData', h.hdrData);
+      h.offset = opts.offset ?? 0;
+      checkU32('offset', h.offset);
+      if (!opts.ack) {
+        h.wmdInterface = LNET_WIRE_HANDLE_COOKIE_NONE;
+        h.wmdObject = LNET_WIRE_HANDLE_COOKIE_NONE;
+        return this.send(target, h, buffers);
+      }
+      const waiting = this.await('ack', target.nid, 0);
+      h.wmdInterface = this.incarnation;
+      h.wmdObject = waiting.cookie;
+      this.send(target, h, buffers).catch((err: LNetError) => this.fail(waiting.cookie, err));
+      return waiting.promise.then(() => undefined);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  get(target: ProcessId, portal: number, matchBits: bigint, length: number): Promise<Buffer[]> {
+    try {
+      this.checkRunning();
+      checkU32('portal', portal);
+      checkU64('matchBits', matchBits);
+      checkU32('length', length);
+      const h = new LNetHeader();
+      h.type = LNET_MSG_GET;
+      h.matchBits = matchBits;
+      h.portal = portal;
+      h.sinkLength = length;
+      const waiting = this.await('reply', target.nid, length);
+      h.wmdInterface = this.incarnation;
+      h.wmdObject = waiting.cookie;
+      this.send(target, h, []).catch((err: LNetError) => this.fail(waiting.cookie, err));
+      return waiting.promise;
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  stats(): LNetStats {
+    const ni: NiStats = {
+      ...this.counters,
+      drops: { ...this.counters.drops },
+      connDrops: { ...this.counters.connDrops },
+      mdsAttached: this.mds.size,
+      acksPending: 0,
+      repliesPending: 0,
+      connections: this.tcp?.connectionCount() ?? 0,
+      rxBytesReserved: this.tcp?.rxBytesReserved() ?? 0,
+    };
+    for (const p of this.pending.values()) {
+      if (p.kind === 'ack') ni.acksPending++; else ni.repliesPending++;
+    }
+    this.tcp?.refreshPeerStats();
+    const peers = [...this.peers.values()].map((p) => ({ ...p, drops: { ...p.drops }, connDrops: { ...p.connDrops } }));
+    return { ni, peers };
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.sweep);
+    if (this.parsed.lnd === 'lo') loLnd.unregister(this);
+    const err = new LNetError('ESHUTDOWN', `${this.nid} is stopping`);
+    for (const cookie of [...this.pending.keys()]) this.fail(cookie, err);
+    await this.tcp?.stop();
+    this.mds.clear();
+    this.subject.complete();
+  }
+
+  // ---- below: for the LNDs of this folder ----
+
+  get isStopped(): boolean { return this.stopped; }
+
+  /** Per-peer counters, made on first use; null past peersMax (the NI's own still count). */
+  peer(nid: NidString): PeerStats | null {
+    let p = this.peers.get(nid);
+    if (p) return p;
+    if (this.peers.size >= this.limits.peersMax) return null;
+    p = {
+      nid, ...newMessageCounters(), connections: 0, connects: 0, credits: 0, maxCredits: 0, minCredits: 0,
+      queued: 0, keepalivesSent: 0, drops: {}, connDrops: {},
+    };
+    this.peers.set(nid, p);
+    return p;
+  }
+
+  countConnDrop(peerNid: NidString | null, reason: ConnDropReason): void {
+    bump(this.counters.connDrops, reason);
+    if (peerNid) { const p = this.peer(peerNid); if (p) bump(p.connDrops, reason); }
+  }
+
+  countDrop(peerNid: NidString | null, reason: DropReason, length: number): void {
+    this.counters.dropCount++;
+    this.counters.dropLength += length;
+    bump(this.counters.drops, reason);
+    if (peerNid) {
+      const p = this.peer(peerNid);
+      if (p) { p.dropCount++; p.dropLength += length; bump(p.drops, reason); }
+    }
+  }
+
+  countSend(peer: PeerStats | null, length: number): void {
+    this.counters.sendCount++;
+    this.counters.sendLength += length;
+    if (peer) { peer.sendCount++; peer.sendLength += length; }
+  }
+
+  /**
+   * An incoming message's header (already checked against the wire format): decides where its
+   * payload goes, or drops it (null: the LND skips the payload without keeping it).
+   * `h` belongs to the caller and is reused after this returns.
+   */
+  receiveHeader(h: LNetHeader, initiatorNid: NidString, peer: PeerStats | null): Delivery | null {
+    if (this.stopped) { this.countDrop(initiatorNid, 'stopping', h.payloadLength); return null; }
+    this.counters.recvCount++;
+    this.counters.recvLength += h.payloadLength;
+    if (peer) { peer.recvCount++; peer.recvLength += h.payloadLength; }
+    switch (h.type) {
+      case LNET_MSG_PUT: return this.receivePut(h, initiatorNid);
+      case LNET_MSG_GET: return this.receiveGet(h, initiatorNid);
+      case LNET_MSG_REPLY: return this.receiveReply(h, initiatorNid);
+      case LNET_MSG_ACK: return this.receiveAck(h, initiatorNid);
+    }
+  }
+
+  /** Where the in-process LND asks whether a message would be dropped, for ENOENT. */
+  lastDrop: DropReason | null = null;
+
+  private receivePut(h: LNetHeader, initiatorNid: NidString): Delivery | null {
+    const md = this.mds.match('sink', h.portal, h.matchBits, h.offset, h.payloadLength);
+    if (typeof md === 'string') return this.drop(initiatorNid, md, h.payloadLength);
+    const event: PutEvent = {
+      type: 'put', md, portal: h.portal, matchBits: h.matchBits, hdrData: h.hdrData,
+      initiator: { nid: initiatorNid, pid: h.srcPid }, target: { nid: this.nid, pid: h.destPid },
+      offset: h.offset, payload: [], payloadLength: h.payloadLength,
+    };
+    const wantsAck = h.wmdObject !== LNET_WIRE_HANDLE_COOKIE_NONE || h.wmdInterface !== LNET_WIRE_HANDLE_COOKIE_NONE;
+    return new PutDelivery(this, event, wantsAck ? ackHeader(h) : null);
+  }
+
+  private receiveGet(h: LNetHeader, initiatorNid: NidString): Delivery | null {
+    const md = this.mds.match('source', h.portal, h.matchBits, h.offset, h.sinkLength);
+    if (typeof md === 'string') return this.drop(initiatorNid, md, 0);
+    const reply = new LNetHeader();
+    reply.type = LNET_MSG_REPLY;
+    reply.wmdInterface = h.wmdInterface;
+    reply.wmdObject = h.wmdObject;
+    reply.payloadLength = h.sinkLength;
+    const data = sliceBuffers((md as Md & { spec: { kind: 'source' } }).spec.buffers, h.offset, h.sinkLength);
+    return new ReplyDelivery(this, { nid: initiatorNid, pid: h.srcPid }, reply, data);
+  }
+
+  private receiveReply(h: LNetHeader, initiatorNid: NidString): Delivery | null {
+    const p = this.pending.get(h.wmdObject);
+    if (!p || p.kind !== 'reply' || h.wmdInterface !== this.incarnation) return this.drop(initiatorNid, 'unexpectedReply', h.payloadLength);
+    if (h.payloadLength > p.length) return this.drop(initiatorNid, 'replyTooLong', h.payloadLength);
+    this.pending.delete(h.wmdObject);
+    return { complete: (payload) => p.resolve(payload) };
+  }
+
+  private receiveAck(h: LNetHeader, initiatorNid: NidString): Delivery | null {
+    const p = this.pending.get(h.wmdObject);
+    if (!p || p.kind !== 'ack' || h.wmdInterface !== this.incarnation) return this.drop(initiatorNid, 'unexpectedAck', 0);
+    this.pending.delete(h.wmdObject);
+    return { complete: () => p.resolve([]) };
+  }
+
+  private drop(initiatorNid: NidString, reason: DropReason, length: number): null {
+    this.countDrop(initiatorNid, reason, length);
+    this.lastDrop = reason;
+    return null;
+  }
+
+  emit(event: PutEvent): void { this.subject.next(event); }
+
+  /** Sends a message this NI built (PUT, GET) or owes (ACK, REPLY). */
+  send(target: ProcessId, h: LNetHeader, payload: Buffer[]): Promise<void> {
+    let parsed: Nid;
+    try { parsed = parseNid(target.nid); } catch (err) { return Promise.reject(err); }
+    h.destNid = nidToWire(parsed);
+    h.destPid = target.pid;
+    h.srcPid = this.pid;
+    const nid = formatNid(parsed);
+    if (nid === this.nid || parsed.lnd === 'lo') {
+      h.srcNid = this.wireNid;
+      return loLnd.send(this, parsed.lnd === 'lo' ? target.pid : this.pid, h, payload);
+    }
+    if (!this.tcp) return Promise.reject(new LNetError('EHOSTUNREACH', `no route from ${this.nid} to ${nid}`));
+    h.srcNid = this.wireNid;
+    return this.tcp.send(nid, h, payload);
+  }
+
+  private await(kind: 'ack' | 'reply', target: NidString, length: number): { cookie: bigint; promise: Promise<Buffer[]> } {
+    if (this.pending.size >= this.limits.pendingMax) {
+      throw new LNetError('EAGAIN', `${this.pending.size} ACKs and REPLYs awaited, the most allowed (pendingMax)`);
+    }
+    const cookie = (this.nextCookie++ << 2n) | 1n;
+    let resolve!: (payload: Buffer[]) => void;
+    let reject!: (err: LNetError) => void;
+    const promise = new Promise<Buffer[]>((res, rej) => { resolve = res; reject = rej; });
+    this.pending.set(cookie, { cookie, kind, target, length, deadline: Date.now() + this.replyTimeoutMs, resolve, reject });
+    return { cookie, promise };
+  }
+
+  /** Fails an awaited ACK or REPLY (no-op when it already came). */
+  fail(cookie: bigint, err: LNetError): void {
+    const p = this.pending.get(cookie);
+    if (!p) return;
+    this.pending.delete(cookie);
+    p.reject(err);
+  }
+
+  private expirePending(): void {
+    const now = Date.now();
+    // Invariant: every entry has the same timeout, so the map (in insertion order) is in deadline order.
+    for (const p of this.pending.values()) {
+      if (p.deadline > now) break;
+      this.fail(p.cookie, new LNetError('ETIMEDOUT',
+        `no ${p.kind === 'ack' ? 'ACK' : 'REPLY'} from ${p.target} within ${this.replyTimeoutMs} ms`));
+    }
+  }
+
+  private checkRunning(): void {
+    if (this.stopped) throw new LNetError('ESHUTDOWN', `${this.nid} is stopped`);
+  }
+}
+
+function ackHeader(put: LNetHeader): LNetHeader {
+  const a = new LNetHeader();
+  a.type = LNET_MSG_ACK;
+  a.wmdInterface = put.wmdInterface;
+  a.wmdObject = put.wmdObject;
+  a.matchBits = put.matchBits;
+  a.mlength = put.payloadLength;
+  return a;
+}
+
+class PutDelivery implements Delivery {
+  constructor(private readonly ni: LNetNI, private readonly event: PutEvent, private readonly ack: LNetHeader | null) {}
+
+  complete(payload: Buffer[]): void {
+    this.event.payload = payload;
+    this.ni.emit(this.event);
+    if (this.ack) this.ni.send(this.event.initiator, this.ack, []).catch(() => { /* the sender times out, as in Lustre */ });
+  }
+}
+
+class ReplyDelivery implements Delivery {
+  constructor(
+    private readonly ni: LNetNI, private readonly to: ProcessId,
+    private readonly reply: LNetHeader, private readonly data: Buffer[],
+  ) {}
+
+  complete(): void {
+    this.ni.send(this.to, this.reply, this.data).catch(() => { /* the getter times out, as in Lustre */ });
+  }
+}
+
+export type { LNetMsgType };
+export { canonicalNid, nidFromWire };

@@ -1,0 +1,408 @@
+// One socklnd connection: the acceptor request and HELLO exchange, then ksock_msg frames both
+// ways (see wire.ts for the format). The reader parses headers from the socket's chunks and
+// hands payloads on as slices of them; the writer packs headers (and small payloads) into a
+// slab so that a burst of small messages leaves as one contiguous buffer, and hands large
+// payloads to the socket as they are. Writes of one tick are corked into one writev.
+import type { Socket } from 'node:net';
+import { ChunkQueue } from './chunks.js';
+import {
+  CONNREQ_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES, HELLO_IPS_MAX, KSOCK_MSG_LNET, KSOCK_MSG_NOOP, KSOCK_PROTO_V3,
+  LNET_PROTO_ACCEPTOR_MAGIC, LNET_PROTO_ACCEPTOR_VERSION, LNET_PROTO_MAGIC, LNetHeader, NOOP_BYTES,
+  SOCKLND_CONN_CONTROL, SOCKLND_CONN_NONE, SOCKNAL_KEEPALIVE_PING, decodeConnReq, decodeFrameHeader, decodeHello,
+  encodeConnReq, encodeFrameHeader, encodeHello, encodeNoop, invertConnType, type Hello,
+} from './wire.js';
+import type { ConnDropReason } from './stats.js';
+import type { Delivery } from './ni.js';
+
+/** A message waiting for, or on, a connection. */
+export interface Tx {
+  h: LNetHeader;
+  payload: Buffer[];
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** What a connection needs from its LND. */
+export interface ConnOwner {
+  readonly localWireNid: bigint;
+  readonly localPid: number;
+  readonly incarnation: bigint;
+  readonly payloadMax: number;
+  /** The connection finished its handshake; false refuses it (it is then closed). */
+  established(conn: TcpConn, hello: Hello): ConnDropReason | null;
+  /** A header arrived: where its payload goes, or null to skip it. */
+  receive(conn: TcpConn, h: LNetHeader): Delivery | null;
+  /** Reserves receive memory for a payload; false: wait for resume(). */
+  reserve(conn: TcpConn, bytes: number): boolean;
+  release(bytes: number): void;
+  /** A batch of messages reached the kernel (err: it never will). */
+  sent(conn: TcpConn, batch: Tx[], err: Error | null): void;
+  drained(conn: TcpConn): void;
+  closed(conn: TcpConn, reason: ConnDropReason, detail: string): void;
+  /** A frame was dropped or was a NOOP: counts toward flood detection. */
+  noise(conn: TcpConn): void;
+}
+
+type RxState = 'connreq' | 'hello' | 'frame' | 'wait' | 'payload' | 'skip' | 'closed';
+
+/** Payloads up to this size are copied beside their header, so that small messages coalesce. */
+const INLINE_PAYLOAD_MAX = 2048;
+const SLAB_BYTES = 64 * 1024;
+
+export class TcpConn {
+  /** Peer as the HELLO named it (set when established). */
+  peerWireNid = 0n;
+  peerNid = '';
+  peerIncarnation = 0n;
+  isEstablished = false;
+  readonly startedAt = Date.now();
+  lastRxAt = Date.now();
+  lastTxAt = Date.now();
+  /** Time the oldest unfinished batch was written (0: none). */
+  oldestBatchAt = 0;
+  needDrain = false;
+  batchesInFlight = 0;
+  noiseWindowStart = 0;
+  noiseCount = 0;
+
+  private state: RxState;
+  private readonly rx = new ChunkQueue(FRAME_HEADER_BYTES + HELLO_BYTES);
+  private readonly h = new LNetHeader();
+  private delivery: Delivery | null = null;
+  private payload: Buffer[] = [];
+  private remaining = 0;
+  private reserved = 0;
+  private zcReq = 0n;
+
+  private slab = Buffer.allocUnsafe(SLAB_BYTES);
+  private slabUsed = 0;
+  private runStart = 0;
+  private out: Buffer[] = [];
+  private outTx: Tx[] = [];
+  private flushScheduled = false;
+  private readonly batchTimes: number[] = [];
+
+  constructor(
+    private readonly owner: ConnOwner,
+    readonly socket: Socket,
+    /** Set for connections we open: the NID we asked for. */
+    readonly targetWireNid: bigint | null,
+  ) {
+    this.state = targetWireNid === null ? 'connreq' : 'hello';
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => { this.needDrain = false; this.owner.drained(this); });
+    socket.on('end', () => this.close('closedByPeer', 'the peer closed the connection'));
+    socket.on('error', (err) => this.close('socketError', err.message));
+    socket.on('close', () => this.close('socketError', 'socket closed'));
+  }
+
+  get isActive(): boolean { return this.targetWireNid !== null; }
+  get remote(): string { return `${this.socket.remoteAddress}:${this.socket.remotePort}`; }
+  get isClosed(): boolean { return this.state === 'closed'; }
+  /** Part of a frame (or of the handshake) has arrived and the rest has not. */
+  get midFrame(): boolean {
+    return this.state === 'payload' || this.state === 'skip' || (this.state !== 'wait' && this.rx.length > 0);
+  }
+
+  /** The connector's opening: acceptor request and HELLO, in one write. */
+  sendOpening(): void {
+    const req = encodeConnReq(this.targetWireNid!);
+    this.socket.write(Buffer.concat([req, this.hello(this.targetWireNid!, SOCKLND_CONN_CONTROL)]));
+  }
+
+  private hello(dstNid: bigint, ctype: number): Buffer {
+    return encodeHello({
+      srcNid: this.owner.localWireNid, dstNid, srcPid: this.owner.localPid, dstPid: 0,
+      srcIncarnation: this.owner.incarnation, dstIncarnation: 0n, ctype,
+    });
+  }
+
+  // ---- receiving ----
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.lastRxAt = Date.now();
+    this.rx.push(chunk);
+    this.parse();
+  }
+
+  /** Resumes a connection that waited for receive memory (its reservation is now made). */
+  resume(bytes: number): void {
+    if (this.state !== 'wait') return;
+    this.reserved = bytes;
+    this.state = 'payload';
+    this.socket.resume();
+    this.parse();
+  }
+
+  private parse(): void {
+    for (;;) {
+      switch (this.state) {
+        case 'connreq': if (!this.readConnReq()) return; break;
+        case 'hello': if (!this.readHello()) return; break;
+        case 'frame': if (!this.readFrame()) return; break;
+        case 'payload': if (!this.readPayload()) return; break;
+        case 'skip': if (!this.skipPayload()) return; break;
+        case 'wait':
+        case 'closed': return;
+      }
+    }
+  }
+
+  private readConnReq(): boolean {
+    if (this.rx.length < 4) return false;
+    const magic = this.rx.peek(4).readUInt32LE(0);
+    if (magic !== LNET_PROTO_ACCEPTOR_MAGIC) {
+      // Lustre's acceptor answers a peer that opens with the LNet magic with its own request.
+      if (magic === LNET_PROTO_MAGIC) this.socket.write(encodeConnReq(0n));
+      return this.close('badMagic', `acceptor magic 0x${hex32(magic)}, expected 0x${hex32(LNET_PROTO_ACCEPTOR_MAGIC)}`);
+    }
+    if (this.rx.length < CONNREQ_BYTES) return false;
+    const req = decodeConnReq(this.rx.peek(CONNREQ_BYTES));
+    this.rx.take(CONNREQ_BYTES, null);
+    if (req.version !== LNET_PROTO_ACCEPTOR_VERSION) {
+      this.socket.write(encodeConnReq(0n));
+      return this.close('badAcceptorVersion', `acceptor version ${req.version}, expected ${LNET_PROTO_ACCEPTOR_VERSION}`);
+    }
+    if (req.nid !== this.owner.localWireNid) {
+      return this.close('wrongNid', `asked for NID 0x${req.nid.toString(16)}, this is 0x${this.owner.localWireNid.toString(16)}`);
+    }
+    this.state = 'hello';
+    return true;
+  }
+
+  private readHello(): boolean {
+    if (this.rx.length < 8) return false;
+    const head = this.rx.peek(8);
+    const magic = head.readUInt32LE(0);
+    const version = head.readUInt32LE(4);
+    if (magic !== LNET_PROTO_MAGIC) {
+      return this.close('badMagic', `HELLO magic 0x${hex32(magic)}, expected 0x${hex32(LNET_PROTO_MAGIC)}`);
+    }
+    if (version !== KSOCK_PROTO_V3) {
+      // As ksocknal_recv_hello: the acceptor tells the peer which version it speaks.
+      if (!this.isActive) this.socket.write(this.hello(0n, SOCKLND_CONN_NONE));
+      return this.close('badVersion', `socklnd protocol version ${version}, expected ${KSOCK_PROTO_V3}`);
+    }
+    if (this.rx.length < HELLO_BYTES) return false;
+    const hello = decodeHello(this.rx.peek(HELLO_BYTES));
+    if (hello.nips > HELLO_IPS_MAX) return this.close('badHello', `HELLO lists ${hello.nips} IP addresses (at most ${HELLO_IPS_MAX})`);
+    if (this.rx.length < HELLO_BYTES + 4 * hello.nips) return false;
+    this.rx.take(HELLO_BYTES + 4 * hello.nips, null);
+    if (this.isActive) {
+      if (hello.ctype === SOCKLND_CONN_NONE) return this.close('connRace', 'the peer refused the connection type (lost a connection race)');
+      if (invertConnType(hello.ctype) !== SOCKLND_CONN_CONTROL) return this.close('badConnType', `HELLO connection type ${hello.ctype}`);
+      if (hello.srcNid !== this.targetWireNid) {
+        return this.close('wrongNid', `connected to NID 0x${this.targetWireNid!.toString(16)}, but it claims 0x${hello.srcNid.toString(16)}`);
+      }
+    } else if (invertConnType(hello.ctype) === SOCKLND_CONN_NONE) {
+      return this.close('badConnType', `HELLO connection type ${hello.ctype}`);
+    }
+    // The acceptor answers before anything else can be written on the connection.
+    if (!this.isActive) this.socket.write(this.hello(hello.srcNid, invertConnType(hello.ctype)));
+    this.isEstablished = true;
+    this.state = 'frame';
+    const refused = this.owner.established(this, hello);
+    if (refused) return this.close(refused, 'refused after HELLO');
+    return true;
+  }
+
+  private readFrame(): boolean {
+    if (this.rx.length < NOOP_BYTES) return false;
+    const k = this.rx.peek(NOOP_BYTES);
+    const type = k.readUInt32LE(0);
+    if (type === KSOCK_MSG_NOOP) {
+      const zcAck = k.readBigUInt64LE(16);
+      this.rx.take(NOOP_BYTES, null);
+      if (zcAck !== 0n && zcAck !== SOCKNAL_KEEPALIVE_PING) {
+        return this.close('badZcAck', `zero-copy ACK ${zcAck} for no request of ours`);
+      }
+      this.owner.noise(this);
+      return this.state !== 'closed';
+    }
+    if (type !== KSOCK_MSG_LNET) return this.close('badKsockType', `ksock message type 0x${hex32(type)}`);
+    if (this.rx.length < FRAME_HEADER_BYTES) return false;
+    const buf = this.rx.peek(FRAME_HEADER_BYTES);
+    const zcReq = buf.readBigUInt64LE(8);
+    const zcAck = buf.readBigUInt64LE(16);
+    if (zcAck !== 0n) return this.close('badZcAck', `zero-copy ACK ${zcAck} for no request of ours`);
+    const bad = decodeFrameHeader(buf, 0, this.h, this.owner.payloadMax);
+    if (bad) return this.close(bad, `LNet type ${buf.readUInt32LE(48)}, payload ${buf.readUInt32LE(52)} bytes`);
+    this.rx.take(FRAME_HEADER_BYTES, null);
+    this.zcReq = zcReq;
+    this.delivery = this.owner.receive(this, this.h);
+    this.remaining = this.h.payloadLength;
+    if (!this.delivery) {
+      this.owner.noise(this);
+      if (this.isClosed) return false;
+      this.state = 'skip';
+      return true;
+    }
+    if (this.remaining === 0) { this.finishFrame(); return this.state !== 'closed'; }
+    if (!this.owner.reserve(this, this.remaining)) {
+      this.state = 'wait';
+      this.socket.pause();
+      return false;
+    }
+    this.reserved = this.remaining;
+    this.state = 'payload';
+    return true;
+  }
+
+  private readPayload(): boolean {
+    if (this.rx.length === 0) return false;
+    this.remaining -= this.rx.take(this.remaining, this.payload);
+    if (this.remaining > 0) return false;
+    this.finishFrame();
+    return this.state !== 'closed';
+  }
+
+  private skipPayload(): boolean {
+    if (this.remaining > 0) {
+      if (this.rx.length === 0) return false;
+      this.remaining -= this.rx.take(this.remaining, null);
+      if (this.remaining > 0) return false;
+    }
+    this.state = 'frame';
+    this.ackZeroCopy();
+    return true;
+  }
+
+  private finishFrame(): void {
+    const delivery = this.delivery!;
+    const payload = this.payload;
+    this.delivery = null;
+    this.payload = [];
+    if (this.reserved) { this.owner.release(this.reserved); this.reserved = 0; }
+    this.state = 'frame';
+    this.ackZeroCopy();
+    delivery.complete(payload);
+  }
+
+  /** A peer that sent with zero-copy waits for this before it frees its pages (socklnd V2+). */
+  private ackZeroCopy(): void {
+    if (this.zcReq === 0n) return;
+    this.writeNoop(this.zcReq);
+    this.zcReq = 0n;
+  }
+
+  // ---- sending ----
+
+  writeTx(tx: Tx, length: number): void {
+    const inline = length <= INLINE_PAYLOAD_MAX;
+    this.reserveSlab(FRAME_HEADER_BYTES + (inline ? length : 0));
+    encodeFrameHeader(tx.h, this.slab, this.slabUsed);
+    this.slabUsed += FRAME_HEADER_BYTES;
+    if (inline) {
+      for (const b of tx.payload) { b.copy(this.slab, this.slabUsed); this.slabUsed += b.length; }
+    } else {
+      this.endRun();
+      for (const b of tx.payload) if (b.length) this.out.push(b);
+    }
+    this.outTx.push(tx);
+    this.scheduleFlush();
+  }
+
+  /** A keepalive (cookie SOCKNAL_KEEPALIVE_PING) or a zero-copy ACK. */
+  writeNoop(zcAck: bigint): void {
+    this.reserveSlab(NOOP_BYTES);
+    encodeNoop(zcAck, this.slab, this.slabUsed);
+    this.slabUsed += NOOP_BYTES;
+    this.scheduleFlush();
+  }
+
+  private reserveSlab(bytes: number): void {
+    if (this.slab.length - this.slabUsed >= bytes) return;
+    this.endRun();
+    this.slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, bytes));
+    this.slabUsed = 0;
+    this.runStart = 0;
+  }
+
+  private endRun(): void {
+    if (this.slabUsed > this.runStart) this.out.push(this.slab.subarray(this.runStart, this.slabUsed));
+    this.runStart = this.slabUsed;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    process.nextTick(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.state === 'closed') return;
+    this.endRun();
+    const out = this.out;
+    const batch = this.outTx;
+    if (out.length === 0) return;
+    this.out = [];
+    this.outTx = [];
+    const now = Date.now();
+    this.lastTxAt = now;
+    this.batchesInFlight++;
+    this.batchTimes.push(now);
+    if (this.oldestBatchAt === 0) this.oldestBatchAt = now;
+    const socket = this.socket;
+    if (out.length > 1) socket.cork();
+    for (let i = 0; i < out.length - 1; i++) socket.write(out[i]!);
+    const ok = socket.write(out[out.length - 1]!, (err) => this.batchDone(batch, err ?? null));
+    if (out.length > 1) socket.uncork();
+    if (!ok) this.needDrain = true;
+  }
+
+  private batchDone(batch: Tx[], err: Error | null): void {
+    this.batchesInFlight--;
+    this.batchTimes.shift();
+    this.oldestBatchAt = this.batchTimes[0] ?? 0;
+    this.owner.sent(this, batch, err);
+  }
+
+  /** True when nothing is waiting to be written or on its way to the kernel. */
+  get idle(): boolean { return this.batchesInFlight === 0 && !this.flushScheduled; }
+
+  // ---- closing ----
+
+  /** Ends the connection with a reason; returns false so that parse steps can `return this.close(...)`. */
+  close(reason: ConnDropReason, detail: string): false {
+    if (this.state === 'closed') return false;
+    this.state = 'closed';
+    if (this.reserved) { this.owner.release(this.reserved); this.reserved = 0; }
+    this.rx.clear();
+    this.payload = [];
+    this.delivery = null;
+    // Messages not yet handed to the socket are failed here; those written are failed by
+    // their write callbacks if the socket is destroyed before they reach the kernel.
+    const unsent = this.outTx;
+    this.outTx = [];
+    this.out = [];
+    if (gracefulCloses.has(reason)) {
+      // What was written (a last HELLO telling our version, queued frames) still goes out.
+      this.socket.end();
+      setTimeout(() => this.socket.destroy(), 1000).unref();
+    } else {
+      this.socket.destroy();
+    }
+    if (unsent.length) this.owner.sent(this, unsent, new Error(detail));
+    this.owner.closed(this, reason, detail);
+    return false;
+  }
+
+  /** Clean close: what is queued is written, then FIN. */
+  end(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.socket.destroyed) { resolve(); return; }
+      this.socket.once('close', () => resolve());
+      this.flush();
+      this.close('stopping', 'the NI is stopping');
+    });
+  }
+}
+
+const gracefulCloses = new Set<ConnDropReason>([
+  'closedByPeer', 'stopping', 'badVersion', 'badAcceptorVersion', 'badMagic', 'connRace', 'peerRestarted',
+]);
+
+function hex32(v: number): string { return v.toString(16).padStart(8, '0'); }

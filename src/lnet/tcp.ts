@@ -1,0 +1,369 @@
+// The TCP LND (Lustre's socklnd, protocol V3): an acceptor on the NI's address and port,
+// one peer per remote NID, connections opened on the first send to a peer (and again after
+// one is lost), send credits per peer, keepalives on idle connections, and the limits that
+// keep a bad or stalled peer from costing the node more than one connection.
+import { createServer, connect, type Server, type Socket } from 'node:net';
+import { LNetError } from './errors.js';
+import { ipv4Text, nidFromWire, formatNid, parseNid, type NidString } from './nid.js';
+import { FRAME_HEADER_BYTES, type Hello, type LNetHeader } from './wire.js';
+import type { ConnDropReason, PeerStats } from './stats.js';
+import { TcpConn, type ConnOwner, type Tx } from './tcp-conn.js';
+import type { Delivery, LNetNI } from './ni.js';
+
+export interface TcpTunables {
+  port: number;
+  peerCredits: number;
+  maxFrameBytes: number;
+  keepaliveMs: number;
+  connectTimeoutMs: number;
+  timeoutMs: number;
+  /** Connections at once, both directions; an accept past it is closed at once. */
+  connectionsMax: number;
+  /** Messages waiting per peer for a credit or a connection; a send past it fails with EAGAIN. */
+  txQueueMax: number;
+  /** Payload bytes being received at once over all connections; past it, sockets pause. */
+  rxBytesMax: number;
+  /** Dropped frames and NOOPs one connection may send per second before it is a flood. */
+  noisePerSecondMax: number;
+}
+
+const defaultTunables = {
+  connectionsMax: 1024,
+  txQueueMax: 4096,
+  rxBytesMax: 256 * 1024 * 1024,
+  noisePerSecondMax: 10_000,
+};
+
+/** Closes that are the peer's or our own doing, not a fault worth a warning. */
+const quietCloses = new Set<ConnDropReason>(['closedByPeer', 'stopping', 'peerRestarted']);
+
+class TcpPeer {
+  readonly conns: TcpConn[] = [];
+  readonly queue: Tx[] = [];
+  queueHead = 0;
+  credits: number;
+  connecting = false;
+  incarnation = 0n;
+
+  constructor(
+    readonly nid: NidString,
+    readonly wireNid: bigint,
+    readonly host: string,
+    readonly stats: PeerStats | null,
+    readonly maxCredits: number,
+  ) {
+    this.credits = maxCredits;
+    if (stats) { stats.credits = maxCredits; stats.maxCredits = maxCredits; stats.minCredits = maxCredits; }
+  }
+
+  get queued(): number { return this.queue.length - this.queueHead; }
+
+  shift(): Tx {
+    const tx = this.queue[this.queueHead]!;
+    this.queue[this.queueHead++] = undefined as unknown as Tx;
+    if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+      this.queue.splice(0, this.queueHead);
+      this.queueHead = 0;
+    }
+    return tx;
+  }
+
+  /** Lustre's view of credits: free ones minus messages waiting (negative when some wait). */
+  noteCredits(): void {
+    if (!this.stats) return;
+    const c = this.credits - this.queued;
+    this.stats.credits = c;
+    if (c < this.stats.minCredits) this.stats.minCredits = c;
+    this.stats.queued = this.queued;
+  }
+
+  /** The connection to send on: the first established one that is not waiting for 'drain'. */
+  sendConn(): TcpConn | null {
+    for (const c of this.conns) if (!c.needDrain) return c;
+    return null;
+  }
+}
+
+export class TcpLnd implements ConnOwner {
+  readonly localWireNid: bigint;
+  readonly localPid: number;
+  readonly incarnation: bigint;
+  readonly payloadMax: number;
+  private readonly t: TcpTunables;
+  private readonly host: string;
+  private readonly server: Server;
+  private readonly peers = new Map<NidString, TcpPeer>();
+  private readonly conns = new Set<TcpConn>();
+  private readonly peerOf = new Map<TcpConn, TcpPeer>();
+  private readonly rxWaiters: Array<{ conn: TcpConn; bytes: number }> = [];
+  private rxReserved = 0;
+  private readonly ticker: NodeJS.Timeout;
+  private stopping = false;
+
+  constructor(private readonly ni: LNetNI, tunables: Omit<TcpTunables, keyof typeof defaultTunables> & Partial<TcpTunables>) {
+    this.t = { ...defaultTunables, ...tunables };
+    this.t.rxBytesMax = Math.max(this.t.rxBytesMax, this.t.maxFrameBytes);
+    this.localWireNid = ni.wireNid;
+    this.localPid = ni.pid;
+    this.incarnation = ni.incarnation;
+    this.payloadMax = this.t.maxFrameBytes - FRAME_HEADER_BYTES;
+    this.host = ipv4Text(parseNid(ni.nid).addr);
+    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    const tickMs = Math.max(5, Math.min(1000, this.t.timeoutMs / 4, this.t.connectTimeoutMs / 4,
+      this.t.keepaliveMs > 0 ? this.t.keepaliveMs / 2 : 1000));
+    this.ticker = setInterval(() => this.tick(), tickMs);
+    this.ticker.unref();
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        clearInterval(this.ticker);
+        reject(new LNetError(err.code === 'EADDRINUSE' ? 'EADDRINUSE' : 'EINVAL',
+          `cannot listen on ${this.host}:${this.t.port} for ${this.ni.nid}: ${err.message}`));
+      };
+      this.server.once('error', onError);
+      this.server.listen({ host: this.host, port: this.t.port }, () => {
+        this.server.off('error', onError);
+        this.server.on('error', (err) => this.ni.warn(`acceptor: ${err.message}`));
+        resolve();
+      });
+    });
+  }
+
+  connectionCount(): number { return this.conns.size; }
+  rxBytesReserved(): number { return this.rxReserved; }
+
+  refreshPeerStats(): void {
+    for (const p of this.peers.values()) {
+      p.noteCredits();
+      if (p.stats) p.stats.connections = p.conns.length;
+    }
+  }
+
+  // ---- sending ----
+
+  send(nid: NidString, h: LNetHeader, payload: Buffer[]): Promise<void> {
+    if (this.stopping) return Promise.reject(new LNetError('ESHUTDOWN', `${this.ni.nid} is stopping`));
+    if (h.payloadLength > this.payloadMax) {
+      return Promise.reject(new LNetError('EINVAL',
+        `a ${h.payloadLength}-byte payload is over maxFrameBytes (${this.t.maxFrameBytes} with the ${FRAME_HEADER_BYTES}-byte header)`));
+    }
+    const peer = this.peerFor(nid, h.destNid);
+    if (peer.queued >= this.t.txQueueMax) {
+      return Promise.reject(new LNetError('EAGAIN', `${peer.queued} messages already wait for ${nid} (txQueueMax)`));
+    }
+    return new Promise<void>((resolve, reject) => {
+      peer.queue.push({ h, payload, resolve, reject });
+      this.pump(peer);
+    });
+  }
+
+  private peerFor(nid: NidString, wireNid: bigint): TcpPeer {
+    let peer = this.peers.get(nid);
+    if (!peer) {
+      peer = new TcpPeer(nid, wireNid, ipv4Text(Number(wireNid & 0xffffffffn)), this.ni.peer(nid), this.t.peerCredits);
+      this.peers.set(nid, peer);
+    }
+    return peer;
+  }
+
+  private pump(peer: TcpPeer): void {
+    while (peer.queued > 0 && peer.credits > 0) {
+      const conn = peer.sendConn();
+      if (!conn) break;
+      const tx = peer.shift();
+      peer.credits--;
+      this.ni.countSend(peer.stats, tx.h.payloadLength);
+      conn.writeTx(tx, tx.h.payloadLength);
+    }
+    peer.noteCredits();
+    if (peer.queued > 0 && peer.conns.length === 0 && !peer.connecting) this.connectTo(peer);
+  }
+
+  sent(conn: TcpConn, batch: Tx[], err: Error | null): void {
+    const peer = this.peerOf.get(conn) ?? this.peers.get(conn.peerNid);
+    for (const tx of batch) {
+      if (err) tx.reject(new LNetError('ECONNRESET', `connection to ${conn.peerNid || conn.remote} lost: ${err.message}`));
+      else tx.resolve();
+    }
+    if (peer) {
+      peer.credits += batch.length;
+      this.pump(peer);
+    }
+  }
+
+  drained(conn: TcpConn): void {
+    const peer = this.peerOf.get(conn);
+    if (peer) this.pump(peer);
+  }
+
+  // ---- connecting ----
+
+  private connectTo(peer: TcpPeer): void {
+    if (this.conns.size >= this.t.connectionsMax) {
+      this.failQueued(peer, new LNetError('EAGAIN', `${this.conns.size} connections open (connectionsMax)`));
+      return;
+    }
+    peer.connecting = true;
+    const socket = connect({ host: peer.host, port: this.t.port, localAddress: this.host, noDelay: true });
+    const conn = new TcpConn(this, socket, peer.wireNid);
+    this.conns.add(conn);
+    this.peerOf.set(conn, peer);
+    socket.once('connect', () => conn.sendOpening());
+  }
+
+  private accept(socket: Socket): void {
+    if (this.stopping) { socket.destroy(); return; }
+    if (this.conns.size >= this.t.connectionsMax) {
+      this.ni.countConnDrop(null, 'tooManyConnections');
+      this.ni.warn(`refused a connection from ${socket.remoteAddress}:${socket.remotePort}: ${this.conns.size} open (connectionsMax)`);
+      socket.destroy();
+      return;
+    }
+    this.conns.add(new TcpConn(this, socket, null));
+  }
+
+  established(conn: TcpConn, hello: Hello): ConnDropReason | null {
+    let nid: NidString;
+    try {
+      const parsed = nidFromWire(hello.srcNid);
+      if (parsed.lnd !== 'tcp') return 'badHello';
+      nid = formatNid(parsed);
+    } catch {
+      return 'badHello';
+    }
+    if (this.stopping) return 'stopping';
+    conn.peerWireNid = hello.srcNid;
+    conn.peerNid = nid;
+    conn.peerIncarnation = hello.srcIncarnation;
+    const peer = this.peerOf.get(conn) ?? this.peerFor(nid, hello.srcNid);
+    this.peerOf.set(conn, peer);
+    if (peer.incarnation !== hello.srcIncarnation) {
+      // The peer restarted: what went over its old connections is gone with its old self.
+      for (const old of [...peer.conns]) old.close('peerRestarted', 'the peer restarted (new incarnation)');
+      peer.incarnation = hello.srcIncarnation;
+    }
+    peer.conns.push(conn);
+    if (conn.isActive) peer.connecting = false;
+    if (peer.stats) { peer.stats.connects++; peer.stats.connections = peer.conns.length; }
+    this.pump(peer);
+    return null;
+  }
+
+  closed(conn: TcpConn, reason: ConnDropReason, detail: string): void {
+    this.conns.delete(conn);
+    const peer = this.peerOf.get(conn);
+    this.peerOf.delete(conn);
+    const waiter = this.rxWaiters.findIndex((w) => w.conn === conn);
+    if (waiter >= 0) this.rxWaiters.splice(waiter, 1);
+    const who = conn.peerNid || (peer ? peer.nid : '');
+    this.ni.countConnDrop(who || null, reason);
+    if (!quietCloses.has(reason) && !(reason === 'socketError' && this.stopping)) {
+      this.ni.warn(`dropped connection ${conn.isActive ? 'to' : 'from'} ${conn.remote}${who ? ` (${who})` : ''}: ${reason}: ${detail}`);
+    }
+    if (!peer) return;
+    const i = peer.conns.indexOf(conn);
+    if (i >= 0) peer.conns.splice(i, 1);
+    if (peer.stats) peer.stats.connections = peer.conns.length;
+    if (conn.isActive && !conn.isEstablished) {
+      peer.connecting = false;
+      // The connect failed: what waits for this peer fails with it, rather than wait forever.
+      if (peer.conns.length === 0) {
+        const code = reason === 'handshakeTimeout' ? 'ETIMEDOUT' : 'EHOSTUNREACH';
+        this.failQueued(peer, new LNetError(code, `cannot reach ${peer.nid} at ${peer.host}:${this.t.port}: ${detail}`));
+      }
+      return;
+    }
+    if (!this.stopping) this.pump(peer);
+  }
+
+  private failQueued(peer: TcpPeer, err: LNetError): void {
+    while (peer.queued > 0) peer.shift().reject(err);
+    peer.noteCredits();
+  }
+
+  // ---- receiving ----
+
+  receive(conn: TcpConn, h: LNetHeader): Delivery | null {
+    const peer = this.peerOf.get(conn)!;
+    if (h.destNid !== this.localWireNid) {
+      this.ni.countDrop(conn.peerNid, 'notForMe', h.payloadLength);
+      return null;
+    }
+    let nid = conn.peerNid;
+    if (h.srcNid !== conn.peerWireNid) {
+      try { nid = formatNid(nidFromWire(h.srcNid)); } catch {
+        this.ni.countDrop(conn.peerNid, 'badNid', h.payloadLength);
+        return null;
+      }
+    }
+    return this.ni.receiveHeader(h, nid, peer.stats);
+  }
+
+  reserve(conn: TcpConn, bytes: number): boolean {
+    if (this.rxReserved + bytes <= this.t.rxBytesMax && this.rxWaiters.length === 0) {
+      this.rxReserved += bytes;
+      return true;
+    }
+    this.rxWaiters.push({ conn, bytes });
+    return false;
+  }
+
+  release(bytes: number): void {
+    this.rxReserved -= bytes;
+    while (this.rxWaiters.length > 0 && this.rxReserved + this.rxWaiters[0]!.bytes <= this.t.rxBytesMax) {
+      const w = this.rxWaiters.shift()!;
+      this.rxReserved += w.bytes;
+      w.conn.resume(w.bytes);
+    }
+  }
+
+  noise(conn: TcpConn): void {
+    const now = Date.now();
+    if (now - conn.noiseWindowStart >= 1000) { conn.noiseWindowStart = now; conn.noiseCount = 0; }
+    if (++conn.noiseCount > this.t.noisePerSecondMax) {
+      conn.close('flood', `over ${this.t.noisePerSecondMax} dropped frames and NOOPs in a second`);
+    }
+  }
+
+  // ---- timers ----
+
+  private tick(): void {
+    const now = Date.now();
+    for (const conn of this.conns) {
+      if (!conn.isEstablished) {
+        if (now - conn.startedAt > this.t.connectTimeoutMs) {
+          conn.close('handshakeTimeout', `no handshake within ${this.t.connectTimeoutMs} ms`);
+        }
+        continue;
+      }
+      if (conn.midFrame && now - conn.lastRxAt > this.t.timeoutMs) {
+        conn.close('stalled', `a frame made no progress for ${this.t.timeoutMs} ms`);
+      } else if (conn.oldestBatchAt !== 0 && now - conn.oldestBatchAt > this.t.timeoutMs) {
+        conn.close('sendStalled', `written data was not taken for ${this.t.timeoutMs} ms`);
+      } else if (this.t.keepaliveMs > 0 && conn.idle && now - conn.lastTxAt >= this.t.keepaliveMs) {
+        conn.writeNoop(1n);
+        const peer = this.peerOf.get(conn);
+        if (peer?.stats) peer.stats.keepalivesSent++;
+      }
+    }
+  }
+
+  // ---- stopping ----
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.ticker);
+    const err = new LNetError('ESHUTDOWN', `${this.ni.nid} is stopping`);
+    for (const peer of this.peers.values()) this.failQueued(peer, err);
+    const closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const ends = [...this.conns].map((c) => c.end());
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
+    await Promise.race([Promise.all(ends), grace]);
+    for (const c of this.conns) c.socket.destroy();
+    for (const c of [...this.conns]) c.close('stopping', 'the NI stopped');
+    await closing;
+  }
+}
+

@@ -32,3 +32,4 @@ export {
 export { ReplayList, type ReplayEntry } from './import-parts.js';
 export type { Network, ProcessId, PutEvent, MdHandle, MdSpec } from './transport.js';
 export { targetProfiles, type TargetProfile } from './profiles.js';
+export { OsdReplyStore, MAX_RECORDED_REPLY_BYTES, type OsdReplyTransaction } from './osd-reply-store.js';

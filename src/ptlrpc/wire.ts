@@ -100,7 +100,8 @@ export interface LustreMessage {
 }
 
 export function round8(n: number): number {
-  return (n + 7) & ~7;
+  // Arithmetic, not bit operations: a length read from the wire may exceed 2^31.
+  return n + ((8 - (n % 8)) % 8);
 }
 
 const zeroVersions = [0n, 0n, 0n, 0n] as const;

@@ -2,9 +2,10 @@
 // target NI's receive path without a socket. The payload Buffers are handed over as they are,
 // not copied: once put() resolves, the receiver owns them and the sender must not reuse them.
 //
-// Which NI receives: a message to '0@lo' goes to the '0@lo' NI with the target's pid (a node
-// talking to itself when that is the sender); a message to the sender's own tcp NID goes to
-// the sender itself, as Lustre routes a node's own NID through lolnd.
+// Which NI receives (the sender's NI decides): a message to '0@lo' with the sender's own pid,
+// or to the sender's own NID, goes to the sender itself (a node talking to itself, as Lustre
+// routes its own NID through lolnd); to '0@lo' with another pid, to the '0@lo' NI of this
+// process that has that pid.
 import { LNetError } from './errors.js';
 import { LNET_MSG_GET, LNET_WIRE_HANDLE_COOKIE_NONE, LNET_MSG_PUT, type LNetHeader } from './wire.js';
 import type { LNetNI } from './ni.js';
@@ -23,12 +24,13 @@ class LoLnd {
     if (this.byPid.get(ni.pid) === ni) this.byPid.delete(ni.pid);
   }
 
-  async send(from: LNetNI, targetPid: number, h: LNetHeader, payload: Buffer[]): Promise<void> {
+  find(pid: number): LNetNI | undefined { return this.byPid.get(pid); }
+
+  async send(from: LNetNI, target: LNetNI | undefined, h: LNetHeader, payload: Buffer[]): Promise<void> {
     // A microtask boundary, as a network would give: the sender's code after put() runs first.
     await Promise.resolve();
-    const target = from.wireNid === h.destNid && targetPid === from.pid ? from : this.byPid.get(targetPid);
     if (!target || target.isStopped) {
-      throw new LNetError('EHOSTUNREACH', `no NI at 0@lo pid ${targetPid} in this process`);
+      throw new LNetError('EHOSTUNREACH', `no NI at 0@lo pid ${h.destPid} in this process`);
     }
     const peer = from.peer(target.nid);
     from.countSend(peer, h.payloadLength);

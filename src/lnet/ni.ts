@@ -360,12 +360,13 @@ export class LNetNI {
     h.destPid = target.pid;
     h.srcPid = this.pid;
     const nid = formatNid(parsed);
+    h.srcNid = this.wireNid;
+    // Lustre sends to a node's own NID, and to 0@lo, through the loopback LND.
     if (nid === this.nid || parsed.lnd === 'lo') {
-      h.srcNid = this.wireNid;
-      return loLnd.send(this, parsed.lnd === 'lo' ? target.pid : this.pid, h, payload);
+      const self = parsed.lnd === 'lo' ? target.pid === this.pid : true;
+      return loLnd.send(this, self ? this : loLnd.find(target.pid), h, payload);
     }
     if (!this.tcp) return Promise.reject(new LNetError('EHOSTUNREACH', `no route from ${this.nid} to ${nid}`));
-    h.srcNid = this.wireNid;
     return this.tcp.send(nid, h, payload);
   }
 

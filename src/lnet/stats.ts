@@ -18,7 +18,7 @@ export type ConnDropReason =
   | 'badMagic' | 'badVersion' | 'badAcceptorVersion' | 'wrongNid' | 'badHello' | 'badConnType'
   | 'connRace' | 'badKsockType' | 'badMsgType' | 'oversized' | 'payloadOnGetOrAck' | 'badZcAck'
   | 'handshakeTimeout' | 'stalled' | 'sendStalled' | 'flood' | 'tooManyConnections'
-  | 'peerRestarted' | 'socketError' | 'closedByPeer' | 'stopping';
+  | 'peerRestarted' | 'socketError' | 'connectFailed' | 'closedByPeer' | 'stopping';
 
 export type Counts<K extends string> = Partial<Record<K, number>>;
 

@@ -89,6 +89,7 @@ export class TcpConn {
     readonly targetWireNid: bigint | null,
   ) {
     this.state = targetWireNid === null ? 'connreq' : 'hello';
+    void this.remote;
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => { this.needDrain = false; this.owner.drained(this); });
@@ -98,7 +99,12 @@ export class TcpConn {
   }
 
   get isActive(): boolean { return this.targetWireNid !== null; }
-  get remote(): string { return `${this.socket.remoteAddress}:${this.socket.remotePort}`; }
+  /** Remembered at connect, since a destroyed socket no longer tells it. */
+  private remoteText = '';
+  get remote(): string {
+    if (!this.remoteText && this.socket.remoteAddress) this.remoteText = `${this.socket.remoteAddress}:${this.socket.remotePort}`;
+    return this.remoteText || 'unconnected';
+  }
   get isClosed(): boolean { return this.state === 'closed'; }
   /** Part of a frame (or of the handshake) has arrived and the rest has not. */
   get midFrame(): boolean {

@@ -257,18 +257,22 @@ export class TcpLnd implements ConnOwner {
     this.peerOf.delete(conn);
     const waiter = this.rxWaiters.findIndex((w) => w.conn === conn);
     if (waiter >= 0) this.rxWaiters.splice(waiter, 1);
+    const connectFailed = conn.isActive && !conn.isEstablished;
+    if (connectFailed && reason === 'socketError') reason = 'connectFailed';
     const who = conn.peerNid || (peer ? peer.nid : '');
     this.ni.countConnDrop(who || null, reason);
-    if (!quietCloses.has(reason) && !(reason === 'socketError' && this.stopping)) {
+    if (connectFailed) {
+      this.ni.warn(`cannot connect to ${peer?.host}:${this.t.port} (${who}): ${reason}: ${detail}`);
+    } else if (!quietCloses.has(reason) && !(reason === 'socketError' && this.stopping)) {
       this.ni.warn(`dropped connection ${conn.isActive ? 'to' : 'from'} ${conn.remote}${who ? ` (${who})` : ''}: ${reason}: ${detail}`);
     }
     if (!peer) return;
     const i = peer.conns.indexOf(conn);
     if (i >= 0) peer.conns.splice(i, 1);
     if (peer.stats) peer.stats.connections = peer.conns.length;
-    if (conn.isActive && !conn.isEstablished) {
+    if (connectFailed) {
       peer.connecting = false;
-      // The connect failed: what waits for this peer fails with it, rather than wait forever.
+      // What waits for this peer fails with its connect, rather than wait forever.
       if (peer.conns.length === 0) {
         const code = reason === 'handshakeTimeout' ? 'ETIMEDOUT' : 'EHOSTUNREACH';
         this.failQueued(peer, new LNetError(code, `cannot reach ${peer.nid} at ${peer.host}:${this.t.port}: ${detail}`));

@@ -14,10 +14,13 @@ export interface TxHost {
   hold(): TxgHold;
   nowSeconds(): number;
   attrs(fid: Fid): Promise<ObjectAttrs | undefined>;
-  /** Runs fn with the object's lock held. */
-  withObject<T>(fid: Fid, fn: () => Promise<T>): Promise<T>;
-  /** Under the device-wide apply lock: numbers the update built by `build`, applies it, returns it. */
-  applyLive(txg: number, build: () => UpdateBody): Promise<Update>;
+  /** Runs fn holding the lock of `key` (an object, or one name of an index). */
+  withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  /**
+   * Under the device-wide apply lock: builds the update from fid's current attributes (ENOENT
+   * if the object vanished, except for a create), numbers it, applies it, returns it.
+   */
+  applyLive(txg: number, fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create?: boolean): Promise<Update>;
   /** start(): ENOSPC if the declared needs do not fit; waits while checkpoints lag. */
   admit(bytes: number, objects: number): Promise<void>;
   /** ENOSPC unless `bytes` more fit on the device. */

@@ -101,7 +101,7 @@ export class Osd implements TxHost {
   #opts: OsdOptions & typeof DEFAULTS;
   #clock: () => number;
   #warn: (message: string) => void;
-  #objectLocks = new KeyedLock();
+  #locks = new KeyedLock();
   #applyLock = new Mutex();
   #n = new Map<number, number>();
   #closed = false;
@@ -262,15 +262,20 @@ export class Osd implements TxHost {
     return (await this.state.get(objectKey(fid))) as ObjectAttrs | undefined;
   }
 
-  withObject<T>(fid: Fid, fn: () => Promise<T>): Promise<T> {
-    return this.#objectLocks.with(fidKey(fid), fn);
+  withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    return this.#locks.with(key, fn);
   }
 
-  applyLive(txg: number, build: () => UpdateBody): Promise<Update> {
+  applyLive(txg: number, fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create = false): Promise<Update> {
     return this.#applyLock.with(async () => {
+      // A create was checked absent under its object's lock; others re-read under this lock.
+      const current = create ? undefined : await this.attrs(fid);
+      // An index entry's update holds the lock of its name only: its index may have gone.
+      if (!current && !create) throw new OsdError('ENOENT', `no object ${fidToString(fid)}`);
+      const body = build(current as ObjectAttrs);
       const n = (this.#n.get(txg) ?? 0) + 1;
       this.#n.set(txg, n);
-      const u = { n, ...build() } as Update;
+      const u = { n, ...body } as Update;
       await applyUpdate(u, this.state.view(this.state.pendingLayer(txg)));
       for (const t of this.#n.keys()) if (t < txg) this.#n.delete(t);
       const layer = this.state.pendingLayer(txg);

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import type { TxgHold } from '../log/index.js';
 import { OsdError } from './errors.js';
-import { checkFid, fidEquals, fidToString, ROOT_INDEX_FID, type Fid } from './fid.js';
+import { checkFid, fidEquals, fidKey, fidToString, ROOT_INDEX_FID, type Fid } from './fid.js';
 import { indexKey, indexPrefix, NAME_MAX_BYTES, xattrKey, xattrPrefix, XATTR_VALUE_MAX_BYTES } from './keys.js';
 import {
   isDataType, isIndexType, MAX_FILE_BYTES, OBJECT_TYPES, SETTABLE_ATTRS,
@@ -149,19 +149,21 @@ export class Tx {
     return { txg: this.#hold.txg };
   }
 
-  private async run<T>(fid: Fid, fn: (fidText: string) => Promise<T>): Promise<T> {
+  /** Runs an update holding the lock of its object (or of one name in an index). */
+  private async run<T>(fid: Fid, fn: (fidText: string) => Promise<T>, name?: string): Promise<T> {
     assert(this.#state === 'started' && this.#hold, `tx update in state ${this.#state}`);
     this.#host.assertOpen();
     this.#inflight++;
     try {
-      return await this.#host.withObject(fid, () => fn(fidToString(fid)));
+      return await this.#host.withLock(name === undefined ? fidKey(fid) : indexKey(fid, name), () => fn(fidToString(fid)));
     } finally {
       this.#inflight--;
     }
   }
 
-  private async apply(build: () => UpdateBody): Promise<void> {
-    this.#updates.push(await this.#host.applyLive(this.txg, build));
+  /** Applies the update `build` makes from the object's attributes as they are at apply time. */
+  private async apply(fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create = false): Promise<void> {
+    this.#updates.push(await this.#host.applyLive(this.txg, fid, build, create));
   }
 
   private async existing(fid: Fid): Promise<ObjectAttrs> {
@@ -196,10 +198,10 @@ export class Tx {
         type, mode: type === 'dir' || type === 'idx' ? 0o755 : 0o644, uid: 0, gid: 0, size: 0, blocks: 0,
         atime: now, mtime: now, ctime: now, nlink: type === 'dir' ? 2 : 1, flags: 0, ...given, version: 1,
       };
-      await this.apply(() => {
+      await this.apply(fid, () => {
         if (isDataType(type)) full.gen = this.#host.nextGen();
         return { op: 'create', fid: fidText, attrs: full };
-      });
+      }, true);
     });
   }
 
@@ -213,7 +215,7 @@ export class Tx {
       }
       const prefix = xattrPrefix(fid);
       const xattrs = (await this.#host.state.list(prefix, undefined, Infinity)).map((r) => r.key.slice(prefix.length));
-      await this.apply(() => (a.gen === undefined ? { op: 'destroy', fid: fidText, xattrs } : { op: 'destroy', fid: fidText, xattrs, gen: a.gen }));
+      await this.apply(fid, () => (a.gen === undefined ? { op: 'destroy', fid: fidText, xattrs } : { op: 'destroy', fid: fidText, xattrs, gen: a.gen }));
       if (a.gen !== undefined) this.#host.removeDataWhenSynced(this.txg, fid, a.gen);
     });
   }
@@ -226,7 +228,7 @@ export class Tx {
       if (changes.size !== undefined && isDataType(a.type) && changes.size !== a.size) {
         changes.blocks = await this.resize(fid, a, changes.size);
       }
-      await this.apply(() => ({ op: 'attr_set', fid: fidText, attrs: changes, version: a.version + 1 }));
+      await this.apply(fid, (cur) => ({ op: 'attr_set', fid: fidText, attrs: changes, version: cur.version + 1 }));
     });
   }
 
@@ -253,7 +255,7 @@ export class Tx {
       const exists = (await this.#host.state.get(xattrKey(fid, name))) !== undefined;
       if (flags.create && exists) throw new OsdError('EEXIST', `xattr ${name} of ${fidText} exists`);
       if (flags.replace && !exists) throw new OsdError('ENODATA', `no xattr ${name} on ${fidText}`);
-      await this.apply(() => ({ op: 'xattr_set', fid: fidText, name, value: copy, version: a.version + 1 }));
+      await this.apply(fid, (cur) => ({ op: 'xattr_set', fid: fidText, name, value: copy, version: cur.version + 1 }));
     });
   }
 
@@ -263,7 +265,7 @@ export class Tx {
     await this.run(fid, async (fidText) => {
       const a = await this.existing(fid);
       if ((await this.#host.state.get(xattrKey(fid, name))) === undefined) throw new OsdError('ENODATA', `no xattr ${name} on ${fidText}`);
-      await this.apply(() => ({ op: 'xattr_del', fid: fidText, name, version: a.version + 1 }));
+      await this.apply(fid, (cur) => ({ op: 'xattr_del', fid: fidText, name, version: cur.version + 1 }));
     });
   }
 
@@ -279,7 +281,7 @@ export class Tx {
       if (offset > a.size) await this.#host.data.truncate(path, a.size, this.txg);
       const blocks = await this.#host.data.write(path, offset, data, this.txg);
       const size = Math.max(a.size, end);
-      await this.apply(() => ({ op: 'write', fid: fidText, offset, length: data.byteLength, size, blocks, version: a.version + 1 }));
+      await this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length: data.byteLength, size, blocks, version: cur.version + 1 }));
     });
   }
 
@@ -302,7 +304,7 @@ export class Tx {
       } else if (start < a.size) {
         blocks = await this.#host.data.zero(path, start, Math.min(end, a.size), this.txg);
       }
-      await this.apply(() => ({ op: 'punch', fid: fidText, start, end: end ?? null, size, blocks, version: a.version + 1 }));
+      await this.apply(fid, (cur) => ({ op: 'punch', fid: fidText, start, end: end ?? null, size, blocks, version: cur.version + 1 }));
     });
   }
 
@@ -315,8 +317,8 @@ export class Tx {
       const a = await this.indexObject(index);
       if ((await this.#host.state.get(indexKey(index, name))) !== undefined) throw new OsdError('EEXIST', `${name} exists in index ${fidText}`);
       const v = { fid: fidToString(value.fid), type };
-      await this.apply(() => ({ op: 'index_insert', fid: fidText, name, value: v, version: a.version + 1 }));
-    });
+      await this.apply(index, (cur) => ({ op: 'index_insert', fid: fidText, name, value: v, version: cur.version + 1 }));
+    }, name);
   }
 
   async indexDelete(index: Fid, name: string): Promise<void> {
@@ -325,7 +327,7 @@ export class Tx {
     await this.run(index, async (fidText) => {
       const a = await this.indexObject(index);
       if ((await this.#host.state.get(indexKey(index, name))) === undefined) throw new OsdError('ENOENT', `no ${name} in index ${fidText}`);
-      await this.apply(() => ({ op: 'index_delete', fid: fidText, name, version: a.version + 1 }));
-    });
+      await this.apply(index, (cur) => ({ op: 'index_delete', fid: fidText, name, version: cur.version + 1 }));
+    }, name);
   }
 }

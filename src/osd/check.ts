@@ -17,7 +17,8 @@
 //   data-missing         a data object whose recorded blocks are > 0 but has no data file
 //   counter-mismatch     m:objects or m:bytes differs from the objects actually present
 
-import { readdir } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
+import { isErrno } from './errors.js';
 import { join } from 'node:path';
 import type { DataFiles } from './data.js';
 import { fidKey, fidToString, parseFidKey, ROOT_INDEX_FID, type Fid } from './fid.js';
@@ -131,7 +132,10 @@ async function checkObjects(db: Db, data: DataFiles, problems: CheckProblem[], r
     const k = fidKey(fid);
     if (k !== rootKey && !referenced.has(k)) problems.push({ kind: 'unreferenced-object', fid: text, message: `${a.type} object ${text} is referenced by no index entry` });
     if (!isDataType(a.type) || a.gen === undefined) continue;
-    const st = await data.stat(data.path(fid, a.gen));
+    const st = await stat(data.path(fid, a.gen)).catch((err: unknown) => {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw err;
+    });
     if (!st && a.blocks > 0) problems.push({ kind: 'data-missing', fid: text, message: `${text} records ${a.blocks} blocks but has no data file` });
     if (st && st.size > a.size) problems.push({ kind: 'data-beyond-size', fid: text, message: `data file of ${text} holds ${st.size} bytes, its size is ${a.size}` });
   }

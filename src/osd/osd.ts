@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { statfs as fsStatfs } from 'node:fs/promises';
 import { ClassicLevel } from 'classic-level';
-import { TxgLog, type TxgHold, type TxgLogTunables, type TxgRecord } from '../log/index.js';
+import { TxgLog, readLog, type TxgHold, type TxgLogTunables, type TxgRecord } from '../log/index.js';
 import { applyUpdate, updatesOfEntries } from './apply.js';
 import { checkDevice, type CheckProblem } from './check.js';
 import { DataFiles } from './data.js';
@@ -112,6 +112,7 @@ export class Osd implements TxHost {
   #checkpointTxg = 0;
   #checkpoints = 0;
   #recordsReplayed = 0;
+  #logVerified = false;
   #objects = 0;
   #bytesUsed = 0;
   #lastGen = 0;
@@ -189,6 +190,12 @@ export class Osd implements TxHost {
     this.#recordsReplayed++;
     this.#syncedTxg = record.txg;
     if (this.#overThreshold(1)) {
+      // A checkpoint during replay changes LevelDB: first make sure the rest of the log reads
+      // (a corrupt record throws LogCorruptError here), so a refused open changes nothing.
+      if (!this.#logVerified) {
+        for await (const _ of readLog(devicePaths(this.dir).log, { fromTxg: record.txg }));
+        this.#logVerified = true;
+      }
       this.state.freeze();
       await this.state.writeFrozen(record.txg);
       this.#checkpointTxg = record.txg;

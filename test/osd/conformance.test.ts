@@ -477,7 +477,7 @@ t.test('check: clean on a good device, finds every planted problem', async (t) =
 t.test('a corrupt log record: open fails with its file and offset, the device is unchanged', async (t) => {
   const { dir, osd } = await newDevice();
   t.teardown(() => removeDir(dir));
-  for (let i = 1; i <= 3; i++) {
+  for (let i = 1; i <= 4; i++) {
     await txn(osd, (tx) => tx.create(F(i), { type: 'reg' }));
     await osd.sync();
   }
@@ -485,16 +485,28 @@ t.test('a corrupt log record: open fails with its file and offset, the device is
   const logDir = join(dir, 'log');
   const [segment] = (await readdir(logDir)).sort();
   const file = join(logDir, segment!);
-  const bytes = await readFile(file);
-  bytes[32 + 40] ^= 0xff; // inside the body of the first record (txg 1)
-  await writeFile(file, bytes);
-  const dbBefore = await dbContents(join(dir, 'db'));
-  const logBefore = await readFile(file);
-  const err = await Osd.open(dir).then(() => null, (e: unknown) => e);
-  t.ok(err instanceof LogCorruptError, String(err));
-  t.match(err, { file, offset: 32 });
-  t.same(await readFile(file), logBefore, 'the log is unchanged');
-  t.same(await dbContents(join(dir, 'db')), dbBefore, 'the state is unchanged');
+  const clean = await readFile(file);
+  // Record starts: walk the recordBytes of each (header 32 bytes, body length at offset 24).
+  const starts: number[] = [];
+  for (let at = 32; at < clean.length; at += clean.readUInt32LE(at + 24) + 36) starts.push(at);
+  t.equal(starts.length, 4);
+  for (const [which, opts] of [[0, {}], [2, { checkpointKeysMax: 1 }]] as const) {
+    const bytes = Buffer.from(clean);
+    bytes[starts[which]! + 40] ^= 0xff; // inside the body of the record
+    await writeFile(file, bytes);
+    const dbBefore = await dbContents(join(dir, 'db'));
+    const err = await Osd.open(dir, opts).then(async (o) => { await o.close(); return null; }, (e: unknown) => e);
+    t.ok(err instanceof LogCorruptError, String(err));
+    t.match(err, { file, offset: starts[which] });
+    t.same(await readFile(file), bytes, 'the log is unchanged');
+    t.same(await dbContents(join(dir, 'db')), dbBefore, 'the state is unchanged, even when replay would checkpoint');
+  }
+  await writeFile(file, clean);
+  const osd2 = await Osd.open(dir, { checkpointKeysMax: 1 });
+  t.equal(osd2.stats().recordsReplayed, 4);
+  t.ok(osd2.stats().checkpoints > 0);
+  t.equal(await osd2.exists(F(4)), true);
+  await osd2.close();
 });
 
 async function dbContents(path: string): Promise<[string, string][]> {

@@ -265,7 +265,8 @@ t.test('scale: open time and memory do not grow with the object count', async (t
     t.equal((await osd.getAttrs(fid(0x100000000, i))).type, 'reg');
   }
   t.comment(`${count} objects: created in ${createMs} ms; open with replay of ${replayed} txgs ${replayMs.toFixed(0)} ms; ` +
-    `clean open ${openMs.toFixed(0)} ms, heap growth ${(heapGrowth / 1048576).toFixed(1)} MiB`);
+    `clean open ${openMs.toFixed(0)} ms, heap growth ${(heapGrowth / 1048576).toFixed(1)} MiB, ` +
+    `rss ${(process.memoryUsage().rss / 1048576).toFixed(0)} MiB`);
   if (process.env.OSD_SCALE_CHECK) {
     t0 = performance.now();
     const problems = await osd.check();

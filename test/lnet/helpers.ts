@@ -143,7 +143,7 @@ export async function rawNode(host: string, port: number, asNid: string): Promis
 
 /** A whole LNET frame (header and payload) as bytes, built with the module's encoder. */
 export function frame(h: Partial<InstanceType<typeof wire.LNetHeader>>, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const hdr = Object.assign(new wire.LNetHeader(), h, { payloadLength: h.payloadLength ?? payload.length });
+  const hdr = Object.assign(new wire.LNetHeader(), h, { payloadLength: payload.length || h.payloadLength || 0 });
   const b = Buffer.alloc(wire.FRAME_HEADER_BYTES);
   wire.encodeFrameHeader(hdr, b, 0);
   return Buffer.concat([b, payload]);

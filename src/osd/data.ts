@@ -11,8 +11,9 @@
 // Durability: every file written (or created, or truncated) in a txg is fdatasync'ed, and the
 // folder of every file created in it fsync'ed, in beforeSync(txg), before the txg's record is
 // appended; so a file is always at least as new as the log, and replay never rewrites one.
-// Open descriptors are bounded by maxOpenFiles (LRU); one evicted while dirty is fdatasync'ed
-// before it is closed.
+// Open descriptors are bounded by maxOpenFiles (LRU), plus those in use at the instant (an
+// fd being read, written or synced is evicted when released); one evicted while dirty is
+// fdatasync'ed before it is closed.
 
 import assert from 'node:assert/strict';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
@@ -113,6 +114,7 @@ export class DataFiles {
 
   private release(e: Entry): void {
     e.busy--;
+    this.evictIfNeeded();
   }
 
   private evictIfNeeded(): void {
@@ -232,7 +234,7 @@ export class DataFiles {
         try {
           await e.handle.datasync();
         } finally {
-          e.busy--;
+          this.release(e);
         }
       }));
     }

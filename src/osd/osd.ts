@@ -497,15 +497,19 @@ export class Osd implements TxHost {
    */
   async close(opts: { checkpoint?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
-    await this.#log.sync();
-    while (this.#checkpointing) await this.#checkpointing.catch(() => {});
-    if (opts.checkpoint !== false) await this.#startCheckpoint();
+    let error: unknown;
+    try {
+      await this.#log.sync();
+      while (this.#checkpointing) await this.#checkpointing.catch(() => {});
+      if (opts.checkpoint !== false) await this.#startCheckpoint();
+    } catch (err) {
+      error = err; // e.g. the log failed: still release the device, then report it
+    }
     this.#closed = true;
-    await this.#log.close();
+    await this.#log.close().catch((err: unknown) => (error ??= err));
     await Promise.all([...this.#removing]);
-    await this.data.close();
+    await this.data.close().catch((err: unknown) => (error ??= err));
     await this.state.db.close();
+    if (error !== undefined) throw error;
   }
 }
-
-

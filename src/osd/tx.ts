@@ -125,8 +125,13 @@ export class Tx {
   async start(): Promise<void> {
     assert(this.#state === 'new', `tx.start() in state ${this.#state}`);
     this.#state = 'started';
-    await this.#host.admit(this.#declaredBytes, this.#declaredObjects);
-    this.#hold = this.#host.hold();
+    try {
+      await this.#host.admit(this.#declaredBytes, this.#declaredObjects);
+      this.#hold = this.#host.hold();
+    } catch (err) {
+      this.#state = 'stopped'; // a tx whose start failed is over: it holds nothing
+      throw err;
+    }
   }
 
   /** Opaque information from upper layers (transno, client uuid, operation), kept in the log entry. */

@@ -30,6 +30,22 @@ t.test('FIDs: Lustre text form, key order, validation', async (t) => {
   t.same(parseFidKey(fidKey(f)), f);
 });
 
+t.test('formats: LevelDB keys and values are pinned byte for byte', async (t) => {
+  const f = fid(0x200000400, 1);
+  const attrs = { type: 'reg', mode: 0o644, uid: 500, gid: 500, size: 4096, blocks: 8, atime: 1700000000, mtime: 1700000000, ctime: 1700000000, nlink: 1, flags: 0, version: 3, gen: 7 };
+  const hex = (key: string, value: unknown) => Buffer.from(encodeValue(key, value as never)).toString('hex');
+  t.equal(objectKey(f), 'o:0000000200000400-00000001-00000000');
+  t.equal(hex(objectKey(f), attrs),
+    'b9000d647479706563726567646d6f64651901a4637569641901f4636769641901f46473697a6519100066626c6f636b7308656174696d651a6553f100' +
+    '656d74696d651a6553f100656374696d651a6553f100656e6c696e6b0165666c616773006776657273696f6e036367656e07');
+  t.equal(indexKey(f, 'name'), 'i:0000000200000400-00000001-00000000:name');
+  t.equal(hex(indexKey(f, 'name'), { fid: fid(0x200000400, 2), type: 'dir' }), 'b900026366696483fb42000000200000000200647479706563646972');
+  t.equal(xattrKey(f, 'trusted.lma'), 'x:0000000200000400-00000001-00000000:trusted.lma');
+  t.equal(hex(xattrKey(f, 'trusted.lma'), Buffer.from([1, 2, 3])), '43010203');
+  t.equal(hex('m:checkpointTxg', 12345), '193039');
+  t.equal(DataFiles.bucket(f), '01');
+});
+
 t.test('device: format layout, refusals that change nothing', async (t) => {
   const dir = await tempDir();
   t.teardown(() => removeDir(dir));
@@ -369,6 +385,34 @@ t.test('persistence: reopen after clean close and after replay equals before', a
   t.same(await snapshot(osd, fids), before2, 'after replay');
   t.same(await osd.read(F(4), 0, 100), Buffer.from('\0\0\0after'));
   t.same(await osd.check(), []);
+  await osd.close();
+});
+
+t.test('data files: open descriptors stay bounded, data survives eviction and reopen', async (t) => {
+  const { dir, osd: first } = await newDevice({ maxOpenFiles: 2 });
+  t.teardown(() => removeDir(dir));
+  let osd = first;
+  for (let round = 0; round < 3; round++) {
+    await txn(osd, async (tx) => {
+      for (let i = 1; i <= 10; i++) {
+        if (round === 0) await tx.create(F(i), { type: 'reg' });
+        await tx.write(F(i), round * 4096, Buffer.alloc(100, i + round));
+        // maxOpenFiles, plus one the txg sync may be fdatasync'ing at this instant.
+        t.ok(osd.stats().openDataFiles <= 3, 'descriptors stay bounded');
+      }
+    });
+  }
+  const check = async () => {
+    for (let i = 1; i <= 10; i++) {
+      for (let round = 0; round < 3; round++) t.same(await osd.read(F(i), round * 4096, 100), Buffer.alloc(100, i + round));
+    }
+  };
+  await check();
+  await osd.sync();
+  t.ok(osd.stats().openDataFiles <= 2, 'at most maxOpenFiles once idle');
+  await osd.close({ checkpoint: false });
+  osd = await Osd.open(dir, { maxOpenFiles: 1 });
+  await check();
   await osd.close();
 });
 

@@ -1,0 +1,52 @@
+// What the utilities read of a device besides its log: that it is a device at all, the txg its
+// checkpoint reflects, and the consistency of its objects.
+import { ClassicLevel } from 'classic-level';
+import { Osd, COUNTER, decodeValue, type CheckProblem } from '../osd/index.js';
+import { devicePaths, readDevice } from '../osd/device.js';
+
+/** Throws a clear error (naming the path) unless `device` is a device this software reads. */
+export async function checkDevice(device: string): Promise<void> {
+  await readDevice(device);
+}
+
+/**
+ * The txg the device's checkpoint reflects, read without opening the OSD; 0 when the device is
+ * in use by a running target (its database is locked), which only makes every txg show as synced.
+ */
+export async function deviceCheckpointTxg(device: string): Promise<number> {
+  const db = new ClassicLevel<string, Uint8Array>(devicePaths(device).db, { valueEncoding: 'view', createIfMissing: false });
+  try {
+    await db.open({ passive: false });
+  } catch {
+    return 0;
+  }
+  try {
+    const v = await db.get(COUNTER.checkpointTxg);
+    return v === undefined ? 0 : (decodeValue(COUNTER.checkpointTxg, v) as number);
+  } finally {
+    await db.close();
+  }
+}
+
+export interface ObjectsVerdict {
+  problems: Array<CheckProblem & { file?: string; offset?: number }>;
+  summary: { objects: number; lastSyncedTxg: number; checkpointTxg: number } | null;
+  summaryLine: string;
+}
+
+/** Opens the device as a mount would (replaying its log) and runs the OSD's consistency check. */
+export async function verifyObjects(device: string): Promise<ObjectsVerdict> {
+  const osd = await Osd.open(device);
+  try {
+    const problems = await osd.check();
+    const s = osd.stats();
+    const summary = { objects: s.objects, lastSyncedTxg: s.lastSyncedTxg, checkpointTxg: s.checkpointTxg };
+    return {
+      problems,
+      summary,
+      summaryLine: `${s.objects} objects checked at txg ${s.lastSyncedTxg}: ${problems.length === 0 ? 'consistent' : `${problems.length} problems`}`,
+    };
+  } finally {
+    await osd.close();
+  }
+}

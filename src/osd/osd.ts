@@ -296,6 +296,9 @@ export class Osd implements TxHost {
 
   async admit(bytes: number, objects: number): Promise<void> {
     this.assertOpen();
+    // Point reads are synchronous (state.ts), so a busy producer could run on microtasks alone
+    // and starve the txg timer and the sync's I/O: every tx start yields to the event loop once.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.#overThreshold(4)) {
       this.#maybeCheckpoint();
       if (!this.#checkpointing) break;

@@ -340,6 +340,34 @@ t.test('transactions: reads see uncommitted updates, commit callbacks, log entri
   t.throws(() => closed.stop(), 'stop before start asserts');
 });
 
+t.test('interleaved transactions of one txg replay in the order they applied', async (t) => {
+  const { dir, osd: first } = await newDevice({ txgTimeoutMs: 60_000 });
+  t.teardown(() => removeDir(dir));
+  let osd = first;
+  await txn(osd, (tx) => tx.create(F(1), { type: 'reg' }));
+  await osd.sync();
+  const a = osd.begin();
+  const b = osd.begin();
+  await a.start();
+  await b.start();
+  await a.indexInsert(ROOT_INDEX_FID, 'x', { fid: F(1), type: 'reg' });
+  await b.indexDelete(ROOT_INDEX_FID, 'x');
+  await a.attrSet(F(1), { uid: 1 });
+  await b.attrSet(F(1), { uid: 2 });
+  await b.indexInsert(ROOT_INDEX_FID, 'y', { fid: F(1), type: 'reg' });
+  t.equal(a.txg, b.txg);
+  b.stop(); // b's entry goes first in the record
+  a.stop();
+  await osd.sync();
+  const before = await snapshot(osd, [F(1)]);
+  t.equal(await osd.indexLookup(ROOT_INDEX_FID, 'x'), undefined);
+  await osd.close({ checkpoint: false });
+  osd = await Osd.open(dir);
+  t.same(await snapshot(osd, [F(1)]), before);
+  t.match(await osd.getAttrs(F(1)), { uid: 2, version: 3 });
+  await osd.close();
+});
+
 t.test('persistence: reopen after clean close and after replay equals before', async (t) => {
   const { dir, osd: first } = await newDevice({ checkpointKeysMax: 40 });
   t.teardown(() => removeDir(dir));

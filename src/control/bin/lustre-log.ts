@@ -2,6 +2,7 @@
 // lustre.log: inspect and verify a device's transaction-group log.
 import { Command } from 'commander';
 import { inspect } from 'node:util';
+import type { LogEntry } from '../../osd/index.js';
 import { parseCount, runCli } from '../cli.js';
 import { listTxgs, readTxg, verifyLog } from '../log-view.js';
 import { deviceCheckpointTxg, checkDevice, verifyObjects } from '../device-view.js';
@@ -35,8 +36,23 @@ async function showTxg(device: string, txg: number, json: boolean): Promise<void
   if (json) return void console.log(JSON.stringify(record, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v)));
   console.log(`txg ${record.txg}  ${new Date(record.timeMs).toISOString()}  ${record.entries.length} entries  ${record.bytes} bytes  ${record.file}@${record.offset}`);
   record.entries.forEach((entry, i) => {
-    console.log(`  [${i}] ${inspect(entry, { depth: 6, breakLength: 140, maxArrayLength: 50 })}`);
+    for (const line of describeEntry(entry)) console.log(`  [${i}] ${line}`);
   });
+}
+
+// One line per update: `n op fid key=value ...`, the transaction's annotation first.
+function describeEntry(entry: unknown): string[] {
+  const e = entry as Partial<LogEntry>;
+  if (!Array.isArray(e?.updates)) return [inspect(entry, { depth: 4, breakLength: Infinity })];
+  const show = (v: unknown): string =>
+    v instanceof Uint8Array ? `<${v.byteLength} bytes>` : inspect(v, { depth: 3, breakLength: Infinity, compact: true });
+  const lines = e.tx ? [`tx ${show(e.tx)}`] : [];
+  for (const u of e.updates) {
+    const { n, op, fid, ...rest } = u as unknown as Record<string, unknown>;
+    const fields = Object.entries(rest).map(([k, v]) => `${k}=${show(v)}`).join(' ');
+    lines.push(`  ${String(n).padStart(4)} ${String(op).padEnd(12)} ${String(fid)} ${fields}`);
+  }
+  return lines;
 }
 
 program

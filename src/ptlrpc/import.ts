@@ -110,8 +110,11 @@ interface ClientRequest {
   replyMd: MdHandle | undefined;
   bulkMd: MdHandle | undefined;
   bulkData: Buffer[] | undefined;
-  attemptTimer: NodeJS.Timeout | undefined;
-  deadlineTimer: NodeJS.Timeout | undefined;
+  /** When the current attempt counts as lost (0: no attempt on the wire). */
+  attemptDeadline: number;
+  /** When the request fails with ETIMEDOUT, resends included. */
+  deadlineAt: number;
+  deadlineMs: number;
   resolve(reply: Reply): void;
   reject(err: Error): void;
 }
@@ -131,6 +134,12 @@ export class Import {
   readonly #waiting: ClientRequest[] = [];
   readonly #subscriptions = new Subscription();
   #pinger: NodeJS.Timeout | undefined;
+  /**
+   * One timer checks every request's attempt and deadline (as Lustre's ptlrpc_expired_set
+   * does), instead of two timers per request.
+   */
+  readonly #sweeper: NodeJS.Timeout;
+  readonly #putFailed = (): void => this.#connectionLost();
   #handle = 0n;
   #connCnt = 0;
   #lastCommitted = 0n;
@@ -151,6 +160,7 @@ export class Import {
     this.#tags = new TagSlots(this.#c.maxModRpcs);
     this.replayList = new ReplayList(this.#c.replayMax);
     this.state$ = new BehaviorSubject<ImportState>('new');
+    this.#sweeper = setInterval(() => this.#sweep(), Math.max(5, Math.min(50, Math.floor(this.#at.minMs / 2))));
     this.#subscriptions.add(ni.events$.pipe(filter((e) => e.portal === config.replyPortal)).subscribe((e) => this.#onReply(e)));
     if (config.bulkPortal !== config.replyPortal) {
       this.#subscriptions.add(ni.events$.pipe(filter((e) => e.portal === config.bulkPortal)).subscribe((e) => this.#onBulk(e)));
@@ -203,9 +213,8 @@ export class Import {
     }
     return new Promise<Reply>((resolve, reject) => {
       const req = this.#newRequest(opcode, buffers, options, false, resolve, reject);
-      const deadlineMs = options.deadlineMs ?? this.#c.requestDeadlineMs;
-      req.deadlineTimer = setTimeout(() => this.#fail(req, new PtlrpcError('ETIMEDOUT',
-        `${opcodeLabel(opcode)} xid ${req.xid} to ${this.#c.targetUuid} got no reply within ${deadlineMs} ms`)), deadlineMs);
+      req.deadlineMs = options.deadlineMs ?? this.#c.requestDeadlineMs;
+      req.deadlineAt = performance.now() + req.deadlineMs;
       this.#waiting.push(req);
       this.#pump();
     });
@@ -238,7 +247,8 @@ export class Import {
     resolve: (r: Reply) => void, reject: (e: Error) => void): ClientRequest {
     return {
       xid: 0n, opcode, buffers, options, control, tag: 0, attempts: 0, sentAtMs: 0, replyMd: undefined,
-      bulkMd: undefined, bulkData: undefined, attemptTimer: undefined, deadlineTimer: undefined, resolve, reject,
+      bulkMd: undefined, bulkData: undefined, attemptDeadline: 0, deadlineAt: Number.POSITIVE_INFINITY, deadlineMs: 0,
+      resolve, reject,
     };
   }
 
@@ -282,12 +292,10 @@ export class Import {
     this.counters.sent++;
     req.sentAtMs = performance.now();
     this.#lastSentMs = req.sentAtMs;
-    if (req.attemptTimer) clearTimeout(req.attemptTimer);
-    req.attemptTimer = setTimeout(() => this.#expired(req), timeoutMs);
-    ni.put(this.#c.target, this.#c.requestPortal, req.xid, message).catch(() => {
-      if (req.control) return; // connect attempts have their own timer
-      this.#connectionLost();
-    });
+    req.attemptDeadline = req.sentAtMs + timeoutMs;
+    if (!this.#sweeper.hasRef()) this.#sweeper.ref();
+    // A connect attempt that cannot be sent fails on its own attempt deadline.
+    ni.put(this.#c.target, this.#c.requestPortal, req.xid, message).catch(this.#putFailed);
   }
 
   #connectOpFlags(): number {
@@ -300,8 +308,31 @@ export class Import {
     return this.#lastXid;
   }
 
+  #sweep(): void {
+    const now = performance.now();
+    for (const req of this.#sent.values()) {
+      if (now >= req.deadlineAt) this.#fail(req, this.#deadlineError(req));
+      else if (req.attemptDeadline !== 0 && now >= req.attemptDeadline) {
+        req.attemptDeadline = 0;
+        this.#expired(req);
+      }
+    }
+    for (let i = 0; i < this.#waiting.length; i++) {
+      const req = this.#waiting[i]!;
+      if (now >= req.deadlineAt) {
+        this.#fail(req, this.#deadlineError(req));
+        i--;
+      }
+    }
+    // An idle import must not keep the process alive; one with requests pending must.
+    if (this.#sent.size === 0 && this.#waiting.length === 0) this.#sweeper.unref();
+  }
+
+  #deadlineError(req: ClientRequest): PtlrpcError {
+    return new PtlrpcError('ETIMEDOUT', `${opcodeLabel(req.opcode)} to ${this.#c.targetUuid} got no reply within ${req.deadlineMs} ms`);
+  }
+
   #expired(req: ClientRequest): void {
-    req.attemptTimer = undefined;
     if (!this.#sent.has(req.xid)) return;
     this.counters.timeouts++;
     if (req.control) {
@@ -366,9 +397,8 @@ export class Import {
 
   /** Takes a request off the wire: timers, MDs, its tag and its place in flight. */
   #finish(req: ClientRequest): void {
-    if (req.attemptTimer) clearTimeout(req.attemptTimer);
-    if (req.deadlineTimer) clearTimeout(req.deadlineTimer);
-    req.attemptTimer = req.deadlineTimer = undefined;
+    req.attemptDeadline = 0;
+    req.deadlineAt = Number.POSITIVE_INFINITY;
     req.replyMd?.unlink();
     req.bulkMd?.unlink();
     req.replyMd = req.bulkMd = undefined;
@@ -461,8 +491,7 @@ export class Import {
       req.xid = nextXid(this.#ni);
       this.#sent.set(req.xid, req);
       this.#transmit(req);
-      if (req.attemptTimer) clearTimeout(req.attemptTimer);
-      req.attemptTimer = setTimeout(() => this.#expired(req), timeoutMs);
+      req.attemptDeadline = performance.now() + timeoutMs;
     });
   }
 
@@ -482,6 +511,7 @@ export class Import {
 
   #close(err: Error): void {
     if (this.#pinger) clearInterval(this.#pinger);
+    clearInterval(this.#sweeper);
     this.#setState('closed');
     for (const req of [...this.#sent.values(), ...this.#waiting]) {
       this.#finish(req);

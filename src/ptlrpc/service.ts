@@ -339,27 +339,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   }
 
   #context(request: IncomingRequest, tx: Tx | undefined): RequestContext<Tx> {
-    const mbits = request.body.mbits;
-    const portal = this.#config.bulkPortal;
-    return {
-      tx,
-      bulkGet: async (length) => {
-        try {
-          return await this.#ni.get(request.peer, portal, mbits, length);
-        } catch {
-          this.counters.bulkFailed++;
-          throw new BulkFailure(`bulk GET of xid ${request.xid} failed`);
-        }
-      },
-      bulkPut: async (buffers) => {
-        try {
-          await this.#ni.put(request.peer, portal, mbits, buffers);
-        } catch {
-          this.counters.bulkFailed++;
-          throw new BulkFailure(`bulk PUT of xid ${request.xid} failed`);
-        }
-      },
-    };
+    return new BulkContext(this.#ni, this.#config.bulkPortal, this.counters, request, tx);
   }
 
   #connect(request: IncomingRequest): void {
@@ -445,10 +425,41 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
 
   #send(peer: ProcessId, xid: bigint, message: Buffer): void {
     if (this.#stopped) return;
-    this.#ni.put(peer, this.#config.replyPortal, xid, message).catch(() => {
-      // The client times out and resends; the reply record answers it then.
-      this.counters.replyFailed++;
-    });
+    this.#ni.put(peer, this.#config.replyPortal, xid, message).catch(this.#replyFailed);
+  }
+
+  /** The client times out and resends; the reply record answers it then. */
+  readonly #replyFailed = (): void => {
+    this.counters.replyFailed++;
+  };
+}
+
+/** What a handler may do beyond its buffers: its transaction and the request's bulk. */
+class BulkContext<Tx extends ReplyTransaction> implements RequestContext<Tx> {
+  constructor(
+    private readonly ni: Network,
+    private readonly portal: number,
+    private readonly counters: ServiceCounters,
+    private readonly request: IncomingRequest,
+    readonly tx: Tx | undefined,
+  ) {}
+
+  async bulkGet(length: number): Promise<Buffer[]> {
+    try {
+      return await this.ni.get(this.request.peer, this.portal, this.request.body.mbits, length);
+    } catch {
+      this.counters.bulkFailed++;
+      throw new BulkFailure(`bulk GET of xid ${this.request.xid} failed`);
+    }
+  }
+
+  async bulkPut(buffers: Buffer[]): Promise<void> {
+    try {
+      await this.ni.put(this.request.peer, this.portal, this.request.body.mbits, buffers);
+    } catch {
+      this.counters.bulkFailed++;
+      throw new BulkFailure(`bulk PUT of xid ${this.request.xid} failed`);
+    }
   }
 }
 

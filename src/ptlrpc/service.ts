@@ -96,6 +96,7 @@ export interface ServiceCounters {
   stale: number;
   queueFull: number;
   notConnected: number;
+  wrongPeer: number;
   reconstructed: number;
   resentWhileRunning: number;
   executed: number;
@@ -117,7 +118,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   readonly exports: ExportTable;
   readonly stats = new LprocfsStats();
   readonly counters: ServiceCounters = {
-    received: 0, malformed: 0, stale: 0, queueFull: 0, notConnected: 0, reconstructed: 0,
+    received: 0, malformed: 0, stale: 0, queueFull: 0, notConnected: 0, wrongPeer: 0, reconstructed: 0,
     resentWhileRunning: 0, executed: 0, evicted: 0, replyFailed: 0, bulkFailed: 0,
   };
   /** Emits each export as it is evicted. */
@@ -213,6 +214,13 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       return;
     }
     if (exp) {
+      if (exp.peer.nid !== e.initiator.nid || exp.peer.pid !== e.initiator.pid) {
+        // A handle is no password, but it belongs to the peer that connected: another peer
+        // presenting it is refused, as if it had none.
+        this.counters.wrongPeer++;
+        this.#sendError(e.initiator, e.matchBits, body, -Errno.ENOTCONN);
+        return;
+      }
       if (body.connCnt < exp.connCnt) {
         // A request of an earlier connection: its resend on the current one supersedes it.
         this.counters.stale++;

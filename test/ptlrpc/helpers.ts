@@ -27,6 +27,8 @@ export function loopbackHosts(count: number): string[] {
 
 export interface Nodes {
   server: LNetNI;
+  /** The TCP port every node listens on (0 over 0@lo). */
+  port: number;
   clients: LNetNI[];
   stop(): Promise<void>;
 }
@@ -35,18 +37,20 @@ const quiet = () => {};
 
 export async function startNodes(lnd: Lnd, clientCount = 1): Promise<Nodes> {
   let server: LNetNI;
+  let port = 0;
   const clients: LNetNI[] = [];
   if (lnd === 'lo') {
     server = await LNetNI.start({ nid: '0@lo', pid: LNET_PID_LUSTRE, warn: quiet });
     for (let i = 0; i < clientCount; i++) clients.push(await LNetNI.start({ nid: '0@lo', pid: nextLoPid++, warn: quiet }));
   } else {
-    const port = await freePort();
+    port = await freePort();
     const hosts = loopbackHosts(clientCount + 1);
     server = await LNetNI.start({ nid: `${hosts[0]}@tcp`, port, warn: quiet });
     for (let i = 0; i < clientCount; i++) clients.push(await LNetNI.start({ nid: `${hosts[i + 1]}@tcp`, port, warn: quiet }));
   }
   return {
     server,
+    port,
     clients,
     async stop() {
       for (const c of clients) await c.stop();

@@ -32,7 +32,7 @@ const service = new Service(ni, { name: 'ost', targetUuid: 'bench-OST0000_UUID',
  */
 const ping = createServer((socket: Socket) => {
   socket.setNoDelay(true);
-  let pending = Buffer.alloc(0);
+  let pending: Buffer = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
     pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
     while (pending.length >= 8) {

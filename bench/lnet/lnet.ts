@@ -11,6 +11,7 @@ import { createServer } from 'node:net';
 import { LNetNI, type ProcessId } from '../../src/lnet/index.js';
 import { rawEchoServer, rawPingPong, rawSinkServer, rawStream } from './raw.js';
 
+// BENCH_LNET_ONLY=small stops after the small round trips (for profiling).
 const DURATION_MS = Number(process.env.BENCH_LNET_MS ?? 2000);
 const SMALL = Number(process.env.BENCH_LNET_SMALL ?? 512);
 const IN_FLIGHT = Number(process.env.BENCH_LNET_IN_FLIGHT ?? 8);
@@ -62,8 +63,8 @@ async function main(): Promise<void> {
   const port = await freePort();
   const child = fork(new URL(import.meta.url).pathname, ['far', String(port)], { execArgv: ['--import=tsx'] });
   await once(child, 'message');
+  const near = await LNetNI.start({ nid: `${NEAR}@tcp`, port });
   try {
-    const near = await LNetNI.start({ nid: `${NEAR}@tcp`, port });
     const far: ProcessId = { nid: `${FAR}@tcp`, pid: 12345 };
     // Replies land in once-MDs by match bits, as ptlrpc's do.
     const waiting = new Map<bigint, () => void>();
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
     const lnetSmall = await loop(IN_FLIGHT, roundTrip);
     const rawSmall = await rawPingPong(FAR, port + 1, SMALL, IN_FLIGHT, DURATION_MS, NEAR);
     emit('lnet small round trips', lnetSmall, 'rt/s', rawSmall);
+    if (process.env.BENCH_LNET_ONLY === 'small') return;
 
     const rawBulk = await rawStream(FAR, port + 2, BULK, BULK_TOTAL, NEAR);
     const bulk = Buffer.alloc(BULK, 4);
@@ -87,8 +89,8 @@ async function main(): Promise<void> {
     emit('lnet bulk put', (puts * BULK) / (1 << 20), 'MiB/s', rawBulk);
     const gets = await loop(IN_FLIGHT, async () => { await near.get(far, 14, 1n, BULK); });
     emit('lnet bulk get', (gets * BULK) / (1 << 20), 'MiB/s', rawBulk);
-    await near.stop();
   } finally {
+    await near.stop();
     child.kill();
   }
 }

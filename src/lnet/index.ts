@@ -14,7 +14,7 @@ export {
 } from './nid.js';
 export type { MdSpec, MdHandle } from './match.js';
 export { LNetNI, type LNetConfig, type NiLimits, type PutEvent, type PutOptions } from './ni.js';
-export type { TcpTunables } from './tcp.js';
+export type { TcpLimits } from './tcp.js';
 export type { LNetStats, NiStats, PeerStats, DropReason, ConnDropReason, MessageCounters } from './stats.js';
 // The wire format, for golden tests and for tools that read captures.
 export * as wire from './wire.js';

@@ -20,7 +20,7 @@ import {
   bump, newMessageCounters, type ConnDropReason, type DropReason, type LNetStats, type NiStats, type PeerStats,
 } from './stats.js';
 import { loLnd } from './lo.js';
-import { TcpLnd, type TcpTunables } from './tcp.js';
+import { TcpLnd, type TcpLimits } from './tcp.js';
 
 export interface LNetConfig {
   /** '127.0.0.2@tcp' binds 127.0.0.2:port; '0@lo' is in-process only. */
@@ -31,7 +31,7 @@ export interface LNetConfig {
   peerCredits?: number;
   /** Largest frame accepted or sent, header included: 64 MiB + 96 bytes. */
   maxFrameBytes?: number;
-  /** An idle connection sends a keepalive NOOP this often: 30 s (0: never). */
+  /** A peer not heard from for this long is sent a keepalive NOOP: 30 s (0: never). */
   keepaliveMs?: number;
   /** Connect plus handshake must finish within this: 10 s. */
   connectTimeoutMs?: number;
@@ -43,8 +43,8 @@ export interface LNetConfig {
   pid?: number;
   /** Where dropped connections and other warnings are told; stderr by default. */
   warn?: (message: string) => void;
-  /** Further limits (connections, queues, receive memory); see TcpTunables. */
-  limits?: Partial<TcpTunables & NiLimits>;
+  /** Further bounds (MDs, waiters, peers, connections, queues, receive memory). */
+  limits?: Partial<TcpLimits & NiLimits>;
 }
 
 export interface NiLimits {
@@ -72,6 +72,7 @@ export interface PutEvent {
 
 export interface PutOptions { hdrData?: bigint; ack?: boolean; offset?: number }
 
+const TARGETS_CACHED = 4096;
 const defaultLimits: NiLimits = { mdsMax: 1 << 20, pendingMax: 1 << 16, peersMax: 4096 };
 
 /** What becomes of a message whose header has been read: its payload goes to complete(). */
@@ -100,6 +101,8 @@ export class LNetNI {
   private readonly parsed: Nid;
   private readonly mds: MatchTable;
   private readonly pending = new Map<bigint, Pending>();
+  /** Targets as given by callers, parsed once (a cache, cleared when full). */
+  private readonly targets = new Map<string, { lnd: Nid['lnd']; nid: NidString; wire: bigint }>();
   private readonly limits: NiLimits;
   private readonly counters: NiStats;
   private readonly peers = new Map<NidString, PeerStats>();
@@ -354,16 +357,22 @@ export class LNetNI {
 
   /** Sends a message this NI built (PUT, GET) or owes (ACK, REPLY). */
   send(target: ProcessId, h: LNetHeader, payload: Buffer[]): Promise<void> {
-    let parsed: Nid;
-    try { parsed = parseNid(target.nid); } catch (err) { return Promise.reject(err); }
-    h.destNid = nidToWire(parsed);
+    let dest = this.targets.get(target.nid);
+    if (!dest) {
+      let parsed: Nid;
+      try { parsed = parseNid(target.nid); } catch (err) { return Promise.reject(err); }
+      dest = { lnd: parsed.lnd, nid: formatNid(parsed), wire: nidToWire(parsed) };
+      if (this.targets.size >= TARGETS_CACHED) this.targets.clear();
+      this.targets.set(target.nid, dest);
+    }
+    const nid = dest.nid;
+    h.destNid = dest.wire;
     h.destPid = target.pid;
     h.srcPid = this.pid;
-    const nid = formatNid(parsed);
     h.srcNid = this.wireNid;
     // Lustre sends to a node's own NID, and to 0@lo, through the loopback LND.
-    if (nid === this.nid || parsed.lnd === 'lo') {
-      const self = parsed.lnd === 'lo' ? target.pid === this.pid : true;
+    if (nid === this.nid || dest.lnd === 'lo') {
+      const self = dest.lnd === 'lo' ? target.pid === this.pid : true;
       return loLnd.send(this, self ? this : loLnd.find(target.pid), h, payload);
     }
     if (!this.tcp) return Promise.reject(new LNetError('EHOSTUNREACH', `no route from ${this.nid} to ${nid}`));

@@ -58,6 +58,7 @@ export class TcpConn {
   readonly startedAt = Date.now();
   lastRxAt = Date.now();
   lastTxAt = Date.now();
+  lastKeepaliveAt = 0;
   /** Time the oldest unfinished batch was written (0: none). */
   oldestBatchAt = 0;
   needDrain = false;
@@ -91,6 +92,8 @@ export class TcpConn {
     this.state = targetWireNid === null ? 'connreq' : 'hello';
     void this.remote;
     socket.setNoDelay(true);
+    // As socklnd does: the kernel probes a connection gone quiet, so a vanished peer is noticed.
+    socket.setKeepAlive(true, 30_000);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => { this.needDrain = false; this.owner.drained(this); });
     socket.on('end', () => this.close('closedByPeer', 'the peer closed the connection'));
@@ -230,9 +233,11 @@ export class TcpConn {
     if (type !== KSOCK_MSG_LNET) return this.close('badKsockType', `ksock message type 0x${hex32(type)}`);
     if (this.rx.length < FRAME_HEADER_BYTES) return false;
     const buf = this.rx.peek(FRAME_HEADER_BYTES);
-    const zcReq = buf.readBigUInt64LE(8);
-    const zcAck = buf.readBigUInt64LE(16);
-    if (zcAck !== 0n) return this.close('badZcAck', `zero-copy ACK ${zcAck} for no request of ours`);
+    // Cookies are almost always 0: look at them as u32s first, to make no BigInt for nothing.
+    const zcReq = (buf.readUInt32LE(8) | buf.readUInt32LE(12)) === 0 ? 0n : buf.readBigUInt64LE(8);
+    if ((buf.readUInt32LE(16) | buf.readUInt32LE(20)) !== 0) {
+      return this.close('badZcAck', `zero-copy ACK ${buf.readBigUInt64LE(16)} for no request of ours`);
+    }
     const bad = decodeFrameHeader(buf, 0, this.h, this.owner.payloadMax);
     if (bad) return this.close(bad, `LNet type ${buf.readUInt32LE(48)}, payload ${buf.readUInt32LE(52)} bytes`);
     this.rx.take(FRAME_HEADER_BYTES, null);
@@ -331,14 +336,24 @@ export class TcpConn {
     this.runStart = this.slabUsed;
   }
 
+  /**
+   * Writes go out at once when the socket has nothing queued (so that a lone message is not
+   * delayed), and what is added in the rest of the tick leaves as one batch on the next tick:
+   * one writev for a burst of messages instead of one syscall each.
+   */
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    process.nextTick(() => this.flush());
+    process.nextTick(this.flushOnTick);
+    if (this.socket.writableLength === 0) this.writeBatch();
   }
 
-  private flush(): void {
+  private readonly flushOnTick = (): void => {
     this.flushScheduled = false;
+    this.writeBatch();
+  };
+
+  private writeBatch(): void {
     if (this.state === 'closed') return;
     this.endRun();
     const out = this.out;
@@ -367,7 +382,7 @@ export class TcpConn {
   }
 
   /** True when nothing is waiting to be written or on its way to the kernel. */
-  get idle(): boolean { return this.batchesInFlight === 0 && !this.flushScheduled; }
+  get idle(): boolean { return this.batchesInFlight === 0 && this.out.length === 0 && this.slabUsed === this.runStart; }
 
   // ---- closing ----
 
@@ -401,7 +416,7 @@ export class TcpConn {
     return new Promise((resolve) => {
       if (this.socket.destroyed) { resolve(); return; }
       this.socket.once('close', () => resolve());
-      this.flush();
+      this.writeBatch();
       this.close('stopping', 'the NI is stopping');
     });
   }

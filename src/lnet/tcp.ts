@@ -10,13 +10,17 @@ import type { ConnDropReason, PeerStats } from './stats.js';
 import { TcpConn, type ConnOwner, type Tx } from './tcp-conn.js';
 import type { Delivery, LNetNI } from './ni.js';
 
-export interface TcpTunables {
+export interface TcpTunables extends TcpLimits {
   port: number;
   peerCredits: number;
   maxFrameBytes: number;
   keepaliveMs: number;
   connectTimeoutMs: number;
   timeoutMs: number;
+}
+
+/** The TCP LND's bounds, each with a defined behaviour when reached. */
+export interface TcpLimits {
   /** Connections at once, both directions; an accept past it is closed at once. */
   connectionsMax: number;
   /** Messages waiting per peer for a credit or a connection; a send past it fails with EAGAIN. */
@@ -27,7 +31,7 @@ export interface TcpTunables {
   noisePerSecondMax: number;
 }
 
-const defaultTunables = {
+const defaultTunables: TcpLimits = {
   connectionsMax: 1024,
   txQueueMax: 4096,
   rxBytesMax: 256 * 1024 * 1024,
@@ -100,7 +104,7 @@ export class TcpLnd implements ConnOwner {
   private readonly ticker: NodeJS.Timeout;
   private stopping = false;
 
-  constructor(private readonly ni: LNetNI, tunables: Omit<TcpTunables, keyof typeof defaultTunables> & Partial<TcpTunables>) {
+  constructor(private readonly ni: LNetNI, tunables: Omit<TcpTunables, keyof TcpLimits> & Partial<TcpLimits>) {
     this.t = { ...defaultTunables, ...tunables };
     this.t.rxBytesMax = Math.max(this.t.rxBytesMax, this.t.maxFrameBytes);
     this.localWireNid = ni.wireNid;
@@ -346,7 +350,10 @@ export class TcpLnd implements ConnOwner {
         conn.close('stalled', `a frame made no progress for ${this.t.timeoutMs} ms`);
       } else if (conn.oldestBatchAt !== 0 && now - conn.oldestBatchAt > this.t.timeoutMs) {
         conn.close('sendStalled', `written data was not taken for ${this.t.timeoutMs} ms`);
-      } else if (this.t.keepaliveMs > 0 && conn.idle && now - conn.lastTxAt >= this.t.keepaliveMs) {
+      } else if (this.t.keepaliveMs > 0 && conn.idle && now - conn.lastRxAt >= this.t.keepaliveMs &&
+        now - conn.lastKeepaliveAt >= this.t.keepaliveMs) {
+        // socklnd's rule: ping a peer not heard from for a keepalive period, at most once a period.
+        conn.lastKeepaliveAt = now;
         conn.writeNoop(1n);
         const peer = this.peerOf.get(conn);
         if (peer?.stats) peer.stats.keepalivesSent++;

@@ -108,37 +108,47 @@ export class LNetHeader {
   mlength = 0;
 }
 
+// 64-bit fields go through a DataView: Buffer's BigInt accessors range-check and assemble
+// in JavaScript, several times slower on the per-message path.
+let viewOf: Buffer | null = null;
+let view: DataView = new DataView(new ArrayBuffer(8));
+function dataView(buf: Buffer): DataView {
+  if (buf !== viewOf) { view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength); viewOf = buf; }
+  return view;
+}
+
 /** Writes a 96-byte LNET frame header at `at`; every byte of the 96 is written. */
 export function encodeFrameHeader(h: LNetHeader, buf: Buffer, at: number, zcAck = 0n): void {
-  buf.writeUInt32LE(KSOCK_MSG_LNET, at);
-  buf.writeUInt32LE(0, at + 4);
-  buf.writeBigUInt64LE(0n, at + 8);
-  buf.writeBigUInt64LE(zcAck, at + 16);
-  buf.writeBigUInt64LE(h.destNid, at + 24);
-  buf.writeBigUInt64LE(h.srcNid, at + 32);
-  buf.writeUInt32LE(h.destPid, at + 40);
-  buf.writeUInt32LE(h.srcPid, at + 44);
-  buf.writeUInt32LE(h.type, at + 48);
-  buf.writeUInt32LE(h.payloadLength, at + 52);
-  buf.writeBigUInt64LE(h.wmdInterface, at + 56);
-  buf.writeBigUInt64LE(h.wmdObject, at + 64);
+  const v = dataView(buf);
+  v.setUint32(at, KSOCK_MSG_LNET, true);
+  v.setUint32(at + 4, 0, true);
+  v.setBigUint64(at + 8, 0n, true);
+  v.setBigUint64(at + 16, zcAck, true);
+  v.setBigUint64(at + 24, h.destNid, true);
+  v.setBigUint64(at + 32, h.srcNid, true);
+  v.setUint32(at + 40, h.destPid, true);
+  v.setUint32(at + 44, h.srcPid, true);
+  v.setUint32(at + 48, h.type, true);
+  v.setUint32(at + 52, h.payloadLength, true);
+  v.setBigUint64(at + 56, h.wmdInterface, true);
+  v.setBigUint64(at + 64, h.wmdObject, true);
   buf.fill(0, at + 72, at + 96);
   switch (h.type) {
     case LNET_MSG_PUT:
-      buf.writeBigUInt64LE(h.matchBits, at + 72);
-      buf.writeBigUInt64LE(h.hdrData, at + 80);
-      buf.writeUInt32LE(h.portal, at + 88);
-      buf.writeUInt32LE(h.offset, at + 92);
+      v.setBigUint64(at + 72, h.matchBits, true);
+      v.setBigUint64(at + 80, h.hdrData, true);
+      v.setUint32(at + 88, h.portal, true);
+      v.setUint32(at + 92, h.offset, true);
       break;
     case LNET_MSG_GET:
-      buf.writeBigUInt64LE(h.matchBits, at + 72);
-      buf.writeUInt32LE(h.portal, at + 80);
-      buf.writeUInt32LE(h.offset, at + 84);
-      buf.writeUInt32LE(h.sinkLength, at + 88);
+      v.setBigUint64(at + 72, h.matchBits, true);
+      v.setUint32(at + 80, h.portal, true);
+      v.setUint32(at + 84, h.offset, true);
+      v.setUint32(at + 88, h.sinkLength, true);
       break;
     case LNET_MSG_ACK:
-      buf.writeBigUInt64LE(h.matchBits, at + 72);
-      buf.writeUInt32LE(h.mlength, at + 80);
+      v.setBigUint64(at + 72, h.matchBits, true);
+      v.setUint32(at + 80, h.mlength, true);
       break;
     case LNET_MSG_REPLY:
       break;
@@ -153,36 +163,37 @@ export type FrameError = 'badKsockType' | 'badMsgType' | 'oversized' | 'payloadO
  * Returns null when valid, or the reason it is not.
  */
 export function decodeFrameHeader(buf: Buffer, at: number, h: LNetHeader, payloadMax: number): FrameError | null {
-  const type = buf.readUInt32LE(at + 48);
+  const v = dataView(buf);
+  const type = v.getUint32(at + 48, true);
   if (type > LNET_MSG_REPLY) return 'badMsgType';
-  const payloadLength = buf.readUInt32LE(at + 52);
+  const payloadLength = v.getUint32(at + 52, true);
   if (payloadLength > payloadMax) return 'oversized';
   if (payloadLength !== 0 && (type === LNET_MSG_GET || type === LNET_MSG_ACK)) return 'payloadOnGetOrAck';
   h.type = type as LNetMsgType;
   h.payloadLength = payloadLength;
-  h.destNid = buf.readBigUInt64LE(at + 24);
-  h.srcNid = buf.readBigUInt64LE(at + 32);
-  h.destPid = buf.readUInt32LE(at + 40);
-  h.srcPid = buf.readUInt32LE(at + 44);
-  h.wmdInterface = buf.readBigUInt64LE(at + 56);
-  h.wmdObject = buf.readBigUInt64LE(at + 64);
+  h.destNid = v.getBigUint64(at + 24, true);
+  h.srcNid = v.getBigUint64(at + 32, true);
+  h.destPid = v.getUint32(at + 40, true);
+  h.srcPid = v.getUint32(at + 44, true);
+  h.wmdInterface = v.getBigUint64(at + 56, true);
+  h.wmdObject = v.getBigUint64(at + 64, true);
   h.matchBits = 0n; h.hdrData = 0n; h.portal = 0; h.offset = 0; h.sinkLength = 0; h.mlength = 0;
   switch (type) {
     case LNET_MSG_PUT:
-      h.matchBits = buf.readBigUInt64LE(at + 72);
-      h.hdrData = buf.readBigUInt64LE(at + 80);
-      h.portal = buf.readUInt32LE(at + 88);
-      h.offset = buf.readUInt32LE(at + 92);
+      h.matchBits = v.getBigUint64(at + 72, true);
+      h.hdrData = v.getBigUint64(at + 80, true);
+      h.portal = v.getUint32(at + 88, true);
+      h.offset = v.getUint32(at + 92, true);
       break;
     case LNET_MSG_GET:
-      h.matchBits = buf.readBigUInt64LE(at + 72);
-      h.portal = buf.readUInt32LE(at + 80);
-      h.offset = buf.readUInt32LE(at + 84);
-      h.sinkLength = buf.readUInt32LE(at + 88);
+      h.matchBits = v.getBigUint64(at + 72, true);
+      h.portal = v.getUint32(at + 80, true);
+      h.offset = v.getUint32(at + 84, true);
+      h.sinkLength = v.getUint32(at + 88, true);
       break;
     case LNET_MSG_ACK:
-      h.matchBits = buf.readBigUInt64LE(at + 72);
-      h.mlength = buf.readUInt32LE(at + 80);
+      h.matchBits = v.getBigUint64(at + 72, true);
+      h.mlength = v.getUint32(at + 80, true);
       break;
   }
   return null;

@@ -195,8 +195,11 @@ t.test('tcp: keepalive NOOPs hold an idle connection; clean close delivers what 
   await sleep(500);
   const pa = a.stats().peers[0]!;
   const pb = b.stats().peers[0]!;
-  t.ok(pa.keepalivesSent >= 3 && pb.keepalivesSent >= 3, `keepalives sent: ${pa.keepalivesSent} and ${pb.keepalivesSent}`);
-  t.equal(a.stats().ni.connections, 1, 'the idle connection is alive (a silent peer would be dropped after 150 ms)');
+  // socklnd's rule: a side pings when it has not heard from the other for keepaliveMs, so
+  // one side's pings may be enough to keep the other quiet.
+  t.ok(pa.keepalivesSent + pb.keepalivesSent >= 4, `keepalives sent: ${pa.keepalivesSent} and ${pb.keepalivesSent}`);
+  t.ok(pa.keepalivesSent + pb.keepalivesSent <= 2 * (500 / 60 + 1), 'at most one a period from each side');
+  t.equal(a.stats().ni.connections, 1, 'the idle connection stays up');
   t.same(a.stats().ni.connDrops, {});
 
   const sends = [];
@@ -237,5 +240,6 @@ t.test('tcp: credits bound what a slow receiver costs the sender', async (t) => 
   await until(() => reader.discarded === 68 * ((1 << 20) + 96), 'every byte to arrive');
   t.equal(done, 68, 'all go once it reads');
   t.equal(a.stats().peers[0]!.credits, 4);
-  t.equal(a.stats().peers[0]!.minCredits, -64);
+  const min = a.stats().peers[0]!.minCredits;
+  t.ok(min <= peer.credits - 4 && min >= -64, `the low-water mark (${min}) saw the queue full`);
 });

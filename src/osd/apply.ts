@@ -1,7 +1,9 @@
 // The one apply function: applies a semantic update (types.ts) to a state view. It runs live,
 // into the pending layer of the update's txg, and at replay, into the durable layer, so the
 // state after replay is the state that was live. Updates carry absolute results, so apply
-// needs nothing but the update and the state; it never touches data files (see data.ts).
+// needs nothing but the update and the state. It never touches data files: it tells `effects`
+// which byte ranges became zeros and which were written (zeroing.ts), and which data files a
+// destroy released.
 // Invariant: the object an update names exists (live validated it before logging it), so a
 // missing object here means the log and the state disagree, and apply asserts.
 
@@ -28,14 +30,26 @@ function dataBytes(a: ObjectAttrs): number {
   return isDataType(a.type) ? a.size : 0;
 }
 
-async function setAttrs(s: StateView, fid: Fid, u: Update, changes: Partial<ObjectAttrs>): Promise<void> {
-  const old = await attrsOf(s, fid, u);
+/** What apply reports about data files (zeroing.ts, data.ts). */
+export interface DataEffects {
+  zero(fid: Fid, gen: number, start: number, end: number): void;
+  wrote(fid: Fid, gen: number, start: number, end: number): void;
+  destroyed(fid: Fid, gen: number): void;
+}
+
+/** A size change of a data object: what lies past the smaller size reads as zeros from now on. */
+function resized(effects: DataEffects, fid: Fid, old: ObjectAttrs, size: number): void {
+  if (isDataType(old.type) && old.gen !== undefined && size !== old.size) effects.zero(fid, old.gen, Math.min(size, old.size), Infinity);
+}
+
+async function setAttrs(s: StateView, fid: Fid, u: Update, changes: Partial<ObjectAttrs>, known?: ObjectAttrs): Promise<void> {
+  const old = known ?? (await attrsOf(s, fid, u));
   const next = { ...old, ...changes };
   s.put(objectKey(fid), next);
   await addCounter(s, COUNTER.bytes, dataBytes(next) - dataBytes(old));
 }
 
-export async function applyUpdate(u: Update, s: StateView): Promise<void> {
+export async function applyUpdate(u: Update, s: StateView, effects: DataEffects): Promise<void> {
   const fid = parseFid(u.fid);
   switch (u.op) {
     case 'create': {
@@ -54,13 +68,29 @@ export async function applyUpdate(u: Update, s: StateView): Promise<void> {
       for (const name of u.xattrs) s.del(xattrKey(fid, name));
       await addCounter(s, COUNTER.objects, -1);
       await addCounter(s, COUNTER.bytes, -dataBytes(old));
+      if (old.gen !== undefined) effects.destroyed(fid, old.gen);
       return;
     }
-    case 'attr_set':
-      return setAttrs(s, fid, u, { ...u.attrs, version: u.version });
-    case 'write':
-    case 'punch':
-      return setAttrs(s, fid, u, { size: u.size, blocks: u.blocks, version: u.version });
+    case 'attr_set': {
+      const old = await attrsOf(s, fid, u);
+      if (u.attrs.size !== undefined) resized(effects, fid, old, u.attrs.size);
+      return setAttrs(s, fid, u, { ...u.attrs, version: u.version }, old);
+    }
+    case 'write': {
+      const old = await attrsOf(s, fid, u);
+      assert(old.gen !== undefined, `write of ${u.fid}, which has no data file`);
+      // A gap past the old size reads as zeros (it may hold bytes of a txg a crash lost).
+      if (u.offset > old.size) effects.zero(fid, old.gen, old.size, Infinity);
+      effects.wrote(fid, old.gen, u.offset, u.offset + u.length);
+      return setAttrs(s, fid, u, { size: u.size, blocks: u.blocks, version: u.version }, old);
+    }
+    case 'punch': {
+      const old = await attrsOf(s, fid, u);
+      assert(old.gen !== undefined, `punch of ${u.fid}, which has no data file`);
+      if (u.end === null) effects.zero(fid, old.gen, Math.min(u.start, old.size), Infinity);
+      else if (u.start < old.size) effects.zero(fid, old.gen, u.start, Math.min(u.end, old.size));
+      return setAttrs(s, fid, u, { size: u.size, blocks: u.blocks, version: u.version }, old);
+    }
     case 'xattr_set':
       s.put(xattrKey(fid, u.name), toBuffer(u.value));
       return setAttrs(s, fid, u, { version: u.version });

@@ -1,12 +1,14 @@
-// Data files: the bytes of data objects, written in place, never through the log.
+// Data files: the bytes of data objects, written in place, never through the log. Writes go to
+// the file at once; zeroing (punch, truncate, gaps) waits for its txg to be durable
+// (zeroing.ts), so a crash never destroys data the durable state holds.
 //
 // A data object's bytes live in DEVICE/data/XX/<fidKey>.<gen>, where XX is the low byte of
 // (seq ^ oid ^ ver) in two hex digits and gen (hex) is the object's data-file generation, new
 // at every create, so that a destroyed-then-recreated FID never meets its old bytes. The file
 // is sparse: a byte never written reads as zero. Its length may exceed the object's recorded
 // size (bytes written by a txg that a crash lost): such bytes are never visible, since reads
-// clamp to the size and any update that makes bytes past the size visible first trims the
-// file back to the size.
+// clamp to the size and any update that makes bytes past the size visible zeroes them first
+// (zeroing.ts).
 //
 // Durability: every file written (or created, or truncated) in a txg is fdatasync'ed, and the
 // folder of every file created in it fsync'ed, in beforeSync(txg), before the txg's record is
@@ -16,7 +18,7 @@
 // fdatasync'ed before it is closed.
 
 import assert from 'node:assert/strict';
-import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants } from 'node:fs';
 import { isErrno } from './errors.js';
@@ -139,11 +141,11 @@ export class DataFiles {
     const e = await this.acquire(path, txg);
     if (!e) return undefined;
     try {
-      if (txg !== undefined) {
-        e.dirty = true;
-        this.mark(this.dirtyFiles, txg, path);
-      }
-      return await fn(e);
+      if (txg !== undefined) this.mark(this.dirtyFiles, txg, path);
+      const result = await fn(e);
+      // Dirty only once the write is done: a sync that started meanwhile may not hold it.
+      if (txg !== undefined) e.dirty = true;
+      return result;
     } finally {
       this.release(e);
     }
@@ -163,38 +165,27 @@ export class DataFiles {
     return blocks!;
   }
 
-  /** Sets the file's length if the file exists; returns its blocks (0 if there is no file). */
-  async truncate(path: string, length: number, txg: number): Promise<number> {
-    if (!(await this.exists(path))) return 0;
-    return (await this.use(path, txg, async (e) => {
-      await e.handle.truncate(length);
-      return (await e.handle.stat()).blocks;
-    })) ?? 0;
-  }
-
-  /** Zeroes [start, end) of the file if it exists, deallocating what lies past the end. */
-  async zero(path: string, start: number, end: number, txg: number): Promise<number> {
-    if (!(await this.exists(path))) return 0;
-    return (await this.use(path, txg, async (e) => {
-      const length = (await e.handle.stat()).size;
-      if (end >= length) {
-        if (start < length) await e.handle.truncate(start);
-      } else {
-        const zeros = Buffer.alloc(Math.min(ZERO_CHUNK_BYTES, end - start));
-        for (let at = start; at < end; at += zeros.length) {
-          await e.handle.write(zeros, 0, Math.min(zeros.length, end - at), at);
+  /**
+   * Makes the ranges read as zeros in the file (zeroing.ts: their txgs are durable): zeros are
+   * written, or the file is cut where a range runs to its end. Then fdatasync.
+   */
+  async applyZeros(path: string, ranges: { start: number; end: number }[]): Promise<void> {
+    await this.use(path, undefined, async (e) => {
+      let length = (await e.handle.stat()).size;
+      for (const r of [...ranges].sort((x, y) => x.start - y.start)) {
+        if (r.start >= length) continue;
+        if (r.end >= length) {
+          await e.handle.truncate(r.start);
+          length = r.start;
+          continue;
+        }
+        const zeros = Buffer.alloc(Math.min(ZERO_CHUNK_BYTES, r.end - r.start));
+        for (let at = r.start; at < r.end; at += zeros.length) {
+          await e.handle.write(zeros, 0, Math.min(zeros.length, r.end - at), at);
         }
       }
-      return (await e.handle.stat()).blocks;
-    })) ?? 0;
-  }
-
-  private async exists(path: string): Promise<boolean> {
-    if (this.lru.has(path)) return true;
-    const e = await this.acquire(path);
-    if (!e) return false;
-    this.release(e);
-    return true;
+      await e.handle.datasync();
+    });
   }
 
   /** Reads `length` bytes at offset; bytes past the end of the file (or of no file) are zeros. */
@@ -209,14 +200,6 @@ export class DataFiles {
       }
     });
     return buf;
-  }
-
-  /** Length and blocks of the file, or undefined if it does not exist. */
-  async stat(path: string): Promise<{ size: number; blocks: number } | undefined> {
-    return this.use(path, undefined, async (e) => {
-      const st = await e.handle.stat();
-      return { size: st.size, blocks: st.blocks };
-    });
   }
 
   /** Makes everything written in `txg` durable (the log's beforeSync). */
@@ -258,6 +241,13 @@ export class DataFiles {
       await unlink(path);
     } catch (err) {
       if (!isErrno(err, 'ENOENT')) throw err;
+    }
+  }
+
+  /** Every file in the data folders (for the orphan scan after a crash). */
+  async *files(): AsyncGenerator<{ path: string; name: string }> {
+    for (const bucket of (await readdir(this.dir)).sort()) {
+      for (const name of await readdir(join(this.dir, bucket))) yield { path: join(this.dir, bucket, name), name };
     }
   }
 

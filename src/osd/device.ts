@@ -120,6 +120,7 @@ async function writeInitialState(dbPath: string, nowMs: number): Promise<void> {
       { type: 'put', key: COUNTER.bytes, value: encodeValue(COUNTER.bytes, 0) },
       { type: 'put', key: COUNTER.lastGen, value: encodeValue(COUNTER.lastGen, 0) },
       { type: 'put', key: COUNTER.checkpointTxg, value: encodeValue(COUNTER.checkpointTxg, 0) },
+      { type: 'put', key: COUNTER.clean, value: encodeValue(COUNTER.clean, 1) },
     ], { sync: true });
   } finally {
     await db.close();

@@ -12,6 +12,10 @@ export interface TxHost {
   readonly data: DataFiles;
   assertOpen(): void;
   hold(): TxgHold;
+  /** A tx joined txg: resolves once every tx of an earlier txg has stopped. */
+  joined(txg: number): Promise<void>;
+  /** A tx of txg stopped. */
+  left(txg: number): void;
   nowSeconds(): number;
   attrs(fid: Fid): Promise<ObjectAttrs | undefined>;
   /** Runs fn holding the lock of `key` (an object, or one name of an index). */
@@ -29,5 +33,5 @@ export interface TxHost {
   checkObjects(): void;
   /** The next data-file generation (call only inside applyLive's build). */
   nextGen(): number;
-  removeDataWhenSynced(txg: number, fid: Fid, gen: number): void;
+
 }

@@ -10,6 +10,9 @@
 //   m:objects        number of objects
 //   m:bytes          sum of the sizes of data objects
 //   m:lastGen        the last data-file generation handed out
+//   m:clean          1 if the last close was clean (its checkpoint wrote it), 0 while open
+//   z:<XX>/<file>    zero ranges of durable txgs not yet applied to that data file (written
+//                    only by a checkpoint during replay, see zeroing.ts): [[start, end|null]...]
 // A checkpoint writes its whole set of changes and m:checkpointTxg in ONE synced batch, so the
 // database is always the exact state after some txg.
 
@@ -25,6 +28,7 @@ export const COUNTER = {
   objects: 'm:objects',
   bytes: 'm:bytes',
   lastGen: 'm:lastGen',
+  clean: 'm:clean',
 } as const;
 
 export const objectKey = (f: Fid): string => `o:${fidKey(f)}`;
@@ -33,8 +37,8 @@ export const indexPrefix = (f: Fid): string => `i:${fidKey(f)}:`;
 export const xattrKey = (f: Fid, name: string): string => xattrPrefix(f) + name;
 export const indexKey = (f: Fid, name: string): string => indexPrefix(f) + name;
 /** Every key of this kind ('o', 'x', 'i') lies in [kindStart, kindEnd). */
-export const kindStart = (kind: 'o' | 'x' | 'i'): string => `${kind}:`;
-export const kindEnd = (kind: 'o' | 'x' | 'i'): string => `${kind};`;
+export const kindStart = (kind: 'o' | 'x' | 'i' | 'z'): string => `${kind}:`;
+export const kindEnd = (kind: 'o' | 'x' | 'i' | 'z'): string => `${kind};`;
 
 /** Splits an x: or i: key into its owner FID and name; undefined if malformed. */
 export function splitOwnedKey(key: string): { fid: Fid; name: string } | undefined {

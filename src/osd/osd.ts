@@ -11,17 +11,19 @@
 
 import assert from 'node:assert/strict';
 import { statfs as fsStatfs } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { TxgLog, readLog, type TxgHold, type TxgLogTunables, type TxgRecord } from '../log/index.js';
-import { applyUpdate, updatesOfEntries } from './apply.js';
+import { applyUpdate, updatesOfEntries, type DataEffects } from './apply.js';
 import { checkDevice, type CheckProblem } from './check.js';
 import { DataFiles } from './data.js';
 import { devicePaths, formatDevice, readDevice, type DeviceInfo, type FormatOptions } from './device.js';
 import { OsdDeviceError, OsdError } from './errors.js';
-import { checkFid, fidKey, fidToString, parseFid, type Fid } from './fid.js';
+import { checkFid, fidKey, fidToString, parseFidKey, FID_KEY_LENGTH, type Fid } from './fid.js';
 import { KeyedLock, Mutex } from './lock.js';
-import { COUNTER, indexKey, indexPrefix, objectKey, toBuffer, xattrKey, xattrPrefix } from './keys.js';
+import { COUNTER, decodeValue, encodeValue, kindEnd, kindStart, indexKey, indexPrefix, objectKey, toBuffer, xattrKey, xattrPrefix } from './keys.js';
 import { LayeredState } from './state.js';
+import { PendingZeros } from './zeroing.js';
 import { checkName, Tx, type UpdateBody } from './tx.js';
 import { isDataType, isIndexType, type IndexEntry, type IndexValue, type ObjectAttrs, type Update } from './types.js';
 import type { TxHost } from './host.js';
@@ -108,11 +110,15 @@ export class Osd implements TxHost {
   #checkpointing: Promise<void> | null = null;
   #removals = new Map<number, string[]>();
   #removing = new Set<Promise<void>>();
+  readonly zeros = new PendingZeros();
+  #zeroing = new Set<Promise<void>>();
   #syncedTxg = 0;
   #checkpointTxg = 0;
   #checkpoints = 0;
   #recordsReplayed = 0;
   #logVerified = false;
+  #closing = false;
+  #zeroKeys = new Set<string>();
   #objects = 0;
   #bytesUsed = 0;
   #lastGen = 0;
@@ -157,6 +163,8 @@ export class Osd implements TxHost {
 
   async #start(): Promise<void> {
     this.#checkpointTxg = ((await this.state.get(COUNTER.checkpointTxg)) as number | undefined) ?? 0;
+    const clean = (await this.state.get(COUNTER.clean)) === 1;
+    await this.#loadZeros();
     const o = this.#opts;
     this.#log = await TxgLog.open({
       dir: devicePaths(this.dir).log,
@@ -176,17 +184,101 @@ export class Osd implements TxHost {
     this.#objects = ((await this.state.get(COUNTER.objects)) as number | undefined) ?? 0;
     this.#bytesUsed = ((await this.state.get(COUNTER.bytes)) as number | undefined) ?? 0;
     this.#lastGen = ((await this.state.get(COUNTER.lastGen)) as number | undefined) ?? 0;
+    // The zeros of replayed txgs go to the files now (they are durable).
+    await this.#applyZeros(Infinity);
+    // After a crash, data files of objects whose create a lost txg held may remain: remove them.
+    if (!clean) await this.#removeOrphanData();
+    // Until the next clean close, an open must look for such files again. The stored zeros
+    // are in the files now.
+    await this.state.db.batch([
+      { type: 'put', key: COUNTER.clean, value: encodeValue(COUNTER.clean, 0) },
+      ...[...this.#zeroKeys].map((key) => ({ type: 'del' as const, key })),
+    ], { sync: true });
+    this.#zeroKeys.clear();
     await this.statfs();
+  }
+
+  /** Loads the zero ranges a checkpoint during an earlier replay stored (z: keys). */
+  async #loadZeros(): Promise<void> {
+    for await (const [key, value] of this.state.db.iterator({ gte: kindStart('z'), lt: kindEnd('z') })) {
+      this.#zeroKeys.add(key);
+      const rel = key.slice(2);
+      const fid = parseFidKey(rel.slice(3, 3 + FID_KEY_LENGTH));
+      if (!fid) throw new Error(`malformed zero-range key ${JSON.stringify(key)}`);
+      const ranges = decodeValue(key, value) as unknown as [number, number | null][];
+      for (const [start, end] of ranges) this.zeros.add(join(this.data.dir, rel), fid, start, end ?? Infinity, this.#checkpointTxg);
+    }
+  }
+
+  /** The zero ranges held, as z: keys for a checkpoint during replay (replacing older ones). */
+  #zeroOps(): ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] {
+    const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [];
+    const keep = new Set<string>();
+    for (const [path, ranges] of this.zeros.all()) {
+      const key = `z:${relative(this.data.dir, path)}`;
+      keep.add(key);
+      ops.push({ type: 'put', key, value: encodeValue(key, ranges.map((r) => [r.start, r.end === Infinity ? null : r.end]) as never) });
+    }
+    for (const key of this.#zeroKeys) if (!keep.has(key)) ops.push({ type: 'del', key });
+    this.#zeroKeys = keep;
+    return ops;
+  }
+
+  /** Removes data files no object owns (only after an unclean shutdown: a scan of data/). */
+  async #removeOrphanData(): Promise<void> {
+    const removed: string[] = [];
+    for await (const { path, name } of this.data.files()) {
+      const m = /^([0-9a-f]{16}-[0-9a-f]{8}-[0-9a-f]{8})\.([0-9a-f]+)$/.exec(name);
+      const fid = m ? parseFidKey(m[1]!) : undefined;
+      if (!fid) continue; // not ours: check() reports it
+      const a = await this.attrs(fid);
+      if (a && a.gen === parseInt(m![2]!, 16) && isDataType(a.type)) continue;
+      await this.data.remove(path);
+      removed.push(name);
+    }
+    if (removed.length > 0) this.#warn(`osd: removed ${removed.length} data files of objects lost in a crash`);
+  }
+
+  /** Data effects of updates applied into the state, as of `txg`. */
+  #effects(txg: number, removals: Promise<void>[] | null): DataEffects {
+    return {
+      zero: (fid, gen, start, end) => this.zeros.add(this.data.path(fid, gen), fid, start, end, txg),
+      wrote: (fid, gen, start, end) => this.zeros.wrote(this.data.path(fid, gen), start, end),
+      destroyed: (fid, gen) => {
+        const path = this.data.path(fid, gen);
+        this.zeros.drop(path);
+        // At replay the destroy is durable: its file can go (a generation is never reused).
+        if (removals) removals.push(this.data.remove(path));
+        else this.removeDataWhenSynced(txg, path);
+      },
+    };
+  }
+
+  /** Applies the zeros of txgs <= txg to the data files, each under its object's lock. */
+  async #applyZeros(txg: number): Promise<void> {
+    for (const { path, fid } of this.zeros.due(txg)) {
+      await this.#locks.with(fidKey(fid), async () => {
+        const ranges = this.zeros.rangesDue(path, txg);
+        if (ranges.length === 0) return;
+        await this.data.applyZeros(path, ranges);
+        this.zeros.applied(path, txg);
+      });
+    }
+  }
+
+  /** Waits for the zeros of txgs <= txg to be in the files, durably (before a checkpoint). */
+  async #flushZeros(txg: number): Promise<void> {
+    await Promise.all([...this.#zeroing]);
+    await this.#applyZeros(txg);
   }
 
   async #replay(record: TxgRecord): Promise<void> {
     const where = `${record.file}@${record.offset} (txg ${record.txg})`;
     const view = this.state.view(this.state.durable);
-    for (const u of updatesOfEntries(record.entries, where)) {
-      await applyUpdate(u, view);
-      // The destroy is durable: its data file can go (a generation is never reused).
-      if (u.op === 'destroy' && u.gen !== undefined) await this.data.remove(this.data.path(parseFid(u.fid), u.gen));
-    }
+    const removals: Promise<void>[] = [];
+    const effects = this.#effects(record.txg, removals);
+    for (const u of updatesOfEntries(record.entries, where)) await applyUpdate(u, view, effects);
+    await Promise.all(removals);
     this.#recordsReplayed++;
     this.#syncedTxg = record.txg;
     if (this.#overThreshold(1)) {
@@ -197,7 +289,7 @@ export class Osd implements TxHost {
         this.#logVerified = true;
       }
       this.state.freeze();
-      await this.state.writeFrozen(record.txg);
+      await this.state.writeFrozen(record.txg, false, this.#zeroOps());
       this.#checkpointTxg = record.txg;
       this.#checkpoints++;
     }
@@ -205,8 +297,13 @@ export class Osd implements TxHost {
 
   #onSynced(txg: number): void {
     this.state.promote(txg);
+    for (const t of this.#n.keys()) if (t <= txg) this.#n.delete(t);
     this.data.synced(txg);
     this.#syncedTxg = txg;
+    if (this.zeros.paths > 0) {
+      const p = this.#applyZeros(txg).catch((err) => this.#warn(`zeroing data of txg ${txg}: ${String(err)}`)).finally(() => this.#zeroing.delete(p));
+      this.#zeroing.add(p);
+    }
     for (const [t, paths] of this.#removals) {
       if (t > txg) continue;
       this.#removals.delete(t);
@@ -239,7 +336,8 @@ export class Osd implements TxHost {
           // Invariant: the durable layer holds exactly the txgs up to the log's last synced one.
           assert.equal(txg, this.#syncedTxg, 'checkpoint txg differs from the last txg applied as durable');
           this.state.freeze();
-          await this.state.writeFrozen(txg);
+          await this.#flushZeros(txg);
+          await this.state.writeFrozen(txg, this.#closing);
           this.#checkpointTxg = txg;
           this.#checkpoints++;
         });
@@ -259,6 +357,35 @@ export class Osd implements TxHost {
 
   hold(): TxgHold {
     return this.#log.hold();
+  }
+
+  // Transactions started and not stopped, by txg. A txg quiesces while the next is open: a tx of
+  // the open txg waits for those of the quiescing one, so no update of txg T ever applies after
+  // one of T+1 (replay applies whole txgs in order; the layers read newest txg first).
+  #active = new Map<number, number>();
+  #waiters: { txg: number; resolve: () => void }[] = [];
+
+  #earlierActive(txg: number): boolean {
+    for (const t of this.#active.keys()) if (t < txg) return true;
+    return false;
+  }
+
+  joined(txg: number): Promise<void> {
+    this.#active.set(txg, (this.#active.get(txg) ?? 0) + 1);
+    if (!this.#earlierActive(txg)) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ txg, resolve }));
+  }
+
+  left(txg: number): void {
+    const n = this.#active.get(txg)! - 1;
+    if (n > 0) {
+      this.#active.set(txg, n);
+      return;
+    }
+    this.#active.delete(txg);
+    const ready = this.#waiters.filter((w) => !this.#earlierActive(w.txg));
+    this.#waiters = this.#waiters.filter((w) => !ready.includes(w));
+    for (const w of ready) w.resolve();
   }
 
   nowSeconds(): number {
@@ -283,8 +410,7 @@ export class Osd implements TxHost {
       const n = (this.#n.get(txg) ?? 0) + 1;
       this.#n.set(txg, n);
       const u = { n, ...body } as Update;
-      await applyUpdate(u, this.state.view(this.state.pendingLayer(txg)));
-      for (const t of this.#n.keys()) if (t < txg) this.#n.delete(t);
+      await applyUpdate(u, this.state.view(this.state.pendingLayer(txg)), this.#effects(txg, null));
       const layer = this.state.pendingLayer(txg);
       const objects = layer.map.get(COUNTER.objects);
       const bytes = layer.map.get(COUNTER.bytes);
@@ -331,9 +457,9 @@ export class Osd implements TxHost {
     return ++this.#lastGen;
   }
 
-  removeDataWhenSynced(txg: number, fid: Fid, gen: number): void {
+  removeDataWhenSynced(txg: number, path: string): void {
     const list = this.#removals.get(txg) ?? [];
-    list.push(this.data.path(fid, gen));
+    list.push(path);
     this.#removals.set(txg, list);
   }
 
@@ -367,7 +493,10 @@ export class Osd implements TxHost {
     }
     const n = Math.max(0, Math.min(length, a.size - offset));
     if (n === 0) return Buffer.alloc(0);
-    return this.data.read(this.data.path(fid, a.gen!), offset, n);
+    const path = this.data.path(fid, a.gen!);
+    const buf = await this.data.read(path, offset, n);
+    this.zeros.mask(path, offset, buf);
+    return buf;
   }
 
   async xattrGet(fid: Fid, name: string): Promise<Buffer> {
@@ -504,13 +633,16 @@ export class Osd implements TxHost {
     try {
       await this.#log.sync();
       while (this.#checkpointing) await this.#checkpointing.catch(() => {});
-      if (opts.checkpoint !== false) await this.#startCheckpoint();
+      if (opts.checkpoint !== false) {
+        this.#closing = true; // this checkpoint marks the device clean
+        await this.#startCheckpoint();
+      }
     } catch (err) {
       error = err; // e.g. the log failed: still release the device, then report it
     }
     this.#closed = true;
     await this.#log.close().catch((err: unknown) => (error ??= err));
-    await Promise.all([...this.#removing]);
+    await Promise.all([...this.#removing, ...this.#zeroing]);
     await this.data.close().catch((err: unknown) => (error ??= err));
     await this.state.db.close();
     if (error !== undefined) throw error;

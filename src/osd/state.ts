@@ -164,7 +164,7 @@ export class LayeredState {
   }
 
   /** Writes the frozen layer and the txg it reflects to LevelDB in one synced batch. */
-  async writeFrozen(txg: number): Promise<void> {
+  async writeFrozen(txg: number, clean = false, extra: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = []): Promise<void> {
     const frozen = this.frozen;
     assert(frozen !== null, 'no checkpoint to write');
     const ops: ({ type: 'put'; key: string; value: Uint8Array } | { type: 'del'; key: string })[] = [];
@@ -172,6 +172,8 @@ export class LayeredState {
       ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value: encodeValue(key, value) });
     }
     ops.push({ type: 'put', key: COUNTER.checkpointTxg, value: encodeValue(COUNTER.checkpointTxg, txg) });
+    if (clean) ops.push({ type: 'put', key: COUNTER.clean, value: encodeValue(COUNTER.clean, 1) });
+    ops.push(...extra);
     try {
       await this.db.batch(ops, { sync: true });
     } catch (err) {

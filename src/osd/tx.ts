@@ -121,7 +121,12 @@ export class Tx {
     return this;
   }
 
-  /** Joins the open txg. Waits first if checkpoints lag far behind (bounded memory). */
+  /**
+   * Joins the open txg. Waits first if checkpoints lag far behind (bounded memory), then until
+   * every transaction of earlier txgs has stopped, so that updates apply in txg order, the
+   * order replay applies them. As with the DMU's dmu_tx_assign(), do not hold across start()
+   * a lock that a started transaction may wait for.
+   */
   async start(): Promise<void> {
     assert(this.#state === 'new', `tx.start() in state ${this.#state}`);
     this.#state = 'started';
@@ -132,6 +137,7 @@ export class Tx {
       this.#state = 'stopped'; // a tx whose start failed is over: it holds nothing
       throw err;
     }
+    await this.#host.joined(this.#hold.txg);
   }
 
   /** Opaque information from upper layers (transno, client uuid, operation), kept in the log entry. */
@@ -149,6 +155,7 @@ export class Tx {
     // Invariant: an update still running would land after its entry left for the log.
     assert(this.#inflight === 0, 'tx.stop() while an update is still running');
     this.#state = 'stopped';
+    this.#host.left(this.#hold.txg);
     const entry = this.#annotation ? { updates: this.#updates, tx: this.#annotation } : { updates: this.#updates };
     this.#hold.release(entry, onCommit);
     return { txg: this.#hold.txg };
@@ -221,7 +228,6 @@ export class Tx {
       const prefix = xattrPrefix(fid);
       const xattrs = (await this.#host.state.list(prefix, undefined, Infinity)).map((r) => r.key.slice(prefix.length));
       await this.apply(fid, () => (a.gen === undefined ? { op: 'destroy', fid: fidText, xattrs } : { op: 'destroy', fid: fidText, xattrs, gen: a.gen }));
-      if (a.gen !== undefined) this.#host.removeDataWhenSynced(this.txg, fid, a.gen);
     });
   }
 
@@ -231,21 +237,16 @@ export class Tx {
     await this.run(fid, async (fidText) => {
       const a = await this.existing(fid);
       if (changes.size !== undefined && isDataType(a.type) && changes.size !== a.size) {
-        changes.blocks = await this.resize(fid, a, changes.size);
+        changes.blocks = await this.resize(a, changes.size);
       }
       await this.apply(fid, (cur) => ({ op: 'attr_set', fid: fidText, attrs: changes, version: cur.version + 1 }));
     });
   }
 
-  /** Truncate semantics for data objects: returns the new blocks. */
-  private async resize(fid: Fid, a: ObjectAttrs, size: number): Promise<number> {
-    const path = this.#host.data.path(fid, a.gen!);
-    if (size > a.size) {
-      await this.#host.checkSpace(size - a.size);
-      // Bytes past the recorded size are leftovers of a lost txg: trim them before they show.
-      return this.#host.data.truncate(path, a.size, this.txg);
-    }
-    return this.#host.data.truncate(path, size, this.txg);
+  /** Truncate semantics for data objects (apply defers the zeroing): returns the new blocks. */
+  private async resize(a: ObjectAttrs, size: number): Promise<number> {
+    if (size > a.size) await this.#host.checkSpace(size - a.size);
+    return a.blocks;
   }
 
   async xattrSet(fid: Fid, name: string, value: Uint8Array, flags: XattrSetFlags = {}): Promise<void> {
@@ -283,7 +284,6 @@ export class Tx {
       const a = await this.dataObject(fid);
       if (end > a.size) await this.#host.checkSpace(end - a.size);
       const path = this.#host.data.path(fid, a.gen!);
-      if (offset > a.size) await this.#host.data.truncate(path, a.size, this.txg);
       const blocks = await this.#host.data.write(path, offset, data, this.txg);
       const size = Math.max(a.size, end);
       await this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length: data.byteLength, size, blocks, version: cur.version + 1 }));
@@ -300,15 +300,9 @@ export class Tx {
     if (end !== undefined && checkBytes(end, 'punch end') < start) throw new OsdError('EINVAL', 'punch end before start');
     await this.run(fid, async (fidText) => {
       const a = await this.dataObject(fid);
-      const path = this.#host.data.path(fid, a.gen!);
-      let blocks = a.blocks;
-      let size = a.size;
-      if (end === undefined) {
-        blocks = await this.resize(fid, a, start);
-        size = start;
-      } else if (start < a.size) {
-        blocks = await this.#host.data.zero(path, start, Math.min(end, a.size), this.txg);
-      }
+      // The file is not touched now: the zeros wait for the txg to be durable (zeroing.ts).
+      const blocks = end === undefined ? await this.resize(a, start) : a.blocks;
+      const size = end === undefined ? start : a.size;
       await this.apply(fid, (cur) => ({ op: 'punch', fid: fidText, start, end: end ?? null, size, blocks, version: cur.version + 1 }));
     });
   }

@@ -226,6 +226,55 @@ t.test('data: sparse writes, holes, clamped reads, punch, truncate, trimming los
   t.equal((await osd.getAttrs(f)).size, 9, 'failed updates applied nothing');
 });
 
+t.test('zeroing waits for durability: a punch never destroys data a crash could still need', async (t) => {
+  const { dir, osd: first } = await newDevice({ txgTimeoutMs: 60_000 });
+  t.teardown(() => removeDir(dir));
+  let osd = first;
+  const f = F(1);
+  await txn(osd, async (tx) => {
+    await tx.create(f, { type: 'reg' });
+    await tx.indexInsert(ROOT_INDEX_FID, 'f', { fid: f, type: 'reg' });
+    await tx.write(f, 0, Buffer.alloc(100, 7));
+  });
+  await osd.sync();
+  const path = osd.data.path(f, 1);
+  const txg = await txn(osd, async (tx) => {
+    await tx.punch(f, 10, 20);
+    await tx.punch(f, 50); // truncate
+    await tx.write(f, 80, Buffer.from('late')); // a gap [50, 80) past the size
+  });
+  t.same(await osd.read(f, 0, 100), Buffer.concat([Buffer.alloc(10, 7), Buffer.alloc(10), Buffer.alloc(30, 7), Buffer.alloc(30), Buffer.from('late')]));
+  const raw = await readFile(path);
+  t.same(raw.subarray(0, 80), Buffer.alloc(80, 7), 'the file is untouched while the txg is not durable');
+  await osd.waitSynced(txg);
+  await osd.checkpoint(); // waits for the zeros to be in the file
+  const after = await readFile(path);
+  t.same(after.subarray(0, 84), (await osd.read(f, 0, 100)).subarray(0, 84), 'once durable, the file holds the zeros');
+
+  // Replay rebuilds zeros, and a later write over them survives: punch in one txg, write in the
+  // next, close without a checkpoint, reopen with a tiny checkpoint limit (checkpoints during
+  // replay store the zeros in LevelDB instead of applying them early).
+  await txn(osd, (tx) => tx.punch(f, 0, 84));
+  await osd.sync();
+  await txn(osd, async (tx) => {
+    await tx.create(F(2), { type: 'reg' });
+    await tx.indexInsert(ROOT_INDEX_FID, 'g', { fid: F(2), type: 'reg' });
+  });
+  await osd.sync();
+  await txn(osd, (tx) => tx.write(f, 30, Buffer.from('keep')));
+  await osd.sync();
+  const want = await osd.read(f, 0, 100);
+  t.same(want, Buffer.concat([Buffer.alloc(30), Buffer.from('keep'), Buffer.alloc(50)]));
+  await osd.close({ checkpoint: false });
+  osd = await Osd.open(dir, { checkpointKeysMax: 1 });
+  t.ok(osd.stats().checkpoints > 0, 'replay checkpointed');
+  t.same(await osd.read(f, 0, 100), want);
+  const file = await readFile(path);
+  t.same(Buffer.concat([file, Buffer.alloc(Math.max(0, want.length - file.length))]).subarray(0, want.length), want, 'zeros applied once replay ended (the file may end early)');
+  t.same(await osd.check(), []);
+  await osd.close();
+});
+
 t.test('indexes: insert, lookup, delete, cookies across updates and layers, byte order', async (t) => {
   const { dir, osd } = await newDevice({ checkpointKeysMax: 1_000_000 });
   t.teardown(async () => { await osd.close(); await removeDir(dir); });

@@ -35,12 +35,12 @@ class LoLnd {
     const peer = from.peer(target.nid);
     from.countSend(peer, h.payloadLength);
     const delivery = target.receiveHeader(h, from.nid, target.peer(from.nid));
-    if (delivery) { delivery.complete(payload); return; }
+    if (typeof delivery !== 'string') { delivery.complete(payload); return; }
     const awaited = h.type === LNET_MSG_GET || (h.type === LNET_MSG_PUT && h.wmdObject !== LNET_WIRE_HANDLE_COOKIE_NONE);
     if (awaited) {
       from.fail(h.wmdObject, new LNetError('ENOENT',
         `${target.nid} pid ${target.pid} dropped the ${h.type === LNET_MSG_GET ? 'GET' : 'PUT'} on portal ${h.portal} ` +
-        `match bits 0x${h.matchBits.toString(16)}: ${target.lastDrop ?? 'noMatch'}`));
+        `match bits 0x${h.matchBits.toString(16)}: ${delivery}`));
     }
   }
 }

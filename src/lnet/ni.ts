@@ -9,12 +9,12 @@ import { Observable, Subject } from 'rxjs';
 import { LNetError } from './errors.js';
 import { MatchTable, sliceBuffers, checkU32, checkU64, type Md, type MdHandle, type MdSpec } from './match.js';
 import {
-  LNET_DEFAULT_PORT, LNET_PID_LUSTRE, canonicalNid, formatNid, nidFromWire, parseNid, nidToWire,
+  LNET_DEFAULT_PORT, LNET_PID_LUSTRE, formatNid, parseNid, nidToWire,
   type Nid, type NidString, type ProcessId,
 } from './nid.js';
 import {
   LNetHeader, LNET_MSG_ACK, LNET_MSG_GET, LNET_MSG_PUT, LNET_MSG_REPLY, LNET_WIRE_HANDLE_COOKIE_NONE,
-  FRAME_HEADER_BYTES, type LNetMsgType,
+  FRAME_HEADER_BYTES,
 } from './wire.js';
 import {
   bump, newMessageCounters, type ConnDropReason, type DropReason, type LNetStats, type NiStats, type PeerStats,
@@ -289,11 +289,11 @@ export class LNetNI {
 
   /**
    * An incoming message's header (already checked against the wire format): decides where its
-   * payload goes, or drops it (null: the LND skips the payload without keeping it).
+   * payload goes, or drops it (counted; the LND then skips the payload without keeping it).
    * `h` belongs to the caller and is reused after this returns.
    */
-  receiveHeader(h: LNetHeader, initiatorNid: NidString, peer: PeerStats | null): Delivery | null {
-    if (this.stopped) { this.countDrop(initiatorNid, 'stopping', h.payloadLength); return null; }
+  receiveHeader(h: LNetHeader, initiatorNid: NidString, peer: PeerStats | null): Delivery | DropReason {
+    if (this.stopped) return this.drop(initiatorNid, 'stopping', h.payloadLength);
     this.counters.recvCount++;
     this.counters.recvLength += h.payloadLength;
     if (peer) { peer.recvCount++; peer.recvLength += h.payloadLength; }
@@ -305,10 +305,7 @@ export class LNetNI {
     }
   }
 
-  /** Where the in-process LND asks whether a message would be dropped, for ENOENT. */
-  lastDrop: DropReason | null = null;
-
-  private receivePut(h: LNetHeader, initiatorNid: NidString): Delivery | null {
+  private receivePut(h: LNetHeader, initiatorNid: NidString): Delivery | DropReason {
     const md = this.mds.match('sink', h.portal, h.matchBits, h.offset, h.payloadLength);
     if (typeof md === 'string') return this.drop(initiatorNid, md, h.payloadLength);
     const event: PutEvent = {
@@ -320,7 +317,7 @@ export class LNetNI {
     return new PutDelivery(this, event, wantsAck ? ackHeader(h) : null);
   }
 
-  private receiveGet(h: LNetHeader, initiatorNid: NidString): Delivery | null {
+  private receiveGet(h: LNetHeader, initiatorNid: NidString): Delivery | DropReason {
     const md = this.mds.match('source', h.portal, h.matchBits, h.offset, h.sinkLength);
     if (typeof md === 'string') return this.drop(initiatorNid, md, 0);
     const reply = new LNetHeader();
@@ -332,7 +329,7 @@ export class LNetNI {
     return new ReplyDelivery(this, { nid: initiatorNid, pid: h.srcPid }, reply, data);
   }
 
-  private receiveReply(h: LNetHeader, initiatorNid: NidString): Delivery | null {
+  private receiveReply(h: LNetHeader, initiatorNid: NidString): Delivery | DropReason {
     const p = this.pending.get(h.wmdObject);
     if (!p || p.kind !== 'reply' || h.wmdInterface !== this.incarnation) return this.drop(initiatorNid, 'unexpectedReply', h.payloadLength);
     if (h.payloadLength > p.length) return this.drop(initiatorNid, 'replyTooLong', h.payloadLength);
@@ -340,17 +337,16 @@ export class LNetNI {
     return { complete: (payload) => p.resolve(payload) };
   }
 
-  private receiveAck(h: LNetHeader, initiatorNid: NidString): Delivery | null {
+  private receiveAck(h: LNetHeader, initiatorNid: NidString): Delivery | DropReason {
     const p = this.pending.get(h.wmdObject);
     if (!p || p.kind !== 'ack' || h.wmdInterface !== this.incarnation) return this.drop(initiatorNid, 'unexpectedAck', 0);
     this.pending.delete(h.wmdObject);
     return { complete: () => p.resolve([]) };
   }
 
-  private drop(initiatorNid: NidString, reason: DropReason, length: number): null {
+  private drop(initiatorNid: NidString, reason: DropReason, length: number): DropReason {
     this.countDrop(initiatorNid, reason, length);
-    this.lastDrop = reason;
-    return null;
+    return reason;
   }
 
   emit(event: PutEvent): void { this.subject.next(event); }
@@ -445,5 +441,3 @@ class ReplyDelivery implements Delivery {
   }
 }
 
-export type { LNetMsgType };
-export { canonicalNid, nidFromWire };

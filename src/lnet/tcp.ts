@@ -306,7 +306,8 @@ export class TcpLnd implements ConnOwner {
         return null;
       }
     }
-    return this.ni.receiveHeader(h, nid, peer.stats);
+    const delivery = this.ni.receiveHeader(h, nid, peer.stats);
+    return typeof delivery === 'string' ? null : delivery;
   }
 
   reserve(conn: TcpConn, bytes: number): boolean {

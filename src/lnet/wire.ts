@@ -110,16 +110,21 @@ export class LNetHeader {
 
 // 64-bit fields go through a DataView: Buffer's BigInt accessors range-check and assemble
 // in JavaScript, several times slower on the per-message path.
-let viewOf: Buffer | null = null;
+// The view spans the Buffer's whole ArrayBuffer and is kept for the next call: frames from
+// one socket chunk, or headers in one send slab, share it.
+let viewOf: ArrayBufferLike | null = null;
 let view: DataView = new DataView(new ArrayBuffer(8));
 function dataView(buf: Buffer): DataView {
-  if (buf !== viewOf) { view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength); viewOf = buf; }
+  if (buf.buffer !== viewOf) { view = new DataView(buf.buffer); viewOf = buf.buffer; }
   return view;
 }
 
 /** Writes a 96-byte LNET frame header at `at`; every byte of the 96 is written. */
-export function encodeFrameHeader(h: LNetHeader, buf: Buffer, at: number, zcAck = 0n): void {
+export function encodeFrameHeader(h: LNetHeader, buf: Buffer, offset: number, zcAck = 0n): void {
+  // Invariant: the view spans more than `buf`, so the bounds are checked here, once.
+  if (buf.length < offset + FRAME_HEADER_BYTES) throw new RangeError(`a frame header needs ${FRAME_HEADER_BYTES} bytes`);
   const v = dataView(buf);
+  const at = buf.byteOffset + offset;
   v.setUint32(at, KSOCK_MSG_LNET, true);
   v.setUint32(at + 4, 0, true);
   v.setBigUint64(at + 8, 0n, true);
@@ -132,7 +137,7 @@ export function encodeFrameHeader(h: LNetHeader, buf: Buffer, at: number, zcAck 
   v.setUint32(at + 52, h.payloadLength, true);
   v.setBigUint64(at + 56, h.wmdInterface, true);
   v.setBigUint64(at + 64, h.wmdObject, true);
-  buf.fill(0, at + 72, at + 96);
+  buf.fill(0, offset + 72, offset + 96);
   switch (h.type) {
     case LNET_MSG_PUT:
       v.setBigUint64(at + 72, h.matchBits, true);
@@ -162,8 +167,10 @@ export type FrameError = 'badKsockType' | 'badMsgType' | 'oversized' | 'payloadO
  * Reads the lnet_hdr of an LNET frame whose 96 header bytes start at `at` into `h`.
  * Returns null when valid, or the reason it is not.
  */
-export function decodeFrameHeader(buf: Buffer, at: number, h: LNetHeader, payloadMax: number): FrameError | null {
+export function decodeFrameHeader(buf: Buffer, offset: number, h: LNetHeader, payloadMax: number): FrameError | null {
+  if (buf.length < offset + FRAME_HEADER_BYTES) throw new RangeError(`a frame header needs ${FRAME_HEADER_BYTES} bytes`);
   const v = dataView(buf);
+  const at = buf.byteOffset + offset;
   const type = v.getUint32(at + 48, true);
   if (type > LNET_MSG_REPLY) return 'badMsgType';
   const payloadLength = v.getUint32(at + 52, true);

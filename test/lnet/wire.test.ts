@@ -4,7 +4,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
-import { LNetNI, formatNid, nidFromWire, nidToWire, parseNid, wire, type LNetConfig } from '../../src/lnet/index.js';
+import { formatNid, nidFromWire, nidToWire, parseNid, wire, type LNetConfig } from '../../src/lnet/index.js';
 import {
   ALL, collect, frame, freePort, helloFrom, nidWire, rawConnect, rawNode, rawPeer, sleep, startNi, until, type Warnings,
 } from './helpers.js';
@@ -330,4 +330,3 @@ t.test('limits: connections past connectionsMax are refused at once', async (t) 
   for (const s of socks) s.socket.destroy();
 });
 
-void LNetNI;

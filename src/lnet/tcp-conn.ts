@@ -45,6 +45,8 @@ export interface ConnOwner {
 
 type RxState = 'connreq' | 'hello' | 'frame' | 'wait' | 'payload' | 'skip' | 'closed';
 
+/** Payloads up to this size are received without a reservation against rxBytesMax. */
+export const RX_UNRESERVED_MAX = 64 * 1024;
 /** Payloads up to this size are copied beside their header, so that small messages coalesce. */
 const INLINE_PAYLOAD_MAX = 2048;
 const SLAB_BYTES = 64 * 1024;
@@ -141,6 +143,8 @@ export class TcpConn {
     if (this.state !== 'wait') return;
     this.reserved = bytes;
     this.state = 'payload';
+    // Time spent waiting for memory was ours, not the peer's: its stall clock starts now.
+    this.lastRxAt = Date.now();
     this.socket.resume();
     this.parse();
   }
@@ -251,12 +255,16 @@ export class TcpConn {
       return true;
     }
     if (this.remaining === 0) { this.finishFrame(); return this.state !== 'closed'; }
-    if (!this.owner.reserve(this, this.remaining)) {
-      this.state = 'wait';
-      this.socket.pause();
-      return false;
+    // Small payloads (requests, replies) never wait behind large ones for receive memory;
+    // they cost at most RX_UNRESERVED_MAX per connection.
+    if (this.remaining > RX_UNRESERVED_MAX) {
+      if (!this.owner.reserve(this, this.remaining)) {
+        this.state = 'wait';
+        this.socket.pause();
+        return false;
+      }
+      this.reserved = this.remaining;
     }
-    this.reserved = this.remaining;
     this.state = 'payload';
     return true;
   }

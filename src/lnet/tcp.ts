@@ -25,7 +25,10 @@ export interface TcpLimits {
   connectionsMax: number;
   /** Messages waiting per peer for a credit or a connection; a send past it fails with EAGAIN. */
   txQueueMax: number;
-  /** Payload bytes being received at once over all connections; past it, sockets pause. */
+  /**
+   * Payload bytes of large frames (over 64 KiB) being received at once over all connections;
+   * past it, the connections with a large frame to receive pause, in turn.
+   */
   rxBytesMax: number;
   /** Dropped frames and NOOPs one connection may send per second before it is a flood. */
   noisePerSecondMax: number;

@@ -303,6 +303,28 @@ t.test('bad input: each bad connection is dropped with its reason; a good peer i
   await until(() => vEvents.events.filter((e) => e.matchBits === 1n << 60n).length === 2, 'both big frames');
   t.ok(vEvents.events.length > before);
 
+  // A peer that trickles a frame as large as the whole budget holds it, but only large frames
+  // wait for it: small ones (the good peer's) go on. When it stops, it is dropped and the
+  // waiting large frame goes through.
+  const slow = await handshaken('127.0.0.59@tcp');
+  const big = frame(header({
+    type: wire.LNET_MSG_PUT, destNid: v.wireNid, srcNid: nidWire('127.0.0.59@tcp'), portal: 6, matchBits: 2n << 60n,
+    wmdInterface: wire.LNET_WIRE_HANDLE_COOKIE_NONE, wmdObject: wire.LNET_WIRE_HANDLE_COOKIE_NONE,
+  }), randomBytes((1 << 20) - 96));
+  slow.socket.write(big.subarray(0, 200));
+  await until(() => v.stats().ni.rxBytesReserved === (1 << 20) - 96, 'the budget taken');
+  const waiting = await handshaken('127.0.0.58@tcp');
+  waiting.socket.write(frame(header({
+    type: wire.LNET_MSG_PUT, destNid: v.wireNid, srcNid: nidWire('127.0.0.58@tcp'), portal: 6, matchBits: 3n << 60n,
+    wmdInterface: wire.LNET_WIRE_HANDLE_COOKIE_NONE, wmdObject: wire.LNET_WIRE_HANDLE_COOKIE_NONE,
+  }), randomBytes(200_000)));
+  const goodBefore = goodSent;
+  for (let i = 0; i < 6; i++) { await sleep(100); slow.socket.write(big.subarray(200 + i, 201 + i)); }
+  t.ok(goodSent > goodBefore + 5, `small messages flow while the budget is held (${goodSent - goodBefore} went)`);
+  t.equal(vEvents.events.filter((e) => e.matchBits === 3n << 60n).length, 0, 'a large frame waits for it');
+  await dropped('stalled', 3);
+  await until(() => vEvents.events.some((e) => e.matchBits === 3n << 60n), 'the waiting frame');
+
   running = false;
   await goodLoop;
   t.ok(goodSent > 20, `the good peer sent ${goodSent} messages meanwhile`);
@@ -310,10 +332,10 @@ t.test('bad input: each bad connection is dropped with its reason; a good peer i
   const s = v.stats();
   t.same(s.ni.connDrops, {
     badMagic: 2, badAcceptorVersion: 1, wrongNid: 1, badVersion: 1, badKsockType: 1, badMsgType: 1, oversized: 1,
-    stalled: 2, handshakeTimeout: 1, flood: 2,
+    stalled: 3, handshakeTimeout: 1, flood: 2,
   }, 'each drop counted by its reason');
   t.equal(s.ni.rxBytesReserved, 0);
-  t.equal(warnings.lines.length, 13, 'and each told once');
+  t.equal(warnings.lines.length, 14, 'and each told once');
   t.match(warnings.lines.join('\n'), /dropped connection from 127\.0\.0\.52:\d+: badMagic: acceptor magic 0x20544547/);
   t.equal(s.peers.find((q) => q.nid === good.nid)?.connections, 1, 'the good peer kept its one connection');
 });

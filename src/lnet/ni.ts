@@ -39,6 +39,11 @@ export interface LNetConfig {
   timeoutMs?: number;
   /** How long put({ack}) waits for its ACK and get() for its REPLY: 50 s. */
   replyTimeoutMs?: number;
+  /**
+   * Connect from privileged ports (1023 down to 512), as Lustre does and as a Lustre acceptor
+   * with its default accept=secure demands; needs root. Off by default.
+   */
+  reservedPorts?: boolean;
   /** This NI's LNet pid (LNET_PID_LUSTRE); two '0@lo' NIs of one process need two pids. */
   pid?: number;
   /** Where dropped connections and other warnings are told; stderr by default. */
@@ -146,6 +151,7 @@ export class LNetNI {
         keepaliveMs: config.keepaliveMs ?? 30_000,
         connectTimeoutMs: config.connectTimeoutMs ?? 10_000,
         timeoutMs: config.timeoutMs ?? 50_000,
+        reservedPorts: config.reservedPorts ?? false,
         ...config.limits,
       });
       try {

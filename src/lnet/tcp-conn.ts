@@ -64,6 +64,8 @@ export class TcpConn {
   /** Time the oldest unfinished batch was written (0: none). */
   oldestBatchAt = 0;
   needDrain = false;
+  /** The code of the socket error that ended the connection, if one did. */
+  errorCode = '';
   batchesInFlight = 0;
   noiseWindowStart = 0;
   noiseCount = 0;
@@ -99,7 +101,7 @@ export class TcpConn {
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => { this.needDrain = false; this.owner.drained(this); });
     socket.on('end', () => this.close('closedByPeer', 'the peer closed the connection'));
-    socket.on('error', (err) => this.close('socketError', err.message));
+    socket.on('error', (err: NodeJS.ErrnoException) => { this.errorCode = err.code ?? ''; this.close('socketError', err.message); });
     socket.on('close', () => this.close('socketError', 'socket closed'));
   }
 

@@ -17,7 +17,13 @@ export interface TcpTunables extends TcpLimits {
   keepaliveMs: number;
   connectTimeoutMs: number;
   timeoutMs: number;
+  /** Connect from a privileged port (1023 down to 512), as Lustre's lnet_connect does. */
+  reservedPorts: boolean;
 }
+
+/** LNET_ACCEPTOR_MAX_RESERVED_PORT and _MIN_: where Lustre connects from. */
+const RESERVED_PORT_MAX = 1023;
+const RESERVED_PORT_MIN = 512;
 
 /** The TCP LND's bounds, each with a defined behaviour when reached. */
 export interface TcpLimits {
@@ -104,6 +110,9 @@ export class TcpLnd implements ConnOwner {
   private readonly peerOf = new Map<TcpConn, TcpPeer>();
   private readonly rxWaiters: Array<{ conn: TcpConn; bytes: number }> = [];
   private rxReserved = 0;
+  /** The next privileged port to connect from, and how many each connect has tried. */
+  private reservedPort = RESERVED_PORT_MAX;
+  private readonly connectAttempts = new WeakMap<TcpConn, number>();
   private readonly ticker: NodeJS.Timeout;
   private stopping = false;
 
@@ -207,17 +216,26 @@ export class TcpLnd implements ConnOwner {
 
   // ---- connecting ----
 
-  private connectTo(peer: TcpPeer): void {
+  private connectTo(peer: TcpPeer, attempt = 0): void {
     if (this.conns.size >= this.t.connectionsMax) {
       this.failQueued(peer, new LNetError('EAGAIN', `${this.conns.size} connections open (connectionsMax)`));
       return;
     }
     peer.connecting = true;
-    const socket = connect({ host: peer.host, port: this.t.port, localAddress: this.host, noDelay: true });
+    const localPort = this.t.reservedPorts ? this.nextReservedPort() : undefined;
+    const socket = connect({ host: peer.host, port: this.t.port, localAddress: this.host, localPort, noDelay: true });
     const conn = new TcpConn(this, socket, peer.wireNid);
     this.conns.add(conn);
     this.peerOf.set(conn, peer);
+    this.connectAttempts.set(conn, attempt);
     socket.once('connect', () => conn.sendOpening());
+  }
+
+  /** Privileged ports in turn, from the top, as lnet_connect tries them. */
+  private nextReservedPort(): number {
+    const port = this.reservedPort;
+    this.reservedPort = port === RESERVED_PORT_MIN ? RESERVED_PORT_MAX : port - 1;
+    return port;
   }
 
   private accept(socket: Socket): void {
@@ -265,6 +283,13 @@ export class TcpLnd implements ConnOwner {
     const waiter = this.rxWaiters.findIndex((w) => w.conn === conn);
     if (waiter >= 0) this.rxWaiters.splice(waiter, 1);
     const connectFailed = conn.isActive && !conn.isEstablished;
+    const attempt = this.connectAttempts.get(conn) ?? 0;
+    if (connectFailed && peer && this.t.reservedPorts && !this.stopping && (conn.errorCode === 'EADDRINUSE' || conn.errorCode === 'EADDRNOTAVAIL') &&
+      attempt < RESERVED_PORT_MAX - RESERVED_PORT_MIN) {
+      // That privileged port is taken here: try the next one, as lnet_connect does.
+      this.connectTo(peer, attempt + 1);
+      return;
+    }
     if (connectFailed && reason === 'socketError') reason = 'connectFailed';
     const who = conn.peerNid || (peer ? peer.nid : '');
     this.ni.countConnDrop(who || null, reason);

@@ -3,6 +3,8 @@
 // reconnects, keepalives, clean close, credits.
 import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
 import {
   LNetError, LNetNI, canonicalNid, formatNid, nidFromWire, nidToWire, parseNid, type LNetConfig,
 } from '../../src/lnet/index.js';
@@ -242,4 +244,19 @@ t.test('tcp: credits bound what a slow receiver costs the sender', async (t) => 
   t.equal(a.stats().peers[0]!.credits, 4);
   const min = a.stats().peers[0]!.minCredits;
   t.ok(min <= peer.credits - 4 && min >= -64, `the low-water mark (${min}) saw the queue full`);
+});
+
+t.test('tcp: connects from a privileged port when asked, skipping one taken', async (t) => {
+  const port = await freePort();
+  const blocker = createServer().listen(1023, '127.0.0.42');
+  await once(blocker, 'listening');
+  t.teardown(() => blocker.close());
+  const node = await rawNode('127.0.0.43', port, '127.0.0.43@tcp');
+  t.teardown(() => node.server.close());
+  const a = await startNi(t, { nid: '127.0.0.42@tcp', port, reservedPorts: true });
+  const sent = a.put({ nid: '127.0.0.43@tcp', pid: 12345 }, 6, 1n, Buffer.from('x'));
+  const { socket } = await node.accepted;
+  await sent;
+  t.equal(socket.remotePort, 1022, 'from 1022, as 1023 is taken on that address');
+  t.same(a.stats().ni.connDrops, {}, 'a taken port is no failure');
 });

@@ -2,6 +2,8 @@
 // in. Fixed-size records (headers) are read as one view (copied only when they straddle two
 // chunks); payloads are taken as slices of the chunks, never copied.
 
+const EMPTY = Buffer.alloc(0);
+
 export class ChunkQueue {
   private chunks: Buffer[] = [];
   private head = 0;      // index of the first chunk not wholly consumed
@@ -52,7 +54,14 @@ export class ChunkQueue {
       const step = Math.min(avail, left);
       if (out) out.push(this.offset === 0 && step === c.length ? c : c.subarray(this.offset, this.offset + step));
       left -= step;
-      if (step === avail) { this.head++; this.offset = 0; } else { this.offset += step; }
+      if (step === avail) {
+        // Drop the queue's reference at once: a consumed chunk kept here would outlive young
+        // collections, and socket chunks promoted that way cost the process major GCs.
+        this.chunks[this.head++] = EMPTY;
+        this.offset = 0;
+      } else {
+        this.offset += step;
+      }
     }
     this.available -= took;
     if (this.head > 64 || this.head === this.chunks.length) this.compact();

@@ -5,9 +5,10 @@
 // event (and ACKed when the sender asked); a GET is answered from the first matching source MD
 // with a REPLY; a message no MD takes is dropped and counted, and the sender learns of it only
 // by its ACK or REPLY never coming (at once with ENOENT when the target is in this process).
+import assert from 'node:assert';
 import { Observable, Subject } from 'rxjs';
 import { LNetError } from './errors.js';
-import { MatchTable, sliceBuffers, checkU32, checkU64, type Md, type MdHandle, type MdSpec } from './match.js';
+import { MatchTable, sliceBuffers, checkU32, checkU64, type MdHandle, type MdSpec } from './match.js';
 import {
   LNET_DEFAULT_PORT, LNET_PID_LUSTRE, formatNid, parseNid, nidToWire,
   type Nid, type NidString, type ProcessId,
@@ -124,7 +125,8 @@ export class LNetNI {
     this.wireNid = nidToWire(parsed);
     this.pid = config.pid ?? LNET_PID_LUSTRE;
     checkU32('pid', this.pid);
-    this.incarnation = process.hrtime.bigint() + BigInt(Date.now()) * 1000000n;
+    // Lustre's is the start time in ns; the sub-millisecond part tells apart NIs started together.
+    this.incarnation = BigInt(Date.now()) * 1000000n + (process.hrtime.bigint() % 1000000n);
     this.limits = { ...defaultLimits, ...config.limits };
     this.mds = new MatchTable(this.limits.mdsMax);
     this.replyTimeoutMs = config.replyTimeoutMs ?? 50_000;
@@ -142,7 +144,7 @@ export class LNetNI {
     const parsed = parseNid(config.nid);
     const ni = new LNetNI(config, parsed);
     if (parsed.lnd === 'lo') {
-      loLnd.register(ni);
+      try { loLnd.register(ni); } catch (err) { clearInterval(ni.sweep); throw err; }
     } else {
       const tcp = new TcpLnd(ni, {
         port: config.port ?? LNET_DEFAULT_PORT,
@@ -331,7 +333,10 @@ export class LNetNI {
     reply.wmdInterface = h.wmdInterface;
     reply.wmdObject = h.wmdObject;
     reply.payloadLength = h.sinkLength;
-    const data = sliceBuffers((md as Md & { spec: { kind: 'source' } }).spec.buffers, h.offset, h.sinkLength);
+    const spec = md.spec;
+    // Invariant: match('source', ...) only returns source MDs.
+    assert(spec.kind === 'source');
+    const data = sliceBuffers(spec.buffers, h.offset, h.sinkLength);
     return new ReplyDelivery(this, { nid: initiatorNid, pid: h.srcPid }, reply, data);
   }
 
@@ -339,8 +344,15 @@ export class LNetNI {
     const p = this.pending.get(h.wmdObject);
     if (!p || p.kind !== 'reply' || h.wmdInterface !== this.incarnation) return this.drop(initiatorNid, 'unexpectedReply', h.payloadLength);
     if (h.payloadLength > p.length) return this.drop(initiatorNid, 'replyTooLong', h.payloadLength);
-    this.pending.delete(h.wmdObject);
-    return { complete: (payload) => p.resolve(payload) };
+    // The GET stays awaited until its data is all here: a connection lost mid-REPLY leaves it
+    // to time out rather than hang.
+    return {
+      complete: (payload) => {
+        if (this.pending.get(p.cookie) !== p) return;
+        this.pending.delete(p.cookie);
+        p.resolve(payload);
+      },
+    };
   }
 
   private receiveAck(h: LNetHeader, initiatorNid: NidString): Delivery | DropReason {

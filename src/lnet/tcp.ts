@@ -309,9 +309,17 @@ export class TcpLnd implements ConnOwner {
         const code = reason === 'handshakeTimeout' ? 'ETIMEDOUT' : 'EHOSTUNREACH';
         this.failQueued(peer, new LNetError(code, `cannot reach ${peer.nid} at ${peer.host}:${this.t.port}: ${detail}`));
       }
-      return;
+    } else if (!this.stopping) {
+      this.pump(peer);
     }
-    if (!this.stopping) this.pump(peer);
+    this.forgetIfIdle(peer);
+  }
+
+  /** A peer with no connection and nothing to send is forgotten, so that peers stay bounded. */
+  private forgetIfIdle(peer: TcpPeer): void {
+    if (peer.conns.length === 0 && peer.queued === 0 && !peer.connecting && this.peers.get(peer.nid) === peer) {
+      this.peers.delete(peer.nid);
+    }
   }
 
   private failQueued(peer: TcpPeer, err: LNetError): void {

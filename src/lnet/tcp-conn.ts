@@ -2,7 +2,8 @@
 // ways (see wire.ts for the format). The reader parses headers from the socket's chunks and
 // hands payloads on as slices of them; the writer packs headers (and small payloads) into a
 // slab so that a burst of small messages leaves as one contiguous buffer, and hands large
-// payloads to the socket as they are. Writes of one tick are corked into one writev.
+// payloads to the socket as they are. A write goes out at once when the socket is idle; what
+// follows in the same tick is corked into one writev.
 import type { Socket } from 'node:net';
 import { ChunkQueue } from './chunks.js';
 import {
@@ -28,7 +29,7 @@ export interface ConnOwner {
   readonly localPid: number;
   readonly incarnation: bigint;
   readonly payloadMax: number;
-  /** The connection finished its handshake; false refuses it (it is then closed). */
+  /** The connection finished its handshake; a reason refuses it (it is then closed). */
   established(conn: TcpConn, hello: Hello): ConnDropReason | null;
   /** A header arrived: where its payload goes, or null to skip it. */
   receive(conn: TcpConn, h: LNetHeader): Delivery | null;
@@ -94,7 +95,7 @@ export class TcpConn {
     readonly targetWireNid: bigint | null,
   ) {
     this.state = targetWireNid === null ? 'connreq' : 'hello';
-    void this.remote;
+    if (targetWireNid === null) this.noteRemote(); else socket.once('connect', () => this.noteRemote());
     socket.setNoDelay(true);
     // As socklnd does: the kernel probes a connection gone quiet, so a vanished peer is noticed.
     socket.setKeepAlive(true, 30_000);
@@ -107,10 +108,10 @@ export class TcpConn {
 
   get isActive(): boolean { return this.targetWireNid !== null; }
   /** Remembered at connect, since a destroyed socket no longer tells it. */
-  private remoteText = '';
-  get remote(): string {
-    if (!this.remoteText && this.socket.remoteAddress) this.remoteText = `${this.socket.remoteAddress}:${this.socket.remotePort}`;
-    return this.remoteText || 'unconnected';
+  private remoteText = 'unconnected';
+  get remote(): string { return this.remoteText; }
+  private noteRemote(): void {
+    if (this.socket.remoteAddress) this.remoteText = `${this.socket.remoteAddress}:${this.socket.remotePort}`;
   }
   get isClosed(): boolean { return this.state === 'closed'; }
   /** Part of a frame (or of the handshake) has arrived and the rest has not. */

@@ -8,6 +8,12 @@
 // checkpointBytesMax, a background checkpoint (log.checkpoint) freezes it and writes it to
 // LevelDB in one synced batch with the txg it reflects, and the log drops the segments it
 // covers. Open reads that txg and replays the log after it through the same apply function.
+//
+// Data: writes go to the data files at once; zeros (punch, truncate, gaps) wait in memory
+// until their txg is durable (zeroing.ts), then reach the files before any checkpoint covers
+// that txg. Replay rebuilds the zeros of the txgs it replays. A clean close marks the device
+// clean (m:clean); an open after an unclean shutdown also removes data files that no object
+// owns (their create was in a txg the crash lost).
 
 import assert from 'node:assert/strict';
 import { statfs as fsStatfs } from 'node:fs/promises';

@@ -50,9 +50,9 @@ export function decodeRecord(segment: SegmentInfo, raw: RawRecord): TxgRecord {
   return { txg: raw.txg, timeMs: raw.timeMs, entries, file: segment.file, offset: raw.offset, bytes: raw.bytes };
 }
 
-/** Every record after fromTxg, decoded, for tools; throws LogCorruptError at the first damage. */
-export async function* readLog(dir: string, opts: { fromTxg?: number } = {}): AsyncGenerator<TxgRecord> {
-  for await (const item of scanLog(dir, opts.fromTxg ?? 0)) {
+/** Every record with txg > afterTxg, decoded, for tools; throws LogCorruptError at the first damage. */
+export async function* readLog(dir: string, opts: { afterTxg?: number } = {}): AsyncGenerator<TxgRecord> {
+  for await (const item of scanLog(dir, opts.afterTxg ?? 0)) {
     if (item.kind === 'record') yield decodeRecord(item.segment, item.record);
   }
 }

@@ -291,7 +291,7 @@ export class Osd implements TxHost {
       // A checkpoint during replay changes LevelDB: first make sure the rest of the log reads
       // (a corrupt record throws LogCorruptError here), so a refused open changes nothing.
       if (!this.#logVerified) {
-        for await (const _ of readLog(devicePaths(this.dir).log, { fromTxg: record.txg }));
+        for await (const _ of readLog(devicePaths(this.dir).log, { afterTxg: record.txg }));
         this.#logVerified = true;
       }
       this.state.freeze();

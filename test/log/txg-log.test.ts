@@ -18,9 +18,9 @@ async function freshLog(t: Test, opts: Partial<TxgLogOptions> = {}): Promise<{ d
   return { dir, log };
 }
 
-async function all(dir: string, fromTxg = 0): Promise<TxgRecord[]> {
+async function all(dir: string, afterTxg = 0): Promise<TxgRecord[]> {
   const out: TxgRecord[] = [];
-  for await (const r of readLog(dir, { fromTxg })) out.push(r);
+  for await (const r of readLog(dir, { afterTxg })) out.push(r);
   return out;
 }
 

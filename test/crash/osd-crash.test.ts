@@ -26,7 +26,7 @@ type Line =
   | { ready: true }
   | { c: number }
   | { txg: number; op: 'create' | 'mode'; fid: string; mode: number }
-  | { txg: number; op: 'write'; fid: string; off: number; len: number; seed: number }
+  | { txg: number; op: 'write' | 'intent'; fid: string; off: number; len: number; seed: number }
   | { txg: number; op: 'trunc'; fid: string; size: number }
   | { txg: number; op: 'xattr'; fid: string; seed: number }
   | { txg: number; op: 'link' | 'unlink' | 'destroy'; fid: string };
@@ -40,6 +40,7 @@ interface ModelObject {
 }
 
 function apply(model: Map<string, ModelObject>, op: Op): void {
+  if (op.op === 'intent') return;
   if (op.op === 'create') { model.set(op.fid, { mode: op.mode, data: Buffer.alloc(0), linked: false, xattr: null }); return; }
   const o = model.get(op.fid);
   if (!o) throw new Error(`model: ${op.op} on unknown ${op.fid}`);
@@ -103,12 +104,16 @@ async function verify(t: Test, osd: Osd, model: Map<string, ModelObject>, lost: 
     if (!(xattr === null ? o.xattr === null : o.xattr?.equals(xattr))) fail(`${f} xattr differs`);
     const data = await osd.read(fid, 0, a.size);
     if (!data.equals(o.data)) {
-      const later = lost.filter((x): x is Extract<Op, { op: 'write' }> => x.op === 'write' && x.fid === f);
+      const later = lost
+        .filter((x): x is Extract<Op, { op: 'write' | 'intent' }> => (x.op === 'write' || x.op === 'intent') && x.fid === f)
+        .map((x) => ({ off: x.off, bytes: patternBytes(x.seed, x.len) }));
       for (let i = 0; i < data.length; i++) {
         if (data[i] === o.data[i]) continue;
-        const w = later.find((x) => i >= x.off && i < x.off + x.len && patternBytes(x.seed, x.len)[i - x.off] === data[i]);
+        const w = later.find((x) => i >= x.off && i < x.off + x.bytes.length && x.bytes[i - x.off] === data[i]);
         if (!w) { fail(`${f} byte ${i} is ${data[i]}, expected ${o.data[i]} and no lost write explains it`); break; }
       }
+      // Bytes of a lost write stay in the file (in place, as on ldiskfs): later runs start from them.
+      o.data = data;
     }
   }
   for (const n of names) if (!model.has(n)) fail(`${n} is in the index but not in the model`);

@@ -1,5 +1,7 @@
 // The child of the OSD crash test: runs a random workload on a device until it is killed.
-// It prints one JSON line per update it applied ({txg, op, ...}), in the order it applied them,
+// It prints one JSON line per update it applied ({txg, op, ...}), in the order it applied them
+// (and an 'intent' line before each write reaches the data file, since bytes land before the
+// update is recorded),
 // and {c: txg} when a transaction's commit callback fires. Pipes are written synchronously on
 // Linux, so what the parent reads is exactly what happened before the SIGKILL.
 //   argv: DEVICE RUN SEED
@@ -44,6 +46,7 @@ async function step(w: number): Promise<void> {
     const off = random.int(64 * 1024);
     const len = 1 + random.int(32 * 1024);
     const seed = random.int(2 ** 31);
+    emit({ txg, op: 'intent', fid: f, off, len, seed });
     await tx.write(fid, off, patternBytes(seed, len));
     emit({ txg, op: 'write', fid: f, off, len, seed });
     await tx.indexInsert(work, f, { fid, type: 'reg' });
@@ -57,6 +60,7 @@ async function step(w: number): Promise<void> {
       const off = random.int(256 * 1024);
       const len = 1 + random.int(32 * 1024);
       const seed = random.int(2 ** 31);
+      emit({ txg, op: 'intent', fid: f, off, len, seed });
       await tx.write(fid, off, patternBytes(seed, len));
       emit({ txg, op: 'write', fid: f, off, len, seed });
     } else if (roll < 0.75) {

@@ -108,8 +108,10 @@ export class MgsClient {
           } catch (err) {
             if (stopped || this.#closed) return;
             const code = (err as { code?: string }).code;
-            if (code === 'ETIMEDOUT' || code === 'ENOTCONN' || code === 'EIO') continue;
-            throw err;
+            if (code !== 'ETIMEDOUT' && code !== 'ENOTCONN' && code !== 'EIO' && code !== 'EAGAIN') throw err;
+            // The MGS is busy or unreachable for now: pause, then poll again.
+            await new Promise((r) => setTimeout(r, Math.min(1_000, this.#opts.pollWaitMs)));
+            continue;
           }
           for (const l of reply.logs) {
             if (l.records.length === 0 || stopped) continue;

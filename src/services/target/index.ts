@@ -10,3 +10,4 @@ export {
 } from './mountdata.js';
 export { Target, type ServiceContext, type RunningService, type ServiceModule, type MountOptions } from './target.js';
 export { localObject, LAST_RCVD_FID, MGS_CONFIGS_FID, LocalOid, FID_SEQ_LOCAL_FILE, FID_SEQ_LOCAL_NAME } from './local-files.js';
+export { formatTarget, plan as planFormat, type FormatTargetOptions } from './format.js';

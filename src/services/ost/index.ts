@@ -1,0 +1,76 @@
+// The OST (object storage target; Lustre's OFD): objects in sequences on the OSD, bulk reads
+// and writes with checksums verified in a worker pool, space grants, precreate for the MDT.
+// Two ptlrpc services, as Lustre has: "ost" on OST_REQUEST_PORTAL (create, destroy, getattr,
+// setattr, statfs, set_info, sync) and "ost_io" on OST_IO_PORTAL (read, write, punch, sync).
+// The wire protocol is protocol.ts; the OSC and the MDT's OSP import it from there.
+//
+//   const running = await startOst(ctx);   // ctx from Target.mount (services/target)
+import { Service } from '../../ptlrpc/index.js';
+import { targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
+import type { RunningService, ServiceContext, ServiceModule } from '../target/index.js';
+import { ChecksumPool } from './checksum.js';
+import { GrantBook } from './grants.js';
+import { ioOps, metadataOps, type OstCounters, type OstDeps, type OstFailLoc } from './handlers.js';
+import { OstObjects } from './objects.js';
+import { OST_MAX_PRECREATE } from './protocol.js';
+
+export * from './protocol.js';
+export { ChecksumPool, adler32, checksumBytes, type ChecksumStats } from './checksum.js';
+export type { OstFailLoc, OstCounters } from './handlers.js';
+
+export interface OstOptions {
+  /** Handlers at once on the "ost" service. */
+  threads?: number;
+  /** Handlers at once on the "ost_io" service (BRW). */
+  ioThreads?: number;
+  failLoc?: OstFailLoc;
+  /** Objects one OST_CREATE may create (default OST_MAX_PRECREATE). */
+  maxPrecreate?: number;
+  /** Exports silent longer than this are evicted (and their grant returned). */
+  evictionTimeoutMs?: number;
+}
+
+export interface RunningOst extends RunningService {
+  readonly objects: OstObjects;
+  readonly grants: GrantBook;
+  readonly counters: OstCounters;
+  readonly failLoc: OstFailLoc;
+}
+
+/** Starts the OST of ctx's device; see startOst for the framework's entry. */
+export async function createOst(ctx: ServiceContext, opts: OstOptions = {}): Promise<RunningOst> {
+  const { osd, ni, mountdata, replyStore } = ctx;
+  const targetUuid = `${mountdata.svname}_UUID`;
+  const objects = await OstObjects.open(osd);
+  const services: Service<OsdReplyTransaction>[] = [];
+  const grants = new GrantBook(osd, (uuid) => services.some((s) => s.exports.byUuid(uuid) !== undefined));
+  const counters: OstCounters = { cksumErrors: 0, enospc: 0, precreated: 0, destroyed: 0, bytesWritten: 0, bytesRead: 0 };
+  const failLoc: OstFailLoc = opts.failLoc ?? {};
+  const pool = ChecksumPool.acquire();
+  const deps: OstDeps = { osd, objects, grants, pool, counters, failLoc, maxPrecreate: opts.maxPrecreate ?? OST_MAX_PRECREATE };
+  const common = { targetUuid, replyStore, ...(opts.evictionTimeoutMs ? { evictionTimeoutMs: opts.evictionTimeoutMs } : {}) };
+  services.push(new Service<OsdReplyTransaction>(ni, {
+    ...targetProfiles.ost, ...common, name: 'ost', ops: metadataOps(deps), threads: opts.threads ?? 8,
+  }));
+  services.push(new Service<OsdReplyTransaction>(ni, {
+    ...targetProfiles.ostIo, ...common, name: 'ost_io', ops: ioOps(deps), threads: opts.ioThreads ?? 8,
+    maxRequestBytes: 64 * 1024,
+  }));
+  ctx.log('info', `${mountdata.svname}: ost and ost_io started on ${ni.nid}, ${objects.sequences().length} object sequences`);
+  let stopped = false;
+  return {
+    name: 'ost', services, objects, grants, counters, failLoc,
+    stats: () => ({
+      ...counters, grants: grants.stats(), checksum: { ...pool.stats }, sequences: objects.sequences(),
+      exports: services[0]!.exports.size,
+    }),
+    async stop(_opts: { force: boolean }) {
+      if (stopped) return;
+      stopped = true;
+      await Promise.all(services.map((s) => s.stop()));
+      await ChecksumPool.release(pool);
+    },
+  };
+}
+
+export const startOst: ServiceModule = (ctx) => createOst(ctx);

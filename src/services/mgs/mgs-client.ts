@@ -14,6 +14,8 @@ import {
 export const MGS_TARGET_UUID = 'MGS';
 /** Errnos the MGS replies with that ptlrpc's table does not name. */
 const EADDRINUSE = 98;
+/** Sends of one request after evictions (an MGS restarting again and again fails it). */
+const EVICTED_RETRIES = 3;
 
 export interface MgsClientOptions {
   /** Where the MGS may be, tried in order (failover NIDs). */
@@ -153,15 +155,24 @@ export class MgsClient {
     return this.#callOn(this.#import, opcode, body, modifying, what);
   }
 
+  /**
+   * The MGS keeps no recovery window (Lustre's MGS is not replayable either): after it
+   * restarts, an import that reconnects is evicted and a request in flight fails EIO, "may not
+   * have been executed". Every MGS request is idempotent (a registration repeated by the same
+   * device changes nothing; a param appended twice sets the same value), so it is sent again.
+   */
   async #callOn(imp: Import, opcode: number, body: unknown, modifying: boolean, what: string): Promise<unknown> {
-    try {
-      const reply = await imp.request(opcode, [encodeMgs(body)], { modifying });
-      return decodeMgs(reply.buffers[0]);
-    } catch (err) {
-      if (err instanceof PtlrpcError && err.status === -EADDRINUSE) {
-        throw new PtlrpcError('EADDRINUSE', `${what} refused by the MGS: the index is in use by another target (EADDRINUSE)`, err.status);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const reply = await imp.request(opcode, [encodeMgs(body)], { modifying });
+        return decodeMgs(reply.buffers[0]);
+      } catch (err) {
+        if (err instanceof PtlrpcError && err.status === -EADDRINUSE) {
+          throw new PtlrpcError('EADDRINUSE', `${what} refused by the MGS: the index is in use by another target (EADDRINUSE)`, err.status);
+        }
+        const evicted = err instanceof PtlrpcError && err.code === 'EIO' && err.status === undefined;
+        if (!evicted || attempt >= EVICTED_RETRIES || this.#closed) throw err;
       }
-      throw err;
     }
   }
 }

@@ -234,3 +234,43 @@ t.test('grants, and filling an OST: ENOSPC, data before intact, deleting frees s
   await b.disconnect();
   t.equal(ost.grants.total, before - held, "a disconnecting client's grant returns to the pool");
 });
+
+t.test('mounted by the target framework: objects, last_id and data survive an umount and mount', async (t) => {
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { LNetNI } = await import('../../../src/lnet/index.js');
+  const { Target, formatTarget } = await import('../../../src/services/target/index.js');
+  const { Osc } = await import('../../../src/client/osc.js');
+  const { freePort } = await import('./harness.js');
+  const dev = await mkdtemp(join(tmpdir(), 'ost-mount-'));
+  t.teardown(() => rm(dev, { recursive: true, force: true }));
+  await formatTarget(dev, { fsname: 'testfs', ost: true, index: 3, mgsNids: ['127.0.0.2@tcp'] });
+  const port = await freePort();
+  const ni = await LNetNI.start({ nid: '127.0.0.3@tcp', port, warn: () => {} });
+  const client = await LNetNI.start({ nid: '127.0.0.9@tcp', port, warn: () => {} });
+  t.teardown(async () => {
+    await client.stop();
+    await ni.stop();
+  });
+  const connect = () => Osc.connect(client, {
+    nid: ni.nid, targetUuid: 'testfs-OST0003_UUID', clientUuid: 'mount-client',
+    importOptions: { pingIntervalMs: 0, initialEstimateMs: 500, at: { minMs: 200, maxMs: 5000 } },
+  });
+  const data = patternBytes(2 * 1024 * 1024 + 17, 77);
+  let target = await Target.mount(dev, ni, { log: () => {}, register: false });
+  let osc = await connect();
+  t.equal(await osc.precreate(SEQ, 12), 12);
+  await osc.write({ seq: SEQ, oid: 12 }, 4096, data);
+  await osc.disconnect();
+  t.match(target.stats(), { ost: { bytesWritten: data.length } }, 'the OST reports its figures');
+  await target.umount();
+
+  target = await Target.mount(dev, ni, { log: () => {}, register: false });
+  t.teardown(() => target.umount());
+  osc = await connect();
+  t.equal(await osc.precreate(SEQ, 3), 12, 'last_id survived');
+  t.equal(await osc.precreate(SEQ, 14), 14, 'and precreate continues from it');
+  t.ok((await osc.read({ seq: SEQ, oid: 12 }, 4096, data.length)).equals(data), 'the data survived');
+  await osc.disconnect();
+});

@@ -15,7 +15,7 @@
 import { LNET_PID_LUSTRE } from '../lnet/index.js';
 import { Import, Opcode, targetProfiles, type ImportConfig, type Network, type Reply } from '../ptlrpc/index.js';
 import {
-  ChecksumPool, CksumType, cksumTypeOf, decodeBody, encodeBody, OST_BRW_MAX_BYTES, OST_MAX_NIOBUFS, replyAttrs, replyNumber,
+  ChecksumPool, CksumType, cksumTypeOf, decodeBody, encodeBody, OST_BRW_MAX_BYTES, OST_MAX_NIOBUFS, replyAttrs, replyNumber, statfsReply, statfsRequest,
   type CksumName, type Niobuf, type ObdAttrs, type ObdStatfs, type OstObjectId, type SettableObdAttrs,
 } from '../services/ost/index.js';
 
@@ -211,10 +211,7 @@ export class Osc {
   }
 
   async statfs(): Promise<ObdStatfs> {
-    const body = await this.#call(this.#imp, Opcode.OST_STATFS, {});
-    const s = body.statfs as ObdStatfs | undefined;
-    if (typeof s !== 'object' || s === null) throw new TypeError('OST_STATFS reply without statfs');
-    return s;
+    return statfsReply((await this.#imp.request(Opcode.OST_STATFS, statfsRequest())).buffers);
   }
 
   // ---- Bulk IO -----------------------------------------------------------------------------

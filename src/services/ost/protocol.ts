@@ -2,8 +2,9 @@
 // server), the OSC (a client's import to one OST) and the MDT's OSP (precreate and destroy).
 //
 // Message layout (lustre_msg_v2, see ptlrpc/wire.ts): buffer 0 is ptlrpc_body; buffer 1 holds
-// the operation body, one CBOR map (RFC 8949, cbor-x), in the request and in a successful
-// reply. Error replies carry only the status (a negative errno) and no body. Bulk data never
+// the operation body, one CBOR map (RFC 8949) as cbor-x writes it (map lengths in 16 bits,
+// integers beyond 32 bits as float64, exact below 2^53), in the request and in a successful
+// reply; test/services/ost pins example bytes. Error replies carry only the status (a negative errno) and no body. Bulk data never
 // goes through CBOR: it moves as raw bytes through the bulk portal (OST_BULK_PORTAL), an LNet
 // GET by the server for a write, a PUT by the server for a read, with the request's xid as
 // match bits.
@@ -256,4 +257,44 @@ export function replyNumber(body: Record<string, unknown>, key: string): number 
   const v = body[key];
   if (!Number.isSafeInteger(v) || (v as number) < 0) throw statusError(-Errno.EPROTO, `reply without a valid ${key}`);
   return v as number;
+}
+
+// ---- Request builders and reply readers for a caller with a bare Import (the MDT's OSP) ------
+
+/** OST_CREATE's buffers (send with { modifying: true }). */
+export function createRequest(seq: number, lastId: number, delorphan = false): Buffer[] {
+  return [encodeBody(delorphan ? { seq, lastId, delorphan } : { seq, lastId })];
+}
+
+/** The last id an OST_CREATE reply names. */
+export function createReplyLastId(buffers: Buffer[]): number {
+  return replyNumber(decodeBody(buffers, 'OST_CREATE reply'), 'lastId');
+}
+
+/** OST_DESTROY's buffers (send with { modifying: true }; ENOENT means it is gone already). */
+export function destroyRequest(id: OstObjectId): Buffer[] {
+  return [encodeBody({ seq: id.seq, oid: id.oid })];
+}
+
+/** OST_GETATTR's buffers. */
+export function getattrRequest(id: OstObjectId): Buffer[] {
+  return [encodeBody({ seq: id.seq, oid: id.oid })];
+}
+
+export function getattrReply(buffers: Buffer[]): ObdAttrs {
+  return replyAttrs(decodeBody(buffers, 'OST_GETATTR reply'));
+}
+
+/** OST_STATFS's buffers and reply. */
+export function statfsRequest(): Buffer[] {
+  return [encodeBody({})];
+}
+
+export function statfsReply(buffers: Buffer[]): ObdStatfs {
+  const s = decodeBody(buffers, 'OST_STATFS reply').statfs as Record<string, unknown> | undefined;
+  if (typeof s !== 'object' || s === null) throw statusError(-Errno.EPROTO, 'OST_STATFS reply without statfs');
+  for (const k of ['bsize', 'blocks', 'bfree', 'bavail', 'files', 'ffree', 'granted']) {
+    if (!Number.isSafeInteger(s[k]) || (s[k] as number) < 0) throw statusError(-Errno.EPROTO, `OST_STATFS reply without ${k}`);
+  }
+  return s as unknown as ObdStatfs;
 }

@@ -3,12 +3,34 @@
 // refused with -EAGAIN and resent), several RPCs in flight, grants, and filling an OST.
 import t from 'tap';
 import { fid } from '../../../src/osd/index.js';
-import { encodeBody, FID_SEQ_OST_MDT0, FID_SEQ_NORMAL } from '../../../src/services/ost/index.js';
+import {
+  adler32, checksumBytes, ChecksumPool, CksumType, createReplyLastId, createRequest, encodeBody, FID_SEQ_NORMAL, FID_SEQ_OST_MDT0,
+} from '../../../src/services/ost/index.js';
 import { Opcode } from '../../../src/ptlrpc/index.js';
 import { patternBytes, startCluster } from './harness.js';
 
 const SEQ = FID_SEQ_OST_MDT0;
 const code = (p: Promise<unknown>) => p.then(() => 'resolved', (e: { code?: string }) => e.code ?? String(e));
+
+t.test('wire bodies and checksums, pinned', async (t) => {
+  // CBOR maps as cbor-x writes them (16-bit map lengths; integers beyond 32 bits as exact
+  // float64s), byte for byte: a change here is a wire format change.
+  t.equal(createRequest(0x100000000, 32)[0]!.toString('hex'), 'b9000263736571fb41f0000000000000666c61737449641820');
+  t.equal(createRequest(0x100000000, 7, true)[0]!.toString('hex'), 'b9000363736571fb41f0000000000000666c6173744964076964656c6f727068616ef5');
+  t.equal(createReplyLastId([encodeBody({ seq: 1, lastId: 9 })]), 9);
+  t.throws(() => createReplyLastId([Buffer.from([0xff])]), { code: 'EPROTO' });
+  const check = Buffer.from('123456789');
+  t.equal(checksumBytes(CksumType.CRC32C, check), 0xe3069283, 'crc32c check value');
+  t.equal(adler32(Buffer.from('Wikipedia')), 0x11e60398, 'adler32 of RFC 1950 fame');
+  const big = patternBytes(3 * 1024 * 1024 + 5, 4);
+  const parts = [big.subarray(0, 17), big.subarray(17, 2_000_000), big.subarray(2_000_000)];
+  const pool = ChecksumPool.acquire();
+  t.teardown(() => ChecksumPool.release(pool));
+  for (const type of [CksumType.CRC32C, CksumType.ADLER32]) {
+    t.equal(await pool.checksum(type, parts), checksumBytes(type, big), `type ${type}: the pool over chunks = one pass over the whole`);
+  }
+  t.equal(await pool.checksum(CksumType.NONE, parts), 0);
+});
 
 t.test('objects: precreate, getattr, setattr, punch, destroy, delete orphans, sync, statfs', async (t) => {
   const c = await startCluster(1, { ost: { maxPrecreate: 50 } });

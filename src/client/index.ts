@@ -2,3 +2,4 @@
 export { Mgc, type MgcOptions, type ConfigChange } from './mgc.js';
 export { Osc, type OscOptions, type OscCounters, type OscFailLoc, type WriteExtent } from './osc.js';
 export { Lov, LovError, checkLayout, mapExtent, fileSizeOfStripe, stripeObjectSize, LOV_MIN_STRIPE_SIZE, type Raid0Layout, type LovObject, type StripePiece } from './lov.js';
+export { Mdc, MdcError, type MdcOptions } from './mdc.js';

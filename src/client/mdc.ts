@@ -1,0 +1,287 @@
+// The MDC: a client's import to one MDT, one call per metadata operation. Requests act for a
+// user (uid, gid, groups: `cred`, root by default; asUser() gives a view for another user on
+// the same import). Failures are MdcErrors whose `code` is the errno name the MDT answered
+// ('ENOENT', 'ENOTEMPTY', ...) or the RPC layer's ('ETIMEDOUT', 'ESHUTDOWN', ...).
+import { fidToString, type Fid } from '../osd/index.js';
+import { Import, LNET_PID_LUSTRE, PtlrpcError, targetProfiles, type ImportConfig, type Network, type Reply } from '../ptlrpc/index.js';
+import {
+  decodeDefaultLayout, decodeFileLayout, encodeDefaultLayout, LOV_XATTR, type FileLayout,
+} from '../services/mdt/layout.js';
+import {
+  decodeAttr, decodeBody, decodeDirEntries, decodeStatfs, encodeBody, MdsOpcode, mdtErrnoName, OpenFlag, ReintOp, XattrFlag,
+  type Cred, type DirEntry, type LayoutSpec, type MdtAttr, type MdtStatfs, type SetattrFields,
+} from '../services/mdt/protocol.js';
+
+export { OpenFlag, XattrFlag, type Cred, type DirEntry, type LayoutSpec, type MdtAttr, type MdtStatfs, type SetattrFields };
+export type { FileLayout };
+
+export class MdcError extends Error {
+  readonly code: string;
+  readonly status: number | undefined;
+  constructor(code: string, message: string, status?: number) {
+    super(message);
+    this.name = 'MdcError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+export interface MdcOptions extends Partial<Omit<ImportConfig, 'target' | 'targetUuid' | 'clientUuid'>> {
+  /** The MDT's NID. */
+  nid: string;
+  /** 'testfs-MDT0000_UUID'. */
+  targetUuid: string;
+  clientUuid: string;
+  cred?: Cred;
+}
+
+export interface OpenResult {
+  attr: MdtAttr;
+  handle: string;
+  created: boolean;
+  layout: FileLayout | undefined;
+}
+
+export interface DirPage {
+  entries: DirEntry[];
+  /** Pass to the next readdir; null at the end. */
+  cookie: string | null;
+  end: boolean;
+}
+
+/** Linux's XATTR_SIZE_MAX. */
+export const XATTR_SIZE_MAX = 65536;
+const ROOT_CRED: Cred = { uid: 0, gid: 0, groups: [] };
+const PAGE_BYTES = 64 * 1024;
+
+type FidArg = Fid | string;
+const text = (f: FidArg): string => (typeof f === 'string' ? f : fidToString(f));
+
+export class Mdc {
+  readonly import: Import;
+  readonly cred: Cred;
+
+  private constructor(imp: Import, cred: Cred) {
+    this.import = imp;
+    this.cred = cred;
+  }
+
+  static async connect(ni: Network, o: MdcOptions): Promise<Mdc> {
+    const { nid, cred, ...rest } = o;
+    try {
+      const imp = await Import.connect(ni, { ...targetProfiles.mdt, maxReplyBytes: 128 * 1024, ...rest, target: { nid, pid: LNET_PID_LUSTRE } });
+      return new Mdc(imp, cred ?? ROOT_CRED);
+    } catch (err) {
+      throw toMdcError(err);
+    }
+  }
+
+  /** The same import, acting for another user. */
+  asUser(cred: Cred): Mdc {
+    return new Mdc(this.import, { uid: cred.uid, gid: cred.gid, groups: cred.groups ?? [] });
+  }
+
+  async disconnect(): Promise<void> {
+    await this.import.disconnect();
+  }
+
+  async #call(opcode: number, body: Record<string, unknown>, opts: { modifying?: boolean; bulkRead?: number } = {}): Promise<{ m: Record<string, unknown>; reply: Reply }> {
+    let reply: Reply;
+    try {
+      reply = await this.import.request(opcode, [encodeBody({ cred: this.cred, ...body })], opts);
+    } catch (err) {
+      throw toMdcError(err);
+    }
+    try {
+      return { m: decodeBody(reply.buffers), reply };
+    } catch (err) {
+      throw new MdcError('EPROTO', (err as Error).message);
+    }
+  }
+
+  async #reint(op: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return (await this.#call(MdsOpcode.REINT, { op, ...body }, { modifying: true })).m;
+  }
+
+  /** MDS_GET_ROOT: the root directory's FID. */
+  async root(): Promise<string> {
+    return String((await this.#call(MdsOpcode.GET_ROOT, {})).m.fid);
+  }
+
+  /** MDS_GETATTR. */
+  async getattr(f: FidArg): Promise<MdtAttr> {
+    return decodeAttr((await this.#call(MdsOpcode.GETATTR, { fid: text(f) })).m.attr);
+  }
+
+  /** MDS_GETATTR_NAME: one component of a path. */
+  async lookup(parent: FidArg, name: string): Promise<MdtAttr> {
+    return decodeAttr((await this.#call(MdsOpcode.GETATTR_NAME, { parent: text(parent), name })).m.attr);
+  }
+
+  async readlink(f: FidArg): Promise<string> {
+    return String((await this.#call(MdsOpcode.GETATTR, { fid: text(f), readlink: true })).m.target);
+  }
+
+  /** MDS_REINT CREATE of a regular file (mknod S_IFREG); striped with `layout` or the defaults. */
+  async create(parent: FidArg, name: string, mode: number, layout?: Partial<LayoutSpec>): Promise<MdtAttr> {
+    return this.#create(parent, name, 0o100000 | (mode & 0o7777), layout && { target: undefined, layout: fullSpec(layout) });
+  }
+
+  async mkdir(parent: FidArg, name: string, mode: number, defaultLayout?: Partial<LayoutSpec>): Promise<MdtAttr> {
+    return this.#create(parent, name, 0o040000 | (mode & 0o7777), defaultLayout && { layout: fullSpec(defaultLayout) });
+  }
+
+  /** mknod: `mode` with its file type bits (S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK, S_IFREG). */
+  async mknod(parent: FidArg, name: string, mode: number, rdev = 0): Promise<MdtAttr> {
+    return this.#create(parent, name, mode, { rdev });
+  }
+
+  async symlink(parent: FidArg, name: string, target: string): Promise<MdtAttr> {
+    return this.#create(parent, name, 0o120777, { target });
+  }
+
+  async #create(parent: FidArg, name: string, mode: number, extra: Record<string, unknown> = {}): Promise<MdtAttr> {
+    const body: Record<string, unknown> = { parent: text(parent), name, mode };
+    for (const [k, v] of Object.entries(extra)) if (v !== undefined) body[k] = v;
+    return decodeAttr((await this.#reint(ReintOp.CREATE, body)).attr);
+  }
+
+  async link(f: FidArg, parent: FidArg, name: string): Promise<MdtAttr> {
+    return decodeAttr((await this.#reint(ReintOp.LINK, { fid: text(f), parent: text(parent), name })).attr);
+  }
+
+  /** unlink(2); `orphan`: the file is still open somewhere and lives on until its last close. */
+  async unlink(parent: FidArg, name: string): Promise<{ orphan: boolean }> {
+    return { orphan: (await this.#reint(ReintOp.UNLINK, { parent: text(parent), name, rmdir: false })).orphan === true };
+  }
+
+  async rmdir(parent: FidArg, name: string): Promise<void> {
+    await this.#reint(ReintOp.UNLINK, { parent: text(parent), name, rmdir: true });
+  }
+
+  async rename(parent: FidArg, name: string, newParent: FidArg, newName: string): Promise<void> {
+    await this.#reint(ReintOp.RENAME, { parent: text(parent), name, newParent: text(newParent), newName });
+  }
+
+  /** chmod, chown, utimes (size is the OSTs': truncate through the OSCs). */
+  async setattr(f: FidArg, attrs: SetattrFields): Promise<MdtAttr> {
+    return decodeAttr((await this.#reint(ReintOp.SETATTR, { fid: text(f), attrs })).attr);
+  }
+
+  async setxattr(f: FidArg, name: string, value: Uint8Array, flags = 0): Promise<void> {
+    if (value.byteLength > XATTR_SIZE_MAX) throw new MdcError('E2BIG', `E2BIG: xattr value of ${value.byteLength} bytes (at most ${XATTR_SIZE_MAX})`);
+    await this.#reint(ReintOp.SETXATTR, { fid: text(f), name, value, flags });
+  }
+
+  async removexattr(f: FidArg, name: string): Promise<void> {
+    await this.#reint(ReintOp.SETXATTR, { fid: text(f), name, value: null, flags: 0 });
+  }
+
+  async getxattr(f: FidArg, name: string): Promise<Buffer> {
+    const v = (await this.#call(MdsOpcode.GETXATTR, { fid: text(f), name })).m.value;
+    if (!(v instanceof Uint8Array)) throw new MdcError('EPROTO', 'getxattr reply without a value');
+    return Buffer.from(v);
+  }
+
+  async listxattr(f: FidArg): Promise<string[]> {
+    const names = (await this.#call(MdsOpcode.GETXATTR, { fid: text(f), name: null })).m.names;
+    if (!Array.isArray(names)) throw new MdcError('EPROTO', 'listxattr reply without names');
+    return names.map(String);
+  }
+
+  /** MDS_READPAGE: one page of entries after `cookie` (null: from the start, '.' and '..' first). */
+  async readdir(dir: FidArg, cookie: string | null = null, bytes = PAGE_BYTES): Promise<DirPage> {
+    const { m, reply } = await this.#call(MdsOpcode.READPAGE, { fid: text(dir), cookie, bytes }, { bulkRead: bytes });
+    let entries: DirEntry[];
+    try {
+      entries = decodeDirEntries(reply.bulk ?? []);
+    } catch (err) {
+      throw new MdcError('EPROTO', (err as Error).message);
+    }
+    if (entries.length !== m.count) throw new MdcError('EPROTO', `readpage said ${String(m.count)} entries, the page holds ${entries.length}`);
+    return { entries, cookie: typeof m.cookie === 'string' ? m.cookie : null, end: m.end === true };
+  }
+
+  /** Every entry, page by page. */
+  async readdirAll(dir: FidArg, bytes = PAGE_BYTES): Promise<DirEntry[]> {
+    const out: DirEntry[] = [];
+    let cookie: string | null = null;
+    for (;;) {
+      const page: DirPage = await this.readdir(dir, cookie, bytes);
+      out.push(...page.entries);
+      if (page.end) return out;
+      cookie = page.cookie ?? '';
+    }
+  }
+
+  async statfs(): Promise<MdtStatfs> {
+    return decodeStatfs((await this.#call(MdsOpcode.STATFS, {})).m.statfs);
+  }
+
+  /** open(2) by name in a directory (O_CREAT creates a regular file striped as `layout` or the defaults). */
+  async open(parent: FidArg, name: string, flags: number, mode = 0o644, layout?: Partial<LayoutSpec>): Promise<OpenResult> {
+    return this.#open({ parent: text(parent), name, flags, mode, ...(layout && { layout: fullSpec(layout) }) });
+  }
+
+  /** open by FID (a file found already, or an unlinked one still known). */
+  async openFid(f: FidArg, flags: number): Promise<OpenResult> {
+    return this.#open({ fid: text(f), flags, mode: 0 });
+  }
+
+  async #open(body: Record<string, unknown>): Promise<OpenResult> {
+    const m = await this.#reint(ReintOp.OPEN, body);
+    let layout: FileLayout | undefined;
+    try {
+      layout = m.layout instanceof Uint8Array ? decodeFileLayout(m.layout) : undefined;
+    } catch (err) {
+      throw new MdcError('EPROTO', (err as Error).message);
+    }
+    return { attr: decodeAttr(m.attr), handle: String(m.handle), created: m.created === true, layout };
+  }
+
+  /** MDS_CLOSE: the last close of an unlinked file destroys it. */
+  async close(handle: string): Promise<void> {
+    await this.#call(MdsOpcode.CLOSE, { handle }, { modifying: true });
+  }
+
+  /** A file's layout (its objects), or undefined for a file without one. */
+  async getLayout(f: FidArg): Promise<FileLayout | undefined> {
+    try {
+      return decodeFileLayout(await this.getxattr(f, LOV_XATTR));
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENODATA') return undefined;
+      throw err;
+    }
+  }
+
+  /** A directory's default layout (lfs getstripe -d), or undefined. */
+  async getDirStripe(dir: FidArg): Promise<LayoutSpec | undefined> {
+    try {
+      return decodeDefaultLayout(await this.getxattr(dir, LOV_XATTR));
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENODATA') return undefined;
+      throw err;
+    }
+  }
+
+  /** lfs setstripe on a directory (its default) or on a file without objects yet. */
+  async setStripe(f: FidArg, spec: Partial<LayoutSpec>): Promise<void> {
+    await this.setxattr(f, LOV_XATTR, encodeDefaultLayout({ seq: 0, oid: 0, ver: 0 }, fullSpec(spec)));
+  }
+
+  async removeDirStripe(dir: FidArg): Promise<void> {
+    await this.removexattr(dir, LOV_XATTR);
+  }
+}
+
+function fullSpec(s: Partial<LayoutSpec>): LayoutSpec {
+  return { stripeCount: s.stripeCount ?? 0, stripeSize: s.stripeSize ?? 0, stripeOffset: s.stripeOffset ?? -1 };
+}
+
+function toMdcError(err: unknown): Error {
+  if (err instanceof PtlrpcError) {
+    const code = (err.status !== undefined && mdtErrnoName(err.status)) || err.code;
+    return new MdcError(code, `${code}: ${err.message}`, err.status);
+  }
+  return err as Error;
+}

@@ -1,0 +1,170 @@
+// The MDT's request handlers: decode and validate (protocol.ts), squash root, run the
+// operation, encode the reply. Updates (MDS_REINT, MDS_CLOSE) are modifying: the service runs
+// them once per (client, xid) in a transaction whose reply record is written with them.
+import { fidToString, parseFid, type Fid } from '../../osd/index.js';
+import { type IncomingRequest, type OpHandler, type OsdReplyTransaction, type RequestContext } from '../../ptlrpc/index.js';
+import { asMdtError, mdtError } from './errors.js';
+import { isInternalXattr, type Mdd } from './mdd.js';
+import type { Opens } from './open.js';
+import { checkPermission, MAY_READ, squash } from './perm.js';
+import {
+  credField, decodeBody, decodeReint, encodeBody, fidField, int, MdsOpcode, MdtProtocolError, ReintOp, str,
+  type Cred, type DirEntry, type ReadpageReply,
+} from './protocol.js';
+import type { Reint } from './reint.js';
+
+/** The largest directory page a client may ask for. */
+export const READPAGE_BYTES_MAX = 1024 * 1024;
+
+export interface MdtParts {
+  mdd: Mdd;
+  reint: Reint;
+  opens: Opens;
+  counters: Record<string, number>;
+}
+
+type Handler = OpHandler<OsdReplyTransaction>;
+
+function reply(body: unknown): { buffers: Buffer[] } {
+  return { buffers: [encodeBody(body)] };
+}
+
+function fail(err: unknown): never {
+  if (err instanceof MdtProtocolError) throw mdtError('EPROTO', err.message);
+  throw asMdtError(err);
+}
+
+function wrap(name: string, counters: Record<string, number>, modifying: boolean,
+  fn: (req: IncomingRequest, ctx: RequestContext<OsdReplyTransaction>) => Promise<{ buffers: Buffer[] }>): Handler {
+  return {
+    modifying,
+    async handle(req, ctx) {
+      counters[name] = (counters[name] ?? 0) + 1;
+      try {
+        return await fn(req, ctx);
+      } catch (err) {
+        return fail(err);
+      }
+    },
+  };
+}
+
+export function mdtHandlers(p: MdtParts): Map<number, Handler> {
+  const { mdd, reint, opens, counters } = p;
+  const credOf = (req: IncomingRequest, m: Record<string, unknown>): Cred => squash(credField(m.cred), req.peer.nid, mdd.rootSquash);
+  const cred = (req: IncomingRequest, c: Cred): Cred => squash(c, req.peer.nid, mdd.rootSquash);
+  const fidOf = (m: Record<string, unknown>, k: string): Fid => fidField(m[k], k);
+  const P = (t: string): Fid => parseFid(t);
+
+  return new Map<number, Handler>([
+    [MdsOpcode.GET_ROOT, wrap('get_root', counters, false, async () => reply({ fid: fidToString(mdd.rootFid) }))],
+    [MdsOpcode.GETATTR, wrap('getattr', counters, false, async (req) => {
+      const m = decodeBody(req.buffers);
+      credOf(req, m);
+      const f = fidOf(m, 'fid');
+      const attr = await mdd.getattr(f);
+      return reply(m.readlink === true ? { attr, target: await mdd.readlink(f) } : { attr });
+    })],
+    [MdsOpcode.GETATTR_NAME, wrap('getattr_name', counters, false, async (req) => {
+      const m = decodeBody(req.buffers);
+      return reply({ attr: await mdd.lookup(credOf(req, m), fidOf(m, 'parent'), str(m.name, 'name')) });
+    })],
+    [MdsOpcode.STATFS, wrap('statfs', counters, false, async () => {
+      const s = await mdd.osd.statfs();
+      return reply({ statfs: { ...s, namelen: 255 } });
+    })],
+    [MdsOpcode.GETXATTR, wrap('getxattr', counters, false, async (req) => {
+      const m = decodeBody(req.buffers);
+      const c = credOf(req, m);
+      const f = fidOf(m, 'fid');
+      const a = await mdd.attrs(f);
+      if (m.name === undefined || m.name === null) {
+        const names = (await mdd.osd.xattrList(f)).filter((n) => !isInternalXattr(n) && (c.uid === 0 || !n.startsWith('trusted.')));
+        return reply({ names });
+      }
+      const name = str(m.name, 'name');
+      if (isInternalXattr(name) || (name.startsWith('trusted.') && c.uid !== 0)) throw mdtError('ENODATA', `no xattr ${name}`);
+      if (name.startsWith('user.')) checkPermission(a, c, MAY_READ, `read ${name}`);
+      const value = await mdd.xattr(f, name);
+      if (!value) throw mdtError('ENODATA', `no xattr ${name}`);
+      return reply({ value });
+    })],
+    [MdsOpcode.READPAGE, wrap('readpage', counters, false, async (req, ctx) => {
+      const m = decodeBody(req.buffers);
+      const c = credOf(req, m);
+      const f = fidOf(m, 'fid');
+      const bytes = int(m.bytes, 'bytes');
+      if (bytes < 1024 || bytes > READPAGE_BYTES_MAX) throw mdtError('EINVAL', `readpage of ${bytes} bytes (1 KiB to 1 MiB)`);
+      const cookie = m.cookie === null || m.cookie === undefined ? null : str(m.cookie, 'cookie');
+      const a = await mdd.dirAttrs(f);
+      checkPermission(a, c, MAY_READ, `read directory ${fidToString(f)}`);
+      const page = await readdirPage(mdd, f, cookie, bytes);
+      await ctx.bulkPut([page.data]);
+      return reply(page.reply);
+    })],
+    [MdsOpcode.CLOSE, wrap('close', counters, true, async (req, ctx) => {
+      const m = decodeBody(req.buffers);
+      await opens.close(ctx.tx!.osdTx, req.export.clientUuid, str(m.handle, 'handle'));
+      return reply({});
+    })],
+    [MdsOpcode.REINT, wrap('reint', counters, true, async (req, ctx) => {
+      const r = decodeReint(req.buffers);
+      const tx = ctx.tx!.osdTx;
+      const c = cred(req, r.cred);
+      switch (r.op) {
+        case ReintOp.SETATTR:
+          return reply({ attr: await reint.setattr(tx, c, P(r.fid), r.attrs) });
+        case ReintOp.CREATE:
+          return reply({ attr: await reint.create(tx, c, { parent: P(r.parent), name: r.name, mode: r.mode, rdev: r.rdev, target: r.target, layout: r.layout }) });
+        case ReintOp.LINK:
+          return reply({ attr: await reint.link(tx, c, P(r.fid), P(r.parent), r.name) });
+        case ReintOp.UNLINK:
+          return reply(await reint.unlink(tx, c, P(r.parent), r.name, r.rmdir));
+        case ReintOp.RENAME:
+          await reint.rename(tx, c, P(r.parent), r.name, P(r.newParent), r.newName);
+          return reply({});
+        case ReintOp.OPEN: {
+          const o = await opens.open(tx, req.export.clientUuid, c, {
+            parent: r.parent === undefined ? undefined : P(r.parent), name: r.name, fid: r.fid === undefined ? undefined : P(r.fid),
+            flags: r.flags, mode: r.mode, layout: r.layout,
+          });
+          return reply({ attr: o.attr, handle: o.handle, created: o.created, ...(o.layout && { layout: o.layout }) });
+        }
+        case ReintOp.SETXATTR:
+          await reint.setxattr(tx, c, P(r.fid), r.name, r.value, r.flags);
+          return reply({});
+      }
+    })],
+  ]);
+}
+
+/** Entries after `cookie` ('.' and '..' first when null) that fit in `bytes` of CBOR. */
+async function readdirPage(mdd: Mdd, dir: Fid, cookie: string | null, bytes: number): Promise<{ data: Buffer; reply: ReadpageReply }> {
+  const entries: DirEntry[] = [];
+  let used = 16;
+  const room = (e: DirEntry) => Buffer.byteLength(e.name) + e.fid.length + 32;
+  if (cookie === null) {
+    entries.push({ name: '.', fid: fidToString(dir), type: 'dir' }, { name: '..', fid: fidToString(await mdd.parentOf(dir)), type: 'dir' });
+    used += entries.reduce((n, e) => n + room(e), 0);
+  }
+  let next: string | null = cookie ?? '';
+  let end = false;
+  while (!end) {
+    const page = await mdd.osd.indexList(dir, { cookie: next || null, limit: 256 });
+    let full = false;
+    for (const e of page.entries) {
+      const d: DirEntry = { name: e.name, fid: fidToString(e.fid), type: e.type };
+      if (used + room(d) > bytes) {
+        full = true;
+        break;
+      }
+      entries.push(d);
+      used += room(d);
+      next = e.name;
+    }
+    if (full) break;
+    if (page.cookie === null) end = true;
+  }
+  const data = encodeBody(entries);
+  return { data, reply: { count: entries.length, cookie: end ? null : next, end } };
+}

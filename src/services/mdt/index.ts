@@ -1,0 +1,127 @@
+// The MDT: the metadata target of a file system. startMdt(ctx) opens the namespace on the
+// target's OSD (mdd.ts), destroys orphans a crash left, connects an OSP to each OST it knows
+// (osp.ts) and starts the ptlrpc service on MDS_REQUEST_PORTAL (handlers.ts, protocol.ts).
+//
+// The OSTs: from mountdata param 'mdt.osts' = "INDEX=NID,INDEX=NID" (until the MGS config log
+// tells the MDT), and addOst(index, nid) at any time. Params also read: 'lov.stripesize',
+// 'lov.stripecount', 'lov.stripeoffset' (the file system's default layout), 'mdt.root_squash'
+// = 'UID:GID' and 'mdt.nosquash_nids'.
+import { fidToString } from '../../osd/index.js';
+import { Service, targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
+import type { RunningService, ServiceContext } from '../target/index.js';
+import { mdtHandlers } from './handlers.js';
+import { paramsLayout } from './layout.js';
+import { DestroyLog } from './llog.js';
+import { Lod } from './lod.js';
+import { Mdd } from './mdd.js';
+import { OpenTable, Opens } from './open.js';
+import { Osp, ostUuid } from './osp.js';
+import { parseRootSquash } from './perm.js';
+import { Reint } from './reint.js';
+
+export { MdsOpcode, ReintOp } from './protocol.js';
+export { ROOT_FID } from './mdd.js';
+export { chooseOsts, Lod, type OstSource } from './lod.js';
+export { Osp, ostSeq, ostUuid } from './osp.js';
+export * as layout from './layout.js';
+
+/** Room for a 64 KiB xattr value and its envelope in one request. */
+export const MDS_MAXREQSIZE = 128 * 1024;
+
+export interface MdtTunables {
+  threads?: number;
+  /** OSP tunables (tests make them small). */
+  precreateLow?: number;
+  precreateHigh?: number;
+  statfsIntervalMs?: number;
+  precreateWaitMs?: number;
+  random?: () => number;
+}
+
+export interface RunningMdt extends RunningService {
+  mdd: Mdd;
+  lod: Lod;
+  llog: DestroyLog;
+  opens: Opens;
+  osps: Map<number, Osp>;
+  /** Connects an OSP to OST `index` at `nid` (a new OST in the file system). */
+  addOst(index: number, nid: string): Osp;
+}
+
+/** Parses 'mdt.osts' = "0=127.0.0.3@tcp,1=127.0.0.4@tcp". */
+export function parseOsts(v: string | undefined): Array<{ index: number; nid: string }> {
+  if (!v) return [];
+  return v.split(',').map((s) => s.trim()).filter(Boolean).map((s) => {
+    const m = /^(\d+)=(.+)$/.exec(s);
+    if (!m) throw new Error(`mdt.osts entry ${JSON.stringify(s)} is not INDEX=NID`);
+    return { index: Number(m[1]), nid: m[2]! };
+  });
+}
+
+export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): Promise<RunningMdt> {
+  const { osd, ni, mountdata: md } = ctx;
+  const mdd = await Mdd.open({ osd, rootSquash: parseRootSquash(md.params), fsLayout: paramsLayout(md.params) });
+  const lod = new Lod({
+    osd, objidFid: mdd.objidFid, locks: mdd.locks,
+    ...(tun.precreateWaitMs !== undefined && { precreateWaitMs: tun.precreateWaitMs }), ...(tun.random && { random: tun.random }),
+  });
+  const osps = new Map<number, Osp>();
+  const llog = new DestroyLog(osd, mdd.llogFid, {
+    destroy: async (index, object) => {
+      const osp = osps.get(index);
+      if (!osp) throw new Error(`OST index ${index} unknown`);
+      await osp.destroy(object);
+    },
+  });
+  const table = new OpenTable();
+  const reint = new Reint(mdd, lod, llog, table);
+  const opens = new Opens(mdd, reint, table);
+  const orphans = await opens.destroyOrphans(osd);
+  if (orphans > 0) ctx.log('info', `${md.svname}: destroyed ${orphans} orphan(s) left in PENDING`);
+
+  const lastUsed = await lod.lastUsed();
+  const addOst = (index: number, nid: string): Osp => {
+    const existing = osps.get(index);
+    if (existing) return existing;
+    const osp = new Osp({
+      ni, index, nid, targetUuid: ostUuid(md.fsname, index), clientUuid: `${md.svname}-mdtlov_UUID`,
+      lastUsedOid: lastUsed.get(index)?.oid ?? 0, log: ctx.log,
+      ...(tun.precreateLow !== undefined && { precreateLow: tun.precreateLow }),
+      ...(tun.precreateHigh !== undefined && { precreateHigh: tun.precreateHigh }),
+      ...(tun.statfsIntervalMs !== undefined && { statfsIntervalMs: tun.statfsIntervalMs }),
+    });
+    osps.set(index, osp);
+    lod.add(osp);
+    // Records for this OST may be waiting in the unlink log.
+    void osp.started.then(() => llog.kick());
+    return osp;
+  };
+  for (const o of parseOsts(md.params['mdt.osts'])) addOst(o.index, o.nid);
+
+  const counters: Record<string, number> = {};
+  const service = new Service<OsdReplyTransaction>(ni, {
+    ...targetProfiles.mdt, name: 'mdt', targetUuid: md.uuid, ops: mdtHandlers({ mdd, reint, opens, counters }),
+    replyStore: ctx.replyStore, threads: tun.threads ?? 8, maxRequestBytes: MDS_MAXREQSIZE,
+  });
+  const evictions = service.evictions$.subscribe((exp) => {
+    void opens.closeClient(osd, exp.clientUuid).catch((err: unknown) => ctx.log('warn', `closing handles of ${exp.clientUuid}: ${String(err)}`));
+  });
+  void llog.kick();
+  ctx.log('info', `${md.svname}: MDT started, root ${fidToString(mdd.rootFid)}, ${osps.size} OST(s)`);
+
+  return {
+    name: 'mdt', services: [service], mdd, lod, llog, opens, osps, addOst,
+    stats: () => ({
+      md_stats: { ...counters }, open_files: table.size, last_fid: fidToString(mdd.lastFid), unlink_llog: { ...llog.stats },
+      osp: Object.fromEntries([...osps].map(([i, o]) => [i, o.stats()])), ...service.counters,
+    }),
+    async stop() {
+      evictions.unsubscribe();
+      await service.stop();
+      await llog.stop();
+      await Promise.all([...osps.values()].map((o) => o.stop()));
+    },
+  };
+}
+
+export const startMdt = (ctx: ServiceContext): Promise<RunningService> => startMdtWith(ctx);

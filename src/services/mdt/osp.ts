@@ -1,0 +1,210 @@
+// The OSP: the MDT's proxy of one OST (Lustre's osp device). A ptlrpc import to the OST, over
+// the OST's own protocol (src/services/ost/protocol.ts):
+//   - at connect, OST_CREATE with delorphan and the last object the MDT used on that OST (from
+//     'lov_objid'): the OST destroys every object above it (precreated but never used, or used by
+//     a create a crash undid) and restarts its precreation from there;
+//   - precreate: keeps between precreateLow and precreateHigh objects created ahead, with
+//     OST_CREATE asking for lastCreated + batch, so that creates rarely wait for the OST;
+//   - statfs: OST_STATFS every statfsIntervalMs, for the allocator's free-space weights;
+//   - destroy: OST_DESTROY for the unlink log (ENOENT counts as done).
+// Objects of MDT0 on OST n live in the IDIF-style sequence 0x100000000 + n * 0x10000, so that
+// each OST's objects have FIDs unique in the file system.
+import { fid, type Fid } from '../../osd/index.js';
+import { Import, LNET_PID_LUSTRE, Opcode, PtlrpcError, targetProfiles, type Network } from '../../ptlrpc/index.js';
+import { decodeBody, encodeBody, FID_SEQ_OST_MDT0, OST_MAX_PRECREATE, replyNumber } from '../ost/protocol.js';
+import type { OstSource } from './lod.js';
+
+export function ostSeq(index: number): number {
+  return FID_SEQ_OST_MDT0 + index * 0x10000;
+}
+
+export function ostUuid(fsname: string, index: number): string {
+  return `${fsname}-OST${index.toString(16).padStart(4, '0')}_UUID`;
+}
+
+export interface OspConfig {
+  ni: Network;
+  index: number;
+  nid: string;
+  targetUuid: string;
+  clientUuid: string;
+  /** The last object the MDT used on this OST (0 if none). */
+  lastUsedOid: number;
+  precreateLow?: number;
+  precreateHigh?: number;
+  statfsIntervalMs?: number;
+  connectRetryMs?: number;
+  requestDeadlineMs?: number;
+  log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+export class Osp implements OstSource {
+  readonly index: number;
+  readonly seq: number;
+  #imp: Import | undefined;
+  #next: number;
+  #lastCreated = 0;
+  #ready = false;
+  #stopped = false;
+  #precreating: Promise<void> | undefined;
+  #bytesFree = 0;
+  #bytesTotal = 0;
+  #statfsTimer: NodeJS.Timeout | undefined;
+  #waiters: (() => void)[] = [];
+  #starting: Promise<void>;
+  readonly counters = { precreates: 0, created: 0, destroys: 0, statfs: 0, errors: 0 };
+  readonly #c: Required<Omit<OspConfig, 'log'>> & Pick<OspConfig, 'log'>;
+
+  constructor(cfg: OspConfig) {
+    this.#c = {
+      precreateLow: 32, precreateHigh: 256, statfsIntervalMs: 1000, connectRetryMs: 500, requestDeadlineMs: 30_000, ...cfg,
+    };
+    this.index = cfg.index;
+    this.seq = ostSeq(cfg.index);
+    this.#next = cfg.lastUsedOid + 1;
+    this.#starting = this.#start();
+  }
+
+  /** Resolves when the OSP connected and cleaned orphans (for tests and stats). */
+  get started(): Promise<void> {
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    while (!this.#stopped) {
+      try {
+        this.#imp ??= await Import.connect(this.#c.ni, {
+          target: { nid: this.#c.nid, pid: LNET_PID_LUSTRE }, targetUuid: this.#c.targetUuid, clientUuid: this.#c.clientUuid,
+          ...targetProfiles.ost, requestDeadlineMs: this.#c.requestDeadlineMs, connectDeadlineMs: 5000,
+        });
+        // delorphan: the OST destroys what lies above the last object used.
+        this.#lastCreated = await this.#create(this.#next - 1, true);
+        break;
+      } catch (err) {
+        this.counters.errors++;
+        this.#c.log?.('warn', `osp ${this.#c.targetUuid}: ${(err as Error).message}; retrying`);
+        await sleep(this.#c.connectRetryMs);
+      }
+    }
+    if (this.#stopped) return;
+    this.#ready = true;
+    await this.#statfs().catch(() => {});
+    this.#statfsTimer = setInterval(() => void this.#statfs().catch(() => {}), this.#c.statfsIntervalMs);
+    this.#statfsTimer.unref();
+    this.#maybePrecreate();
+  }
+
+  async #create(lastId: number, delorphan: boolean): Promise<number> {
+    const reply = await this.#imp!.request(Opcode.OST_CREATE, [encodeBody({ seq: this.seq, lastId, ...(delorphan && { delorphan }) })], { modifying: true });
+    this.counters.precreates++;
+    return replyNumber(decodeBody(reply.buffers, 'OST_CREATE reply'), 'lastId');
+  }
+
+  async #statfs(): Promise<void> {
+    if (!this.#imp || this.#stopped) return;
+    const reply = await this.#imp.request(Opcode.OST_STATFS, [encodeBody({})]);
+    const s = decodeBody(reply.buffers, 'OST_STATFS reply').statfs as Record<string, number> | undefined;
+    if (!s || typeof s.bavail !== 'number' || typeof s.bsize !== 'number') throw new PtlrpcError('EPROTO', 'malformed OST_STATFS reply');
+    this.#bytesFree = s.bavail * s.bsize;
+    this.#bytesTotal = s.blocks * s.bsize;
+    this.counters.statfs++;
+  }
+
+  #maybePrecreate(): void {
+    if (!this.#ready || this.#stopped || this.#precreating) return;
+    if (this.available() >= this.#c.precreateLow) return;
+    this.#precreating = (async () => {
+      try {
+        while (!this.#stopped && this.available() < this.#c.precreateHigh) {
+          const want = Math.min(this.#lastCreated + this.#c.precreateHigh - this.available(), this.#lastCreated + OST_MAX_PRECREATE);
+          const got = await this.#create(want, false);
+          if (got <= this.#lastCreated) break; // the OST is full: no progress
+          this.counters.created += got - this.#lastCreated;
+          this.#lastCreated = got;
+          this.#wake();
+        }
+      } catch (err) {
+        this.counters.errors++;
+        this.#c.log?.('warn', `osp ${this.#c.targetUuid}: precreate failed: ${(err as Error).message}`);
+        await sleep(this.#c.connectRetryMs);
+      } finally {
+        this.#precreating = undefined;
+      }
+      if (this.available() < this.#c.precreateLow) this.#maybePrecreate();
+    })();
+  }
+
+  #wake(): void {
+    const w = this.#waiters;
+    this.#waiters = [];
+    for (const f of w) f();
+  }
+
+  usable(): boolean {
+    return this.#ready && !this.#stopped && this.available() > 0;
+  }
+
+  bytesFree(): number {
+    return this.#bytesFree;
+  }
+
+  bytesTotal(): number {
+    return this.#bytesTotal;
+  }
+
+  available(): number {
+    return this.#ready ? Math.max(0, this.#lastCreated - this.#next + 1) : 0;
+  }
+
+  take(): Fid {
+    // Invariant: the allocator takes only what available() counts.
+    if (this.available() <= 0) throw new Error(`osp ${this.#c.targetUuid}: take() with nothing precreated`);
+    const oid = this.#next++;
+    this.#maybePrecreate();
+    return fid(this.seq, oid);
+  }
+
+  waitAvailable(timeoutMs: number): Promise<void> {
+    if (this.available() > 0) return Promise.resolve();
+    this.#maybePrecreate();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== done);
+        reject(new PtlrpcError('ENOSPC', `osp ${this.#c.targetUuid}: no object precreated in ${timeoutMs} ms`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#waiters.push(done);
+    });
+  }
+
+  async destroy(object: Fid): Promise<void> {
+    if (!this.#ready || !this.#imp) throw new PtlrpcError('ENOTCONN', `osp ${this.#c.targetUuid} not connected`);
+    try {
+      await this.#imp.request(Opcode.OST_DESTROY, [encodeBody({ seq: object.seq, oid: object.oid })], { modifying: true });
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'ENOENT') throw err;
+    }
+    this.counters.destroys++;
+  }
+
+  stats(): Record<string, unknown> {
+    return {
+      uuid: this.#c.targetUuid, ready: this.#ready, next: this.#next, lastCreated: this.#lastCreated, available: this.available(),
+      bytesFree: this.#bytesFree, bytesTotal: this.#bytesTotal, ...this.counters,
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#statfsTimer);
+    this.#wake();
+    await this.#starting;
+    await this.#precreating?.catch(() => {});
+    await this.#imp?.disconnect();
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());

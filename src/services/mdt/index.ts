@@ -34,6 +34,8 @@ export interface MdtTunables {
   precreateLow?: number;
   precreateHigh?: number;
   statfsIntervalMs?: number;
+  /** How long an OSP request (precreate, destroy) may take before it fails and is retried. */
+  ospRequestDeadlineMs?: number;
   precreateWaitMs?: number;
   random?: () => number;
 }
@@ -89,6 +91,7 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
       ...(tun.precreateLow !== undefined && { precreateLow: tun.precreateLow }),
       ...(tun.precreateHigh !== undefined && { precreateHigh: tun.precreateHigh }),
       ...(tun.statfsIntervalMs !== undefined && { statfsIntervalMs: tun.statfsIntervalMs }),
+      ...(tun.ospRequestDeadlineMs !== undefined && { requestDeadlineMs: tun.ospRequestDeadlineMs }),
     });
     osps.set(index, osp);
     lod.add(osp);
@@ -118,8 +121,10 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     async stop() {
       evictions.unsubscribe();
       await service.stop();
-      await llog.stop();
+      // The log stops taking work first; stopping the OSPs then fails what is in flight at once.
+      const llogStopped = llog.stop();
       await Promise.all([...osps.values()].map((o) => o.stop()));
+      await llogStopped;
     },
   };
 }

@@ -52,6 +52,8 @@ export interface OscCounters {
   writesFromGrant: number;
   cksumResends: number;
   readCksumRetries: number;
+  /** Reads sent again because their reply came without all of its bulk. */
+  readBulkRetries: number;
 }
 
 /** One range of a vector write: data for the object at offset. */
@@ -88,7 +90,7 @@ class Slots {
 
 export class Osc {
   readonly counters: OscCounters = {
-    writeRpcs: 0, readRpcs: 0, bytesWritten: 0, bytesRead: 0, writesFromGrant: 0, cksumResends: 0, readCksumRetries: 0,
+    writeRpcs: 0, readRpcs: 0, bytesWritten: 0, bytesRead: 0, writesFromGrant: 0, cksumResends: 0, readCksumRetries: 0, readBulkRetries: 0,
   };
   readonly targetUuid: string;
   readonly failLoc: OscFailLoc;
@@ -328,7 +330,13 @@ export class Osc {
       const bulk = got > 0 ? reply.bulk ?? [] : [];
       let received = 0;
       for (const b of bulk) received += b.length;
-      if (received !== got) throw new TypeError(`OST_READ: ${received} bulk bytes for a reply of ${got}`);
+      if (received !== got) {
+        // The reply overtook its bulk (the OST sent both; LNet may deliver a small message
+        // before a large one): the data is not here, so read again, as for a bad checksum.
+        if (attempt >= this.#resendMax) throw Object.assign(new Error(`OST_READ: ${received} bulk bytes for a reply of ${got}`), { code: 'EIO' });
+        this.counters.readBulkRetries++;
+        continue;
+      }
       if (this.#cksum !== CksumType.NONE && got > 0 && (await this.#pool.checksum(this.#cksum, bulk)) !== replyNumber(body, 'cksum')) {
         if (attempt >= this.#resendMax) throw Object.assign(new Error(`OST_READ bulk checksum mismatch from ${this.targetUuid}`), { code: 'EIO' });
         this.counters.readCksumRetries++;

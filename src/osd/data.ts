@@ -190,15 +190,18 @@ export class DataFiles {
 
   /** Reads `length` bytes at offset; bytes past the end of the file (or of no file) are zeros. */
   async read(path: string, offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.alloc(length);
+    // Not zero-filled up front: the file fills it, and only what lies past its end (a hole at
+    // the end of the object) is zeroed after.
+    const buf = Buffer.allocUnsafe(length);
+    let done = 0;
     await this.use(path, undefined, async (e) => {
-      let done = 0;
       while (done < length) {
         const { bytesRead } = await e.handle.read(buf, done, length - done, offset + done);
         if (bytesRead === 0) break;
         done += bytesRead;
       }
     });
+    if (done < length) buf.fill(0, done);
     return buf;
   }
 

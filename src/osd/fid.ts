@@ -47,12 +47,14 @@ export function parseFid(text: string): Fid {
   return checkFid({ seq: parseInt(m[1]!, 16), oid: parseInt(m[2]!, 16), ver: parseInt(m[3]!, 16) });
 }
 
+const ZEROS = '0000000000000000';
+const hex = (v: number, width: number): string => {
+  const h = v.toString(16);
+  return h.length >= width ? h : ZEROS.slice(0, width - h.length) + h;
+};
+
 export function fidKey(f: Fid): string {
-  return (
-    f.seq.toString(16).padStart(16, '0') + '-' +
-    f.oid.toString(16).padStart(8, '0') + '-' +
-    f.ver.toString(16).padStart(8, '0')
-  );
+  return `${hex(f.seq, 16)}-${hex(f.oid, 8)}-${hex(f.ver, 8)}`;
 }
 
 const KEY = /^([0-9a-f]{16})-([0-9a-f]{8})-([0-9a-f]{8})$/;

@@ -94,11 +94,14 @@ export class LayeredState {
 
   /** Synchronous lookup in memory: undefined if no layer has the key, null for a tombstone. */
   memGet(key: string): StateValue | null | undefined {
-    for (const layer of this.layersNewestFirst()) {
-      const v = layer.map.get(key);
+    // The same walk as layersNewestFirst, without a generator: this runs for every read.
+    for (let i = this.pending.length - 1; i >= 0; i--) {
+      const v = this.pending[i]!.layer.map.get(key);
       if (v !== undefined) return v;
     }
-    return undefined;
+    const d = this.durable.map.get(key);
+    if (d !== undefined) return d;
+    return this.frozen ? this.frozen.map.get(key) : undefined;
   }
 
   async get(key: string): Promise<StateValue | undefined> {

@@ -9,6 +9,7 @@
 import { fidToString } from '../../osd/index.js';
 import { Service, targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
 import type { RunningService, ServiceContext } from '../target/index.js';
+import { followOsts } from './config.js';
 import { mdtHandlers } from './handlers.js';
 import { paramsLayout } from './layout.js';
 import { DestroyLog } from './llog.js';
@@ -38,6 +39,8 @@ export interface MdtTunables {
   ospRequestDeadlineMs?: number;
   precreateWaitMs?: number;
   random?: () => number;
+  /** Follow the MGS config log for OSTs (default: when the context names an MGS). */
+  followMgs?: boolean;
 }
 
 export interface RunningMdt extends RunningService {
@@ -100,6 +103,9 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     return osp;
   };
   for (const o of parseOsts(md.params['mdt.osts'])) addOst(o.index, o.nid);
+  const follower = ctx.mgsNids.length > 0 && tun.followMgs !== false
+    ? followOsts(ni, { mgsNids: ctx.mgsNids, fsname: md.fsname, clientUuid: `${md.svname}-mdtlov_UUID`, addOst, log: ctx.log })
+    : undefined;
 
   const counters: Record<string, number> = {};
   const service = new Service<OsdReplyTransaction>(ni, {
@@ -120,6 +126,7 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     }),
     async stop() {
       evictions.unsubscribe();
+      await follower?.stop();
       await service.stop();
       // The log stops taking work first; stopping the OSPs then fails what is in flight at once.
       const llogStopped = llog.stop();

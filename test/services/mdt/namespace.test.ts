@@ -291,6 +291,46 @@ t.test('MDT namespace over LNet', async (t) => {
     t.ok(nf.seq > lastFid.seq || (nf.seq === lastFid.seq && nf.oid > lastFid.oid), 'FIDs are not reused after a restart');
   });
 
+  await t.test('concurrent creates, renames and removals keep the tree consistent', async (t) => {
+    const seed = Number(process.env.MDT_SEED ?? Date.now() % 1_000_000);
+    t.comment(`seed ${seed} (MDT_SEED reproduces)`);
+    let s = seed;
+    const random = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32);
+    const top = await root.mkdir(rootFid, 'race', 0o755);
+    const dirs = [top.fid];
+    for (let i = 0; i < 4; i++) dirs.push((await root.mkdir(top.fid, `d${i}`, 0o755)).fid);
+    const pick = <T>(a: T[]): T => a[Math.floor(random() * a.length)]!;
+    const ops = Array.from({ length: 200 }, (_, i) => async () => {
+      const r = random();
+      const d = pick(dirs);
+      const n = `n${Math.floor(random() * 8)}`;
+      if (r < 0.3) return root.mkdir(d, n, 0o755).then((a) => void dirs.push(a.fid));
+      if (r < 0.5) return root.create(d, `f${i}`, 0o644);
+      if (r < 0.8) return root.rename(d, n, pick(dirs), `n${Math.floor(random() * 8)}`);
+      return root.rmdir(d, n);
+    });
+    // 8 at a time; refusals (EEXIST, ENOENT, ENOTEMPTY, EINVAL loops, ...) are expected.
+    const refused: Record<string, number> = {};
+    for (let i = 0; i < ops.length; i += 8) {
+      await Promise.all(ops.slice(i, i + 8).map((op) => op().catch((e: { code: string }) => void (refused[e.code] = (refused[e.code] ?? 0) + 1))));
+    }
+    t.comment(`refused: ${JSON.stringify(refused)}`);
+    t.notOk('EIO' in refused || 'ETIMEDOUT' in refused, 'no failure beyond POSIX refusals');
+    const seen = new Set<string>();
+    const check = async (dir: string): Promise<void> => {
+      const entries = (await root.readdirAll(dir)).slice(2);
+      const subdirs = entries.filter((e) => e.type === 'dir');
+      t.equal((await root.getattr(dir)).nlink, 2 + subdirs.length, `nlink of ${dir}`);
+      for (const e of subdirs) {
+        t.notOk(seen.has(e.fid), 'a directory is reachable once');
+        seen.add(e.fid);
+        t.equal((await root.lookup(e.fid, '..')).fid, dir, `.. of ${e.name}`);
+        await check(e.fid);
+      }
+    };
+    await check(top.fid);
+  });
+
   await t.test('a resent create is executed once', async (t) => {
     const d = await root.mkdir(rootFid, 'once', 0o755);
     // Lose the replies of the next creates: the client resends, the MDT answers from its record.

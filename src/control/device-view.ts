@@ -1,7 +1,7 @@
 // What the utilities read of a device besides its log: that it is a device at all, the txg its
 // checkpoint reflects, and the consistency of its objects.
-import { ClassicLevel } from 'classic-level';
-import { Osd, COUNTER, decodeValue, type CheckProblem } from '../osd/index.js';
+import { readCheckpointHint } from '../log/index.js';
+import { Osd, type CheckProblem } from '../osd/index.js';
 import { devicePaths, readDevice } from '../osd/device.js';
 
 /** Throws a clear error (naming the path) unless `device` is a device this software reads. */
@@ -9,23 +9,9 @@ export async function checkDevice(device: string): Promise<void> {
   await readDevice(device);
 }
 
-/**
- * The txg the device's checkpoint reflects, read without opening the OSD; 0 when the device is
- * in use by a running target (its database is locked), which only makes every txg show as synced.
- */
-export async function deviceCheckpointTxg(device: string): Promise<number> {
-  const db = new ClassicLevel<string, Uint8Array>(devicePaths(device).db, { valueEncoding: 'view', createIfMissing: false });
-  try {
-    await db.open({ passive: false });
-  } catch {
-    return 0;
-  }
-  try {
-    const v = await db.get(COUNTER.checkpointTxg);
-    return v === undefined ? 0 : (decodeValue(COUNTER.checkpointTxg, v) as number);
-  } finally {
-    await db.close();
-  }
+/** The txg the device's checkpoint reflects, as its log folder records it (no database opened). */
+export function deviceCheckpointTxg(device: string): Promise<number> {
+  return readCheckpointHint(devicePaths(device).log);
 }
 
 export interface ObjectsVerdict {

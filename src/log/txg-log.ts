@@ -7,7 +7,7 @@
 // one syncing at any time, so the next txg fills while the previous one is on its way to disk:
 // that overlap is what makes many small commits cheap.
 import assert from 'node:assert/strict';
-import { mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Encoder, decode } from 'cbor-x';
 import {
@@ -206,6 +206,7 @@ export class TxgLog {
       const txg = this.lastSynced;
       await write(txg);
       this.checkpointAt = Math.max(this.checkpointAt, txg);
+      await writeCheckpointHint(this.opts.dir, this.checkpointAt);
       await this.trimSegments();
       return txg;
     });
@@ -383,6 +384,28 @@ export class TxgLog {
     for (const t of [this.syncing, this.quiescing, this.openTxg]) {
       for (const w of t?.waiters.splice(0) ?? []) w.reject(this.failed);
     }
+  }
+}
+
+const CHECKPOINT_HINT = 'checkpoint';
+
+// The txg of the owner's last checkpoint, beside the segments: tools read it without opening
+// the owner's state (which only the owner may open). The owner's own record stays the truth.
+async function writeCheckpointHint(dir: string, txg: number): Promise<void> {
+  const tmp = join(dir, `${CHECKPOINT_HINT}.tmp`);
+  await writeFile(tmp, `${txg}\n`);
+  const fh = await open(tmp, 'r');
+  try { await fh.datasync(); } finally { await fh.close(); }
+  await rename(tmp, join(dir, CHECKPOINT_HINT));
+}
+
+/** The txg of the last checkpoint as the log folder records it (0 when none was taken). */
+export async function readCheckpointHint(dir: string): Promise<number> {
+  try {
+    const txg = Number.parseInt(await readFile(join(dir, CHECKPOINT_HINT), 'utf8'), 10);
+    return Number.isSafeInteger(txg) && txg >= 0 ? txg : 0;
+  } catch {
+    return 0;
   }
 }
 

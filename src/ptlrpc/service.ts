@@ -463,7 +463,9 @@ class BulkContext<Tx extends ReplyTransaction> implements RequestContext<Tx> {
 
   async bulkPut(buffers: Buffer[]): Promise<void> {
     try {
-      await this.ni.put(this.request.peer, this.portal, this.request.body.mbits, buffers);
+      // As Lustre does, the reply waits for the bulk's ACK: without it, the small reply can
+      // reach the client before the bulk data it announces.
+      await this.ni.put(this.request.peer, this.portal, this.request.body.mbits, buffers, { ack: true });
     } catch {
       this.counters.bulkFailed++;
       throw new BulkFailure(`bulk PUT of xid ${this.request.xid} failed`);

@@ -103,8 +103,9 @@ async function osdSequential(osd: Osd): Promise<{ writeMiBs: number; readMiBs: n
   bar.stop();
   bar = progress('OSD object read', OBJECT_BYTES);
   start = performance.now();
+  const into = Buffer.allocUnsafe(IO_BYTES);
   for (let at = 0; at < OBJECT_BYTES; at += IO_BYTES) {
-    const data = await osd.read(fid!, at, IO_BYTES);
+    const data = await osd.read(fid!, at, IO_BYTES, into);
     if (data.length !== IO_BYTES) throw new Error(`short read at ${at}: ${data.length}`);
     if ((at / IO_BYTES) % 64 === 0) bar.update(at);
   }

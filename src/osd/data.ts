@@ -189,10 +189,10 @@ export class DataFiles {
   }
 
   /** Reads `length` bytes at offset; bytes past the end of the file (or of no file) are zeros. */
-  async read(path: string, offset: number, length: number): Promise<Buffer> {
+  async read(path: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
     // Not zero-filled up front: the file fills it, and only what lies past its end (a hole at
     // the end of the object) is zeroed after.
-    const buf = Buffer.allocUnsafe(length);
+    const buf = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let done = 0;
     await this.use(path, undefined, async (e) => {
       while (done < length) {

@@ -489,8 +489,13 @@ export class Osd implements TxHost {
     return rest;
   }
 
-  /** Up to `length` bytes at offset, clamped to the size; holes read as zeros. */
-  async read(fid: Fid, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Up to `length` bytes at offset, clamped to the size; holes read as zeros. With `into`, the
+   * bytes land in that buffer (at least `length` long) and the result is a view of it: the
+   * caller's bulk buffer is filled without another copy or allocation.
+   */
+  async read(fid: Fid, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+    if (into !== undefined && into.length < length) throw new OsdError('EINVAL', `read buffer of ${into.length} bytes is shorter than ${length}`);
     const a = await this.attrs(checkFid(fid));
     if (!a) throw new OsdError('ENOENT', `no object ${fidToString(fid)}`);
     if (!isDataType(a.type)) throw new OsdError(isIndexType(a.type) ? 'EISDIR' : 'EINVAL', `${fidToString(fid)} is a ${a.type} object, which holds no data`);
@@ -500,7 +505,7 @@ export class Osd implements TxHost {
     const n = Math.max(0, Math.min(length, a.size - offset));
     if (n === 0) return Buffer.alloc(0);
     const path = this.data.path(fid, a.gen!);
-    const buf = await this.data.read(path, offset, n);
+    const buf = await this.data.read(path, offset, n, into);
     this.zeros.mask(path, offset, buf);
     return buf;
   }

@@ -188,6 +188,11 @@ t.test('data: sparse writes, holes, clamped reads, punch, truncate, trimming los
   t.same(await osd.read(f, (1 << 20) + 1, 100), Buffer.from('ar'), 'reads clamp to the size');
   t.same(await osd.read(f, 5 << 20, 10), Buffer.alloc(0));
   t.ok((await osd.getAttrs(f)).blocks < 64, 'the file is sparse');
+  const into = Buffer.alloc(16, 0xee);
+  const got = await osd.read(f, (1 << 20) - 2, 16, into);
+  t.same(got, Buffer.from('\0\0far'), 'read into a caller buffer: a view of it, holes zeroed, clamped');
+  t.equal(got.buffer, into.buffer, 'no copy: the bytes are in the caller buffer');
+  await t.rejects(osd.read(f, 0, 32, into), { code: 'EINVAL' }, 'a buffer shorter than the read is refused');
 
   await txn(osd, (tx) => tx.punch(f, 1, 3));
   t.same(await osd.read(f, 0, 4), Buffer.from('h\0\0d'), 'punch zeroes its range');

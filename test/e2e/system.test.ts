@@ -1,7 +1,7 @@
 // The whole system, through the client modules: an MGS+MDT and two OSTs, each formatted with
 // mkfs.lustre's logic and mounted with Target.mount on its own loopback NID (127.0.0.2, .3, .4),
 // and a client on 127.0.0.5 that learns the file system from the MGS (MGC) and works through
-// the MDC, the OSCs and the LOV. A tree of files with stripe counts 1, 2 and -1 is written with
+// the MDC, the OSCs and the LOV. The second OST joins while the client is connected. A tree of files with stripe counts 1, 2 and -1 is written with
 // known data and read back, renamed (also over an existing file) and partly unlinked; after
 // that, every OST object is accounted for: each live file's objects exist, and nothing else is
 // on the OSTs but the window the MDT precreated and has not handed out yet.
@@ -77,29 +77,44 @@ t.test(`MGS+MDT and two OSTs on three NIDs, a client through MGC, MDC, OSC and L
   const osd = { txgTimeoutMs: 10 };
   const mds = await Target.mount(join(root, 'mdt0'), nis[0]!, { osd });
   targets.push(mds);
-  const ostTargets = [await Target.mount(join(root, 'ost0'), nis[1]!, { osd }), await Target.mount(join(root, 'ost1'), nis[2]!, { osd })];
-  targets.push(...ostTargets);
+  const ostTargets = [await Target.mount(join(root, 'ost0'), nis[1]!, { osd })];
+  targets.push(ostTargets[0]!);
   const mdt = mds.running.find((r) => r.name === 'mdt') as RunningMdt;
-  const osts = ostTargets.map((x) => x.running.find((r) => r.name === 'ost') as RunningOst);
-  await until('the MDT connected to both OSTs', () => mdt.osps.size === 2);
-  await Promise.all([...mdt.osps.values()].map((o) => o.started));
-  await until('objects precreated on both OSTs', () => [...mdt.osps.values()].every((o) => o.available() > 0));
+  await until('the MDT connected to OST0000', () => mdt.osps.size === 1);
 
-  // The client: configuration from the MGS, then one OSC per OST it names.
+  // The client: configuration from the MGS, one OSC per OST it names, and it keeps following
+  // the client log, so that an OST added later becomes usable without a remount.
   const client = nis[3]!;
   const mgc = await Mgc.connect(client, { mgsNids: [mdsNid], clientUuid: 'e2e-client' });
   closers.push(() => mgc.close());
-  const config = await mgc.readConfig('e2efs');
-  t.same([...config.osts.keys()].sort(), [0, 1], 'the client log names both OSTs');
   const oscs = new Map<number, Osc>();
-  for (const [index, ost] of config.osts) {
-    const osc = await Osc.connect(client, { nid: ost.nids[0]!, targetUuid: ost.uuid, clientUuid: 'e2e-client' });
-    closers.push(() => osc.disconnect());
-    oscs.set(index, osc);
-  }
+  const connecting = new Map<number, Promise<void>>();
+  const follow = mgc.watch('e2efs').subscribe(({ config }) => {
+    for (const [index, ost] of config.osts) {
+      if (connecting.has(index)) continue;
+      connecting.set(index, Osc.connect(client, { nid: ost.nids[0]!, targetUuid: ost.uuid, clientUuid: 'e2e-client' }).then((osc) => {
+        oscs.set(index, osc);
+        closers.push(() => osc.disconnect());
+      }));
+    }
+  });
+  closers.push(async () => follow.unsubscribe());
+  const config = await mgc.readConfig('e2efs');
+  t.same([...config.osts.keys()], [0], 'the client log names OST0000');
   const mdtTarget = config.mdts.get(0)!;
   const mdc = await Mdc.connect(client, { nid: mdtTarget.nids[0]!, targetUuid: mdtTarget.uuid, clientUuid: 'e2e-client' });
   closers.push(() => mdc.disconnect());
+  await until('the client connected to OST0000', () => oscs.has(0));
+
+  // OST0001 joins while the client is connected.
+  ostTargets.push(await Target.mount(join(root, 'ost1'), nis[2]!, { osd }));
+  targets.push(ostTargets[1]!);
+  await until('the client follows the new OST', () => oscs.has(1));
+  await until('the MDT connected to OST0001', () => mdt.osps.size === 2);
+  await Promise.all([...mdt.osps.values()].map((o) => o.started));
+  await until('objects precreated on both OSTs', () => [...mdt.osps.values()].every((o) => o.available() > 0));
+  t.pass('OST0001 added while the client was connected: usable without a remount');
+  const osts = ostTargets.map((x) => x.running.find((r) => r.name === 'ost') as RunningOst);
   const lov = new Lov(oscs);
   const layoutOf = async (fid: Parameters<Mdc['getLayout']>[0]): Promise<Raid0Layout> => {
     const l = (await mdc.getLayout(fid))!;
@@ -142,8 +157,12 @@ t.test(`MGS+MDT and two OSTs on three NIDs, a client through MGC, MDC, OSC and L
   files.delete('s2');
   files.get('s2-small')!.dir = a.fid;
   files.get('s2-small')!.name = 's2';
-  // Unlink.
-  await mdc.unlink(a.fid, 'gone');
+  // Unlink of a file held open: its objects stay, its data reads, until the last close.
+  const open = await mdc.open(a.fid, 'gone', 0);
+  const goneLayout = await layoutOf(open.attr.fid);
+  t.same((await mdc.unlink(a.fid, 'gone')).orphan, true, 'unlinked while open: an orphan');
+  t.equal(sha(await lov.read(goneLayout, 0, files.get('gone')!.size)), files.get('gone')!.digest, 'the unlinked file reads through its open handle');
+  await mdc.close(open.handle);
   files.delete('gone');
 
   // Every remaining file reads back whole under its new name.

@@ -8,7 +8,6 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lov, Mdc, Mgc, Osc, type Raid0Layout } from '../../src/client/index.js';
@@ -18,29 +17,11 @@ import type { RunningMdt } from '../../src/services/mdt/index.js';
 import { ostSeq } from '../../src/services/mdt/osp.js';
 import type { RunningOst } from '../../src/services/ost/index.js';
 import { formatTarget, Target } from '../../src/services/target/index.js';
+import { freePort, until } from '../lib/net.js';
 import { patternBytes, prng, seedFrom } from '../lib/prng.js';
 
 const SEED = seedFrom('LUSTRE_E2E_SEED');
 const quiet = (): void => {};
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** The oids of every object an OST holds in its MDT-facing sequence. */
 async function ostObjectIds(ost: RunningOst, osd: Osd, index: number): Promise<number[]> {

@@ -8,14 +8,9 @@ import { LNetNI, wire, nidToWire, parseNid, type LNetConfig, type PutEvent } fro
 export const ALL = 0xffffffffffffffffn;
 
 /** A port free on 127.0.0.1 now (the tests then use it on other 127.0.0.x addresses too). */
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
+import { freePort } from '../lib/net.js';
+export { freePort };
+import { until as untilHolds } from '../lib/net.js';
 
 export interface Warnings { lines: string[] }
 
@@ -42,16 +37,9 @@ export function collect(ni: LNetNI): { events: PutEvent[]; next(): Promise<PutEv
   };
 }
 
+/** until(cond, what) as these tests call it; see test/lib/net.ts. */
 export function until(cond: () => boolean, what: string, limitMs = 10_000): Promise<void> {
-  const start = Date.now();
-  return new Promise((resolve, reject) => {
-    const check = (): void => {
-      if (cond()) resolve();
-      else if (Date.now() - start > limitMs) reject(new Error(`gave up waiting for ${what}`));
-      else setTimeout(check, 5);
-    };
-    check();
-  });
+  return untilHolds(what, cond, limitMs);
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,5 +1,4 @@
 // Shared by the ptlrpc tests: pairs of real LNet interfaces, over 0@lo or TCP on loopback.
-import { createServer } from 'node:net';
 import { LNetNI } from '../../src/lnet/index.js';
 import { LNET_PID_LUSTRE, targetProfiles } from '../../src/ptlrpc/index.js';
 
@@ -8,16 +7,8 @@ export type Lnd = 'lo' | 'tcp';
 let nextLoPid = 20000 + (process.pid % 1000) * 20;
 
 /** A free TCP port on 127.0.0.1 (the LNet TCP LND binds the same port on each node's address). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../lib/net.js';
+export { freePort };
 
 /** Loopback addresses of our own, so that test files running at once never collide. */
 export function loopbackHosts(count: number): string[] {

@@ -1,7 +1,6 @@
 // Shared by the MDT tests: a real MDT (OSD in a temp folder, LNet on 127.x.y.z with a free port,
 // the OSD reply store) and real OSTs, started as the framework would, and MDCs connected to it.
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Mdc, type MdcOptions } from '../../../src/client/mdc.js';
@@ -12,16 +11,8 @@ import { startMdtWith, type MdtTunables, type RunningMdt } from '../../../src/se
 import { createOst, type RunningOst } from '../../../src/services/ost/index.js';
 import { LAST_RCVD_FID, localObject, type Mountdata, type ServiceContext } from '../../../src/services/target/index.js';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../../lib/net.js';
+export { freePort };
 
 /** Loopback addresses of this test process, so that files running at once never collide. */
 export function hosts(count: number, salt = 0): string[] {

@@ -4,6 +4,7 @@
 // their inheritance, destruction of unlinked files' objects through the unlink llog (also
 // across a restart while an OST was down), and delorphan of unused precreated objects.
 import t from 'tap';
+import { until } from '../../lib/net.js';
 import { OpenFlag, type Mdc } from '../../../src/client/mdc.js';
 import type { LNetNI } from '../../../src/lnet/index.js';
 import { fid, type Fid, type Osd } from '../../../src/osd/index.js';
@@ -79,13 +80,6 @@ async function ostObjects(osd: Osd, index: number): Promise<string[]> {
   return names;
 }
 
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 t.test('layouts and OST objects against two real OSTs', async (t) => {
   const port = await freePort();

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import { until } from '../../lib/net.js';
 import { LNetNI } from '../../../src/lnet/index.js';
 import type { RunningMdt } from '../../../src/services/mdt/index.js';
 import { formatTarget, Target } from '../../../src/services/target/index.js';
@@ -12,13 +13,6 @@ import { connectMdc, freePort, hosts } from './helpers.js';
 
 const quiet = () => {};
 
-async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 t.test('an MDT finds its OSTs through the MGS config log', async (t) => {
   const port = await freePort();

@@ -2,7 +2,6 @@
 // interface, the OSD reply store) on 127.0.0.3, 127.0.0.4, ..., and a client interface on
 // 127.0.0.9, all on one free port (LNet's TCP convention: every node on the same port).
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LNetNI } from '../../../src/lnet/index.js';
@@ -15,16 +14,8 @@ import { Osc, type OscOptions } from '../../../src/client/osc.js';
 export const FSNAME = 'testfs';
 export const CLIENT_NID = '127.0.0.9@tcp';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../../lib/net.js';
+export { freePort };
 
 export interface OstNode {
   index: number;

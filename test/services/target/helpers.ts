@@ -1,8 +1,6 @@
 // Shared by the target, MGS and MGC tests: devices in temp folders, LNet NIs on loopback
 // addresses of this test file's own, and a service module standing in for an MDT or OST
 // service in tests of registration (it starts no service; the registration itself is real).
-import { createServer } from 'node:net';
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,14 +8,9 @@ import type { Test } from 'tap';
 import { LNetNI } from '../../../src/lnet/index.js';
 import type { RunningService, ServiceContext, ServiceModule } from '../../../src/services/target/index.js';
 
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
+import { freePort } from '../../lib/net.js';
+export { freePort };
+import { until as untilHolds } from '../../lib/net.js';
 
 export async function tempDir(t: Test, prefix: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
@@ -49,14 +42,7 @@ export function standIn(name: string, started: ServiceContext[] = []): ServiceMo
 
 export const quiet = (): void => {};
 
+/** until(cond, what) as these tests call it; see test/lib/net.ts. */
 export function until(cond: () => boolean, what: string, limitMs = 10_000): Promise<void> {
-  const start = Date.now();
-  return new Promise((resolve, reject) => {
-    const check = (): void => {
-      if (cond()) resolve();
-      else if (Date.now() - start > limitMs) reject(new Error(`gave up waiting for ${what}`));
-      else setTimeout(check, 5);
-    };
-    check();
-  });
+  return untilHolds(what, cond, limitMs);
 }

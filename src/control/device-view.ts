@@ -1,8 +1,7 @@
 // What the utilities read of a device besides its log: that it is a device at all, the txg its
 // checkpoint reflects, and the consistency of its objects.
 import { readCheckpointHint } from '../log/index.js';
-import { Osd, type CheckProblem } from '../osd/index.js';
-import { devicePaths, readDevice } from '../osd/device.js';
+import { Osd, devicePaths, readDevice, type CheckProblem } from '../osd/index.js';
 
 /** Throws a clear error (naming the path) unless `device` is a device this software reads. */
 export async function checkDevice(device: string): Promise<void> {

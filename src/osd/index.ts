@@ -5,7 +5,7 @@ export { Tx, type CreateAttrs, type XattrSetFlags } from './tx.js';
 export { OsdError, OsdDeviceError, type OsdErrorCode, type OsdDeviceErrorCode } from './errors.js';
 export { fid, fidToString, parseFid, fidKey, parseFidKey, fidEquals, isValidFid, ROOT_INDEX_FID, type Fid } from './fid.js';
 export { type CheckProblem, type CheckKind } from './check.js';
-export { type DeviceInfo, type FormatOptions, FORMAT_VERSION, FORMAT_MAGIC } from './device.js';
+export { type DeviceInfo, type FormatOptions, FORMAT_VERSION, FORMAT_MAGIC, devicePaths, readDevice } from './device.js';
 export {
   OBJECT_TYPES, isDataType, isIndexType, MAX_FILE_BYTES,
   type ObjectType, type ObjectAttrs, type SettableAttrs, type IndexValue, type IndexEntry, type Update, type LogEntry,

@@ -1,7 +1,7 @@
 // What the utilities read of a device besides its log: that it is a device at all, the txg its
 // checkpoint reflects, and the consistency of its objects.
 import { readCheckpointHint } from '../log/index.js';
-import { Osd, devicePaths, readDevice, type CheckProblem } from '../osd/index.js';
+import { Osd, devicePaths, readDevice, type CheckProblem, type CheckProgress } from '../osd/index.js';
 
 /** Throws a clear error (naming the path) unless `device` is a device this software reads. */
 export async function checkDevice(device: string): Promise<void> {
@@ -19,11 +19,16 @@ export interface ObjectsVerdict {
   summaryLine: string;
 }
 
-/** Opens the device as a mount would (replaying its log) and runs the OSD's consistency check. */
-export async function verifyObjects(device: string): Promise<ObjectsVerdict> {
+/**
+ * Opens the device as a mount would (replaying its log) and runs the OSD's consistency check;
+ * onProgress hears how far it got (with the object count, to size a progress bar).
+ */
+export async function verifyObjects(device: string, onProgress?: (phase: string, scanned: number, objects: number) => void): Promise<ObjectsVerdict> {
   const osd = await Osd.open(device);
   try {
-    const problems = await osd.check();
+    const objects = osd.stats().objects;
+    const tell: CheckProgress | undefined = onProgress && ((phase, scanned) => onProgress(phase, scanned, objects));
+    const problems = await osd.check(tell);
     const s = osd.stats();
     const summary = { objects: s.objects, lastSyncedTxg: s.lastSyncedTxg, checkpointTxg: s.checkpointTxg };
     return {

@@ -46,21 +46,31 @@ async function attrsMany(db: Db, fids: Fid[]): Promise<(ObjectAttrs | undefined)
   return values.map((v, i) => (v === undefined ? undefined : (decodeValue(keys[i]!, v) as ObjectAttrs)));
 }
 
-async function* scan(db: Db, kind: 'o' | 'x' | 'i'): AsyncGenerator<[string, Uint8Array]> {
-  for await (const row of db.iterator({ gte: kindStart(kind), lt: kindEnd(kind) })) yield row;
+/** What a long check tells as it goes: the phase and the keys it has read in it so far. */
+export type CheckProgress = (phase: 'indexes' | 'xattrs' | 'objects' | 'data files', scanned: number) => void;
+
+const PHASE: Record<'o' | 'x' | 'i', Parameters<CheckProgress>[0]> = { i: 'indexes', x: 'xattrs', o: 'objects' };
+
+async function* scan(db: Db, kind: 'o' | 'x' | 'i', progress?: CheckProgress): AsyncGenerator<[string, Uint8Array]> {
+  let scanned = 0;
+  for await (const row of db.iterator({ gte: kindStart(kind), lt: kindEnd(kind) })) {
+    if (++scanned % 4096 === 0) progress?.(PHASE[kind], scanned);
+    yield row;
+  }
+  progress?.(PHASE[kind], scanned);
 }
 
-export async function checkDevice(db: Db, data: DataFiles): Promise<CheckProblem[]> {
+export async function checkDevice(db: Db, data: DataFiles, progress?: CheckProgress): Promise<CheckProblem[]> {
   const problems: CheckProblem[] = [];
   const referenced = new Set<string>();
-  await checkIndexes(db, problems, referenced);
-  await checkXattrs(db, problems);
-  await checkObjects(db, data, problems, referenced);
+  await checkIndexes(db, problems, referenced, progress);
+  await checkXattrs(db, problems, progress);
+  await checkObjects(db, data, problems, referenced, progress);
   await checkDataFiles(db, data, problems);
   return problems;
 }
 
-async function checkIndexes(db: Db, problems: CheckProblem[], referenced: Set<string>): Promise<void> {
+async function checkIndexes(db: Db, problems: CheckProblem[], referenced: Set<string>, progress?: CheckProgress): Promise<void> {
   let owner = '';
   let ownerOk = false;
   let batch: { index: Fid; name: string; value: IndexValue }[] = [];
@@ -74,7 +84,7 @@ async function checkIndexes(db: Db, problems: CheckProblem[], referenced: Set<st
     });
     batch = [];
   };
-  for await (const [key, bytes] of scan(db, 'i')) {
+  for await (const [key, bytes] of scan(db, 'i', progress)) {
     const parts = splitOwnedKey(key);
     if (!parts) {
       problems.push({ kind: 'bad-key', fid: '', message: `malformed key ${JSON.stringify(key)}` });
@@ -98,10 +108,10 @@ async function checkIndexes(db: Db, problems: CheckProblem[], referenced: Set<st
   await flush();
 }
 
-async function checkXattrs(db: Db, problems: CheckProblem[]): Promise<void> {
+async function checkXattrs(db: Db, problems: CheckProblem[], progress?: CheckProgress): Promise<void> {
   let owner = '';
   let ownerOk = false;
-  for await (const [key] of scan(db, 'x')) {
+  for await (const [key] of scan(db, 'x', progress)) {
     const parts = splitOwnedKey(key);
     if (!parts) {
       problems.push({ kind: 'bad-key', fid: '', message: `malformed key ${JSON.stringify(key)}` });
@@ -116,11 +126,11 @@ async function checkXattrs(db: Db, problems: CheckProblem[]): Promise<void> {
   }
 }
 
-async function checkObjects(db: Db, data: DataFiles, problems: CheckProblem[], referenced: Set<string>): Promise<void> {
+async function checkObjects(db: Db, data: DataFiles, problems: CheckProblem[], referenced: Set<string>, progress?: CheckProgress): Promise<void> {
   let objects = 0;
   let bytes = 0;
   const rootKey = fidKey(ROOT_INDEX_FID);
-  for await (const [key, value] of scan(db, 'o')) {
+  for await (const [key, value] of scan(db, 'o', progress)) {
     const fid = parseFidKey(key.slice(2));
     if (!fid) {
       problems.push({ kind: 'bad-key', fid: '', message: `malformed key ${JSON.stringify(key)}` });

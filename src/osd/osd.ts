@@ -21,7 +21,7 @@ import { join, relative } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { TxgLog, readLog, type TxgHold, type TxgLogTunables, type TxgRecord } from '../log/index.js';
 import { applyUpdate, updatesOfEntries, type DataEffects } from './apply.js';
-import { checkDevice, type CheckProblem } from './check.js';
+import { checkDevice, type CheckProblem, type CheckProgress } from './check.js';
 import { DataFiles } from './data.js';
 import { devicePaths, formatDevice, readDevice, type DeviceInfo, type FormatOptions } from './device.js';
 import { OsdDeviceError, OsdError } from './errors.js';
@@ -628,10 +628,10 @@ export class Osd implements TxHost {
    * LevelDB and the data folder: run it on a quiet device, updates made meanwhile may show up
    * as problems.
    */
-  async check(): Promise<CheckProblem[]> {
+  async check(onProgress?: CheckProgress): Promise<CheckProblem[]> {
     await this.sync();
     await this.checkpoint();
-    return checkDevice(this.state.db, this.data);
+    return checkDevice(this.state.db, this.data, onProgress);
   }
 
   /**

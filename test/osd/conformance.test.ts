@@ -544,6 +544,9 @@ t.test('check: clean on a good device, finds every planted problem', async (t) =
     await tx.xattrSet(F(2), 'user.x', Buffer.from('1'));
   });
   t.same(await osd.check(), [], 'a good device is clean');
+  const heard = new Map<string, number>();
+  await osd.check((phase, scanned) => heard.set(phase, scanned));
+  t.same([...heard], [['indexes', 6], ['xattrs', 1], ['objects', 7]], 'a check tells its progress, phase by phase (6 entries, 1 xattr, 7 objects)');
   const gen = (i: number) => i - 1; // data-file generations in create order
   t.ok((await stat(osd.data.path(F(2), gen(2)))).isFile());
   await osd.close();

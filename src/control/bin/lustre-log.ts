@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // lustre.log: inspect and verify a device's transaction-group log.
+import { Presets, SingleBar } from 'cli-progress';
 import { Command } from 'commander';
 import { inspect } from 'node:util';
 import type { LogEntry } from '../../osd/index.js';
@@ -63,7 +64,14 @@ program
   .action(async (device: string, opts: { json?: boolean }) => {
     await checkDevice(device);
     const log = await verifyLog(device);
-    const objects = log.problem ? null : await verifyObjects(device);
+    const bar = opts.json ? null : new SingleBar({
+      format: 'checking {phase} [{bar}] {value}/{total}', stream: process.stderr, clearOnComplete: true, hideCursor: true,
+    }, Presets.shades_classic);
+    const objects = log.problem ? null : await verifyObjects(device, bar ? (phase, scanned, total) => {
+      if (!bar.isActive) bar.start(Math.max(total, scanned), 0, { phase });
+      if (scanned > bar.getTotal()) bar.setTotal(scanned);
+      bar.update(scanned, { phase });
+    } : undefined).finally(() => bar?.stop());
     const problem = log.problem ?? objects?.problems[0] ?? null;
     if (opts.json) {
       console.log(JSON.stringify({ ok: problem === null, records: log.records, torn: log.torn, problem, objects: objects?.summary }));

@@ -16,7 +16,7 @@ import {
 } from './api.js';
 import { LogCorruptError, LogError } from './errors.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, segmentName, type RawRecord } from './record.js';
-import { listSegments, scanLog, segmentSizes, type SegmentInfo } from './segments.js';
+import { scanLog, segmentSizes, type SegmentInfo } from './segments.js';
 
 interface Waiter {
   resolve: () => void;

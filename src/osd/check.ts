@@ -70,9 +70,30 @@ export async function checkDevice(db: Db, data: DataFiles, progress?: CheckProgr
   return problems;
 }
 
+/**
+ * The rows of an owned kind (index entries, xattrs) with their owner's attributes, looked up
+ * once per run of one owner's keys; a key of no known shape is a problem and is skipped.
+ */
+async function* ownedRows(db: Db, kind: 'x' | 'i', problems: CheckProblem[], progress?: CheckProgress):
+    AsyncGenerator<{ key: string; bytes: Uint8Array; fid: Fid; name: string; owner: ObjectAttrs | undefined }> {
+  let ownerKey = '';
+  let owner: ObjectAttrs | undefined;
+  for await (const [key, bytes] of scan(db, kind, progress)) {
+    const parts = splitOwnedKey(key);
+    if (!parts) {
+      problems.push({ kind: 'bad-key', fid: '', message: `malformed key ${JSON.stringify(key)}` });
+      continue;
+    }
+    const k = fidKey(parts.fid);
+    if (k !== ownerKey) {
+      ownerKey = k;
+      [owner] = await attrsMany(db, [parts.fid]);
+    }
+    yield { key, bytes, ...parts, owner };
+  }
+}
+
 async function checkIndexes(db: Db, problems: CheckProblem[], referenced: Set<string>, progress?: CheckProgress): Promise<void> {
-  let owner = '';
-  let ownerOk = false;
   let batch: { index: Fid; name: string; value: IndexValue }[] = [];
   const flush = async () => {
     const attrs = await attrsMany(db, batch.map((e) => e.value.fid));
@@ -84,45 +105,22 @@ async function checkIndexes(db: Db, problems: CheckProblem[], referenced: Set<st
     });
     batch = [];
   };
-  for await (const [key, bytes] of scan(db, 'i', progress)) {
-    const parts = splitOwnedKey(key);
-    if (!parts) {
-      problems.push({ kind: 'bad-key', fid: '', message: `malformed key ${JSON.stringify(key)}` });
-      continue;
-    }
-    const ownerKey = fidKey(parts.fid);
-    if (ownerKey !== owner) {
-      owner = ownerKey;
-      const [a] = await attrsMany(db, [parts.fid]);
-      ownerOk = a !== undefined && isIndexType(a.type);
-    }
+  for await (const { key, bytes, fid, name, owner } of ownedRows(db, 'i', problems, progress)) {
     const value = decodeValue(key, bytes) as IndexValue;
     referenced.add(fidKey(value.fid));
-    if (!ownerOk) {
-      problems.push({ kind: 'entry-without-index', fid: fidToString(parts.fid), message: `entry ${JSON.stringify(parts.name)} belongs to ${fidToString(parts.fid)}, which is not an index object` });
+    if (!owner || !isIndexType(owner.type)) {
+      problems.push({ kind: 'entry-without-index', fid: fidToString(fid), message: `entry ${JSON.stringify(name)} belongs to ${fidToString(fid)}, which is not an index object` });
       continue;
     }
-    batch.push({ index: parts.fid, name: parts.name, value });
+    batch.push({ index: fid, name, value });
     if (batch.length >= BATCH) await flush();
   }
   await flush();
 }
 
 async function checkXattrs(db: Db, problems: CheckProblem[], progress?: CheckProgress): Promise<void> {
-  let owner = '';
-  let ownerOk = false;
-  for await (const [key] of scan(db, 'x', progress)) {
-    const parts = splitOwnedKey(key);
-    if (!parts) {
-      problems.push({ kind: 'bad-key', fid: '', message: `malformed key ${JSON.stringify(key)}` });
-      continue;
-    }
-    const ownerKey = fidKey(parts.fid);
-    if (ownerKey !== owner) {
-      owner = ownerKey;
-      ownerOk = (await attrsMany(db, [parts.fid]))[0] !== undefined;
-    }
-    if (!ownerOk) problems.push({ kind: 'xattr-without-object', fid: fidToString(parts.fid), message: `xattr ${JSON.stringify(parts.name)} of ${fidToString(parts.fid)}, which does not exist` });
+  for await (const { fid, name, owner } of ownedRows(db, 'x', problems, progress)) {
+    if (!owner) problems.push({ kind: 'xattr-without-object', fid: fidToString(fid), message: `xattr ${JSON.stringify(name)} of ${fidToString(fid)}, which does not exist` });
   }
 }
 

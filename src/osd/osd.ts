@@ -19,7 +19,7 @@ import assert from 'node:assert/strict';
 import { statfs as fsStatfs } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { ClassicLevel } from 'classic-level';
-import { TxgLog, readLog, type TxgHold, type TxgLogTunables, type TxgRecord } from '../log/index.js';
+import { TxgLog, readLog, type TxgHold, type TxgLogStats, type TxgLogTunables, type TxgRecord } from '../log/index.js';
 import { applyUpdate, updatesOfEntries, type DataEffects } from './apply.js';
 import { checkDevice, type CheckProblem, type CheckProgress } from './check.js';
 import { DataFiles } from './data.js';
@@ -60,15 +60,10 @@ export interface OsdStatfs {
   objectsFree: number;
 }
 
-export interface OsdStats {
+export interface OsdStats
+  extends Pick<TxgLogStats, 'openTxg' | 'lastSyncedTxg' | 'checkpointTxg' | 'txgsSynced' | 'syncTimeTotalMs' | 'syncTimeMaxMs'> {
   label: string;
   uuid: string;
-  openTxg: number;
-  lastSyncedTxg: number;
-  checkpointTxg: number;
-  txgsSynced: number;
-  syncTimeTotalMs: number;
-  syncTimeMaxMs: number;
   /** Log bytes of unsynced txgs plus data bytes written in them. */
   dirtyBytes: number;
   recordsReplayed: number;

@@ -257,7 +257,7 @@ export class Tx {
     }
     const copy = Buffer.from(value);
     await this.run(fid, async (fidText) => {
-      const a = await this.existing(fid);
+      await this.existing(fid);
       const exists = (await this.#host.state.get(xattrKey(fid, name))) !== undefined;
       if (flags.create && exists) throw new OsdError('EEXIST', `xattr ${name} of ${fidText} exists`);
       if (flags.replace && !exists) throw new OsdError('ENODATA', `no xattr ${name} on ${fidText}`);
@@ -269,7 +269,7 @@ export class Tx {
     checkFid(fid);
     checkName(name, 'xattr name');
     await this.run(fid, async (fidText) => {
-      const a = await this.existing(fid);
+      await this.existing(fid);
       if ((await this.#host.state.get(xattrKey(fid, name))) === undefined) throw new OsdError('ENODATA', `no xattr ${name} on ${fidText}`);
       await this.apply(fid, (cur) => ({ op: 'xattr_del', fid: fidText, name, version: cur.version + 1 }));
     });
@@ -313,7 +313,7 @@ export class Tx {
     checkFid(value?.fid);
     const type = checkType(value.type);
     await this.run(index, async (fidText) => {
-      const a = await this.indexObject(index);
+      await this.indexObject(index);
       if ((await this.#host.state.get(indexKey(index, name))) !== undefined) throw new OsdError('EEXIST', `${name} exists in index ${fidText}`);
       const v = { fid: fidToString(value.fid), type };
       await this.apply(index, (cur) => ({ op: 'index_insert', fid: fidText, name, value: v, version: cur.version + 1 }));
@@ -324,7 +324,7 @@ export class Tx {
     checkFid(index);
     checkName(name, 'index name');
     await this.run(index, async (fidText) => {
-      const a = await this.indexObject(index);
+      await this.indexObject(index);
       if ((await this.#host.state.get(indexKey(index, name))) === undefined) throw new OsdError('ENOENT', `no ${name} in index ${fidText}`);
       await this.apply(index, (cur) => ({ op: 'index_delete', fid: fidText, name, version: cur.version + 1 }));
     }, name);

@@ -13,6 +13,7 @@
 // also has an overall deadline: the caller always gets a reply or a typed error.
 // Modifying requests hold a tag (slot) while in flight; after their reply they stay in the
 // replay list until a reply's last_committed reaches their transno.
+import type { TargetProfile } from './profiles.js';
 import { BehaviorSubject, Subscription, filter } from 'rxjs';
 import { AdaptiveTimeout, defaultAtConfig, est2timeout, msToWireSeconds, type AdaptiveTimeoutConfig } from './at.js';
 import {
@@ -32,17 +33,11 @@ export interface ImportFailLoc {
   dropReply?(xid: bigint, opcode: number): boolean;
 }
 
-export interface ImportConfig {
+/** The portals, opcodes and version (a TargetProfile) name the kind of target. */
+export interface ImportConfig extends TargetProfile {
   target: ProcessId;
   targetUuid: string;
   clientUuid: string;
-  requestPortal: number;
-  replyPortal: number;
-  bulkPortal: number;
-  connectOpcode: number;
-  disconnectOpcode: number;
-  /** pb_version's target part (TargetVersion.OST, ...). */
-  targetVersion: number;
   /** Requests on the wire at once (Lustre's max_rpcs_in_flight). */
   maxRpcsInFlight?: number;
   /** Modifying requests on the wire at once, at most what the server allows. */

@@ -9,6 +9,7 @@
 // writes the client's slot record (xid, transno, status, reply) in that same transaction. A
 // resent request whose record exists gets that reply again, never a second execution; one
 // that arrives while its original still runs waits for it.
+import type { TargetProfile } from './profiles.js';
 import { Subject, Subscription, filter, mergeMap } from 'rxjs';
 import { AdaptiveTimeout, defaultAtConfig, msToWireSeconds, type AdaptiveTimeoutConfig } from './at.js';
 import { ConnectFlag, Errno, MsgFlag, MsgType, OBD_CONNECT_MULTIMODRPCS, Opcode, opcodeName } from './constants.js';
@@ -60,17 +61,11 @@ export interface ServiceFailLoc {
   dropReply?(request: IncomingRequest): boolean;
 }
 
-export interface ServiceConfig<Tx extends ReplyTransaction> {
+/** The portals, opcodes and version (a TargetProfile) name the kind of target. */
+export interface ServiceConfig<Tx extends ReplyTransaction> extends TargetProfile {
   /** Name in stats and logs: 'ost', 'mdt', 'mgs'. */
   name: string;
   targetUuid: string;
-  requestPortal: number;
-  replyPortal: number;
-  bulkPortal: number;
-  connectOpcode: number;
-  disconnectOpcode: number;
-  /** pb_version's target part (TargetVersion.OST, ...). */
-  targetVersion: number;
   ops: ReadonlyMap<number, OpHandler<Tx>>;
   /** Handlers running at once on the normal path (the service's threads). */
   threads?: number;

@@ -431,6 +431,20 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.#ni.put(peer, this.#config.replyPortal, xid, message).catch(this.#replyFailed);
   }
 
+  /**
+   * Evicts every client at once (a forced umount): their exports and reply slots are dropped,
+   * so a client that comes back is told it was evicted instead of being recovered.
+   */
+  evictAll(): number {
+    const all = this.exports.list();
+    for (const exp of all) {
+      this.counters.evicted++;
+      this.#destroy(exp);
+      this.evictions$.next(exp);
+    }
+    return all.length;
+  }
+
   /** The client times out and resends; the reply record answers it then. */
   readonly #replyFailed = (): void => {
     this.counters.replyFailed++;

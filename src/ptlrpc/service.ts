@@ -435,13 +435,16 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
    * Evicts every client at once (a forced umount): their exports and reply slots are dropped,
    * so a client that comes back is told it was evicted instead of being recovered.
    */
-  evictAll(): number {
+  async evictAll(): Promise<number> {
     const all = this.exports.list();
+    const forgotten: Promise<void>[] = [];
     for (const exp of all) {
       this.counters.evicted++;
-      this.#destroy(exp);
+      this.exports.remove(exp);
+      forgotten.push(this.#store.forget(exp.clientUuid));
       this.evictions$.next(exp);
     }
+    await Promise.all(forgotten);
     return all.length;
   }
 

@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+// lctl: the control utility, with Lustre's subcommands and output formats.
+//   lctl dl
+//   lctl get_param -n 'osd-*.*.kbytesfree'
+//   lctl set_param debug=debug
+//   lctl list_param 'obdfilter.*.*'
+//   lctl dk [FILE]
+import { Command, Option } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { callKernel } from '../control-client.js';
+import { runCli, UsageError } from '../cli.js';
+import { KERNEL_VERSION } from '../kernel/kernel.js';
+import { formatGetParam } from '../params/index.js';
+import { resolveRundir, RUNDIR_ENV } from '../rundir.js';
+
+const program = new Command('lctl')
+  .description("Lustre's control utility: devices, parameters and the debug log of this node's lustre.kernel")
+  .version(KERNEL_VERSION, '--version')
+  .addOption(new Option('--rundir <dir>', `the kernel's run dir; default $${RUNDIR_ENV}, else /run/lustre for root`));
+
+const rundir = (): string => resolveRundir(program.opts<{ rundir?: string }>().rundir);
+
+program.command('dl').alias('device_list')
+  .description('list the devices (obd devices) of this node, as Lustre prints them')
+  .action(async () => {
+    process.stdout.write(await callKernel(rundir(), 'dl', {}));
+  });
+
+program.command('get_param')
+  .description('print parameters: NAME=VALUE (globs *, ?, [..], {a,b} per dotted component)')
+  .argument('<param...>', "parameter names or patterns, e.g. 'osd-*.*.kbytesfree'")
+  .option('-n', 'print values only')
+  .option('-N', 'print names only')
+  .action(async (patterns: string[], o: { n?: boolean; N?: boolean }) => {
+    const values = await callKernel(rundir(), 'get_param', { patterns });
+    process.stdout.write(formatGetParam(values, { valuesOnly: o.n ?? false, namesOnly: o.N ?? false }));
+  });
+
+program.command('set_param')
+  .description('set tunable parameters: NAME=VALUE ...')
+  .argument('<setting...>', "NAME=VALUE, e.g. debug=debug or 'osd-*.*.txg_timeout=5'")
+  .option('-n', 'do not print what was set')
+  .action(async (settings: string[], o: { n?: boolean }) => {
+    const parsed = settings.map((s) => {
+      const eq = s.indexOf('=');
+      if (eq <= 0) throw new UsageError(`set_param: '${s}' is not NAME=VALUE`, 2);
+      return { pattern: s.slice(0, eq), value: s.slice(eq + 1) };
+    });
+    const set = await callKernel(rundir(), 'set_param', { settings: parsed });
+    if (!o.n) for (const v of set) process.stdout.write(`${v.name}=${v.value}\n`);
+  });
+
+program.command('list_param')
+  .description('list parameter names matching the patterns')
+  .argument('<param...>', "names or patterns, e.g. 'obdfilter.*.*'")
+  .action(async (patterns: string[]) => {
+    const names = await callKernel(rundir(), 'list_param', { patterns });
+    process.stdout.write(names.map((n) => `${n}\n`).join(''));
+  });
+
+program.command('dk').alias('debug_kernel')
+  .description('dump the kernel debug log to FILE (or stdout) and clear it')
+  .argument('[file]', 'where to write it')
+  .option('--keep', 'do not clear the log after dumping it')
+  .action(async (file: string | undefined, o: { keep?: boolean }) => {
+    const text = await callKernel(rundir(), 'dk', { clear: !o.keep });
+    if (file) {
+      writeFileSync(file, text);
+      process.stdout.write(`Debug log: ${text.split('\n').length - 1} lines written to ${file}\n`);
+    } else process.stdout.write(text);
+  });
+
+await runCli(program);

@@ -1,0 +1,161 @@
+// Starting and stopping a node's kernel process: the pid file, the single-kernel-per-run-dir
+// rule, signals, and the background start that returns once the kernel answers.
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { LevelWithSilent } from 'pino';
+import { ControlClient } from '../control-client.js';
+import { startMetrics } from '../params/index.js';
+import { ControlError } from '../protocol.js';
+import { rundirPaths } from '../rundir.js';
+import { ControlServer } from './control-server.js';
+import { Kernel } from './kernel.js';
+
+export interface DaemonOptions {
+  nid: string;
+  port?: number;
+  rundir: string;
+  logLevel?: LevelWithSilent;
+  metrics?: { host: string; port: number };
+}
+
+/** How long a background start waits for the kernel to answer, and a stop for it to exit. */
+export const START_WAIT_MS = 60_000;
+export const STOP_WAIT_MS = 120_000;
+
+/** The pid of a live process holding `rundir`, if any (a stale pid file is removed). */
+export function holder(rundir: string): number | undefined {
+  const { pidFile } = rundirPaths(rundir);
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return undefined;
+  }
+  if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) return pid;
+  rmSync(pidFile, { force: true });
+  return undefined;
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Refuses when a kernel already holds the run dir, naming it. */
+export async function refuseIfRunning(rundir: string): Promise<void> {
+  const pid = holder(rundir);
+  if (pid === undefined) return;
+  try {
+    const c = await ControlClient.connect(rundir);
+    const info = await c.request('ping', {}).finally(() => c.close());
+    throw new ControlError('EALREADY', `a lustre.kernel already runs on ${rundir} (pid ${info.pid}, nid ${info.nid}); stop it first with: lustre.kernel stop --rundir ${rundir}`);
+  } catch (err) {
+    if (err instanceof ControlError && err.code === 'EALREADY') throw err;
+    throw new ControlError('EALREADY', `process ${pid} holds ${rundir} (its kernel.pid) but does not answer control requests; if it is not a lustre.kernel, remove ${rundirPaths(rundir).pidFile}`);
+  }
+}
+
+/** Runs the kernel in this process until a stop request or SIGTERM/SIGINT. */
+export async function runForeground(opts: DaemonOptions, ready?: (k: Kernel) => void): Promise<void> {
+  const paths = rundirPaths(opts.rundir);
+  mkdirSync(opts.rundir, { recursive: true, mode: 0o700 });
+  await refuseIfRunning(opts.rundir);
+  let fd: number;
+  try {
+    fd = openSync(paths.pidFile, 'wx', 0o644);
+  } catch {
+    throw new ControlError('EALREADY', `another lustre.kernel is starting on ${opts.rundir}`);
+  }
+  writeFileSync(fd, `${process.pid}\n`);
+  closeSync(fd);
+  let kernel: Kernel | undefined;
+  let server: ControlServer | undefined;
+  let metrics: { close(): Promise<void> } | undefined;
+  try {
+    kernel = await Kernel.start({ ...opts, logFile: paths.logFile });
+    server = await ControlServer.listen(kernel);
+    if (opts.metrics) {
+      metrics = await startMetrics(kernel, opts.metrics);
+      kernel.log.logger.info(`metrics for Prometheus on http://${opts.metrics.host}:${opts.metrics.port}/metrics`);
+    }
+  } catch (err) {
+    await server?.close();
+    await kernel?.stop();
+    rmSync(paths.pidFile, { force: true });
+    throw err;
+  }
+  const k = kernel;
+  const signalled = new Promise<void>((resolve) => {
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(sig, () => {
+        k.log.logger.info(`${sig}: stopping`);
+        resolve();
+      });
+    }
+  });
+  ready?.(k);
+  await Promise.race([server.stopped, signalled]);
+  await k.stop();
+  await metrics?.close();
+  await server.close();
+  rmSync(paths.pidFile, { force: true });
+}
+
+/**
+ * Starts `argv` (this utility with --foreground) detached, its output appended to
+ * RUNDIR/kernel.out, and returns once the kernel answers a ping; if the process exits
+ * first, its last words are the error.
+ */
+export async function startBackground(rundir: string, script: string, argv: string[]): Promise<{ pid: number; nid: string }> {
+  mkdirSync(rundir, { recursive: true, mode: 0o700 });
+  await refuseIfRunning(rundir);
+  const outFile = `${rundir}/kernel.out`;
+  const out = openSync(outFile, 'a', 0o600);
+  const child = spawn(process.execPath, [...process.execArgv, script, ...argv], {
+    detached: true, stdio: ['ignore', out, out],
+  });
+  closeSync(out);
+  let exited: number | null | undefined;
+  child.once('exit', (code) => (exited = code));
+  child.unref();
+  const deadline = Date.now() + START_WAIT_MS;
+  while (Date.now() < deadline) {
+    if (exited !== undefined) {
+      const words = readFileSync(outFile, 'utf8').trim().split('\n').slice(-3).join('\n');
+      throw new ControlError('ECHILD', `the lustre.kernel exited (code ${exited}) before answering: ${words}`);
+    }
+    try {
+      const c = await ControlClient.connect(rundir);
+      const info = await c.request('ping', {}).finally(() => c.close());
+      if (info.pid === child.pid) return { pid: info.pid, nid: info.nid };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGTERM');
+  throw new ControlError('ETIMEDOUT', `the lustre.kernel did not answer within ${START_WAIT_MS / 1000} s; see ${outFile} and ${rundirPaths(rundir).logFile}`);
+}
+
+/** Asks the kernel of `rundir` to stop and waits until its process has exited. */
+export async function stopKernel(rundir: string): Promise<{ pid: number; unmounted: string[] }> {
+  const c = await ControlClient.connect(rundir);
+  let pid: number;
+  let unmounted: string[];
+  try {
+    pid = (await c.request('ping', {})).pid;
+    unmounted = (await c.request('stop', {})).unmounted;
+  } finally {
+    c.close();
+  }
+  const deadline = Date.now() + STOP_WAIT_MS;
+  while (alive(pid)) {
+    if (Date.now() > deadline) throw new ControlError('ETIMEDOUT', `the lustre.kernel (pid ${pid}) unmounted its devices but did not exit within ${STOP_WAIT_MS / 1000} s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { pid, unmounted };
+}

@@ -1,0 +1,204 @@
+// The lustre.kernel of one node: LNet on the node's NID and every target mounted on it, in one
+// address space. Control requests (control-server.ts) call into this; it holds no wire format.
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { LevelWithSilent } from 'pino';
+import { LNetNI, LNET_DEFAULT_PORT, parseNid } from '../../lnet/index.js';
+import type { OsdOptions } from '../../osd/index.js';
+import { Target } from '../../services/target/index.js';
+import { ParamTree, type KernelView } from '../params/index.js';
+import { ControlError, type KernelStatus } from '../protocol.js';
+import { LOG_LEVELS, openKernelLog, type KernelLog } from './debug-log.js';
+
+export interface KernelOptions {
+  nid: string;
+  /** LNet's acceptor port on every node (Lustre's accept_port): 988 by default. */
+  port?: number;
+  rundir: string;
+  logFile: string;
+  logLevel?: LevelWithSilent;
+  /** OSD tunables for every device this kernel mounts (tests shorten the txg timeout). */
+  osd?: OsdOptions;
+}
+
+/** Mount options a device accepts (`lustre.mount -o ...`), as Lustre spells them. */
+export const MOUNT_OPTIONS = ['abort_recov'] as const;
+
+export const KERNEL_VERSION: string = (() => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    if (pkg.version) return pkg.version;
+  } catch { /* the source tree: one level less */ }
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+interface Mounted {
+  device: string;
+  target: Target;
+  options: string[];
+}
+
+export class Kernel implements KernelView {
+  readonly version = KERNEL_VERSION;
+  readonly nid: string;
+  readonly ni: LNetNI;
+  readonly rundir: string;
+  readonly startedAtMs = Date.now();
+  readonly log: KernelLog;
+  readonly params: ParamTree;
+  readonly #osd: OsdOptions | undefined;
+  readonly #mounted: Mounted[] = [];
+  /** Devices being mounted or unmounted: one operation per device at a time. */
+  readonly #busy = new Set<string>();
+  #stopping: Promise<string[]> | undefined;
+
+  private constructor(ni: LNetNI, opts: KernelOptions, log: KernelLog) {
+    this.ni = ni;
+    this.nid = ni.nid;
+    this.rundir = opts.rundir;
+    this.log = log;
+    this.#osd = opts.osd;
+    this.params = new ParamTree(this);
+  }
+
+  /** Brings LNet up on the NID; the kernel then waits for control requests. */
+  static async start(opts: KernelOptions): Promise<Kernel> {
+    parseNid(opts.nid);
+    const log = openKernelLog(opts.logFile, opts.logLevel ?? 'info');
+    let ni: LNetNI;
+    try {
+      ni = await LNetNI.start({
+        nid: opts.nid, port: opts.port ?? LNET_DEFAULT_PORT, warn: (m) => log.logger.warn({ svname: 'lnet' }, m),
+      });
+    } catch (err) {
+      log.logger.error({ err }, `LNet did not start on ${opts.nid}`);
+      await log.close();
+      throw err;
+    }
+    const kernel = new Kernel(ni, opts, log);
+    log.logger.info(`lustre.kernel ${KERNEL_VERSION} up: LNet ${ni.nid} port ${opts.port ?? LNET_DEFAULT_PORT}, run dir ${opts.rundir}`);
+    return kernel;
+  }
+
+  get debug(): KernelView['debug'] {
+    const logger = this.log.logger;
+    return {
+      get: () => logger.level,
+      set: (level: string) => {
+        if (!(LOG_LEVELS as readonly string[]).includes(level)) {
+          throw new ControlError('EINVAL', `debug: '${level}' is not a level (one of ${LOG_LEVELS.join(', ')})`);
+        }
+        logger.level = level;
+      },
+    };
+  }
+
+  targets(): readonly Target[] {
+    return this.#mounted.map((m) => m.target);
+  }
+
+  /** Opens DEVICE, starts the services its profile lists and registers with the MGS. */
+  async mount(device: string, options: string[]): Promise<Target> {
+    this.#checkRunning();
+    const path = resolve(device);
+    for (const o of options) {
+      if (!(MOUNT_OPTIONS as readonly string[]).includes(o)) {
+        throw new ControlError('EINVAL', `unknown mount option '${o}' (known: ${MOUNT_OPTIONS.join(', ')})`);
+      }
+    }
+    if (this.#mounted.some((m) => m.device === path)) throw new ControlError('EALREADY', `${path} is already mounted on this kernel`);
+    if (this.#busy.has(path)) throw new ControlError('EBUSY', `${path} is being mounted or unmounted`);
+    this.#busy.add(path);
+    try {
+      const logger = this.log.logger;
+      const target = await Target.mount(path, this.ni, {
+        ...(this.#osd && { osd: this.#osd }),
+        log: (level, msg) => logger[level]({ svname: path }, msg),
+      });
+      this.#mounted.push({ device: path, target, options });
+      logger.info({ svname: target.svname }, `mounted ${path}: ${target.running.map((r) => r.name).join(', ')}${options.length ? ` (-o ${options.join(',')})` : ''}`);
+      return target;
+    } finally {
+      this.#busy.delete(path);
+    }
+  }
+
+  /**
+   * Stops a target's services after its last txg is synced. Forced: every client is evicted
+   * at once and nothing waits for them; what was committed is still all on the device.
+   */
+  async umount(spec: string, force: boolean): Promise<{ svname: string; evicted: number }> {
+    const m = this.#find(spec);
+    if (this.#busy.has(m.device)) throw new ControlError('EBUSY', `${m.device} is being mounted or unmounted`);
+    this.#busy.add(m.device);
+    try {
+      let evicted = 0;
+      if (force) for (const r of m.target.running) for (const s of r.services) evicted += await s.evictAll();
+      await m.target.umount({ force });
+      this.#mounted.splice(this.#mounted.indexOf(m), 1);
+      this.log.logger.info({ svname: m.target.svname }, `unmounted ${m.device}${force ? `, forced: ${evicted} client(s) evicted` : ''}`);
+      return { svname: m.target.svname, evicted };
+    } finally {
+      this.#busy.delete(m.device);
+    }
+  }
+
+  status(): KernelStatus {
+    const now = Date.now();
+    return {
+      nid: this.nid, pid: process.pid, version: this.version, rundir: this.rundir,
+      startedAt: new Date(this.startedAtMs).toISOString(), uptimeSeconds: Math.floor((now - this.startedAtMs) / 1000),
+      devices: this.#mounted.map((m) => ({
+        device: m.device, svname: m.target.svname, kind: m.target.mountdata.profile,
+        services: m.target.running.flatMap((r) => r.services.map((s) => s.name)),
+        clients: m.target.running.flatMap((r) => r.services.flatMap((s) => s.exports.list().map((e) => ({
+          service: s.name, uuid: e.clientUuid, nid: e.peer.nid,
+        })))),
+      })),
+    };
+  }
+
+  /** Unmounts every device (last mounted first), brings LNet down. Idempotent. */
+  stop(): Promise<string[]> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async #stop(): Promise<string[]> {
+    const done: string[] = [];
+    this.log.logger.info('lustre.kernel stopping: unmounting every device');
+    while (this.#mounted.length > 0) {
+      const m = this.#mounted[this.#mounted.length - 1]!;
+      try {
+        await m.target.umount();
+        done.push(m.target.svname);
+        this.log.logger.info({ svname: m.target.svname }, `unmounted ${m.device}`);
+      } catch (err) {
+        this.log.logger.error({ err, svname: m.target.svname }, `umount of ${m.device} failed`);
+      }
+      this.#mounted.pop();
+    }
+    await this.ni.stop();
+    this.log.logger.info(`lustre.kernel stopped (${done.length} device(s) unmounted)`);
+    await this.log.close();
+    return done;
+  }
+
+  #checkRunning(): void {
+    if (this.#stopping) throw new ControlError('ESHUTDOWN', 'the lustre.kernel is stopping');
+  }
+
+  #find(spec: string): Mounted {
+    const path = resolve(spec);
+    const m = this.#mounted.find((x) => x.device === path || x.target.svname === spec);
+    if (!m) {
+      const known = this.#mounted.map((x) => `${x.device} (${x.target.svname})`).join(', ') || 'none';
+      throw new ControlError('ENOENT', `${spec} is not mounted on this kernel (mounted: ${known})`);
+    }
+    return m;
+  }
+}

@@ -65,6 +65,8 @@ export class TxgLog {
   private quiescing: Txg | null = null;
   private syncing: Txg | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /** When the open txg's timer was armed (the log's clock), to re-arm it on a new txgTimeoutMs. */
+  private timerArmedAt = 0;
   private failed: LogError | null = null;
   private closed = false;
   private lastSynced: number;
@@ -141,9 +143,25 @@ export class TxgLog {
     return this.checkpointAt;
   }
 
-  /** Changes tunables of a running log (lctl set_param); the open txg keeps its timer. */
+  /**
+   * Changes tunables of a running log (lctl set_param). Each must be a positive integer
+   * (retainMs and retainBytes may be 0). A new txgTimeoutMs applies to the open txg too: its
+   * timer fires txgTimeoutMs after it was armed (at once if that is past).
+   */
   tune(changes: Partial<TxgLogTunables>): void {
+    for (const [key, value] of Object.entries(changes) as Array<[keyof TxgLogTunables, number | undefined]>) {
+      if (!(key in defaultTunables)) throw new LogError(`unknown txg log tunable '${key}'`, 'EINVAL');
+      const min = key === 'retainMs' || key === 'retainBytes' ? 0 : 1;
+      if (value === undefined || !Number.isSafeInteger(value) || value < min) {
+        throw new LogError(`txg log tunable ${key} must be an integer >= ${min}, not ${String(value)}`, 'EINVAL');
+      }
+    }
     Object.assign(this.tunables, changes);
+    if (changes.txgTimeoutMs !== undefined && this.timer !== null) {
+      clearTimeout(this.timer);
+      const left = Math.max(0, this.timerArmedAt + changes.txgTimeoutMs - this.clock());
+      this.timer = setTimeout(() => this.timerFired(), left);
+    }
   }
 
   getTunables(): TxgLogTunables {
@@ -247,11 +265,14 @@ export class TxgLog {
   }
 
   private armTimer(): void {
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.openTxg.closeRequested = true;
-      this.advance();
-    }, this.tunables.txgTimeoutMs);
+    this.timerArmedAt = this.clock();
+    this.timer = setTimeout(() => this.timerFired(), this.tunables.txgTimeoutMs);
+  }
+
+  private timerFired(): void {
+    this.timer = null;
+    this.openTxg.closeRequested = true;
+    this.advance();
   }
 
   private clearTimer(): void {

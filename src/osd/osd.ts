@@ -570,6 +570,16 @@ export class Osd implements TxHost {
     };
   }
 
+  /** The txg log's tunables (txg timeout, dirty limit, ...). */
+  tunables(): TxgLogTunables {
+    return this.#log.getTunables();
+  }
+
+  /** Changes txg log tunables of the open device (lctl set_param osd-*.*.txg_timeout). */
+  tune(changes: Partial<TxgLogTunables>): void {
+    this.#log.tune(changes);
+  }
+
   stats(): OsdStats {
     const l = this.#log.stats();
     let dataDirty = 0;

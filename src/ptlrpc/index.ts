@@ -23,7 +23,7 @@ export {
   MemoryReplyStore, type ReplyStore, type ReplyRecord, type ReplyTransaction, type MemoryReplyStoreOptions,
 } from './reply-store.js';
 export {
-  Service, type ServiceConfig, type OpHandler, type IncomingRequest, type RequestContext, type HandlerReply,
+  Service, SERVICE_THREADS_MAX, type ServiceConfig, type OpHandler, type IncomingRequest, type RequestContext, type HandlerReply,
   type ServiceFailLoc, type ServiceCounters,
 } from './service.js';
 export {

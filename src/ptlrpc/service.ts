@@ -1,9 +1,11 @@
 // A ptlrpc service: one target's request portal on one network interface. Requests arrive as
 // LNet PUTs into a sink MD that matches every xid; each is decoded and checked once, bound to
 // its export, and dispatched by opcode through an RxJS pipeline whose concurrency is the
-// service's "threads". Pings and opcodes marked high-priority (lock callbacks) take a
-// separate pipeline so that a full normal queue never delays them. Replies go back as PUTs to
-// the client's reply portal with the request's xid as match bits.
+// service's "threads" (threads_max, adjustable while running: a ThreadGate admits that many
+// handlers at once; the pipeline's own bound covers the queue and the gate's maximum). Pings
+// and opcodes marked high-priority (lock callbacks) take a separate pipeline so that a full
+// normal queue never delays them. Replies go back as PUTs to the client's reply portal with the
+// request's xid as match bits.
 //
 // Executed once: a modifying request runs inside a transaction of the ReplyStore, which
 // writes the client's slot record (xid, transno, status, reply) in that same transaction. A
@@ -73,6 +75,12 @@ export interface ServiceConfig<Tx extends ReplyTransaction> extends TargetProfil
   hpThreads?: number;
   /** Requests waiting per path; beyond it new ones are dropped (the client resends). */
   queueMax?: number;
+  /**
+   * Count each request's opcode in its export's NID stats (exports/NID/stats). Targets whose
+   * handlers keep their own per-export counters (the OST's and MDT's, as Lustre's obd-level
+   * nid_stats) turn it off. Default true.
+   */
+  exportOpcodeStats?: boolean;
   maxRequestBytes?: number;
   /** Slots per client for modifying requests (ocd_maxmodrpcs). */
   maxModRpcs?: number;
@@ -108,6 +116,51 @@ interface Job {
 /** A bulk transfer failed: the request is neither recorded nor answered; the client resends. */
 class BulkFailure extends Error {}
 
+/** The largest threads_max a service takes (Lustre's OSS_THREADS_MAX). */
+export const SERVICE_THREADS_MAX = 512;
+
+/**
+ * Admits at most `limit` handlers at once, first come first served; the limit may change at any
+ * time. Lowering it lets running handlers finish and admits no new one until fewer than the new
+ * limit run; raising it admits waiting ones at once.
+ */
+class ThreadGate {
+  #limit: number;
+  #running = 0;
+  readonly #waiting: Array<() => void> = [];
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  get limit(): number {
+    return this.#limit;
+  }
+
+  set limit(n: number) {
+    this.#limit = n;
+    this.#admit();
+  }
+
+  async run(fn: () => Promise<void>): Promise<void> {
+    if (this.#running >= this.#limit) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else this.#running++;
+    try {
+      await fn();
+    } finally {
+      this.#running--;
+      this.#admit();
+    }
+  }
+
+  #admit(): void {
+    while (this.#running < this.#limit && this.#waiting.length > 0) {
+      this.#running++;
+      this.#waiting.shift()!();
+    }
+  }
+}
+
 export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   readonly name: string;
   readonly exports: ExportTable;
@@ -127,6 +180,8 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   readonly #md: MdHandle;
   readonly #normal$ = new Subject<Job>();
   readonly #hp$ = new Subject<Job>();
+  readonly #normalGate: ThreadGate;
+  readonly #hpGate: ThreadGate;
   readonly #subscriptions = new Subscription();
   readonly #sweepTimer: NodeJS.Timeout;
   #queuedNormal = 0;
@@ -139,10 +194,15 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.#ni = ni;
     this.name = config.name;
     this.#config = {
-      threads: 8, hpThreads: 2, queueMax: 1024, maxRequestBytes: 64 * 1024, maxModRpcs: 8,
+      threads: 8, hpThreads: 2, queueMax: 1024, exportOpcodeStats: true, maxRequestBytes: 64 * 1024, maxModRpcs: 8,
       maxExports: 4096, evictionTimeoutMs: 30_000, clock: () => performance.now(), ...config,
     };
     this.#failLoc = config.failLoc ?? {};
+    for (const [key, n] of [['threads', this.#config.threads], ['hpThreads', this.#config.hpThreads]] as const) {
+      if (!Number.isInteger(n) || n < 1 || n > SERVICE_THREADS_MAX) throw new RangeError(`${key} ${n} is not an integer from 1 to ${SERVICE_THREADS_MAX}`);
+    }
+    this.#normalGate = new ThreadGate(this.#config.threads);
+    this.#hpGate = new ThreadGate(this.#config.hpThreads);
     this.#store = config.replyStore ?? (new MemoryReplyStore() as unknown as ReplyStore<Tx>);
     this.#estimate = new AdaptiveTimeout(0, { ...defaultAtConfig, ...config.at });
     this.exports = new ExportTable(this.#config.maxExports);
@@ -153,8 +213,8 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.#subscriptions.add(
       ni.events$.pipe(filter((e) => e.portal === config.requestPortal && e.md.id === mdId)).subscribe((e) => this.#ingest(e)),
     );
-    this.#subscriptions.add(this.#pipeline(this.#normal$, this.#config.threads, false));
-    this.#subscriptions.add(this.#pipeline(this.#hp$, this.#config.hpThreads, true));
+    this.#subscriptions.add(this.#pipeline(this.#normal$, this.#normalGate, false));
+    this.#subscriptions.add(this.#pipeline(this.#hp$, this.#hpGate, true));
     const sweepMs = Math.max(10, Math.floor(this.#config.evictionTimeoutMs / 4));
     this.#sweepTimer = setInterval(() => this.#evictSilent(), sweepMs);
     this.#sweepTimer.unref();
@@ -162,6 +222,19 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
 
   get replyStore(): ReplyStore<Tx> {
     return this.#store;
+  }
+
+  /** Handlers that may run at once on the normal path (threads_max). */
+  get threadsMax(): number {
+    return this.#normalGate.limit;
+  }
+
+  /** Changes threads_max while running (lctl set_param ost.OSS.ost_io.threads_max=N). */
+  setThreadsMax(n: number): void {
+    if (!Number.isInteger(n) || n < 1 || n > SERVICE_THREADS_MAX) {
+      throw new RangeError(`threads_max ${n} is not an integer from 1 to ${SERVICE_THREADS_MAX}`);
+    }
+    this.#normalGate.limit = n;
   }
 
   /** The stats file (lctl get_param ost.*.stats style). */
@@ -179,8 +252,11 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     if (this.#active > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
 
-  #pipeline(source: Subject<Job>, concurrency: number, hp: boolean): Subscription {
-    return source.pipe(mergeMap((job) => this.#run(job, hp), concurrency)).subscribe();
+  #pipeline(source: Subject<Job>, gate: ThreadGate, hp: boolean): Subscription {
+    // Invariant: at most queueMax jobs wait (ingest drops beyond it) and at most
+    // SERVICE_THREADS_MAX run, so mergeMap never buffers; the gate bounds the handlers running.
+    const bound = this.#config.queueMax + SERVICE_THREADS_MAX;
+    return source.pipe(mergeMap((job) => gate.run(() => this.#run(job, hp)), bound)).subscribe();
   }
 
   #ingest(e: PutEvent): void {
@@ -268,7 +344,9 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       this.#active--;
       const end = this.#config.clock();
       this.#estimate.measured(end - start, end);
-      this.stats.add(opcodeName(request.opcode), (end - start) * 1000);
+      const name = opcodeName(request.opcode);
+      this.stats.add(name, (end - start) * 1000);
+      if (this.#config.exportOpcodeStats && request.export.handle !== 0n) request.export.stats.add(name, (end - start) * 1000);
       if (this.#active === 0 && this.#idle) this.#idle();
     }
   }

@@ -3,9 +3,10 @@
 //   snapshot_time                       1700000000.123456789 secs.nsecs
 //   start_time                          1700000000.000000000 secs.nsecs
 //   elapsed_time                        0.123456789 secs.nsecs
-//   req_waittime                        12 samples [usec] 5 40 300 9000
+//   req_waittime                        12 samples [usecs] 5 40 300 9000
 // that is name (left-aligned in 35 columns), count, units, then min max sum sumsquare.
-// Counters that never counted are not printed.
+// Counters that never counted are not printed. Units are lprocfs_counter_config_units' words:
+// usecs (latencies, the default), reqs, bytes.
 
 interface Counter {
   units: string;
@@ -18,18 +19,28 @@ interface Counter {
 
 const NAME_WIDTH = 35;
 
+/** One counter's figures. */
+export interface CounterFigures {
+  units: string;
+  count: number;
+  min: number;
+  max: number;
+  sum: number;
+  sumSquare: number;
+}
+
 export class LprocfsStats {
   readonly #counters = new Map<string, Counter>();
   readonly #startNs: bigint;
   readonly #clockNs: () => bigint;
 
-  constructor(clockNs: () => bigint = wallClockNs) {
+  constructor(clockNs: () => bigint = wallClockNs, startNs: bigint = clockNs()) {
     this.#clockNs = clockNs;
-    this.#startNs = clockNs();
+    this.#startNs = startNs;
   }
 
   /** Adds one sample (a latency in usec, a queue depth in reqs, ...). */
-  add(name: string, value: number, units = 'usec'): void {
+  add(name: string, value: number, units = 'usecs'): void {
     let c = this.#counters.get(name);
     if (!c) {
       c = { units, count: 0, min: Number.POSITIVE_INFINITY, max: 0, sum: 0, sumSquare: 0 };
@@ -49,8 +60,45 @@ export class LprocfsStats {
     return c && { count: c.count, min: c.min, max: c.max, sum: c.sum };
   }
 
+  /** Every counter that counted, in the order each first counted. */
+  entries(): Array<[string, CounterFigures]> {
+    const out: Array<[string, CounterFigures]> = [];
+    for (const [name, c] of this.#counters) if (c.count > 0) out.push([name, { ...c }]);
+    return out;
+  }
+
+  /** When counting started (nanoseconds since the epoch). */
+  get startNs(): bigint {
+    return this.#startNs;
+  }
+
   reset(): void {
     this.#counters.clear();
+  }
+
+  /**
+   * One set of stats summing several (the same file of two services, or of every export of a
+   * NID): counts and sums add, min and max are taken over all, start_time is the earliest.
+   */
+  static merge(all: readonly LprocfsStats[], clockNs: () => bigint = wallClockNs): LprocfsStats {
+    const earliest = all.reduce((m, s) => (s.#startNs < m ? s.#startNs : m), clockNs());
+    const out = new LprocfsStats(clockNs, earliest);
+    for (const s of all) {
+      for (const [name, c] of s.#counters) {
+        if (c.count === 0) continue;
+        const m = out.#counters.get(name);
+        if (!m) {
+          out.#counters.set(name, { ...c });
+          continue;
+        }
+        m.count += c.count;
+        m.min = Math.min(m.min, c.min);
+        m.max = Math.max(m.max, c.max);
+        m.sum += c.sum;
+        m.sumSquare += c.sumSquare;
+      }
+    }
+    return out;
   }
 
   /** The text lctl get_param shows for this stats file. */

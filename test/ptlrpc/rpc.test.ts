@@ -84,9 +84,9 @@ for (const lnd of ['lo', 'tcp'] as Lnd[]) {
 
     const stats = service.formatStats();
     t.match(stats, /^snapshot_time +\d+\.\d{9} secs\.nsecs$/m);
-    t.match(stats, /^ost_setattr +51 samples \[usec\] \d+ \d+ \d+ \d+$/m);
-    t.match(stats, /^obd_ping +2 samples \[usec\]/m);
-    t.match(stats, /^req_waittime +\d+ samples \[usec\]/m);
+    t.match(stats, /^ost_setattr +51 samples \[usecs\] \d+ \d+ \d+ \d+$/m);
+    t.match(stats, /^obd_ping +2 samples \[usecs\]/m);
+    t.match(stats, /^req_waittime +\d+ samples \[usecs\]/m);
 
     const states: ImportState[] = [];
     imp.state$.subscribe((s) => states.push(s));

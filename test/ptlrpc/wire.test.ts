@@ -174,8 +174,8 @@ t.test('stats print in lprocfs format', async (t) => {
   const text = stats.format();
   t.match(text, /^snapshot_time {23}1700000002\.123456789 secs\.nsecs\n/);
   t.match(text, /\nelapsed_time {24}2\.000000000 secs\.nsecs\n/);
-  t.match(text, /\nreq_waittime {24}3 samples \[usec\] 5 255 300 66650\n/);
-  t.match(text, /\nobd_ping {28}1 samples \[usec\] 7 7 7 49\n/);
+  t.match(text, /\nreq_waittime {24}3 samples \[usecs\] 5 255 300 66650\n/);
+  t.match(text, /\nobd_ping {28}1 samples \[usecs\] 7 7 7 49\n/);
 });
 
 t.test('replay list: kept in transno order, dropped once committed, bounded', async (t) => {

@@ -1,8 +1,13 @@
 // The MDT's request handlers: decode and validate (protocol.ts), squash root, run the
 // operation, encode the reply. Updates (MDS_REINT, MDS_CLOSE) are modifying: the service runs
 // them once per (client, xid) in a transaction whose reply record is written with them.
+//
+// Statistics: each handler's latency (usecs) is counted under Lustre's md_stats name (open,
+// close, mknod, link, unlink, mkdir, rmdir, rename, getattr, setattr, getxattr, setxattr,
+// statfs, readpage) in the target's md_stats and in the stats of the client's NID
+// (mdt.*.exports.NID.stats), as mdt_counter_incr does. MDS_GET_ROOT has no md_stats name.
 import { fidToString, parseFid, type Fid } from '../../osd/index.js';
-import { type IncomingRequest, type OpHandler, type OsdReplyTransaction, type RequestContext } from '../../ptlrpc/index.js';
+import { type IncomingRequest, type LprocfsStats, type OpHandler, type OsdReplyTransaction, type RequestContext } from '../../ptlrpc/index.js';
 import { asMdtError, mdtError } from './errors.js';
 import { isInternalXattr, type Mdd } from './mdd.js';
 import type { Opens } from './open.js';
@@ -20,7 +25,8 @@ export interface MdtParts {
   mdd: Mdd;
   reint: Reint;
   opens: Opens;
-  counters: Record<string, number>;
+  /** mdt.*.md_stats. */
+  mdStats: LprocfsStats;
 }
 
 type Handler = OpHandler<OsdReplyTransaction>;
@@ -34,30 +40,55 @@ function fail(err: unknown): never {
   throw asMdtError(err);
 }
 
-function wrap(name: string, counters: Record<string, number>, modifying: boolean,
-  fn: (req: IncomingRequest, ctx: RequestContext<OsdReplyTransaction>) => Promise<{ buffers: Buffer[] }>): Handler {
+/** The md_stats name a request is counted under; a handler may refine it (REINT: by its op). */
+interface Tally {
+  name: string;
+}
+
+function wrap(name: string, stats: LprocfsStats, modifying: boolean,
+  fn: (req: IncomingRequest, ctx: RequestContext<OsdReplyTransaction>, tally: Tally) => Promise<{ buffers: Buffer[] }>): Handler {
   return {
     modifying,
     async handle(req, ctx) {
-      counters[name] = (counters[name] ?? 0) + 1;
+      const tally: Tally = { name };
+      const start = performance.now();
       try {
-        return await fn(req, ctx);
+        return await fn(req, ctx, tally);
       } catch (err) {
         return fail(err);
+      } finally {
+        if (tally.name !== '') {
+          const usecs = (performance.now() - start) * 1000;
+          stats.add(tally.name, usecs);
+          req.export.stats.add(tally.name, usecs);
+        }
       }
     },
   };
 }
 
+/** md_stats names of the REINT ops (mdt_reint_* count these). */
+function reintName(r: ReturnType<typeof decodeReint>): string {
+  switch (r.op) {
+    case ReintOp.SETATTR: return 'setattr';
+    case ReintOp.CREATE: return (r.mode & 0o170000) === 0o040000 ? 'mkdir' : 'mknod';
+    case ReintOp.LINK: return 'link';
+    case ReintOp.UNLINK: return r.rmdir ? 'rmdir' : 'unlink';
+    case ReintOp.RENAME: return 'rename';
+    case ReintOp.OPEN: return 'open';
+    case ReintOp.SETXATTR: return 'setxattr';
+  }
+}
+
 export function mdtHandlers(p: MdtParts): Map<number, Handler> {
-  const { mdd, reint, opens, counters } = p;
+  const { mdd, reint, opens, mdStats: counters } = p;
   const credOf = (req: IncomingRequest, m: Record<string, unknown>): Cred => squash(credField(m.cred), req.peer.nid, mdd.rootSquash);
   const cred = (req: IncomingRequest, c: Cred): Cred => squash(c, req.peer.nid, mdd.rootSquash);
   const fidOf = (m: Record<string, unknown>, k: string): Fid => fidField(m[k], k);
   const P = (t: string): Fid => parseFid(t);
 
   return new Map<number, Handler>([
-    [MdsOpcode.GET_ROOT, wrap('get_root', counters, false, async () => reply({ fid: fidToString(mdd.rootFid) }))],
+    [MdsOpcode.GET_ROOT, wrap('', counters, false, async () => reply({ fid: fidToString(mdd.rootFid) }))],
     [MdsOpcode.GETATTR, wrap('getattr', counters, false, async (req) => {
       const m = decodeBody(req.buffers);
       credOf(req, m);
@@ -65,7 +96,7 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
       const attr = await mdd.getattr(f);
       return reply(m.readlink === true ? { attr, target: await mdd.readlink(f) } : { attr });
     })],
-    [MdsOpcode.GETATTR_NAME, wrap('getattr_name', counters, false, async (req) => {
+    [MdsOpcode.GETATTR_NAME, wrap('getattr', counters, false, async (req) => {
       const m = decodeBody(req.buffers);
       return reply({ attr: await mdd.lookup(credOf(req, m), fidOf(m, 'parent'), str(m.name, 'name')) });
     })],
@@ -107,8 +138,9 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
       await opens.close(ctx.tx!.osdTx, req.export.clientUuid, str(m.handle, 'handle'));
       return reply({});
     })],
-    [MdsOpcode.REINT, wrap('reint', counters, true, async (req, ctx) => {
+    [MdsOpcode.REINT, wrap('', counters, true, async (req, ctx, tally) => {
       const r = decodeReint(req.buffers);
+      tally.name = reintName(r);
       const tx = ctx.tx!.osdTx;
       const c = cred(req, r.cred);
       switch (r.op) {

@@ -7,7 +7,7 @@
 // 'lov.stripecount', 'lov.stripeoffset' (the file system's default layout), 'mdt.root_squash'
 // = 'UID:GID' and 'mdt.nosquash_nids'.
 import { fidToString } from '../../osd/index.js';
-import { Service, targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
+import { LprocfsStats, Service, targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
 import type { RunningService, ServiceContext } from '../target/index.js';
 import { followOsts } from './config.js';
 import { mdtHandlers } from './handlers.js';
@@ -49,6 +49,8 @@ export interface RunningMdt extends RunningService {
   llog: DestroyLog;
   opens: Opens;
   osps: Map<number, Osp>;
+  /** mdt.*.md_stats. */
+  mdStats: LprocfsStats;
   /** Connects an OSP to OST `index` at `nid` (a new OST in the file system). */
   addOst(index: number, nid: string): Osp;
 }
@@ -107,10 +109,11 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     ? followOsts(ni, { mgsNids: ctx.mgsNids, fsname: md.fsname, clientUuid: `${md.svname}-mdtlov_UUID`, addOst, log: ctx.log })
     : undefined;
 
-  const counters: Record<string, number> = {};
+  const mdStats = new LprocfsStats();
   const service = new Service<OsdReplyTransaction>(ni, {
-    ...targetProfiles.mdt, name: 'mdt', targetUuid: md.uuid, ops: mdtHandlers({ mdd, reint, opens, counters }),
-    replyStore: ctx.replyStore, threads: tun.threads ?? 8, maxRequestBytes: MDS_MAXREQSIZE,
+    ...targetProfiles.mdt, name: 'mdt', targetUuid: md.uuid, ops: mdtHandlers({ mdd, reint, opens, mdStats }),
+    // The handlers count per-export stats themselves, under md_stats' names.
+    replyStore: ctx.replyStore, exportOpcodeStats: false, threads: tun.threads ?? 8, maxRequestBytes: MDS_MAXREQSIZE,
   });
   const evictions = service.evictions$.subscribe((exp) => {
     void opens.closeClient(osd, exp.clientUuid).catch((err: unknown) => ctx.log('warn', `closing handles of ${exp.clientUuid}: ${String(err)}`));
@@ -119,9 +122,9 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
   ctx.log('info', `${md.svname}: MDT started, root ${fidToString(mdd.rootFid)}, ${osps.size} OST(s)`);
 
   return {
-    name: 'mdt', services: [service], mdd, lod, llog, opens, osps, addOst,
+    name: 'mdt', services: [service], mdd, lod, llog, opens, osps, mdStats, addOst,
     stats: () => ({
-      md_stats: { ...counters }, open_files: table.size, last_fid: fidToString(mdd.lastFid), unlink_llog: { ...llog.stats },
+      md_stats: Object.fromEntries(mdStats.entries().map(([name, c]) => [name, c.count])), open_files: table.size, last_fid: fidToString(mdd.lastFid), unlink_llog: { ...llog.stats },
       osp: Object.fromEntries([...osps].map(([i, o]) => [i, o.stats()])), ...service.counters,
     }),
     async stop() {

@@ -6,9 +6,14 @@
 // client resends); grant is consumed, or the write without grant must fit beside the others'
 // grants (else ENOSPC); then one OSD transaction writes the niobufs, highest first, so that only
 // the first can need new space: a refused write has written nothing.
+//
+// Statistics: each handler's latency is counted under its name in Lustre's obdfilter stats
+// (create, destroy, getattr, setattr, statfs, set_info, sync, read, write, punch, in usecs), and
+// each BRW's bytes as read_bytes / write_bytes [bytes], in the target's stats
+// (obdfilter.*.stats) and in the stats of the client's NID (obdfilter.*.exports.NID.stats).
 import assert from 'node:assert/strict';
 import type { Osd } from '../../osd/index.js';
-import { Errno, Opcode, statusError, type IncomingRequest, type OpHandler, type OsdReplyTransaction, type RequestContext } from '../../ptlrpc/index.js';
+import { Errno, Opcode, statusError, type IncomingRequest, type LprocfsStats, type OpHandler, type OsdReplyTransaction, type RequestContext } from '../../ptlrpc/index.js';
 import type { ChecksumPool } from './checksum.js';
 import type { GrantBook } from './grants.js';
 import { objectFid, osdStatus, type OstObjects } from './objects.js';
@@ -37,6 +42,8 @@ export interface OstDeps {
   grants: GrantBook;
   pool: ChecksumPool;
   counters: OstCounters;
+  /** The obdfilter stats of the target. */
+  stats: LprocfsStats;
   failLoc: OstFailLoc;
   maxPrecreate: number;
 }
@@ -45,6 +52,39 @@ type Handler = OpHandler<OsdReplyTransaction>;
 type Ctx = RequestContext<OsdReplyTransaction>;
 
 const reply = (body: object) => ({ buffers: [encodeBody(body)] });
+
+/** The handler, with its latency counted as `name` in the target's and the export NID's stats. */
+function counted(stats: LprocfsStats, name: string, h: Handler): Handler {
+  return {
+    ...h,
+    async handle(req, ctx) {
+      const start = performance.now();
+      try {
+        return await h.handle(req, ctx);
+      } finally {
+        const usecs = (performance.now() - start) * 1000;
+        stats.add(name, usecs);
+        req.export.stats.add(name, usecs);
+      }
+    },
+  };
+}
+
+function countBytes(d: OstDeps, req: IncomingRequest, name: 'read_bytes' | 'write_bytes', bytes: number): void {
+  d.stats.add(name, bytes, 'bytes');
+  req.export.stats.add(name, bytes, 'bytes');
+}
+
+/** Lustre's obdfilter stats names of the opcodes. */
+const OFD_STATS_NAMES: ReadonlyMap<number, string> = new Map([
+  [Opcode.OST_CREATE, 'create'], [Opcode.OST_DESTROY, 'destroy'], [Opcode.OST_GETATTR, 'getattr'],
+  [Opcode.OST_SETATTR, 'setattr'], [Opcode.OST_STATFS, 'statfs'], [Opcode.OST_SET_INFO, 'set_info'],
+  [Opcode.OST_SYNC, 'sync'], [Opcode.OST_WRITE, 'write'], [Opcode.OST_READ, 'read'], [Opcode.OST_PUNCH, 'punch'],
+]);
+
+function countedAll(stats: LprocfsStats, ops: Map<number, Handler>): Map<number, Handler> {
+  return new Map([...ops].map(([opcode, h]) => [opcode, counted(stats, OFD_STATS_NAMES.get(opcode)!, h)]));
+}
 
 function txOf(ctx: Ctx) {
   assert(ctx.tx, 'a modifying handler runs in a transaction');
@@ -68,7 +108,7 @@ function sliceBulk(bulk: Buffer[], offset: number, length: number): Buffer {
 
 export function metadataOps(d: OstDeps): Map<number, Handler> {
   const { osd, objects, grants, counters } = d;
-  return new Map<number, Handler>([
+  return countedAll(d.stats, new Map<number, Handler>([
     [Opcode.OST_CREATE, { modifying: true, async handle(req, ctx) {
       const c = checkCreate(decodeBody(req.buffers, 'OST_CREATE'));
       const tx = txOf(ctx);
@@ -109,7 +149,7 @@ export function metadataOps(d: OstDeps): Map<number, Handler> {
       return reply({ grant: await grants.grant(uuid, g.want) });
     } }],
     [Opcode.OST_SYNC, syncHandler(d)],
-  ]);
+  ]));
 }
 
 function syncHandler(d: OstDeps): Handler {
@@ -125,7 +165,7 @@ function syncHandler(d: OstDeps): Handler {
 
 export function ioOps(d: OstDeps): Map<number, Handler> {
   const { objects } = d;
-  return new Map<number, Handler>([
+  return countedAll(d.stats, new Map<number, Handler>([
     [Opcode.OST_WRITE, { handle: (req, ctx) => write(d, req, ctx) }],
     [Opcode.OST_READ, { handle: (req, ctx) => read(d, req, ctx) }],
     [Opcode.OST_PUNCH, { modifying: true, async handle(req, ctx) {
@@ -135,7 +175,7 @@ export function ioOps(d: OstDeps): Map<number, Handler> {
       return reply({ attrs: await objects.attrs(p) });
     } }],
     [Opcode.OST_SYNC, syncHandler(d)],
-  ]);
+  ]));
 }
 
 async function write(d: OstDeps, req: IncomingRequest, ctx: Ctx) {
@@ -182,6 +222,7 @@ async function write(d: OstDeps, req: IncomingRequest, ctx: Ctx) {
     throw err;
   }
   counters.bytesWritten += total;
+  countBytes(d, req, 'write_bytes', total);
   const grant = await grants.grant(uuid, w.want);
   return reply({ attrs: await objects.attrs(w), grant });
 }
@@ -206,6 +247,8 @@ async function read(d: OstDeps, req: IncomingRequest, ctx: Ctx) {
     }
     await ctx.bulkPut(pieces);
   }
-  counters.bytesRead += lengths.reduce((a, b) => a + b, 0);
+  const bytes = lengths.reduce((a, b) => a + b, 0);
+  counters.bytesRead += bytes;
+  countBytes(d, req, 'read_bytes', bytes);
   return reply({ attrs, lengths, cksum });
 }

@@ -5,7 +5,7 @@
 // The wire protocol is protocol.ts; the OSC and the MDT's OSP import it from there.
 //
 //   const running = await startOst(ctx);   // ctx from Target.mount (services/target)
-import { Service } from '../../ptlrpc/index.js';
+import { LprocfsStats, Service } from '../../ptlrpc/index.js';
 import { targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
 import type { RunningService, ServiceContext, ServiceModule } from '../target/index.js';
 import { ChecksumPool } from './checksum.js';
@@ -34,6 +34,8 @@ export interface RunningOst extends RunningService {
   readonly objects: OstObjects;
   readonly grants: GrantBook;
   readonly counters: OstCounters;
+  /** obdfilter.*.stats: per-op latencies and read_bytes / write_bytes. */
+  readonly ofdStats: LprocfsStats;
   readonly failLoc: OstFailLoc;
 }
 
@@ -47,8 +49,12 @@ export async function createOst(ctx: ServiceContext, opts: OstOptions = {}): Pro
   const counters: OstCounters = { cksumErrors: 0, enospc: 0, precreated: 0, destroyed: 0, bytesWritten: 0, bytesRead: 0 };
   const failLoc: OstFailLoc = opts.failLoc ?? {};
   const pool = ChecksumPool.acquire();
-  const deps: OstDeps = { osd, objects, grants, pool, counters, failLoc, maxPrecreate: opts.maxPrecreate ?? OST_MAX_PRECREATE };
-  const common = { targetUuid, replyStore, ...(opts.evictionTimeoutMs ? { evictionTimeoutMs: opts.evictionTimeoutMs } : {}) };
+  const ofdStats = new LprocfsStats();
+  const deps: OstDeps = {
+    osd, objects, grants, pool, counters, stats: ofdStats, failLoc, maxPrecreate: opts.maxPrecreate ?? OST_MAX_PRECREATE,
+  };
+  // The handlers count per-export stats themselves, under obdfilter's names.
+  const common = { targetUuid, replyStore, exportOpcodeStats: false, ...(opts.evictionTimeoutMs ? { evictionTimeoutMs: opts.evictionTimeoutMs } : {}) };
   services.push(new Service<OsdReplyTransaction>(ni, {
     ...targetProfiles.ost, ...common, name: 'ost', ops: metadataOps(deps), threads: opts.threads ?? 8,
   }));
@@ -59,7 +65,7 @@ export async function createOst(ctx: ServiceContext, opts: OstOptions = {}): Pro
   ctx.log('info', `${mountdata.svname}: ost and ost_io started on ${ni.nid}, ${objects.sequences().length} object sequences`);
   let stopped = false;
   return {
-    name: 'ost', services, objects, grants, counters, failLoc,
+    name: 'ost', services, objects, grants, counters, ofdStats, failLoc,
     stats: () => ({
       ...counters, grants: grants.stats(), checksum: { ...pool.stats }, sequences: objects.sequences(),
       exports: services[0]!.exports.size,

@@ -1,0 +1,216 @@
+// The parameter tree of one node, built afresh from the kernel's mounted targets at each
+// request, with Lustre's names (lustre/obdclass/lprocfs_status*.c, ofd/lproc_ofd.c,
+// mdt/mdt_lproc.c, osd-zfs/osd_lproc.c, ptlrpc/lproc_ptlrpc.c):
+//
+//   version, debug (rw: a pino level), health_check
+//   obdfilter.<OST>.{uuid,stats,num_exports,recovery_status,tot_granted,kbytes*,files*}
+//   mdt.<MDT>.{uuid,md_stats,num_exports,recovery_status}
+//   mgs.MGS.{uuid,num_exports,recovery_status}
+//   <obd>.exports.<NID>.{uuid,stats}            the NID's clients and their stats
+//   ost.OSS.{ost,ost_io}.{stats,threads_max}    every OST's service of that name, summed
+//   mds.MDS.mdt.{stats,threads_max}, mgs.MGS.mgs.{stats,threads_max}
+//   osd-txg.<target>.{kbytestotal,kbytesfree,kbytesavail,filestotal,filesfree,blocksize,fstype,
+//                     txg_timeout (rw, seconds), txg_open, txg_last_synced, txg_checkpoint,
+//                     txg_synced, txg_sync_time_total_ms, txg_sync_time_max_ms, txg_dirty_bytes,
+//                     txg_replayed}
+//
+// The OSD's type is "osd-txg" (fstype "txg"): Lustre names an OSD after its backing store
+// (osd-ldiskfs, osd-zfs); ours is the transaction-group log with its LevelDB state, the name
+// mkfs.lustre already prints as the mount type and the device's format magic carries.
+import type { Osd } from '../../osd/index.js';
+import { LprocfsStats, SERVICE_THREADS_MAX, type Service } from '../../ptlrpc/index.js';
+import type { RunningMdt } from '../../services/mdt/index.js';
+import { MGS_TARGET_UUID } from '../../services/mgs/index.js';
+import type { RunningOst } from '../../services/ost/index.js';
+import type { Target } from '../../services/target/index.js';
+import { ParamError } from './errors.js';
+import type { KernelView } from './index.js';
+
+export const OSD_TYPE = 'osd-txg';
+export const OSD_FSTYPE = 'txg';
+/** The block size statfs reports (the OST's obd_statfs uses it too). */
+export const BLOCK_SIZE = 4096;
+/** txg_timeout bounds, in milliseconds: 1 ms to an hour. */
+export const TXG_TIMEOUT_MS_MIN = 1;
+export const TXG_TIMEOUT_MS_MAX = 3_600_000;
+/** threads_max bounds (the ptlrpc Service's). */
+export const THREADS_MAX_MIN = 1;
+
+export interface Param {
+  readonly path: readonly string[];
+  read(): string | Promise<string>;
+  /** Absent: read-only. Throws ParamError EINVAL for a bad value. */
+  write?(value: string): void | Promise<void>;
+}
+
+/** What a target holds, found once per request. */
+export interface TargetParts {
+  target: Target;
+  ost: RunningOst | undefined;
+  mdt: RunningMdt | undefined;
+  mgsServices: Service<any>[];
+}
+
+export function partsOf(target: Target): TargetParts {
+  const ost = target.running.find((r) => r.name === 'ost') as RunningOst | undefined;
+  const mdt = target.running.find((r) => r.name === 'mdt') as RunningMdt | undefined;
+  const mgs = target.running.find((r) => r.name === 'mgs');
+  return { target, ost, mdt, mgsServices: mgs?.services ?? [] };
+}
+
+export function buildParams(view: KernelView): Param[] {
+  const out: Param[] = [
+    { path: ['version'], read: () => view.version },
+    {
+      path: ['debug'], read: () => view.debug.get(),
+      write: (v) => {
+        try {
+          view.debug.set(v);
+        } catch (err) {
+          throw new ParamError('EINVAL', `debug: '${v}' is not a debug level (${(err as Error).message})`);
+        }
+      },
+    },
+    { path: ['health_check'], read: () => 'healthy' },
+  ];
+  const parts = view.targets().map(partsOf);
+  for (const p of parts) {
+    if (p.ost) out.push(...obdParams(['obdfilter', p.target.svname], p.target.mountdata.uuid, p.ost.services), ...ofdParams(p.target, p.ost));
+    if (p.mdt) {
+      out.push(...obdParams(['mdt', p.target.svname], p.target.mountdata.uuid, p.mdt.services));
+      out.push({ path: ['mdt', p.target.svname, 'md_stats'], read: () => trimEnd(p.mdt!.mdStats.format()) });
+    }
+    if (p.mgsServices.length > 0) out.push(...obdParams(['mgs', 'MGS'], MGS_TARGET_UUID, p.mgsServices));
+  }
+  const services = (kind: string) => parts.flatMap((p) => p.target.running.flatMap((r) => r.services)).filter((s) => s.name === kind);
+  out.push(...serviceParams(['ost', 'OSS', 'ost'], services('ost')));
+  out.push(...serviceParams(['ost', 'OSS', 'ost_io'], services('ost_io')));
+  out.push(...serviceParams(['mds', 'MDS', 'mdt'], services('mdt')));
+  out.push(...serviceParams(['mgs', 'MGS', 'mgs'], services('mgs')));
+  for (const p of parts) out.push(...osdParams([OSD_TYPE, p.target.svname], p.target.osd));
+  return out;
+}
+
+/** What every target device (obd) shows: uuid, exports, recovery. */
+function obdParams(dir: string[], uuid: string, services: readonly Service<any>[]): Param[] {
+  const out: Param[] = [
+    { path: [...dir, 'uuid'], read: () => uuid },
+    { path: [...dir, 'num_exports'], read: () => String(clientUuids(services).size) },
+    // No recovery window exists in this build: nothing is recovered at mount, so the status is
+    // Lustre's for a target without recoverable clients.
+    { path: [...dir, 'recovery_status'], read: () => 'status: INACTIVE' },
+  ];
+  for (const [nid, { stats, uuids }] of exportsByNid(services)) {
+    out.push({ path: [...dir, 'exports', nid, 'uuid'], read: () => uuids.join('\n') });
+    out.push({ path: [...dir, 'exports', nid, 'stats'], read: () => trimEnd(LprocfsStats.merge(stats).format()) });
+  }
+  return out;
+}
+
+export function clientUuids(services: readonly Service<any>[]): Set<string> {
+  const uuids = new Set<string>();
+  for (const s of services) for (const e of s.exports.list()) uuids.add(e.clientUuid);
+  return uuids;
+}
+
+/** The NIDs with exports on any of the services, each with its stats (one per service) and clients. */
+export function exportsByNid(services: readonly Service<any>[]): Map<string, { stats: LprocfsStats[]; uuids: string[] }> {
+  const out = new Map<string, { stats: LprocfsStats[]; uuids: string[] }>();
+  for (const s of services) {
+    for (const [nid, e] of s.exports.byNid()) {
+      let entry = out.get(nid);
+      if (!entry) {
+        entry = { stats: [], uuids: [] };
+        out.set(nid, entry);
+      }
+      entry.stats.push(e.stats);
+      for (const u of e.uuids) if (!entry.uuids.includes(u)) entry.uuids.push(u);
+    }
+  }
+  return new Map([...out].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+function ofdParams(target: Target, ost: RunningOst): Param[] {
+  const dir = ['obdfilter', target.svname];
+  const statfs = () => target.osd.statfs();
+  return [
+    { path: [...dir, 'stats'], read: () => trimEnd(ost.ofdStats.format()) },
+    { path: [...dir, 'tot_granted'], read: () => String(ost.grants.total) },
+    { path: [...dir, 'kbytestotal'], read: async () => kb((await statfs()).bytesTotal) },
+    { path: [...dir, 'kbytesfree'], read: async () => kb((await statfs()).bytesFree) },
+    // What clients may still get: free space less the grants given out (ofd's statfs does so).
+    { path: [...dir, 'kbytesavail'], read: async () => kb((await ost.grants.avail()).avail) },
+    { path: [...dir, 'filestotal'], read: async () => String((await statfs()).objectsTotal) },
+    { path: [...dir, 'filesfree'], read: async () => String((await statfs()).objectsFree) },
+  ];
+}
+
+/** A ptlrpc service's files; several services of one name (two OSTs on a node) show as one. */
+function serviceParams(dir: string[], services: Service<any>[]): Param[] {
+  if (services.length === 0) return [];
+  return [
+    { path: [...dir, 'stats'], read: () => trimEnd(LprocfsStats.merge(services.map((s) => s.stats)).format()) },
+    {
+      path: [...dir, 'threads_max'], read: () => String(services[0]!.threadsMax),
+      write: (v) => {
+        const n = parseInteger(v);
+        if (n === undefined) throw new ParamError('EINVAL', `${dir.join('.')}.threads_max: '${v}' is not a whole number`);
+        if (n < THREADS_MAX_MIN || n > SERVICE_THREADS_MAX) {
+          throw new ParamError('EINVAL', `${dir.join('.')}.threads_max: ${n} is outside ${THREADS_MAX_MIN}..${SERVICE_THREADS_MAX}`);
+        }
+        for (const s of services) s.setThreadsMax(n);
+      },
+    },
+  ];
+}
+
+function osdParams(dir: string[], osd: Osd): Param[] {
+  const statfs = () => osd.statfs();
+  const txg = () => osd.stats();
+  return [
+    { path: [...dir, 'blocksize'], read: () => String(BLOCK_SIZE) },
+    { path: [...dir, 'fstype'], read: () => OSD_FSTYPE },
+    { path: [...dir, 'kbytestotal'], read: async () => kb((await statfs()).bytesTotal) },
+    { path: [...dir, 'kbytesfree'], read: async () => kb((await statfs()).bytesFree) },
+    // The OSD reserves nothing for root: what is free is available.
+    { path: [...dir, 'kbytesavail'], read: async () => kb((await statfs()).bytesFree) },
+    { path: [...dir, 'filestotal'], read: async () => String((await statfs()).objectsTotal) },
+    { path: [...dir, 'filesfree'], read: async () => String((await statfs()).objectsFree) },
+    {
+      path: [...dir, 'txg_timeout'], read: () => formatSeconds(osd.tunables().txgTimeoutMs),
+      write: (v) => osd.tune({ txgTimeoutMs: parseTxgTimeout(`${dir.join('.')}.txg_timeout`, v) }),
+    },
+    { path: [...dir, 'txg_open'], read: () => String(txg().openTxg) },
+    { path: [...dir, 'txg_last_synced'], read: () => String(txg().lastSyncedTxg) },
+    { path: [...dir, 'txg_checkpoint'], read: () => String(txg().checkpointTxg) },
+    { path: [...dir, 'txg_synced'], read: () => String(txg().txgsSynced) },
+    { path: [...dir, 'txg_sync_time_total_ms'], read: () => String(Math.round(txg().syncTimeTotalMs)) },
+    { path: [...dir, 'txg_sync_time_max_ms'], read: () => String(Math.round(txg().syncTimeMaxMs)) },
+    { path: [...dir, 'txg_dirty_bytes'], read: () => String(txg().dirtyBytes) },
+    { path: [...dir, 'txg_replayed'], read: () => String(txg().recordsReplayed) },
+  ];
+}
+
+/** Seconds, as ZFS's txg_timeout is given, to the millisecond: "5", "0.25". */
+export function parseTxgTimeout(name: string, v: string): number {
+  const m = /^(\d{1,7})(?:\.(\d{1,3}))?$/.exec(v);
+  if (!m) throw new ParamError('EINVAL', `${name}: '${v}' is not a number of seconds (e.g. 5 or 0.25)`);
+  const ms = Number(m[1]) * 1000 + Number((m[2] ?? '').padEnd(3, '0'));
+  if (ms < TXG_TIMEOUT_MS_MIN || ms > TXG_TIMEOUT_MS_MAX) {
+    throw new ParamError('EINVAL', `${name}: ${v} s is outside 0.001..${TXG_TIMEOUT_MS_MAX / 1000} s`);
+  }
+  return ms;
+}
+
+export function formatSeconds(ms: number): string {
+  const whole = Math.floor(ms / 1000);
+  const rest = ms % 1000;
+  return rest === 0 ? String(whole) : `${whole}.${String(rest).padStart(3, '0').replace(/0+$/, '')}`;
+}
+
+function parseInteger(v: string): number | undefined {
+  return /^\d{1,9}$/.test(v) ? Number(v) : undefined;
+}
+
+const kb = (bytes: number): string => String(Math.floor(bytes / 1024));
+const trimEnd = (s: string): string => s.replace(/\n+$/, '');

@@ -221,3 +221,16 @@ t.test('empty tx file: truncated segment header is refused', async (t) => {
   await truncate(join(dir, segmentName(1)), 10);
   await t.rejects(TxgLog.open({ dir, checkpointTxg: 0 }), { code: 'ECORRUPT', message: /bad magic/ });
 });
+
+t.test('tune: a shorter txg timeout closes the open txg by it; bad values change nothing', async (t) => {
+  const { log } = await freshLog(t, { txgTimeoutMs: 3_600_000 });
+  t.teardown(() => log.close());
+  const committed = new Promise<number>((resolve) => log.hold().release({ x: 1 }, resolve));
+  log.tune({ txgTimeoutMs: 5 });
+  t.equal(log.getTunables().txgTimeoutMs, 5);
+  t.equal(await committed, 1, 'the open txg closed on the new timeout, not the hour it was armed with');
+  t.throws(() => log.tune({ txgTimeoutMs: 0 }), { code: 'EINVAL' });
+  t.throws(() => log.tune({ txgTimeoutMs: 1.5 }), { code: 'EINVAL' });
+  t.throws(() => log.tune({ bogus: 1 } as never), { code: 'EINVAL' });
+  t.equal(log.getTunables().txgTimeoutMs, 5, 'refused values left the tunables alone');
+});

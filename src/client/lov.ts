@@ -10,7 +10,7 @@
 //
 // Size: the file's size is the largest file offset any object's size reaches (Lustre's
 // lov_stripe_size over a glimpse of every stripe); holes and short objects read as zeros.
-import type { ObdAttrs, OstObjectId } from '../services/ost/index.js';
+import type { ObdAttrs, OstObjectId, SettableObdAttrs } from '../services/ost/index.js';
 import type { Osc, WriteExtent } from './osc.js';
 
 /** Lustre's LOV_MIN_STRIPE_SIZE: stripe sizes are multiples of it. */
@@ -106,14 +106,28 @@ export class Lov {
   }
 
   async write(layout: Raid0Layout, offset: number, data: Buffer): Promise<void> {
+    await this.writev(layout, [{ offset, data }]);
+  }
+
+  /** Writes file extents (not overlapping): one vector write per stripe touched, in parallel; resolves with the stripes written. */
+  async writev(layout: Raid0Layout, extents: readonly WriteExtent[]): Promise<number[]> {
     const l = checkLayout(layout);
     const byStripe = new Map<number, WriteExtent[]>();
-    for (const p of mapExtent(l, offset, data.length)) {
-      const list = byStripe.get(p.stripe) ?? [];
-      list.push({ offset: p.objectOffset, data: data.subarray(p.fileOffset - offset, p.fileOffset - offset + p.length) });
-      byStripe.set(p.stripe, list);
+    for (const { offset, data } of extents) {
+      for (const p of mapExtent(l, offset, data.length)) {
+        const list = byStripe.get(p.stripe) ?? [];
+        list.push({ offset: p.objectOffset, data: data.subarray(p.fileOffset - offset, p.fileOffset - offset + p.length) });
+        byStripe.set(p.stripe, list);
+      }
     }
     await this.#perStripe(l, byStripe.keys(), (osc, o, i) => osc.writev(o, byStripe.get(i)!));
+    return [...byStripe.keys()];
+  }
+
+  /** Sets attributes (times) on every object of the layout, or on the stripes given. */
+  async setattr(layout: Raid0Layout, attrs: SettableObdAttrs, stripes?: Iterable<number>): Promise<void> {
+    const l = checkLayout(layout);
+    await this.#perStripe(l, stripes ?? l.objects.keys(), (osc, o) => osc.setattr(o, attrs));
   }
 
   /** Up to `length` bytes at offset, within the file's size; holes read as zeros. */

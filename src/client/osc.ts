@@ -81,9 +81,20 @@ class Slots {
     try {
       return await fn();
     } finally {
-      const next = this.#waiters.shift();
-      if (next) next();
-      else this.#free++;
+      if (this.#free < 0) this.#free++; // shrunk while busy: this slot goes away
+      else {
+        const next = this.#waiters.shift();
+        if (next) next();
+        else this.#free++;
+      }
+    }
+  }
+  /** Changes the number of slots; those in use when it shrinks go away as they are released. */
+  resize(from: number, to: number): void {
+    this.#free += to - from;
+    while (this.#free > 0 && this.#waiters.length > 0) {
+      this.#free--;
+      this.#waiters.shift()!();
     }
   }
 }
@@ -102,6 +113,7 @@ export class Osc {
   readonly #grantTarget: number;
   readonly #resendMax: number;
   readonly #slots: Slots;
+  #maxRpcsInFlight: number;
   #grant = 0;
   #closed = false;
 
@@ -117,6 +129,18 @@ export class Osc {
     this.#grantTarget = o.grantTarget ?? 2 * this.#brwSize * inFlight;
     this.#resendMax = o.resendMax ?? 10;
     this.#slots = new Slots(inFlight);
+    this.#maxRpcsInFlight = inFlight;
+  }
+
+  /** BRW RPCs on the wire at once (Lustre's max_rpcs_in_flight); settable while running. */
+  get maxRpcsInFlight(): number {
+    return this.#maxRpcsInFlight;
+  }
+
+  set maxRpcsInFlight(n: number) {
+    if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`max_rpcs_in_flight must be a positive integer, not ${n}`);
+    this.#slots.resize(this.#maxRpcsInFlight, n);
+    this.#maxRpcsInFlight = n;
   }
 
   /** Connects both imports and asks for an initial grant. */

@@ -1,0 +1,187 @@
+// One open regular file of a mount (shared by every handle of the mount open on its FID, so
+// that what one handle wrote, another reads): its layout, its dirty data and the flusher that
+// sends it to the OSTs through the LOV.
+//
+// Writes are buffered: they go into DirtyExtents and the write returns. A flush sends a batch
+// (every dirty extent at that moment, as one vector write per stripe, the stripes in parallel,
+// each OSC keeping at most max_rpcs_in_flight BRW RPCs on the wire) and then stamps mtime and
+// ctime on the objects written, as a Lustre client's BRW carries them. Batches of one file run
+// one after another, so a later write of a range never reaches an OST before an earlier one.
+// Flushes start when the file holds a batch's worth (stripes x brw_size x RPCs in flight, at
+// most half of max_dirty_mb), and on sync, close, a read, a stat or a truncate of the file.
+//
+// Bounds: a writer waits while its file holds more than max_dirty_mb dirty bytes (counting
+// the batch on the wire), and while the mount's dirty budget is spent (ByteBudget; spending it
+// makes every file flush). An error of a background flush (the data is lost) is reported by
+// the file's next write, sync or close, as Linux reports a failed writeback.
+import type { FileLayout } from '../services/mdt/layout.js';
+import type { ByteBudget } from './budget.js';
+import { DirtyExtents } from './extents.js';
+import type { Lov, Raid0Layout } from './lov.js';
+import type { ClientTunables } from './params.js';
+import type { DataAttrs } from './stats.js';
+
+const MiB = 1024 * 1024;
+
+export interface FileContext {
+  lov: Lov;
+  tunables(): Readonly<ClientTunables>;
+  /** The mount's dirty bytes. */
+  dirty: ByteBudget;
+  /** Bytes of one BRW RPC. */
+  brwBytes: number;
+}
+
+/** The MDT's layout of a file as the LOV takes it. */
+export function raid0Of(l: FileLayout): Raid0Layout | undefined {
+  if (l.objects.length === 0) return undefined;
+  return {
+    pattern: 'raid0', stripeSize: l.stripeSize, stripeCount: l.objects.length, stripeOffset: l.objects[0]!.ostIndex,
+    objects: l.objects.map((o) => ({ ostIndex: o.ostIndex, seq: o.fid.seq, oid: o.fid.oid })),
+  };
+}
+
+const nowSeconds = (): number => Date.now() / 1000;
+
+export class FileObject {
+  /** Handles of the mount open on this file. */
+  opens = 0;
+  /** Bumped by every change of the file's data made here (read-ahead drops what it read before). */
+  generation = 0;
+  readonly #dirty = new DirtyExtents();
+  #inFlightBytes = 0;
+  #running: Promise<void> | undefined;
+  #flushAll = false;
+  #batchWaiters: Array<() => void> = [];
+  #error: unknown;
+
+  constructor(
+    private readonly ctx: FileContext,
+    readonly fid: string,
+    public layout: Raid0Layout | undefined,
+  ) {}
+
+  /** Dirty bytes: held here and on the wire. */
+  get dirtyBytes(): number {
+    return this.#dirty.bytes + this.#inFlightBytes;
+  }
+
+  #perFileBytes(): number {
+    return this.ctx.tunables().maxDirtyMb * MiB;
+  }
+
+  #threshold(): number {
+    const t = this.ctx.tunables();
+    const batch = (this.layout?.stripeCount ?? 1) * this.ctx.brwBytes * t.maxRpcsInFlight;
+    return Math.max(this.ctx.brwBytes, Math.min(batch, this.#perFileBytes() / 2));
+  }
+
+  /** Buffers a write (data is copied); waits while the file's or the mount's dirty bound is reached. */
+  async write(offset: number, data: Uint8Array): Promise<void> {
+    this.#throwError();
+    if (data.length === 0) return;
+    const n = data.length;
+    await this.ctx.dirty.reserve(n);
+    const before = this.#dirty.bytes;
+    this.#dirty.put(offset, data);
+    const added = this.#dirty.bytes - before;
+    if (added < n) this.ctx.dirty.release(n - added);
+    this.generation++;
+    if (this.#dirty.bytes >= this.#threshold()) this.#kick(false);
+    while (this.dirtyBytes > this.#perFileBytes() && this.#running) await this.#nextBatch();
+  }
+
+  /** Starts sending every dirty byte (without waiting): the mount's answer to budget pressure. */
+  kickAll(): void {
+    if (this.#dirty.bytes > 0) this.#kick(true);
+  }
+
+  /** Sends every dirty byte and waits for the OSTs to acknowledge it; throws a failed flush's error. */
+  async flush(): Promise<void> {
+    while (this.#dirty.bytes > 0 || this.#running) {
+      this.#kick(true);
+      await this.#running;
+    }
+    this.#throwError();
+  }
+
+  #throwError(): void {
+    if (this.#error === undefined) return;
+    const err = this.#error;
+    this.#error = undefined;
+    throw err;
+  }
+
+  #nextBatch(): Promise<void> {
+    return new Promise((r) => this.#batchWaiters.push(r));
+  }
+
+  #kick(all: boolean): void {
+    if (all) this.#flushAll = true;
+    if (this.#running || !this.layout) return;
+    this.#running = this.#loop().finally(() => {
+      this.#running = undefined;
+    });
+  }
+
+  async #loop(): Promise<void> {
+    while (this.#dirty.bytes > 0 && (this.#flushAll || this.#dirty.bytes >= this.#threshold())) await this.#batch();
+    this.#flushAll = false;
+  }
+
+  async #batch(): Promise<void> {
+    const layout = this.layout!;
+    const extents = this.#dirty.take();
+    const bytes = extents.reduce((s, e) => s + e.data.length, 0);
+    this.#inFlightBytes += bytes;
+    try {
+      const stripes = await this.ctx.lov.writev(layout, extents);
+      const now = nowSeconds();
+      await this.ctx.lov.setattr(layout, { mtime: now, ctime: now }, stripes);
+    } catch (err) {
+      this.#error ??= err;
+    } finally {
+      this.#inFlightBytes -= bytes;
+      this.ctx.dirty.release(bytes);
+      const waiters = this.#batchWaiters;
+      this.#batchWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Reads up to length bytes at offset from the OSTs, after sending what is dirty. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    if (this.dirtyBytes > 0) await this.flush();
+    if (!this.layout || length === 0) return Buffer.alloc(0);
+    return this.ctx.lov.read(this.layout, offset, length);
+  }
+
+  /** Size, blocks and times from the OST objects (after sending what is dirty). */
+  async dataAttrs(): Promise<DataAttrs | undefined> {
+    if (this.dirtyBytes > 0) await this.flush();
+    return this.layout && this.ctx.lov.getattr(this.layout);
+  }
+
+  async size(): Promise<number> {
+    return (await this.dataAttrs())?.size ?? 0;
+  }
+
+  /** truncate(2): dirty bytes past size are dropped, the rest sent, then every object cut to its share. */
+  async truncate(size: number): Promise<void> {
+    const before = this.#dirty.bytes;
+    this.#dirty.truncate(size);
+    if (before > this.#dirty.bytes) this.ctx.dirty.release(before - this.#dirty.bytes);
+    await this.flush();
+    this.generation++;
+    if (!this.layout) return;
+    await this.ctx.lov.truncate(this.layout, size);
+    const now = nowSeconds();
+    await this.ctx.lov.setattr(this.layout, { mtime: now, ctime: now });
+  }
+
+  /** fsync(2): dirty data sent, then every object made durable by its OST. */
+  async sync(): Promise<void> {
+    await this.flush();
+    if (this.layout) await this.ctx.lov.sync(this.layout);
+  }
+}

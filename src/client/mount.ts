@@ -1,0 +1,257 @@
+// A client mount of one file system: the connections behind the file system object.
+//
+//   mount('127.0.0.2@tcp:/testfs', { nid: '127.0.0.5@tcp', port })
+//
+// reads the file system's configuration from the MGS (the MGC), connects to its MDT (the MDC)
+// and to each of its OSTs (one OSC each; OSTs added later are connected as the MGC sees them,
+// and an OST that cannot be reached is retried in the background), and stripes file data over
+// them (the LOV). The device is Lustre's: MGSNID[,NID...][:FAILOVER_MGSNID...]:/fsname.
+//
+// Every request has a deadline (requestDeadlineMs): a mount that loses its servers answers
+// with errors (ETIMEDOUT, EIO), it never waits forever. Tunables live in `params` (params.ts),
+// readable and settable while mounted; parameters set with `lctl set_param -P` on the MGS for
+// these names are applied as the config log brings them.
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Subscription } from 'rxjs';
+import { LNetNI } from '../lnet/index.js';
+import type { Network } from '../ptlrpc/index.js';
+import type { Cred } from '../services/mdt/protocol.js';
+import type { FsConfig } from '../services/mgs/index.js';
+import { ByteBudget } from './budget.js';
+import { FsError } from './errors.js';
+import { FileObject, raid0Of, type FileContext } from './file.js';
+import { Lov } from './lov.js';
+import { Mdc } from './mdc.js';
+import { Mgc } from './mgc.js';
+import { Osc } from './osc.js';
+import { ClientParams, ParamError, type ClientTunables } from './params.js';
+import { devOf } from './stats.js';
+
+const MiB = 1024 * 1024;
+/** BRW RPC size of the mount's OSCs (Lustre's default brw_size, 1 MiB). */
+const BRW_BYTES = MiB;
+/** The OSC imports' own bound; the OSC's settable max_rpcs_in_flight is the one that limits. */
+const IMPORT_RPCS_MAX = 256;
+const OSC_RETRY_MS = 1000;
+
+export interface MountOptions extends Partial<ClientTunables> {
+  /** The network interface to use (shared with others); otherwise the mount starts its own on `nid`. */
+  ni?: Network;
+  /** This client's NID when the mount starts its own interface (default 127.0.0.1@tcp). */
+  nid?: string;
+  /** LNet's TCP port (default 988). */
+  port?: number;
+  /** The user the mount acts for (default root); fs.as(cred) gives a view for another. */
+  cred?: Cred;
+  /** Each request's deadline: past it, the call fails (ETIMEDOUT). Default 30 s. */
+  requestDeadlineMs?: number;
+  /** How long connecting to a target may take. Default 10 s. */
+  connectDeadlineMs?: number;
+  clientUuid?: string;
+  /** Bits cleared from the mode of files and directories created (default 0o022). */
+  umask?: number;
+  /** Where the mount reports what it does not fail a call for (an OST unreachable, ...). */
+  log?: (level: 'info' | 'warn', message: string) => void;
+}
+
+export interface DeviceSpec {
+  mgsNids: string[];
+  fsname: string;
+}
+
+/** 'NID[,NID][:NID]:/fsname' as mount.lustre takes it. */
+export function parseDevice(device: string): DeviceSpec {
+  const m = /^([^/]+):\/([A-Za-z0-9_-]{1,8})\/?$/.exec(device);
+  if (!m) throw new FsError('EINVAL', 'mount', device, undefined, 'the device is MGSNID:/fsname, as 127.0.0.2@tcp:/testfs');
+  const mgsNids = m[1]!.split(/[:,]/).filter(Boolean);
+  if (mgsNids.length === 0) throw new FsError('EINVAL', 'mount', device, undefined, 'no MGS NID');
+  return { mgsNids, fsname: m[2]! };
+}
+
+export class MountCore {
+  readonly fsname: string;
+  readonly dev: number;
+  readonly params: ClientParams;
+  readonly lov: Lov;
+  readonly oscs = new Map<number, Osc>();
+  readonly dirty: ByteBudget;
+  readonly readAhead: ByteBudget;
+  readonly files = new Map<string, FileObject>();
+  readonly fileContext: FileContext;
+  /** 'ffff' and 12 hex digits: the instance in the names of this mount's devices. */
+  readonly instance: string;
+  rootFid = '';
+  #ni: Network | undefined;
+  #ownNi: LNetNI | undefined;
+  #mgc: Mgc | undefined;
+  #mdc: Mdc | undefined;
+  #config: FsConfig | undefined;
+  #watch: Subscription | undefined;
+  readonly #connecting = new Map<number, Promise<void>>();
+  readonly #retryTimers = new Set<NodeJS.Timeout>();
+  #closed = false;
+  #nextFd = 3;
+
+  constructor(
+    readonly device: DeviceSpec,
+    readonly options: MountOptions,
+  ) {
+    this.fsname = device.fsname;
+    this.dev = devOf(device.fsname);
+    this.instance = `ffff${randomBytes(6).toString('hex')}`;
+    const { ni: _ni, nid: _nid, port: _port, cred: _cred, requestDeadlineMs: _r, connectDeadlineMs: _c, clientUuid: _u, log: _l, umask: _m, ...tunables } = options;
+    this.params = new ClientParams(tunables, () => ({
+      llite: `${this.fsname}-${this.instance}`,
+      oscs: [...(this.#config?.osts.values() ?? [])].map((t) => `${t.svname}-osc-${this.instance}`),
+    }));
+    this.params.onChange((key, value) => {
+      if (key === 'maxRpcsInFlight') for (const osc of this.oscs.values()) osc.maxRpcsInFlight = value;
+    });
+    this.lov = new Lov((i) => this.oscs.get(i));
+    this.dirty = new ByteBudget(() => this.params.values.maxDirtyMb * MiB * Math.max(1, this.oscs.size), () => {
+      for (const f of this.files.values()) f.kickAll();
+    });
+    this.readAhead = new ByteBudget(() => this.params.values.maxReadAheadMb * MiB);
+    this.fileContext = { lov: this.lov, tunables: () => this.params.values, dirty: this.dirty, brwBytes: BRW_BYTES };
+  }
+
+  get clientUuid(): string {
+    return this.options.clientUuid!;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get mdc(): Mdc {
+    if (!this.#mdc || this.#closed) throw new FsError('ENOTCONN', 'mount', undefined, undefined, `${this.fsname} is not mounted`);
+    return this.#mdc;
+  }
+
+  get mgc(): Mgc {
+    return this.#mgc!;
+  }
+
+  get config(): FsConfig | undefined {
+    return this.#config;
+  }
+
+  nextFd(): number {
+    return this.#nextFd++;
+  }
+
+  #log(level: 'info' | 'warn', message: string): void {
+    this.options.log?.(level, message);
+  }
+
+  #deadlines() {
+    return { requestDeadlineMs: this.options.requestDeadlineMs ?? 30_000, connectDeadlineMs: this.options.connectDeadlineMs ?? 10_000 };
+  }
+
+  async start(): Promise<void> {
+    const o = this.options;
+    o.clientUuid ??= randomUUID();
+    try {
+      if (o.ni) this.#ni = o.ni;
+      else {
+        this.#ownNi = await LNetNI.start({ nid: o.nid ?? '127.0.0.1@tcp', ...(o.port !== undefined && { port: o.port }), warn: (m) => this.#log('warn', m) });
+        this.#ni = this.#ownNi;
+      }
+      const d = this.#deadlines();
+      this.#mgc = await Mgc.connect(this.#ni, { mgsNids: this.device.mgsNids, clientUuid: o.clientUuid, ...d });
+      const config = await this.#mgc.readConfig(this.fsname);
+      const mdt = config.mdts.get(0);
+      if (!mdt) throw new FsError('ENODEV', 'mount', `${this.device.mgsNids[0]}:/${this.fsname}`, undefined, `the MGS knows no MDT of ${this.fsname}`);
+      this.#config = config;
+      this.#mdc = await Mdc.connect(this.#ni, { nid: mdt.nids[0]!, targetUuid: mdt.uuid, clientUuid: o.clientUuid, ...d, ...(o.cred && { cred: o.cred }) });
+      this.rootFid = await this.#mdc.root();
+      this.#applyParams(config);
+      await Promise.allSettled([...config.osts.keys()].map((i) => this.#connectOst(config, i)));
+      this.#watch = this.#mgc.watch(this.fsname).subscribe({
+        next: (c) => {
+          this.#config = c.config;
+          for (const i of c.config.osts.keys()) void this.#connectOst(c.config, i);
+          this.#applyParams(c.config);
+        },
+        error: (err: unknown) => this.#log('warn', `config log watch of ${this.fsname} ended: ${String(err)}`),
+      });
+    } catch (err) {
+      await this.close(true);
+      throw err;
+    }
+  }
+
+  /** Parameters of the config log (set_param -P) that name this client's tunables. */
+  #applyParams(config: FsConfig): void {
+    for (const [name, value] of config.params) {
+      if (!/^(osc|llite)\./.test(name)) continue;
+      try {
+        this.params.set(name, value);
+      } catch (err) {
+        if (!(err instanceof ParamError && err.code === 'ENOENT')) this.#log('warn', `parameter ${name}=${value}: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** Connects the OSC of OST index i once; a failure is retried later, until umount. */
+  #connectOst(config: FsConfig, index: number): Promise<void> {
+    const existing = this.#connecting.get(index);
+    if (existing) return existing;
+    const ost = config.osts.get(index)!;
+    const p = Osc.connect(this.#ni!, {
+      nid: ost.nids[0]!, targetUuid: ost.uuid, clientUuid: this.clientUuid, brwSize: BRW_BYTES,
+      maxRpcsInFlight: this.params.values.maxRpcsInFlight,
+      importOptions: { maxRpcsInFlight: IMPORT_RPCS_MAX, ...this.#deadlines() },
+    }).then(async (osc) => {
+      if (this.#closed) {
+        await osc.disconnect();
+        return;
+      }
+      this.oscs.set(index, osc);
+    }, (err: unknown) => {
+      this.#log('warn', `${ost.svname} unreachable (${(err as Error).message}); retrying`);
+      this.#connecting.delete(index);
+      if (this.#closed) return;
+      const timer = setTimeout(() => {
+        this.#retryTimers.delete(timer);
+        if (!this.#closed && this.#config) void this.#connectOst(this.#config, index);
+      }, OSC_RETRY_MS);
+      this.#retryTimers.add(timer);
+    });
+    this.#connecting.set(index, p);
+    return p;
+  }
+
+  /** The mount's FileObject of an open regular file (made at its first open here). */
+  fileOf(fid: string, layout: ReturnType<typeof raid0Of>): FileObject {
+    let f = this.files.get(fid);
+    if (!f) {
+      f = new FileObject(this.fileContext, fid, layout);
+      this.files.set(fid, f);
+    } else if (!f.layout && layout) f.layout = layout;
+    return f;
+  }
+
+  /** Sends the dirty data of every open file. */
+  async flushAll(): Promise<void> {
+    const results = await Promise.allSettled([...this.files.values()].map((f) => f.flush()));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /** Disconnects everything (dirty data is the caller's to flush first). */
+  async close(force = false): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#watch?.unsubscribe();
+    for (const t of this.#retryTimers) clearTimeout(t);
+    await Promise.allSettled(this.#connecting.values());
+    const quick = <T>(p: Promise<T> | undefined): Promise<unknown> => (p ?? Promise.resolve()).catch(() => undefined);
+    if (!force) await quick(this.flushAll());
+    await Promise.all([...this.oscs.values()].map((o) => quick(o.disconnect())));
+    this.oscs.clear();
+    await quick(this.#mdc?.disconnect());
+    await quick(this.#mgc?.close());
+    await quick(this.#ownNi?.stop());
+  }
+}

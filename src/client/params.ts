@@ -1,0 +1,135 @@
+// The client's tunables, in one object that a mount reads at every use and the kernel's
+// parameter tree can read and set while the mount runs (lctl get_param / set_param). Names are
+// Lustre's: osc.<fsname>-OSTxxxx-osc-<instance>.max_dirty_mb and .max_rpcs_in_flight, and
+// llite.<fsname>-<instance>.max_read_ahead_mb (and .max_read_ahead_per_file_mb). Here one value
+// holds for every OSC of a mount (what `osc.*.max_dirty_mb=N` sets); a name matching the
+// pattern of one OSC sets it for all of them.
+//
+// What each bounds (see file.ts):
+//   max_dirty_mb               dirty (written, not yet acknowledged by an OST) bytes of one open
+//                              file; the mount as a whole holds at most this times its OSC count
+//   max_rpcs_in_flight         BRW RPCs on the wire at once to one OST
+//   max_read_ahead_mb          bytes read ahead in all the mount's open files together
+//   max_read_ahead_per_file_mb the largest read-ahead window of one open file
+
+export interface ClientTunables {
+  maxDirtyMb: number;
+  maxRpcsInFlight: number;
+  maxReadAheadMb: number;
+  maxReadAheadPerFileMb: number;
+}
+
+/** Lustre's defaults (max_dirty_mb 32 on small machines; RPCs in flight 8; read-ahead 64/64 MiB). */
+export const DEFAULT_TUNABLES: ClientTunables = { maxDirtyMb: 32, maxRpcsInFlight: 8, maxReadAheadMb: 64, maxReadAheadPerFileMb: 64 };
+
+/** Each tunable's range (Lustre's: OSC_MAX_RIF_MAX 256; max_dirty_mb below 2 GiB). */
+const RANGES: Record<keyof ClientTunables, [number, number]> = {
+  maxDirtyMb: [1, 2047],
+  maxRpcsInFlight: [1, 256],
+  maxReadAheadMb: [0, 65536],
+  maxReadAheadPerFileMb: [0, 65536],
+};
+
+interface ParamDef {
+  device: 'osc' | 'llite';
+  name: string;
+  key: keyof ClientTunables;
+}
+
+const PARAMS: ParamDef[] = [
+  { device: 'osc', name: 'max_dirty_mb', key: 'maxDirtyMb' },
+  { device: 'osc', name: 'max_rpcs_in_flight', key: 'maxRpcsInFlight' },
+  { device: 'llite', name: 'max_read_ahead_mb', key: 'maxReadAheadMb' },
+  { device: 'llite', name: 'max_read_ahead_per_file_mb', key: 'maxReadAheadPerFileMb' },
+];
+
+export class ParamError extends Error {
+  readonly code: 'EINVAL' | 'ENOENT';
+  constructor(code: 'EINVAL' | 'ENOENT', message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export function checkTunable(key: keyof ClientTunables, value: number): number {
+  const [lo, hi] = RANGES[key];
+  if (!Number.isSafeInteger(value) || value < lo || value > hi) {
+    throw new ParamError('EINVAL', `${key} must be an integer from ${lo} to ${hi}, not ${value}`);
+  }
+  return value;
+}
+
+/** lctl's glob: '*' for any run of characters, '?' for one. */
+function globToRegExp(pattern: string): RegExp {
+  const body = pattern.split('').map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&'))).join('');
+  return new RegExp(`^${body}$`);
+}
+
+export class ClientParams {
+  readonly #values: ClientTunables;
+  readonly #onChange: Array<(key: keyof ClientTunables, value: number) => void> = [];
+
+  constructor(
+    initial: Partial<ClientTunables>,
+    /** The devices' names now: the llite instance and one name per OSC (they follow the config). */
+    private readonly devices: () => { llite: string; oscs: string[] },
+  ) {
+    this.#values = { ...DEFAULT_TUNABLES };
+    for (const [k, v] of Object.entries(initial) as Array<[keyof ClientTunables, number | undefined]>) {
+      if (v !== undefined) this.#values[k] = checkTunable(k, v);
+    }
+  }
+
+  get values(): Readonly<ClientTunables> {
+    return this.#values;
+  }
+
+  /** Calls fn after each change (the mount resizes its OSCs' RPC slots). */
+  onChange(fn: (key: keyof ClientTunables, value: number) => void): void {
+    this.#onChange.push(fn);
+  }
+
+  setTunable(key: keyof ClientTunables, value: number): void {
+    this.#values[key] = checkTunable(key, value);
+    for (const fn of this.#onChange) fn(key, value);
+  }
+
+  /** Every parameter as lctl lists it: 'osc.testfs-OST0000-osc-ab12cd34.max_dirty_mb' -> '32'. */
+  list(): Array<{ name: string; value: string }> {
+    const { llite, oscs } = this.devices();
+    const out: Array<{ name: string; value: string }> = [];
+    for (const p of PARAMS) {
+      for (const dev of p.device === 'osc' ? oscs : [llite]) out.push({ name: `${p.device}.${dev}.${p.name}`, value: String(this.#values[p.key]) });
+    }
+    return out;
+  }
+
+  /** lctl get_param PATTERN: the matching parameters (ENOENT when none matches). */
+  get(pattern: string): Array<{ name: string; value: string }> {
+    const re = globToRegExp(pattern);
+    const hits = this.list().filter((p) => re.test(p.name));
+    if (hits.length === 0) throw new ParamError('ENOENT', `no parameter matches ${pattern}`);
+    return hits;
+  }
+
+  /** lctl set_param PATTERN=VALUE: sets the tunable behind every matching name; returns their count. */
+  set(pattern: string, value: string | number): number {
+    const re = globToRegExp(pattern);
+    const { llite, oscs } = this.devices();
+    const keys = new Set<keyof ClientTunables>();
+    let n = 0;
+    for (const p of PARAMS) {
+      for (const dev of p.device === 'osc' ? oscs : [llite]) {
+        if (re.test(`${p.device}.${dev}.${p.name}`)) {
+          keys.add(p.key);
+          n++;
+        }
+      }
+    }
+    if (n === 0) throw new ParamError('ENOENT', `no parameter matches ${pattern}`);
+    const v = typeof value === 'number' ? value : Number(value.trim());
+    for (const k of keys) checkTunable(k, v);
+    for (const k of keys) this.setTunable(k, v);
+    return n;
+  }
+}

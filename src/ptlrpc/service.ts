@@ -519,7 +519,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     for (const exp of all) {
       this.counters.evicted++;
       this.exports.remove(exp);
-      forgotten.push(this.#store.forget(exp.clientUuid));
+      forgotten.push(Promise.resolve(this.#store.forget(exp.clientUuid)));
       this.evictions$.next(exp);
     }
     await Promise.all(forgotten);

@@ -17,6 +17,11 @@ import { ParamError } from './errors.js';
 import { clientUuids, partsOf, type TargetParts } from './nodes.js';
 import type { KernelView } from './index.js';
 
+/** Scrapes waiting behind the running one; more are answered 503 at once. */
+export const SCRAPES_WAITING_MAX = 8;
+/** HTTP connections the endpoint holds open at once. */
+export const METRICS_CONNECTIONS_MAX = 16;
+
 type Labels = { component: string; target: string };
 type OpLabels = Labels & { operation: string };
 
@@ -46,6 +51,11 @@ class Metrics {
     txgTimeout: this.#gauge('lustre_txg_timeout_seconds', 'The txg timeout of the target\'s OSD'),
   };
   #queue: Promise<unknown> = Promise.resolve();
+  #waiting = 0;
+
+  get busy(): boolean {
+    return this.#waiting > SCRAPES_WAITING_MAX;
+  }
 
   #counter(name: string, help: string): Counter<keyof Labels> {
     return new Counter({ name, help, labelNames: ['component', 'target'], registers: [this.registry] });
@@ -57,7 +67,9 @@ class Metrics {
 
   /** The exposition text, figures read now; scrapes run one at a time. */
   scrape(view: KernelView): Promise<string> {
+    this.#waiting++;
     const run = this.#queue.then(async () => {
+      this.#waiting--;
       this.registry.resetMetrics();
       for (const p of view.targets().map(partsOf)) await this.#collect(p);
       return this.registry.metrics();
@@ -123,11 +135,16 @@ export async function startMetrics(view: KernelView, opts: { host: string; port:
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics is served here\n');
       return;
     }
+    if (metrics.busy) {
+      res.writeHead(503, { 'content-type': 'text/plain', 'retry-after': '1' }).end('too many scrapes waiting\n');
+      return;
+    }
     metrics.scrape(view).then(
       (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
       (err: unknown) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`scrape failed: ${(err as Error).message}\n`),
     );
   });
+  server.maxConnections = METRICS_CONNECTIONS_MAX;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => {

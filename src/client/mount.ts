@@ -11,7 +11,7 @@
 // with errors (ETIMEDOUT, EIO), it never waits forever. Tunables live in `params` (params.ts),
 // readable and settable while mounted; parameters set with `lctl set_param -P` on the MGS for
 // these names are applied as the config log brings them.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Subscription } from 'rxjs';
 import { LNetNI } from '../lnet/index.js';
 import type { Network } from '../ptlrpc/index.js';
@@ -150,7 +150,7 @@ export class MountCore {
 
   async start(): Promise<void> {
     const o = this.options;
-    o.clientUuid ??= randomUUID();
+    o.clientUuid ??= randomBytes(8).toString('hex');
     try {
       if (o.ni) this.#ni = o.ni;
       else {
@@ -245,7 +245,7 @@ export class MountCore {
     this.#closed = true;
     this.#watch?.unsubscribe();
     for (const t of this.#retryTimers) clearTimeout(t);
-    await Promise.allSettled(this.#connecting.values());
+    // OSCs still connecting are disconnected by their own completion (it sees #closed).
     const quick = <T>(p: Promise<T> | undefined): Promise<unknown> => (p ?? Promise.resolve()).catch(() => undefined);
     if (!force) await quick(this.flushAll());
     await Promise.all([...this.oscs.values()].map((o) => quick(o.disconnect())));

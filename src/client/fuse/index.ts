@@ -1,0 +1,12 @@
+// FUSE in user space: the kernel protocol spoken over /dev/fuse with no libfuse and no native
+// addon. FuseSession.mount(mountpoint, ops, options) mounts any FuseOps (the inode-based
+// low-level operations); Passthrough is such ops over a local directory.
+export { FuseSession, type SessionOptions, type SessionStats, type DebugEvent } from './session.js';
+export {
+  fuseError, RENAME_EXCHANGE, RENAME_NOREPLACE,
+  type FuseOps, type RequestContext, type Entry, type AttrReply, type OpenReply, type SetattrChanges,
+  type ConnectionInfo, type Attr, type Dirent, type Statfs,
+} from './ops.js';
+export { Passthrough, attrOf } from './passthrough.js';
+export { fuseMountAt, abortConnection } from './mount.js';
+export { FUSE_ROOT_ID, Opcode, InitFlag, WireError } from './wire.js';

@@ -1,0 +1,106 @@
+// Reading /dev/fuse without a native addon and without starving anyone.
+//
+// A read() of /dev/fuse blocks until the kernel has a request. Done through fs.read, each such
+// read would hold one thread of libuv's pool (4 threads unless UV_THREADPOOL_SIZE says more) for
+// as long as the mount is idle, and the pool is also what the ops' own file IO runs on (the
+// passthrough's fs/promises calls): two outstanding reads would leave two threads for all file
+// IO, four would deadlock the mount. So the reads run in worker threads of their own, each
+// looping on a blocking readSync into a buffer of its own, and post each request (copied to
+// its exact length, the copy transferred, not cloned) to the session's thread. The pool stays
+// whole for the ops; UV_THREADPOOL_SIZE still bounds how many of their file calls run at once.
+//
+// How many readers: READERS_DEFAULT = 2. One reader already takes requests as fast as the kernel
+// queues them (it never waits for an op to finish); a second one reads the next request while
+// the first copies and posts, which matters for 1 MiB writes. More only add threads.
+//
+// Back-pressure: readers take a credit (a shared counter, Atomics) before each read; the session
+// gives the credit back when the request is answered (or abandoned at its timeout). So at most
+// maxInFlight requests are ever inside the session, and the rest wait in the kernel's queue.
+//
+// The end: a read fails ENODEV once the connection is gone (unmounted or aborted); each reader
+// then reports and exits. EINTR, EAGAIN and ENOENT (the request was interrupted before we read
+// it) are retried. EPERM means the fd is not mounted yet: retried until the session says stop.
+import { Worker } from 'node:worker_threads';
+
+export const READERS_DEFAULT = 2;
+
+/** Index of the credit counter and of the stop flag in the shared Int32Array. */
+const CREDITS = 0;
+const STOP = 1;
+
+const WORKER_SOURCE = `
+'use strict';
+const { workerData, parentPort } = require('node:worker_threads');
+const { readSync } = require('node:fs');
+const { fd, bufferBytes, shared } = workerData;
+const state = new Int32Array(shared);
+const buf = Buffer.allocUnsafe(bufferBytes);
+function takeCredit() {
+  for (;;) {
+    if (Atomics.load(state, ${STOP}) !== 0) return false;
+    const c = Atomics.load(state, ${CREDITS});
+    if (c <= 0) { Atomics.wait(state, ${CREDITS}, c, 1000); continue; }
+    if (Atomics.compareExchange(state, ${CREDITS}, c, c - 1) === c) return true;
+  }
+}
+function main() {
+  for (;;) {
+    if (!takeCredit()) return 'stopped';
+    let n;
+    try {
+      n = readSync(fd, buf, 0, bufferBytes, null);
+    } catch (e) {
+      Atomics.add(state, ${CREDITS}, 1);
+      const code = e && e.code;
+      if (code === 'EINTR' || code === 'EAGAIN' || code === 'ENOENT') continue;
+      if (code === 'EPERM') { Atomics.wait(state, ${STOP}, 0, 5); continue; }
+      return code || String(e);
+    }
+    if (n === 0) { Atomics.add(state, ${CREDITS}, 1); return 'EOF'; }
+    const out = new Uint8Array(n);
+    out.set(buf.subarray(0, n));
+    parentPort.postMessage(out, [out.buffer]);
+  }
+}
+parentPort.postMessage({ end: main() });
+`;
+
+export interface Readers {
+  /** Gives back one credit: a request was answered or abandoned. */
+  credit(): void;
+  /** Asks the readers to stop at their next credit (a reader blocked in read stays until the kernel answers). */
+  stop(): void;
+  /** Resolves when every reader has ended, with the reason of the first. */
+  ended: Promise<string>;
+}
+
+export function startReaders(fd: number, opts: { count: number; bufferBytes: number; maxInFlight: number; onRequest: (b: Buffer) => void }): Readers {
+  const shared = new SharedArrayBuffer(8);
+  const state = new Int32Array(shared);
+  state[CREDITS] = opts.maxInFlight;
+  let firstReason: string | undefined;
+  let live = opts.count;
+  let resolveEnded!: (r: string) => void;
+  const ended = new Promise<string>((r) => { resolveEnded = r; });
+  for (let i = 0; i < opts.count; i++) {
+    const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { fd, bufferBytes: opts.bufferBytes, shared } });
+    // Left referenced on purpose: a mounted session keeps its process alive, as a FUSE daemon
+    // must (the mount point would fail ENOTCONN without it), until the connection ends.
+    const done = (reason: string): void => {
+      firstReason ??= reason;
+      if (--live === 0) resolveEnded(firstReason);
+    };
+    let finished = false;
+    w.on('message', (m: unknown) => {
+      if (m instanceof Uint8Array) opts.onRequest(Buffer.from(m.buffer, m.byteOffset, m.byteLength));
+      else if (!finished) { finished = true; done(String((m as { end?: unknown }).end)); }
+    });
+    w.on('error', (e) => { if (!finished) { finished = true; done(`reader failed: ${e.message}`); } });
+    w.on('exit', () => { if (!finished) { finished = true; done('reader exited'); } });
+  }
+  return {
+    credit: () => { Atomics.add(state, CREDITS, 1); Atomics.notify(state, CREDITS, 1); },
+    stop: () => { Atomics.store(state, STOP, 1); Atomics.notify(state, CREDITS); Atomics.notify(state, STOP); },
+    ended,
+  };
+}

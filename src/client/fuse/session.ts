@@ -1,0 +1,383 @@
+// A FUSE session: a mount point whose requests this process answers with a FuseOps, speaking
+// the kernel protocol over /dev/fuse directly (no libfuse, no native addon).
+//
+// Life: open /dev/fuse -> mount(8) with it as fd 3 -> readers (reader.ts) post requests here ->
+// INIT negotiated -> requests dispatched to the ops, at most maxInFlight at once -> a reply
+// written for each (writev of header and body, synchronously: a reply write never blocks) ->
+// unmount() runs umount(8) in a child -> the readers see ENODEV -> the fd is closed, `closed`
+// resolves.
+//
+// Every request gets an answer: the op's, its errno when it throws an Error with a Node errno
+// `code`, EIO for anything else (logged), and EIO when it has not answered after opTimeoutMs,
+// so a caller on the mount point never waits forever on an op that hangs.
+import { spawnSync } from 'node:child_process';
+import { closeSync, openSync, writeFileSync, writevSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { errnoOf, serve, type ReplyBody } from './dispatch.js';
+import { abortConnection, fuseMountAt, mountFuse, umountFuse } from './mount.js';
+import type { ConnectionInfo, FuseOps, RequestContext } from './ops.js';
+import { READERS_DEFAULT, startReaders, type Readers } from './reader.js';
+import {
+  BodyReader, FUSE_KERNEL_VERSION, FUSE_MINOR, IN_HEADER_BYTES, InitFlag, OUT_HEADER_BYTES, Opcode,
+  decodeInHeader, decodeInitIn, encodeError, encodeInitOut, outHeader, type InHeader,
+} from './wire.js';
+
+const MiB = 1024 * 1024;
+const PAGE_BYTES = 4096;
+/** The kernel's own cap on max_pages (fs.fuse.max_pages_limit defaults to 256): 1 MiB requests. */
+const MAX_PAGES_LIMIT = 256;
+
+/**
+ * INIT can only lower the readahead below the kernel's default (128 KiB); the mount's
+ * backing-device setting raises it, so that sequential reads reach the ops in large requests.
+ */
+function setReadahead(major: number, minor: number, bytes: number, log: Logger): void {
+  try {
+    writeFileSync(`/sys/class/bdi/${major}:${minor}/read_ahead_kb`, String(Math.floor(bytes / 1024)));
+  } catch (err) {
+    log.debug({ err }, 'fuse: read_ahead_kb not set');
+  }
+}
+
+export interface DebugEvent {
+  dir: 'request' | 'reply';
+  unique: bigint;
+  opcode: number;
+  nodeid?: number;
+  /** Reply: 0 or the errno answered. */
+  errno?: number;
+  bytes: number;
+}
+
+export interface SessionOptions {
+  /** The source shown by mount and df (default 'fusets'). */
+  fsName?: string;
+  /** The type shown as fuse.SUBTYPE (default 'fusets'). */
+  subtype?: string;
+  /** Largest WRITE the kernel sends (default and maximum 1 MiB). */
+  maxWriteBytes?: number;
+  /** Readahead the kernel may do (default 1 MiB). */
+  maxReadaheadBytes?: number;
+  /** Default validity of attributes and of names, when the ops do not choose (default 1000 ms). */
+  attrTimeoutMs?: number;
+  entryTimeoutMs?: number;
+  /** Let other users than the mounting one in (mount -o allow_other; default false). */
+  allowOther?: boolean;
+  /** Let the kernel check permissions from the mode bits (default true). */
+  defaultPermissions?: boolean;
+  /** An op not answered after this long answers EIO (default 60 s). */
+  opTimeoutMs?: number;
+  /** Requests inside the session at once (default 64); the rest wait in the kernel. */
+  maxInFlight?: number;
+  /** Reader threads (default 2, see reader.ts). */
+  readers?: number;
+  /** Limit on waiting for INIT after mount(8) succeeded (default 10 s). */
+  initTimeoutMs?: number;
+  logger?: Logger;
+  /** Called for every request and reply (tests, tracing). */
+  debug?: (e: DebugEvent) => void;
+}
+
+export interface SessionStats {
+  requests: number;
+  errors: number;
+  timeouts: number;
+  malformed: number;
+  /** Ops abandoned at their timeout and not finished since. */
+  abandoned: number;
+  largestWriteBytes: number;
+}
+
+interface InFlight { abort: AbortController; timer: NodeJS.Timeout }
+
+export class FuseSession {
+  readonly mountpoint: string;
+  readonly stats: SessionStats = { requests: 0, errors: 0, timeouts: 0, malformed: 0, abandoned: 0, largestWriteBytes: 0 };
+  /** Resolves when the kernel connection has ended and the fd is closed. */
+  readonly closed: Promise<void>;
+  conn: ConnectionInfo | undefined;
+  connectionId: number | undefined;
+
+  private fd: number;
+  private fdOpen = true;
+  private readers!: Readers;
+  private readonly inFlight = new Map<bigint, InFlight>();
+  private readonly log: Logger;
+  private readonly o: Required<Omit<SessionOptions, 'logger' | 'debug'>> & Pick<SessionOptions, 'debug'>;
+  private initDone!: (err?: Error) => void;
+  private readonly initialized: Promise<void>;
+  private resolveClosed!: () => void;
+  private destroyed = false;
+  private readonly exitHandler = (): void => this.emergencyUnmount();
+
+  private constructor(mountpoint: string, private readonly ops: FuseOps, opts: SessionOptions) {
+    this.mountpoint = mountpoint;
+    this.log = opts.logger ?? pino({ name: 'fuse', level: 'warn' });
+    this.o = {
+      fsName: opts.fsName ?? 'fusets', subtype: opts.subtype ?? 'fusets',
+      maxWriteBytes: Math.min(opts.maxWriteBytes ?? MiB, MAX_PAGES_LIMIT * PAGE_BYTES),
+      maxReadaheadBytes: opts.maxReadaheadBytes ?? MiB,
+      attrTimeoutMs: opts.attrTimeoutMs ?? 1000, entryTimeoutMs: opts.entryTimeoutMs ?? 1000,
+      allowOther: opts.allowOther ?? false, defaultPermissions: opts.defaultPermissions ?? true,
+      opTimeoutMs: opts.opTimeoutMs ?? 60_000, maxInFlight: opts.maxInFlight ?? 64,
+      readers: opts.readers ?? READERS_DEFAULT, initTimeoutMs: opts.initTimeoutMs ?? 10_000, debug: opts.debug,
+    };
+    this.fd = openSync('/dev/fuse', 'r+');
+    this.initialized = new Promise((res, rej) => { this.initDone = (e) => (e ? rej(e) : res()); });
+    this.initialized.catch(() => {});
+    this.closed = new Promise((r) => { this.resolveClosed = r; });
+  }
+
+  /** Mounts `ops` at `mountpoint` (an existing directory) and resolves once INIT is answered. */
+  static async mount(mountpoint: string, ops: FuseOps, opts: SessionOptions = {}): Promise<FuseSession> {
+    const s = new FuseSession(resolvePath(mountpoint), ops, opts);
+    await s.start();
+    return s;
+  }
+
+  private async start(): Promise<void> {
+    // The buffer holds the largest request: a WRITE header and body plus max_write of data.
+    const bufferBytes = this.o.maxWriteBytes + PAGE_BYTES;
+    this.readers = startReaders(this.fd, {
+      count: this.o.readers, bufferBytes, maxInFlight: this.o.maxInFlight, onRequest: (b) => this.onRequest(b),
+    });
+    void this.readers.ended.then((reason) => this.onEnded(reason));
+    try {
+      await mountFuse({
+        fd: this.fd, mountpoint: this.mountpoint, fsName: this.o.fsName, subtype: this.o.subtype,
+        allowOther: this.o.allowOther, defaultPermissions: this.o.defaultPermissions, maxReadBytes: this.o.maxWriteBytes,
+      });
+    } catch (err) {
+      this.readers.stop();
+      this.closeFd();
+      throw err;
+    }
+    const m = fuseMountAt(this.mountpoint);
+    if (m) this.connectionId = (m.major << 20) | m.minor;
+    process.on('exit', this.exitHandler);
+    const timer = setTimeout(() => this.initDone(new Error(`no FUSE INIT within ${this.o.initTimeoutMs} ms`)), this.o.initTimeoutMs);
+    try {
+      await this.initialized;
+    } catch (err) {
+      this.abort();
+      await umountFuse(this.mountpoint, true).catch(() => {});
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+    // After INIT, which applies min(kernel default, its answer) to the same setting.
+    if (m) setReadahead(m.major, m.minor, this.o.maxReadaheadBytes, this.log);
+  }
+
+  /** Unmounts with umount(8) in a child process; resolves when the session has ended. EBUSY when in use (lazy detaches anyway). */
+  async unmount(opts: { lazy?: boolean } = {}): Promise<void> {
+    if (this.fdOpen && fuseMountAt(this.mountpoint)) await umountFuse(this.mountpoint, opts.lazy ?? false);
+    await this.closed;
+  }
+
+  /** Aborts the connection (fusectl): everything waiting fails at once. The mount point stays until unmounted. */
+  abort(): boolean {
+    return this.connectionId !== undefined && abortConnection(this.connectionId);
+  }
+
+  /** Run at process exit while still mounted: abort, then detach, so neither the exit nor the mount point hangs. */
+  private emergencyUnmount(): void {
+    if (!this.fdOpen) return;
+    this.abort();
+    // Synchronous here on purpose: the process is exiting. The connection is aborted first, so
+    // umount's look-up of the mount point fails at once instead of waiting for this process.
+    spawnSync('umount', ['-l', this.mountpoint], { stdio: 'ignore', timeout: 5000 });
+  }
+
+  private onEnded(reason: string): void {
+    if (reason !== 'ENODEV' && reason !== 'stopped') this.log.error({ reason, mountpoint: this.mountpoint }, 'fuse readers ended');
+    process.off('exit', this.exitHandler);
+    for (const f of this.inFlight.values()) { clearTimeout(f.timer); f.abort.abort(); }
+    this.inFlight.clear();
+    this.closeFd();
+    this.initDone(new Error(`FUSE connection ended before INIT (${reason})`));
+    void this.runDestroy().finally(() => this.resolveClosed());
+  }
+
+  private closeFd(): void {
+    if (!this.fdOpen) return;
+    this.fdOpen = false;
+    closeSync(this.fd);
+  }
+
+  private async runDestroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    try {
+      await this.ops.destroy?.();
+    } catch (err) {
+      this.log.error({ err }, 'fuse destroy failed');
+    }
+  }
+
+  private write(unique: bigint, errno: number, body: ReplyBody): void {
+    if (!this.fdOpen) return;
+    let len = OUT_HEADER_BYTES;
+    for (const b of body) len += b.length;
+    const pieces = errno === 0 ? [outHeader(len, 0, unique), ...body] : [encodeError(unique, errno)];
+    try {
+      writevSync(this.fd, pieces);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      // ENOENT: the kernel dropped the request (interrupted, or its caller was killed).
+      // ENODEV: the connection is gone. Neither is ours to fix.
+      if (code !== 'ENOENT' && code !== 'ENODEV') this.log.error({ err, unique: String(unique) }, 'fuse reply write failed');
+    }
+    this.o.debug?.({ dir: 'reply', unique, opcode: 0, errno, bytes: errno === 0 ? len : OUT_HEADER_BYTES });
+  }
+
+  private onRequest(buf: Buffer): void {
+    this.stats.requests++;
+    let h: InHeader;
+    try {
+      h = decodeInHeader(buf);
+    } catch (err) {
+      this.malformed(buf.length >= 16 ? buf.readBigUInt64LE(8) : undefined, err);
+      this.readers.credit();
+      return;
+    }
+    this.o.debug?.({ dir: 'request', unique: h.unique, opcode: h.opcode, nodeid: h.nodeid, bytes: buf.length });
+    const body = buf.subarray(IN_HEADER_BYTES);
+    switch (h.opcode) {
+      case Opcode.INIT: return this.guard(h, () => this.onInit(h, body));
+      case Opcode.FORGET: return this.guard(h, () => this.onForget(h, body), false);
+      case Opcode.BATCH_FORGET: return this.guard(h, () => this.onBatchForget(body), false);
+      case Opcode.INTERRUPT: return this.guard(h, () => this.onInterrupt(body), false);
+      case Opcode.DESTROY:
+        void this.runDestroy().then(() => { this.write(h.unique, 0, []); this.readers.credit(); });
+        return;
+      default:
+        if (h.opcode === Opcode.WRITE && body.length >= 40) {
+          this.stats.largestWriteBytes = Math.max(this.stats.largestWriteBytes, body.readUInt32LE(16));
+        }
+        return this.dispatch(h, body);
+    }
+  }
+
+  /** Runs a session-level handler; a malformed body is answered EIO (when the opcode has replies). */
+  private guard(h: InHeader, fn: () => void, replies = true): void {
+    try {
+      fn();
+    } catch (err) {
+      this.malformed(replies ? h.unique : undefined, err);
+    }
+    if (h.opcode !== Opcode.INIT) this.readers.credit();
+  }
+
+  private malformed(unique: bigint | undefined, err: unknown): void {
+    this.stats.malformed++;
+    this.log.warn({ err: String(err), unique: unique === undefined ? undefined : String(unique) }, 'fuse: malformed request');
+    if (unique !== undefined && unique !== 0n) this.write(unique, osConstants.errno.EIO, []);
+  }
+
+  private onInit(h: InHeader, body: Buffer): void {
+    const init = decodeInitIn(body);
+    if (init.major !== FUSE_KERNEL_VERSION) {
+      // A newer major: answer with ours and expect a new INIT. An older one: unsupported.
+      if (init.major > FUSE_KERNEL_VERSION) {
+        this.write(h.unique, 0, [encodeInitOut({ major: FUSE_KERNEL_VERSION, minor: FUSE_MINOR, maxReadahead: 0, flags: 0, maxBackground: 0, congestionThreshold: 0, maxWrite: 0, timeGran: 0, maxPages: 0 })]);
+      } else {
+        this.write(h.unique, osConstants.errno.EPROTO, []);
+        this.initDone(new Error(`FUSE kernel protocol ${init.major}.${init.minor} is too old`));
+      }
+      this.readers.credit();
+      return;
+    }
+    const want = InitFlag.ASYNC_READ | InitFlag.ATOMIC_O_TRUNC | InitFlag.BIG_WRITES | InitFlag.MAX_PAGES
+      | InitFlag.PARALLEL_DIROPS | InitFlag.AUTO_INVAL_DATA;
+    const flags = init.flags & want;
+    const maxPages = Math.ceil(this.o.maxWriteBytes / PAGE_BYTES);
+    const conn: ConnectionInfo = {
+      major: FUSE_KERNEL_VERSION, minor: Math.min(init.minor, FUSE_MINOR), flags, maxPages,
+      maxWrite: this.o.maxWriteBytes, maxReadahead: Math.min(init.maxReadahead, this.o.maxReadaheadBytes),
+    };
+    this.conn = conn;
+    void Promise.resolve()
+      .then(() => this.ops.init?.(conn))
+      .then(() => {
+        const maxBackground = Math.min(this.o.maxInFlight, 0xffff);
+        this.write(h.unique, 0, [encodeInitOut({
+          major: conn.major, minor: conn.minor, maxReadahead: conn.maxReadahead, flags,
+          maxBackground, congestionThreshold: Math.floor((maxBackground * 3) / 4),
+          maxWrite: conn.maxWrite, timeGran: 1, maxPages: (flags & InitFlag.MAX_PAGES) ? maxPages : 0,
+        })]);
+        this.initDone();
+      }, (err: unknown) => {
+        this.log.error({ err }, 'fuse: ops.init failed');
+        this.write(h.unique, errnoOf(err).errno, []);
+        this.initDone(err instanceof Error ? err : new Error(String(err)));
+      })
+      .finally(() => this.readers.credit());
+  }
+
+  private forget(nodeid: number, nlookup: number): void {
+    try {
+      this.ops.forget?.(nodeid, nlookup);
+    } catch (err) {
+      this.log.error({ err, nodeid }, 'fuse: forget failed');
+    }
+  }
+
+  private onForget(h: InHeader, body: Buffer): void {
+    this.forget(h.nodeid, new BodyReader(body, 'FORGET').struct(8).u64(0));
+  }
+
+  private onBatchForget(body: Buffer): void {
+    const r = new BodyReader(body, 'BATCH_FORGET').struct(8);
+    const count = r.u32(0);
+    if (body.length < 8 + count * 16) throw new Error(`BATCH_FORGET of ${count} carries ${body.length} bytes`);
+    for (let i = 0; i < count; i++) this.forget(r.u64(8 + i * 16), r.u64(16 + i * 16));
+  }
+
+  /** Best effort: the op's signal is aborted; an op that heeds it throws (EINTR), others finish normally. */
+  private onInterrupt(body: Buffer): void {
+    const target = new BodyReader(body, 'INTERRUPT').struct(8).big(0);
+    this.inFlight.get(target)?.abort.abort(Object.assign(new Error('interrupted'), { code: 'EINTR' }));
+  }
+
+  private dispatch(h: InHeader, body: Buffer): void {
+    const abort = new AbortController();
+    const ctx: RequestContext = { uid: h.uid, gid: h.gid, pid: h.pid, unique: h.unique, signal: abort.signal };
+    let answered = false;
+    const finish = (errno: number, reply: ReplyBody): void => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      this.inFlight.delete(h.unique);
+      this.write(h.unique, errno, reply);
+      this.readers.credit();
+    };
+    const timer = setTimeout(() => {
+      this.stats.timeouts++;
+      this.stats.abandoned++;
+      this.log.warn({ opcode: h.opcode, nodeid: h.nodeid, unique: String(h.unique), ms: this.o.opTimeoutMs }, 'fuse: op timed out, answered EIO');
+      abort.abort(Object.assign(new Error('op timed out'), { code: 'ETIMEDOUT' }));
+      finish(osConstants.errno.EIO, []);
+    }, this.o.opTimeoutMs);
+    this.inFlight.set(h.unique, { abort, timer });
+    serve(this.ops, h, body, ctx, this.o).then(
+      (reply) => {
+        if (answered) this.stats.abandoned--;
+        finish(0, reply);
+      },
+      (err: unknown) => {
+        if (answered) { this.stats.abandoned--; return; }
+        const { errno, known } = errnoOf(err);
+        if (!known || (err as { code?: unknown }).code === 'EPROTO') {
+          if ((err as { name?: unknown }).name === 'WireError') this.stats.malformed++;
+          this.log.error({ err, opcode: h.opcode, nodeid: h.nodeid }, 'fuse: op failed, answered EIO');
+        }
+        this.stats.errors++;
+        finish((err as { name?: unknown }).name === 'WireError' ? osConstants.errno.EIO : errno, []);
+      },
+    );
+  }
+}
+

@@ -150,6 +150,10 @@ t.test('three kernels: start, mount, lctl, umount/mount, forced umount, SIGKILL 
   // A clean umount and mount again keep every committed file.
   ok(await tool('lustre-umount', [join(root, 'ost0')], 3), 'lustre.umount of OST0000');
   ok(await tool('lustre-mount', [join(root, 'ost0')], 3), 'lustre.mount of OST0000 again');
+  // Until recovery exists (its own issue), a restarted target does not know its old clients:
+  // the client connects afresh.
+  await oscs.get(0)!.disconnect().catch(() => {});
+  await connectOsc(0);
   await readAll();
 
   // A forced umount evicts the connected client at once; the client gets an error, not a hang.

@@ -1,5 +1,6 @@
 // A ptlrpc service: one target's request portal on one network interface. Requests arrive as
-// LNet PUTs into a sink MD that matches every xid; each is decoded and checked once, bound to
+// LNet PUTs into a sink MD that matches every xid, shared by every target of the node on that
+// portal (portal-share.ts routes each to its target); each is decoded and checked once, bound to
 // its export, and dispatched by opcode through an RxJS pipeline whose concurrency is the
 // service's "threads" (threads_max, adjustable while running: a ThreadGate admits that many
 // handlers at once; the pipeline's own bound covers the queue and the gate's maximum). Pings
@@ -12,7 +13,7 @@
 // resent request whose record exists gets that reply again, never a second execution; one
 // that arrives while its original still runs waits for it.
 import type { TargetProfile } from './profiles.js';
-import { Subject, Subscription, filter, mergeMap } from 'rxjs';
+import { Subject, Subscription, mergeMap } from 'rxjs';
 import { AdaptiveTimeout, defaultAtConfig, msToWireSeconds, type AdaptiveTimeoutConfig } from './at.js';
 import { ConnectFlag, Errno, MsgFlag, MsgType, OBD_CONNECT_MULTIMODRPCS, Opcode, opcodeName } from './constants.js';
 import { decodeConnectRequest, encodeConnectData, LUSTRE_VERSION_CODE } from './connect-wire.js';
@@ -20,8 +21,9 @@ import { PtlrpcError } from './errors.js';
 import { Export, ExportTable } from './export.js';
 import { MemoryReplyStore, type ReplyRecord, type ReplyStore, type ReplyTransaction } from './reply-store.js';
 import { LprocfsStats } from './stats.js';
-import { ALL_MATCH_BITS, type MdHandle, type Network, type ProcessId, type PutEvent } from './transport.js';
-import { decodeMessage, encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
+import { PortalShare } from './portal-share.js';
+import type { Network, ProcessId, PutEvent } from './transport.js';
+import { encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
 
 /** A request as a handler sees it: decoded, checked, bound to its export. */
 export interface IncomingRequest {
@@ -177,7 +179,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   readonly #failLoc: ServiceFailLoc;
   readonly #store: ReplyStore<Tx>;
   readonly #estimate: AdaptiveTimeout;
-  readonly #md: MdHandle;
+  readonly #share: PortalShare;
   readonly #normal$ = new Subject<Job>();
   readonly #hp$ = new Subject<Job>();
   readonly #normalGate: ThreadGate;
@@ -206,13 +208,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.#store = config.replyStore ?? (new MemoryReplyStore() as unknown as ReplyStore<Tx>);
     this.#estimate = new AdaptiveTimeout(0, { ...defaultAtConfig, ...config.at });
     this.exports = new ExportTable(this.#config.maxExports);
-    this.#md = ni.attach(config.requestPortal, { matchBits: 0n, ignoreBits: ALL_MATCH_BITS }, {
-      kind: 'sink', maxLength: this.#config.maxRequestBytes,
-    });
-    const mdId = this.#md.id;
-    this.#subscriptions.add(
-      ni.events$.pipe(filter((e) => e.portal === config.requestPortal && e.md.id === mdId)).subscribe((e) => this.#ingest(e)),
-    );
+    this.#share = PortalShare.join(ni, config.requestPortal, this.#config.maxRequestBytes, this);
     this.#subscriptions.add(this.#pipeline(this.#normal$, this.#normalGate, false));
     this.#subscriptions.add(this.#pipeline(this.#hp$, this.#hpGate, true));
     const sweepMs = Math.max(10, Math.floor(this.#config.evictionTimeoutMs / 4));
@@ -247,7 +243,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     if (this.#stopped) return;
     this.#stopped = true;
     clearInterval(this.#sweepTimer);
-    this.#md.unlink();
+    this.#share.leave(this);
     this.#subscriptions.unsubscribe();
     if (this.#active > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
   }
@@ -259,23 +255,33 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     return source.pipe(mergeMap((job) => gate.run(() => this.#run(job, hp)), bound)).subscribe();
   }
 
-  #ingest(e: PutEvent): void {
+  get targetUuid(): string {
+    return this.#config.targetUuid;
+  }
+
+  get connectOpcode(): number {
+    return this.#config.connectOpcode;
+  }
+
+  /** For the portal share: whether `handle` is one of this service's exports. */
+  ownsHandle(handle: bigint): boolean {
+    return this.exports.byHandle(handle) !== undefined;
+  }
+
+  /** For the portal share: a frame it could not route here (status 0: malformed, no answer). */
+  refuse(e: PutEvent, body: PtlrpcBody | undefined, status: number): void {
+    this.counters.received++;
+    if (!body || status === 0) {
+      this.counters.malformed++;
+      return;
+    }
+    this.#sendError(e.initiator, e.matchBits, body, status);
+  }
+
+  /** For the portal share: a request of this service's target, decoded once. */
+  deliver(e: PutEvent, body: PtlrpcBody, buffers: Buffer[]): void {
     const now = this.#config.clock();
     this.counters.received++;
-    let body: PtlrpcBody;
-    let buffers: Buffer[];
-    try {
-      const msg = decodeMessage(e.payload);
-      body = msg.body;
-      buffers = msg.buffers;
-    } catch {
-      this.counters.malformed++;
-      return;
-    }
-    if (body.type !== MsgType.REQUEST) {
-      this.counters.malformed++;
-      return;
-    }
     const opcode = body.opcode;
     const isConnect = opcode === this.#config.connectOpcode;
     let exp = isConnect ? undefined : this.exports.byHandle(body.handle);

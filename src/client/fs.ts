@@ -244,6 +244,16 @@ export class FileSystem implements HandleHost {
     }
   }
 
+  /** open(2) by FID, flags as Linux numbers (the FUSE glue: the kernel names files by inode). */
+  async openFid(fid: string, flags: number): Promise<FileHandle> {
+    return this.#call('open', fid, async () => this.#handleOf(fid, flags, await this.mdc.openFid(fid, flags)));
+  }
+
+  /** open(2) of `name` in the directory `parentFid`, flags (O_CREAT ...) as Linux numbers. */
+  async createAt(parentFid: string, name: string, flags: number, mode: number): Promise<FileHandle> {
+    return this.#call('open', name, async () => this.#handleOf(name, flags, await this.mdc.open(parentFid, name, flags, mode & ~this.umask & 0o7777)));
+  }
+
   async #handleOf(path: string, flags: number, r: Awaited<ReturnType<Mdc['open']>>): Promise<FileHandle> {
     let file: FileObject | undefined;
     let ra: ReadAhead | undefined;

@@ -30,6 +30,7 @@ export interface ControlOps {
   ping: { args: Record<string, never>; result: { version: string; nid: string; pid: number } };
   status: { args: Record<string, never>; result: KernelStatus };
   mount: { args: { device: string; options: string[] }; result: { svname: string; services: string[] } };
+  mount_client: { args: { spec: string; mountpoint: string; options: string[] }; result: { spec: string; mountpoint: string } };
   umount: { args: { target: string; force: boolean }; result: { svname: string; evicted: number } };
   dl: { args: Record<string, never>; result: string };
   get_param: { args: { patterns: string[] }; result: Array<{ name: string; value: string }> };
@@ -40,7 +41,7 @@ export interface ControlOps {
 }
 export type ControlOp = keyof ControlOps;
 export const CONTROL_OPS: readonly ControlOp[] = [
-  'ping', 'status', 'mount', 'umount', 'dl', 'get_param', 'set_param', 'list_param', 'dk', 'stop',
+  'ping', 'status', 'mount', 'mount_client', 'umount', 'dl', 'get_param', 'set_param', 'list_param', 'dk', 'stop',
 ];
 
 export interface ControlRequest<Op extends ControlOp = ControlOp> {
@@ -73,6 +74,8 @@ export interface KernelStatus {
     device: string; svname: string; kind: string[]; services: string[];
     clients: Array<{ service: string; uuid: string; nid: string }>;
   }>;
+  /** Client mounts this kernel hosts (FUSE). */
+  clients: Array<{ spec: string; mountpoint: string }>;
 }
 
 /** An expected failure of a control request: a stable code and a message naming the problem. */
@@ -120,6 +123,7 @@ function checkArgs(op: ControlOp, a: Record<string, unknown>): void {
   };
   switch (op) {
     case 'mount': str('device'); strings('options'); break;
+    case 'mount_client': str('spec'); str('mountpoint'); strings('options'); break;
     case 'umount': str('target'); bool('force'); break;
     case 'get_param': case 'list_param': strings('patterns'); break;
     case 'set_param': {

@@ -47,6 +47,7 @@ export function formatStatus(s: KernelStatus): string {
     lines.push(`  ${d.svname.padEnd(16)} ${d.device}  profile ${d.kind.join(',')}  services ${d.services.join(', ')}  clients ${d.clients.length}`);
     for (const c of d.clients) lines.push(`      ${c.service.padEnd(7)} ${c.nid.padEnd(18)} ${c.uuid}`);
   }
+  for (const c of s.clients) lines.push(`  client ${c.spec} at ${c.mountpoint}`);
   return lines.join('\n') + '\n';
 }
 

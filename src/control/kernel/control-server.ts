@@ -134,6 +134,11 @@ export class ControlServer {
         const target = await k.mount(device, options);
         return { svname: target.svname, services: target.running.map((x) => x.name) };
       }
+      case 'mount_client': {
+        const { spec, mountpoint, options } = r.args as ControlOps['mount_client']['args'];
+        const c = await k.mountClient(spec, mountpoint, options);
+        return { spec: c.spec, mountpoint: c.mountpoint };
+      }
       case 'umount': {
         const { target, force } = r.args as ControlOps['umount']['args'];
         return k.umount(target, force);

@@ -1,7 +1,10 @@
 // The lustre.kernel of one node: LNet on the node's NID and every target mounted on it, in one
 // address space. Control requests (control-server.ts) call into this; it holds no wire format.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { mount as mountClientFs, type FileSystem } from '../../client/index.js';
+import { FuseSession } from '../../client/fuse/index.js';
+import { Llite } from '../../client/llite.js';
 import type { LevelWithSilent } from 'pino';
 import { LNetNI, LNET_DEFAULT_PORT, parseNid } from '../../lnet/index.js';
 import type { OsdOptions } from '../../osd/index.js';
@@ -42,6 +45,18 @@ interface Mounted {
   options: string[];
 }
 
+/** A client mount hosted by the kernel: the file system library behind a FUSE mount point. */
+interface ClientMount {
+  spec: string;
+  mountpoint: string;
+  fs: FileSystem;
+  llite: Llite;
+  session: FuseSession;
+}
+
+/** A client's largest write and read through FUSE: Lustre's 1 MiB RPCs. */
+const CLIENT_IO_BYTES = 1 << 20;
+
 export class Kernel implements KernelView {
   readonly version = KERNEL_VERSION;
   readonly nid: string;
@@ -52,6 +67,7 @@ export class Kernel implements KernelView {
   readonly params: ParamTree;
   readonly #osd: OsdOptions | undefined;
   readonly #mounted: Mounted[] = [];
+  readonly #clients: ClientMount[] = [];
   /** Devices being mounted or unmounted: one operation per device at a time. */
   readonly #busy = new Set<string>();
   #stopping: Promise<string[]> | undefined;
@@ -128,10 +144,88 @@ export class Kernel implements KernelView {
   }
 
   /**
+   * Mounts the file system SPEC (MGSNID:/fsname) with FUSE at MOUNTPOINT: a client in this
+   * kernel, on its NID. Where FUSE is not available it says so; the servers go on serving.
+   */
+  async mountClient(spec: string, mountpoint: string, options: string[]): Promise<ClientMount> {
+    this.#checkRunning();
+    const at = resolve(mountpoint);
+    if (options.length > 0) throw new ControlError('EINVAL', `unknown client mount option '${options[0]}' (none are known yet)`);
+    if (this.#clients.some((c) => c.mountpoint === at)) throw new ControlError('EALREADY', `${at} is already a mount point of this kernel`);
+    if (this.#busy.has(at)) throw new ControlError('EBUSY', `${at} is being mounted or unmounted`);
+    if (!existsSync('/dev/fuse')) {
+      throw new ControlError('ENODEV', 'FUSE is not available on this node (no /dev/fuse): the servers keep running; use the client library or lfs with MGSNID:/fsname/path');
+    }
+    this.#busy.add(at);
+    const logger = this.log.logger.child({ svname: `${spec} ${at}` });
+    try {
+      const fs = await mountClientFs(spec, {
+        ni: this.ni, clientUuid: `${spec.replace(/^.*:\//, '')}-client-${this.nid}-${this.#clients.length}-${process.pid}`,
+        log: (level, msg) => logger[level](msg),
+      });
+      const llite = new Llite(fs);
+      let session: FuseSession;
+      try {
+        session = await FuseSession.mount(at, llite, {
+          fsName: spec, subtype: 'lustre', maxWriteBytes: CLIENT_IO_BYTES, maxReadaheadBytes: CLIENT_IO_BYTES,
+          attrTimeoutMs: 0, entryTimeoutMs: 0, allowOther: true, defaultPermissions: true, logger,
+        });
+      } catch (err) {
+        await fs.umount({ force: true }).catch(() => undefined);
+        throw err;
+      }
+      const client: ClientMount = { spec, mountpoint: at, fs, llite, session };
+      this.#clients.push(client);
+      // Unmounted from outside (umount MOUNTPOINT): the client goes too.
+      void session.closed.then(() => this.#dropClient(client));
+      logger.info(`client mounted ${spec} at ${at}`);
+      return client;
+    } finally {
+      this.#busy.delete(at);
+    }
+  }
+
+  async #dropClient(c: ClientMount): Promise<void> {
+    const i = this.#clients.indexOf(c);
+    if (i < 0) return;
+    this.#clients.splice(i, 1);
+    await c.llite.releaseAll();
+    await c.fs.umount({ force: true }).catch(() => undefined);
+    this.log.logger.info({ svname: c.spec }, `client unmounted from ${c.mountpoint}`);
+  }
+
+  /** Unmounts a client mount point; forced: detached even while in use, requests in flight fail. */
+  async umountClient(c: ClientMount, force: boolean): Promise<void> {
+    if (force) c.session.abort();
+    try {
+      await c.session.unmount({ lazy: force });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'EBUSY') throw new ControlError('EBUSY', `${c.mountpoint} is busy (a process uses it); close it or use --force`);
+      throw err;
+    }
+    await this.#dropClient(c);
+  }
+
+  /** The client mount holding an absolute path, and the path inside its file system. */
+  clientAt(path: string): { client: ClientMount; path: string } | undefined {
+    const p = resolve(path);
+    let best: ClientMount | undefined;
+    for (const c of this.#clients) {
+      if ((p === c.mountpoint || p.startsWith(c.mountpoint + '/')) && (!best || c.mountpoint.length > best.mountpoint.length)) best = c;
+    }
+    return best && { client: best, path: p.slice(best.mountpoint.length) || '/' };
+  }
+
+  /**
    * Stops a target's services after its last txg is synced. Forced: every client is evicted
    * at once and nothing waits for them; what was committed is still all on the device.
    */
   async umount(spec: string, force: boolean): Promise<{ svname: string; evicted: number }> {
+    const client = this.#clients.find((c) => c.mountpoint === resolve(spec));
+    if (client) {
+      await this.umountClient(client, force);
+      return { svname: client.spec, evicted: 0 };
+    }
     const m = this.#find(spec);
     if (this.#busy.has(m.device)) throw new ControlError('EBUSY', `${m.device} is being mounted or unmounted`);
     this.#busy.add(m.device);
@@ -159,6 +253,7 @@ export class Kernel implements KernelView {
           service: s.name, uuid: e.clientUuid, nid: e.peer.nid,
         })))),
       })),
+      clients: this.#clients.map((c) => ({ spec: c.spec, mountpoint: c.mountpoint })),
     };
   }
 
@@ -170,7 +265,14 @@ export class Kernel implements KernelView {
 
   async #stop(): Promise<string[]> {
     const done: string[] = [];
-    this.log.logger.info('lustre.kernel stopping: unmounting every device');
+    this.log.logger.info('lustre.kernel stopping: unmounting every client and device');
+    while (this.#clients.length > 0) {
+      const c = this.#clients[this.#clients.length - 1]!;
+      await this.umountClient(c, true).catch((err: unknown) => {
+        this.log.logger.error({ err }, `umount of ${c.mountpoint} failed`);
+        this.#clients.pop();
+      });
+    }
     while (this.#mounted.length > 0) {
       const m = this.#mounted[this.#mounted.length - 1]!;
       try {
@@ -196,7 +298,7 @@ export class Kernel implements KernelView {
     const path = resolve(spec);
     const m = this.#mounted.find((x) => x.device === path || x.target.svname === spec);
     if (!m) {
-      const known = this.#mounted.map((x) => `${x.device} (${x.target.svname})`).join(', ') || 'none';
+      const known = [...this.#mounted.map((x) => `${x.device} (${x.target.svname})`), ...this.#clients.map((c) => c.mountpoint)].join(', ') || 'none';
       throw new ControlError('ENOENT', `${spec} is not mounted on this kernel (mounted: ${known})`);
     }
     return m;

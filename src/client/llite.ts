@@ -1,0 +1,327 @@
+// llite: the client file system as the FUSE kernel sees it (Lustre's llite is the VFS glue of its
+// client). FUSE names inodes by nodeid; each nodeid stands for one FID, so a rename never
+// changes what a nodeid means. Namespace calls go to the MDT through the MDC by FID, file data
+// through the mount's file handles (LOV over the OSCs), as the same caller the kernel names.
+//
+// Until locks exist nothing may be cached across calls: entries and attributes are given with
+// no validity, and page cache is dropped at each open (what another client wrote and closed is
+// what is read next).
+import { parseFid } from '../osd/index.js';
+import type { MdtAttr } from '../services/mdt/protocol.js';
+import { FileObject, raid0Of } from './file.js';
+import type { FileSystem } from './fs.js';
+import type { FileHandle } from './handle.js';
+import { FUSE_ROOT_ID, type AttrReply, type Dirent, type Entry, type FuseOps, type OpenReply, type RequestContext, type SetattrChanges, type Statfs } from './fuse/index.js';
+import { fidFlatten32, type Stats } from './stats.js';
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const TYPE_BITS: Record<string, number> = { reg: 0o100000, dir: 0o040000, lnk: 0o120000, chr: 0o020000, blk: 0o060000, fifo: 0o010000, sock: 0o140000, idx: 0 };
+/** Directory entries fetched from the MDT per readdir page. */
+const DIR_PAGE_BYTES = 64 * 1024;
+/** Views of the mount per caller kept at once (uid:gid); older ones are dropped. */
+const VIEWS_MAX = 64;
+
+interface Node { fid: string; lookups: number }
+interface DirHandle { fid: string; base: number; entries: Dirent[]; cookie: string | null; end: boolean }
+
+const nsOf = (seconds: number): bigint => BigInt(Math.round(seconds * 1e6)) * 1000n;
+const msToNs = (ms: number): bigint => BigInt(Math.round(ms * 1e3)) * 1000n;
+const inoOf = (fid: string): number => fidFlatten32(parseFid(fid));
+
+function attrOf(s: Stats): AttrReply['attr'] {
+  return {
+    ino: s.ino, mode: s.mode, nlink: s.nlink, uid: s.uid, gid: s.gid, rdev: s.rdev, size: s.size,
+    blocks: s.blocks, blksize: s.blksize, atimeNs: msToNs(s.atimeMs), mtimeNs: msToNs(s.mtimeMs), ctimeNs: msToNs(s.ctimeMs),
+  };
+}
+
+function error(code: string, message: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+export class Llite implements FuseOps {
+  readonly #fs: FileSystem;
+  readonly #nodes = new Map<number, Node>([[FUSE_ROOT_ID, { fid: '', lookups: 1 }]]);
+  readonly #nodeOfFid = new Map<string, number>();
+  readonly #files = new Map<number, FileHandle>();
+  readonly #dirs = new Map<number, DirHandle>();
+  readonly #views = new Map<string, FileSystem>();
+  #nextNodeid = FUSE_ROOT_ID + 1;
+  #nextFh = 1;
+
+  constructor(fs: FileSystem) {
+    this.#fs = fs;
+    const root = fs.core.rootFid;
+    this.#nodes.get(FUSE_ROOT_ID)!.fid = root;
+    this.#nodeOfFid.set(root, FUSE_ROOT_ID);
+  }
+
+  /** Open files and directories right now (the mount refuses a plain umount while any is). */
+  get openCount(): number {
+    return this.#files.size + this.#dirs.size;
+  }
+
+  // ---- nodeids ------------------------------------------------------------------------------
+
+  #fid(nodeid: number): string {
+    const n = this.#nodes.get(nodeid);
+    if (!n) throw error('ESTALE', `nodeid ${nodeid} is not known (forgotten)`);
+    return n.fid;
+  }
+
+  /** The caller's view: the MDT checks permissions for the uid and gid the kernel names. */
+  #as(ctx: RequestContext): FileSystem {
+    if (ctx.uid === 0 && ctx.gid === 0) return this.#fs;
+    const key = `${ctx.uid}:${ctx.gid}`;
+    let view = this.#views.get(key);
+    if (!view) {
+      if (this.#views.size >= VIEWS_MAX) this.#views.delete(this.#views.keys().next().value!);
+      view = this.#fs.as({ uid: ctx.uid, gid: ctx.gid, groups: [] });
+      this.#views.set(key, view);
+    }
+    return view;
+  }
+
+  async #entry(fs: FileSystem, attr: MdtAttr): Promise<Entry> {
+    let nodeid = this.#nodeOfFid.get(attr.fid);
+    if (nodeid === undefined) {
+      nodeid = this.#nextNodeid++;
+      this.#nodes.set(nodeid, { fid: attr.fid, lookups: 0 });
+      this.#nodeOfFid.set(attr.fid, nodeid);
+    }
+    this.#nodes.get(nodeid)!.lookups++;
+    return { nodeid, attr: attrOf(await fs.statOf(attr)), entryTimeoutMs: 0, attrTimeoutMs: 0 };
+  }
+
+  forget(nodeid: number, nlookup: number): void {
+    if (nodeid === FUSE_ROOT_ID) return;
+    const n = this.#nodes.get(nodeid);
+    if (!n) return;
+    n.lookups -= nlookup;
+    if (n.lookups > 0) return;
+    this.#nodes.delete(nodeid);
+    if (this.#nodeOfFid.get(n.fid) === nodeid) this.#nodeOfFid.delete(n.fid);
+  }
+
+  // ---- attributes ---------------------------------------------------------------------------
+
+  async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
+    const fs = this.#as(ctx);
+    return this.#entry(fs, await fs.mdc.lookup(this.#fid(parent), name));
+  }
+
+  async getattr(ctx: RequestContext, nodeid: number, fh: number | undefined): Promise<AttrReply> {
+    const h = fh !== undefined ? this.#files.get(fh) : undefined;
+    if (h) return { attr: attrOf(await h.stat()), attrTimeoutMs: 0 };
+    const fs = this.#as(ctx);
+    return { attr: attrOf(await fs.statOf(await fs.mdc.getattr(this.#fid(nodeid)))), attrTimeoutMs: 0 };
+  }
+
+  async setattr(ctx: RequestContext, nodeid: number, c: SetattrChanges): Promise<AttrReply> {
+    const fs = this.#as(ctx);
+    const fid = this.#fid(nodeid);
+    if (c.mode !== undefined || c.uid !== undefined || c.gid !== undefined) {
+      await fs.mdc.setattr(fid, {
+        ...(c.mode !== undefined && { mode: c.mode & 0o7777 }), ...(c.uid !== undefined && { uid: c.uid }), ...(c.gid !== undefined && { gid: c.gid }),
+      });
+    }
+    if (c.size !== undefined) await this.#truncate(fs, fid, c.size, c.fh);
+    if (c.atimeNs !== undefined || c.mtimeNs !== undefined) {
+      const attr = await fs.mdc.getattr(fid);
+      const seconds = (t: bigint | 'now' | undefined, old: number): number =>
+        t === undefined ? old : t === 'now' ? Date.now() / 1000 : Number(t) / 1e9;
+      await fs.utimesFid(fid, attr, seconds(c.atimeNs, attr.atime), seconds(c.mtimeNs, attr.mtime));
+    }
+    return this.getattr(ctx, nodeid, c.fh);
+  }
+
+  async #truncate(fs: FileSystem, fid: string, size: number, fh: number | undefined): Promise<void> {
+    const h = fh !== undefined ? this.#files.get(fh) : undefined;
+    if (h) {
+      await h.truncate(size);
+      return;
+    }
+    const attr = await fs.mdc.getattr(fid);
+    if ((attr.mode & S_IFMT) === S_IFDIR) throw error('EISDIR', 'truncate of a directory');
+    if ((attr.mode & S_IFMT) !== S_IFREG) throw error('EINVAL', 'truncate of a file that is not regular');
+    const open = fs.core.files.get(fid);
+    const layout = await fs.mdc.getLayout(fid);
+    await (open ?? new FileObject(fs.core.fileContext, fid, layout && raid0Of(layout))).truncate(size);
+  }
+
+  readlink(ctx: RequestContext, nodeid: number): Promise<string> {
+    return this.#as(ctx).mdc.readlink(this.#fid(nodeid));
+  }
+
+  // ---- namespace ----------------------------------------------------------------------------
+
+  async mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number, umask: number): Promise<Entry> {
+    const fs = this.#as(ctx);
+    const m = mode & ~umask;
+    const attr = (m & S_IFMT) === S_IFREG || (m & S_IFMT) === 0
+      ? await fs.mdc.create(this.#fid(parent), name, (m & 0o7777) | S_IFREG)
+      : await fs.mdc.mknod(this.#fid(parent), name, m, rdev);
+    return this.#entry(fs, attr);
+  }
+
+  async mkdir(ctx: RequestContext, parent: number, name: string, mode: number, umask: number): Promise<Entry> {
+    const fs = this.#as(ctx);
+    return this.#entry(fs, await fs.mdc.mkdir(this.#fid(parent), name, mode & ~umask & 0o7777));
+  }
+
+  async unlink(ctx: RequestContext, parent: number, name: string): Promise<void> {
+    await this.#as(ctx).mdc.unlink(this.#fid(parent), name);
+  }
+
+  async rmdir(ctx: RequestContext, parent: number, name: string): Promise<void> {
+    await this.#as(ctx).mdc.rmdir(this.#fid(parent), name);
+  }
+
+  async symlink(ctx: RequestContext, parent: number, name: string, target: string): Promise<Entry> {
+    const fs = this.#as(ctx);
+    return this.#entry(fs, await fs.mdc.symlink(this.#fid(parent), name, target));
+  }
+
+  async rename(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
+    if (flags !== 0) throw error('EINVAL', `rename flags ${flags} (RENAME_NOREPLACE, RENAME_EXCHANGE) are not supported`);
+    await this.#as(ctx).mdc.rename(this.#fid(parent), name, this.#fid(newParent), newName);
+  }
+
+  async link(ctx: RequestContext, nodeid: number, newParent: number, newName: string): Promise<Entry> {
+    const fs = this.#as(ctx);
+    return this.#entry(fs, await fs.mdc.link(this.#fid(nodeid), this.#fid(newParent), newName));
+  }
+
+  // ---- files --------------------------------------------------------------------------------
+
+  #opened(h: FileHandle): OpenReply {
+    const fh = this.#nextFh++;
+    this.#files.set(fh, h);
+    return { fh, keepCache: false };
+  }
+
+  #file(fh: number): FileHandle {
+    const h = this.#files.get(fh);
+    if (!h) throw error('EBADF', `file handle ${fh} is not open`);
+    return h;
+  }
+
+  async open(ctx: RequestContext, nodeid: number, flags: number): Promise<OpenReply> {
+    return this.#opened(await this.#as(ctx).openFid(this.#fid(nodeid), flags));
+  }
+
+  async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number): Promise<{ entry: Entry; open: OpenReply }> {
+    const fs = this.#as(ctx);
+    const h = await fs.createAt(this.#fid(parent), name, flags, mode & ~umask);
+    const open = this.#opened(h);
+    try {
+      return { entry: await this.#entry(fs, await fs.mdc.getattr(h.attr.fid)), open };
+    } catch (err) {
+      this.#files.delete(open.fh);
+      await h.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async read(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, size: number): Promise<Buffer> {
+    const into = Buffer.allocUnsafe(size);
+    const { bytesRead } = await this.#file(fh).read(into, 0, size, offset);
+    return into.subarray(0, bytesRead);
+  }
+
+  async write(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer): Promise<number> {
+    return (await this.#file(fh).write(data, 0, data.length, offset)).bytesWritten;
+  }
+
+  /** close(2) of one descriptor: its dirty data goes to the OSTs, so another client reads it. */
+  async flush(_ctx: RequestContext, _nodeid: number, fh: number): Promise<void> {
+    await this.#file(fh).file?.flush();
+  }
+
+  async release(_ctx: RequestContext, _nodeid: number, fh: number): Promise<void> {
+    const h = this.#files.get(fh);
+    if (!h) return;
+    this.#files.delete(fh);
+    await h.close();
+  }
+
+  async fsync(_ctx: RequestContext, _nodeid: number, fh: number, datasync: boolean): Promise<void> {
+    const h = this.#file(fh);
+    await (datasync ? h.datasync() : h.sync());
+  }
+
+  // ---- directories --------------------------------------------------------------------------
+
+  async opendir(ctx: RequestContext, nodeid: number): Promise<OpenReply> {
+    const fid = this.#fid(nodeid);
+    const attr = await this.#as(ctx).mdc.getattr(fid);
+    if ((attr.mode & S_IFMT) !== S_IFDIR) throw error('ENOTDIR', `${fid} is not a directory`);
+    const fh = this.#nextFh++;
+    this.#dirs.set(fh, { fid, base: 0, entries: [], cookie: null, end: false });
+    return { fh };
+  }
+
+  /**
+   * Entries from `offset`, the index of the next entry in the MDT's order ('.' and '..' first,
+   * as the MDT lists them). Pages come from the MDT as they are needed and the ones passed are dropped, so a
+   * directory of any size costs one page of memory; a seek back re-reads from the start.
+   */
+  async readdir(ctx: RequestContext, _nodeid: number, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
+    const d = this.#dirs.get(fh);
+    if (!d) throw error('EBADF', `directory handle ${fh} is not open`);
+    if (offset < d.base) Object.assign(d, { base: 0, entries: [], cookie: null, end: false });
+    const wanted = Math.max(1, Math.floor(maxBytes / 32));
+    while (!d.end && d.base + d.entries.length < offset + wanted) {
+      const page = await this.#as(ctx).mdc.readdir(d.fid, d.cookie, DIR_PAGE_BYTES);
+      for (const e of page.entries) {
+        const index = d.base + d.entries.length;
+        d.entries.push({ ino: inoOf(e.fid), name: e.name, type: TYPE_BITS[e.type] ?? 0, nextOffset: index + 1 });
+      }
+      d.cookie = page.cookie;
+      d.end = page.end || page.cookie === null;
+    }
+    const drop = Math.min(offset - d.base, d.entries.length);
+    if (drop > 0) {
+      d.entries.splice(0, drop);
+      d.base += drop;
+    }
+    return d.entries.slice(0, wanted);
+  }
+
+  async releasedir(_ctx: RequestContext, _nodeid: number, fh: number): Promise<void> {
+    this.#dirs.delete(fh);
+  }
+
+  // ---- the rest -----------------------------------------------------------------------------
+
+  async statfs(ctx: RequestContext): Promise<Statfs> {
+    const s = await this.#as(ctx).statfs('/');
+    return { blocks: s.blocks, bfree: s.bfree, bavail: s.bavail, files: s.files, ffree: s.ffree, bsize: s.bsize, frsize: s.bsize, namelen: 255 };
+  }
+
+  async setxattr(ctx: RequestContext, nodeid: number, name: string, value: Buffer, flags: number): Promise<void> {
+    await this.#as(ctx).mdc.setxattr(this.#fid(nodeid), name, value, flags);
+  }
+
+  getxattr(ctx: RequestContext, nodeid: number, name: string): Promise<Buffer> {
+    return this.#as(ctx).mdc.getxattr(this.#fid(nodeid), name);
+  }
+
+  listxattr(ctx: RequestContext, nodeid: number): Promise<string[]> {
+    return this.#as(ctx).mdc.listxattr(this.#fid(nodeid));
+  }
+
+  async removexattr(ctx: RequestContext, nodeid: number, name: string): Promise<void> {
+    await this.#as(ctx).mdc.removexattr(this.#fid(nodeid), name);
+  }
+
+  /** Closes what the kernel left open (an unmount while files were open). */
+  async releaseAll(): Promise<void> {
+    const files = [...this.#files.values()];
+    this.#files.clear();
+    this.#dirs.clear();
+    await Promise.all(files.map((h) => h.close().catch(() => undefined)));
+  }
+}

@@ -217,6 +217,31 @@ export class Kernel implements KernelView {
   }
 
   /**
+   * The client file system behind a path, for utilities that work on files (lfs): a path in a
+   * client mount of this kernel, or MGSNID:/fsname/path, which uses a mount of that file
+   * system when there is one and otherwise a client of its own, dropped by release().
+   */
+  async resolveClient(path: string): Promise<{ fs: FileSystem; path: string; release(): Promise<void> }> {
+    const none = async (): Promise<void> => {};
+    const remote = /^([^/]+@[a-z]+\d*(?:[:,][^/]+)*):\/([A-Za-z0-9_-]{1,8})(\/.*)?$/.exec(path);
+    if (remote) {
+      const spec = `${remote[1]}:/${remote[2]}`;
+      const inner = remote[3] ?? '/';
+      const mounted = this.#clients.find((c) => c.spec === spec);
+      if (mounted) return { fs: mounted.fs, path: inner, release: none };
+      this.#checkRunning();
+      const fs = await mountClientFs(spec, { ni: this.ni, clientUuid: `${remote[2]}-lfs-${this.nid}-${process.pid}-${Date.now()}` });
+      return { fs, path: inner, release: () => fs.umount() };
+    }
+    const at = this.clientAt(path);
+    if (!at) {
+      const mounts = this.#clients.map((c) => c.mountpoint).join(', ') || 'none';
+      throw new ControlError('ENOENT', `${path} is not in a Lustre client mount of this node (mounted: ${mounts}); name a file as MGSNID:/fsname/path to reach it without a mount`);
+    }
+    return { fs: at.client.fs, path: at.path, release: none };
+  }
+
+  /**
    * Stops a target's services after its last txg is synced. Forced: every client is evicted
    * at once and nothing waits for them; what was committed is still all on the device.
    */

@@ -117,6 +117,10 @@ export class Kernel implements KernelView {
     return this.#mounted.map((m) => m.target);
   }
 
+  clients(): readonly FileSystem[] {
+    return this.#clients.map((c) => c.fs);
+  }
+
   /** Opens DEVICE, starts the services its profile lists and registers with the MGS. */
   async mount(device: string, options: string[]): Promise<Target> {
     this.#checkRunning();

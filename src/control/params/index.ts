@@ -7,6 +7,7 @@
 //   await tree.get('osd-*.*.kbytesfree');        // [{ name: 'osd-txg.fs-OST0000.kbytesfree', value: '...' }]
 //   await tree.set('ost.OSS.ost_io.threads_max', '16');
 //   process.stdout.write(formatGetParam(values, {}));
+import type { ClientParams } from '../../client/index.js';
 import type { LNetNI } from '../../lnet/index.js';
 import type { Target } from '../../services/target/index.js';
 
@@ -19,6 +20,8 @@ export interface KernelView {
   readonly ni: LNetNI | undefined;
   /** Mounted targets, in mount order. */
   targets(): readonly Target[];
+  /** Client mounts of this node: their osc.* and llite.* tunables join the tree. */
+  clients?(): readonly { readonly params: ClientParams }[];
   /** The debug log's level: pino level names. set throws for an unknown level. */
   readonly debug: { get(): string; set(level: string): void };
 }

@@ -9,6 +9,8 @@
 //   <obd>.exports.<NID>.{uuid,stats}            the NID's clients and their stats
 //   ost.OSS.{ost,ost_io}.{stats,threads_max}    every OST's service of that name, summed
 //   mds.MDS.mdt.{stats,threads_max}, mgs.MGS.mgs.{stats,threads_max}
+//   osc.<fsname>-OSTxxxx-osc-<id>.{max_dirty_mb,max_rpcs_in_flight} (rw), llite.<fsname>-<id>.
+//                     {max_read_ahead_mb,max_read_ahead_per_file_mb} (rw): each client mount's
 //   osd-txg.<target>.{kbytestotal,kbytesfree,kbytesavail,filestotal,filesfree,blocksize,fstype,
 //                     txg_timeout (rw, seconds), txg_open, txg_last_synced, txg_checkpoint,
 //                     txg_synced, txg_sync_time_total_ms, txg_sync_time_max_ms, txg_dirty_bytes,
@@ -17,6 +19,7 @@
 // The OSD's type is "osd-txg" (fstype "txg"): Lustre names an OSD after its backing store
 // (osd-ldiskfs, osd-zfs); ours is the transaction-group log with its LevelDB state, the name
 // mkfs.lustre already prints as the mount type and the device's format magic carries.
+import type { ClientParams } from '../../client/index.js';
 import type { Osd } from '../../osd/index.js';
 import { LprocfsStats, SERVICE_THREADS_MAX, type Service } from '../../ptlrpc/index.js';
 import type { RunningMdt } from '../../services/mdt/index.js';
@@ -88,7 +91,26 @@ export function buildParams(view: KernelView): Param[] {
   out.push(...serviceParams(['mds', 'MDS', 'mdt'], services('mdt')));
   out.push(...serviceParams(['mgs', 'MGS', 'mgs'], services('mgs')));
   for (const p of parts) out.push(...osdParams([OSD_TYPE, p.target.svname], p.target.osd));
+  for (const c of view.clients?.() ?? []) out.push(...clientParams(c.params));
   return out;
+}
+
+/** A client mount's tunables: osc.<fsname>-OSTxxxx-osc-<instance>.*, llite.<fsname>-<instance>.*. */
+function clientParams(params: ClientParams): Param[] {
+  return params.list().map(({ name }) => {
+    const parts = name.split('.');
+    return {
+      path: parts,
+      read: () => params.list().find((x) => x.name === name)?.value ?? '',
+      write: (v: string) => {
+        try {
+          params.set(name, v);
+        } catch (err) {
+          throw new ParamError('EINVAL', `${name}: ${(err as Error).message}`);
+        }
+      },
+    };
+  });
 }
 
 /** What every target device (obd) shows: uuid, exports, recovery. */

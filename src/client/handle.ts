@@ -240,8 +240,8 @@ export class FileHandle {
     if (this.#closing) return this.#closing;
     this.#closing = (async () => {
       this.#closed = true;
-      this.readAhead?.close();
       try {
+        await this.readAhead?.close();
         await this.host.release(this);
       } catch (err) {
         throw toFsError(err, 'close', this.path);

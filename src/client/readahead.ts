@@ -126,8 +126,10 @@ export class ReadAhead {
     w.charged = 0;
   }
 
-  /** Drops everything (the handle closes). */
-  close(): void {
+  /** Drops everything (the handle closes); resolves once no read of this handle is on the wire. */
+  async close(): Promise<void> {
+    const pending = this.#windows.map((w) => w.data.catch(() => undefined));
     this.#dropAll();
+    await Promise.all(pending);
   }
 }

@@ -29,7 +29,9 @@ export async function startFs(t: Test, fsname = 'testfs'): Promise<TestFs> {
   await formatTarget(join(root, 'mdt0'), { fsname, mgs: true, mdt: true, index: 0 });
   await formatTarget(join(root, 'ost0'), { fsname, ost: true, index: 0, mgsNids: [mdsNid] });
   await formatTarget(join(root, 'ost1'), { fsname, ost: true, index: 1, mgsNids: [mdsNid] });
-  const nis = await Promise.all([mdsNid, ost0Nid, ost1Nid].map((nid) => LNetNI.start({ nid, port, warn: quiet })));
+  // A bulk PUT to a client that gave up waiting (it resent after a slow disk) holds its
+  // handler, and so the target's umount, for the reply timeout: keep that short here.
+  const nis = await Promise.all([mdsNid, ost0Nid, ost1Nid].map((nid) => LNetNI.start({ nid, port, warn: quiet, replyTimeoutMs: 3000 })));
   const targets: Target[] = [];
   const mounts: FileSystem[] = [];
   t.teardown(async () => {

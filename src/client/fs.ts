@@ -178,7 +178,7 @@ export class FileSystem implements HandleHost {
     return this.#utimes('lutime', path, atime, mtime, false);
   }
 
-  async access(path: PathLike, mode = constants.F_OK): Promise<void> {
+  async access(path: PathLike, mode: number = constants.F_OK): Promise<void> {
     const p = pathArg(path, 'access');
     await this.#call('access', p, async () => {
       const a = (await this.#walker.resolve(p, true, 'access')).attr;

@@ -2,9 +2,9 @@
 // MGS+MDT and two OSTs on loopback NIDs: open flags, file handles, stat merged from the OSTs,
 // the namespace, symlinks, permissions for a user who is not root, xattrs, statfs, striping,
 // the dirty and read-ahead bounds and the tunables.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
-import { constants, FsError, XATTR_CREATE, XATTR_REPLACE, type FileSystem } from '../../src/client/index.js';
+import { constants, FsError, XATTR_CREATE, XATTR_REPLACE } from '../../src/client/index.js';
 import { patternBytes, prng, seedFrom } from '../lib/prng.js';
 import { rejection, startFs } from './fs-helpers.js';
 
@@ -14,7 +14,7 @@ const { O_RDONLY, O_WRONLY, O_RDWR, O_CREAT, O_EXCL, O_TRUNC, O_APPEND, O_DIRECT
 };
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-async function expectCode(t: Tap.Test, p: Promise<unknown>, code: string, syscall: string, what: string): Promise<void> {
+async function expectCode(t: Test, p: Promise<unknown>, code: string, syscall: string, what: string): Promise<void> {
   const err = await rejection(p);
   t.equal(err.code, code, `${what}: ${code}`);
   t.equal(err.syscall, syscall, `${what}: syscall ${syscall}`);
@@ -385,10 +385,3 @@ t.test(`the POSIX calls of the library (seed ${SEED})`, async (t) => {
   });
 });
 
-declare global {
-  // tap's Test type, for the helper's signature.
-  namespace Tap {
-    type Test = Parameters<Parameters<typeof t.test>[1]>[0];
-  }
-}
-export type { FileSystem };

@@ -223,24 +223,33 @@ export class FileSystem implements HandleHost {
     let p = path;
     for (let links = 0; ; links++) {
       const par = await this.#walker.parent(p, 'open');
-      const existing = await this.mdc.lookup(par.dir.fid, par.name).catch((err: unknown) => {
-        if ((err as { code?: string }).code === 'ENOENT') return undefined;
-        throw err;
-      });
-      if (existing && isLink(existing)) {
-        if (flags & OpenFlag.CREAT && flags & OpenFlag.EXCL) throw new FsError('EEXIST', 'open', path);
+      if (par.trailingSlash) {
+        const existing = await this.#lookupOrNothing(par.dir.fid, par.name);
+        if (!existing) throw new FsError(flags & OpenFlag.CREAT ? 'EISDIR' : 'ENOENT', 'open', path);
+        if (!isDir(existing) && !isLink(existing)) throw new FsError('ENOTDIR', 'open', path);
+      }
+      // The open goes straight to the MDT; it refuses a symlink (ELOOP), which is then followed here.
+      try {
+        const r = await this.mdc.open(par.dir.fid, par.name, flags, mode & ~this.umask & 0o7777, layout);
+        return await this.#handleOf(path, flags, r);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ELOOP') throw err;
+        const existing = await this.#lookupOrNothing(par.dir.fid, par.name);
+        if (!existing || !isLink(existing)) throw err;
         if (flags & OpenFlag.NOFOLLOW) throw new FsError('ELOOP', 'open', path, undefined, 'O_NOFOLLOW on a symbolic link');
         if (links >= SYMLINKS_MAX) throw new FsError('ELOOP', 'open', path);
         const target = await this.mdc.readlink(existing.fid);
         p = target.startsWith('/') ? target : `${par.dirPath}/${target}`;
-        continue;
       }
-      if (par.trailingSlash) {
-        if (!existing) throw new FsError(flags & OpenFlag.CREAT ? 'EISDIR' : 'ENOENT', 'open', path);
-        if (!isDir(existing)) throw new FsError('ENOTDIR', 'open', path);
-      }
-      const r = await this.mdc.open(par.dir.fid, par.name, flags, mode & ~this.umask & 0o7777, layout);
-      return this.#handleOf(path, flags, r);
+    }
+  }
+
+  async #lookupOrNothing(dir: string, name: string): Promise<MdtAttr | undefined> {
+    try {
+      return await this.mdc.lookup(dir, name);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ENOENT') return undefined;
+      throw err;
     }
   }
 

@@ -78,8 +78,9 @@ export class Mgc {
     return change.config;
   }
 
-  async close(): Promise<void> {
-    await this.client.close();
+  /** Disconnects; with force, without waiting for the MGS to answer. */
+  async close(opts: { force?: boolean } = {}): Promise<void> {
+    await this.client.close(opts);
   }
 }
 

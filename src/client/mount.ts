@@ -33,6 +33,8 @@ const BRW_BYTES = MiB;
 /** The OSC imports' own bound; the OSC's settable max_rpcs_in_flight is the one that limits. */
 const IMPORT_RPCS_MAX = 256;
 const OSC_RETRY_MS = 1000;
+/** How long a forced umount waits for a target to answer its disconnect. */
+const FORCED_DISCONNECT_MS = 200;
 
 export interface MountOptions extends Partial<ClientTunables> {
   /** The network interface to use (shared with others); otherwise the mount starts its own on `nid`. */
@@ -247,11 +249,22 @@ export class MountCore {
     for (const t of this.#retryTimers) clearTimeout(t);
     // OSCs still connecting are disconnected by their own completion (it sees #closed).
     const quick = <T>(p: Promise<T> | undefined): Promise<unknown> => (p ?? Promise.resolve()).catch(() => undefined);
+    // A disconnect waits for the server's answer; a forced umount does not wait for servers
+    // that may be gone (what is left fails at once when the interface stops).
+    const boundMs = force ? FORCED_DISCONNECT_MS : this.#deadlines().connectDeadlineMs;
+    const bounded = (p: Promise<unknown> | undefined): Promise<unknown> => {
+      let timer: NodeJS.Timeout | undefined;
+      return Promise.race([quick(p), new Promise((r) => (timer = setTimeout(r, boundMs)))]).finally(() => clearTimeout(timer));
+    };
     if (!force) await quick(this.flushAll());
-    await Promise.all([...this.oscs.values()].map((o) => quick(o.disconnect())));
+    else {
+      // Closed without a word to the servers: each import drops its connection first.
+      for (const osc of this.oscs.values()) for (const imp of [osc.imports.ost, osc.imports.io]) imp.forceReconnect();
+      this.#mdc?.import.forceReconnect();
+    }
+    await Promise.all([...this.oscs.values()].map((o) => bounded(o.disconnect())));
     this.oscs.clear();
-    await quick(this.#mdc?.disconnect());
-    await quick(this.#mgc?.close());
+    await Promise.all([bounded(this.#mdc?.disconnect()), bounded(this.#mgc?.close({ force }))]);
     await quick(this.#ownNi?.stop());
   }
 }

@@ -15,6 +15,8 @@ import { FsError } from './errors.js';
 export const SYMLINKS_MAX = 40;
 /** Linux's PATH_MAX (bytes, with the NUL). */
 export const PATH_MAX = 4096;
+/** Linux's NAME_MAX: bytes of one component. */
+export const NAME_MAX = 255;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
@@ -78,6 +80,7 @@ export class Walker {
       const root = await this.mdc.getattr(this.rootFid);
       return { dir: root, dirPath: '/', name: '.', trailingSlash: false };
     }
+    if (Buffer.byteLength(last) > NAME_MAX) throw new FsError('ENAMETOOLONG', syscall, path, undefined, `a name of ${Buffer.byteLength(last)} bytes (at most ${NAME_MAX})`);
     const r = await this.#walk(this.rootFid, [], parts, true, { links: 0 }, syscall, path);
     if (!isDir(r.attr)) throw new FsError('ENOTDIR', syscall, path);
     return { dir: r.attr, dirPath: r.path, name: last, trailingSlash };

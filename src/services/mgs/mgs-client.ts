@@ -127,12 +127,17 @@ export class MgsClient {
     });
   }
 
-  async close(): Promise<void> {
+  /** Disconnects; with force, without waiting for the MGS to answer (it may be gone). */
+  async close(opts: { force?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     const watch = this.#watchImport;
-    await this.#import.disconnect();
-    if (watch) await watch.then((imp) => imp.disconnect(), () => {});
+    const disconnect = (imp: Import): Promise<void> => {
+      if (opts.force) imp.forceReconnect();
+      return imp.disconnect();
+    };
+    await disconnect(this.#import);
+    if (watch) await watch.then(disconnect, () => {});
   }
 
   #watcher(): Promise<Import> {

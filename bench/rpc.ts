@@ -18,8 +18,8 @@ const DURATION_MS = Number(process.env.BENCH_RPC_MS ?? 3000);
 const IN_FLIGHT = Number(process.env.BENCH_RPC_IN_FLIGHT ?? 8);
 const BULK_IN_FLIGHT = Number(process.env.BENCH_RPC_BULK_IN_FLIGHT ?? 8);
 const BULK_BYTES = 1 << 20;
-const SERVER_IP = '127.0.0.2';
-const CLIENT_IP = '127.0.0.3';
+const SERVER_IP = process.env.BENCH_RPC_SERVER_IP ?? '127.0.0.2';
+const CLIENT_IP = process.env.BENCH_RPC_CLIENT_IP ?? '127.0.0.3';
 
 interface Figure { bench: string; value: number; unit: string; baseline: number; ratio: number }
 const round = (x: number) => Number(x.toPrecision(4));

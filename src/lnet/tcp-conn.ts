@@ -4,12 +4,29 @@
 // slab so that a burst of small messages leaves as one contiguous buffer, and hands large
 // payloads to the socket as they are. A write goes out at once when the socket is idle; what
 // follows in the same tick is corked into one writev.
+//
+// Where frames begin TCP segments. A capture with a 512-byte snap length keeps the first
+// SEGMENT_HEAD_BYTES of each segment's payload; Wireshark's LNet dissector decodes each frame
+// that begins a segment from those bytes alone and calls it malformed when the frame runs past
+// them (a frame that begins a segment it does not fill, in a capture that kept the segment,
+// is reassembled from the segments that follow instead). So, as far as a writer can steer
+// the kernel:
+// - A large frame travels on a BULK_OUT connection that carries nothing else of ours (socklnd's
+//   typed connections), and its header is written alone, with a push, so that it leaves in a
+//   segment of its own. The header can still wait in the kernel (congestion window full) and
+//   the payload then joins it; so while earlier large frames are unconfirmed (zero-copy
+//   cookies, which the receiver answers once it has the whole frame) the last HOLD_BYTES of a
+//   payload are held back and written in front of the next large header, which then never
+//   begins a segment; a timer writes them when no frame follows.
+// - A small frame longer than SEGMENT_HEAD_BYTES is written with its header alone when it
+//   would begin a write on a quiet connection (a connect reply, say); on a busy connection
+//   that would cost a system call and a segment per message, so there it goes whole.
 import type { Socket } from 'node:net';
 import { ChunkQueue } from './chunks.js';
 import {
   CONNREQ_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES, HELLO_IPS_MAX, KSOCK_MSG_LNET, KSOCK_MSG_NOOP, KSOCK_PROTO_V3,
   LNET_PROTO_ACCEPTOR_MAGIC, LNET_PROTO_ACCEPTOR_VERSION, LNET_PROTO_MAGIC, LNetHeader, NOOP_BYTES,
-  SOCKLND_CONN_CONTROL, SOCKLND_CONN_NONE, SOCKNAL_KEEPALIVE_PING, decodeConnReq, decodeFrameHeader, decodeHello,
+  SOCKLND_CONN_BULK_OUT, SOCKLND_CONN_CONTROL, SOCKLND_CONN_NONE, SOCKNAL_KEEPALIVE_PING, decodeConnReq, decodeFrameHeader, decodeHello,
   encodeConnReq, encodeFrameHeader, encodeHello, encodeNoop, invertConnType, type Hello,
 } from './wire.js';
 import type { ConnDropReason } from './stats.js';
@@ -51,6 +68,23 @@ export const RX_UNRESERVED_MAX = 64 * 1024;
 /** Payloads up to this size are copied beside their header, so that small messages coalesce. */
 const INLINE_PAYLOAD_MAX = 2048;
 const SLAB_BYTES = 64 * 1024;
+/**
+ * Frames of at least this many bytes, header included, are large: they go on a BULK_OUT
+ * connection when there is one (socklnd's min_bulk).
+ */
+export const MIN_BULK_BYTES = 1024;
+/** TCP payload bytes a 512-byte capture keeps of a segment on loopback (512 - 14 - 20 - 32). */
+const SEGMENT_HEAD_BYTES = 446;
+/** Bytes of a large payload held back to be written in front of the next large header. */
+const HOLD_BYTES = 8;
+/** How long held-back bytes wait for the next large frame. */
+const HOLD_MS = 2;
+/** How long a large frame after a pause waits for the confirmation of earlier ones. */
+const WAIT_MS = 20;
+/** A connection that sent no frame for this long is quiet (see the top of the file). */
+const QUIET_MS = 1;
+/** Zero-copy cookies awaited at once; past it the oldest is forgotten. */
+const ZC_PENDING_MAX = 64;
 
 export class TcpConn {
   /** Peer as the HELLO named it (set when established). */
@@ -85,14 +119,29 @@ export class TcpConn {
   private runStart = 0;
   private out: Buffer[] = [];
   private outTx: Tx[] = [];
+  /** Where a write of `out` ends before the next starts: index into out, negative to push too. */
+  private breaks: number[] = [];
   private flushScheduled = false;
   private readonly batchTimes: number[] = [];
+  private lastFrameAt = 0;
+  /** The tail of the last large payload, held back (see the top of the file), and its message. */
+  private held: Buffer[] = [];
+  private heldTx: Tx | null = null;
+  private heldPastBatch = false;
+  /** Large frames waiting for the receiver to confirm earlier ones (see writeLarge). */
+  private waiting: Tx[] = [];
+  private holdTimer: NodeJS.Timeout | null = null;
+  /** Zero-copy cookies of our large frames not yet confirmed, oldest first. */
+  private readonly zcPending = new Set<bigint>();
+  private zcNext = SOCKNAL_KEEPALIVE_PING + 1n;
 
   constructor(
     private readonly owner: ConnOwner,
     readonly socket: Socket,
     /** Set for connections we open: the NID we asked for. */
     readonly targetWireNid: bigint | null,
+    /** What this connection is for, as this side calls it (SOCKLND_CONN_*; set by the HELLO when accepted). */
+    public ctype = SOCKLND_CONN_CONTROL,
   ) {
     this.state = targetWireNid === null ? 'connreq' : 'hello';
     if (targetWireNid === null) this.noteRemote(); else socket.once('connect', () => this.noteRemote());
@@ -122,7 +171,7 @@ export class TcpConn {
   /** The connector's opening: acceptor request and HELLO, in one write. */
   sendOpening(): void {
     const req = encodeConnReq(this.targetWireNid!);
-    this.socket.write(Buffer.concat([req, this.hello(this.targetWireNid!, SOCKLND_CONN_CONTROL)]));
+    this.socket.write(Buffer.concat([req, this.hello(this.targetWireNid!, this.ctype)]));
   }
 
   private hello(dstNid: bigint, ctype: number): Buffer {
@@ -208,12 +257,13 @@ export class TcpConn {
     this.rx.take(HELLO_BYTES + 4 * hello.nips, null);
     if (this.isActive) {
       if (hello.ctype === SOCKLND_CONN_NONE) return this.close('connRace', 'the peer refused the connection type (lost a connection race)');
-      if (invertConnType(hello.ctype) !== SOCKLND_CONN_CONTROL) return this.close('badConnType', `HELLO connection type ${hello.ctype}`);
+      if (invertConnType(hello.ctype) !== this.ctype) return this.close('badConnType', `HELLO connection type ${hello.ctype}`);
       if (hello.srcNid !== this.targetWireNid) {
         return this.close('wrongNid', `connected to NID 0x${this.targetWireNid!.toString(16)}, but it claims 0x${hello.srcNid.toString(16)}`);
       }
-    } else if (invertConnType(hello.ctype) === SOCKLND_CONN_NONE) {
-      return this.close('badConnType', `HELLO connection type ${hello.ctype}`);
+    } else {
+      this.ctype = invertConnType(hello.ctype);
+      if (this.ctype === SOCKLND_CONN_NONE) return this.close('badConnType', `HELLO connection type ${hello.ctype}`);
     }
     // The acceptor answers before anything else can be written on the connection.
     if (!this.isActive) this.socket.write(this.hello(hello.srcNid, invertConnType(hello.ctype)));
@@ -230,12 +280,13 @@ export class TcpConn {
     const type = k.readUInt32LE(0);
     if (type === KSOCK_MSG_NOOP) {
       const zcAck = k.readBigUInt64LE(16);
+      const zcFrom = k.readBigUInt64LE(8);
       this.rx.take(NOOP_BYTES, null);
-      if (zcAck !== 0n && zcAck !== SOCKNAL_KEEPALIVE_PING) {
-        return this.close('badZcAck', `zero-copy ACK ${zcAck} for no request of ours`);
+      if (zcAck === 0n || zcAck === SOCKNAL_KEEPALIVE_PING) {
+        this.owner.noise(this);
+        return this.state !== 'closed';
       }
-      this.owner.noise(this);
-      return this.state !== 'closed';
+      return this.zeroCopyAcked(zcFrom === 0n ? zcAck : zcFrom, zcAck);
     }
     if (type !== KSOCK_MSG_LNET) return this.close('badKsockType', `ksock message type 0x${hex32(type)}`);
     if (this.rx.length < FRAME_HEADER_BYTES) return false;
@@ -243,7 +294,9 @@ export class TcpConn {
     // Cookies are almost always 0: look at them as u32s first, to make no BigInt for nothing.
     const zcReq = (buf.readUInt32LE(8) | buf.readUInt32LE(12)) === 0 ? 0n : buf.readBigUInt64LE(8);
     if ((buf.readUInt32LE(16) | buf.readUInt32LE(20)) !== 0) {
-      return this.close('badZcAck', `zero-copy ACK ${buf.readBigUInt64LE(16)} for no request of ours`);
+      // An ACK piggybacked on a message, as socklnd V3 may send it.
+      const zcAck = buf.readBigUInt64LE(16);
+      if (!this.zeroCopyAcked(zcAck, zcAck)) return false;
     }
     const bad = decodeFrameHeader(buf, 0, this.h, this.owner.payloadMax);
     if (bad) return this.close(bad, `LNet type ${buf.readUInt32LE(48)}, payload ${buf.readUInt32LE(52)} bytes`);
@@ -302,6 +355,22 @@ export class TcpConn {
     delivery.complete(payload);
   }
 
+  /** The peer has the whole of our frames with cookies first..last; false when it closed the connection. */
+  private zeroCopyAcked(first: bigint, last: bigint): boolean {
+    const lo = first < last ? first : last;
+    const hi = first < last ? last : first;
+    if (lo <= SOCKNAL_KEEPALIVE_PING || hi >= this.zcNext) {
+      return this.close('badZcAck', `zero-copy ACK ${first}..${last} for no request of ours`);
+    }
+    // Invariant: at most ZC_PENDING_MAX entries, so this loop is bounded.
+    for (const c of this.zcPending) if (c >= lo && c <= hi) this.zcPending.delete(c);
+    if (this.zcPending.size === 0 && this.waiting.length > 0) {
+      if (this.holdTimer) clearTimeout(this.holdTimer);
+      this.holdOver();
+    }
+    return true;
+  }
+
   /** A peer that sent with zero-copy waits for this before it frees its pages (socklnd V2+). */
   private ackZeroCopy(): void {
     if (this.zcReq === 0n) return;
@@ -312,6 +381,19 @@ export class TcpConn {
   // ---- sending ----
 
   writeTx(tx: Tx, length: number): void {
+    const now = performance.now();
+    const quiet = now - this.lastFrameAt >= QUIET_MS;
+    this.lastFrameAt = now;
+    if (this.ctype === SOCKLND_CONN_BULK_OUT) { this.writeLarge(tx); return; }
+    const frameBytes = FRAME_HEADER_BYTES + length;
+    if (frameBytes > SEGMENT_HEAD_BYTES && quiet && this.out.length === 0 && this.slabUsed === this.runStart &&
+      this.socket.writableLength === 0) {
+      this.writeHeaderAlone(tx, 0n);
+      for (const b of tx.payload) if (b.length) this.out.push(b);
+      this.outTx.push(tx);
+      this.scheduleFlush();
+      return;
+    }
     const inline = length <= INLINE_PAYLOAD_MAX;
     this.reserveSlab(FRAME_HEADER_BYTES + (inline ? length : 0));
     encodeFrameHeader(tx.h, this.slab, this.slabUsed);
@@ -326,8 +408,96 @@ export class TcpConn {
     this.scheduleFlush();
   }
 
+  /** A frame on a BULK_OUT connection (see the top of the file). */
+  private writeLarge(tx: Tx): void {
+    const startsWrite = this.out.length === 0 && this.slabUsed === this.runStart && this.held.length === 0 &&
+      this.waiting.length === 0;
+    if (this.waiting.length > 0 || (startsWrite && this.zcPending.size > 0)) {
+      // A pause in a stream of large frames: earlier ones may still fill the congestion window,
+      // and a lone header would wait there for its payload to join it. Wait until the receiver
+      // confirms them (or WAIT_MS passes).
+      this.waiting.push(tx);
+      this.holdTimer ??= setTimeout(this.holdOver, WAIT_MS);
+      return;
+    }
+    this.sendLarge(tx);
+  }
+
+  private sendLarge(tx: Tx, waited = false): void {
+    // A frame that had to wait is part of a stream too: more are likely to follow.
+    const streaming = this.zcPending.size > 0 || waited;
+    const cookie = this.zcNext++;
+    if (this.zcPending.size >= ZC_PENDING_MAX) this.zcPending.delete(this.zcPending.values().next().value!);
+    this.zcPending.add(cookie);
+    if (this.held.length > 0) {
+      // The previous frame's last bytes and this header go in one buffer: a write the kernel
+      // takes in part ends at a buffer boundary, and the rest would then begin with the header.
+      this.endRun();
+      let bytes = 0;
+      for (const b of this.held) bytes += b.length;
+      this.reserveSlab(bytes + FRAME_HEADER_BYTES);
+      for (const b of this.held) { b.copy(this.slab, this.slabUsed); this.slabUsed += b.length; }
+      encodeFrameHeader(tx.h, this.slab, this.slabUsed, cookie);
+      this.slabUsed += FRAME_HEADER_BYTES;
+      this.endRun();
+      this.outTx.push(this.heldTx!);
+      this.held = [];
+      this.heldTx = null;
+    } else {
+      this.writeHeaderAlone(tx, cookie);
+    }
+    // The last HOLD_BYTES wait for the next large header (sliced, never copied): in this batch
+    // always; past it while earlier frames are unconfirmed, for at most HOLD_MS.
+    const payload = tx.payload.filter((b) => b.length > 0);
+    let keep = Math.min(HOLD_BYTES, tx.h.payloadLength);
+    let i = payload.length - 1;
+    while (i > 0 && payload[i]!.length < keep) keep -= payload[i--]!.length;
+    for (let j = 0; j < i; j++) this.out.push(payload[j]!);
+    const cut = payload[i]!.length - keep;
+    if (cut > 0) this.out.push(payload[i]!.subarray(0, cut));
+    this.held = [payload[i]!.subarray(cut), ...payload.slice(i + 1)];
+    this.heldTx = tx;
+    this.heldPastBatch = streaming;
+    if (streaming) this.holdTimer ??= setTimeout(this.holdOver, HOLD_MS);
+    this.scheduleFlush();
+  }
+
+  /** Writes the frames that waited, then the held-back bytes: no frame waits longer than this. */
+  private readonly holdOver = (): void => {
+    this.holdTimer = null;
+    if (this.state === 'closed') return;
+    const waiting = this.waiting;
+    this.waiting = [];
+    for (const tx of waiting) this.sendLarge(tx, true);
+    if (waiting.length === 0) this.releaseHeld();
+    this.scheduleFlush();
+  };
+
+  /** Ends the write before a header, writes the header alone and asks the kernel to send it at once. */
+  private writeHeaderAlone(tx: Tx, zcReq: bigint): void {
+    this.endRun();
+    if (this.out.length > 0) this.breaks.push(this.out.length);
+    this.reserveSlab(FRAME_HEADER_BYTES);
+    encodeFrameHeader(tx.h, this.slab, this.slabUsed, zcReq);
+    this.slabUsed += FRAME_HEADER_BYTES;
+    this.endRun();
+    this.breaks.push(-this.out.length);
+  }
+
+  /** Queues the held-back bytes (and so completes their message) at the end of what is to be written. */
+  private releaseHeld(): void {
+    if (this.held.length === 0) return;
+    if (this.holdTimer && this.waiting.length === 0) { clearTimeout(this.holdTimer); this.holdTimer = null; }
+    this.endRun();
+    for (const b of this.held) this.out.push(b);
+    this.outTx.push(this.heldTx!);
+    this.held = [];
+    this.heldTx = null;
+  }
+
   /** A keepalive (cookie SOCKNAL_KEEPALIVE_PING) or a zero-copy ACK. */
   writeNoop(zcAck: bigint): void {
+    this.releaseHeld();
     this.reserveSlab(NOOP_BYTES);
     encodeNoop(zcAck, this.slab, this.slabUsed);
     this.slabUsed += NOOP_BYTES;
@@ -366,6 +536,7 @@ export class TcpConn {
 
   private writeBatch(): void {
     if (this.state === 'closed') return;
+    if (!this.heldPastBatch) this.releaseHeld();
     this.endRun();
     const out = this.out;
     const batch = this.outTx;
@@ -377,12 +548,29 @@ export class TcpConn {
     this.batchesInFlight++;
     this.batchTimes.push(now);
     if (this.oldestBatchAt === 0) this.oldestBatchAt = now;
-    const socket = this.socket;
-    if (out.length > 1) socket.cork();
-    for (let i = 0; i < out.length - 1; i++) socket.write(out[i]!);
-    const ok = socket.write(out[out.length - 1]!, (err) => this.batchDone(batch, err ?? null));
-    if (out.length > 1) socket.uncork();
+    const breaks = this.breaks;
+    this.breaks = [];
+    let from = 0;
+    for (const at of breaks) {
+      const to = Math.abs(at);
+      this.writeRange(out, from, to, null);
+      from = to;
+      // TCP_NODELAY set again pushes what the kernel holds (autocork would keep a lone header
+      // back for the payload to join it). Pointless when the write is still queued here.
+      if (at < 0 && this.socket.writableLength === 0) { this.socket.setNoDelay(false); this.socket.setNoDelay(true); }
+    }
+    if (from === out.length) { this.batchDone(batch, null); return; }
+    const ok = this.writeRange(out, from, out.length, (err) => this.batchDone(batch, err ?? null));
     if (!ok) this.needDrain = true;
+  }
+
+  private writeRange(out: Buffer[], from: number, to: number, done: ((err?: Error | null) => void) | null): boolean {
+    const socket = this.socket;
+    if (to - from > 1) socket.cork();
+    for (let i = from; i < to - 1; i++) socket.write(out[i]!);
+    const ok = done ? socket.write(out[to - 1]!, done) : socket.write(out[to - 1]!);
+    if (to - from > 1) socket.uncork();
+    return ok;
   }
 
   private batchDone(batch: Tx[], err: Error | null): void {
@@ -393,7 +581,10 @@ export class TcpConn {
   }
 
   /** True when nothing is waiting to be written or on its way to the kernel. */
-  get idle(): boolean { return this.batchesInFlight === 0 && this.out.length === 0 && this.slabUsed === this.runStart; }
+  get idle(): boolean {
+    return this.batchesInFlight === 0 && this.out.length === 0 && this.slabUsed === this.runStart && this.held.length === 0 &&
+      this.waiting.length === 0;
+  }
 
   // ---- closing ----
 
@@ -407,9 +598,14 @@ export class TcpConn {
     this.delivery = null;
     // Messages not yet handed to the socket are failed here; those written are failed by
     // their write callbacks if the socket is destroyed before they reach the kernel.
-    const unsent = this.outTx;
+    if (this.holdTimer) { clearTimeout(this.holdTimer); this.holdTimer = null; }
+    const unsent = [...this.outTx, ...(this.heldTx ? [this.heldTx] : []), ...this.waiting];
+    this.waiting = [];
     this.outTx = [];
     this.out = [];
+    this.breaks = [];
+    this.held = [];
+    this.heldTx = null;
     if (gracefulCloses.has(reason)) {
       // What was written (a last HELLO telling our version, queued frames) still goes out.
       this.socket.end();
@@ -427,6 +623,8 @@ export class TcpConn {
     return new Promise((resolve) => {
       if (this.socket.destroyed) { resolve(); return; }
       this.socket.once('close', () => resolve());
+      if (this.holdTimer) clearTimeout(this.holdTimer);
+      this.holdOver();
       this.writeBatch();
       this.close('stopping', 'the NI is stopping');
     });

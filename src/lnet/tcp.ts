@@ -2,12 +2,19 @@
 // one peer per remote NID, connections opened on the first send to a peer (and again after
 // one is lost), send credits per peer, keepalives on idle connections, and the limits that
 // keep a bad or stalled peer from costing the node more than one connection.
+//
+// Connections are typed as socklnd types them: the first one opened to a peer is CONTROL and
+// carries small messages both ways; the first large message (MIN_BULK_BYTES or more) to a peer
+// opens a BULK_OUT connection that carries this side's large messages and nothing else (the
+// peer calls it BULK_IN), so that bulk data never delays a small message and the writer can
+// place frame headers in segments (see tcp-conn.ts). Until it is up, or if the peer refuses
+// it, large messages go on the CONTROL connection.
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { LNetError } from './errors.js';
 import { ipv4Text, nidFromWire, formatNid, parseNid, type NidString } from './nid.js';
-import { FRAME_HEADER_BYTES, type Hello, type LNetHeader } from './wire.js';
+import { FRAME_HEADER_BYTES, SOCKLND_CONN_BULK_IN, SOCKLND_CONN_BULK_OUT, SOCKLND_CONN_CONTROL, type Hello, type LNetHeader } from './wire.js';
 import type { ConnDropReason, PeerStats } from './stats.js';
-import { TcpConn, type ConnOwner, type Tx } from './tcp-conn.js';
+import { MIN_BULK_BYTES, TcpConn, type ConnOwner, type Tx } from './tcp-conn.js';
 import type { Delivery, LNetNI } from './ni.js';
 
 export interface TcpTunables extends TcpLimits {
@@ -56,6 +63,9 @@ class TcpPeer {
   queueHead = 0;
   credits: number;
   connecting = false;
+  bulkConnecting = false;
+  /** The peer did not take a BULK_OUT connection: its large messages go on CONTROL ones. */
+  bulkRefused = false;
   incarnation = 0n;
 
   constructor(
@@ -90,10 +100,30 @@ class TcpPeer {
     this.stats.queued = this.queued;
   }
 
-  /** The connection to send on: the first established one that is not waiting for 'drain'. */
-  sendConn(): TcpConn | null {
-    for (const c of this.conns) if (!c.needDrain) return c;
-    return null;
+  /**
+   * The connection to send a message on, or null to wait: a small one goes on the first
+   * CONTROL connection not waiting for 'drain'; a large one on the BULK_OUT connection, or
+   * on CONTROL while there is none.
+   */
+  sendConn(large: boolean): TcpConn | null {
+    let control: TcpConn | null = null;
+    let bulk: TcpConn | null = null;
+    for (const c of this.conns) {
+      if (c.ctype === SOCKLND_CONN_BULK_OUT) bulk ??= c;
+      else if (c.ctype !== SOCKLND_CONN_BULK_IN && !c.needDrain) control ??= c;
+    }
+    if (large && bulk) return bulk.needDrain ? null : bulk;
+    return control;
+  }
+
+  get hasBulkOut(): boolean {
+    for (const c of this.conns) if (c.ctype === SOCKLND_CONN_BULK_OUT) return true;
+    return false;
+  }
+
+  get hasControl(): boolean {
+    for (const c of this.conns) if (c.ctype !== SOCKLND_CONN_BULK_OUT && c.ctype !== SOCKLND_CONN_BULK_IN) return true;
+    return false;
   }
 }
 
@@ -185,8 +215,12 @@ export class TcpLnd implements ConnOwner {
   }
 
   private pump(peer: TcpPeer): void {
+    let wantsBulk = false;
     while (peer.queued > 0 && peer.credits > 0) {
-      const conn = peer.sendConn();
+      const next = peer.queue[peer.queueHead]!;
+      const large = FRAME_HEADER_BYTES + next.h.payloadLength >= MIN_BULK_BYTES;
+      if (large) wantsBulk = true;
+      const conn = peer.sendConn(large);
       if (!conn) break;
       const tx = peer.shift();
       peer.credits--;
@@ -194,7 +228,10 @@ export class TcpLnd implements ConnOwner {
       conn.writeTx(tx, tx.h.payloadLength);
     }
     peer.noteCredits();
-    if (peer.queued > 0 && peer.conns.length === 0 && !peer.connecting) this.connectTo(peer);
+    if (peer.queued > 0 && !peer.hasControl && !peer.connecting) this.connectTo(peer, SOCKLND_CONN_CONTROL);
+    if (wantsBulk && peer.hasControl && !peer.hasBulkOut && !peer.bulkConnecting && !peer.bulkRefused && !this.stopping) {
+      this.connectTo(peer, SOCKLND_CONN_BULK_OUT);
+    }
   }
 
   sent(conn: TcpConn, batch: Tx[], err: Error | null): void {
@@ -216,15 +253,17 @@ export class TcpLnd implements ConnOwner {
 
   // ---- connecting ----
 
-  private connectTo(peer: TcpPeer, attempt = 0): void {
+  private connectTo(peer: TcpPeer, ctype: number, attempt = 0): void {
+    const bulk = ctype === SOCKLND_CONN_BULK_OUT;
     if (this.conns.size >= this.t.connectionsMax) {
+      if (bulk) { peer.bulkRefused = true; return; }
       this.failQueued(peer, new LNetError('EAGAIN', `${this.conns.size} connections open (connectionsMax)`));
       return;
     }
-    peer.connecting = true;
+    if (bulk) peer.bulkConnecting = true; else peer.connecting = true;
     const localPort = this.t.reservedPorts ? this.nextReservedPort() : undefined;
     const socket = connect({ host: peer.host, port: this.t.port, localAddress: this.host, localPort, noDelay: true });
-    const conn = new TcpConn(this, socket, peer.wireNid);
+    const conn = new TcpConn(this, socket, peer.wireNid, ctype);
     this.conns.add(conn);
     this.peerOf.set(conn, peer);
     this.connectAttempts.set(conn, attempt);
@@ -268,9 +307,11 @@ export class TcpLnd implements ConnOwner {
       // The peer restarted: what went over its old connections is gone with its old self.
       for (const old of [...peer.conns]) old.close('peerRestarted', 'the peer restarted (new incarnation)');
       peer.incarnation = hello.srcIncarnation;
+      peer.bulkRefused = false;
     }
     peer.conns.push(conn);
-    if (conn.isActive) peer.connecting = false;
+    if (conn.isActive && conn.ctype === SOCKLND_CONN_BULK_OUT) peer.bulkConnecting = false;
+    else if (conn.isActive) peer.connecting = false;
     if (peer.stats) { peer.stats.connects++; peer.stats.connections = peer.conns.length; }
     this.pump(peer);
     return null;
@@ -287,7 +328,7 @@ export class TcpLnd implements ConnOwner {
     if (connectFailed && peer && this.t.reservedPorts && !this.stopping && (conn.errorCode === 'EADDRINUSE' || conn.errorCode === 'EADDRNOTAVAIL') &&
       attempt < RESERVED_PORT_MAX - RESERVED_PORT_MIN) {
       // That privileged port is taken here: try the next one, as lnet_connect does.
-      this.connectTo(peer, attempt + 1);
+      this.connectTo(peer, conn.ctype, attempt + 1);
       return;
     }
     if (connectFailed && reason === 'socketError') reason = 'connectFailed';
@@ -302,7 +343,12 @@ export class TcpLnd implements ConnOwner {
     const i = peer.conns.indexOf(conn);
     if (i >= 0) peer.conns.splice(i, 1);
     if (peer.stats) peer.stats.connections = peer.conns.length;
-    if (connectFailed) {
+    if (connectFailed && conn.ctype === SOCKLND_CONN_BULK_OUT) {
+      // Large messages go on CONTROL connections instead.
+      peer.bulkConnecting = false;
+      peer.bulkRefused = true;
+      if (!this.stopping) this.pump(peer);
+    } else if (connectFailed) {
       peer.connecting = false;
       // What waits for this peer fails with its connect, rather than wait forever.
       if (peer.conns.length === 0) {
@@ -317,7 +363,7 @@ export class TcpLnd implements ConnOwner {
 
   /** A peer with no connection and nothing to send is forgotten, so that peers stay bounded. */
   private forgetIfIdle(peer: TcpPeer): void {
-    if (peer.conns.length === 0 && peer.queued === 0 && !peer.connecting && this.peers.get(peer.nid) === peer) {
+    if (peer.conns.length === 0 && peer.queued === 0 && !peer.connecting && !peer.bulkConnecting && this.peers.get(peer.nid) === peer) {
       this.peers.delete(peer.nid);
     }
   }

@@ -20,8 +20,9 @@
 //     32  u64 kshm_src_incarnation  sender's start time in ns: a new value means it restarted
 //     40  u64 kshm_dst_incarnation  0 (Lustre leaves it unset)
 //     48  u32 kshm_ctype            SOCKLND_CONN_*: the connector says what the connection is
-//                                   for (we use CONTROL 1); the acceptor answers the inverse
-//                                   (BULK_IN 2 <-> BULK_OUT 3), or NONE (-1) to refuse
+//                                   for (CONTROL 1 for small messages, BULK_OUT 3 for its large
+//                                   ones); the acceptor answers the inverse (BULK_IN 2 <->
+//                                   BULK_OUT 3), or NONE (-1) to refuse
 //     52  u32 kshm_nips             0 (an IP list of nips u32s would follow; at most 16)
 //    A HELLO with another magic or version ends the connection; an acceptor first answers
 //    an unknown version with its own HELLO so that the peer learns what it speaks.
@@ -30,9 +31,11 @@
 //      0  u32 ksm_type        KSOCK_MSG_NOOP 0xc0 | KSOCK_MSG_LNET 0xc1
 //      4  u32 ksm_csum        0: no checksum (V3 never checksums; a non-zero one is ignored)
 //      8  u64 ksm_zc_cookies[0]  zero-copy request: non-zero asks the receiver to confirm
-//                                receipt with a NOOP carrying it in cookies[1]
-//     16  u64 ksm_zc_cookies[1]  zero-copy ACK; 1 (SOCKNAL_KEEPALIVE_PING) in a NOOP is a
-//                                keepalive that needs no answer
+//                                receipt with a NOOP carrying it in cookies[1]; in a NOOP
+//                                with cookies[1] set, a non-zero [0] acknowledges [0]..[1]
+//     16  u64 ksm_zc_cookies[1]  zero-copy ACK (in a NOOP, or piggybacked on an LNET frame);
+//                                1 (SOCKNAL_KEEPALIVE_PING) in a NOOP is a keepalive that
+//                                needs no answer, so request cookies start at 2
 //    A NOOP ends here (24 bytes). An LNET frame goes on with lnet_hdr (72 bytes):
 //     24  u64 dest_nid
 //     32  u64 src_nid
@@ -119,15 +122,18 @@ function dataView(buf: Buffer): DataView {
   return view;
 }
 
-/** Writes a 96-byte LNET frame header at `at`; every byte of the 96 is written. */
-export function encodeFrameHeader(h: LNetHeader, buf: Buffer, offset: number, zcAck = 0n): void {
+/**
+ * Writes a 96-byte LNET frame header at `at`; every byte of the 96 is written. `zcReq` asks
+ * the receiver to confirm the whole frame with a NOOP carrying it (ksm_zc_cookies[0]).
+ */
+export function encodeFrameHeader(h: LNetHeader, buf: Buffer, offset: number, zcReq = 0n, zcAck = 0n): void {
   // Invariant: the view spans more than `buf`, so the bounds are checked here, once.
   if (buf.length < offset + FRAME_HEADER_BYTES) throw new RangeError(`a frame header needs ${FRAME_HEADER_BYTES} bytes`);
   const v = dataView(buf);
   const at = buf.byteOffset + offset;
   v.setUint32(at, KSOCK_MSG_LNET, true);
   v.setUint32(at + 4, 0, true);
-  v.setBigUint64(at + 8, 0n, true);
+  v.setBigUint64(at + 8, zcReq, true);
   v.setBigUint64(at + 16, zcAck, true);
   v.setBigUint64(at + 24, h.destNid, true);
   v.setBigUint64(at + 32, h.srcNid, true);

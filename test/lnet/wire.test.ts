@@ -4,9 +4,11 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
 import { formatNid, nidFromWire, nidToWire, parseNid, wire, type LNetConfig } from '../../src/lnet/index.js';
 import {
-  ALL, collect, frame, freePort, helloFrom, nidWire, rawConnect, rawNode, rawPeer, sleep, startNi, until, type Warnings,
+  ALL, ByteReader, collect, frame, freePort, helloFrom, nidWire, rawConnect, rawNode, rawPeer, sleep, startNi, until, type Warnings,
 } from './helpers.js';
 
 const hex = (s: string): string => s.replace(/\s+|\/\/[^\n]*/g, '');
@@ -171,6 +173,97 @@ t.test('live: what an NI sends and takes on a socket is the golden format', asyn
   socket.write(zc);
   await events.next();
   t.equal((await reader.read(24)).toString('hex'), hex('c0000000 00000000 0000000000000000 3412000000000000'), 'zero-copy ACK');
+});
+
+t.test('typed connections: large messages go on a BULK_OUT connection and ask for zero-copy confirmation', async (t) => {
+  const port = await freePort();
+  const ni = await startNi(t, { nid: '127.0.0.60@tcp', port });
+  const target = { nid: '127.0.0.61@tcp', pid: 12345 };
+  // A raw node that takes every connection and answers each HELLO with the inverse type.
+  const server = createServer();
+  server.listen(port, '127.0.0.61');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  const conns: Array<{ ctype: number; reader: ByteReader; socket: Socket }> = [];
+  server.on('connection', (socket: Socket) => {
+    socket.setNoDelay(true);
+    const reader = new ByteReader(socket);
+    void (async () => {
+      const opening = await reader.read(wire.CONNREQ_BYTES + wire.HELLO_BYTES);
+      const hello = wire.decodeHello(opening.subarray(wire.CONNREQ_BYTES));
+      socket.write(wire.encodeHello({
+        srcNid: nidWire(target.nid), dstNid: hello.srcNid, srcPid: 12345, dstPid: 0, srcIncarnation: 99n,
+        dstIncarnation: 0n, ctype: wire.invertConnType(hello.ctype),
+      }));
+      conns.push({ ctype: hello.ctype, reader, socket });
+    })();
+  });
+
+  await ni.put(target, 6, 1n, Buffer.from('small'));
+  await until(() => conns.length === 1, 'the first connection');
+  t.equal(conns[0]!.ctype, wire.SOCKLND_CONN_CONTROL, 'the first connection is CONTROL');
+  const small = await conns[0]!.reader.read(96 + 5);
+  t.equal(small.readBigUInt64LE(8), 0n, 'a small message asks for no confirmation');
+
+  const big = [randomBytes(40_000), randomBytes(30_000)];
+  const bigBytes = Buffer.concat(big);
+  // The first goes on CONTROL while BULK_OUT connects.
+  await ni.put(target, 6, 2n, big);
+  t.equal((await conns[0]!.reader.read(96 + bigBytes.length)).subarray(96).compare(bigBytes), 0, 'the first large one, on CONTROL');
+  await until(() => conns.length === 2 && ni.stats().peers[0]!.connections === 2, 'a second connection for large messages');
+  const bulk = conns[1]!;
+  t.equal(bulk.ctype, wire.SOCKLND_CONN_BULK_OUT, 'it is BULK_OUT (the peer calls it BULK_IN)');
+  await Promise.all([ni.put(target, 6, 3n, big), ni.put(target, 6, 4n, big), ni.put(target, 6, 5n, Buffer.from('small again'))]);
+  for (const [i, bits] of [[0, 3n], [1, 4n]] as const) {
+    const f = await bulk.reader.read(96 + bigBytes.length);
+    t.equal(f.readBigUInt64LE(8), BigInt(2 + i), `large message ${i + 1} on it asks for confirmation with cookie ${2 + i}`);
+    t.equal(f.readBigUInt64LE(72), bits, 'its match bits');
+    t.equal(f.subarray(96).compare(bigBytes), 0, 'and its payload, whole and in order');
+  }
+  t.equal((await conns[0]!.reader.read(96 + 11)).subarray(96).toString(), 'small again', 'small ones stay on CONTROL');
+
+  // The range 2..3 confirmed in one NOOP, as socklnd V3 may; then one cookie never issued.
+  const ack = wire.encodeNoop(3n);
+  ack.writeBigUInt64LE(2n, 8);
+  bulk.socket.write(ack);
+  await sleep(50);
+  t.same(ni.stats().ni.connDrops, {}, 'confirmations of our cookies are taken');
+  bulk.socket.write(wire.encodeNoop(77n));
+  await until(() => (ni.stats().ni.connDrops as Record<string, number>).badZcAck === 1, 'a confirmation of a cookie never sent drops the connection');
+});
+
+t.test('typed connections: a peer that refuses BULK_OUT gets large messages on CONTROL', async (t) => {
+  const port = await freePort();
+  const ni = await startNi(t, { nid: '127.0.0.62@tcp', port });
+  const target = { nid: '127.0.0.63@tcp', pid: 12345 };
+  const server = createServer();
+  server.listen(port, '127.0.0.63');
+  await once(server, 'listening');
+  t.teardown(() => server.close());
+  let control: ByteReader | null = null;
+  server.on('connection', (socket: Socket) => {
+    const reader = new ByteReader(socket);
+    void (async () => {
+      const opening = await reader.read(wire.CONNREQ_BYTES + wire.HELLO_BYTES);
+      const hello = wire.decodeHello(opening.subarray(wire.CONNREQ_BYTES));
+      const ctype = hello.ctype === wire.SOCKLND_CONN_CONTROL ? wire.SOCKLND_CONN_CONTROL : wire.SOCKLND_CONN_NONE;
+      socket.write(wire.encodeHello({
+        srcNid: nidWire(target.nid), dstNid: hello.srcNid, srcPid: 12345, dstPid: 0, srcIncarnation: 99n, dstIncarnation: 0n, ctype,
+      }));
+      if (ctype === wire.SOCKLND_CONN_CONTROL) control = reader; else socket.end();
+    })();
+  });
+  const big = randomBytes(100_000);
+  await ni.put(target, 6, 1n, Buffer.from('first'));
+  await ni.put(target, 6, 2n, big);
+  await until(() => control !== null, 'the CONTROL connection');
+  await control!.read(96 + 5);
+  const f = await control!.read(96 + big.length);
+  t.equal(f.subarray(96).compare(big), 0, 'the large message came on CONTROL');
+  await until(() => ni.stats().ni.connDrops.connRace === 1, 'the refusal to be counted');
+  await ni.put(target, 6, 3n, big);
+  t.equal((await control!.read(96 + big.length)).subarray(96).compare(big), 0, 'and the next ones too, with no new attempt');
+  t.equal(ni.stats().ni.connDrops.connRace, 1);
 });
 
 t.test('property: headers survive encode and decode; no 96 bytes make the decoder throw', async (t) => {

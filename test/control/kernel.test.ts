@@ -13,6 +13,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lov, Mdc, Mgc, Osc, type Raid0Layout } from '../../src/client/index.js';
+import { raid0Of } from '../../src/client/file.js';
 import { LNetNI } from '../../src/lnet/index.js';
 import { formatTarget } from '../../src/services/target/index.js';
 import { freePort, until } from '../lib/net.js';
@@ -91,13 +92,7 @@ t.test('three kernels: start, mount, lctl, umount/mount, forced umount, SIGKILL 
   for (const index of config.osts.keys()) await connectOsc(index);
   t.same([...oscs.keys()].sort(), [0, 1], 'the client log names both OSTs');
   const lov = new Lov(oscs);
-  const layoutOf = async (fid: Parameters<Mdc['getLayout']>[0]): Promise<Raid0Layout> => {
-    const l = (await mdc.getLayout(fid))!;
-    return {
-      pattern: 'raid0', stripeSize: l.stripeSize, stripeCount: l.objects.length, stripeOffset: l.objects[0]!.ostIndex,
-      objects: l.objects.map((o) => ({ ostIndex: o.ostIndex, seq: o.fid.seq, oid: o.fid.oid })),
-    };
-  };
+  const layoutOf = async (fid: Parameters<Mdc['getLayout']>[0]): Promise<Raid0Layout> => raid0Of((await mdc.getLayout(fid))!)!;
   const rootFid = await mdc.root();
   await until('the MDT connected to both OSTs', async () => {
     for (const i of [3, 4]) {

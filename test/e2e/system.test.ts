@@ -11,6 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lov, Mdc, Mgc, Osc, type Raid0Layout } from '../../src/client/index.js';
+import { raid0Of } from '../../src/client/file.js';
 import { LNetNI } from '../../src/lnet/index.js';
 import type { Osd } from '../../src/osd/index.js';
 import type { RunningMdt } from '../../src/services/mdt/index.js';
@@ -97,13 +98,7 @@ t.test(`MGS+MDT and two OSTs on three NIDs, a client through MGC, MDC, OSC and L
   t.pass('OST0001 added while the client was connected: usable without a remount');
   const osts = ostTargets.map((x) => x.running.find((r) => r.name === 'ost') as RunningOst);
   const lov = new Lov(oscs);
-  const layoutOf = async (fid: Parameters<Mdc['getLayout']>[0]): Promise<Raid0Layout> => {
-    const l = (await mdc.getLayout(fid))!;
-    return {
-      pattern: 'raid0', stripeSize: l.stripeSize, stripeCount: l.objects.length, stripeOffset: l.objects[0]!.ostIndex,
-      objects: l.objects.map((o) => ({ ostIndex: o.ostIndex, seq: o.fid.seq, oid: o.fid.oid })),
-    };
-  };
+  const layoutOf = async (fid: Parameters<Mdc['getLayout']>[0]): Promise<Raid0Layout> => raid0Of((await mdc.getLayout(fid))!)!;
 
   // A tree: files with stripe counts 1, 2 and -1, sizes across several stripes, known data.
   const rootFid = await mdc.root();

@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { constants, FsError, XATTR_CREATE, XATTR_REPLACE } from '../../src/client/index.js';
 import { patternBytes, prng, seedFrom } from '../lib/prng.js';
+import { until } from '../lib/net.js';
 import { rejection, startFs } from './fs-helpers.js';
 
 const SEED = seedFrom('LUSTRE_FS_SEED');
@@ -386,6 +387,10 @@ t.test(`the POSIX calls of the library (seed ${SEED})`, async (t) => {
     t.equal((await fs.stat('/dirty')).size, 32 * block.length, 'all of it written');
     fs.params.set('osc.*.max_dirty_mb', 32);
     fs.params.set('osc.*.max_rpcs_in_flight', 8);
+    // lctl set_param -P on the MGS reaches a mounted client through its config log.
+    await fs.core.mgc.setParams('set_param', [['llite.testfs-*.max_read_ahead_mb', '48']]);
+    await until('the client applied set_param -P', () => fs.params.values.maxReadAheadMb === 48);
+    t.same(fs.params.get('llite.*.max_read_ahead_mb').map((p) => p.value), ['48'], 'llite.*.max_read_ahead_mb from the MGS');
   });
 
   t.test('after umount, calls fail with ENOTCONN', async (t) => {

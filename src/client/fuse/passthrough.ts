@@ -68,7 +68,7 @@ function seconds(ns: bigint | 'now'): number {
 export class Passthrough implements FuseOps {
   private readonly nodes = new Map<number, Node>();
   private readonly byKey = new Map<string, number>();
-  private readonly files = new Map<number, FileHandle>();
+  private readonly files = new Map<number, { f: FileHandle; nodeid: number }>();
   private readonly dirs = new Map<number, { path: string; entries: Dirent[] }>();
   private readonly xattrs = new Map<string, Map<string, Buffer>>();
   private nextNodeid = 2;
@@ -92,7 +92,13 @@ export class Passthrough implements FuseOps {
   private file(fh: number): FileHandle {
     const f = this.files.get(fh);
     if (!f) throw fuseError('EBADF', `unknown fh ${fh}`);
-    return f;
+    return f.f;
+  }
+
+  /** An open file of the node: how an unlinked, still open file is reached (fstat by path is not possible). */
+  private openFileOf(nodeid: number): FileHandle | undefined {
+    for (const o of this.files.values()) if (o.nodeid === nodeid) return o.f;
+    return undefined;
   }
 
   /** lstat of the node's path, which must still name the node's inode. */
@@ -145,13 +151,20 @@ export class Passthrough implements FuseOps {
   }
 
   async getattr(_ctx: RequestContext, nodeid: number, fh: number | undefined): Promise<AttrReply> {
-    const f = fh === undefined ? undefined : this.files.get(fh);
-    return { attr: attrOf(f ? await f.stat({ bigint: true }) : await this.stat(nodeid)) };
+    const f = fh === undefined ? undefined : this.files.get(fh)?.f;
+    if (f) return { attr: attrOf(await f.stat({ bigint: true })) };
+    try {
+      return { attr: attrOf(await this.stat(nodeid)) };
+    } catch (err) {
+      const open = (err as { code?: string }).code === 'ENOENT' ? this.openFileOf(nodeid) : undefined;
+      if (!open) throw err;
+      return { attr: attrOf(await open.stat({ bigint: true })) };
+    }
   }
 
   async setattr(_ctx: RequestContext, nodeid: number, c: SetattrChanges): Promise<AttrReply> {
     const path = this.node(nodeid).path;
-    const f = c.fh === undefined ? undefined : this.files.get(c.fh);
+    const f = c.fh === undefined ? undefined : this.files.get(c.fh)?.f;
     if (c.mode !== undefined) await (f ? f.chmod(c.mode & 0o7777) : chmod(path, c.mode & 0o7777));
     if (c.uid !== undefined || c.gid !== undefined) await lchown(path, c.uid ?? -1, c.gid ?? -1);
     if (c.size !== undefined) await (f ? f.truncate(c.size) : truncate(path, c.size));
@@ -216,21 +229,22 @@ export class Passthrough implements FuseOps {
     return this.remember(await lstat(path, { bigint: true }), path);
   }
 
-  private keep(f: FileHandle): OpenReply {
+  private keep(f: FileHandle, nodeid: number): OpenReply {
     const fh = this.nextFh++;
-    this.files.set(fh, f);
+    this.files.set(fh, { f, nodeid });
     return { fh };
   }
 
   async open(_ctx: RequestContext, nodeid: number, flags: number): Promise<OpenReply> {
-    return this.keep(await open(this.node(nodeid).path, flags & ~fsc.O_NOFOLLOW));
+    return this.keep(await open(this.node(nodeid).path, flags & ~fsc.O_NOFOLLOW), nodeid);
   }
 
   async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<{ entry: Entry; open: OpenReply }> {
     const path = this.child(parent, name);
     const f = await open(path, flags | fsc.O_CREAT, mode & 0o7777);
     try {
-      return { entry: await this.created(ctx, path, mode), open: this.keep(f) };
+      const entry = await this.created(ctx, path, mode);
+      return { entry, open: this.keep(f, entry.nodeid) };
     } catch (err) {
       await f.close();
       throw err;
@@ -262,7 +276,7 @@ export class Passthrough implements FuseOps {
   async release(_ctx: RequestContext, _nodeid: number, fh: number): Promise<void> {
     const f = this.files.get(fh);
     this.files.delete(fh);
-    await f?.close();
+    await f?.f.close();
   }
 
   async fsync(_ctx: RequestContext, _nodeid: number, fh: number, datasync: boolean): Promise<void> {
@@ -347,6 +361,6 @@ export class Passthrough implements FuseOps {
     const open = [...this.files.values()];
     this.files.clear();
     this.dirs.clear();
-    await Promise.all(open.map((f) => f.close().catch(() => {})));
+    await Promise.all(open.map((o) => o.f.close().catch(() => {})));
   }
 }

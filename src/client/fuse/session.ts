@@ -10,6 +10,11 @@
 // Every request gets an answer: the op's, its errno when it throws an Error with a Node errno
 // `code`, EIO for anything else (logged), and EIO when it has not answered after opTimeoutMs,
 // so a caller on the mount point never waits forever on an op that hangs.
+//
+// The process that serves a mount must never wait on it synchronously: no *Sync fs call on a
+// path inside it, and no child spawned with its cwd inside it (libuv waits for the child's exec
+// synchronously, and the child's chdir waits for this process to answer): both deadlock, and
+// only an abort through fusectl (abort()) frees them.
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, writeFileSync, writevSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';

@@ -51,7 +51,11 @@ export function toFsError(err: unknown, syscall: string, path?: string, dest?: s
   code = TRANSPORT_CODES[code] ?? code;
   if (errnos[code] === undefined) code = 'EIO';
   const message = typeof e?.message === 'string' ? e.message : String(err);
-  return new FsError(code, syscall, path, dest, message.replace(/^[A-Z0-9]+: /, ''));
+  // A server's plain refusal says nothing the code does not ("mds_reint (36) xid ... failed on
+  // the server: ENOENT (-2)"); what the layers below say otherwise (a deadline passed, an OST
+  // unreachable) is kept.
+  const detail = /failed on the server/.test(message) ? undefined : message.replace(/^[A-Z0-9]+: /, '');
+  return new FsError(code, syscall, path, dest, detail);
 }
 
 function detailOf(err: FsError): string | undefined {

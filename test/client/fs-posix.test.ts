@@ -272,6 +272,14 @@ t.test(`the POSIX calls of the library (seed ${SEED})`, async (t) => {
     t.equal(back.subarray(3).every((b) => b === 0), true, 'the extension reads as zeros');
     await fs.truncate('/tr');
     t.equal((await fs.stat('/tr')).size, 0, 'to zero by default');
+    const huge = await fs.open('/huge', 'w+', 0o644, { stripeCount: 2 });
+    const far = 5 * 1024 ** 3 + 7;
+    await huge.write('end', far);
+    t.equal((await huge.stat()).size, far + 3, 'a sparse file over 4 GiB');
+    const tail = Buffer.alloc(8);
+    t.equal((await huge.read(tail, 0, 8, far - 5)).bytesRead, 8);
+    t.same([...tail], [0, 0, 0, 0, 0, 0x65, 0x6e, 0x64], 'its hole reads as zeros, its end as written');
+    await huge.close();
     await expectCode(t, fs.truncate('/d'), 'EISDIR', 'truncate', 'truncate of a directory');
     await expectCode(t, fs.truncate('/none'), 'ENOENT', 'truncate', 'truncate of nothing');
     await expectCode(t, fs.truncate('/tr', -1), 'EINVAL', 'truncate', 'a negative length');

@@ -38,6 +38,13 @@ const MAY_EXEC = 1;
 const MAY_WRITE = 2;
 const MAY_READ = 4;
 
+export { FileHandle } from './handle.js';
+export { Dir } from './dir.js';
+export { Stats, Dirent, type StatFs } from './stats.js';
+export { FsError } from './errors.js';
+export { ClientParams, DEFAULT_TUNABLES, type ClientTunables } from './params.js';
+export { parseDevice, type MountOptions } from './mount.js';
+
 export const constants = { F_OK: 0, X_OK: 1, W_OK: 2, R_OK: 4, ...OpenFlag } as const;
 export const XATTR_CREATE = 1;
 export const XATTR_REPLACE = 2;

@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+// lfs: Lustre's file utility, asking this node's lustre.kernel (which hosts the client mounts)
+// through its control socket: one `lfs` request per path or page (src/control/lfs).
+//   lfs setstripe -c 2 -S 1M /mnt/lustre/file
+//   lfs getstripe /mnt/lustre/dir
+//   lfs df -h
+//   lfs find /mnt/lustre --type f --size +1M
+//   lfs path2fid /mnt/lustre/file ; lfs fid2path /mnt/lustre '[0x200000400:0x1:0x0]'
+// --rundir DIR (or $LUSTRE_RUNDIR) names the kernel, as for lctl.
+import { callKernel } from '../control-client.js';
+import { KERNEL_VERSION } from '../kernel/kernel.js';
+import type { ControlOps } from '../protocol.js';
+import { runLfs } from '../lfs/cli.js';
+import type { LfsRequest, LfsResult } from '../lfs/index.js';
+import { resolveRundir } from '../rundir.js';
+
+/** --rundir DIR / --rundir=DIR anywhere before the subcommand's own arguments. */
+function takeRundir(argv: string[]): { rundir: string; args: string[] } {
+  const args: string[] = [];
+  let option: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--rundir' && i + 1 < argv.length) option = argv[++i];
+    else if (a.startsWith('--rundir=')) option = a.slice('--rundir='.length);
+    else args.push(a);
+  }
+  return { rundir: resolveRundir(option), args };
+}
+
+// The `lfs` op is wired into the control protocol by the kernel; typed here by its shape.
+type Call = (rundir: string, op: string, args: unknown) => Promise<unknown>;
+const call = callKernel as unknown as Call;
+
+const { rundir, args } = takeRundir(process.argv.slice(2));
+const code = await runLfs(args, {
+  lfs: async (request: LfsRequest) => (await call(rundir, 'lfs', { request })) as LfsResult,
+  clients: async () => ((await call(rundir, 'status', {})) as ControlOps['status']['result']).clients,
+  cwd: process.cwd(),
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+}, KERNEL_VERSION);
+process.exitCode = code;

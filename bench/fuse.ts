@@ -1,7 +1,8 @@
 // The FUSE layer alone: the passthrough of a local directory mounted through FuseSession, against
 // the same directory used directly, in the same run. Sequential 1 MiB writes (then fdatasync) and
 // reads of one file of FUSE_BENCH_MIB (default 1024) MiB, and creates, stats and unlinks of
-// FUSE_BENCH_FILES (default 10,000) empty files in one directory.
+// FUSE_BENCH_FILES (default 10,000) empty files in one directory. FUSE_BENCH_READERS sets the
+// session's reader threads.
 //
 // The IO runs in a child process (the same small script for both sides): this process is the
 // FUSE daemon and must not wait on its own mount. Before each read, the file's cached pages are
@@ -18,6 +19,8 @@ import { emit, progress, rateFigure } from './lib.js';
 
 const MIB = Number(process.env.FUSE_BENCH_MIB ?? 1024);
 const FILES = Number(process.env.FUSE_BENCH_FILES ?? 10_000);
+/** Reader threads of the session (FUSE_BENCH_READERS), when not its default. */
+const READERS = process.env.FUSE_BENCH_READERS === undefined ? undefined : Number(process.env.FUSE_BENCH_READERS);
 
 // The child: runs one phase, prints "progress N" lines and finally "result SECONDS".
 const CHILD = `
@@ -101,7 +104,7 @@ async function main(): Promise<void> {
   const back = join(top, 'back');
   const mnt = join(top, 'mnt');
   await Promise.all([direct, back, mnt].map((d) => mkdir(d)));
-  const session = await FuseSession.mount(mnt, new Passthrough(back), { fsName: 'bench', subtype: 'passthrough' });
+  const session = await FuseSession.mount(mnt, new Passthrough(back), { fsName: 'bench', subtype: 'passthrough', ...(READERS !== undefined && { readers: READERS }) });
   try {
     const local = await measure('local', direct, join(direct, 'seq.bin'));
     const fuse = await measure('fuse', mnt, join(back, 'seq.bin'));

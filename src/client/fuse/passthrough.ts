@@ -271,8 +271,6 @@ export class Passthrough implements FuseOps {
     return done;
   }
 
-  async flush(): Promise<void> {}
-
   async release(_ctx: RequestContext, _nodeid: number, fh: number): Promise<void> {
     const f = this.files.get(fh);
     this.files.delete(fh);

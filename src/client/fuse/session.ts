@@ -76,7 +76,7 @@ export interface SessionOptions {
   opTimeoutMs?: number;
   /** Requests inside the session at once (default 64); the rest wait in the kernel. */
   maxInFlight?: number;
-  /** Reader threads (default 2, see reader.ts). */
+  /** Reader threads (default 1, see reader.ts). */
   readers?: number;
   /** Limit on waiting for INIT after mount(8) succeeded (default 10 s). */
   initTimeoutMs?: number;
@@ -268,12 +268,15 @@ export class FuseSession {
 
   /** Runs a session-level handler; a malformed body is answered EIO (when the opcode has replies). */
   private guard(h: InHeader, fn: () => void, replies = true): void {
+    let threw = false;
     try {
       fn();
     } catch (err) {
+      threw = true;
       this.malformed(replies ? h.unique : undefined, err);
     }
-    if (h.opcode !== Opcode.INIT) this.readers.credit();
+    // INIT gives its credit back itself once answered (ops.init may be asynchronous).
+    if (h.opcode !== Opcode.INIT || threw) this.readers.credit();
   }
 
   private malformed(unique: bigint | undefined, err: unknown): void {

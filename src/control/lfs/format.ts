@@ -161,8 +161,20 @@ function dfRow(uuid: string, s: Statfs, mount: string, where: string, f: DfForma
   return `${uuid.padEnd(20)} ${nums.map((n) => value(n, f)).join(' ')} ${pct}  ${mount}${where} \n`;
 }
 
-/** strerror(3)'s text for an errno name (libuv's, capitalised as glibc writes it). */
+/** glibc's strerror(3) texts for the errno names lfs meets (libuv words some differently). */
+const GLIBC_STRERROR: Record<string, string> = {
+  EPERM: 'Operation not permitted', ENOENT: 'No such file or directory', EIO: 'Input/output error', E2BIG: 'Argument list too long',
+  EAGAIN: 'Resource temporarily unavailable', EACCES: 'Permission denied', EEXIST: 'File exists', ENODEV: 'No such device',
+  ENOTDIR: 'Not a directory', EISDIR: 'Is a directory', EINVAL: 'Invalid argument', ENOTTY: 'Inappropriate ioctl for device',
+  ENOSPC: 'No space left on device', ENAMETOOLONG: 'File name too long', ELOOP: 'Too many levels of symbolic links',
+  ENODATA: 'No data available', EPROTO: 'Protocol error', ENOTCONN: 'Transport endpoint is not connected',
+  ETIMEDOUT: 'Connection timed out', ESHUTDOWN: 'Cannot send after transport endpoint shutdown', EALREADY: 'Operation already in progress',
+};
+
+/** strerror(3)'s text for an errno name. */
 export function strerror(code: string): string {
+  const known = GLIBC_STRERROR[code];
+  if (known) return known;
   const errno = (constants.errno as Record<string, number>)[code];
   const text = errno === undefined ? undefined : getSystemErrorMap().get(-errno)?.[1];
   return text ? text[0]!.toUpperCase() + text.slice(1) : code;

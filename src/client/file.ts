@@ -4,11 +4,13 @@
 //
 // Writes are buffered: they go into DirtyExtents and the write returns. A flush sends a batch
 // (every dirty extent at that moment, as one vector write per stripe, the stripes in parallel,
-// each OSC keeping at most max_rpcs_in_flight BRW RPCs on the wire) and then stamps mtime and
+// each OSC keeping at most max_rpcs_in_flight BRW RPCs on the wire) and stamps mtime and
 // ctime on the objects written, as a Lustre client's BRW carries them. Batches of one file run
 // one after another, so a later write of a range never reaches an OST before an earlier one.
-// Flushes start when the file holds a batch's worth (stripes x brw_size x RPCs in flight, at
-// most half of max_dirty_mb), and on sync, close, a read, a stat or a truncate of the file.
+// The stamp (an OST_SETATTR per object) runs beside the next batch, never more than one
+// round at once per file; flush() waits for it. Flushes start when the file holds a batch's
+// worth (stripes x brw_size x RPCs in flight, at most half of max_dirty_mb), and on sync,
+// close, a read, a stat or a truncate of the file.
 //
 // Bounds: a writer waits while its file holds more than max_dirty_mb dirty bytes (counting
 // the batch on the wire), and while the mount's dirty budget is spent (ByteBudget; spending it
@@ -54,6 +56,8 @@ export class FileObject {
   #flushAll = false;
   #batchWaiters: Array<() => void> = [];
   #error: unknown;
+  #stamping: Promise<void> | undefined;
+  readonly #stampStripes = new Set<number>();
 
   constructor(
     private readonly ctx: FileContext,
@@ -98,9 +102,10 @@ export class FileObject {
 
   /** Sends every dirty byte and waits for the OSTs to acknowledge it; throws a failed flush's error. */
   async flush(): Promise<void> {
-    while (this.#dirty.bytes > 0 || this.#running) {
+    while (this.#dirty.bytes > 0 || this.#running || this.#stamping) {
       this.#kick(true);
       await this.#running;
+      await this.#stamping;
     }
     this.#throwError();
   }
@@ -135,9 +140,8 @@ export class FileObject {
     const bytes = extents.reduce((s, e) => s + e.data.length, 0);
     this.#inFlightBytes += bytes;
     try {
-      const stripes = await this.ctx.lov.writev(layout, extents);
-      const now = nowSeconds();
-      await this.ctx.lov.setattr(layout, { mtime: now, ctime: now }, stripes);
+      for (const s of await this.ctx.lov.writev(layout, extents)) this.#stampStripes.add(s);
+      this.#stamp();
     } catch (err) {
       this.#error ??= err;
     } finally {
@@ -147,6 +151,23 @@ export class FileObject {
       this.#batchWaiters = [];
       for (const w of waiters) w();
     }
+  }
+
+  /**
+   * Stamps mtime and ctime on the objects written, off the write path: at most one OST_SETATTR
+   * round per file on the wire, the stripes written meanwhile stamped by the next round.
+   */
+  #stamp(): void {
+    if (this.#stamping || this.#stampStripes.size === 0 || !this.layout) return;
+    const stripes = [...this.#stampStripes];
+    this.#stampStripes.clear();
+    const now = nowSeconds();
+    this.#stamping = this.ctx.lov.setattr(this.layout, { mtime: now, ctime: now }, stripes).catch((err: unknown) => {
+      this.#error ??= err;
+    }).finally(() => {
+      this.#stamping = undefined;
+      this.#stamp();
+    });
   }
 
   /** Reads up to length bytes at offset from the OSTs, after sending what is dirty. */

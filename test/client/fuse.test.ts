@@ -1,6 +1,7 @@
 // The FUSE session through the kernel: the passthrough of a temporary directory mounted at a
 // temporary mount point, used by the everyday tools as a user would (cp, cmp, mv, tar, find,
-// du, ls, ln, chmod, truncate, dd, setfattr/getfattr, git), their errors, an op that never
+// du, ls, ln, chmod, chown, touch, truncate, dd, setfattr/getfattr, git), a caller that is not
+// root (setpriv) under the kernel's permission checks, their errors, an op that never
 // answers (the tool fails EIO instead of hanging), and unmount leaving no mount behind.
 //
 // Needs /dev/fuse and root (mount(8) with fd=3); skipped otherwise. setfattr/getfattr come
@@ -98,7 +99,7 @@ if (skip) {
 
   await Promise.all([back, mnt, outside, join(top, 'back2'), join(top, 'mnt2')].map((d) => mkdir(d)));
   const ops = new Recording(back);
-  const session = await FuseSession.mount(mnt, ops, { fsName: 'fusetest', subtype: 'passthrough' });
+  const session = await FuseSession.mount(mnt, ops, { fsName: 'fusetest', subtype: 'passthrough', allowOther: true });
   sessions.push(session);
   const inMnt = (cmd: string) => sh(cmd, mnt);
 
@@ -164,6 +165,27 @@ if (skip) {
     t.equal(r.stdout, ' M README\n1\n');
   });
 
+  t.test('owners, times and permissions: chown, touch -d, a non-root caller under default_permissions', async (t) => {
+    let r = await inMnt('echo s > secret && chmod 600 secret && echo p > public && chown 1234:5678 public && touch -d @1700000000 public && stat -c "%u %g %Y" public');
+    t.equal(r.stdout, '1234 5678 1700000000\n', r.stderr);
+    r = await inMnt('mkdir pub && chmod 777 pub');
+    t.equal(r.code, 0, r.stderr);
+    const nobody = 'setpriv --reuid=65534 --regid=65534 --clear-groups';
+    r = await inMnt(`${nobody} bash -c 'cat secret'`);
+    t.match(r.stderr, /Permission denied/, 'the kernel checks the mode bits (default_permissions)');
+    r = await inMnt(`${nobody} bash -c 'umask 022 && echo mine > pub/mine && mkdir pub/dir && stat -c "%u %g %a" pub/mine pub/dir'`);
+    t.equal(r.stdout, '65534 65534 644\n65534 65534 755\n', `what a caller creates is its own, with its umask ${r.stderr}`);
+    r = await sh(`stat -c "%u %a" ${join(back, 'pub/mine')}`);
+    t.equal(r.stdout, '65534 644\n', 'on the backing directory too');
+  });
+
+  t.test('8 writers at once, each file intact', async (t) => {
+    const src = join(outside, 'par.bin');
+    await writeFile(src, randomBytes(8 * MiB));
+    const r = await inMnt(`mkdir par && for i in 1 2 3 4 5 6 7 8; do dd if=${src} of=par/$i bs=1M status=none & done; wait; for i in 1 2 3 4 5 6 7 8; do cmp ${src} par/$i || exit 1; done`);
+    t.equal(r.code, 0, r.stderr);
+  });
+
   t.test('errors the tools see (ENOENT, EEXIST, ENOTEMPTY), rename over a file, mv -n', async (t) => {
     let r = await inMnt('cat missing');
     t.match(r.stderr, /No such file or directory/);
@@ -216,6 +238,11 @@ if (skip) {
     t.equal(r2.stdout, 'fine\n', 'the mount keeps working after a timed-out op');
     await s2.unmount();
     t.equal(fuseMountAt(join(top, 'mnt2')), undefined, 'unmounted');
+  });
+
+  t.test('a mount that fails is an error, and leaves nothing running', async (t) => {
+    await t.rejects(FuseSession.mount(join(top, 'no-such-dir'), new Passthrough(back), { logger: pino({ level: 'silent' }) }), { code: 'EMOUNT' });
+    t.equal(fuseMountAt(join(top, 'no-such-dir')), undefined);
   });
 
   t.test('unmount leaves no mount behind and ends the session', async (t) => {

@@ -155,8 +155,9 @@ export class FuseSession {
         allowOther: this.o.allowOther, defaultPermissions: this.o.defaultPermissions, maxReadBytes: this.o.maxWriteBytes,
       });
     } catch (err) {
+      // The fd is closed once the readers are gone (onEnded), never under a reader's read.
       this.readers.stop();
-      this.closeFd();
+      await this.closed;
       throw err;
     }
     const m = fuseMountAt(this.mountpoint);

@@ -2,8 +2,7 @@
 // ways (see wire.ts for the format). The reader parses headers from the socket's chunks and
 // hands payloads on as slices of them; the writer packs headers (and small payloads) into a
 // slab so that a burst of small messages leaves as one contiguous buffer, and hands large
-// payloads to the socket as they are. A write goes out at once when the socket is idle; what
-// follows in the same tick is corked into one writev.
+// payloads to the socket as they are. What is written in one tick leaves as one writev.
 //
 // Where frames begin TCP segments. A capture with a 512-byte snap length keeps the first
 // SEGMENT_HEAD_BYTES of each segment's payload; Wireshark's LNet dissector decodes each frame
@@ -275,8 +274,10 @@ export class TcpConn {
   }
 
   private readFrame(): boolean {
-    if (this.rx.length < NOOP_BYTES) return false;
-    const k = this.rx.peek(NOOP_BYTES);
+    const available = this.rx.length;
+    if (available < NOOP_BYTES) return false;
+    // One view for the whole header when it is here (most often), else for the ksock_msg part.
+    const k = this.rx.peek(available >= FRAME_HEADER_BYTES ? FRAME_HEADER_BYTES : NOOP_BYTES);
     const type = k.readUInt32LE(0);
     if (type === KSOCK_MSG_NOOP) {
       const zcAck = k.readBigUInt64LE(16);
@@ -289,8 +290,8 @@ export class TcpConn {
       return this.zeroCopyAcked(zcFrom === 0n ? zcAck : zcFrom, zcAck);
     }
     if (type !== KSOCK_MSG_LNET) return this.close('badKsockType', `ksock message type 0x${hex32(type)}`);
-    if (this.rx.length < FRAME_HEADER_BYTES) return false;
-    const buf = this.rx.peek(FRAME_HEADER_BYTES);
+    if (available < FRAME_HEADER_BYTES) return false;
+    const buf = k;
     // Cookies are almost always 0: look at them as u32s first, to make no BigInt for nothing.
     const zcReq = (buf.readUInt32LE(8) | buf.readUInt32LE(12)) === 0 ? 0n : buf.readBigUInt64LE(8);
     if ((buf.readUInt32LE(16) | buf.readUInt32LE(20)) !== 0) {
@@ -518,15 +519,14 @@ export class TcpConn {
   }
 
   /**
-   * Writes go out at once when the socket has nothing queued (so that a lone message is not
-   * delayed), and what is added in the rest of the tick leaves as one batch on the next tick:
-   * one writev for a burst of messages instead of one syscall each.
+   * What is written in one tick (the messages of every reply and request made while handling
+   * one chunk of input, say) leaves as one batch when the tick ends: one writev for a burst
+   * of messages instead of one system call each, for a delay of no more than the tick.
    */
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     process.nextTick(this.flushOnTick);
-    if (this.socket.writableLength === 0) this.writeBatch();
   }
 
   private readonly flushOnTick = (): void => {

@@ -113,14 +113,19 @@ export class LNetHeader {
 
 // 64-bit fields go through a DataView: Buffer's BigInt accessors range-check and assemble
 // in JavaScript, several times slower on the per-message path.
-// The view spans the Buffer's whole ArrayBuffer and is kept for the next call: frames from
-// one socket chunk, or headers in one send slab, share it.
-let viewOf: ArrayBufferLike | null = null;
-let view: DataView = new DataView(new ArrayBuffer(8));
-function dataView(buf: Buffer): DataView {
-  if (buf.buffer !== viewOf) { view = new DataView(buf.buffer); viewOf = buf.buffer; }
-  return view;
+// A view spans the Buffer's whole ArrayBuffer and is kept for the next call: frames from one
+// socket chunk, or headers in one send slab, share it. Encoding and decoding keep one each,
+// since they alternate between the send slab and received chunks.
+class ViewCache {
+  private of: ArrayBufferLike | null = null;
+  private view: DataView = new DataView(new ArrayBuffer(8));
+  get(buf: Buffer): DataView {
+    if (buf.buffer !== this.of) { this.view = new DataView(buf.buffer); this.of = buf.buffer; }
+    return this.view;
+  }
 }
+const encodeViews = new ViewCache();
+const decodeViews = new ViewCache();
 
 /**
  * Writes a 96-byte LNET frame header at `at`; every byte of the 96 is written. `zcReq` asks
@@ -129,7 +134,7 @@ function dataView(buf: Buffer): DataView {
 export function encodeFrameHeader(h: LNetHeader, buf: Buffer, offset: number, zcReq = 0n, zcAck = 0n): void {
   // Invariant: the view spans more than `buf`, so the bounds are checked here, once.
   if (buf.length < offset + FRAME_HEADER_BYTES) throw new RangeError(`a frame header needs ${FRAME_HEADER_BYTES} bytes`);
-  const v = dataView(buf);
+  const v = encodeViews.get(buf);
   const at = buf.byteOffset + offset;
   v.setUint32(at, KSOCK_MSG_LNET, true);
   v.setUint32(at + 4, 0, true);
@@ -175,7 +180,7 @@ export type FrameError = 'badKsockType' | 'badMsgType' | 'oversized' | 'payloadO
  */
 export function decodeFrameHeader(buf: Buffer, offset: number, h: LNetHeader, payloadMax: number): FrameError | null {
   if (buf.length < offset + FRAME_HEADER_BYTES) throw new RangeError(`a frame header needs ${FRAME_HEADER_BYTES} bytes`);
-  const v = dataView(buf);
+  const v = decodeViews.get(buf);
   const at = buf.byteOffset + offset;
   const type = v.getUint32(at + 48, true);
   if (type > LNET_MSG_REPLY) return 'badMsgType';

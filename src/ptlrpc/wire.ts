@@ -216,14 +216,9 @@ export function decodeMessage(payload: Buffer | readonly Buffer[]): LustreMessag
   const headerBytes = round8(MSG_HEADER_BYTES + 4 * count);
   if (data.length < headerBytes) throw protocolError(`message of ${data.length} bytes cannot hold ${count} buffer lengths`);
   let required = headerBytes;
-  const lengths: number[] = [];
-  for (let i = 0; i < count; i++) {
-    const len = data.readUInt32LE(MSG_HEADER_BYTES + 4 * i);
-    lengths.push(len);
-    required += round8(len);
-  }
+  for (let i = 0; i < count; i++) required += round8(data.readUInt32LE(MSG_HEADER_BYTES + 4 * i));
   if (data.length < required) throw protocolError(`message of ${data.length} bytes is shorter than its buffers (${required})`);
-  const bodyBytes = lengths[0]!;
+  const bodyBytes = data.readUInt32LE(MSG_HEADER_BYTES);
   if (bodyBytes < PTLRPC_BODY_V2_BYTES) throw protocolError(`ptlrpc_body of ${bodyBytes} bytes is too short`);
   const body = readBody(data, headerBytes, bodyBytes);
   if ((body.version & ~LUSTRE_VERSION_MASK) !== PTLRPC_MSG_VERSION) {
@@ -235,8 +230,9 @@ export function decodeMessage(payload: Buffer | readonly Buffer[]): LustreMessag
   const buffers: Buffer[] = [];
   let offset = headerBytes + round8(bodyBytes);
   for (let i = 1; i < count; i++) {
-    buffers.push(data.subarray(offset, offset + lengths[i]!));
-    offset += round8(lengths[i]!);
+    const len = data.readUInt32LE(MSG_HEADER_BYTES + 4 * i);
+    buffers.push(data.subarray(offset, offset + len));
+    offset += round8(len);
   }
   return {
     secflvr: data.readUInt32LE(4), repsize: data.readUInt32LE(12), cksum: data.readUInt32LE(16),
@@ -246,11 +242,16 @@ export function decodeMessage(payload: Buffer | readonly Buffer[]): LustreMessag
 
 function readBody(d: Buffer, o: number, bytes: number): PtlrpcBody {
   let jobid = '';
-  if (bytes >= PTLRPC_BODY_V3_BYTES) {
+  if (bytes >= PTLRPC_BODY_V3_BYTES && d[o + 152] !== 0) {
     const raw = d.subarray(o + 152, o + 152 + JOBID_BYTES);
     const end = raw.indexOf(0);
     jobid = raw.subarray(0, end < 0 ? JOBID_BYTES : end).toString('latin1');
   }
+  // Pre-versions are zero but in replays; the zero tuple is shared.
+  const pre = (d.readUInt32LE(o + 88) | d.readUInt32LE(o + 92) | d.readUInt32LE(o + 96) | d.readUInt32LE(o + 100) |
+    d.readUInt32LE(o + 104) | d.readUInt32LE(o + 108) | d.readUInt32LE(o + 112) | d.readUInt32LE(o + 116)) === 0
+    ? zeroVersions
+    : [readU64(d, o + 88), readU64(d, o + 96), readU64(d, o + 104), readU64(d, o + 112)] as const;
   return {
     handle: readU64(d, o),
     type: d.readUInt32LE(o + 8),
@@ -269,7 +270,7 @@ function readBody(d: Buffer, o: number, bytes: number): PtlrpcBody {
     serviceTime: d.readUInt32LE(o + 72),
     limit: d.readUInt32LE(o + 76),
     slv: readU64(d, o + 80),
-    preVersions: [readU64(d, o + 88), readU64(d, o + 96), readU64(d, o + 104), readU64(d, o + 112)],
+    preVersions: pre,
     mbits: readU64(d, o + 120),
     uid: d.readUInt32LE(o + 144),
     gid: d.readUInt32LE(o + 148),

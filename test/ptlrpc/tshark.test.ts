@@ -95,7 +95,7 @@ t.test('Wireshark decodes ptlrpc over LNet as sent', { skip: haveTshark() ? fals
   const others = decode('tcp.len > 0 && !lnet && !tcp.reassembled_in', ['tcp.payload'])
     .map(([hex]) => Buffer.from(hex!.replace(/:/g, ''), 'hex').readUInt32LE(0));
   t.ok(others.length > 0 && others.every((magic) => magic === 0xacce7100 || magic === 0x45726963),
-    `every other frame opens a connection (${others.length})`);
+    `every other frame opens a connection (${others.length}: ${others.map((m) => m.toString(16)).join(" ")})`);
   t.same(decode('lnet && _ws.malformed', ['frame.number', '_ws.expert.message']), [], 'no LNet frame is malformed');
 
   const serverNid = nodes.server.nid.split('@')[0];

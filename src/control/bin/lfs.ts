@@ -7,7 +7,8 @@
 //   lfs find /mnt/lustre --type f --size +1M
 //   lfs path2fid /mnt/lustre/file ; lfs fid2path /mnt/lustre '[0x200000400:0x1:0x0]'
 // --rundir DIR (or $LUSTRE_RUNDIR) names the kernel, as for lctl.
-import { callKernel } from '../control-client.js';
+import { UsageError } from '../cli.js';
+import { ControlClient } from '../control-client.js';
 import { KERNEL_VERSION } from '../kernel/kernel.js';
 import type { ControlOps } from '../protocol.js';
 import { runLfs } from '../lfs/cli.js';
@@ -27,16 +28,33 @@ function takeRundir(argv: string[]): { rundir: string; args: string[] } {
   return { rundir: resolveRundir(option), args };
 }
 
+// One control connection for the whole command, opened at the first request (so that --help
+// and argument errors need no kernel); a kernel that cannot be reached ends the command at once.
+let client: ControlClient | undefined;
+async function kernel(): Promise<ControlClient> {
+  try {
+    client ??= await ControlClient.connect(rundir);
+  } catch (err) {
+    throw new UsageError((err as Error).message, 1);
+  }
+  return client;
+}
 // The `lfs` op is wired into the control protocol by the kernel; typed here by its shape.
-type Call = (rundir: string, op: string, args: unknown) => Promise<unknown>;
-const call = callKernel as unknown as Call;
+type Request = (op: string, args: unknown) => Promise<unknown>;
+const ask = async (op: string, args: unknown): Promise<unknown> => {
+  const c = await kernel();
+  return (c.request.bind(c) as unknown as Request)(op, args);
+};
 
 const { rundir, args } = takeRundir(process.argv.slice(2));
-const code = await runLfs(args, {
-  lfs: async (request: LfsRequest) => (await call(rundir, 'lfs', { request })) as LfsResult,
-  clients: async () => ((await call(rundir, 'status', {})) as ControlOps['status']['result']).clients,
-  cwd: process.cwd(),
-  out: (t) => process.stdout.write(t),
-  err: (t) => process.stderr.write(t),
-}, KERNEL_VERSION);
-process.exitCode = code;
+try {
+  process.exitCode = await runLfs(args, {
+    lfs: async (request: LfsRequest) => (await ask('lfs', { request })) as LfsResult,
+    clients: async () => ((await ask('status', {})) as ControlOps['status']['result']).clients,
+    cwd: process.cwd(),
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+  }, KERNEL_VERSION);
+} finally {
+  client?.close();
+}

@@ -126,6 +126,7 @@ export class FileObject {
     if (this.#running || !this.layout) return;
     this.#running = this.#loop().finally(() => {
       this.#running = undefined;
+      this.#wakeBatchWaiters(); // a writer that saw the loop just before it ended looks again
     });
   }
 
@@ -147,10 +148,14 @@ export class FileObject {
     } finally {
       this.#inFlightBytes -= bytes;
       this.ctx.dirty.release(bytes);
-      const waiters = this.#batchWaiters;
-      this.#batchWaiters = [];
-      for (const w of waiters) w();
+      this.#wakeBatchWaiters();
     }
+  }
+
+  #wakeBatchWaiters(): void {
+    const waiters = this.#batchWaiters;
+    this.#batchWaiters = [];
+    for (const w of waiters) w();
   }
 
   /**

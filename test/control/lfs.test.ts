@@ -125,6 +125,27 @@ t.test('lfs over a library mount', async (t) => {
     t.equal(seen[0], `${MNT}/many`);
   });
 
+  await t.test('find pages through a directory of several MDT readdir pages, each entry once', async (t) => {
+    await fs.mkdir('/long');
+    const names = Array.from({ length: 320 }, (_, i) => `${String(i).padStart(3, '0')}-${'n'.repeat(200)}`);
+    for (const n of names) await fs.writeFile(`/long/${n}`, '');
+    const dirFid = (await lfs(['path2fid', `${MNT}/long`])).out.trim();
+    t.equal((await fs.mdc.readdir(dirFid)).end, false, 'the MDT answers this directory in more than one page');
+    const seen: string[] = [];
+    let cursor: unknown = null;
+    let pages = 0;
+    do {
+      const r = await serveLfs(checkLfsRequest(JSON.parse(JSON.stringify({ op: 'find', path: `${MNT}/long`, maxDepth: -1, type: 'f', limit: 50, cursor }))), async (p) => ({ fs, path: p.slice(MNT.length), release: async () => {} }));
+      if (r.op !== 'find') throw new Error('wrong op');
+      seen.push(...r.entries.map((e) => e.path));
+      cursor = r.cursor;
+      pages++;
+    } while (cursor);
+    t.ok(pages >= 7, `${pages} pages`);
+    t.equal(seen.length, names.length, 'no entry twice');
+    t.same([...seen].sort(), names.map((n) => `${MNT}/long/${n}`));
+  });
+
   await t.test('df: one row per MDT and OST, the summary adds up the OSTs', async (t) => {
     const r = await lfs(['df', MNT]);
     t.equal(r.code, 0, r.err);

@@ -15,11 +15,11 @@ import type { MdtAttr } from '../../services/mdt/protocol.js';
 import type { ObjectType } from '../../osd/index.js';
 import { ControlError } from '../protocol.js';
 import {
-  FID2PATH_SCAN_MAX, WALK_PAGE_MAX,
+  FID2PATH_SCAN_MAX, WALK_PAGE_BYTES_MAX, WALK_PAGE_MAX,
   type DfTarget, type FindRequest, type GetstripeEntry, type GetstripeRequest, type LayoutInfo, type LfsRequest, type LfsResult,
   type SetstripeRequest,
 } from './types.js';
-import { joinPath, walkPage, type WalkEntry, type WalkStart } from './walk.js';
+import { walkPage, type WalkEntry, type WalkStart } from './walk.js';
 
 export type ResolveClient = (path: string) => Promise<{ fs: FileSystem; path: string; release(): Promise<void> }>;
 
@@ -158,7 +158,12 @@ async function getstripe(ctx: Ctx, req: GetstripeRequest): Promise<LfsResult> {
   const a = await attrOf(ctx, ctx.inner, true);
   const start: WalkStart = { path: req.path, inner: ctx.inner, fid: a.fid, type: typeOf(a) };
   const entries: GetstripeEntry[] = [];
-  if (!req.cursor) entries.push(await stripeEntry(ctx.fs, req.path, start));
+  const bytes = { n: 0 };
+  const add = (e: GetstripeEntry): void => {
+    entries.push(e);
+    bytes.n += JSON.stringify(e).length;
+  };
+  if (!req.cursor) add(await stripeEntry(ctx.fs, req.path, start));
   const cursor = await walkPage(ctx.fs, start, req.maxDepth, req.cursor, req.limit ?? WALK_PAGE_MAX, async (e) => {
     let target: { fid: string; type: ObjectType } = e;
     if (e.type === 'lnk') {
@@ -167,9 +172,9 @@ async function getstripe(ctx: Ctx, req: GetstripeRequest): Promise<LfsResult> {
       if (!t) return false;
       target = { fid: t.fid, type: typeOf(t) };
     }
-    entries.push(await fsCall('getxattr', e.path, () => stripeEntry(ctx.fs, e.path, target)));
+    add(await fsCall('getxattr', e.path, () => stripeEntry(ctx.fs, e.path, target)));
     return true;
-  });
+  }, () => bytes.n >= WALK_PAGE_BYTES_MAX);
   return { op: 'getstripe', entries, cursor };
 }
 
@@ -270,6 +275,7 @@ async function find(ctx: Ctx, req: FindRequest): Promise<LfsResult> {
     return true;
   };
   const entries: Array<{ path: string }> = [];
+  let bytes = 0;
   const start: WalkStart = { path: req.path, inner: ctx.inner, fid: a.fid, type: typeOf(a) };
   if (!req.cursor && (await matches(start))) entries.push({ path: req.path });
   const cursor = await walkPage(fs, start, req.maxDepth, req.cursor, req.limit ?? WALK_PAGE_MAX, async (e: WalkEntry) => {
@@ -280,8 +286,9 @@ async function find(ctx: Ctx, req: FindRequest): Promise<LfsResult> {
       throw err;
     }
     entries.push({ path: e.path });
+    bytes += e.path.length + 12;
     return true;
-  });
+  }, () => bytes >= WALK_PAGE_BYTES_MAX);
   return { op: 'find', entries, cursor };
 }
 
@@ -341,4 +348,3 @@ async function nameIn(fs: FileSystem, dir: string, fid: string): Promise<string>
   }
 }
 
-export { joinPath };

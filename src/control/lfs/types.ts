@@ -155,5 +155,7 @@ export type LfsResult =
 export const WALK_PAGE_MAX = 2048;
 /** Directory entries looked at for one page of find before it answers (with a cursor) anyway. */
 export const WALK_SCAN_MAX = 20_000;
+/** JSON bytes of the entries of one page, well inside the control protocol's 1 MiB line. */
+export const WALK_PAGE_BYTES_MAX = 512 * 1024;
 /** Entries fid2path looks through for a file's names before it gives up (E2BIG). */
 export const FID2PATH_SCAN_MAX = 1_000_000;

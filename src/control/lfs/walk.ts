@@ -43,7 +43,7 @@ function innerOf(start: WalkStart, shown: string): string {
  */
 export async function walkPage(
   fs: FileSystem, start: WalkStart, maxDepth: number, cursor: WalkCursor | null | undefined, limit: number,
-  visit: (e: WalkEntry) => Promise<boolean>,
+  visit: (e: WalkEntry) => Promise<boolean>, full: () => boolean = () => false,
 ): Promise<WalkCursor | null> {
   const frames: WalkFrame[] = cursor ? cursor.frames.map((f) => ({ ...f })) : [];
   if (!cursor) {
@@ -53,7 +53,7 @@ export async function walkPage(
   let accepted = 0;
   let scanned = 0;
   while (frames.length > 0) {
-    if (accepted >= limit || scanned >= WALK_SCAN_MAX) return { frames };
+    if (accepted >= limit || scanned >= WALK_SCAN_MAX || full()) return { frames };
     const top = frames[frames.length - 1]!;
     const page = await fs.mdc.readdir(top.fid, top.cookie);
     let descended = false;
@@ -70,7 +70,7 @@ export async function walkPage(
         descended = true;
         break;
       }
-      if (accepted >= limit || scanned >= WALK_SCAN_MAX) break;
+      if (accepted >= limit || scanned >= WALK_SCAN_MAX || full()) break;
     }
     if (descended) continue;
     if (top.skip >= page.entries.length) {

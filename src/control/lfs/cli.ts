@@ -60,7 +60,8 @@ class Lfs {
 
   /** Shown paths: the kernel's (absolute) with the user's spelling of the start put back. */
   static shown(given: string, sent: string, path: string): string {
-    return path.startsWith(sent) ? given.replace(/\/+$/, '') + path.slice(sent.replace(/\/+$/, '').length) || given : path;
+    if (!path.startsWith(sent)) return path;
+    return (given.replace(/\/+$/, '') + path.slice(sent.replace(/\/+$/, '').length)) || given;
   }
 }
 

@@ -420,6 +420,9 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     }
     const transno = status === 0 ? tx.transno : 0n;
     const record: ReplyRecord = { tag, xid: request.xid, transno, status, buffers };
+    // The client's NID and the opcode go into an OSD transaction's log entry (lustre.log blame).
+    (tx as { osdTx?: { annotate(info: Record<string, unknown>): unknown } }).osdTx
+      ?.annotate({ nid: request.peer.nid, opc: opcodeName(request.opcode) });
     await this.#store.finish(tx, uuid, record);
     this.counters.executed++;
     this.#reply(request, status, transno, buffers);

@@ -2,7 +2,7 @@
 // the same directory used directly, in the same run. Sequential 1 MiB writes (then fdatasync) and
 // reads of one file of FUSE_BENCH_MIB (default 1024) MiB, and creates, stats and unlinks of
 // FUSE_BENCH_FILES (default 10,000) empty files in one directory. FUSE_BENCH_READERS sets the
-// session's reader threads.
+// session's reader threads; FUSE_BENCH_WRITEBACK=1 turns the kernel's writeback cache on.
 //
 // The IO runs in a child process (the same small script for both sides): this process is the
 // FUSE daemon and must not wait on its own mount. Before each read, the file's cached pages are
@@ -21,6 +21,8 @@ const MIB = Number(process.env.FUSE_BENCH_MIB ?? 1024);
 const FILES = Number(process.env.FUSE_BENCH_FILES ?? 10_000);
 /** Reader threads of the session (FUSE_BENCH_READERS), when not its default. */
 const READERS = process.env.FUSE_BENCH_READERS === undefined ? undefined : Number(process.env.FUSE_BENCH_READERS);
+/** FUSE_BENCH_WRITEBACK=1 mounts with the kernel's writeback cache. */
+const WRITEBACK = process.env.FUSE_BENCH_WRITEBACK === '1';
 
 // The child: runs one phase, prints "progress N" lines and finally "result SECONDS".
 const CHILD = `
@@ -104,15 +106,16 @@ async function main(): Promise<void> {
   const back = join(top, 'back');
   const mnt = join(top, 'mnt');
   await Promise.all([direct, back, mnt].map((d) => mkdir(d)));
-  const session = await FuseSession.mount(mnt, new Passthrough(back), { fsName: 'bench', subtype: 'passthrough', ...(READERS !== undefined && { readers: READERS }) });
+  const session = await FuseSession.mount(mnt, new Passthrough(back), { fsName: 'bench', subtype: 'passthrough', ...(READERS !== undefined && { readers: READERS }), writebackCache: WRITEBACK });
   try {
     const local = await measure('local', direct, join(direct, 'seq.bin'));
     const fuse = await measure('fuse', mnt, join(back, 'seq.bin'));
-    emit(rateFigure(`fuse passthrough seq write 1 MiB, ${MIB} MiB`, fuse.write, 'MiB/s', local.write));
-    emit(rateFigure(`fuse passthrough seq read 1 MiB, ${MIB} MiB`, fuse.read, 'MiB/s', local.read));
-    emit(rateFigure(`fuse passthrough creates, ${FILES} files`, fuse.creates, 'creates/s', local.creates));
-    emit(rateFigure(`fuse passthrough stats, ${FILES} files`, fuse.stats, 'stats/s', local.stats));
-    emit(rateFigure(`fuse passthrough unlinks, ${FILES} files`, fuse.unlinks, 'unlinks/s', local.unlinks));
+    const wb = WRITEBACK ? ' (writeback cache)' : '';
+    emit(rateFigure(`fuse passthrough${wb} seq write 1 MiB, ${MIB} MiB`, fuse.write, 'MiB/s', local.write));
+    emit(rateFigure(`fuse passthrough${wb} seq read 1 MiB, ${MIB} MiB`, fuse.read, 'MiB/s', local.read));
+    emit(rateFigure(`fuse passthrough${wb} creates, ${FILES} files`, fuse.creates, 'creates/s', local.creates));
+    emit(rateFigure(`fuse passthrough${wb} stats, ${FILES} files`, fuse.stats, 'stats/s', local.stats));
+    emit(rateFigure(`fuse passthrough${wb} unlinks, ${FILES} files`, fuse.unlinks, 'unlinks/s', local.unlinks));
     process.stderr.write(`largest write seen by the daemon: ${session.stats.largestWriteBytes} bytes\n`);
   } finally {
     if (fuseMountAt(mnt)) await session.unmount({ lazy: true });

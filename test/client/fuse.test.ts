@@ -91,7 +91,7 @@ if (skip) {
     for (const s of sessions) {
       if (fuseMountAt(s.mountpoint)) await s.unmount({ lazy: true }).catch(() => {});
     }
-    for (const m of [mnt, join(top, 'mnt2')]) {
+    for (const m of [mnt, join(top, 'mnt2'), join(top, 'mnt3')]) {
       if (fuseMountAt(m)) spawnSync('umount', ['-l', m]);
     }
     await rm(top, { recursive: true, force: true });
@@ -238,6 +238,20 @@ if (skip) {
     t.equal(r2.stdout, 'fine\n', 'the mount keeps working after a timed-out op');
     await s2.unmount();
     t.equal(fuseMountAt(join(top, 'mnt2')), undefined, 'unmounted');
+  });
+
+  t.test('with the kernel writeback cache: cp and cmp, appends, write-only opens, data on the backing directory after unmount', async (t) => {
+    const back3 = join(top, 'back3');
+    const mnt3 = join(top, 'mnt3');
+    await Promise.all([mkdir(back3), mkdir(mnt3)]);
+    const s3 = await FuseSession.mount(mnt3, new Passthrough(back3), { writebackCache: true });
+    sessions.push(s3);
+    t.ok((s3.conn!.flags & (1 << 16)) !== 0, 'FUSE_WRITEBACK_CACHE negotiated');
+    const src = join(outside, 'random.bin');
+    const r = await sh(`cp ${src} c.bin && cmp ${src} c.bin && echo a >> log && echo b >> log && cat log && echo w > wo && cat wo`, mnt3);
+    t.equal(r.stdout, 'a\nb\nw\n', r.stderr);
+    await s3.unmount();
+    t.equal((await sh(`cmp ${src} ${join(back3, 'c.bin')}`)).code, 0, 'every cached write reached the backing file');
   });
 
   t.test('a mount that fails is an error, and leaves nothing running', async (t) => {

@@ -17,11 +17,14 @@ import type { BigIntStats } from 'node:fs';
 import { constants as fsc, readFileSync } from 'node:fs';
 import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, readlink, rename, rmdir, statfs, symlink, truncate, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Attr, Dirent, Entry, FuseOps, OpenReply, RequestContext, SetattrChanges, Statfs, AttrReply } from './ops.js';
+import type { Attr, AttrReply, ConnectionInfo, Dirent, Entry, FuseOps, OpenReply, RequestContext, SetattrChanges, Statfs } from './ops.js';
+import { InitFlag } from './wire.js';
 import { fuseError, RENAME_EXCHANGE, RENAME_NOREPLACE } from './ops.js';
 
 interface Node { path: string; key: string; nlookup: number }
 
+/** The access-mode bits of open flags (fcntl.h; Node does not export it). */
+const O_ACCMODE = 3;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 /** readdir entries whose inode number is not looked up (as libfuse's FUSE_UNKNOWN_INO). */
@@ -78,6 +81,19 @@ export class Passthrough implements FuseOps {
 
   constructor(readonly root: string) {
     this.nodes.set(1, { path: root, key: '', nlookup: 1 });
+  }
+
+  /** With the kernel's writeback cache, opens must allow the kernel's reads and leave appends to it. */
+  private writeback = false;
+
+  init(conn: ConnectionInfo): void {
+    this.writeback = (conn.flags & InitFlag.WRITEBACK_CACHE) !== 0;
+  }
+
+  private openFlags(flags: number): number {
+    if (!this.writeback) return flags;
+    const rw = (flags & O_ACCMODE) === fsc.O_WRONLY ? (flags & ~O_ACCMODE) | fsc.O_RDWR : flags;
+    return rw & ~fsc.O_APPEND;
   }
 
   /** Nodeids known right now (the root included): for tests of forget. */
@@ -236,12 +252,12 @@ export class Passthrough implements FuseOps {
   }
 
   async open(_ctx: RequestContext, nodeid: number, flags: number): Promise<OpenReply> {
-    return this.keep(await open(this.node(nodeid).path, flags & ~fsc.O_NOFOLLOW), nodeid);
+    return this.keep(await open(this.node(nodeid).path, this.openFlags(flags) & ~fsc.O_NOFOLLOW), nodeid);
   }
 
   async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number): Promise<{ entry: Entry; open: OpenReply }> {
     const path = this.child(parent, name);
-    const f = await open(path, flags | fsc.O_CREAT, mode & 0o7777);
+    const f = await open(path, this.openFlags(flags) | fsc.O_CREAT, mode & 0o7777);
     try {
       const entry = await this.created(ctx, path, mode);
       return { entry, open: this.keep(f, entry.nodeid) };

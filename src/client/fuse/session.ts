@@ -74,6 +74,14 @@ export interface SessionOptions {
   defaultPermissions?: boolean;
   /** An op not answered after this long answers EIO (default 60 s). */
   opTimeoutMs?: number;
+  /**
+   * Let the kernel cache writes and send them later, in page-cache-sized batches
+   * (FUSE_WRITEBACK_CACHE; default false). write(2) then returns before the ops see the data, and
+   * the kernel keeps mtime and size itself: right for a single-client file system, not for one
+   * that others change behind this mount. Ops that open files must then allow reads on
+   * write-only opens and ignore O_APPEND (ConnectionInfo.flags tells them).
+   */
+  writebackCache?: boolean;
   /** Requests inside the session at once (default 64); the rest wait in the kernel. */
   maxInFlight?: number;
   /** Reader threads (default 1, see reader.ts). */
@@ -126,7 +134,7 @@ export class FuseSession {
       maxReadaheadBytes: opts.maxReadaheadBytes ?? MiB,
       attrTimeoutMs: opts.attrTimeoutMs ?? 1000, entryTimeoutMs: opts.entryTimeoutMs ?? 1000,
       allowOther: opts.allowOther ?? false, defaultPermissions: opts.defaultPermissions ?? true,
-      opTimeoutMs: opts.opTimeoutMs ?? 60_000, maxInFlight: opts.maxInFlight ?? 64,
+      opTimeoutMs: opts.opTimeoutMs ?? 60_000, maxInFlight: opts.maxInFlight ?? 64, writebackCache: opts.writebackCache ?? false,
       readers: opts.readers ?? READERS_DEFAULT, initTimeoutMs: opts.initTimeoutMs ?? 10_000, debug: opts.debug,
     };
     this.fd = openSync('/dev/fuse', 'r+');
@@ -300,7 +308,7 @@ export class FuseSession {
       return;
     }
     const want = InitFlag.ASYNC_READ | InitFlag.ATOMIC_O_TRUNC | InitFlag.BIG_WRITES | InitFlag.MAX_PAGES
-      | InitFlag.PARALLEL_DIROPS | InitFlag.AUTO_INVAL_DATA;
+      | InitFlag.PARALLEL_DIROPS | InitFlag.AUTO_INVAL_DATA | (this.o.writebackCache ? InitFlag.WRITEBACK_CACHE : 0);
     const flags = init.flags & want;
     const maxPages = Math.ceil(this.o.maxWriteBytes / PAGE_BYTES);
     const conn: ConnectionInfo = {

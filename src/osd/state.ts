@@ -141,6 +141,11 @@ export class LayeredState {
       const keys = new Set(fromDb.keys());
       for (const layer of this.layersNewestFirst()) {
         for (const k of layer.owners.get(prefix) ?? []) {
+          if (keys.has(k)) continue;
+          // Not among LevelDB's rows of this range and deleted in memory: it hides nothing, so
+          // it is left out before the sort (an index whose entries come and go between
+          // checkpoints, as the unlink llog's, is otherwise sorted whole at every list).
+          if (this.memGet(k) === null) continue;
           if ((cursor === undefined || compareKeys(k, cursor) > 0) && (bound === undefined || compareKeys(k, bound) <= 0)) keys.add(k);
         }
       }

@@ -185,7 +185,11 @@ export class FuseSession {
     if (m) setReadahead(m.major, m.minor, this.o.maxReadaheadBytes, this.log);
   }
 
-  /** Unmounts with umount(8) in a child process; resolves when the session has ended. EBUSY when in use (lazy detaches anyway). */
+  /**
+   * Unmounts with umount(8) in a child process; resolves when the session has ended. Throws
+   * EBUSY while the mount is in use; lazy (umount -l) detaches it anyway, and the session then
+   * ends when its last user has left.
+   */
   async unmount(opts: { lazy?: boolean } = {}): Promise<void> {
     if (this.fdOpen && fuseMountAt(this.mountpoint)) await umountFuse(this.mountpoint, opts.lazy ?? false);
     await this.closed;

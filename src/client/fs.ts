@@ -55,7 +55,9 @@ interface WriteOptions { encoding?: Encoding; mode?: number; flag?: string | num
 
 /** Mounts a file system: `device` is MGSNID:/fsname. */
 export async function mount(device: string, options: MountOptions = {}): Promise<FileSystem> {
-  const core = new MountCore(parseDevice(device), { ...options });
+  const spec = parseDevice(device);
+  if (spec.path !== '/') throw new FsError('EINVAL', 'mount', device, undefined, 'mounting a subdirectory (fileset) is not supported: mount MGSNID:/fsname');
+  const core = new MountCore(spec, { ...options });
   try {
     await core.start();
   } catch (err) {

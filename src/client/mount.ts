@@ -59,15 +59,17 @@ export interface MountOptions extends Partial<ClientTunables> {
 export interface DeviceSpec {
   mgsNids: string[];
   fsname: string;
+  /** A path inside the file system after the fsname ('/' when none): lfs's MGSNID:/fsname/path. */
+  path: string;
 }
 
-/** 'NID[,NID][:NID]:/fsname' as mount.lustre takes it. */
+/** 'NID[,NID][:NID]:/fsname[/path]' as mount.lustre (and lfs without a mount) takes it. */
 export function parseDevice(device: string): DeviceSpec {
-  const m = /^([^/]+):\/([A-Za-z0-9_-]{1,8})\/?$/.exec(device);
+  const m = /^([^/]+):\/([A-Za-z0-9_-]{1,8})(\/.*)?$/.exec(device);
   if (!m) throw new FsError('EINVAL', 'mount', device, undefined, 'the device is MGSNID:/fsname, as 127.0.0.2@tcp:/testfs');
   const mgsNids = m[1]!.split(/[:,]/).filter(Boolean);
   if (mgsNids.length === 0) throw new FsError('EINVAL', 'mount', device, undefined, 'no MGS NID');
-  return { mgsNids, fsname: m[2]! };
+  return { mgsNids, fsname: m[2]!, path: m[3]?.replace(/\/+$/, '') || '/' };
 }
 
 export class MountCore {

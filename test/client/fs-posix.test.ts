@@ -4,7 +4,7 @@
 // the dirty and read-ahead bounds and the tunables.
 import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
-import { constants, FsError, XATTR_CREATE, XATTR_REPLACE } from '../../src/client/index.js';
+import { constants, FsError, mount, parseDevice, XATTR_CREATE, XATTR_REPLACE } from '../../src/client/index.js';
 import { patternBytes, prng, seedFrom } from '../lib/prng.js';
 import { until } from '../lib/net.js';
 import { rejection, startFs } from './fs-helpers.js';
@@ -25,6 +25,15 @@ t.test(`the POSIX calls of the library (seed ${SEED})`, async (t) => {
   const random = prng(SEED);
   const sys = await startFs(t);
   const fs = await sys.mount(5);
+
+  t.test('device names', async (t) => {
+    t.same(parseDevice('127.0.0.2@tcp,10.0.0.2@tcp:127.0.0.9@tcp:/testfs'), { mgsNids: ['127.0.0.2@tcp', '10.0.0.2@tcp', '127.0.0.9@tcp'], fsname: 'testfs', path: '/' }, 'NIDs and failover MGSs');
+    t.same(parseDevice('127.0.0.2@tcp:/testfs/a/b/').path, '/a/b', 'a path after the fsname');
+    t.throws(() => parseDevice('testfs'), { code: 'EINVAL' }, 'no MGS NID');
+    t.throws(() => parseDevice('127.0.0.2@tcp:/name-too-long'), { code: 'EINVAL' }, 'an fsname over 8 characters');
+    t.equal((await rejection(mount(`${sys.device}/sub`, { nid: '127.0.0.9@tcp', port: sys.port }))).code, 'EINVAL', 'a subdirectory mount is refused');
+    t.equal((await rejection(mount('127.0.0.2@tcp:/nofs', { nid: '127.0.0.9@tcp', port: sys.port, connectDeadlineMs: 2000 }))).code, 'ENODEV', 'a file system the MGS does not know');
+  });
 
   t.test('errors are shaped as node:fs gives them', async (t) => {
     const err = await rejection(fs.stat('/no/such'));

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
+import { until } from '../lib/net.js';
 import { FuseSession, Passthrough, fuseMountAt, type Entry, type RequestContext } from '../../src/client/fuse/index.js';
 
 const MiB = 1024 * 1024;
@@ -65,12 +66,19 @@ function sh(cmd: string, dir?: string): Promise<Run> {
 class Recording extends Passthrough {
   readonly writes: number[] = [];
   readonly hang = new Set<string>();
+  /** Names whose lookup waits for the kernel's INTERRUPT, then fails EINTR. */
+  readonly heedInterrupt = new Set<string>();
+  interruptibleStarted = 0;
   override async write(ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer): Promise<number> {
     this.writes.push(data.length);
     return super.write(ctx, nodeid, fh, offset, data);
   }
   override async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
     if (this.hang.has(name)) return new Promise<Entry>(() => {});
+    if (this.heedInterrupt.has(name)) {
+      this.interruptibleStarted++;
+      return new Promise<Entry>((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason)));
+    }
     return super.lookup(ctx, parent, name);
   }
 }
@@ -224,10 +232,10 @@ if (skip) {
     t.not(r.code, 0, 'removing a missing attribute fails');
   });
 
-  t.test('an op that never answers fails the tool with EIO within the timeout, and unmount still works', async (t) => {
+  t.test('an op that never answers fails the tool with EIO within the timeout, an interrupted one ends at once, and unmount still works', async (t) => {
     const ops2 = new Recording(join(top, 'back2'));
     ops2.hang.add('stuck');
-    const s2 = await FuseSession.mount(join(top, 'mnt2'), ops2, { opTimeoutMs: 1000, logger: pino({ level: 'silent' }) });
+    const s2 = await FuseSession.mount(join(top, 'mnt2'), ops2, { opTimeoutMs: 2000, logger: pino({ level: 'silent' }) });
     sessions.push(s2);
     const r = await sh('stat stuck', join(top, 'mnt2'));
     t.not(r.code, 0);
@@ -236,6 +244,18 @@ if (skip) {
     t.equal(s2.stats.abandoned, 1, 'the op is still counted as abandoned');
     const r2 = await sh('echo fine > ok && cat ok', join(top, 'mnt2'));
     t.equal(r2.stdout, 'fine\n', 'the mount keeps working after a timed-out op');
+
+    // A caller killed by a signal while its request runs: the kernel sends INTERRUPT, the op's
+    // signal aborts, and the op's EINTR answers the request long before the op timeout.
+    ops2.heedInterrupt.add('slow');
+    const child = execFile('stat', [join(top, 'mnt2', 'slow')]);
+    const exited = new Promise<string | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
+    await until('the lookup of slow to reach the ops', () => ops2.interruptibleStarted === 1);
+    child.kill('SIGINT');
+    t.equal(await exited, 'SIGINT', 'the caller ended by its signal');
+    t.equal(s2.stats.interrupts, 1, 'the INTERRUPT reached the running op');
+    t.equal(s2.stats.timeouts, 1, 'and it did not have to time out');
+
     await s2.unmount();
     t.equal(fuseMountAt(join(top, 'mnt2')), undefined, 'unmounted');
   });

@@ -2,7 +2,8 @@
 //
 // mount(8) is run with the /dev/fuse fd as its fd 3 and `-o fd=3`: the kernel ties the new
 // super block to that open file, and the session reads and answers requests on its own copy.
-// `-i` keeps mount(8) from calling a /sbin/mount.fuse helper. umount(8) always runs in a child
+// `-i` keeps mount(8) from calling a /sbin/mount.fuse helper; `--no-canonicalize` keeps it from
+// taking a source name that happens to exist as a relative path for that path. umount(8) always runs in a child
 // process and is awaited asynchronously: it looks the mount point up, which is a FUSE request
 // that only this process can answer, so waiting for it synchronously would deadlock.
 import { spawn, spawnSync } from 'node:child_process';
@@ -46,7 +47,7 @@ export function mountOptions(a: MountArgs): string {
 }
 
 export async function mountFuse(a: MountArgs): Promise<void> {
-  const r = await run('mount', ['-i', '-t', `fuse.${a.subtype}`, '-o', mountOptions(a), a.fsName, a.mountpoint], a.fd);
+  const r = await run('mount', ['-i', '--no-canonicalize', '-t', `fuse.${a.subtype}`, '-o', mountOptions(a), a.fsName, a.mountpoint], a.fd);
   if (r.code !== 0) throw toolError(`mount ${a.mountpoint}`, r.stderr.includes('busy') ? 'EBUSY' : 'EMOUNT', r.stderr);
 }
 

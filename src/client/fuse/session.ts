@@ -101,13 +101,15 @@ export interface SessionStats {
   /** Ops abandoned at their timeout and not finished since. */
   abandoned: number;
   largestWriteBytes: number;
+  /** INTERRUPTs that found their request still running (its signal was aborted). */
+  interrupts: number;
 }
 
 interface InFlight { abort: AbortController; timer: NodeJS.Timeout }
 
 export class FuseSession {
   readonly mountpoint: string;
-  readonly stats: SessionStats = { requests: 0, errors: 0, timeouts: 0, malformed: 0, abandoned: 0, largestWriteBytes: 0 };
+  readonly stats: SessionStats = { requests: 0, errors: 0, timeouts: 0, malformed: 0, abandoned: 0, largestWriteBytes: 0, interrupts: 0 };
   /** Resolves when the kernel connection has ended and the fd is closed. */
   readonly closed: Promise<void>;
   conn: ConnectionInfo | undefined;
@@ -360,7 +362,10 @@ export class FuseSession {
   /** Best effort: the op's signal is aborted; an op that heeds it throws (EINTR), others finish normally. */
   private onInterrupt(body: Buffer): void {
     const target = new BodyReader(body, 'INTERRUPT').struct(8).big(0);
-    this.inFlight.get(target)?.abort.abort(Object.assign(new Error('interrupted'), { code: 'EINTR' }));
+    const f = this.inFlight.get(target);
+    if (!f) return;
+    this.stats.interrupts++;
+    f.abort.abort(Object.assign(new Error('interrupted'), { code: 'EINTR' }));
   }
 
   private dispatch(h: InHeader, body: Buffer): void {

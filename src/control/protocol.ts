@@ -18,6 +18,8 @@
 // is answered EPROTO naming both versions; the connection stays open. A line that is not a
 // JSON object, or longer than the bound, is answered EPROTO with id 0 and the connection is
 // closed: the daemon never guesses where the next message starts.
+import type { LfsRequest, LfsResult } from './lfs/index.js';
+
 export const CONTROL_MAGIC = 'lustre.control';
 export const CONTROL_VERSION = 1;
 export const MAX_CONTROL_LINE_BYTES = 1 << 20;
@@ -37,11 +39,13 @@ export interface ControlOps {
   set_param: { args: { settings: Array<{ pattern: string; value: string }> }; result: Array<{ name: string; value: string }> };
   list_param: { args: { patterns: string[] }; result: string[] };
   dk: { args: { clear: boolean }; result: string };
+  /** lfs's subcommands, run by the kernel on its client mounts (src/control/lfs). */
+  lfs: { args: { request: LfsRequest }; result: LfsResult };
   stop: { args: Record<string, never>; result: { unmounted: string[] } };
 }
 export type ControlOp = keyof ControlOps;
 export const CONTROL_OPS: readonly ControlOp[] = [
-  'ping', 'status', 'mount', 'mount_client', 'umount', 'dl', 'get_param', 'set_param', 'list_param', 'dk', 'stop',
+  'ping', 'status', 'mount', 'mount_client', 'umount', 'dl', 'get_param', 'set_param', 'list_param', 'dk', 'lfs', 'stop',
 ];
 
 export interface ControlRequest<Op extends ControlOp = ControlOp> {
@@ -134,6 +138,9 @@ function checkArgs(op: ControlOp, a: Record<string, unknown>): void {
       break;
     }
     case 'dk': bool('clear'); break;
+    case 'lfs':
+      if (typeof a.request !== 'object' || a.request === null) throw new ControlError('EINVAL', 'lfs: request must be an object');
+      break;
     default: break;
   }
 }

@@ -2,6 +2,7 @@
 // dir, each line checked at the edge and dispatched to the Kernel or its parameter tree.
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { checkLfsRequest, serveLfs } from '../lfs/index.js';
 import { deviceList } from '../params/index.js';
 import {
   checkRequest, ControlError, MAX_CONTROL_LINE_BYTES,
@@ -159,6 +160,7 @@ export class ControlServer {
         for (const s of (r.args as ControlOps['set_param']['args']).settings) out.push(...(await k.params.set(s.pattern, s.value)));
         return out;
       }
+      case 'lfs': return serveLfs(checkLfsRequest((r.args as ControlOps['lfs']['args']).request), (p) => k.resolveClient(p));
       case 'dk': return k.log.ring.dump((r.args as ControlOps['dk']['args']).clear);
       case 'stop': return { unmounted: await k.stop() };
     }

@@ -95,6 +95,8 @@ export class MountCore {
   readonly #retryTimers = new Set<NodeJS.Timeout>();
   #closed = false;
   #nextFd = 3;
+  /** The config log's parameters as last applied (a local set_param stands until the log changes one). */
+  readonly #paramsApplied = new Map<string, string>();
 
   constructor(
     readonly device: DeviceSpec,
@@ -185,10 +187,11 @@ export class MountCore {
     }
   }
 
-  /** Parameters of the config log (set_param -P) that name this client's tunables. */
+  /** Parameters of the config log (set_param -P) that name this client's tunables, each when it changes there. */
   #applyParams(config: FsConfig): void {
     for (const [name, value] of config.params) {
-      if (!/^(osc|llite)\./.test(name)) continue;
+      if (!/^(osc|llite)\./.test(name) || this.#paramsApplied.get(name) === value) continue;
+      this.#paramsApplied.set(name, value);
       try {
         this.params.set(name, value);
       } catch (err) {

@@ -17,6 +17,8 @@
 //   cookies, which the receiver answers once it has the whole frame) the last HOLD_BYTES of a
 //   payload are held back and written in front of the next large header, which then never
 //   begins a segment; a timer writes them when no frame follows.
+// - A large frame on a CONTROL connection (while BULK_OUT connects, or when the peer refused
+//   it) is written with its header alone too.
 // - A small frame longer than SEGMENT_HEAD_BYTES is written with its header alone when it
 //   would begin a write on a quiet connection (a connect reply, say); on a busy connection
 //   that would cost a system call and a segment per message, so there it goes whole.
@@ -387,8 +389,10 @@ export class TcpConn {
     this.lastFrameAt = now;
     if (this.ctype === SOCKLND_CONN_BULK_OUT) { this.writeLarge(tx); return; }
     const frameBytes = FRAME_HEADER_BYTES + length;
-    if (frameBytes > SEGMENT_HEAD_BYTES && quiet && this.out.length === 0 && this.slabUsed === this.runStart &&
-      this.socket.writableLength === 0) {
+    // A large frame here (no BULK_OUT connection yet, or the peer refused one) never follows
+    // other frames in a write either.
+    if (frameBytes >= MIN_BULK_BYTES || (frameBytes > SEGMENT_HEAD_BYTES && quiet && this.out.length === 0 &&
+      this.slabUsed === this.runStart && this.socket.writableLength === 0)) {
       this.writeHeaderAlone(tx, 0n);
       for (const b of tx.payload) if (b.length) this.out.push(b);
       this.outTx.push(tx);

@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
 import { until } from '../lib/net.js';
-import { FuseSession, Passthrough, fuseMountAt, type Entry, type RequestContext } from '../../src/client/fuse/index.js';
+import { FuseSession, Opcode, Passthrough, fuseMountAt, type DebugEvent, type Entry, type RequestContext } from '../../src/client/fuse/index.js';
 
 const MiB = 1024 * 1024;
 
@@ -107,7 +107,19 @@ if (skip) {
 
   await Promise.all([back, mnt, outside, join(top, 'back2'), join(top, 'mnt2')].map((d) => mkdir(d)));
   const ops = new Recording(back);
-  const session = await FuseSession.mount(mnt, ops, { fsName: 'fusetest', subtype: 'passthrough', allowOther: true });
+  // Every request that has a reply gets exactly one: followed through the debug hook.
+  const NO_REPLY = new Set([Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT]);
+  const unanswered = new Map<bigint, number>();
+  const replies = { count: 0, twice: 0 };
+  const debug = (e: DebugEvent): void => {
+    if (e.dir === 'request') {
+      if (!NO_REPLY.has(e.opcode as never)) unanswered.set(e.unique, e.opcode);
+    } else {
+      replies.count++;
+      if (!unanswered.delete(e.unique)) replies.twice++;
+    }
+  };
+  const session = await FuseSession.mount(mnt, ops, { fsName: 'fusetest', subtype: 'passthrough', allowOther: true, debug });
   sessions.push(session);
   const inMnt = (cmd: string) => sh(cmd, mnt);
 
@@ -280,6 +292,11 @@ if (skip) {
   });
 
   t.test('unmount leaves no mount behind and ends the session', async (t) => {
+    // RELEASEs of the last tools' files may still be on their way (the kernel sends them in the background).
+    await until('the last requests to be answered', () => unanswered.size === 0, 5000).catch(() => {});
+    t.same([...unanswered.values()], [], 'no request of the main mount was left without its reply');
+    t.equal(replies.twice, 0, 'and none was answered twice');
+    t.ok(replies.count > 1000, `${replies.count} replies followed`);
     await session.unmount();
     t.equal(fuseMountAt(mnt), undefined, 'not in /proc/self/mountinfo');
     // Through a child, as every look at the mount point here: a synchronous call from this

@@ -51,7 +51,7 @@ export interface DebugEvent {
   unique: bigint;
   opcode: number;
   nodeid?: number;
-  /** Reply: 0 or the errno answered. */
+  /** Reply: 0 or the errno answered. The opcode of a reply is 0 when the request was unreadable. */
   errno?: number;
   bytes: number;
 }
@@ -237,7 +237,7 @@ export class FuseSession {
     }
   }
 
-  private write(unique: bigint, errno: number, body: ReplyBody): void {
+  private write(unique: bigint, errno: number, body: ReplyBody, opcode = 0): void {
     if (!this.fdOpen) return;
     let len = OUT_HEADER_BYTES;
     for (const b of body) len += b.length;
@@ -250,7 +250,7 @@ export class FuseSession {
       // ENODEV: the connection is gone. Neither is ours to fix.
       if (code !== 'ENOENT' && code !== 'ENODEV') this.log.error({ err, unique: String(unique) }, 'fuse reply write failed');
     }
-    this.o.debug?.({ dir: 'reply', unique, opcode: 0, errno, bytes: errno === 0 ? len : OUT_HEADER_BYTES });
+    this.o.debug?.({ dir: 'reply', unique, opcode, errno, bytes: errno === 0 ? len : OUT_HEADER_BYTES });
   }
 
   private onRequest(buf: Buffer): void {
@@ -271,7 +271,7 @@ export class FuseSession {
       case Opcode.BATCH_FORGET: return this.guard(h, () => this.onBatchForget(body), false);
       case Opcode.INTERRUPT: return this.guard(h, () => this.onInterrupt(body), false);
       case Opcode.DESTROY:
-        void this.runDestroy().then(() => { this.write(h.unique, 0, []); this.readers.credit(); });
+        void this.runDestroy().then(() => { this.write(h.unique, 0, [], h.opcode); this.readers.credit(); });
         return;
       default:
         if (h.opcode === Opcode.WRITE && body.length >= 40) {
@@ -305,9 +305,9 @@ export class FuseSession {
     if (init.major !== FUSE_KERNEL_VERSION) {
       // A newer major: answer with ours and expect a new INIT. An older one: unsupported.
       if (init.major > FUSE_KERNEL_VERSION) {
-        this.write(h.unique, 0, [encodeInitOut({ major: FUSE_KERNEL_VERSION, minor: FUSE_MINOR, maxReadahead: 0, flags: 0, maxBackground: 0, congestionThreshold: 0, maxWrite: 0, timeGran: 0, maxPages: 0 })]);
+        this.write(h.unique, 0, [encodeInitOut({ major: FUSE_KERNEL_VERSION, minor: FUSE_MINOR, maxReadahead: 0, flags: 0, maxBackground: 0, congestionThreshold: 0, maxWrite: 0, timeGran: 0, maxPages: 0 })], h.opcode);
       } else {
-        this.write(h.unique, osConstants.errno.EPROTO, []);
+        this.write(h.unique, osConstants.errno.EPROTO, [], h.opcode);
         this.initDone(new Error(`FUSE kernel protocol ${init.major}.${init.minor} is too old`));
       }
       this.readers.credit();
@@ -330,11 +330,11 @@ export class FuseSession {
           major: conn.major, minor: conn.minor, maxReadahead: conn.maxReadahead, flags,
           maxBackground, congestionThreshold: Math.floor((maxBackground * 3) / 4),
           maxWrite: conn.maxWrite, timeGran: 1, maxPages: (flags & InitFlag.MAX_PAGES) ? maxPages : 0,
-        })]);
+        })], h.opcode);
         this.initDone();
       }, (err: unknown) => {
         this.log.error({ err }, 'fuse: ops.init failed');
-        this.write(h.unique, errnoOf(err).errno, []);
+        this.write(h.unique, errnoOf(err).errno, [], h.opcode);
         this.initDone(err instanceof Error ? err : new Error(String(err)));
       })
       .finally(() => this.readers.credit());
@@ -377,7 +377,7 @@ export class FuseSession {
       answered = true;
       clearTimeout(timer);
       this.inFlight.delete(h.unique);
-      this.write(h.unique, errno, reply);
+      this.write(h.unique, errno, reply, h.opcode);
       this.readers.credit();
     };
     const timer = setTimeout(() => {

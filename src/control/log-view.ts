@@ -1,7 +1,7 @@
 // What lustre.log shows of a device's txg log: the list of txgs, one txg decoded, and the
 // verification of every record. Read-only: nothing here writes to the device.
 import { join } from 'node:path';
-import { LogCorruptError, decodeRecord, scanLog, type TornTail, type TxgRecord } from '../log/index.js';
+import { LogCorruptError, decodeRecord, listSegments, scanLog, type TornTail, type TxgRecord } from '../log/index.js';
 
 export interface TxgSummary {
   txg: number;
@@ -24,11 +24,20 @@ export function logDir(device: string): string {
   return join(device, 'log');
 }
 
+/**
+ * Every record still in the log, from its oldest segment (older ones were deleted by a
+ * checkpoint, and a replayed copy's log starts after its checkpoint).
+ */
+async function* scanAll(device: string): ReturnType<typeof scanLog> {
+  const segments = await listSegments(logDir(device));
+  yield* scanLog(logDir(device), segments[0]!.firstTxg - 1);
+}
+
 /** Every txg still in the log; checkpointTxg marks those the device's checkpoint already holds. */
 export async function listTxgs(device: string, checkpointTxg: number): Promise<LogListing> {
   const txgs: TxgSummary[] = [];
   let torn: TornTail | null = null;
-  for await (const item of scanLog(logDir(device), 0)) {
+  for await (const item of scanAll(device)) {
     if (item.kind === 'end') { torn = item.outcome.torn; break; }
     const record = decodeRecord(item.segment, item.record);
     txgs.push({
@@ -48,7 +57,7 @@ export async function listTxgs(device: string, checkpointTxg: number): Promise<L
 export async function readTxg(device: string, txg: number): Promise<TxgRecord> {
   let first: number | null = null;
   let last: number | null = null;
-  for await (const item of scanLog(logDir(device), 0)) {
+  for await (const item of scanAll(device)) {
     if (item.kind === 'end') break;
     first ??= item.record.txg;
     last = item.record.txg;
@@ -69,7 +78,7 @@ export interface LogProblem {
 export async function verifyLog(device: string): Promise<{ records: number; problem: LogProblem | null; torn: TornTail | null }> {
   let records = 0;
   try {
-    for await (const item of scanLog(logDir(device), 0)) {
+    for await (const item of scanAll(device)) {
       if (item.kind === 'end') return { records, problem: null, torn: item.outcome.torn };
       decodeRecord(item.segment, item.record);
       records++;

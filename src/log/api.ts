@@ -54,6 +54,12 @@ export interface TxgLogOptions extends Partial<TxgLogTunables> {
    * less durable than the txg that records it.
    */
   beforeSync?: (txg: number) => Promise<void>;
+  /**
+   * Called before segments are deleted, with the last txg they hold: the owner keeps what it
+   * needs to rebuild states after that txg without them (a base for replay-to-point). A throw
+   * keeps the segments.
+   */
+  beforeTrim?: (throughTxg: number) => Promise<void>;
   /** Called when a txg is durable, before its commit callbacks, in txg order. */
   onSynced?: (txg: number) => void;
   /** Warnings worth a line in the target's log (a torn tail cut, a segment removed). */

@@ -76,14 +76,19 @@ export class TxgLog {
     txgsSynced: 0, syncTimeTotalMs: 0, syncTimeMaxMs: 0, dirtyBytes: 0, recordsReplayed: 0, bytesWritten: 0,
   };
 
-  /** Creates an empty log: one segment holding only its header, made durable with its folder. */
-  static async format(dir: string): Promise<void> {
+  /**
+   * Creates an empty log: one segment holding only its header, made durable with its folder.
+   * firstTxg > 1 starts a log that goes on from a state as of txg firstTxg - 1 (a replayed copy,
+   * whose checkpoint is that state): its first record will carry firstTxg.
+   */
+  static async format(dir: string, firstTxg = 1): Promise<void> {
+    assert(Number.isSafeInteger(firstTxg) && firstTxg >= 1);
     await mkdir(dir, { recursive: true });
     const existing = (await readdir(dir)).filter((n) => n.endsWith('.txg'));
     if (existing.length > 0) throw new LogError(`${dir} already holds a txg log`, 'EEXIST');
-    const fh = await open(join(dir, segmentName(1)), 'wx');
+    const fh = await open(join(dir, segmentName(firstTxg)), 'wx');
     try {
-      await fh.write(encodeSegmentHeader(1), 0, SEGMENT_HEADER_BYTES, 0);
+      await fh.write(encodeSegmentHeader(firstTxg), 0, SEGMENT_HEADER_BYTES, 0);
       await fh.datasync();
     } finally {
       await fh.close();
@@ -390,6 +395,16 @@ export class TxgLog {
       keptBytes += s.bytes;
       keepFrom = i;
     }
+    if (keepFrom === 0) return;
+    // The owner moves its oldest state (the base replay-to-point starts from) up to where the
+    // kept log starts; if it cannot, nothing is deleted and the window stays as it was.
+    const throughTxg = sized[keepFrom]?.firstTxg ?? this.segments[covered.length]!.firstTxg;
+    try {
+      await this.opts.beforeTrim?.(throughTxg - 1);
+    } catch (err) {
+      this.opts.warn?.(`txg log: kept segments before txg ${throughTxg}: ${(err as Error).message}`);
+      return;
+    }
     for (const s of sized.slice(0, keepFrom)) {
       await unlink(s.file);
       this.segments = this.segments.filter((x) => x.file !== s.file);
@@ -412,7 +427,7 @@ const CHECKPOINT_HINT = 'checkpoint';
 
 // The txg of the owner's last checkpoint, beside the segments: tools read it without opening
 // the owner's state (which only the owner may open). The owner's own record stays the truth.
-async function writeCheckpointHint(dir: string, txg: number): Promise<void> {
+export async function writeCheckpointHint(dir: string, txg: number): Promise<void> {
   const tmp = join(dir, `${CHECKPOINT_HINT}.tmp`);
   await writeFile(tmp, `${txg}\n`);
   const fh = await open(tmp, 'r');

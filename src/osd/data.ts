@@ -232,14 +232,15 @@ export class DataFiles {
     for (const t of this.dirtyBytes.keys()) if (t <= txg) this.dirtyBytes.delete(t);
   }
 
-  /** Removes a data file (its object's destroy is durable). */
-  async remove(path: string): Promise<void> {
+  /** Removes a data file (its object's destroy is durable); with keep, only closes it (the attic takes it). */
+  async remove(path: string, opts: { keep?: boolean } = {}): Promise<void> {
     const e = this.lru.get(path);
     if (e && e.busy === 0) {
       this.lru.delete(path);
       e.dirty = false;
       await e.handle.close();
     }
+    if (opts.keep) return;
     try {
       await unlink(path);
     } catch (err) {

@@ -6,6 +6,9 @@
 //   DEVICE/db/           LevelDB: the materialized state as of a checkpoint (keys.ts)
 //   DEVICE/data/XX/      data files, XX = two hex digits spreading FIDs over 256 folders
 //                        (data.ts names the files)
+//   DEVICE/base/         the base snapshot replay-to-point starts from (base.ts); optional
+//   DEVICE/attic/        data files of objects destroyed inside the replay window, kept
+//                        until the window passes their destroy (past.ts); optional
 //
 // The format file is UTF-8 JSON, one object, written to osd.format.tmp, fsynced and renamed:
 //   { "magic": "lustre-osd-txg", "formatVersion": 1, "uuid": "<uuid>", "label": "<label>",
@@ -20,7 +23,8 @@ import { ClassicLevel } from 'classic-level';
 import { TxgLog } from '../log/index.js';
 import { OsdDeviceError, isErrno } from './errors.js';
 import { ROOT_INDEX_FID } from './fid.js';
-import { COUNTER, encodeValue, objectKey } from './keys.js';
+import { COUNTER, encodeValue, objectKey, type StateValue } from './keys.js';
+import { writeBase } from './base.js';
 import type { ObjectAttrs } from './types.js';
 
 export const FORMAT_MAGIC = 'lustre-osd-txg';
@@ -82,19 +86,23 @@ export async function formatDevice(dir: string, opts: FormatOptions = {}): Promi
     }
     // The format file goes first, so an interrupted reformat leaves no half device behind.
     await rm(paths.format, { force: true });
-    for (const p of [paths.log, paths.db, paths.data]) await rm(p, { recursive: true, force: true });
+    for (const p of [paths.log, paths.db, paths.data, join(dir, 'base'), join(dir, 'attic')]) await rm(p, { recursive: true, force: true });
   }
   const clock = opts.clock ?? Date.now;
   await mkdir(paths.data);
   for (let i = 0; i < 256; i++) await mkdir(join(paths.data, i.toString(16).padStart(2, '0')));
   await TxgLog.format(paths.log);
-  await writeInitialState(paths.db, clock());
+  const createdMs = clock();
+  const initial = initialState(createdMs);
+  await writeInitialState(paths.db, initial);
+  // The first base of replay-to-point (base.ts): the empty device, as of txg 0.
+  await writeBase(dir, { txg: 0, timeMs: createdMs, state: initial });
   const info: DeviceInfo = {
     magic: FORMAT_MAGIC,
     formatVersion: FORMAT_VERSION,
     uuid: opts.uuid ?? randomUUID(),
     label: opts.label ?? '',
-    createdMs: clock(),
+    createdMs,
   };
   const tmp = `${paths.format}.tmp`;
   await writeFile(tmp, JSON.stringify(info, null, 2) + '\n');
@@ -104,22 +112,34 @@ export async function formatDevice(dir: string, opts: FormatOptions = {}): Promi
   return info;
 }
 
-async function writeInitialState(dbPath: string, nowMs: number): Promise<void> {
+/** The state of an empty device: its root index and the counters (no checkpoint or clean mark). */
+export function initialState(nowMs: number): Map<string, StateValue> {
   const now = Math.floor(nowMs / 1000);
   const root: ObjectAttrs = {
     type: 'idx', mode: 0o755, uid: 0, gid: 0, size: 0, blocks: 0,
     atime: now, mtime: now, ctime: now, nlink: 1, flags: 0, version: 1,
   };
-  const db = new ClassicLevel<string, Uint8Array>(dbPath, { keyEncoding: 'utf8', valueEncoding: 'view' });
+  return new Map<string, StateValue>([
+    [objectKey(ROOT_INDEX_FID), root],
+    [COUNTER.objects, 1],
+    [COUNTER.bytes, 0],
+    [COUNTER.lastGen, 0],
+  ]);
+}
+
+/**
+ * Writes a state into a new LevelDB at dbPath in one synced batch, as a checkpoint at txg
+ * (a format: 0; a replayed copy: its point), marked clean.
+ */
+export async function writeInitialState(dbPath: string, state: Map<string, StateValue>, txg = 0): Promise<void> {
+  const db = new ClassicLevel<string, Uint8Array>(dbPath, { keyEncoding: 'utf8', valueEncoding: 'view', errorIfExists: true });
   await db.open();
   try {
-    const key = objectKey(ROOT_INDEX_FID);
+    const ops = [...state].filter(([key]) => !key.startsWith('z:') && key !== COUNTER.checkpointTxg && key !== COUNTER.clean)
+      .map(([key, value]) => ({ type: 'put' as const, key, value: encodeValue(key, value) }));
     await db.batch([
-      { type: 'put', key, value: encodeValue(key, root) },
-      { type: 'put', key: COUNTER.objects, value: encodeValue(COUNTER.objects, 1) },
-      { type: 'put', key: COUNTER.bytes, value: encodeValue(COUNTER.bytes, 0) },
-      { type: 'put', key: COUNTER.lastGen, value: encodeValue(COUNTER.lastGen, 0) },
-      { type: 'put', key: COUNTER.checkpointTxg, value: encodeValue(COUNTER.checkpointTxg, 0) },
+      ...ops,
+      { type: 'put', key: COUNTER.checkpointTxg, value: encodeValue(COUNTER.checkpointTxg, txg) },
       { type: 'put', key: COUNTER.clean, value: encodeValue(COUNTER.clean, 1) },
     ], { sync: true });
   } finally {

@@ -12,3 +12,7 @@ export {
 } from './types.js';
 export { objectKey, xattrKey, indexKey, COUNTER, encodeValue, decodeValue } from './keys.js';
 export { DataFiles } from './data.js';
+export { type Base, BaseError, listBases, readBase, writeBase, encodeBase, decodeBase, baseDir } from './base.js';
+export { PastState, stateAt, oldestBase, dataSource, moveBase, atticDir, atticPath, type Destroyed } from './past.js';
+export { initialState, writeInitialState } from './device.js';
+export { applyUpdate, updatesOfEntries } from './apply.js';

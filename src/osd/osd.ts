@@ -29,6 +29,8 @@ import { checkFid, fidKey, fidToString, parseFidKey, FID_KEY_LENGTH, type Fid } 
 import { KeyedLock, Mutex } from './lock.js';
 import { COUNTER, decodeValue, encodeValue, kindEnd, kindStart, indexKey, indexPrefix, objectKey, toBuffer, xattrKey, xattrPrefix } from './keys.js';
 import { LayeredState } from './state.js';
+import { listBases } from './base.js';
+import { moveBase, retireDataFile } from './past.js';
 import { PendingZeros } from './zeroing.js';
 import { checkName, Tx, type UpdateBody } from './tx.js';
 import { isDataType, isIndexType, type IndexEntry, type IndexValue, type ObjectAttrs, type Update } from './types.js';
@@ -109,7 +111,9 @@ export class Osd implements TxHost {
   #n = new Map<number, number>();
   #closed = false;
   #checkpointing: Promise<void> | null = null;
-  #removals = new Map<number, string[]>();
+  #removals = new Map<number, Array<string | { path: string; fid: Fid; gen: number }>>();
+  /** The device keeps a replay window (it has a base, base.ts): destroyed data goes to the attic. */
+  #keepsWindow = false;
   #removing = new Set<Promise<void>>();
   readonly zeros = new PendingZeros();
   #zeroing = new Set<Promise<void>>();
@@ -166,6 +170,7 @@ export class Osd implements TxHost {
     this.#checkpointTxg = ((await this.state.get(COUNTER.checkpointTxg)) as number | undefined) ?? 0;
     const clean = (await this.state.get(COUNTER.clean)) === 1;
     await this.#loadZeros();
+    this.#keepsWindow = (await listBases(this.dir)).length > 0;
     const o = this.#opts;
     this.#log = await TxgLog.open({
       dir: devicePaths(this.dir).log,
@@ -173,6 +178,7 @@ export class Osd implements TxHost {
       replay: (record) => this.#replay(record),
       beforeSync: (txg) => this.data.syncTxg(txg),
       onSynced: (txg) => this.#onSynced(txg),
+      beforeTrim: (throughTxg) => moveBase(this.dir, throughTxg),
       warn: this.#warn,
       clock: this.#clock,
       ...(o.txgTimeoutMs !== undefined && { txgTimeoutMs: o.txgTimeoutMs }),
@@ -249,8 +255,9 @@ export class Osd implements TxHost {
         const path = this.data.path(fid, gen);
         this.zeros.drop(path);
         // At replay the destroy is durable: its file can go (a generation is never reused).
-        if (removals) removals.push(this.data.remove(path));
-        else this.removeDataWhenSynced(txg, path);
+        // A device with a replay window keeps it in the attic instead (past.ts).
+        if (removals) removals.push(this.#keepsWindow ? this.#retire(path, fid, gen) : this.data.remove(path));
+        else this.removeDataWhenSynced(txg, path, this.#keepsWindow ? { fid, gen } : undefined);
       },
     };
   }
@@ -308,8 +315,10 @@ export class Osd implements TxHost {
     for (const [t, paths] of this.#removals) {
       if (t > txg) continue;
       this.#removals.delete(t);
-      for (const path of paths) {
-        const p = this.data.remove(path).catch((err) => this.#warn(`removing ${path}: ${String(err)}`)).finally(() => this.#removing.delete(p));
+      for (const item of paths) {
+        const path = typeof item === 'string' ? item : item.path;
+        const p = (typeof item === 'string' ? this.data.remove(path) : this.#retire(path, item.fid, item.gen))
+          .catch((err) => this.#warn(`removing ${path}: ${String(err)}`)).finally(() => this.#removing.delete(p));
         this.#removing.add(p);
       }
     }
@@ -458,10 +467,16 @@ export class Osd implements TxHost {
     return ++this.#lastGen;
   }
 
-  removeDataWhenSynced(txg: number, path: string): void {
+  removeDataWhenSynced(txg: number, path: string, keep?: { fid: Fid; gen: number }): void {
     const list = this.#removals.get(txg) ?? [];
-    list.push(path);
+    list.push(keep ? { path, ...keep } : path);
     this.#removals.set(txg, list);
+  }
+
+  /** Moves a destroyed object's data file to the attic, closing its descriptor first. */
+  async #retire(path: string, fid: Fid, gen: number): Promise<void> {
+    await this.data.remove(path, { keep: true });
+    await retireDataFile(this.dir, path, fid, gen);
   }
 
   // ---- Public API ----------------------------------------------------------------------------

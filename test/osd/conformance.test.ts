@@ -52,7 +52,7 @@ t.test('device: format layout, refusals that change nothing', async (t) => {
   const info = await Osd.format(dir, { label: 'OST0000', uuid: 'u-1' });
   t.match(info, { magic: 'lustre-osd-txg', formatVersion: FORMAT_VERSION, uuid: 'u-1', label: 'OST0000' });
   t.same(JSON.parse(await readFile(join(dir, 'osd.format'), 'utf8')).uuid, 'u-1');
-  t.same((await readdir(dir)).sort(), ['data', 'db', 'log', 'osd.format']);
+  t.same((await readdir(dir)).sort(), ['base', 'data', 'db', 'log', 'osd.format']);
   t.equal((await readdir(join(dir, 'data'))).length, 256);
   await t.rejects(Osd.format(dir), { code: 'EALREADY' });
 

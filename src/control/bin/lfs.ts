@@ -6,14 +6,16 @@
 //   lfs df -h
 //   lfs find /mnt/lustre --type f --size +1M
 //   lfs path2fid /mnt/lustre/file ; lfs fid2path /mnt/lustre '[0x200000400:0x1:0x0]'
-// --rundir DIR (or $LUSTRE_RUNDIR) names the kernel, as for lctl.
+// --rundir DIR (or $LUSTRE_RUNDIR) names the kernel, as for lctl; without them, a path inside a
+// client mount finds the kernel that hosts it (src/control/mounts.ts).
 import { UsageError } from '../cli.js';
 import { ControlClient } from '../control-client.js';
 import { KERNEL_VERSION } from '../kernel/kernel.js';
 import type { ControlOps } from '../protocol.js';
 import { runLfs } from '../lfs/cli.js';
 import type { LfsRequest, LfsResult } from '../lfs/index.js';
-import { resolveRundir } from '../rundir.js';
+import { rundirOfPath } from '../mounts.js';
+import { resolveRundir, RUNDIR_ENV } from '../rundir.js';
 
 /** --rundir DIR / --rundir=DIR anywhere before the subcommand's own arguments. */
 function takeRundir(argv: string[]): { rundir: string; args: string[] } {
@@ -25,7 +27,9 @@ function takeRundir(argv: string[]): { rundir: string; args: string[] } {
     else if (a.startsWith('--rundir=')) option = a.slice('--rundir='.length);
     else args.push(a);
   }
-  return { rundir: resolveRundir(option), args };
+  // No kernel named: the one hosting the mount of a path given, else the default.
+  const fromPath = option ?? process.env[RUNDIR_ENV] ?? args.filter((a) => !a.startsWith('-')).map((a) => rundirOfPath(a)).find((r) => r);
+  return { rundir: resolveRundir(fromPath), args };
 }
 
 // One control connection for the whole command, opened at the first request (so that --help

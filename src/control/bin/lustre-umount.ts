@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { isAbsolute, resolve } from 'node:path';
 import { callKernel } from '../control-client.js';
 import { runCli } from '../cli.js';
+import { rundirOfPath } from '../mounts.js';
 import { resolveRundir, RUNDIR_ENV } from '../rundir.js';
 
 const program = new Command('lustre.umount')
@@ -18,7 +19,8 @@ const program = new Command('lustre.umount')
   .action(async (device: string, o: { force?: boolean; rundir?: string }) => {
     // A target name stays as it is; a path is made absolute for the kernel, whose cwd differs.
     const target = /^[A-Za-z0-9_-]+-(MDT|OST)[0-9a-fA-F]{4}$|^MGS$/.test(device) || isAbsolute(device) ? device : resolve(device);
-    const r = await callKernel(resolveRundir(o.rundir), 'umount', { target, force: o.force ?? false });
+    const rundir = resolveRundir(o.rundir ?? process.env[RUNDIR_ENV] ?? rundirOfPath(target));
+    const r = await callKernel(rundir, 'umount', { target, force: o.force ?? false });
     process.stdout.write(`unmounted ${r.svname}${o.force ? ` (forced: ${r.evicted} client(s) evicted)` : ''}\n`);
   });
 

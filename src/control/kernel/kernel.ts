@@ -10,6 +10,7 @@ import { LNetNI, LNET_DEFAULT_PORT, parseNid } from '../../lnet/index.js';
 import type { OsdOptions } from '../../osd/index.js';
 import { Target } from '../../services/target/index.js';
 import { ParamTree, type KernelView } from '../params/index.js';
+import { registerMount, unregisterMount } from '../mounts.js';
 import { ControlError, type KernelStatus } from '../protocol.js';
 import { LOG_LEVELS, openKernelLog, type KernelLog } from './debug-log.js';
 
@@ -180,6 +181,7 @@ export class Kernel implements KernelView {
       }
       const client: ClientMount = { spec, mountpoint: at, fs, llite, session };
       this.#clients.push(client);
+      registerMount(at, this.rundir);
       // Unmounted from outside (umount MOUNTPOINT): the client goes too.
       void session.closed.then(() => this.#dropClient(client));
       logger.info(`client mounted ${spec} at ${at}`);
@@ -193,6 +195,7 @@ export class Kernel implements KernelView {
     const i = this.#clients.indexOf(c);
     if (i < 0) return;
     this.#clients.splice(i, 1);
+    unregisterMount(c.mountpoint);
     await c.llite.releaseAll();
     await c.fs.umount({ force: true }).catch(() => undefined);
     this.log.logger.info({ svname: c.spec }, `client unmounted from ${c.mountpoint}`);

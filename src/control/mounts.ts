@@ -1,0 +1,60 @@
+// Which kernel serves a client mount point: a utility given only a path (lfs getstripe
+// /mnt/lustre/f) finds the run dir of the lustre.kernel hosting that mount here. Each kernel
+// records its client mounts as small files in one folder per user, removed at unmount; an
+// entry whose kernel is gone (killed) is ignored.
+//
+//   <registry>/<sha1 of the mount point>.json   {"mountpoint": "/mnt/lustre", "rundir": "/run/lustre", "pid": 1234}
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export function registryDir(): string {
+  const uid = process.getuid?.() ?? 0;
+  return uid === 0 ? '/run/lustre-mounts' : join(tmpdir(), `lustre-mounts-${uid}`);
+}
+
+const entryOf = (mountpoint: string): string =>
+  join(registryDir(), `${createHash('sha1').update(mountpoint).digest('hex')}.json`);
+
+export function registerMount(mountpoint: string, rundir: string): void {
+  mkdirSync(registryDir(), { recursive: true, mode: 0o755 });
+  writeFileSync(entryOf(mountpoint), JSON.stringify({ mountpoint, rundir, pid: process.pid }) + '\n');
+}
+
+export function unregisterMount(mountpoint: string): void {
+  rmSync(entryOf(mountpoint), { force: true });
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** The run dir of the live kernel whose client mount holds `path`, if any. */
+export function rundirOfPath(path: string): string | undefined {
+  const p = resolve(path);
+  let best: { mountpoint: string; rundir: string } | undefined;
+  let names: string[];
+  try {
+    names = readdirSync(registryDir());
+  } catch {
+    return undefined;
+  }
+  for (const name of names) {
+    let e: { mountpoint?: unknown; rundir?: unknown; pid?: unknown };
+    try {
+      e = JSON.parse(readFileSync(join(registryDir(), name), 'utf8')) as typeof e;
+    } catch {
+      continue;
+    }
+    if (typeof e.mountpoint !== 'string' || typeof e.rundir !== 'string' || typeof e.pid !== 'number' || !alive(e.pid)) continue;
+    const m = e.mountpoint;
+    if ((p === m || p.startsWith(m.endsWith('/') ? m : m + '/')) && (!best || m.length > best.mountpoint.length)) best = { mountpoint: m, rundir: e.rundir };
+  }
+  return best?.rundir;
+}

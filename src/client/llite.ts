@@ -217,7 +217,8 @@ export class Llite implements FuseOps {
     const h = await fs.createAt(this.#fid(parent), name, flags, mode & ~umask);
     const open = this.#opened(h);
     try {
-      return { entry: await this.#entry(fs, await fs.mdc.getattr(h.attr.fid)), open };
+      // The MDT's open reply carries the file's attributes as they are after the create.
+      return { entry: await this.#entry(fs, h.attr), open };
     } catch (err) {
       this.#files.delete(open.fh);
       await h.close().catch(() => undefined);

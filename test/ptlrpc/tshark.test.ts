@@ -91,8 +91,10 @@ t.test('Wireshark decodes ptlrpc over LNet as sent', { skip: haveTshark() ? fals
   t.ok(decode('lnet', ['frame.number']).length > 20, 'the frames decode as LNet');
   // The others are each connection's opening: the acceptor request and the socklnd HELLO,
   // which the dissector does not take (magics 0xacce7100 and LNET_PROTO_MAGIC 0x45726963),
-  // besides TCP segments of LNet messages reassembled in a later frame.
-  const others = decode('tcp.len > 0 && !lnet && !tcp.reassembled_in', ['tcp.payload'])
+  // besides TCP segments of LNet messages reassembled in a later frame, and segments TCP sent
+  // again (a tail loss probe resends the last segment, such as the payload behind a header
+  // that left alone, when the ACK is late on a busy machine).
+  const others = decode('tcp.len > 0 && !lnet && !tcp.reassembled_in && !tcp.analysis.retransmission', ['tcp.payload'])
     .map(([hex]) => Buffer.from(hex!.replace(/:/g, ''), 'hex').readUInt32LE(0));
   t.ok(others.length > 0 && others.every((magic) => magic === 0xacce7100 || magic === 0x45726963),
     `every other frame opens a connection (${others.length}: ${others.map((m) => m.toString(16)).join(" ")})`);

@@ -57,6 +57,9 @@ export class FileObject {
   #batchWaiters: Array<() => void> = [];
   #error: unknown;
   #stamping: Promise<void> | undefined;
+  /** The end of the file as appends here know it (undefined: not asked yet). */
+  #endHint: number | undefined;
+  #endFetch: Promise<void> | undefined;
   readonly #stampStripes = new Set<number>();
 
   constructor(
@@ -64,6 +67,12 @@ export class FileObject {
     readonly fid: string,
     public layout: Raid0Layout | undefined,
   ) {}
+
+  /** A new open of the file here: what appends knew of its end is asked again (nothing kept across opens). */
+  opened(): void {
+    this.opens++;
+    this.#endHint = undefined;
+  }
 
   /** Dirty bytes: held here and on the wire. */
   get dirtyBytes(): number {
@@ -91,6 +100,7 @@ export class FileObject {
     const added = this.#dirty.bytes - before;
     if (added < n) this.ctx.dirty.release(n - added);
     this.generation++;
+    if (this.#endHint !== undefined) this.#endHint = Math.max(this.#endHint, offset + n);
     if (this.#dirty.bytes >= this.#threshold()) this.#kick(false);
     while (this.dirtyBytes > this.#perFileBytes() && this.#running) await this.#nextBatch();
   }
@@ -192,6 +202,26 @@ export class FileObject {
     return (await this.dataAttrs())?.size ?? 0;
   }
 
+  /**
+   * Where an O_APPEND write of n bytes goes: the end of the file, which is then n bytes further
+   * (taken at once, so that appends through the mount never overlap). The end is asked of the
+   * OSTs at the first append while the file is open here and followed from then on: what
+   * another client appends meanwhile is not seen until the file is opened again (no locks yet).
+   */
+  async appendAt(n: number): Promise<number> {
+    while (this.#endHint === undefined) {
+      this.#endFetch ??= this.size().then((size) => {
+        this.#endHint ??= size;
+      }).finally(() => {
+        this.#endFetch = undefined;
+      });
+      await this.#endFetch;
+    }
+    const at = this.#endHint;
+    this.#endHint += n;
+    return at;
+  }
+
   /** truncate(2): dirty bytes past size are dropped, the rest sent, then every object cut to its share. */
   async truncate(size: number): Promise<void> {
     const before = this.#dirty.bytes;
@@ -199,10 +229,15 @@ export class FileObject {
     if (before > this.#dirty.bytes) this.ctx.dirty.release(before - this.#dirty.bytes);
     await this.flush();
     this.generation++;
+    this.#endHint = undefined;
     if (!this.layout) return;
-    await this.ctx.lov.truncate(this.layout, size);
-    const now = nowSeconds();
-    await this.ctx.lov.setattr(this.layout, { mtime: now, ctime: now });
+    try {
+      await this.ctx.lov.truncate(this.layout, size);
+      const now = nowSeconds();
+      await this.ctx.lov.setattr(this.layout, { mtime: now, ctime: now });
+    } finally {
+      this.#endHint = undefined; // an append that asked meanwhile may have seen the old end
+    }
   }
 
   /** fsync(2): dirty data sent, then every object made durable by its OST. */

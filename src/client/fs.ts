@@ -279,7 +279,7 @@ export class FileSystem implements HandleHost {
       let layout = r.layout;
       if (!layout && canWrite(flags)) layout = await this.#instantiateLayout(r.attr.fid);
       file = this.core.fileOf(r.attr.fid, layout && raid0Of(layout));
-      file.opens++;
+      file.opened();
       try {
         if (flags & OpenFlag.TRUNC && !r.created && canWrite(flags)) await file.truncate(0);
       } catch (err) {

@@ -103,6 +103,14 @@ t.test(`the POSIX calls of the library (seed ${SEED})`, async (t) => {
     t.equal(await fs.readFile('/flags/x', 'utf8'), '123456789', 'O_APPEND writes at the end, whatever the position');
     await fs.appendFile('/flags/x', 'A');
     t.equal(await fs.readFile('/flags/x', 'utf8'), '123456789A', 'appendFile');
+    const many = await fs.open('/flags/appends', 'a+');
+    const blocks = Array.from({ length: 20 }, (_, i) => Buffer.alloc(1000, 65 + i));
+    await Promise.all(blocks.map((b) => many.write(b)));
+    const all = (await fs.readFile('/flags/appends')) as Buffer;
+    t.equal(all.length, 20_000, 'concurrent appends through one handle all land');
+    const starts = blocks.map((b) => all.indexOf(b));
+    t.ok(starts.every((at) => at >= 0 && at % 1000 === 0) && new Set(starts).size === 20, 'each whole, none over another');
+    await many.close();
     await expectCode(t, fs.open('/flags/x', O_RDONLY | O_DIRECTORY), 'ENOTDIR', 'open', 'O_DIRECTORY on a file');
     await expectCode(t, fs.open('/flags', O_WRONLY), 'EISDIR', 'open', 'a directory for writing');
     await fs.symlink('x', '/flags/lnk');

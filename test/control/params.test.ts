@@ -162,7 +162,7 @@ t.test(`lctl's parameters, dl and metrics over an MGS+MDT and an OST with a clie
   t.ok(txgSynced(after) > txgSynced(before), 'txg_synced moved with the writes');
   t.ok(Number(value(after, 'osd-txg.pfs-OST0000.txg_last_synced')) > Number(value(before, 'osd-txg.pfs-OST0000.txg_last_synced')));
   t.same(after.map((v) => v.name.split('.')[2]).filter((n, i, a) => a.indexOf(n) === i), [
-    'txg_checkpoint', 'txg_dirty_bytes', 'txg_last_synced', 'txg_open', 'txg_replayed', 'txg_sync_time_max_ms',
+    'txg_checkpoint', 'txg_dirty_bytes', 'txg_last_synced', 'txg_open', 'txg_replayed', 'txg_retain_bytes', 'txg_retain_ms', 'txg_sync_time_max_ms',
     'txg_sync_time_total_ms', 'txg_synced', 'txg_timeout',
   ]);
   t.same(await tree.get('*.*.num_exports').then((vs) => vs.filter((v) => v.name !== 'mgs.MGS.num_exports')), [
@@ -181,6 +181,11 @@ t.test(`lctl's parameters, dl and metrics over an MGS+MDT and an OST with a clie
   ]);
   t.same([mds.osd.tunables().txgTimeoutMs, ostTarget.osd.tunables().txgTimeoutMs], [25, 25], 'txg_timeout is in seconds');
   t.equal(value(await tree.get('osd-txg.pfs-OST0000.txg_timeout'), 'osd-txg.pfs-OST0000.txg_timeout'), '0.025');
+  // Replay-to-point's retention window.
+  await tree.set('osd-txg.pfs-MDT0000.txg_retain_ms', '86400000');
+  await tree.set('osd-txg.pfs-MDT0000.txg_retain_bytes', '1073741824');
+  t.match(mds.osd.tunables(), { retainMs: 86400000, retainBytes: 1073741824 });
+  await t.rejects(tree.set('osd-txg.pfs-MDT0000.txg_retain_ms', '-5'), { code: 'EINVAL', message: /txg_retain_ms/ });
   await tree.set('ost.OSS.ost_io.threads_max', '3');
   t.equal(ost.services.find((s) => s.name === 'ost_io')!.threadsMax, 3, 'ost_io runs 3 handlers at most now');
   t.equal(value(await tree.get('ost.OSS.*.threads_max'), 'ost.OSS.ost_io.threads_max'), '3');

@@ -12,7 +12,7 @@
 //   osc.<fsname>-OSTxxxx-osc-<id>.{max_dirty_mb,max_rpcs_in_flight} (rw), llite.<fsname>-<id>.
 //                     {max_read_ahead_mb,max_read_ahead_per_file_mb} (rw): each client mount's
 //   osd-txg.<target>.{kbytestotal,kbytesfree,kbytesavail,filestotal,filesfree,blocksize,fstype,
-//                     txg_timeout (rw, seconds), txg_open, txg_last_synced, txg_checkpoint,
+//                     txg_timeout (rw, seconds), txg_retain_ms, txg_retain_bytes (rw), txg_open, txg_last_synced, txg_checkpoint,
 //                     txg_synced, txg_sync_time_total_ms, txg_sync_time_max_ms, txg_dirty_bytes,
 //                     txg_replayed}
 //
@@ -202,6 +202,16 @@ function osdParams(dir: string[], osd: Osd): Param[] {
       path: [...dir, 'txg_timeout'], read: () => formatSeconds(osd.tunables().txgTimeoutMs),
       write: (v) => osd.tune({ txgTimeoutMs: parseTxgTimeout(`${dir.join('.')}.txg_timeout`, v) }),
     },
+    // Replay-to-point's window (src/osd/past.ts): log segments kept while younger than this, or
+    // within the newest this many bytes; 0 for both keeps only the segment of the checkpoint.
+    {
+      path: [...dir, 'txg_retain_ms'], read: () => String(osd.tunables().retainMs),
+      write: (v) => osd.tune({ retainMs: parseRetain(`${dir.join('.')}.txg_retain_ms`, v) }),
+    },
+    {
+      path: [...dir, 'txg_retain_bytes'], read: () => String(osd.tunables().retainBytes),
+      write: (v) => osd.tune({ retainBytes: parseRetain(`${dir.join('.')}.txg_retain_bytes`, v) }),
+    },
     { path: [...dir, 'txg_open'], read: () => String(txg().openTxg) },
     { path: [...dir, 'txg_last_synced'], read: () => String(txg().lastSyncedTxg) },
     { path: [...dir, 'txg_checkpoint'], read: () => String(txg().checkpointTxg) },
@@ -211,6 +221,12 @@ function osdParams(dir: string[], osd: Osd): Param[] {
     { path: [...dir, 'txg_dirty_bytes'], read: () => String(txg().dirtyBytes) },
     { path: [...dir, 'txg_replayed'], read: () => String(txg().recordsReplayed) },
   ];
+}
+
+/** A retention bound: a non-negative integer (milliseconds or bytes). */
+function parseRetain(name: string, v: string): number {
+  if (!/^\d{1,15}$/.test(v)) throw new ParamError('EINVAL', `${name}: '${v}' is not a non-negative integer`);
+  return Number(v);
 }
 
 /** Seconds, as ZFS's txg_timeout is given, to the millisecond: "5", "0.25". */

@@ -45,7 +45,12 @@ function ioSize(r: Prng): number {
   return 1 + r.int(3 * MiB);
 }
 
-class Failure extends Error {}
+/** A difference from the model: what differed, with the seed, and the last operations before it. */
+class Failure extends Error {
+  constructor(message: string, readonly tail: string[]) {
+    super(message);
+  }
+}
 
 /** Runs the exerciser; resolves with counts of what it did, or rejects with the seed and the log tail. */
 async function fsx(o: Options): Promise<Record<string, number>> {
@@ -58,7 +63,7 @@ async function fsx(o: Options): Promise<Record<string, number>> {
   let fh: FileHandle = await open(o.path, constants.O_RDWR | constants.O_CREAT, 0o644);
   if ((await fh.stat()).size !== 0) throw new Error(`${o.path} is not empty`);
   const fail = (op: number, what: string): never => {
-    throw new Failure(`fsx op ${op}: ${what}\nseed ${o.seed} (LUSTRE_FSX_SEED=${o.seed} reproduces it)\nlast operations:\n${log.slice(-LOG_TAIL).join('\n')}`);
+    throw new Failure(`fsx op ${op}: ${what}; seed ${o.seed} (LUSTRE_FSX_SEED=${o.seed} reproduces it)`, log.slice(-LOG_TAIL));
   };
   const compare = (op: number, got: Buffer, offset: number, where: string): void => {
     const want = model.subarray(offset, offset + got.length);
@@ -156,6 +161,7 @@ if (!fuseAvailable()) {
       t.ok(counts.truncateUp! > 0 && counts.truncateDown! > 0 && counts.holes! > 0, 'truncates both ways and writes past the end');
     } catch (err) {
       if (!(err instanceof Failure)) throw Object.assign(err as Error, { message: `${(err as Error).message} (fsx seed ${runSeed})` });
+      t.comment(`the last ${err.tail.length} operations (seed ${runSeed}):\n${err.tail.join('\n')}`);
       t.fail(err.message);
     }
   };

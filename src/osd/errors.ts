@@ -10,7 +10,8 @@ export type OsdErrorCode =
   | 'EISDIR' // a data operation on an index object
   | 'EINVAL' // a malformed argument (bad FID, negative offset, unknown attribute)
   | 'ENOTEMPTY' // destroy of an index that still holds entries
-  | 'EFBIG'; // an offset or size beyond the largest the device supports
+  | 'EFBIG' // an offset or size beyond the largest the device supports
+  | 'EROFS'; // a transaction on a device opened read-only
 
 export class OsdError extends Error {
   readonly code: OsdErrorCode;

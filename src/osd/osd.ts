@@ -53,6 +53,12 @@ export interface OsdOptions extends Partial<TxgLogTunables> {
   statfsIntervalMs?: number;
   clock?: () => number;
   warn?: (message: string) => void;
+  /**
+   * Opens the device read-only (a replayed copy mounted as a past file system): every
+   * transaction is refused with EROFS, and open and close write nothing to the state. The log
+   * is still replayed into memory (a copy's log is empty).
+   */
+  readOnly?: boolean;
 }
 
 export interface OsdStatfs {
@@ -193,6 +199,10 @@ export class Osd implements TxHost {
     this.#lastGen = ((await this.state.get(COUNTER.lastGen)) as number | undefined) ?? 0;
     // The zeros of replayed txgs go to the files now (they are durable).
     await this.#applyZeros(Infinity);
+    if (o.readOnly) {
+      await this.statfs();
+      return;
+    }
     // After a crash, data files of objects whose create a lost txg held may remain: remove them.
     if (!clean) await this.#removeOrphanData();
     // Until the next clean close, an open must look for such files again. The stored zeros
@@ -484,6 +494,7 @@ export class Osd implements TxHost {
   /** A new transaction: declare, await start(), updates, stop(). */
   begin(): Tx {
     this.assertOpen();
+    if (this.#opts.readOnly) throw new OsdError('EROFS', `${this.dir} is mounted read-only`);
     return new Tx(this);
   }
 
@@ -664,7 +675,7 @@ export class Osd implements TxHost {
     try {
       await this.#log.sync();
       while (this.#checkpointing) await this.#checkpointing.catch(() => {});
-      if (opts.checkpoint !== false) {
+      if (opts.checkpoint !== false && !this.#opts.readOnly) {
         this.#closing = true; // this checkpoint marks the device clean
         await this.#startCheckpoint();
       }

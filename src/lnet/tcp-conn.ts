@@ -71,9 +71,11 @@ const INLINE_PAYLOAD_MAX = 2048;
 const SLAB_BYTES = 64 * 1024;
 /**
  * Frames of at least this many bytes, header included, are large: they go on a BULK_OUT
- * connection when there is one (socklnd's min_bulk).
+ * connection when there is one. socklnd's min_bulk is 1 KiB; here a large frame costs a lone
+ * header write, a push, a confirmation from the receiver and at times a wait for it, which
+ * only pays off where the frame itself takes far longer to move.
  */
-export const MIN_BULK_BYTES = 1024;
+export const MIN_BULK_BYTES = 64 * 1024;
 /** TCP payload bytes a 512-byte capture keeps of a segment on loopback (512 - 14 - 20 - 32). */
 const SEGMENT_HEAD_BYTES = 446;
 /** Bytes of a large payload held back to be written in front of the next large header. */

@@ -4,7 +4,7 @@
 // keep a bad or stalled peer from costing the node more than one connection.
 //
 // Connections are typed as socklnd types them: the first one opened to a peer is CONTROL and
-// carries small messages both ways; the first large message (MIN_BULK_BYTES or more) to a peer
+// carries small messages both ways; the first large message (MIN_BULK_BYTES, 64 KiB, or more) to a peer
 // opens a BULK_OUT connection that carries this side's large messages and nothing else (the
 // peer calls it BULK_IN), so that bulk data never delays a small message and the writer can
 // place frame headers in segments (see tcp-conn.ts). Until it is up, or if the peer refuses

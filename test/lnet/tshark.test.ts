@@ -73,7 +73,8 @@ function decode(file: string, port: number, extra: string[] = []): { pdus: Decod
     if (r.status !== 0) throw new Error(`tshark ${args.join(' ')}: ${r.stderr}`);
     return r.stdout;
   };
-  const json = JSON.parse(run(['-Y', 'lnet', '-T', 'json', '--no-duplicate-keys', '-J', 'frame lnet'])) as Array<{ _source: { layers: Record<string, unknown> } }>;
+  // A segment TCP sent again (a late ACK on a busy machine) holds no new message.
+  const json = JSON.parse(run(['-Y', 'lnet && !tcp.analysis.retransmission', '-T', 'json', '--no-duplicate-keys', '-J', 'frame lnet'])) as Array<{ _source: { layers: Record<string, unknown> } }>;
   const pdus: Decoded[] = [];
   for (const pkt of json) {
     const layers = pkt._source.layers;

@@ -233,6 +233,14 @@ if (!fuseAvailable()) {
     t.same([u.atimeMs, u.mtimeMs], [1_000_000_000_000, 1_500_000_000_000], 'utimes');
     const r = await sh(`touch -d '2001-02-03 04:05:06 UTC' ${p} && stat -c '%X %Y' ${p} && touch -m -d @1700000000.25 ${p} && stat -c '%.2Y' ${p}`);
     t.equal(r.stdout, '981173106 981173106\n1700000000.25\n', `touch -d sets atime and mtime, -m mtime alone ${r.stderr}`);
+    // A write and a truncate set mtime to now (the clock of this machine, where the servers run too).
+    const before = Math.floor(Date.now() / 1000) * 1000;
+    await appendFile(p, 'x');
+    t.ok((await stat(p)).mtimeMs >= before, 'a write sets mtime to now');
+    await utimes(p, 1_000_000_000, 1_500_000_000);
+    await truncate(p, 2);
+    t.ok((await stat(p)).mtimeMs >= before, 'a truncate sets mtime to now');
+    await writeFile(p, 'abcdef');
     await t.rejects(chmod(at('attrs/missing'), 0o600), { code: 'ENOENT' }, 'ENOENT: chmod');
     await t.rejects(utimes(at('attrs/missing'), 1, 1), { code: 'ENOENT' }, 'ENOENT: utimes');
 

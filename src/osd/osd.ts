@@ -54,9 +54,10 @@ export interface OsdOptions extends Partial<TxgLogTunables> {
   clock?: () => number;
   warn?: (message: string) => void;
   /**
-   * Opens the device read-only (a replayed copy mounted as a past file system): every
-   * transaction is refused with EROFS, and open and close write nothing to the state. The log
-   * is still replayed into memory (a copy's log is empty).
+   * Opens the device read-only (a replayed copy mounted as a past file system): every update
+   * of a transaction is refused with EROFS (a transaction that makes none, such as a reply
+   * store's around a read, runs and logs nothing), and open and close write nothing to the
+   * state. The log is still replayed into memory (a copy's log is empty).
    */
   readOnly?: boolean;
 }
@@ -376,6 +377,11 @@ export class Osd implements TxHost {
   }
 
   hold(): TxgHold {
+    if (this.#opts.readOnly) {
+      // A read-only device logs nothing: a transaction that made no update is done at once.
+      const txg = this.#log.lastSyncedTxg;
+      return { txg, release: (_entry, onCommit) => { if (onCommit) queueMicrotask(() => onCommit(txg)); } };
+    }
     return this.#log.hold();
   }
 
@@ -421,6 +427,7 @@ export class Osd implements TxHost {
   }
 
   applyLive(txg: number, fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create = false): Promise<Update> {
+    if (this.#opts.readOnly) return Promise.reject(new OsdError('EROFS', `${this.dir} is mounted read-only`));
     return this.#applyLock.with(async () => {
       // A create was checked absent under its object's lock; others re-read under this lock.
       const current = create ? undefined : await this.attrs(fid);
@@ -494,7 +501,6 @@ export class Osd implements TxHost {
   /** A new transaction: declare, await start(), updates, stop(). */
   begin(): Tx {
     this.assertOpen();
-    if (this.#opts.readOnly) throw new OsdError('EROFS', `${this.dir} is mounted read-only`);
     return new Tx(this);
   }
 

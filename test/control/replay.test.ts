@@ -222,3 +222,60 @@ t.test('bad input: a point outside the window, an unknown path, not a device, no
   const exists = await lustreLog('replay', mdt, '--to', 'now', '--out', copies);
   t.match(exists.stderr, /already exists/);
 });
+
+t.test('the whole file system at a past moment: copies re-pointed to another NID, mounted read-only, browsed with FUSE', { skip: !fuseAvailable() && 'needs FUSE' }, async (t) => {
+  const c = await startCluster(t, { osts: 2, fsname: 'tm' });
+  const mnt = await c.mountClient();
+  const mdt = join(c.root, 'mdt0');
+  await mkdir(join(mnt, 'd'));
+  await writeFile(join(mnt, 'd/a1'), 'alpha '.repeat(1000));
+  await writeFile(join(mnt, 'd/a2'), 'beta');
+  // Both phases must be in the logs before the moment is taken.
+  await until('phase 1 in the logs', async () => {
+    const w = await readWindow(mdt);
+    return JSON.stringify(await namespaceAt(mdt, w.lastTxg)) === JSON.stringify(['/d/', '/d/a1', '/d/a2']) &&
+      (await contentAt(c.root, w.lastTxg, '/d/a2', new Date().toISOString())) === 'beta' &&
+      (await contentAt(c.root, w.lastTxg, '/d/a1', new Date().toISOString())) === 'alpha '.repeat(1000);
+  }, 20_000);
+  const moment = new Date().toISOString();
+  await new Promise((r) => setTimeout(r, 5));
+  await writeFile(join(mnt, 'd/b1'), 'created later');
+  await unlink(join(mnt, 'd/a2'));
+  await until('phase 2 in the MDT log', async () => {
+    const w = await readWindow(mdt);
+    return JSON.stringify(await namespaceAt(mdt, w.lastTxg)) === JSON.stringify(['/d/', '/d/a1', '/d/b1']);
+  }, 20_000);
+
+  // The copies, re-pointed from the live NID to 127.0.0.5, on a kernel of their own there.
+  const pastNid = '127.0.0.5@tcp';
+  for (const d of ['mdt0', 'ost0', 'ost1']) {
+    const r = await lustreLog('replay', join(c.root, d), '--to', `time:${moment}`, '--out', join(c.root, `past-${d}`), '--nid', `${c.nid}=${pastNid}`);
+    t.equal(r.code, 0, r.stderr);
+  }
+  const rundir = join(c.root, 'k5');
+  const env = { LUSTRE_RUNDIR: rundir };
+  const started = await runTool('lustre-kernel', ['start', '--nid', pastNid, '--port', String(c.port), '--rundir', rundir]);
+  t.equal(started.code, 0, started.stderr);
+  const pastMnt = join(c.root, 'mnt-past');
+  t.teardown(async () => {
+    await runTool('lustre-umount', ['--force', pastMnt], { env });
+    await runTool('lustre-kernel', ['stop'], { env });
+  });
+  for (const d of ['mdt0', 'ost0', 'ost1']) {
+    const m = await runTool('lustre-mount', ['-o', 'ro', join(c.root, `past-${d}`)], { env });
+    t.equal(m.code, 0, m.stderr);
+  }
+  await mkdir(pastMnt);
+  const client = await runTool('lustre-mount', [`${pastNid}:/tm`, pastMnt], { env });
+  t.equal(client.code, 0, client.stderr);
+
+  t.same((await readdir(join(pastMnt, 'd'))).sort(), ['a1', 'a2'], 'the file created later is absent, the one deleted later present');
+  t.equal(await readFile(join(pastMnt, 'd/a2'), 'utf8'), 'beta', 'with its data');
+  t.equal(await readFile(join(pastMnt, 'd/a1'), 'utf8'), 'alpha '.repeat(1000));
+  await t.rejects(writeFile(join(pastMnt, 'd/new'), 'x'), { code: 'EROFS' });
+  await t.rejects(unlink(join(pastMnt, 'd/a1')), { code: 'EROFS' });
+  await t.rejects(mkdir(join(pastMnt, 'z')), { code: 'EROFS' });
+  // The live file system is untouched and still its own.
+  t.same((await readdir(join(mnt, 'd'))).sort(), ['a1', 'b1']);
+  t.equal(await readFile(join(mnt, 'd/b1'), 'utf8'), 'created later');
+});

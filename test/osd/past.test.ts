@@ -177,7 +177,13 @@ t.test('a copy opened read-only refuses transactions with EROFS and writes nothi
   const listing = async (): Promise<string> => JSON.stringify((await readdir(copy, { recursive: true })).filter((n) => !n.startsWith('db/')).sort());
   const before = await listing();
   const ro = await Osd.open(copy, { readOnly: true });
-  t.throws(() => ro.begin(), { code: 'EROFS', message: /read-only/ });
+  const tx = ro.begin();
+  await tx.start();
+  await t.rejects(tx.create({ seq: 0x200000400, oid: 77777, ver: 0 }, { type: 'reg' }), { code: 'EROFS', message: /read-only/ });
+  await t.rejects(tx.indexDelete(ROOT_INDEX_FID, 'f1'), { code: 'EROFS' });
+  let committed = false;
+  tx.stop(() => { committed = true; });
+  await until('the empty transaction is done', () => committed);
   t.ok((await ro.indexList(ROOT_INDEX_FID)).entries.length > 0, 'reads work');
   const seen = await snapshot(ro);
   await ro.close();

@@ -7,7 +7,7 @@ import { readLog } from '../../log/index.js';
 import { devicePaths, fidToString, parseFid, stateAt, type Fid } from '../../osd/index.js';
 import {
   blame, describeWindow, diffDevice, formatDiff, formatPoint, isMdt, listPath, namespaceOf, parsePoint, readWindow,
-  replayCopy, resolvePath, resolvePoint, splitDevicePoint, statPath, diffNamespaces, diffObjects, RangeCollector,
+  parseNidMap, replayCopy, resolvePath, resolvePoint, splitDevicePoint, statPath, diffNamespaces, diffObjects, RangeCollector,
   type ReplayWindow,
 } from '../replay/index.js';
 import { Command } from 'commander';
@@ -121,14 +121,17 @@ program
   .requiredOption('--out <dir>', 'where the copy goes (must not exist; written whole or not at all)')
   .option('--mgsnode <nid>', "rewrite the copy's MGS NID (repeatable), to run a copy set as a file system of its own",
     (v: string, prev: string[] = []) => [...prev, v])
+  .option('--nid <old=new>', "run the copy on other NIDs: map a NID in its mountdata and (an MGS's copy) its config logs (repeatable)",
+    (v: string, prev: string[] = []) => [...prev, v])
   .option('--json', 'print JSON')
-  .action(async (device: string, opts: { to: string; out: string; mgsnode?: string[]; json?: boolean }) => {
+  .action(async (device: string, opts: { to: string; out: string; mgsnode?: string[]; nid?: string[]; json?: boolean }) => {
     await checkDevice(device);
     const { window, txg } = await at(device, opts.to);
     const bar = progressBar(!opts.json);
     const result = await replayCopy(device, txg, opts.out, {
       records: txg - window.baseTxg,
       ...(opts.mgsnode && { mgsNids: opts.mgsnode }),
+      ...(opts.nid && { nidMap: parseNidMap(opts.nid) }),
       onProgress: bar ? (p) => {
         if (!bar.isActive || bar.getTotal() !== p.total) { bar.stop(); bar.start(p.total, 0, { phase: p.phase }); }
         bar.update(p.done, { phase: p.phase });

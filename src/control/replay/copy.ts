@@ -16,6 +16,7 @@ import {
   DataFiles, dataSource, devicePaths, isDataType, readDevice, stateAt, writeBase, writeInitialState,
 } from '../../osd/index.js';
 import { MOUNTDATA_FILE, readMountdata, writeMountdata } from '../../services/target/index.js';
+import { repointMgs } from './repoint.js';
 
 export interface CopyProgress {
   phase: 'replay' | 'data';
@@ -50,6 +51,8 @@ async function fsync(path: string): Promise<void> {
 
 export async function replayCopy(device: string, txg: number, out: string, opts: {
   mgsNids?: string[];
+  /** OLD=NEW NIDs for a copy set run on other NIDs (repoint.ts): mountdata and an MGS's config logs. */
+  nidMap?: Map<string, string>;
   onProgress?: (p: CopyProgress) => void;
   records?: number;
 } = {}): Promise<CopyResult> {
@@ -63,8 +66,11 @@ export async function replayCopy(device: string, txg: number, out: string, opts:
     const paths = devicePaths(tmp);
     await mkdir(tmp, { recursive: true });
     await writeFile(paths.format, await readFile(devicePaths(device).format));
+    let mgs = false;
     if (await exists(join(device, MOUNTDATA_FILE))) {
       const md = await readMountdata(device);
+      mgs = md.mgs;
+      if (opts.nidMap) md.mgsNids = md.mgsNids.map((n) => opts.nidMap!.get(n) ?? n);
       if (opts.mgsNids && !md.mgs) md.mgsNids = opts.mgsNids;
       await writeMountdata(tmp, { ...md, virgin: false });
     } else if (opts.mgsNids) {
@@ -95,6 +101,7 @@ export async function replayCopy(device: string, txg: number, out: string, opts:
       }
       opts.onProgress?.({ phase: 'data', done: dataFiles + missingData, total: objects.length });
     }
+    if (mgs && opts.nidMap && opts.nidMap.size > 0) await repointMgs(tmp, opts.nidMap);
     await fsyncTree(tmp);
     await rename(tmp, out);
     await fsync(dirname(out));

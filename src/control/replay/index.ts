@@ -4,3 +4,4 @@ export * from './namespace.js';
 export * from './diff.js';
 export * from './blame.js';
 export * from './copy.js';
+export * from './repoint.js';

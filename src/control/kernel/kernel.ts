@@ -26,7 +26,7 @@ export interface KernelOptions {
 }
 
 /** Mount options a device accepts (`lustre.mount -o ...`), as Lustre spells them. */
-export const MOUNT_OPTIONS = ['abort_recov'] as const;
+export const MOUNT_OPTIONS = ['abort_recov', 'ro'] as const;
 
 export const KERNEL_VERSION: string = (() => {
   try {
@@ -136,8 +136,12 @@ export class Kernel implements KernelView {
     this.#busy.add(path);
     try {
       const logger = this.log.logger;
+      // ro (a replayed copy as a past file system): the OSD refuses every transaction with
+      // EROFS, and the target does not register (its MGS already knows it).
+      const ro = options.includes('ro');
       const target = await Target.mount(path, this.ni, {
-        ...(this.#osd && { osd: this.#osd }),
+        ...((this.#osd || ro) && { osd: { ...this.#osd, ...(ro && { readOnly: true }) } }),
+        ...(ro && { register: false }),
         log: (level, msg) => logger[level]({ svname: path }, msg),
       });
       this.#mounted.push({ device: path, target, options });

@@ -86,8 +86,13 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
     const value = encodeRecord(record);
     const last = Buffer.alloc(8);
     last.writeBigUInt64LE(tx.transno);
-    await tx.osdTx.xattrSet(this.#fid, `${PREFIX}${clientUuid}.${record.tag}`, value);
-    await tx.osdTx.xattrSet(this.#fid, LAST_TRANSNO, last);
+    try {
+      await tx.osdTx.xattrSet(this.#fid, `${PREFIX}${clientUuid}.${record.tag}`, value);
+      await tx.osdTx.xattrSet(this.#fid, LAST_TRANSNO, last);
+    } catch (err) {
+      // A read-only target (a replayed copy) records no reply: only what changes nothing runs there.
+      if ((err as { code?: unknown }).code !== 'EROFS') throw err;
+    }
     tx.osdTx.annotate({ transno: tx.transno.toString(), client: clientUuid, xid: record.xid.toString() });
     this.#slots(clientUuid).set(record.tag, record);
     tx.osdTx.stop(() => this.#committed(tx.transno));

@@ -36,7 +36,7 @@ for (const lnd of ['lo', 'tcp'] as const) {
     t.pass('each request reached its own target');
     t.equal(a.exports.size, 1, "the first target holds only its client's export");
     t.equal(b.exports.size, 1, "the second target holds only its client's export");
-    await t.rejects(connect('fs-OST0009_UUID', 'client-1'), { status: -Errno.ENODEV }, 'a target the node does not hold: ENODEV');
+    await t.rejects(connect('fs-OST0009_UUID', 'client-1'), { code: 'ENODEV', status: -Errno.ENODEV }, 'a target the node does not hold: ENODEV');
     await a.stop();
     t.equal((await toB.request(Opcode.OST_GETATTR, [])).buffers[0]?.toString(), 'fs-OST0001_UUID', 'the other target serves after one stopped');
   });

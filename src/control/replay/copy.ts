@@ -83,7 +83,8 @@ export async function replayCopy(device: string, txg: number, out: string, opts:
     const data = new DataFiles(paths.data, 1);
     await mkdir(paths.data);
     for (let i = 0; i < 256; i++) await mkdir(join(paths.data, i.toString(16).padStart(2, '0')));
-    const objects = [...past.objects()].filter(([, a]) => isDataType(a.type) && a.gen !== undefined);
+    // An empty object needs no data file (a missing file reads as nothing): an MDT's are most.
+    const objects = [...past.objects()].filter(([, a]) => isDataType(a.type) && a.gen !== undefined && a.size > 0);
     let dataFiles = 0;
     let dataBytes = 0;
     let missingData = 0;
@@ -91,7 +92,7 @@ export async function replayCopy(device: string, txg: number, out: string, opts:
       const source = await dataSource(device, fid, a.gen!);
       const target = data.path(fid, a.gen!);
       if (source === null) {
-        if (a.size > 0) missingData++;
+        missingData++;
       } else {
         await copyFile(source, target);
         // Bytes past the past size (written after the point) are not part of the copy.

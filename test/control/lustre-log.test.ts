@@ -57,6 +57,7 @@ t.test('lists txgs, decodes one, verifies, as text and JSON', async (t) => {
   t.equal(list.code, 0);
   t.match(list.stdout, /txg\s+time\s+entries\s+bytes\s+state/);
   t.match(list.stdout, /3 txgs in the log \(txgs 1 to 3\)/);
+  t.match(list.stdout, /replay window: txg 0 \(\S+Z\) to txg 3 \(\S+Z\), no transno/, 'the replay window, from the format');
   const json = JSON.parse((await lustreLog(dev, '--json')).stdout) as { txgs: Array<{ txg: number; entries: number }> };
   t.same(json.txgs.map((x) => [x.txg, x.entries]), [[1, 1], [2, 1], [3, 1]]);
   const one = await lustreLog(dev, '--txg', '2');

@@ -234,3 +234,42 @@ t.test('tune: a shorter txg timeout closes the open txg by it; bad values change
   t.throws(() => log.tune({ bogus: 1 } as never), { code: 'EINVAL' });
   t.equal(log.getTunables().txgTimeoutMs, 5, 'refused values left the tunables alone');
 });
+
+t.test('beforeTrim hears the last txg of the segments about to go; a throw keeps them', async (t) => {
+  const heard: number[] = [];
+  let refuse = true;
+  const warnings: string[] = [];
+  const { dir, log } = await freshLog(t, {
+    segmentBytesMax: 512,
+    beforeTrim: async (through) => {
+      heard.push(through);
+      if (refuse) throw new Error('no base yet');
+    },
+    warn: (m) => warnings.push(m),
+  });
+  for (let i = 0; i < 40; i++) await commit(log, { i, pad: 'z'.repeat(40) });
+  const segments = async (): Promise<string[]> => (await readdir(dir)).filter((n) => n.endsWith('.txg')).sort();
+  const before = await segments();
+  await log.checkpoint(async () => undefined);
+  t.same(await segments(), before, 'a refusing owner keeps every segment');
+  t.match(warnings.join('\n'), /kept segments before txg \d+: no base yet/);
+  refuse = false;
+  await log.checkpoint(async () => undefined);
+  const after = await segments();
+  t.equal(after.length, 1);
+  const first = Number.parseInt(after[0]!.slice(0, 16), 16);
+  t.equal(heard.at(-1), first - 1, 'told the txg just before the first kept segment');
+  await log.close();
+});
+
+t.test('a log formatted to start after txg N (a replayed copy) opens at N and goes on from it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'txglog-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await TxgLog.format(dir, 8);
+  t.same(await readdir(dir), [segmentName(8)]);
+  const log = await TxgLog.open({ dir, checkpointTxg: 7 });
+  t.equal(log.lastSyncedTxg, 7);
+  t.equal(await commit(log, { x: 1 }), 8);
+  await log.close();
+  t.same((await all(dir, 7)).map((r) => r.txg), [8]);
+});

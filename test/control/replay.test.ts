@@ -220,6 +220,9 @@ t.test('bad input: a point outside the window, an unknown path, not a device, no
     onProgress: (p) => { if (p.phase === 'data') throw Object.assign(new Error('disk full'), { code: 'ENOSPC' }); },
   }), { code: 'ENOSPC' });
   t.same(await readdir(copies), [], 'no copy and no partial folder');
+  const badNid = await lustreLog('replay', mdt, '--to', 'now', '--out', join(c.root, 'n'), '--nid', '127.0.0.2@tcp');
+  t.match(badNid.stderr, /--nid takes OLD=NEW NIDs .* not '127.0.0.2@tcp'/);
+  t.same((await readdir(c.root)).filter((n) => n === 'n' || n.startsWith('.n.')), [], 'nothing written for bad input');
   const exists = await lustreLog('replay', mdt, '--to', 'now', '--out', copies);
   t.match(exists.stderr, /already exists/);
 });

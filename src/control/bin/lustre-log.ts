@@ -18,12 +18,12 @@ import { listTxgs, readTxg, verifyLog } from '../log-view.js';
 import { deviceCheckpointTxg, checkDevice, verifyObjects } from '../device-view.js';
 
 const program = new Command('lustre.log')
-  .description('Inspect and verify the transaction-group log of a Lustre device')
+  .description('Inspect and verify the transaction-group log of a Lustre device, and see the device as it was at a txg, a transno or a moment')
   .version('0.1.0');
 
 program
   .command('list', { isDefault: true })
-  .description('list the txgs of DEVICE (number, time, entries, bytes, state), or decode one with --txg')
+  .description('list the txgs of DEVICE (number, time, entries, bytes, state) and its replay window, or decode one txg with --txg')
   .argument('<device>', 'the device folder (as given to mkfs.lustre)')
   .option('--txg <n>', 'decode this txg: every update of every transaction', parseCount('--txg'))
   .option('--json', 'print JSON instead of a table')

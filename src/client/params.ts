@@ -19,8 +19,12 @@ export interface ClientTunables {
   maxReadAheadPerFileMb: number;
 }
 
-/** Lustre's defaults (max_dirty_mb 32 on small machines; RPCs in flight 8; read-ahead 64/64 MiB). */
-export const DEFAULT_TUNABLES: ClientTunables = { maxDirtyMb: 32, maxRpcsInFlight: 8, maxReadAheadMb: 64, maxReadAheadPerFileMb: 64 };
+/**
+ * Lustre's defaults (max_dirty_mb 32 on small machines; RPCs in flight 8; read-ahead 64 MiB),
+ * except read-ahead per file: half the mount's, so that a file whose window has grown to its
+ * largest can still fetch the next window while the current one is read.
+ */
+export const DEFAULT_TUNABLES: ClientTunables = { maxDirtyMb: 32, maxRpcsInFlight: 8, maxReadAheadMb: 64, maxReadAheadPerFileMb: 32 };
 
 /** Each tunable's range (Lustre's: OSC_MAX_RIF_MAX 256; max_dirty_mb below 2 GiB). */
 const RANGES: Record<keyof ClientTunables, [number, number]> = {

@@ -82,6 +82,13 @@ export interface SessionOptions {
    * write-only opens and ignore O_APPEND (ConnectionInfo.flags tells them).
    */
   writebackCache?: boolean;
+  /**
+   * Let the kernel check a file's attributes before reading its cached pages and drop them when
+   * they changed (FUSE_AUTO_INVAL_DATA; default true). A file system that drops the page cache
+   * at every open (close-to-open) and answers no attributes with a validity turns it off: with
+   * it, every read costs a GETATTR.
+   */
+  autoInvalData?: boolean;
   /** Requests inside the session at once (default 64); the rest wait in the kernel. */
   maxInFlight?: number;
   /** Reader threads (default 1, see reader.ts). */
@@ -136,7 +143,7 @@ export class FuseSession {
       maxReadaheadBytes: opts.maxReadaheadBytes ?? MiB,
       attrTimeoutMs: opts.attrTimeoutMs ?? 1000, entryTimeoutMs: opts.entryTimeoutMs ?? 1000,
       allowOther: opts.allowOther ?? false, defaultPermissions: opts.defaultPermissions ?? true,
-      opTimeoutMs: opts.opTimeoutMs ?? 60_000, maxInFlight: opts.maxInFlight ?? 64, writebackCache: opts.writebackCache ?? false,
+      opTimeoutMs: opts.opTimeoutMs ?? 60_000, maxInFlight: opts.maxInFlight ?? 64, writebackCache: opts.writebackCache ?? false, autoInvalData: opts.autoInvalData ?? true,
       readers: opts.readers ?? READERS_DEFAULT, initTimeoutMs: opts.initTimeoutMs ?? 10_000, debug: opts.debug,
     };
     this.fd = openSync('/dev/fuse', 'r+');
@@ -314,7 +321,7 @@ export class FuseSession {
       return;
     }
     const want = InitFlag.ASYNC_READ | InitFlag.ATOMIC_O_TRUNC | InitFlag.BIG_WRITES | InitFlag.MAX_PAGES
-      | InitFlag.PARALLEL_DIROPS | InitFlag.AUTO_INVAL_DATA | (this.o.writebackCache ? InitFlag.WRITEBACK_CACHE : 0);
+      | InitFlag.PARALLEL_DIROPS | (this.o.autoInvalData ? InitFlag.AUTO_INVAL_DATA : 0) | (this.o.writebackCache ? InitFlag.WRITEBACK_CACHE : 0);
     const flags = init.flags & want;
     const maxPages = Math.ceil(this.o.maxWriteBytes / PAGE_BYTES);
     const conn: ConnectionInfo = {

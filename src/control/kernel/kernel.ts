@@ -178,6 +178,8 @@ export class Kernel implements KernelView {
         session = await FuseSession.mount(at, llite, {
           fsName: spec, subtype: 'lustre', maxWriteBytes: CLIENT_IO_BYTES, maxReadaheadBytes: CLIENT_IO_BYTES,
           attrTimeoutMs: 0, entryTimeoutMs: 0, allowOther: true, defaultPermissions: true, logger,
+          // llite drops the page cache at each open: a GETATTR before every read buys nothing.
+          autoInvalData: false,
         });
       } catch (err) {
         await fs.umount({ force: true }).catch(() => undefined);

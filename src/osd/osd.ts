@@ -267,10 +267,22 @@ export class Osd implements TxHost {
         this.zeros.drop(path);
         // At replay the destroy is durable: its file can go (a generation is never reused).
         // A device with a replay window keeps it in the attic instead (past.ts).
-        if (removals) removals.push(this.#keepsWindow ? this.#retire(path, fid, gen) : this.data.remove(path));
-        else this.removeDataWhenSynced(txg, path, this.#keepsWindow ? { fid, gen } : undefined);
+        const keep = this.#keepsDestroyedData();
+        if (removals) removals.push(keep ? this.#retire(path, fid, gen) : this.data.remove(path));
+        else this.removeDataWhenSynced(txg, path, keep ? { fid, gen } : undefined);
       },
     };
+  }
+
+  /**
+   * Whether a destroyed object's data goes to the attic: only while a retention window is asked
+   * for (txg_retain_ms or txg_retain_bytes). Without one, space is freed as soon as the destroy
+   * is durable, and a past view inside the current segment shows such a file without its data.
+   */
+  #keepsDestroyedData(): boolean {
+    if (!this.#keepsWindow) return false;
+    const t = this.#log.getTunables();
+    return t.retainMs > 0 || t.retainBytes > 0;
   }
 
   /** Applies the zeros of txgs <= txg to the data files, each under its object's lock. */

@@ -281,7 +281,8 @@ export class Osd implements TxHost {
    */
   #keepsDestroyedData(): boolean {
     if (!this.#keepsWindow) return false;
-    const t = this.#log.getTunables();
+    // While the log is opened (its replay destroys objects too) the options hold the window.
+    const t = this.#log ? this.#log.getTunables() : { retainMs: this.#opts.retainMs ?? 0, retainBytes: this.#opts.retainBytes ?? 0 };
     return t.retainMs > 0 || t.retainBytes > 0;
   }
 

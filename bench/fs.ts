@@ -19,10 +19,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, open, rm, stat as localStat, unlink as localUnlink } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { mount, type FileSystem } from '../src/client/index.js';
+import { freePort } from '../test/lib/net.js';
 import { emit, progress, rateFigure } from './lib.js';
 
 const MiB = 1024 * 1024;
@@ -195,17 +195,6 @@ const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 async function startServer(root: string, mountpoint: string): Promise<{ child: ChildProcess; spec: string; fuse: boolean; port: number }> {
   const port = await freePort();

@@ -5,6 +5,7 @@
 // "Mounted on" and a space after each df row, from the per-field printing of lfs df).
 import { getSystemErrorMap } from 'node:util';
 import { constants } from 'node:os';
+import type { StatFs } from '../../client/index.js';
 import type { DfTarget, GetstripeEntry, LayoutInfo } from './types.js';
 
 // llapi_layout_verbose bits (lustreapi.h).
@@ -118,14 +119,7 @@ export interface DfFormat {
   inodes: boolean;
 }
 
-interface Statfs {
-  bsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
-}
+type Statfs = Omit<StatFs, 'type'>;
 
 /** obd_statfs_ratio: used over used + available, rounded up as df(1) does. */
 export function statfsRatio(s: Statfs, inodes: boolean): number {

@@ -14,6 +14,8 @@
 // with readdir(3).
 
 /** The striping a user asks for; fields left out are inherited (0 / -1 on the wire). */
+import type { StatFs } from '../../client/index.js';
+
 export interface StripeSpec {
   /** -1: every OST; 0: the default. */
   stripeCount?: number;
@@ -125,18 +127,13 @@ export interface GetstripeEntry {
   inherited?: boolean;
 }
 
-export interface DfTarget {
+/** One target's row of lfs df: its statfs(2) figures (StatFs's, the type aside). */
+export interface DfTarget extends Omit<StatFs, 'type'> {
   uuid: string;
   type: 'MDT' | 'OST';
   index: number;
   /** Set when the target did not answer: an errno name. */
   error?: string;
-  bsize: number;
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  files: number;
-  ffree: number;
 }
 
 export interface FindEntry {

@@ -8,15 +8,6 @@
 // Counters that never counted are not printed. Units are lprocfs_counter_config_units' words:
 // usecs (latencies, the default), reqs, bytes.
 
-interface Counter {
-  units: string;
-  count: number;
-  min: number;
-  max: number;
-  sum: number;
-  sumSquare: number;
-}
-
 const NAME_WIDTH = 35;
 
 /** One counter's figures. */
@@ -28,6 +19,8 @@ export interface CounterFigures {
   sum: number;
   sumSquare: number;
 }
+
+type Counter = CounterFigures;
 
 export class LprocfsStats {
   readonly #counters = new Map<string, Counter>();

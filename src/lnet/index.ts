@@ -10,6 +10,7 @@
 export { LNetError, type LNetErrorCode } from './errors.js';
 export {
   parseNid, formatNid, nidToWire, nidFromWire, canonicalNid, LNET_PID_LUSTRE, LNET_DEFAULT_PORT, SOCKLND, LOLND,
+  LNET_PID_USERFLAG, isUserspacePid, userspacePid, formatProcessId,
   type Nid, type NidString, type ProcessId, type LndName,
 } from './nid.js';
 export type { MdSpec, MdHandle } from './match.js';

@@ -10,7 +10,7 @@ import { Observable, Subject } from 'rxjs';
 import { LNetError } from './errors.js';
 import { MatchTable, sliceBuffers, checkU32, checkU64, type MdHandle, type MdSpec } from './match.js';
 import {
-  LNET_DEFAULT_PORT, LNET_PID_LUSTRE, formatNid, parseNid, nidToWire,
+  LNET_DEFAULT_PORT, LNET_PID_LUSTRE, formatNid, isUserspacePid, parseNid, nidToWire,
   type Nid, type NidString, type ProcessId,
 } from './nid.js';
 import {
@@ -45,7 +45,12 @@ export interface LNetConfig {
    * with its default accept=secure demands; needs root. Off by default.
    */
   reservedPorts?: boolean;
-  /** This NI's LNet pid (LNET_PID_LUSTRE); two '0@lo' NIs of one process need two pids. */
+  /**
+   * This NI's LNet pid (LNET_PID_LUSTRE); two '0@lo' NIs of one process need two pids. A pid
+   * with LNET_PID_USERFLAG (userspacePid()) makes a user process's NI, as Lustre's: no
+   * acceptor, it only connects out, and it may share its NID with the node's kernel (whose NI
+   * it then reaches over TCP like any other node's).
+   */
   pid?: number;
   /** Where dropped connections and other warnings are told; stderr by default. */
   warn?: (message: string) => void;
@@ -157,7 +162,8 @@ export class LNetNI {
         ...config.limits,
       });
       try {
-        await tcp.listen();
+        // A user process's LNet starts no acceptor (lnet_acceptor_start does nothing for it).
+        if (!ni.isUserspace) await tcp.listen();
       } catch (err) {
         clearInterval(ni.sweep);
         throw err;
@@ -260,6 +266,9 @@ export class LNetNI {
   // ---- below: for the LNDs of this folder ----
 
   get isStopped(): boolean { return this.stopped; }
+
+  /** A user process's NI (LNET_PID_USERFLAG in its pid): it connects out and never listens. */
+  get isUserspace(): boolean { return isUserspacePid(this.pid); }
 
   /** Per-peer counters, made on first use; null past peersMax (the NI's own still count). */
   peer(nid: NidString): PeerStats | null {
@@ -384,13 +393,16 @@ export class LNetNI {
     h.destPid = target.pid;
     h.srcPid = this.pid;
     h.srcNid = this.wireNid;
-    // Lustre sends to a node's own NID, and to 0@lo, through the loopback LND.
-    if (nid === this.nid || dest.lnd === 'lo') {
+    // Lustre sends to a node's own NID, and to 0@lo, through the loopback LND. A user process
+    // and the kernel of its node share the NID but are two LNet instances: between them it
+    // is TCP, over the connections the user process opens.
+    const otherInstance = dest.lnd === 'tcp' && target.pid !== this.pid && (this.isUserspace || isUserspacePid(target.pid));
+    if ((nid === this.nid && !otherInstance) || dest.lnd === 'lo') {
       const self = dest.lnd === 'lo' ? target.pid === this.pid : true;
       return loLnd.send(this, self ? this : loLnd.find(target.pid), h, payload);
     }
     if (!this.tcp) return Promise.reject(new LNetError('EHOSTUNREACH', `no route from ${this.nid} to ${nid}`));
-    return this.tcp.send(nid, h, payload);
+    return this.tcp.send(nid, target.pid, h, payload);
   }
 
   private await(kind: 'ack' | 'reply', target: NidString, length: number): { cookie: bigint; promise: Promise<Buffer[]> } {

@@ -18,6 +18,28 @@ export interface ProcessId { nid: NidString; pid: number }
 
 /** The pid kernel Lustre's LNet uses (LNET_PID_LUSTRE). */
 export const LNET_PID_LUSTRE = 12345;
+/**
+ * LNET_PID_USERFLAG: set in the pid of an LNet instance that runs in a user process rather
+ * than in a node's kernel (Lustre's liblustre clients: the flag | the process id). Such an
+ * instance starts no acceptor and only connects out; a kernel never connects to it, and
+ * answers it over the connections it opened. Lustre writes such an id as 'U<pid>-<nid>'.
+ */
+export const LNET_PID_USERFLAG = 0x80000000;
+
+/** True when `pid` is a user process's (LNET_PID_USERFLAG set). */
+export function isUserspacePid(pid: number): boolean {
+  return (pid & LNET_PID_USERFLAG) !== 0;
+}
+
+/** The pid of a user process's LNet instance: LNET_PID_USERFLAG | its process id. */
+export function userspacePid(processId: number = process.pid): number {
+  return (LNET_PID_USERFLAG | (processId & 0x7fffffff)) >>> 0;
+}
+
+/** An lnet_process_id as Lustre's libcfs_id2str writes it: '12345-127.0.0.2@tcp', 'U4242-127.0.0.2@tcp'. */
+export function formatProcessId(id: ProcessId): string {
+  return `${isUserspacePid(id.pid) ? 'U' : ''}${(id.pid & 0x7fffffff) >>> 0}-${id.nid}`;
+}
 /** Lustre's default acceptor port. */
 export const LNET_DEFAULT_PORT = 988;
 

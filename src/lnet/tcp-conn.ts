@@ -94,6 +94,8 @@ export class TcpConn {
   /** Peer as the HELLO named it (set when established). */
   peerWireNid = 0n;
   peerNid = '';
+  /** The peer's LNet pid, as its HELLO named it (LNET_PID_USERFLAG set: a user process). */
+  peerPid = 0;
   peerIncarnation = 0n;
   isEstablished = false;
   readonly startedAt = Date.now();

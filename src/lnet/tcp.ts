@@ -3,15 +3,26 @@
 // one is lost), send credits per peer, keepalives on idle connections, and the limits that
 // keep a bad or stalled peer from costing the node more than one connection.
 //
+// User processes (LNET_PID_USERFLAG in their pid, see nid.ts) share their node's NID with its
+// kernel, so a peer is known by its NID alone only when it is a kernel: a user process is
+// known by NID and pid ('U4242-127.0.0.2@tcp'), as socklnd keys its peers by lnet_process_id.
+// Such a peer is never connected to (socklnd refuses to, EHOSTUNREACH): what goes to it takes
+// the connections it opened, and a user process's own LND has no acceptor at all. As socklnd
+// does for a userspace peer, the source of every message on its connections is taken to be
+// the peer the HELLO named, whatever the header says. (socklnd takes a userspace peer's pid
+// from the socket's port, since liblustre's HELLO had none to trust; here the HELLO's pid is
+// kept, so that a process keeps one identity across its reconnections.)
+//
 // Connections are typed as socklnd types them: the first one opened to a peer is CONTROL and
 // carries small messages both ways; the first large message (MIN_BULK_BYTES, 64 KiB, or more) to a peer
 // opens a BULK_OUT connection that carries this side's large messages and nothing else (the
 // peer calls it BULK_IN), so that bulk data never delays a small message and the writer can
 // place frame headers in segments (see tcp-conn.ts). Until it is up, or if the peer refuses
 // it, large messages go on the CONTROL connection.
+import assert from 'node:assert';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { LNetError } from './errors.js';
-import { ipv4Text, nidFromWire, formatNid, parseNid, type NidString } from './nid.js';
+import { formatProcessId, ipv4Text, isUserspacePid, nidFromWire, formatNid, parseNid, type NidString } from './nid.js';
 import { FRAME_HEADER_BYTES, SOCKLND_CONN_BULK_IN, SOCKLND_CONN_BULK_OUT, SOCKLND_CONN_CONTROL, type Hello, type LNetHeader } from './wire.js';
 import type { ConnDropReason, PeerStats } from './stats.js';
 import { MIN_BULK_BYTES, TcpConn, type ConnOwner, type Tx } from './tcp-conn.js';
@@ -57,6 +68,11 @@ const defaultTunables: TcpLimits = {
 /** Closes that are the peer's or our own doing, not a fault worth a warning. */
 const quietCloses = new Set<ConnDropReason>(['closedByPeer', 'stopping', 'peerRestarted']);
 
+/** How peers are keyed: a kernel by its NID, a user process by NID and pid. */
+function peerKey(nid: NidString, pid: number): string {
+  return isUserspacePid(pid) ? formatProcessId({ nid, pid }) : nid;
+}
+
 class TcpPeer {
   readonly conns: TcpConn[] = [];
   readonly queue: Tx[] = [];
@@ -68,14 +84,22 @@ class TcpPeer {
   bulkRefused = false;
   incarnation = 0n;
 
+  /** A user process: reached only over the connections it opened. */
+  readonly userspace: boolean;
+
   constructor(
+    readonly key: string,
     readonly nid: NidString,
+    readonly pid: number,
     readonly wireNid: bigint,
     readonly host: string,
     readonly stats: PeerStats | null,
     readonly maxCredits: number,
   ) {
     this.credits = maxCredits;
+    this.userspace = isUserspacePid(pid);
+    // Its large messages go on its CONTROL connections: we never open one to it.
+    this.bulkRefused = this.userspace;
     if (stats) { stats.credits = maxCredits; stats.maxCredits = maxCredits; stats.minCredits = maxCredits; }
   }
 
@@ -134,7 +158,8 @@ export class TcpLnd implements ConnOwner {
   readonly payloadMax: number;
   private readonly t: TcpTunables;
   private readonly host: string;
-  private readonly server: Server;
+  /** The acceptor; null for a user process's LND, which only connects out. */
+  private readonly server: Server | null;
   private readonly peers = new Map<NidString, TcpPeer>();
   private readonly conns = new Set<TcpConn>();
   private readonly peerOf = new Map<TcpConn, TcpPeer>();
@@ -154,7 +179,7 @@ export class TcpLnd implements ConnOwner {
     this.incarnation = ni.incarnation;
     this.payloadMax = this.t.maxFrameBytes - FRAME_HEADER_BYTES;
     this.host = ipv4Text(parseNid(ni.nid).addr);
-    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    this.server = ni.isUserspace ? null : createServer({ noDelay: true }, (socket) => this.accept(socket));
     const tickMs = Math.max(5, Math.min(1000, this.t.timeoutMs / 4, this.t.connectTimeoutMs / 4,
       this.t.keepaliveMs > 0 ? this.t.keepaliveMs / 2 : 1000));
     this.ticker = setInterval(() => this.tick(), tickMs);
@@ -162,16 +187,19 @@ export class TcpLnd implements ConnOwner {
   }
 
   listen(): Promise<void> {
+    const server = this.server;
+    // Invariant: only a kernel's NI listens (LNetNI.start asks only then).
+    if (!server) throw new LNetError('EINVAL', `${this.ni.nid} is a user process's NI: it has no acceptor`);
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException): void => {
         clearInterval(this.ticker);
         reject(new LNetError(err.code === 'EADDRINUSE' ? 'EADDRINUSE' : 'EINVAL',
           `cannot listen on ${this.host}:${this.t.port} for ${this.ni.nid}: ${err.message}`));
       };
-      this.server.once('error', onError);
-      this.server.listen({ host: this.host, port: this.t.port }, () => {
-        this.server.off('error', onError);
-        this.server.on('error', (err) => this.ni.warn(`acceptor: ${err.message}`));
+      server.once('error', onError);
+      server.listen({ host: this.host, port: this.t.port }, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.ni.warn(`acceptor: ${err.message}`));
         resolve();
       });
     });
@@ -189,13 +217,13 @@ export class TcpLnd implements ConnOwner {
 
   // ---- sending ----
 
-  send(nid: NidString, h: LNetHeader, payload: Buffer[]): Promise<void> {
+  send(nid: NidString, pid: number, h: LNetHeader, payload: Buffer[]): Promise<void> {
     if (this.stopping) return Promise.reject(new LNetError('ESHUTDOWN', `${this.ni.nid} is stopping`));
     if (h.payloadLength > this.payloadMax) {
       return Promise.reject(new LNetError('EINVAL',
         `a ${h.payloadLength}-byte payload is over maxFrameBytes (${this.t.maxFrameBytes} with the ${FRAME_HEADER_BYTES}-byte header)`));
     }
-    const peer = this.peerFor(nid, h.destNid);
+    const peer = this.peerFor(nid, pid, h.destNid);
     if (peer.queued >= this.t.txQueueMax) {
       return Promise.reject(new LNetError('EAGAIN', `${peer.queued} messages already wait for ${nid} (txQueueMax)`));
     }
@@ -205,11 +233,12 @@ export class TcpLnd implements ConnOwner {
     });
   }
 
-  private peerFor(nid: NidString, wireNid: bigint): TcpPeer {
-    let peer = this.peers.get(nid);
+  private peerFor(nid: NidString, pid: number, wireNid: bigint): TcpPeer {
+    const key = peerKey(nid, pid);
+    let peer = this.peers.get(key);
     if (!peer) {
-      peer = new TcpPeer(nid, wireNid, ipv4Text(Number(wireNid & 0xffffffffn)), this.ni.peer(nid), this.t.peerCredits);
-      this.peers.set(nid, peer);
+      peer = new TcpPeer(key, nid, pid, wireNid, ipv4Text(Number(wireNid & 0xffffffffn)), this.ni.peer(key), this.t.peerCredits);
+      this.peers.set(key, peer);
     }
     return peer;
   }
@@ -228,14 +257,22 @@ export class TcpLnd implements ConnOwner {
       conn.writeTx(tx, tx.h.payloadLength);
     }
     peer.noteCredits();
-    if (peer.queued > 0 && !peer.hasControl && !peer.connecting) this.connectTo(peer, SOCKLND_CONN_CONTROL);
+    if (peer.queued > 0 && !peer.hasControl && !peer.connecting) {
+      if (peer.userspace) {
+        // As socklnd: a kernel never connects to a user process; it is unreachable until it connects again.
+        this.failQueued(peer, new LNetError('EHOSTUNREACH', `${peer.key} is a user process with no connection to this node (it must connect first)`));
+        this.forgetIfIdle(peer);
+        return;
+      }
+      this.connectTo(peer, SOCKLND_CONN_CONTROL);
+    }
     if (wantsBulk && peer.hasControl && !peer.hasBulkOut && !peer.bulkConnecting && !peer.bulkRefused && !this.stopping) {
       this.connectTo(peer, SOCKLND_CONN_BULK_OUT);
     }
   }
 
   sent(conn: TcpConn, batch: Tx[], err: Error | null): void {
-    const peer = this.peerOf.get(conn) ?? this.peers.get(conn.peerNid);
+    const peer = this.peerOf.get(conn) ?? this.peers.get(peerKey(conn.peerNid, conn.peerPid));
     for (const tx of batch) {
       if (err) tx.reject(new LNetError('ECONNRESET', `connection to ${conn.peerNid || conn.remote} lost: ${err.message}`));
       else tx.resolve();
@@ -254,6 +291,8 @@ export class TcpLnd implements ConnOwner {
   // ---- connecting ----
 
   private connectTo(peer: TcpPeer, ctype: number, attempt = 0): void {
+    // Invariant: a user process is never connected to (see the top of the file).
+    assert(!peer.userspace, `connect to the user process ${peer.key}`);
     const bulk = ctype === SOCKLND_CONN_BULK_OUT;
     if (this.conns.size >= this.t.connectionsMax) {
       if (bulk) { peer.bulkRefused = true; return; }
@@ -298,16 +337,19 @@ export class TcpLnd implements ConnOwner {
       return 'badHello';
     }
     if (this.stopping) return 'stopping';
+    // A user process never accepts, so what answers our connect is a kernel.
+    if (conn.isActive && isUserspacePid(hello.srcPid)) return 'badHello';
     conn.peerWireNid = hello.srcNid;
     conn.peerNid = nid;
+    conn.peerPid = hello.srcPid;
     conn.peerIncarnation = hello.srcIncarnation;
-    const peer = this.peerOf.get(conn) ?? this.peerFor(nid, hello.srcNid);
+    const peer = this.peerOf.get(conn) ?? this.peerFor(nid, hello.srcPid, hello.srcNid);
     this.peerOf.set(conn, peer);
     if (peer.incarnation !== hello.srcIncarnation) {
       // The peer restarted: what went over its old connections is gone with its old self.
       for (const old of [...peer.conns]) old.close('peerRestarted', 'the peer restarted (new incarnation)');
       peer.incarnation = hello.srcIncarnation;
-      peer.bulkRefused = false;
+      peer.bulkRefused = peer.userspace;
     }
     peer.conns.push(conn);
     if (conn.isActive && conn.ctype === SOCKLND_CONN_BULK_OUT) peer.bulkConnecting = false;
@@ -363,8 +405,8 @@ export class TcpLnd implements ConnOwner {
 
   /** A peer with no connection and nothing to send is forgotten, so that peers stay bounded. */
   private forgetIfIdle(peer: TcpPeer): void {
-    if (peer.conns.length === 0 && peer.queued === 0 && !peer.connecting && !peer.bulkConnecting && this.peers.get(peer.nid) === peer) {
-      this.peers.delete(peer.nid);
+    if (peer.conns.length === 0 && peer.queued === 0 && !peer.connecting && !peer.bulkConnecting && this.peers.get(peer.key) === peer) {
+      this.peers.delete(peer.key);
     }
   }
 
@@ -382,7 +424,11 @@ export class TcpLnd implements ConnOwner {
       return null;
     }
     let nid = conn.peerNid;
-    if (h.srcNid !== conn.peerWireNid) {
+    if (peer.userspace) {
+      // As socklnd: a user process's messages come from the process its HELLO named.
+      h.srcNid = conn.peerWireNid;
+      h.srcPid = conn.peerPid;
+    } else if (h.srcNid !== conn.peerWireNid) {
       try { nid = formatNid(nidFromWire(h.srcNid)); } catch {
         this.ni.countDrop(conn.peerNid, 'badNid', h.payloadLength);
         return null;
@@ -451,7 +497,8 @@ export class TcpLnd implements ConnOwner {
     clearInterval(this.ticker);
     const err = new LNetError('ESHUTDOWN', `${this.ni.nid} is stopping`);
     for (const peer of this.peers.values()) this.failQueued(peer, err);
-    const closing = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const server = this.server;
+    const closing = server ? new Promise<void>((resolve) => server.close(() => resolve())) : Promise.resolve();
     const ends = [...this.conns].map((c) => c.end());
     const grace = new Promise<void>((resolve) => setTimeout(resolve, 2000).unref());
     await Promise.race([Promise.all(ends), grace]);

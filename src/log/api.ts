@@ -82,6 +82,9 @@ export interface TxgLogStats {
   openTxg: number;
   lastSyncedTxg: number;
   checkpointTxg: number;
+  /** The replay barrier's txg (0: none), and the txgs it kept from disk. */
+  barrierTxg: number;
+  txgsDiscarded: number;
   txgsSynced: number;
   /** Sum and maximum of the time from close to durable, in milliseconds. */
   syncTimeTotalMs: number;

@@ -6,7 +6,20 @@
 // record, written with one append and one fdatasync. At most one txg is open, one quiescing and
 // one syncing at any time, so the next txg fills while the previous one is on its way to disk:
 // that overlap is what makes many small commits cheap.
+//
+// A replay barrier (barrier(), Lustre's replay_barrier) freezes the log at its last durable
+// txg: later txgs still close and pass through the pipeline, so their holds are released and
+// the owner's updates stay applied in memory, but nothing of them reaches a segment, their
+// commit callbacks and onSynced never run, and lastSyncedTxg stays at the barrier. A crash then
+// loses exactly those txgs; close() discards them too (Lustre's device is read-only under a
+// barrier, so even a clean unmount keeps nothing after it). The barrier lasts until the log is
+// closed.
+//
+// Fault injection points (fail-loc.ts): OBD_FAIL_TXG_SYNC_DELAY, OBD_FAIL_TXG_BEFORE_SYNC_CRASH
+// and OBD_FAIL_TXG_WRITE_ERR before a txg's append, OBD_FAIL_TXG_AFTER_SYNC_CRASH after its
+// fdatasync and before its commit callbacks.
 import assert from 'node:assert/strict';
+import { constants as osConstants } from 'node:os';
 import { mkdir, open, readFile, readdir, rename, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Encoder, decode } from 'cbor-x';
@@ -15,6 +28,7 @@ import {
   type TxgRecord, type TxgState,
 } from './api.js';
 import { LogCorruptError, LogError } from './errors.js';
+import { FAIL, failLoc } from './fail-loc.js';
 import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, segmentName, type RawRecord } from './record.js';
 import { scanLog, segmentSizes, type SegmentInfo } from './segments.js';
 
@@ -72,8 +86,12 @@ export class TxgLog {
   private lastSynced: number;
   private checkpointAt: number;
   private checkpointRunning: Promise<number> | null = null;
+  /** The replay barrier's txg: nothing after it is written (null: no barrier). */
+  private barrierAt: number | null = null;
+  /** Waiters of txgs the barrier discarded: rejected at close. */
+  private discardedWaiters: Waiter[] = [];
   private readonly counters = {
-    txgsSynced: 0, syncTimeTotalMs: 0, syncTimeMaxMs: 0, dirtyBytes: 0, recordsReplayed: 0, bytesWritten: 0,
+    txgsDiscarded: 0, txgsSynced: 0, syncTimeTotalMs: 0, syncTimeMaxMs: 0, dirtyBytes: 0, recordsReplayed: 0, bytesWritten: 0,
   };
 
   /**
@@ -148,6 +166,28 @@ export class TxgLog {
     return this.checkpointAt;
   }
 
+  /** The replay barrier's txg, or null when no barrier is set. */
+  get barrierTxg(): number | null {
+    return this.barrierAt;
+  }
+
+  /**
+   * Sets a replay barrier (Lustre's replay_barrier: sync, then the device read-only with
+   * notransno): everything so far is made durable, then no later txg is written or
+   * acknowledged (see the top of this file). Resolves with the barrier's txg, the last one
+   * that is durable; a second call returns the same txg.
+   */
+  async barrier(): Promise<number> {
+    this.assertUsable();
+    if (this.barrierAt !== null) return this.barrierAt;
+    await this.sync();
+    // A txg whose append is already under way is written whole: the barrier is after it.
+    this.barrierAt ??= this.syncing?.txg ?? this.lastSynced;
+    await this.waitSynced(this.barrierAt);
+    this.opts.warn?.(`txg log: replay barrier at txg ${this.barrierAt}: later txgs are not written`);
+    return this.barrierAt;
+  }
+
   /**
    * Changes tunables of a running log (lctl set_param). Each must be a positive integer
    * (retainMs and retainBytes may be 0). A new txgTimeoutMs applies to the open txg too: its
@@ -203,6 +243,10 @@ export class TxgLog {
     if (txg <= this.lastSynced) return Promise.resolve();
     if (this.failed) return Promise.reject(this.failed);
     const t = [this.syncing, this.quiescing, this.openTxg].find((x) => x?.txg === txg);
+    if (!t && this.barrierAt !== null && txg < this.openTxg.txg) {
+      // Discarded by the barrier: it never becomes durable (rejected at close).
+      return new Promise<void>((resolve, reject) => this.discardedWaiters.push({ resolve, reject }));
+    }
     if (!t) return Promise.reject(new LogError(`txg ${txg} does not exist yet (open txg is ${this.openTxg.txg})`, 'EINVAL'));
     return new Promise<void>((resolve, reject) => {
       t.waiters.push({ resolve, reject });
@@ -211,8 +255,12 @@ export class TxgLog {
     });
   }
 
-  /** Closes the open txg if anything is in it and waits until everything so far is durable. */
+  /**
+   * Closes the open txg if anything is in it and waits until everything so far is durable.
+   * Under a replay barrier it returns the barrier's txg at once: nothing more will be durable.
+   */
   async sync(): Promise<number> {
+    if (this.barrierAt !== null) return this.lastSynced;
     const t = this.openTxg;
     await this.waitSynced(t.empty ? t.txg - 1 : t.txg);
     return this.lastSynced;
@@ -244,6 +292,11 @@ export class TxgLog {
     if (this.checkpointRunning) await this.checkpointRunning.catch(() => undefined);
     this.closed = true;
     this.clearTimer();
+    if (this.barrierAt !== null) {
+      const err = new LogError(`txg log closed under a replay barrier at txg ${this.barrierAt}: later txgs were discarded`, 'ESHUTDOWN');
+      const waiters = [...this.discardedWaiters.splice(0), ...[this.syncing, this.quiescing, this.openTxg].flatMap((t) => t?.waiters.splice(0) ?? [])];
+      for (const w of waiters) w.reject(err);
+    }
     await this.fh.close();
   }
 
@@ -252,6 +305,7 @@ export class TxgLog {
       openTxg: this.openTxg.txg,
       lastSyncedTxg: this.lastSynced,
       checkpointTxg: this.checkpointAt,
+      barrierTxg: this.barrierAt ?? 0,
       segments: this.segments.length,
       ...this.counters,
     };
@@ -305,6 +359,7 @@ export class TxgLog {
         const inFlight = this.quiescing ?? this.syncing;
         const waiters = o.waiters.splice(0);
         if (inFlight) inFlight.waiters.push(...waiters);
+        else if (o.txg - 1 > this.lastSynced) this.discardedWaiters.push(...waiters); // after a barrier
         else for (const w of waiters) w.resolve();
         return;
       }
@@ -318,14 +373,22 @@ export class TxgLog {
   }
 
   private async syncTxg(t: Txg): Promise<void> {
+    if (this.barrierAt !== null) {
+      await Promise.resolve(); // advance() is still looping: discard on the next tick
+      this.discard(t);
+      return;
+    }
     const started = performance.now();
     try {
+      if (failLoc.active) await injectBeforeAppend();
       await this.opts.beforeSync?.(t.txg);
       await this.append(t.txg, encodeRecord(t.txg, t.closedAtMs, t.entries));
     } catch (err) {
       this.fail(err as NodeJS.ErrnoException);
       return;
     }
+    // Durable, and no one told yet: a crash here leaves commits the clients never heard of.
+    if (failLoc.active) failLoc.crash(FAIL.OBD_FAIL_TXG_AFTER_SYNC_CRASH!);
     // Invariant: txgs become durable one at a time, in order.
     assert.equal(t.txg, this.lastSynced + 1);
     const elapsed = performance.now() - started;
@@ -340,6 +403,18 @@ export class TxgLog {
     this.opts.onSynced?.(t.txg);
     for (const callback of t.callbacks) callback(t.txg);
     for (const w of t.waiters) w.resolve();
+    this.advance();
+  }
+
+  // A txg after the replay barrier: through the pipeline, never to disk, never acknowledged.
+  private discard(t: Txg): void {
+    assert.equal(this.syncing, t);
+    this.counters.txgsDiscarded++;
+    this.counters.dirtyBytes -= t.bytes;
+    t.entries = [];
+    t.callbacks = [];
+    this.discardedWaiters.push(...t.waiters.splice(0));
+    this.syncing = null;
     this.advance();
   }
 
@@ -420,6 +495,17 @@ export class TxgLog {
     for (const t of [this.syncing, this.quiescing, this.openTxg]) {
       for (const w of t?.waiters.splice(0) ?? []) w.reject(this.failed);
     }
+  }
+}
+
+// The fail points before a txg's append: a slow disk, a crash that loses the txg, a write error.
+async function injectBeforeAppend(): Promise<void> {
+  await failLoc.timeout(FAIL.OBD_FAIL_TXG_SYNC_DELAY!);
+  failLoc.crash(FAIL.OBD_FAIL_TXG_BEFORE_SYNC_CRASH!);
+  if (failLoc.check(FAIL.OBD_FAIL_TXG_WRITE_ERR!)) {
+    const errno = failLoc.errno();
+    const code = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0] ?? 'EIO';
+    throw Object.assign(new Error(`${code} injected by fail_loc OBD_FAIL_TXG_WRITE_ERR`), { code });
   }
 }
 

@@ -14,6 +14,16 @@
 // that txg. Replay rebuilds the zeros of the txgs it replays. A clean close marks the device
 // clean (m:clean); an open after an unclean shutdown also removes data files that no object
 // owns (their create was in a txg the crash lost).
+//
+// Replay barrier (replayBarrier(), lctl replay_barrier): the log writes nothing after the
+// barrier's txg (src/log/txg-log.ts), and since only onSynced moves changes into the durable
+// layer, no checkpoint, zeroing or data-file removal reaches disk for a later txg either. A
+// close under a barrier takes no checkpoint and leaves the device unclean, so the next open
+// replays the log to the barrier and removes data files created after it: the device is then
+// exactly as it was at the barrier, as after a crash. One thing is not held back: bytes a
+// write puts into a data file go there at once, so an overwrite inside an object's old size
+// (not a write beyond it, which the size hides, nor a create, whose file is removed) remains,
+// as it does after any crash; clients replay such writes anyway.
 
 import assert from 'node:assert/strict';
 import { statfs as fsStatfs } from 'node:fs/promises';
@@ -73,6 +83,9 @@ export interface OsdStats
   extends Pick<TxgLogStats, 'openTxg' | 'lastSyncedTxg' | 'checkpointTxg' | 'txgsSynced' | 'syncTimeTotalMs' | 'syncTimeMaxMs'> {
   label: string;
   uuid: string;
+  /** The replay barrier's txg (0: none), and the txgs it kept from disk. */
+  barrierTxg: number;
+  txgsDiscarded: number;
   /** Log bytes of unsynced txgs plus data bytes written in them. */
   dirtyBytes: number;
   recordsReplayed: number;
@@ -637,6 +650,8 @@ export class Osd implements TxHost {
       lastSyncedTxg: l.lastSyncedTxg,
       checkpointTxg: this.#checkpointTxg,
       txgsSynced: l.txgsSynced,
+      barrierTxg: l.barrierTxg,
+      txgsDiscarded: l.txgsDiscarded,
       syncTimeTotalMs: l.syncTimeTotalMs,
       syncTimeMaxMs: l.syncTimeMaxMs,
       dirtyBytes: l.dirtyBytes + dataDirty,
@@ -663,6 +678,22 @@ export class Osd implements TxHost {
 
   sync(): Promise<number> {
     return this.#log.sync();
+  }
+
+  /**
+   * Sets a replay barrier (Lustre's replay_barrier): syncs, then nothing after the returned
+   * txg becomes durable by any path until the device is closed; updates still apply in memory
+   * and their transactions stop, but their commit callbacks never run. A crash or a close
+   * loses them. See the top of this file.
+   */
+  replayBarrier(): Promise<number> {
+    this.assertOpen();
+    return this.#log.barrier();
+  }
+
+  /** The replay barrier's txg, or null when none is set. */
+  get barrierTxg(): number | null {
+    return this.#log.barrierTxg;
   }
 
   /** Checkpoints now (after any running one); resolves with the txg LevelDB now reflects. */
@@ -694,7 +725,9 @@ export class Osd implements TxHost {
     try {
       await this.#log.sync();
       while (this.#checkpointing) await this.#checkpointing.catch(() => {});
-      if (opts.checkpoint !== false && !this.#opts.readOnly) {
+      // Under a replay barrier the device is left as a crash would leave it (no checkpoint, no
+      // clean mark): the next open replays to the barrier and removes later files.
+      if (opts.checkpoint !== false && !this.#opts.readOnly && this.#log.barrierTxg === null) {
         this.#closing = true; // this checkpoint marks the device clean
         await this.#startCheckpoint();
       }

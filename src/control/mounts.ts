@@ -1,7 +1,9 @@
 // Which kernel serves a client mount point: a utility given only a path (lfs getstripe
 // /mnt/lustre/f) finds the run dir of the lustre.kernel hosting that mount here. Each kernel
 // records its client mounts as small files in one folder per user, removed at unmount; an
-// entry whose kernel is gone (killed) is ignored.
+// entry whose kernel is gone (killed) is ignored. A client mount made with lustre.mount runs in
+// a client kernel of its own, so its entry names that kernel's run dir (RUNDIR/clients/X) and
+// pid: lustre.umount, lfs and lctl find it here.
 //
 //   <registry>/<sha1 of the mount point>.json   {"mountpoint": "/mnt/lustre", "rundir": "/run/lustre", "pid": 1234}
 import { createHash } from 'node:crypto';
@@ -35,16 +37,17 @@ function alive(pid: number): boolean {
   }
 }
 
-/** The run dir of the live kernel whose client mount holds `path`, if any. */
-export function rundirOfPath(path: string): string | undefined {
-  const p = resolve(path);
-  let best: { mountpoint: string; rundir: string } | undefined;
+export interface MountEntry { mountpoint: string; rundir: string; pid: number }
+
+/** The registry's entries whose kernel is alive. */
+function liveEntries(): MountEntry[] {
   let names: string[];
   try {
     names = readdirSync(registryDir());
   } catch {
-    return undefined;
+    return [];
   }
+  const out: MountEntry[] = [];
   for (const name of names) {
     let e: { mountpoint?: unknown; rundir?: unknown; pid?: unknown };
     try {
@@ -53,8 +56,23 @@ export function rundirOfPath(path: string): string | undefined {
       continue;
     }
     if (typeof e.mountpoint !== 'string' || typeof e.rundir !== 'string' || typeof e.pid !== 'number' || !alive(e.pid)) continue;
-    const m = e.mountpoint;
-    if ((p === m || p.startsWith(m.endsWith('/') ? m : m + '/')) && (!best || m.length > best.mountpoint.length)) best = { mountpoint: m, rundir: e.rundir };
+    out.push({ mountpoint: e.mountpoint, rundir: e.rundir, pid: e.pid });
   }
-  return best?.rundir;
+  return out;
+}
+
+/** The live client mount holding `path` (the innermost one), if any. */
+export function mountOfPath(path: string): MountEntry | undefined {
+  const p = resolve(path);
+  let best: MountEntry | undefined;
+  for (const e of liveEntries()) {
+    const m = e.mountpoint;
+    if ((p === m || p.startsWith(m.endsWith('/') ? m : m + '/')) && (!best || m.length > best.mountpoint.length)) best = e;
+  }
+  return best;
+}
+
+/** The run dir of the live kernel whose client mount holds `path`, if any. */
+export function rundirOfPath(path: string): string | undefined {
+  return mountOfPath(path)?.rundir;
 }

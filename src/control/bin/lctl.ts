@@ -5,18 +5,26 @@
 //   lctl set_param debug=debug
 //   lctl list_param 'obdfilter.*.*'
 //   lctl dk [FILE]
+// A client mount runs in a client kernel of its own, under the node's run dir: its llite.* and
+// osc.* parameters are that kernel's (lustre.kernel status lists them).
+//   lctl --rundir /run/lustre/clients/1a2b3c4d5e6f get_param 'llite.*.*'
 import { Command, Option } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { callKernel } from '../control-client.js';
 import { runCli, UsageError } from '../cli.js';
 import { KERNEL_VERSION } from '../kernel/kernel.js';
 import { formatGetParam } from '../params/index.js';
-import { resolveRundir, RUNDIR_ENV } from '../rundir.js';
+import { CLIENTS_DIR, resolveRundir, RUNDIR_ENV } from '../rundir.js';
 
 const program = new Command('lctl')
   .description("Lustre's control utility: devices, parameters and the debug log of this node's lustre.kernel")
   .version(KERNEL_VERSION, '--version')
-  .addOption(new Option('--rundir <dir>', `the kernel's run dir; default $${RUNDIR_ENV}, else /run/lustre for root`));
+  .addOption(new Option('--rundir <dir>', `the kernel's run dir; default $${RUNDIR_ENV}, else /run/lustre for root`))
+  .addHelpText('after', `
+A client mount (lustre.mount MGSNID:/fsname DIR) runs in a client kernel of its own, whose run
+dir is RUNDIR/${CLIENTS_DIR}/<hash of the mount point>; its llite.* and osc.* parameters are reached there:
+  lctl --rundir RUNDIR/${CLIENTS_DIR}/<hash> get_param 'llite.*.*'
+lustre.kernel status --rundir RUNDIR lists the client kernels and their run dirs.`);
 
 const rundir = (): string => resolveRundir(program.opts<{ rundir?: string }>().rundir);
 

@@ -28,7 +28,8 @@ function takeRundir(argv: string[]): { rundir: string; args: string[] } {
     else args.push(a);
   }
   // No kernel named: the one hosting the mount of a path given, else the default.
-  const fromPath = option ?? process.env[RUNDIR_ENV] ?? args.filter((a) => !a.startsWith('-')).map((a) => rundirOfPath(a)).find((r) => r);
+  // A path in a client mount belongs to the kernel hosting it (a client kernel), whatever $LUSTRE_RUNDIR says.
+  const fromPath = option ?? args.filter((a) => !a.startsWith('-')).map((a) => rundirOfPath(a)).find((r) => r) ?? process.env[RUNDIR_ENV];
   return { rundir: resolveRundir(fromPath), args };
 }
 

@@ -1,14 +1,18 @@
 // Starting and stopping a node's kernel process: the pid file, the single-kernel-per-run-dir
-// rule, signals, and the background start that returns once the kernel answers.
+// rule, signals, and the background start that returns once the kernel answers. The same
+// daemon runs as a client kernel (one client mount in a process of its own, under the node's
+// run dir; see rundir.ts): it exits by itself once its mount is gone.
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { LevelWithSilent } from 'pino';
 import { ControlClient } from '../control-client.js';
 import { startMetrics } from '../params/index.js';
 import { ControlError } from '../protocol.js';
-import { rundirPaths } from '../rundir.js';
+import { clientRundirs, LNET_FILE, rundirPaths } from '../rundir.js';
 import { ControlServer } from './control-server.js';
 import { Kernel } from './kernel.js';
+import { join } from 'node:path';
+import { LNET_DEFAULT_PORT } from '../../lnet/index.js';
 
 export interface DaemonOptions {
   nid: string;
@@ -16,6 +20,8 @@ export interface DaemonOptions {
   rundir: string;
   logLevel?: LevelWithSilent;
   metrics?: { host: string; port: number };
+  /** A client kernel: hosts one client mount, no devices, no LNet acceptor; exits when its mount is gone. */
+  client?: boolean;
 }
 
 /** How long a background start waits for the kernel to answer, and a stop for it to exit. */
@@ -75,8 +81,16 @@ export async function runForeground(opts: DaemonOptions, ready?: (k: Kernel) => 
   let kernel: Kernel | undefined;
   let server: ControlServer | undefined;
   let metrics: { close(): Promise<void> } | undefined;
+  let idleResolve!: () => void;
+  const idle = new Promise<void>((resolve) => (idleResolve = resolve));
   try {
-    kernel = await Kernel.start({ ...opts, logFile: paths.logFile });
+    kernel = await Kernel.start({
+      ...opts, logFile: paths.logFile,
+      // After the reply to the umount that made it idle has been written.
+      ...(opts.client && { onLastClientGone: () => setImmediate(idleResolve) }),
+    });
+    // Where the node's client kernels learn its LNet settings (lustre.mount MGSNID:/fsname DIR).
+    if (!opts.client) writeFileSync(join(opts.rundir, LNET_FILE), JSON.stringify({ nid: kernel.nid, port: opts.port ?? LNET_DEFAULT_PORT }) + '\n');
     server = await ControlServer.listen(kernel);
     if (opts.metrics) {
       metrics = await startMetrics(kernel, opts.metrics);
@@ -98,7 +112,8 @@ export async function runForeground(opts: DaemonOptions, ready?: (k: Kernel) => 
     }
   });
   ready?.(k);
-  await Promise.race([server.stopped, signalled]);
+  const lastMountGone = idle.then(() => k.log.logger.info('the last client mount is gone: this client kernel stops'));
+  await Promise.race([server.stopped, signalled, lastMountGone]);
   await k.stop();
   await metrics?.close();
   await server.close();
@@ -158,4 +173,35 @@ export async function stopKernel(rundir: string): Promise<{ pid: number; unmount
     await new Promise((r) => setTimeout(r, 50));
   }
   return { pid, unmounted };
+}
+
+/** Waits until process `pid` has exited; false when it still runs after `limitMs`. */
+export async function waitForExit(pid: number, limitMs: number): Promise<boolean> {
+  const deadline = Date.now() + limitMs;
+  while (alive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
+/**
+ * Stops the client kernels of a node (RUNDIR/clients/*): each unmounts its client mount,
+ * forced (requests in flight fail), and exits. Returns the run dirs stopped; one that does not
+ * answer is killed with SIGTERM.
+ */
+export async function stopClientKernels(nodeRundir: string): Promise<string[]> {
+  const stopped: string[] = [];
+  for (const rundir of clientRundirs(nodeRundir)) {
+    const pid = holder(rundir);
+    if (pid === undefined) continue;
+    try {
+      await stopKernel(rundir);
+    } catch {
+      process.kill(pid, 'SIGTERM');
+      await waitForExit(pid, STOP_WAIT_MS);
+    }
+    stopped.push(rundir);
+  }
+  return stopped;
 }

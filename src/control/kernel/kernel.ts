@@ -6,7 +6,7 @@ import { mount as mountClientFs, type FileSystem } from '../../client/index.js';
 import { FuseSession } from '../../client/fuse/index.js';
 import { Llite } from '../../client/llite.js';
 import type { LevelWithSilent } from 'pino';
-import { LNetNI, LNET_DEFAULT_PORT, parseNid } from '../../lnet/index.js';
+import { LNetNI, LNET_DEFAULT_PORT, parseNid, userspacePid } from '../../lnet/index.js';
 import type { OsdOptions } from '../../osd/index.js';
 import { Target } from '../../services/target/index.js';
 import { ParamTree, type KernelView } from '../params/index.js';
@@ -23,6 +23,14 @@ export interface KernelOptions {
   logLevel?: LevelWithSilent;
   /** OSD tunables for every device this kernel mounts (tests shorten the txg timeout). */
   osd?: OsdOptions;
+  /**
+   * A client kernel: the process of one client mount (lustre.mount MGSNID:/fsname DIR starts
+   * it), a user process's LNet (LNET_PID_USERFLAG: no acceptor, it shares the node's NID),
+   * no devices.
+   */
+  client?: boolean;
+  /** Called when the last client mount is gone (a client kernel then exits). */
+  onLastClientGone?: () => void;
 }
 
 /** Mount options a device accepts (`lustre.mount -o ...`), as Lustre spells them. */
@@ -67,6 +75,7 @@ export class Kernel implements KernelView {
   readonly log: KernelLog;
   readonly params: ParamTree;
   readonly #osd: OsdOptions | undefined;
+  readonly #opts: KernelOptions;
   readonly #mounted: Mounted[] = [];
   readonly #clients: ClientMount[] = [];
   /** Devices being mounted or unmounted: one operation per device at a time. */
@@ -79,6 +88,7 @@ export class Kernel implements KernelView {
     this.rundir = opts.rundir;
     this.log = log;
     this.#osd = opts.osd;
+    this.#opts = opts;
     this.params = new ParamTree(this);
   }
 
@@ -90,6 +100,7 @@ export class Kernel implements KernelView {
     try {
       ni = await LNetNI.start({
         nid: opts.nid, port: opts.port ?? LNET_DEFAULT_PORT, warn: (m) => log.logger.warn({ svname: 'lnet' }, m),
+        ...(opts.client && { pid: userspacePid() }),
       });
     } catch (err) {
       log.logger.error({ err }, `LNet did not start on ${opts.nid}`);
@@ -97,7 +108,7 @@ export class Kernel implements KernelView {
       throw err;
     }
     const kernel = new Kernel(ni, opts, log);
-    log.logger.info(`lustre.kernel ${KERNEL_VERSION} up: LNet ${ni.nid} port ${opts.port ?? LNET_DEFAULT_PORT}, run dir ${opts.rundir}`);
+    log.logger.info(`lustre.kernel ${KERNEL_VERSION} up${opts.client ? ' (client kernel)' : ''}: LNet ${ni.nid}${opts.client ? ` pid ${ni.pid >>> 0}, no acceptor,` : ''} port ${opts.port ?? LNET_DEFAULT_PORT}, run dir ${opts.rundir}`);
     return kernel;
   }
 
@@ -125,6 +136,7 @@ export class Kernel implements KernelView {
   /** Opens DEVICE, starts the services its profile lists and registers with the MGS. */
   async mount(device: string, options: string[]): Promise<Target> {
     this.#checkRunning();
+    if (this.#opts.client) throw new ControlError('EINVAL', `this is a client kernel (${this.rundir}): it hosts one client mount, no devices; mount ${device} on the node's kernel`);
     const path = resolve(device);
     for (const o of options) {
       if (!(MOUNT_OPTIONS as readonly string[]).includes(o)) {
@@ -161,6 +173,9 @@ export class Kernel implements KernelView {
     const at = resolve(mountpoint);
     if (options.length > 0) throw new ControlError('EINVAL', `unknown client mount option '${options[0]}' (none are known yet)`);
     if (this.#clients.some((c) => c.mountpoint === at)) throw new ControlError('EALREADY', `${at} is already a mount point of this kernel`);
+    if (this.#opts.client && (this.#clients.length > 0 || this.#busy.size > 0)) {
+      throw new ControlError('EBUSY', `this client kernel (${this.rundir}) already hosts its one client mount`);
+    }
     if (this.#busy.has(at)) throw new ControlError('EBUSY', `${at} is being mounted or unmounted`);
     if (!existsSync('/dev/fuse')) {
       throw new ControlError('ENODEV', 'FUSE is not available on this node (no /dev/fuse): the servers keep running; use the client library or lfs with MGSNID:/fsname/path');
@@ -205,6 +220,8 @@ export class Kernel implements KernelView {
     await c.llite.releaseAll();
     await c.fs.umount({ force: true }).catch(() => undefined);
     this.log.logger.info({ svname: c.spec }, `client unmounted from ${c.mountpoint}`);
+    // Not when stopping: the stop request itself ends the process once it is answered.
+    if (this.#clients.length === 0 && !this.#stopping) this.#opts.onLastClientGone?.();
   }
 
   /** Unmounts a client mount point; forced: detached even while in use, requests in flight fail. */

@@ -49,7 +49,11 @@ export interface ReplayEntry {
   xid: bigint;
   transno: bigint;
   opcode: number;
+  /** The slot (pb_tag) it held. */
+  tag: number;
   buffers: Buffer[];
+  /** The first buffer of its reply: a replay carries it so that the server can redo it alike. */
+  reply: Buffer;
 }
 
 /**

@@ -3,7 +3,13 @@
 //   full -> disconnected -> connecting -> recover -> full     timeout, lost connection
 //                                      -> evicted -> full     the server no longer knew us
 //   * -> closed                                                disconnect
-// ('replay' is the state for replaying uncommitted requests to a restarted server.)
+//   connecting -> replay -> full      the server restarted and is recovering (RECOVERING)
+// In 'replay' the import sends every request of its replay list in transno order, one at a
+// time, each with MSG_REPLAY, its transno, slot and xid, and the first buffer of its reply
+// appended (so that the server can redo it alike: the same FID, the same objects); then a
+// ping with MSG_REQ_REPLAY_DONE | MSG_LOCK_REPLAY_DONE, whose reply comes when the server's
+// recovery ends; then what was in flight is resent. A server that restarts again meanwhile
+// makes the import connect again and replay from the start of what is left.
 //
 // Every request has an xid, unique on the network interface, and its reply comes back as a
 // PUT with that xid as match bits into a sink MD attached before the request leaves. A
@@ -53,6 +59,8 @@ export interface ImportConfig extends TargetProfile {
   requestDeadlineMs?: number;
   /** The longest connect() keeps trying. */
   connectDeadlineMs?: number;
+  /** How long the final ping of a replay may wait for the server's recovery to end. */
+  recoveryDeadlineMs?: number;
   /** Longest pause between two reconnect attempts. */
   reconnectBackoffMaxMs?: number;
   /** The first round-trip estimate, before anything was measured. */
@@ -91,6 +99,8 @@ export interface ImportCounters {
   reconnects: number;
   evictions: number;
   malformedReplies: number;
+  /** Requests replayed to a recovering server. */
+  replayed: number;
 }
 
 interface ClientRequest {
@@ -110,13 +120,18 @@ interface ClientRequest {
   /** When the request fails with ETIMEDOUT, resends included. */
   deadlineAt: number;
   deadlineMs: number;
+  /** pb_flags beyond RESENT (MSG_REPLAY, MSG_REQ_REPLAY_DONE), and a replay's transno. */
+  flags: number;
+  transno: bigint;
+  /** The slot a replay held originally (not taken from the pool: never given back). */
+  replayTag: number;
   resolve(reply: Reply): void;
   reject(err: Error): void;
 }
 
 export class Import {
   readonly state$: BehaviorSubject<ImportState>;
-  readonly counters: ImportCounters = { sent: 0, resent: 0, replies: 0, timeouts: 0, reconnects: 0, evictions: 0, malformedReplies: 0 };
+  readonly counters: ImportCounters = { sent: 0, resent: 0, replies: 0, timeouts: 0, reconnects: 0, evictions: 0, malformedReplies: 0, replayed: 0 };
   readonly replayList: ReplayList;
 
   readonly #ni: Network;
@@ -147,7 +162,7 @@ export class Import {
     this.#ni = ni;
     this.#c = {
       maxRpcsInFlight: 8, maxModRpcs: 8, queueMax: 4096, replayMax: 65536, maxReplyBytes: 64 * 1024,
-      pingIntervalMs: 5000, requestDeadlineMs: 60_000, connectDeadlineMs: 30_000,
+      pingIntervalMs: 5000, requestDeadlineMs: 60_000, connectDeadlineMs: 30_000, recoveryDeadlineMs: 900_000,
       reconnectBackoffMaxMs: 2000, initialEstimateMs: 1000, ...config,
     };
     this.#at = { ...defaultAtConfig, ...config.at };
@@ -243,7 +258,7 @@ export class Import {
     return {
       xid: 0n, opcode, buffers, options, control, tag: 0, attempts: 0, sentAtMs: 0, replyMd: undefined,
       bulkMd: undefined, bulkData: undefined, attemptDeadline: 0, deadlineAt: Number.POSITIVE_INFINITY, deadlineMs: 0,
-      resolve, reject,
+      flags: 0, transno: 0n, replayTag: 0, resolve, reject,
     };
   }
 
@@ -276,8 +291,8 @@ export class Import {
     const timeoutMs = this.timeoutMs;
     const body = makeBody({
       handle: this.#handle, type: MsgType.REQUEST, version: this.#c.targetVersion | PTLRPC_MSG_VERSION,
-      opcode: req.opcode, lastXid: this.#lastRepliedXid(), tag: req.tag, connCnt: this.#connCnt,
-      timeout: Math.max(1, msToWireSeconds(timeoutMs)), flags: req.attempts > 0 ? MsgFlag.RESENT : 0,
+      opcode: req.opcode, lastXid: this.#lastRepliedXid(), tag: req.replayTag || req.tag, connCnt: this.#connCnt,
+      timeout: Math.max(1, msToWireSeconds(timeoutMs)), flags: (req.attempts > 0 ? MsgFlag.RESENT : 0) | req.flags, transno: req.transno,
       opFlags: req.control && req.opcode === this.#c.connectOpcode ? this.#connectOpFlags() : 0,
       mbits: bulk !== undefined ? req.xid : 0n, jobid: this.#c.jobid ?? '',
     });
@@ -361,11 +376,12 @@ export class Import {
     }
     const now = performance.now();
     this.counters.replies++;
-    if (req.attempts === 1) this.#rtt.measured(Math.max(now - req.sentAtMs, body.timeout * 1000), now);
+    // A held final ping (recovery) says nothing of the round trip.
+    if (req.attempts === 1 && req.flags === 0) this.#rtt.measured(Math.max(now - req.sentAtMs, body.timeout * 1000), now);
     this.#commit(body.lastCommitted);
     this.#finish(req);
     if (req.options.modifying && body.status === 0 && body.transno > this.#lastCommitted) {
-      this.replayList.add({ xid: req.xid, transno: body.transno, opcode: req.opcode, buffers: req.buffers });
+      this.replayList.add({ xid: req.xid, transno: body.transno, opcode: req.opcode, tag: req.tag, buffers: req.buffers, reply: buffers[0] ?? Buffer.alloc(0) });
     }
     if (req.xid > this.#lastXid) this.#lastXid = req.xid;
     const reply: Reply = {
@@ -431,7 +447,8 @@ export class Import {
         await this.#connectOnce(first);
         return;
       } catch (err) {
-        if (err instanceof PtlrpcError && err.status !== undefined) throw err; // the server said no
+        // The server said no; but EBUSY (recovering, we are new to it) means "later".
+        if (err instanceof PtlrpcError && err.status !== undefined && err.status !== -Errno.EBUSY) throw err;
         if (performance.now() + pauseMs > deadline) {
           throw new PtlrpcError('ETIMEDOUT', `could not connect to ${this.#c.targetUuid} at ${this.#c.target.nid}`);
         }
@@ -456,15 +473,59 @@ export class Import {
     this.#tags.resize(Math.max(1, Math.min(this.#c.maxModRpcs, data.maxModRpcs || 1)));
     const hadHandle = this.#handle !== 0n;
     const reconnected = (reply.body.opFlags & ConnectFlag.RECONNECT) !== 0;
+    const recovering = (reply.body.opFlags & ConnectFlag.RECOVERING) !== 0;
     this.#handle = reply.body.handle;
     this.#commit(reply.body.lastCommitted);
     if (!first && hadHandle && !reconnected) this.#evicted();
-    else if (!first) {
+    else if (recovering) {
+      await this.#replay();
+      if (this.state$.value === 'closed') return;
+      this.#setState('recover');
+      for (const req of [...this.#sent.values()]) if (!req.control) this.#transmit(req);
+    } else if (!first) {
       this.#setState('recover');
       for (const req of [...this.#sent.values()]) if (!req.control) this.#transmit(req);
     }
     this.#setState('full');
     this.#pump();
+  }
+
+  /**
+   * Replays what the server may have lost, in transno order, one at a time, then the final
+   * ping; a failure (timeout, the server gone again) throws and the caller connects again.
+   */
+  async #replay(): Promise<void> {
+    this.#setState('replay');
+    for (const entry of [...this.replayList.entries()]) {
+      if (entry.transno <= this.#lastCommitted) continue;
+      if (this.state === 'closed') return;
+      this.counters.replayed++;
+      try {
+        const reply = await this.#control(entry.opcode, [...entry.buffers, entry.reply], this.timeoutMs, {
+          xid: entry.xid, tag: entry.tag, flags: MsgFlag.REPLAY, transno: entry.transno,
+        });
+        this.#commit(reply.body.lastCommitted);
+      } catch (err) {
+        // The server refused the replay (its objects changed): it evicts us; the next connect says so.
+        if (err instanceof PtlrpcError && err.status !== undefined) break;
+        throw err;
+      }
+    }
+    // The server answers the final ping when its recovery ends; it is sent again every few
+    // seconds, so that a server gone again meanwhile is noticed (no export: ENOTCONN).
+    const deadline = performance.now() + this.#c.recoveryDeadlineMs;
+    for (;;) {
+      try {
+        const done = await this.#control(Opcode.OBD_PING, [], Math.max(this.timeoutMs, FINAL_PING_RESEND_MS), {
+          flags: MsgFlag.REQ_REPLAY_DONE | MsgFlag.LOCK_REPLAY_DONE,
+        });
+        this.#commit(done.body.lastCommitted);
+        return;
+      } catch (err) {
+        if (!(err instanceof PtlrpcError) || err.status !== undefined || performance.now() > deadline) throw err;
+        if (this.state$.value === 'closed') return;
+      }
+    }
   }
 
   /** The target forgot us: what was in flight may or may not have been executed. */
@@ -479,11 +540,18 @@ export class Import {
     this.replayList.clear();
   }
 
-  /** A connect or disconnect: sent whatever the state, never resent, failing on its own timeout. */
-  #control(opcode: number, buffers: Buffer[], timeoutMs: number): Promise<Reply> {
+  /**
+   * A connect, disconnect or replay: sent whatever the state, never resent, failing on its own
+   * timeout. A replay brings its old xid, slot, flags and transno.
+   */
+  #control(opcode: number, buffers: Buffer[], timeoutMs: number,
+    replay: { xid?: bigint; tag?: number; flags: number; transno?: bigint } = { flags: 0 }): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
       const req = this.#newRequest(opcode, buffers, {}, true, resolve, reject);
-      req.xid = nextXid(this.#ni);
+      req.xid = replay.xid ?? nextXid(this.#ni);
+      req.replayTag = replay.tag ?? 0;
+      req.flags = replay.flags;
+      req.transno = replay.transno ?? 0n;
       this.#sent.set(req.xid, req);
       this.#transmit(req);
       req.attemptDeadline = performance.now() + timeoutMs;
@@ -517,6 +585,9 @@ export class Import {
     this.state$.complete();
   }
 }
+
+/** How often the final ping of a replay is sent again while the server still recovers. */
+const FINAL_PING_RESEND_MS = 5000;
 
 function opcodeLabel(opcode: number): string {
   return `${opcodeName(opcode)} (${opcode})`;

@@ -33,3 +33,6 @@ export { ReplayList, type ReplayEntry } from './import-parts.js';
 export type { Network, ProcessId, PutEvent, MdHandle, MdSpec } from './transport.js';
 export { targetProfiles, type TargetProfile } from './profiles.js';
 export { OsdReplyStore, MAX_RECORDED_REPLY_BYTES, type OsdReplyTransaction } from './osd-reply-store.js';
+export {
+  TargetRecovery, RECOVERY_TIME_SOFT_MS, RECOVERY_TIME_HARD_MS, type RecoveryWindow, type RecoveryStatus, type RecoveryFigures,
+} from './recovery.js';

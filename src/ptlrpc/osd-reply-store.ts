@@ -10,6 +10,8 @@
 //  32 u32 lengths[n], then the n reply buffers back to back.
 // xattr "ptlrpc.last_transno": u64, the highest transno given, so that transnos keep growing
 // after clients are forgotten.
+// xattr "ptlrpc.client.<client uuid>": u64, when the client first connected (ms since the
+// epoch): the client slot of last_rcvd, removed when the client disconnects or is evicted.
 import assert from 'node:assert/strict';
 import type { Fid, Osd, Tx } from '../osd/index.js';
 import type { ReplyRecord, ReplyStore, ReplyTransaction } from './reply-store.js';
@@ -17,6 +19,7 @@ import type { ReplyRecord, ReplyStore, ReplyTransaction } from './reply-store.js
 const RECORD_MAGIC = 0x52504c59;
 const PREFIX = 'ptlrpc.reply.';
 const LAST_TRANSNO = 'ptlrpc.last_transno';
+const CLIENT_PREFIX = 'ptlrpc.client.';
 /** The OSD's xattr limit: a modifying request's reply must fit in it. */
 export const MAX_RECORDED_REPLY_BYTES = 65536 - 64;
 
@@ -29,6 +32,7 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
   readonly #osd: Osd;
   readonly #fid: Fid;
   readonly #records = new Map<string, Map<number, ReplyRecord>>();
+  readonly #clients = new Set<string>();
   readonly #listeners = new Set<(lastCommitted: bigint) => void>();
   #lastTransno = 0n;
   #lastCommitted = 0n;
@@ -58,6 +62,8 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
         if (!record) continue;
         store.#slots(uuid).set(record.tag, record);
         store.#lastTransno = maxBig(store.#lastTransno, record.transno);
+      } else if (name.startsWith(CLIENT_PREFIX)) {
+        store.#clients.add(name.slice(CLIENT_PREFIX.length));
       }
     }
     // Whatever the log replayed is on disk.
@@ -69,16 +75,38 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
     return this.#records.get(clientUuid)?.get(tag);
   }
 
-  /** Every client with records: the clients a restarted target expects back. */
+  /** Every client recorded or with reply records: the clients a restarted target expects back. */
   clients(): string[] {
-    return [...this.#records.keys()];
+    return [...new Set([...this.#clients, ...this.#records.keys()])];
   }
 
-  async begin(_clientUuid: string): Promise<OsdReplyTransaction> {
+  lastTransno(): bigint {
+    return this.#lastTransno;
+  }
+
+  async addClient(clientUuid: string): Promise<void> {
+    if (this.#clients.has(clientUuid)) return;
+    this.#clients.add(clientUuid);
+    const tx = this.#osd.begin().declareXattrSet(this.#fid, 64);
+    await tx.start();
+    const when = Buffer.alloc(8);
+    when.writeBigUInt64LE(BigInt(Date.now()));
+    try {
+      await tx.xattrSet(this.#fid, `${CLIENT_PREFIX}${clientUuid}`, when);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EROFS') throw err;
+    } finally {
+      tx.stop();
+    }
+  }
+
+  async begin(_clientUuid: string, replayed?: bigint): Promise<OsdReplyTransaction> {
     const osdTx = this.#osd.begin().declareXattrSet(this.#fid, 256);
     await osdTx.start();
     // Given after start: transno order then follows txg order, which last_committed relies on.
-    const transno = ++this.#lastTransno;
+    // A replay brings its own (recovery runs replays one at a time, in transno order).
+    const transno = replayed ?? this.#lastTransno + 1n;
+    if (transno > this.#lastTransno) this.#lastTransno = transno;
     return { transno, osdTx };
   }
 
@@ -93,7 +121,7 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
       // A read-only target (a replayed copy) records no reply: only what changes nothing runs there.
       if ((err as { code?: unknown }).code !== 'EROFS') throw err;
     }
-    tx.osdTx.annotate({ transno: tx.transno.toString(), client: clientUuid, xid: record.xid.toString() });
+    tx.osdTx.annotate({ transno: tx.transno.toString(), xid: record.xid.toString() });
     this.#slots(clientUuid).set(record.tag, record);
     tx.osdTx.stop(() => this.#committed(tx.transno));
   }
@@ -109,13 +137,16 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
 
   async forget(clientUuid: string): Promise<void> {
     const slots = this.#records.get(clientUuid);
-    if (!slots) return;
+    const client = this.#clients.delete(clientUuid);
+    if (!slots && !client) return;
     this.#records.delete(clientUuid);
     const tx = this.#osd.begin();
     await tx.start();
-    for (const tag of slots.keys()) {
+    const names = [...(slots?.keys() ?? [])].map((tag) => `${PREFIX}${clientUuid}.${tag}`);
+    if (client) names.push(`${CLIENT_PREFIX}${clientUuid}`);
+    for (const name of names) {
       try {
-        await tx.xattrDel(this.#fid, `${PREFIX}${clientUuid}.${tag}`);
+        await tx.xattrDel(this.#fid, name);
       } catch {
         // Already gone: nothing to forget.
       }

@@ -22,8 +22,11 @@ export interface ReplyTransaction {
 export interface ReplyStore<Tx extends ReplyTransaction = ReplyTransaction> {
   /** The record kept for a client's slot, if any. */
   lookup(clientUuid: string, tag: number): ReplyRecord | undefined;
-  /** Opens the transaction of one modifying request, with the next transno. */
-  begin(clientUuid: string): Promise<Tx> | Tx;
+  /**
+   * Opens the transaction of one modifying request, with the next transno, or with `transno`
+   * when a replay brings the one it had before the restart (later transnos follow it).
+   */
+  begin(clientUuid: string, transno?: bigint): Promise<Tx> | Tx;
   /**
    * Writes the slot record into tx and closes tx. Resolves once the transaction is applied
    * (readable), before it is durable; lastCommitted() says when it is.
@@ -33,8 +36,17 @@ export interface ReplyStore<Tx extends ReplyTransaction = ReplyTransaction> {
   lastCommitted(): bigint;
   /** Calls back whenever lastCommitted advances; returns the unsubscribe. */
   onCommit(listener: (lastCommitted: bigint) => void): () => void;
-  /** Drops every slot of a client (it disconnected or was evicted). */
+  /** Drops every slot of a client (it disconnected or was evicted), and its client record. */
   forget(clientUuid: string): Promise<void> | void;
+  /**
+   * Records that a client is connected (Lustre's last_rcvd client slot), so that a restarted
+   * target expects it back even if it never changed anything.
+   */
+  addClient(clientUuid: string): Promise<void> | void;
+  /** The clients recorded: those a restarted target expects back. */
+  clients(): string[];
+  /** The highest transno given (committed or not). */
+  lastTransno(): bigint;
 }
 
 export interface MemoryReplyStoreOptions {
@@ -63,8 +75,11 @@ export class MemoryReplyStore implements ReplyStore<ReplyTransaction> {
     return this.#slots.get(clientUuid)?.get(tag);
   }
 
-  begin(_clientUuid: string): ReplyTransaction {
-    const transno = ++this.#lastTransno;
+  readonly #clients = new Set<string>();
+
+  begin(_clientUuid: string, replayed?: bigint): ReplyTransaction {
+    const transno = replayed ?? this.#lastTransno + 1n;
+    if (transno > this.#lastTransno) this.#lastTransno = transno;
     this.#open.add(transno);
     return { transno };
   }
@@ -88,6 +103,19 @@ export class MemoryReplyStore implements ReplyStore<ReplyTransaction> {
 
   forget(clientUuid: string): void {
     this.#slots.delete(clientUuid);
+    this.#clients.delete(clientUuid);
+  }
+
+  addClient(clientUuid: string): void {
+    this.#clients.add(clientUuid);
+  }
+
+  clients(): string[] {
+    return [...this.#clients];
+  }
+
+  lastTransno(): bigint {
+    return this.#lastTransno;
   }
 
   /** Stops the commit timer (the store stays readable). */

@@ -12,6 +12,13 @@
 // writes the client's slot record (xid, transno, status, reply) in that same transaction. A
 // resent request whose record exists gets that reply again, never a second execution; one
 // that arrives while its original still runs waits for it.
+//
+// Recovery (recovery.ts): while the target's TargetRecovery is on, only the clients it expects
+// may connect (others get EBUSY); their replays (MSG_REPLAY) are queued to it and run in
+// transno order with the transno they had; their final ping (MSG_REQ_REPLAY_DONE) is answered
+// when recovery ends; any other request waits for the end. Slot records and client records
+// are keyed by the service's slotPrefix and the client's UUID, so that two services of one
+// target (ost and ost_io) keep apart the slots of one client's two imports.
 import type { TargetProfile } from './profiles.js';
 import { Subject, Subscription, mergeMap } from 'rxjs';
 import { AdaptiveTimeout, defaultAtConfig, msToWireSeconds, type AdaptiveTimeoutConfig } from './at.js';
@@ -19,6 +26,7 @@ import { ConnectFlag, Errno, MsgFlag, MsgType, OBD_CONNECT_MULTIMODRPCS, Opcode,
 import { decodeConnectRequest, encodeConnectData, LUSTRE_VERSION_CODE } from './connect-wire.js';
 import { PtlrpcError } from './errors.js';
 import { Export, ExportTable } from './export.js';
+import type { TargetRecovery } from './recovery.js';
 import { MemoryReplyStore, type ReplyRecord, type ReplyStore, type ReplyTransaction } from './reply-store.js';
 import { LprocfsStats } from './stats.js';
 import { PortalShare } from './portal-share.js';
@@ -35,6 +43,11 @@ export interface IncomingRequest {
   export: Export;
   peer: ProcessId;
   arrivalMs: number;
+  /**
+   * A replay's original reply (its first buffer), which the client appends to the request:
+   * what the handler must redo alike (the FID it gave, the objects it chose).
+   */
+  replayOf?: Buffer;
 }
 
 export interface RequestContext<Tx extends ReplyTransaction> {
@@ -90,6 +103,10 @@ export interface ServiceConfig<Tx extends ReplyTransaction> extends TargetProfil
   /** An export silent longer than this is evicted. */
   evictionTimeoutMs?: number;
   replyStore?: ReplyStore<Tx>;
+  /** Keys this service's slot and client records in the (shared) reply store: '' or 'io:'. */
+  slotPrefix?: string;
+  /** The target's recovery after a restart; none: the service never recovers. */
+  recovery?: TargetRecovery;
   at?: Partial<AdaptiveTimeoutConfig>;
   failLoc?: ServiceFailLoc;
   clock?: () => number;
@@ -103,6 +120,8 @@ export interface ServiceCounters {
   notConnected: number;
   wrongPeer: number;
   reconstructed: number;
+  replayed: number;
+  recoveryBusy: number;
   resentWhileRunning: number;
   executed: number;
   evicted: number;
@@ -168,14 +187,17 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   readonly exports: ExportTable;
   readonly stats = new LprocfsStats();
   readonly counters: ServiceCounters = {
-    received: 0, malformed: 0, stale: 0, queueFull: 0, notConnected: 0, wrongPeer: 0, reconstructed: 0,
+    received: 0, malformed: 0, stale: 0, queueFull: 0, notConnected: 0, wrongPeer: 0, reconstructed: 0, replayed: 0, recoveryBusy: 0,
     resentWhileRunning: 0, executed: 0, evicted: 0, replyFailed: 0, bulkFailed: 0,
   };
   /** Emits each export as it is evicted. */
   readonly evictions$ = new Subject<Export>();
 
   readonly #ni: Network;
-  readonly #config: Required<Omit<ServiceConfig<Tx>, 'failLoc' | 'at' | 'replyStore'>>;
+  readonly #config: Required<Omit<ServiceConfig<Tx>, 'failLoc' | 'at' | 'replyStore' | 'recovery'>>;
+  readonly #recovery: TargetRecovery | undefined;
+  /** Requests that arrived during recovery, delivered again when it ends. */
+  #held: (() => void)[] = [];
   readonly #failLoc: ServiceFailLoc;
   readonly #store: ReplyStore<Tx>;
   readonly #estimate: AdaptiveTimeout;
@@ -197,8 +219,9 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.name = config.name;
     this.#config = {
       threads: 8, hpThreads: 2, queueMax: 1024, exportOpcodeStats: true, maxRequestBytes: 64 * 1024, maxModRpcs: 8,
-      maxExports: 4096, evictionTimeoutMs: 30_000, clock: () => performance.now(), ...config,
+      maxExports: 4096, evictionTimeoutMs: 30_000, clock: () => performance.now(), slotPrefix: '', ...config,
     };
+    this.#recovery = config.recovery;
     this.#failLoc = config.failLoc ?? {};
     for (const [key, n] of [['threads', this.#config.threads], ['hpThreads', this.#config.hpThreads]] as const) {
       if (!Number.isInteger(n) || n < 1 || n > SERVICE_THREADS_MAX) throw new RangeError(`${key} ${n} is not an integer from 1 to ${SERVICE_THREADS_MAX}`);
@@ -211,6 +234,15 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.#share = PortalShare.join(ni, config.requestPortal, this.#config.maxRequestBytes, this);
     this.#subscriptions.add(this.#pipeline(this.#normal$, this.#normalGate, false));
     this.#subscriptions.add(this.#pipeline(this.#hp$, this.#hpGate, true));
+    if (this.#recovery?.recovering) {
+      const recovery = this.#recovery;
+      this.#subscriptions.add(recovery.evictions$.subscribe((key) => this.#evictKey(key)));
+      void recovery.done.then(() => {
+        const held = this.#held;
+        this.#held = [];
+        for (const again of held) again();
+      });
+    }
     const sweepMs = Math.max(10, Math.floor(this.#config.evictionTimeoutMs / 4));
     this.#sweepTimer = setInterval(() => this.#evictSilent(), sweepMs);
     this.#sweepTimer.unref();
@@ -305,6 +337,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       }
       exp.lastSeenMs = now;
     }
+    if (exp && this.#recovery?.recovering && this.#duringRecovery(e, body, buffers, exp, now)) return;
     // Until a connect is handled its export is unknown; the connect handler fills it in.
     exp ??= new Export('', 0n, body.connCnt, e.initiator, now);
     const request: IncomingRequest = { xid: e.matchBits, opcode, body, buffers, export: exp, peer: e.initiator, arrivalMs: now };
@@ -327,6 +360,63 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       this.#queuedNormal++;
       this.#normal$.next({ request, op });
     }
+  }
+
+  /**
+   * A request of a connected client while recovery runs: a replay is queued to the recovery,
+   * the final ping answered when recovery ends, any other request but a ping held until then.
+   * False: deliver it as usual.
+   */
+  #duringRecovery(e: PutEvent, body: PtlrpcBody, buffers: Buffer[], exp: Export, now: number): boolean {
+    const recovery = this.#recovery!;
+    const key = this.#key(exp.clientUuid);
+    const request: IncomingRequest = { xid: e.matchBits, opcode: body.opcode, body, buffers, export: exp, peer: e.initiator, arrivalMs: now };
+    if (body.opcode === Opcode.OBD_PING) {
+      if (!(body.flags & MsgFlag.REQ_REPLAY_DONE)) return false;
+      recovery.replayDone(key);
+      void recovery.done.then(() => {
+        if (this.exports.byHandle(exp.handle) === exp) this.#reply(request, 0, 0n, []);
+        else this.#sendError(request.peer, request.xid, body, -Errno.ENOTCONN);
+      });
+      return true;
+    }
+    const op = this.#config.ops.get(body.opcode) as OpHandler<ReplyTransaction> | undefined;
+    if (body.flags & MsgFlag.REPLAY && op?.modifying) {
+      this.counters.replayed++;
+      if (buffers.length > 0) {
+        request.buffers = buffers.slice(0, -1);
+        request.replayOf = buffers[buffers.length - 1]!;
+      }
+      recovery.enqueue(key, body.transno, async () => {
+        this.#active++;
+        try {
+          return { failed: (await this.#executeOnce(request, op, body.transno)) !== 0 };
+        } finally {
+          this.#active--;
+          if (this.#active === 0 && this.#idle) this.#idle();
+        }
+      }, () => this.#sendError(request.peer, request.xid, body, -Errno.ENOTCONN));
+      return true;
+    }
+    this.#held.push(() => this.deliver(e, body, buffers));
+    return true;
+  }
+
+  /** The store key of a client's records on this service. */
+  #key(clientUuid: string): string {
+    return this.#config.slotPrefix + clientUuid;
+  }
+
+  /** Recovery evicted a participant: if it is one of ours, its export goes. */
+  #evictKey(key: string): void {
+    const prefix = this.#config.slotPrefix;
+    if (!key.startsWith(prefix)) return;
+    const exp = this.exports.byUuid(key.slice(prefix.length));
+    if (exp) {
+      this.counters.evicted++;
+      this.#destroy(exp);
+      this.evictions$.next(exp);
+    } else void this.#store.forget(key);
   }
 
   async #run(job: Job, hp: boolean): Promise<void> {
@@ -367,42 +457,44 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     }
   }
 
-  async #executeOnce(request: IncomingRequest, op: OpHandler<ReplyTransaction>): Promise<void> {
+  /** Runs a modifying request once; resolves with the status it was answered with. */
+  async #executeOnce(request: IncomingRequest, op: OpHandler<ReplyTransaction>, replayTransno?: bigint): Promise<number> {
     const exp = request.export;
     const tag = request.body.tag;
     if (tag > this.#config.maxModRpcs) {
       this.#reply(request, -Errno.EPROTO, 0n, []);
-      return;
+      return -Errno.EPROTO;
     }
     const running = exp.inflight.get(request.xid);
     if (running) {
       this.counters.resentWhileRunning++;
       await running;
     }
-    const record = this.#store.lookup(exp.clientUuid, tag);
+    const key = this.#key(exp.clientUuid);
+    const record = this.#store.lookup(key, tag);
     if (record && record.xid === request.xid) {
       this.counters.reconstructed++;
       this.#reply(request, record.status, record.transno, record.buffers);
-      return;
+      return record.status;
     }
-    if (record && record.xid > request.xid) {
+    if (record && record.xid > request.xid && replayTransno === undefined) {
       // An old duplicate: the client already had the reply and reused the slot.
       this.counters.stale++;
-      return;
+      return 0;
     }
-    if (running) return; // the original failed its bulk: the client resends again
-    const done = this.#executeInTransaction(request, op, tag);
-    exp.inflight.set(request.xid, done);
+    if (running) return 0; // the original failed its bulk: the client resends again
+    const done = this.#executeInTransaction(request, op, tag, replayTransno);
+    exp.inflight.set(request.xid, done.then(() => undefined));
     try {
-      await done;
+      return await done;
     } finally {
       exp.inflight.delete(request.xid);
     }
   }
 
-  async #executeInTransaction(request: IncomingRequest, op: OpHandler<ReplyTransaction>, tag: number): Promise<void> {
-    const uuid = request.export.clientUuid;
-    const tx = await this.#store.begin(uuid);
+  async #executeInTransaction(request: IncomingRequest, op: OpHandler<ReplyTransaction>, tag: number, replayTransno?: bigint): Promise<number> {
+    const uuid = this.#key(request.export.clientUuid);
+    const tx = await this.#store.begin(uuid, replayTransno);
     let status = 0;
     let buffers: Buffer[] = [];
     try {
@@ -414,7 +506,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
         // Nothing was applied (handlers move bulk before updating): close the transaction
         // with a record the client's resend will not match.
         await this.#store.finish(tx, uuid, { tag, xid: 0n, transno: 0n, status: -Errno.EIO, buffers: [] });
-        return;
+        return -Errno.EIO;
       }
       status = statusOf(err);
     }
@@ -422,10 +514,11 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     const record: ReplyRecord = { tag, xid: request.xid, transno, status, buffers };
     // The client's NID and the opcode go into an OSD transaction's log entry (lustre.log blame).
     (tx as { osdTx?: { annotate(info: Record<string, unknown>): unknown } }).osdTx
-      ?.annotate({ nid: request.peer.nid, opc: opcodeName(request.opcode) });
+      ?.annotate({ nid: request.peer.nid, opc: opcodeName(request.opcode), client: request.export.clientUuid });
     await this.#store.finish(tx, uuid, record);
     this.counters.executed++;
     this.#reply(request, status, transno, buffers);
+    return status;
   }
 
   #context(request: IncomingRequest, tx: Tx | undefined): RequestContext<Tx> {
@@ -450,6 +543,32 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     let exp = this.exports.byUuid(connect.clientUuid);
     let opFlags = ConnectFlag.REPLAYABLE;
     const reconnect = (request.body.opFlags & ConnectFlag.RECONNECT) !== 0;
+    const key = this.#key(connect.clientUuid);
+    const recovery = this.#recovery;
+    if (recovery?.recovering) {
+      if (!recovery.expects(key)) {
+        // Lustre's answer to a client it does not know while recovering: come back later.
+        this.counters.recoveryBusy++;
+        this.#sendError(request.peer, request.xid, request.body, -Errno.EBUSY);
+        return;
+      }
+      if (exp && connCnt < exp.connCnt) return;
+      if (exp) {
+        exp.connCnt = connCnt;
+        exp.peer = request.peer;
+        exp.lastSeenMs = now;
+      } else {
+        exp = this.exports.create(connect.clientUuid, connCnt, request.peer, now);
+        if (!exp) {
+          this.#sendError(request.peer, request.xid, request.body, -Errno.ENOMEM);
+          return;
+        }
+      }
+      recovery.connected(key);
+      request.export = exp;
+      this.#reply(request, 0, 0n, [this.#connectData(connect.data.connectFlags)], opFlags | ConnectFlag.RECONNECT | ConnectFlag.RECOVERING);
+      return;
+    }
     if (exp && reconnect && exp.handle === connect.handle) {
       if (connCnt < exp.connCnt) return; // an older connect overtaken by a newer one
       exp.connCnt = connCnt;
@@ -463,14 +582,19 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
         this.#sendError(request.peer, request.xid, request.body, -Errno.ENOMEM);
         return;
       }
+      // The client slot of last_rcvd: a restart expects this client back.
+      void Promise.resolve(this.#store.addClient(key)).catch(() => undefined);
     }
     request.export = exp;
-    const data = encodeConnectData({
-      connectFlags: connect.data.connectFlags & OBD_CONNECT_MULTIMODRPCS,
+    this.#reply(request, 0, 0n, [this.#connectData(connect.data.connectFlags)], opFlags);
+  }
+
+  #connectData(clientFlags: bigint): Buffer {
+    return encodeConnectData({
+      connectFlags: clientFlags & OBD_CONNECT_MULTIMODRPCS,
       version: LUSTRE_VERSION_CODE, index: 0, brwSize: 1 << 20, transno: 0n, instance: 1,
       maxModRpcs: this.#config.maxModRpcs,
     });
-    this.#reply(request, 0, 0n, [data], opFlags);
   }
 
   async #disconnect(request: IncomingRequest): Promise<void> {
@@ -480,7 +604,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
 
   #destroy(exp: Export): void {
     this.exports.remove(exp);
-    void this.#store.forget(exp.clientUuid);
+    void this.#store.forget(this.#key(exp.clientUuid));
   }
 
   #evictSilent(): void {
@@ -528,7 +652,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     for (const exp of all) {
       this.counters.evicted++;
       this.exports.remove(exp);
-      forgotten.push(Promise.resolve(this.#store.forget(exp.clientUuid)));
+      forgotten.push(Promise.resolve(this.#store.forget(this.#key(exp.clientUuid))));
       this.evictions$.next(exp);
     }
     await Promise.all(forgotten);

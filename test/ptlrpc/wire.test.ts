@@ -180,11 +180,11 @@ t.test('stats print in lprocfs format', async (t) => {
 
 t.test('replay list: kept in transno order, dropped once committed, bounded', async (t) => {
   const list = new ReplayList(3);
-  for (const transno of [5n, 3n, 4n]) list.add({ xid: transno, transno, opcode: 4, buffers: [] });
+  for (const transno of [5n, 3n, 4n]) list.add({ xid: transno, transno, opcode: 4, tag: 1, buffers: [], reply: Buffer.alloc(0) });
   t.same(list.entries().map((e) => e.transno), [3n, 4n, 5n]);
   list.commit(4n);
   t.same(list.entries().map((e) => e.transno), [5n]);
-  for (const transno of [6n, 7n, 8n]) list.add({ xid: transno, transno, opcode: 4, buffers: [] });
+  for (const transno of [6n, 7n, 8n]) list.add({ xid: transno, transno, opcode: 4, tag: 1, buffers: [], reply: Buffer.alloc(0) });
   t.equal(list.size, 3);
   t.equal(list.dropped, 1);
 });

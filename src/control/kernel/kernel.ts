@@ -34,7 +34,22 @@ export interface KernelOptions {
 }
 
 /** Mount options a device accepts (`lustre.mount -o ...`), as Lustre spells them. */
-export const MOUNT_OPTIONS = ['abort_recov', 'ro'] as const;
+export const MOUNT_OPTIONS = ['abort_recov', 'ro', 'recovery_time_soft=SECONDS', 'recovery_time_hard=SECONDS'] as const;
+
+/** The recovery window a device's mount options ask for. */
+function recoveryWindowOf(options: string[]): { softMs?: number; hardMs?: number } {
+  const out: { softMs?: number; hardMs?: number } = {};
+  for (const o of options) {
+    const m = /^recovery_time_(soft|hard)=(.*)$/.exec(o);
+    if (!m) continue;
+    const seconds = Number(m[2]);
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > 86_400) {
+      throw new ControlError('EINVAL', `${o}: recovery_time_${m[1]} takes whole seconds from 1 to 86400`);
+    }
+    out[m[1] === 'soft' ? 'softMs' : 'hardMs'] = seconds * 1000;
+  }
+  return out;
+}
 
 export const KERNEL_VERSION: string = (() => {
   try {
@@ -139,7 +154,8 @@ export class Kernel implements KernelView {
     if (this.#opts.client) throw new ControlError('EINVAL', `this is a client kernel (${this.rundir}): it hosts one client mount, no devices; mount ${device} on the node's kernel`);
     const path = resolve(device);
     for (const o of options) {
-      if (!(MOUNT_OPTIONS as readonly string[]).includes(o)) {
+      const name = o.replace(/=.*$/, '=SECONDS');
+      if (!(MOUNT_OPTIONS as readonly string[]).includes(name)) {
         throw new ControlError('EINVAL', `unknown mount option '${o}' (known: ${MOUNT_OPTIONS.join(', ')})`);
       }
     }
@@ -151,7 +167,9 @@ export class Kernel implements KernelView {
       // ro (a replayed copy as a past file system): the OSD refuses every transaction with
       // EROFS, and the target does not register (its MGS already knows it).
       const ro = options.includes('ro');
+      const recoveryWindow = recoveryWindowOf(options);
       const target = await Target.mount(path, this.ni, {
+        recoveryWindow, ...(options.includes('abort_recov') && { abortRecovery: true }),
         ...((this.#osd || ro) && { osd: { ...this.#osd, ...(ro && { readOnly: true }) } }),
         ...(ro && { register: false }),
         log: (level, msg) => logger[level]({ svname: path }, msg),

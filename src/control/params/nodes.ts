@@ -2,10 +2,11 @@
 // request, with Lustre's names (lustre/obdclass/lprocfs_status*.c, ofd/lproc_ofd.c,
 // mdt/mdt_lproc.c, osd-zfs/osd_lproc.c, ptlrpc/lproc_ptlrpc.c):
 //
-//   version, debug (rw: a pino level), health_check
+//   version, debug (rw: a pino level), health_check, fail_loc, fail_val, fail_err (fail-loc.ts)
 //   obdfilter.<OST>.{uuid,stats,num_exports,recovery_status,tot_granted,kbytes*,files*}
 //   mdt.<MDT>.{uuid,md_stats,num_exports,recovery_status}
-//   mgs.MGS.{uuid,num_exports,recovery_status}
+//   mgs.MGS.{uuid,num_exports}
+//   mdt.<MDT> and obdfilter.<OST>: {recovery_status,recovery_time_soft,recovery_time_hard,abort_recovery}
 //   <obd>.exports.<NID>.{uuid,stats}            the NID's clients and their stats
 //   ost.OSS.{ost,ost_io}.{stats,threads_max}    every OST's service of that name, summed
 //   mds.MDS.mdt.{stats,threads_max}, mgs.MGS.mgs.{stats,threads_max}
@@ -21,12 +22,13 @@
 // mkfs.lustre already prints as the mount type and the device's format magic carries.
 import type { ClientParams } from '../../client/index.js';
 import type { Osd } from '../../osd/index.js';
-import { LprocfsStats, SERVICE_THREADS_MAX, type Service } from '../../ptlrpc/index.js';
+import { LprocfsStats, SERVICE_THREADS_MAX, type Service, type TargetRecovery } from '../../ptlrpc/index.js';
 import type { RunningMdt } from '../../services/mdt/index.js';
 import { MGS_TARGET_UUID } from '../../services/mgs/index.js';
 import type { RunningOst } from '../../services/ost/index.js';
 import type { Target } from '../../services/target/index.js';
 import { ParamError } from './errors.js';
+import { failLocParams } from './fail-loc.js';
 import type { KernelView } from './index.js';
 
 export const OSD_TYPE = 'osd-txg';
@@ -75,12 +77,17 @@ export function buildParams(view: KernelView): Param[] {
       },
     },
     { path: ['health_check'], read: () => 'healthy' },
+    ...failLocParams(),
   ];
   const parts = view.targets().map(partsOf);
   for (const p of parts) {
-    if (p.ost) out.push(...obdParams(['obdfilter', p.target.svname], p.target.mountdata.uuid, p.ost.services), ...ofdParams(p.target, p.ost));
+    if (p.ost) {
+      out.push(...obdParams(['obdfilter', p.target.svname], p.target.mountdata.uuid, p.ost.services), ...ofdParams(p.target, p.ost));
+      out.push(...recoveryParams(['obdfilter', p.target.svname], p.target.recovery));
+    }
     if (p.mdt) {
       out.push(...obdParams(['mdt', p.target.svname], p.target.mountdata.uuid, p.mdt.services));
+      out.push(...recoveryParams(['mdt', p.target.svname], p.target.recovery));
       out.push({ path: ['mdt', p.target.svname, 'md_stats'], read: () => trimEnd(p.mdt!.mdStats.format()) });
     }
     if (p.mgsServices.length > 0) out.push(...obdParams(['mgs', 'MGS'], MGS_TARGET_UUID, p.mgsServices));
@@ -113,14 +120,38 @@ function clientParams(params: ClientParams): Param[] {
   });
 }
 
-/** What every target device (obd) shows: uuid, exports, recovery. */
+/**
+ * A replayable target's recovery: recovery_status, the window's limits in seconds
+ * (recovery_time_soft / _hard, writable), and abort_recovery (write 1: lctl abort_recovery).
+ */
+function recoveryParams(dir: string[], recovery: TargetRecovery): Param[] {
+  const seconds = (key: 'softMs' | 'hardMs'): Param => ({
+    path: [...dir, key === 'softMs' ? 'recovery_time_soft' : 'recovery_time_hard'],
+    read: () => String(Math.round(recovery.window[key] / 1000)),
+    write: (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 86_400) throw new ParamError('EINVAL', `'${v}' is not whole seconds from 1 to 86400`);
+      recovery.setWindow({ [key]: n * 1000 });
+    },
+  });
+  return [
+    { path: [...dir, 'recovery_status'], read: () => recovery.formatStatus() },
+    seconds('softMs'), seconds('hardMs'),
+    {
+      path: [...dir, 'abort_recovery'], read: () => (recovery.recovering ? '0' : '1'),
+      write: (v) => {
+        if (v.trim() !== '1') throw new ParamError('EINVAL', `abort_recovery takes 1, not '${v}'`);
+        recovery.abort();
+      },
+    },
+  ];
+}
+
+/** What every target device (obd) shows: uuid, exports. */
 function obdParams(dir: string[], uuid: string, services: readonly Service<any>[]): Param[] {
   const out: Param[] = [
     { path: [...dir, 'uuid'], read: () => uuid },
     { path: [...dir, 'num_exports'], read: () => String(clientUuids(services).size) },
-    // No recovery window exists in this build: nothing is recovered at mount, so the status is
-    // Lustre's for a target without recoverable clients.
-    { path: [...dir, 'recovery_status'], read: () => 'status: INACTIVE' },
   ];
   for (const [nid, { stats, uuids }] of exportsByNid(services)) {
     out.push({ path: [...dir, 'exports', nid, 'uuid'], read: () => uuids.join('\n') });

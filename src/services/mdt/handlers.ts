@@ -147,7 +147,9 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
         case ReintOp.SETATTR:
           return reply({ attr: await reint.setattr(tx, c, P(r.fid), r.attrs) });
         case ReintOp.CREATE:
-          return reply({ attr: await reint.create(tx, c, { parent: P(r.parent), name: r.name, mode: r.mode, rdev: r.rdev, target: r.target, layout: r.layout }) });
+          return reply(await reint.create(tx, c, {
+            parent: P(r.parent), name: r.name, mode: r.mode, rdev: r.rdev, target: r.target, layout: r.layout, replay: replayOf(req),
+          }));
         case ReintOp.LINK:
           return reply({ attr: await reint.link(tx, c, P(r.fid), P(r.parent), r.name) });
         case ReintOp.UNLINK:
@@ -158,7 +160,7 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
         case ReintOp.OPEN: {
           const o = await opens.open(tx, req.export.clientUuid, c, {
             parent: r.parent === undefined ? undefined : P(r.parent), name: r.name, fid: r.fid === undefined ? undefined : P(r.fid),
-            flags: r.flags, mode: r.mode, layout: r.layout,
+            flags: r.flags, mode: r.mode, layout: r.layout, replay: replayOf(req),
           });
           return reply({ attr: o.attr, handle: o.handle, created: o.created, ...(o.layout && { layout: o.layout }) });
         }
@@ -168,6 +170,30 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
       }
     })],
   ]);
+}
+
+/**
+ * What a replayed create or open had (recovery): the FID, layout and open handle of its
+ * original reply, which the client appends to the replay. undefined for a first execution.
+ */
+function replayOf(req: IncomingRequest): { fid: Fid; layout?: Buffer; handle?: string } | undefined {
+  if (!req.replayOf || req.replayOf.length === 0) return undefined;
+  let m: Record<string, unknown>;
+  try {
+    m = decodeBody([req.replayOf]);
+  } catch {
+    throw mdtError('EPROTO', 'a replay whose original reply is not CBOR');
+  }
+  const attr = m.attr as Record<string, unknown> | undefined;
+  if (!attr || typeof attr.fid !== 'string') throw mdtError('EPROTO', 'a replay whose original reply names no FID');
+  let fid: Fid;
+  try {
+    fid = parseFid(attr.fid);
+  } catch {
+    throw mdtError('EPROTO', `a replay names FID ${JSON.stringify(attr.fid)}`);
+  }
+  const layout = m.layout instanceof Uint8Array ? Buffer.from(m.layout) : undefined;
+  return { fid, ...(layout && { layout }), ...(typeof m.handle === 'string' && { handle: m.handle }) };
 }
 
 /** Entries after `cookie` ('.' and '..' first when null) that fit in `bytes` of CBOR. */

@@ -83,8 +83,15 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
   const table = new OpenTable();
   const reint = new Reint(mdd, lod, llog, table);
   const opens = new Opens(mdd, reint, table);
+  const handles = await opens.load(osd);
+  // Handles of clients that recovery will not wait for are closed now (the MDT service's
+  // records are keyed by the client's UUID alone).
+  let closed = 0;
+  for (const client of table.clients()) if (!ctx.recovery?.expects(client)) closed += await opens.closeClient(osd, client);
+  if (handles > 0) ctx.log('info', `${md.svname}: ${handles} open handle(s) on disk, ${closed} of clients not expected back closed`);
   const orphans = await opens.destroyOrphans(osd);
   if (orphans > 0) ctx.log('info', `${md.svname}: destroyed ${orphans} orphan(s) left in PENDING`);
+  const recovered = ctx.recovery?.done ?? Promise.resolve();
 
   const lastUsed = await lod.lastUsed();
   const addOst = (index: number, nid: string): Osp => {
@@ -92,7 +99,7 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     if (existing) return existing;
     const osp = new Osp({
       ni, index, nid, targetUuid: ostUuid(md.fsname, index), clientUuid: `${md.svname}-mdtlov_UUID`,
-      lastUsedOid: lastUsed.get(index)?.oid ?? 0, log: ctx.log,
+      lastUsedOid: lastUsed.get(index)?.oid ?? 0, log: ctx.log, recovered,
       ...(tun.precreateLow !== undefined && { precreateLow: tun.precreateLow }),
       ...(tun.precreateHigh !== undefined && { precreateHigh: tun.precreateHigh }),
       ...(tun.statfsIntervalMs !== undefined && { statfsIntervalMs: tun.statfsIntervalMs }),
@@ -114,10 +121,17 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     ...targetProfiles.mdt, name: 'mdt', targetUuid: md.uuid, ops: mdtHandlers({ mdd, reint, opens, mdStats }),
     // The handlers count per-export stats themselves, under md_stats' names.
     replyStore: ctx.replyStore, exportOpcodeStats: false, threads: tun.threads ?? 8, maxRequestBytes: MDS_MAXREQSIZE,
+    ...(ctx.recovery && { recovery: ctx.recovery }),
   });
-  const evictions = service.evictions$.subscribe((exp) => {
-    void opens.closeClient(osd, exp.clientUuid).catch((err: unknown) => ctx.log('warn', `closing handles of ${exp.clientUuid}: ${String(err)}`));
-  });
+  const closeClient = (uuid: string): void => {
+    void opens.closeClient(osd, uuid).catch((err: unknown) => ctx.log('warn', `closing handles of ${uuid}: ${String(err)}`));
+  };
+  const evictions = service.evictions$.subscribe((exp) => closeClient(exp.clientUuid));
+  // A client recovery evicts before it even connected has no export, but may have handles.
+  if (ctx.recovery) evictions.add(ctx.recovery.evictions$.subscribe((key) => closeClient(key)));
+  if (ctx.recovery?.recovering) {
+    void ctx.recovery.done.then(() => ctx.log('info', `${md.svname}: recovery over: ${ctx.recovery!.formatStatus().replace(/\n/g, ', ')}`));
+  }
   void llog.kick();
   ctx.log('info', `${md.svname}: MDT started, root ${fidToString(mdd.rootFid)}, ${osps.size} OST(s)`);
 

@@ -32,6 +32,8 @@ export interface OstSource {
   waitAvailable(timeoutMs: number): Promise<void>;
   /** Destroys an object on the OST (ENOENT counts as done). */
   destroy(object: Fid): Promise<void>;
+  /** A replayed create used this object: never hand it (or any below it) out. */
+  adopt?(object: Fid): void;
 }
 
 export interface Candidate {
@@ -109,6 +111,29 @@ export class Lod {
 
   add(target: OstSource): void {
     this.targets.set(target.index, target);
+  }
+
+  /**
+   * A replayed create's objects (recovery): recorded as used in tx, as they were before the
+   * restart, so that the OSP's orphan cleanup keeps them and no later create gets them.
+   */
+  async adopt(tx: Tx, layout: FileLayout): Promise<void> {
+    for (const o of layout.objects) {
+      const release = await this.#c.locks.acquire(`lod:objid:${o.ostIndex}`);
+      try {
+        const name = `ost.${o.ostIndex}`;
+        let last: Fid | undefined;
+        try {
+          last = parseFid((await this.#c.osd.xattrGet(this.#c.objidFid, name)).toString());
+        } catch (err) {
+          if ((err as { code?: string }).code !== 'ENODATA') throw err;
+        }
+        if (!last || o.fid.oid > last.oid) await tx.xattrSet(this.#c.objidFid, name, Buffer.from(fidToString(o.fid)));
+        this.targets.get(o.ostIndex)?.adopt?.(o.fid);
+      } finally {
+        release();
+      }
+    }
   }
 
   /**

@@ -2,7 +2,8 @@
 //   the root index (ROOT_INDEX_FID) anchors 'ROOT' (the namespace root, Lustre's FID
 //   [0x200000007:0x1:0x0]), 'PENDING' (orphans: unlinked files still open, by FID), 'mdt_seq'
 //   (the FID sequence's last oid, xattr 'mdt.last_fid'), 'lov_objid' (the last OST object used
-//   per OST) and 'unlink_llog' (OST objects to destroy, see llog.ts).
+//   per OST), 'unlink_llog' (OST objects to destroy, see llog.ts) and 'open_handles' (the open
+//   handles of connected clients, so that they survive a restart: see open.ts).
 //   A directory is an OSD 'dir' index of name -> { fid, type }, with xattr 'mdt.parent' (its
 //   parent's FID, for '..' and rename loop checks); a symlink's target is its data; a device
 //   node's rdev is xattr 'mdt.rdev'; a regular file's striping is xattr 'lustre.lov' (layout.ts).
@@ -54,6 +55,7 @@ export class Mdd {
   seqFid!: Fid;
   objidFid!: Fid;
   llogFid!: Fid;
+  openFid!: Fid;
   readonly #clock: () => number;
   #lastFid: Fid = fid(FID_SEQ_NORMAL, 0);
 
@@ -84,6 +86,7 @@ export class Mdd {
     mdd.seqFid = await localObject(osd, 'mdt_seq', 'reg', { mode: 0o600 });
     mdd.objidFid = await localObject(osd, 'lov_objid', 'reg', { mode: 0o600 });
     mdd.llogFid = await localObject(osd, 'unlink_llog', 'idx');
+    mdd.openFid = await localObject(osd, 'open_handles', 'idx');
     try {
       mdd.#lastFid = parseFid((await osd.xattrGet(mdd.seqFid, LAST_FID_XATTR)).toString());
     } catch (err) {
@@ -105,10 +108,18 @@ export class Mdd {
   }
 
   /** A FID never given before; recorded in tx, written in the order given (the 'seq' lock). */
-  async allocFid(tx: Tx): Promise<Fid> {
+  async allocFid(tx: Tx, replayed?: Fid): Promise<Fid> {
     const release = await this.locks.acquire('mdt:seq');
     try {
       const last = this.#lastFid;
+      // A replayed create gets the FID it had before the restart; later FIDs follow it.
+      if (replayed) {
+        if (replayed.seq > last.seq || (replayed.seq === last.seq && replayed.oid > last.oid)) {
+          this.#lastFid = replayed;
+          await tx.xattrSet(this.seqFid, LAST_FID_XATTR, Buffer.from(fidToString(replayed)));
+        }
+        return replayed;
+      }
       const next = last.oid + 1 >= SEQ_WIDTH ? fid(last.seq + 1, 1) : fid(last.seq, last.oid + 1);
       this.#lastFid = next;
       await tx.xattrSet(this.seqFid, LAST_FID_XATTR, Buffer.from(fidToString(next)));

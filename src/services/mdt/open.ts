@@ -1,9 +1,14 @@
 // Open files (Lustre's mdt_open / mdt_close and the PENDING directory). An open handle is a
-// random cookie naming (client, FID, flags); handles live in memory only. An object whose last
-// name goes while it is open becomes an orphan: nlink 0, an entry in PENDING (by FID), object
-// and OST objects kept. Its last close destroys it (and logs its OST objects for destruction) in
-// the close's transaction. Handles do not survive a restart (no open replay yet), so the orphans
-// PENDING still holds at start are destroyed then: nothing unlinked outlives a crash.
+// random cookie naming (client, FID, flags). An object whose last name goes while it is open
+// becomes an orphan: nlink 0, an entry in PENDING (by FID), object and OST objects kept. Its
+// last close destroys it (and logs its OST objects for destruction) in the close's transaction.
+//
+// Handles survive a restart: each is an entry of the 'open_handles' index, named
+// "HANDLE:FLAGS:CLIENT" -> FID, inserted by the open's transaction and removed by the close's
+// (where Lustre's clients replay their opens, here the committed ones are on disk and the
+// uncommitted ones are replayed with the handle they had, so a client's handles stay valid
+// across a server crash). At start the handles are loaded; those of clients recovery does not
+// expect are closed, and so are those of clients it evicts; orphans nobody holds are destroyed.
 import { randomBytes } from 'node:crypto';
 import { fidKey, fidToString, type Fid, type Osd, type Tx } from '../../osd/index.js';
 import { mdtError } from './errors.js';
@@ -28,11 +33,18 @@ export class OpenTable {
   readonly #handles = new Map<string, OpenHandle>();
   readonly #counts = new Map<string, number>();
 
-  add(client: string, fid: Fid, flags: number): OpenHandle {
+  add(client: string, fid: Fid, flags: number, replayed?: string): OpenHandle {
     if (this.#handles.size >= OPEN_HANDLES_MAX) throw mdtError('ENOSPC', `${OPEN_HANDLES_MAX} files open`);
     let handle: string;
-    do handle = randomBytes(8).toString('hex');
-    while (this.#handles.has(handle));
+    if (replayed !== undefined) {
+      if (!/^[0-9a-f]{16}$/.test(replayed)) throw mdtError('EPROTO', `a replayed open handle ${JSON.stringify(replayed)}`);
+      const held = this.#handles.get(replayed);
+      if (held) return held; // already on disk (its open committed): the replay changes nothing
+      handle = replayed;
+    } else {
+      do handle = randomBytes(8).toString('hex');
+      while (this.#handles.has(handle));
+    }
     const h = { handle, client, fid, flags };
     this.#handles.set(handle, h);
     const k = fidKey(fid);
@@ -62,6 +74,10 @@ export class OpenTable {
     return [...this.#handles.values()].filter((h) => h.client === client);
   }
 
+  clients(): Set<string> {
+    return new Set([...this.#handles.values()].map((h) => h.client));
+  }
+
   get size(): number {
     return this.#handles.size;
   }
@@ -74,6 +90,13 @@ export interface OpenArgs {
   flags: number;
   mode: number;
   layout?: LayoutSpec | undefined;
+  /** A replay (recovery): the FID, layout and handle the open had. */
+  replay?: { fid: Fid; layout?: Buffer | undefined; handle?: string | undefined } | undefined;
+}
+
+/** The 'open_handles' entry of a handle. */
+function entryName(h: OpenHandle): string {
+  return `${h.handle}:${h.flags}:${h.client}`;
 }
 
 export interface OpenResult {
@@ -106,7 +129,7 @@ export class Opens {
         } else {
           if (!(a.flags & OpenFlag.CREAT)) throw mdtError('ENOENT', `no ${a.name}`);
           const mode = (a.mode & 0o7777) | 0o100000;
-          target = (await this.reint.createLocked(tx, cred, { parent: a.parent!, name: a.name!, mode, layout: a.layout })).fid;
+          target = (await this.reint.createLocked(tx, cred, { parent: a.parent!, name: a.name!, mode, layout: a.layout, replay: a.replay })).fid;
           created = true;
         }
       }
@@ -125,7 +148,9 @@ export class Opens {
           await tx.attrSet(target, { mtime: now, ctime: now });
         }
       }
-      const h = this.table.add(client, target, a.flags);
+      const known = a.replay?.handle !== undefined && this.table.get(a.replay.handle) !== undefined;
+      const h = this.table.add(client, target, a.flags, a.replay?.handle);
+      if (!known) await tx.indexInsert(this.mdd.openFid, entryName(h), { fid: target, type: attrs.type });
       return { attr: await this.mdd.getattr(target), handle: h.handle, created, layout: await this.mdd.xattr(target, LOV_XATTR) };
     });
   }
@@ -136,6 +161,7 @@ export class Opens {
     if (!h || h.client !== client) throw mdtError('EBADF', `no open handle ${handle}`);
     await withLocks(this.mdd.locks, async (locks) => {
       await locks.lock(h.fid);
+      await tx.indexDelete(this.mdd.openFid, entryName(h));
       const last = this.table.remove(h);
       if (last) await this.#destroyIfOrphan(tx, h.fid);
     });
@@ -164,24 +190,46 @@ export class Opens {
     return handles.length;
   }
 
-  /** At start: every orphan left in PENDING is destroyed (no handle survived the restart). */
+  /** At start: the handles on disk, back in the table. */
+  async load(osd: Osd): Promise<number> {
+    let n = 0;
+    let cookie: string | null = null;
+    do {
+      const page = await osd.indexList(this.mdd.openFid, { cookie, limit: 256 });
+      for (const e of page.entries) {
+        const m = /^([0-9a-f]{16}):(\d+):(.+)$/.exec(e.name);
+        if (!m) continue; // not an entry this version writes: left alone
+        this.table.add(m[3]!, e.fid, Number(m[2]), m[1]!);
+        n++;
+      }
+      cookie = page.cookie;
+    } while (cookie !== null);
+    return n;
+  }
+
+  /** At start: every orphan left in PENDING that no handle holds is destroyed. */
   async destroyOrphans(osd: Osd): Promise<number> {
     let n = 0;
+    let cookie: string | null = null;
     for (;;) {
-      const page = await osd.indexList(this.mdd.pendingFid, { limit: 128 });
-      if (page.entries.length === 0) return n;
-      const tx = osd.begin();
-      await tx.start();
-      try {
-        for (const e of page.entries) {
-          await tx.indexDelete(this.mdd.pendingFid, e.name);
-          if (await osd.exists(e.fid)) await this.reint.destroyObject(tx, e.fid);
-          n++;
+      const page = await osd.indexList(this.mdd.pendingFid, { cookie, limit: 128 });
+      const gone = page.entries.filter((e) => !this.table.isOpen(e.fid));
+      if (gone.length > 0) {
+        const tx = osd.begin();
+        await tx.start();
+        try {
+          for (const e of gone) {
+            await tx.indexDelete(this.mdd.pendingFid, e.name);
+            if (await osd.exists(e.fid)) await this.reint.destroyObject(tx, e.fid);
+            n++;
+          }
+        } finally {
+          tx.stop();
         }
-      } finally {
-        tx.stop();
+        this.reint.kickIfDestroyed(tx, 'destroyed');
       }
-      this.reint.kickIfDestroyed(tx, 'destroyed');
+      if (page.cookie === null) return n;
+      cookie = page.cookie;
     }
   }
 }

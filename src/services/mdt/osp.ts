@@ -30,6 +30,8 @@ export interface OspConfig {
   clientUuid: string;
   /** The last object the MDT used on this OST (0 if none). */
   lastUsedOid: number;
+  /** Resolves when the orphan cleanup may run (the MDT's recovery is over). */
+  recovered?: Promise<void>;
   precreateLow?: number;
   precreateHigh?: number;
   statfsIntervalMs?: number;
@@ -57,7 +59,8 @@ export class Osp implements OstSource {
 
   constructor(cfg: OspConfig) {
     this.#c = {
-      precreateLow: 32, precreateHigh: 256, statfsIntervalMs: 1000, connectRetryMs: 500, requestDeadlineMs: 30_000, ...cfg,
+      precreateLow: 32, precreateHigh: 256, statfsIntervalMs: 1000, connectRetryMs: 500, requestDeadlineMs: 30_000,
+      recovered: Promise.resolve(), ...cfg,
     };
     this.index = cfg.index;
     this.seq = ostSeq(cfg.index);
@@ -77,6 +80,8 @@ export class Osp implements OstSource {
           target: { nid: this.#c.nid, pid: LNET_PID_LUSTRE }, targetUuid: this.#c.targetUuid, clientUuid: this.#c.clientUuid,
           ...targetProfiles.ost, requestDeadlineMs: this.#c.requestDeadlineMs, connectDeadlineMs: 5000,
         });
+        await this.#c.recovered;
+        if (this.#stopped) break;
         // delorphan: the OST destroys what lies above the last object used.
         this.#lastCreated = await this.#create(this.#next - 1, true);
         break;
@@ -162,6 +167,10 @@ export class Osp implements OstSource {
     const oid = this.#next++;
     this.#maybePrecreate();
     return fid(this.seq, oid);
+  }
+
+  adopt(object: Fid): void {
+    if (object.seq === this.seq && object.oid >= this.#next) this.#next = object.oid + 1;
   }
 
   waitAvailable(timeoutMs: number): Promise<void> {

@@ -5,7 +5,7 @@
 import { fidEquals, fidToString, type Fid, type ObjectAttrs, type ObjectType, type SettableAttrs, type Tx } from '../../osd/index.js';
 import { mdtError } from './errors.js';
 import {
-  checkSpec, decodeDefaultLayout, encodeDefaultLayout, encodeFileLayout, LayoutError, LOV_XATTR, resolveSpec,
+  checkSpec, decodeDefaultLayout, decodeFileLayout, encodeDefaultLayout, encodeFileLayout, LayoutError, LOV_XATTR, resolveSpec,
 } from './layout.js';
 import type { DestroyLog } from './llog.js';
 import type { Lod } from './lod.js';
@@ -28,6 +28,8 @@ export interface CreateArgs {
   rdev?: number | undefined;
   target?: string | undefined;
   layout?: LayoutSpec | undefined;
+  /** A replay (recovery): the FID and the layout (lustre.lov bytes) the create had before. */
+  replay?: { fid: Fid; layout?: Buffer | undefined } | undefined;
 }
 
 export class Reint {
@@ -40,16 +42,17 @@ export class Reint {
 
   // ---- create ------------------------------------------------------------------------------
 
-  async create(tx: Tx, cred: Cred, a: CreateArgs): Promise<MdtAttr> {
+  /** Creates; the reply carries the layout too, which a replay brings back. */
+  async create(tx: Tx, cred: Cred, a: CreateArgs): Promise<{ attr: MdtAttr; layout?: Buffer }> {
     return withLocks(this.mdd.locks, async (locks) => {
       await locks.lock(a.parent);
-      const { fid } = await this.createLocked(tx, cred, a);
-      return this.mdd.getattr(fid);
+      const { fid, layout } = await this.createLocked(tx, cred, a);
+      return { attr: await this.mdd.getattr(fid), ...(layout && { layout }) };
     });
   }
 
   /** Create with the parent locked (open O_CREAT shares it). */
-  async createLocked(tx: Tx, cred: Cred, a: CreateArgs): Promise<{ fid: Fid; type: ObjectType }> {
+  async createLocked(tx: Tx, cred: Cred, a: CreateArgs): Promise<{ fid: Fid; type: ObjectType; layout?: Buffer }> {
     const mdd = this.mdd;
     checkName(a.name);
     const type = (a.mode & 0o170000) === 0 ? 'reg' : typeOfMode(a.mode);
@@ -77,8 +80,9 @@ export class Reint {
     if (setgidDir && type === 'dir') mode |= S_ISGID;
     else if ((mode & S_ISGID) && cred.uid !== 0 && !inGroup(cred, gid)) mode &= ~S_ISGID;
     // Checks done: the updates.
-    const fid = await mdd.allocFid(tx);
+    const fid = await mdd.allocFid(tx, a.replay?.fid);
     const now = mdd.now();
+    let lov: Buffer | undefined;
     await tx.create(fid, { type, mode, uid: cred.uid, gid, atime: now, mtime: now, ctime: now, size: 0 });
     if (type === 'dir') {
       await tx.xattrSet(fid, PARENT_XATTR, Buffer.from(fidToString(a.parent)));
@@ -90,12 +94,21 @@ export class Reint {
       rdev.writeUInt32LE(a.rdev ?? 0);
       await tx.xattrSet(fid, RDEV_XATTR, rdev);
     } else if (type === 'reg') {
-      const layout = await this.lod.allocate(tx, fid, spec!);
-      if (layout) await tx.xattrSet(fid, LOV_XATTR, encodeFileLayout(layout));
+      if (a.replay) {
+        // The objects it had: the client may have written to them already.
+        if (a.replay.layout) {
+          await this.lod.adopt(tx, decodeFileLayout(a.replay.layout));
+          lov = a.replay.layout;
+        }
+      } else {
+        const layout = await this.lod.allocate(tx, fid, spec!);
+        if (layout) lov = encodeFileLayout(layout);
+      }
+      if (lov) await tx.xattrSet(fid, LOV_XATTR, lov);
     }
     await tx.indexInsert(a.parent, a.name, { fid, type });
     await tx.attrSet(a.parent, { mtime: now, ctime: now, ...(type === 'dir' && { nlink: p.nlink + 1 }) });
-    return { fid, type };
+    return { fid, type, ...(lov && { layout: lov }) };
   }
 
   #checkSpec(s: LayoutSpec): void {

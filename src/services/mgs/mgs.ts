@@ -11,7 +11,7 @@ import {
 } from '../../ptlrpc/index.js';
 import type { Fid } from '../../osd/index.js';
 import { MGS_CONFIGS_FID, localObject } from '../target/local-files.js';
-import { checkFsname, INDEX_MAX, targetName, type RunningService, type ServiceContext } from '../target/index.js';
+import { checkFsname, INDEX_MAX, MGS_SLOT_PREFIX, targetName, type RunningService, type ServiceContext } from '../target/index.js';
 import { ConfigLogs, type NewRecord } from './llog.js';
 import { MGS_TARGET_UUID } from './mgs-client.js';
 import {
@@ -61,7 +61,7 @@ export class Mgs {
       [Opcode.MGS_CONFIG_READ, { handle: (req) => this.#read(req) }],
     ]);
     this.service = new Service<OsdReplyTransaction>(ctx.ni, {
-      ...targetProfiles.mgs, name: 'mgs', targetUuid: MGS_TARGET_UUID, ops, replyStore: ctx.replyStore,
+      ...targetProfiles.mgs, name: 'mgs', targetUuid: MGS_TARGET_UUID, ops, replyStore: ctx.replyStore, slotPrefix: MGS_SLOT_PREFIX,
       // Long polls hold a thread each: room for them beside the short requests.
       threads: MGS_WAITERS_MAX + 8,
     });

@@ -54,12 +54,16 @@ export async function createOst(ctx: ServiceContext, opts: OstOptions = {}): Pro
     osd, objects, grants, pool, counters, stats: ofdStats, failLoc, maxPrecreate: opts.maxPrecreate ?? OST_MAX_PRECREATE,
   };
   // The handlers count per-export stats themselves, under obdfilter's names.
-  const common = { targetUuid, replyStore, exportOpcodeStats: false, ...(opts.evictionTimeoutMs ? { evictionTimeoutMs: opts.evictionTimeoutMs } : {}) };
+  const common = {
+    targetUuid, replyStore, exportOpcodeStats: false, ...(ctx.recovery && { recovery: ctx.recovery }),
+    ...(opts.evictionTimeoutMs ? { evictionTimeoutMs: opts.evictionTimeoutMs } : {}),
+  };
   services.push(new Service<OsdReplyTransaction>(ni, {
     ...targetProfiles.ost, ...common, name: 'ost', ops: metadataOps(deps), threads: opts.threads ?? 8,
   }));
   services.push(new Service<OsdReplyTransaction>(ni, {
-    ...targetProfiles.ostIo, ...common, name: 'ost_io', ops: ioOps(deps), threads: opts.ioThreads ?? 8,
+    // One client's two imports (ost, ost_io) keep their slots apart in the target's last_rcvd.
+    ...targetProfiles.ostIo, ...common, name: 'ost_io', slotPrefix: 'io:', ops: ioOps(deps), threads: opts.ioThreads ?? 8,
     maxRequestBytes: 64 * 1024,
   }));
   ctx.log('info', `${mountdata.svname}: ost and ost_io started on ${ni.nid}, ${objects.sequences().length} object sequences`);

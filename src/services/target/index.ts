@@ -8,6 +8,6 @@ export {
   readMountdata, writeMountdata, targetName, checkFsname, TargetError, MOUNTDATA_FILE, INDEX_MAX, FSNAME_MAX_LENGTH,
   type Mountdata, type TargetKind, type TargetErrorCode,
 } from './mountdata.js';
-export { Target, type ServiceContext, type RunningService, type ServiceModule, type MountOptions } from './target.js';
+export { Target, MGS_SLOT_PREFIX, type ServiceContext, type RunningService, type ServiceModule, type MountOptions } from './target.js';
 export { localObject, LAST_RCVD_FID, MGS_CONFIGS_FID, LocalOid, FID_SEQ_LOCAL_FILE, FID_SEQ_LOCAL_NAME } from './local-files.js';
 export { formatTarget, plan as planFormat, type FormatTargetOptions } from './format.js';

@@ -3,15 +3,28 @@
 // before its service starts, as Lustre's server_start_targets does: the first registration of a
 // virgin target gets its index confirmed (or assigned) and the MGS writes its config records;
 // the mountdata is then rewritten without the virgin flag.
+//
+// Recovery: the clients last_rcvd recorded (connected when the target stopped, cleanly or
+// not) are expected back; the target's TargetRecovery (src/ptlrpc/recovery.ts) holds its
+// services in recovery until they have replayed or the window closed. The MGS is not
+// replayable (as in Lustre): its clients' records are dropped at mount. abort_recov drops
+// every record: nobody is recovered, every client that comes back learns it was evicted.
 import type { LNetNI } from '../../lnet/index.js';
 import { Osd, type OsdOptions } from '../../osd/index.js';
-import { OsdReplyStore, type Service } from '../../ptlrpc/index.js';
+import {
+  OsdReplyStore, RECOVERY_TIME_HARD_MS, RECOVERY_TIME_SOFT_MS, TargetRecovery, type RecoveryWindow, type Service,
+} from '../../ptlrpc/index.js';
 import { MgsClient } from '../mgs/mgs-client.js';
 import { LAST_RCVD_FID, localObject } from './local-files.js';
 import { readMountdata, targetName, TargetError, writeMountdata, type Mountdata, type TargetKind } from './mountdata.js';
 
+/** The slot prefix of the MGS's records in a device's reply store (not replayable). */
+export const MGS_SLOT_PREFIX = 'mgs:';
+
 export interface ServiceContext {
   osd: Osd; ni: LNetNI; mountdata: Mountdata; replyStore: OsdReplyStore;
+  /** The target's recovery: replayable services (MDT, OST) take part in it. */
+  recovery?: TargetRecovery;
   log: (level: 'info' | 'warn' | 'error', msg: string) => void;
   /** Where to find the MGS (for an MDT's view of the OSTs: it asks the MGS / its config log). */
   mgsNids: string[];
@@ -58,6 +71,10 @@ export interface MountOptions {
   register?: boolean;
   /** The MGS connection's limits for the registration. */
   mgsConnectDeadlineMs?: number;
+  /** Skip recovery: every client recorded is evicted (lustre.mount -o abort_recov). */
+  abortRecovery?: boolean;
+  /** The recovery window (recovery_time_soft / recovery_time_hard). */
+  recoveryWindow?: Partial<RecoveryWindow>;
 }
 
 export class Target {
@@ -65,15 +82,17 @@ export class Target {
   readonly ni: LNetNI;
   readonly osd: Osd;
   readonly replyStore: OsdReplyStore;
+  readonly recovery: TargetRecovery;
   readonly running: RunningService[] = [];
   #mountdata: Mountdata;
   #unmounted = false;
 
-  private constructor(device: string, ni: LNetNI, osd: Osd, replyStore: OsdReplyStore, md: Mountdata) {
+  private constructor(device: string, ni: LNetNI, osd: Osd, replyStore: OsdReplyStore, md: Mountdata, recovery: TargetRecovery) {
     this.device = device;
     this.ni = ni;
     this.osd = osd;
     this.replyStore = replyStore;
+    this.recovery = recovery;
     this.#mountdata = md;
   }
 
@@ -99,10 +118,22 @@ export class Target {
     try {
       const lastRcvd = await localObject(osd, 'last_rcvd', 'reg', { fid: LAST_RCVD_FID, mode: 0o600 });
       const replyStore = await OsdReplyStore.open(osd, lastRcvd);
-      target = new Target(device, ni, osd, replyStore, md);
+      const expected: string[] = [];
+      // A read-only copy (a past view) changes nothing and recovers nobody.
+      if (!opts.osd?.readOnly) {
+        for (const key of replyStore.clients()) {
+          if (key.startsWith(MGS_SLOT_PREFIX) || opts.abortRecovery) await replyStore.forget(key);
+          else expected.push(key);
+        }
+      }
+      const window = { softMs: RECOVERY_TIME_SOFT_MS, hardMs: RECOVERY_TIME_HARD_MS, ...opts.recoveryWindow };
+      const recovery = new TargetRecovery(expected, replyStore.lastTransno(), window);
+      target = new Target(device, ni, osd, replyStore, md, recovery);
+      if (expected.length > 0) (opts.log ?? defaultLog(md.svname))('info', `${md.svname}: in recovery: ${expected.length} client(s) expected within ${Math.round(window.softMs / 1000)} s (hard limit ${Math.round(window.hardMs / 1000)} s)`);
       for (const kind of md.profile) await target.#start(kind, opts);
       return target;
     } catch (err) {
+      target?.recovery.close();
       if (target) await target.#stopAll(true).catch(() => {});
       await osd.close().catch(() => {});
       throw err;
@@ -113,6 +144,7 @@ export class Target {
   async umount(opts: { force?: boolean } = {}): Promise<void> {
     if (this.#unmounted) return;
     this.#unmounted = true;
+    this.recovery.close();
     try {
       await this.#stopAll(opts.force ?? false);
     } finally {
@@ -140,7 +172,7 @@ export class Target {
     const start = opts.modules?.[kind] ?? (await loadModule(kind));
     const log = opts.log ?? defaultLog(this.#mountdata.svname);
     const ctx: ServiceContext = {
-      osd: this.osd, ni: this.ni, mountdata: this.#mountdata, replyStore: this.replyStore, log, mgsNids: this.#mgsNids(),
+      osd: this.osd, ni: this.ni, mountdata: this.#mountdata, replyStore: this.replyStore, recovery: this.recovery, log, mgsNids: this.#mgsNids(),
     };
     this.running.push(await start(ctx));
   }

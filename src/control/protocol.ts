@@ -42,10 +42,15 @@ export interface ControlOps {
   /** lfs's subcommands, run by the kernel on its client mounts (src/control/lfs). */
   lfs: { args: { request: LfsRequest }; result: LfsResult };
   stop: { args: Record<string, never>; result: { unmounted: string[] } };
+  /**
+   * lctl replay_barrier TARGET (Lustre's test-framework replay_barrier: sync, notransno,
+   * read-only): the target's txgs after the returned one are never written nor acknowledged.
+   */
+  replay_barrier: { args: { target: string }; result: { svname: string; txg: number } };
 }
 export type ControlOp = keyof ControlOps;
 export const CONTROL_OPS: readonly ControlOp[] = [
-  'ping', 'status', 'mount', 'mount_client', 'umount', 'dl', 'get_param', 'set_param', 'list_param', 'dk', 'lfs', 'stop',
+  'ping', 'status', 'mount', 'mount_client', 'umount', 'dl', 'get_param', 'set_param', 'list_param', 'dk', 'lfs', 'stop', 'replay_barrier',
 ];
 
 export interface ControlRequest<Op extends ControlOp = ControlOp> {
@@ -129,6 +134,7 @@ function checkArgs(op: ControlOp, a: Record<string, unknown>): void {
     case 'mount': str('device'); strings('options'); break;
     case 'mount_client': str('spec'); str('mountpoint'); strings('options'); break;
     case 'umount': str('target'); bool('force'); break;
+    case 'replay_barrier': str('target'); break;
     case 'get_param': case 'list_param': strings('patterns'); break;
     case 'set_param': {
       const s = a.settings;

@@ -13,6 +13,7 @@ import { writeFileSync } from 'node:fs';
 import { callKernel } from '../control-client.js';
 import { runCli, UsageError } from '../cli.js';
 import { KERNEL_VERSION } from '../kernel/kernel.js';
+import { FAIL_POINTS } from '../../log/index.js';
 import { formatGetParam } from '../params/index.js';
 import { CLIENTS_DIR, resolveRundir, RUNDIR_ENV } from '../rundir.js';
 
@@ -76,6 +77,21 @@ program.command('dk').alias('debug_kernel')
       writeFileSync(file, text);
       process.stdout.write(`Debug log: ${text.split('\n').length - 1} lines written to ${file}\n`);
     } else process.stdout.write(text);
+  });
+
+program.command('replay_barrier')
+  .description("sync the target, then keep every later update off its disk (Lustre's replay_barrier): the next crash or umount drops them")
+  .argument('<target>', 'a mounted target: its name (lustre-MDT0000) or device')
+  .action(async (target: string) => {
+    const r = await callKernel(rundir(), 'replay_barrier', { target });
+    process.stdout.write(`${r.svname}: REPLAY BARRIER at txg ${r.txg}\n`);
+  });
+
+program.command('fail_loc')
+  .description('the fault injection points: set one with set_param fail_loc=ID fail_val=N (modes: 0x80000000 once, 0x20000000 skip, 0x10000000 some, 0x08000000 random)')
+  .option('--list', 'list the points (the default)')
+  .action(() => {
+    for (const p of FAIL_POINTS) process.stdout.write(`0x${p.id.toString(16).padStart(4, '0')}  ${p.name.padEnd(32)} ${p.action.padEnd(6)} ${p.where}\n`);
   });
 
 await runCli(program);

@@ -2,6 +2,7 @@
 // dir, each line checked at the edge and dispatched to the Kernel or its parameter tree.
 import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { resolve } from 'node:path';
 import { checkLfsRequest, serveLfs } from '../lfs/index.js';
 import { deviceList } from '../params/index.js';
 import {
@@ -163,6 +164,14 @@ export class ControlServer {
       case 'lfs': return serveLfs(checkLfsRequest((r.args as ControlOps['lfs']['args']).request), (p) => k.resolveClient(p));
       case 'dk': return k.log.ring.dump((r.args as ControlOps['dk']['args']).clear);
       case 'stop': return { unmounted: await k.stop() };
+      case 'replay_barrier': {
+        const { target } = r.args as ControlOps['replay_barrier']['args'];
+        const t = k.targets().find((x) => x.svname === target || x.device === resolve(target));
+        if (!t) throw new ControlError('ENOENT', `${target} is not a target mounted on this kernel (lctl dl lists them)`);
+        const txg = await t.osd.replayBarrier();
+        k.log.logger.warn({ svname: t.svname }, `REPLAY BARRIER on ${t.svname} at txg ${txg}: later updates are not durable until it is mounted again`);
+        return { svname: t.svname, txg };
+      }
     }
   }
 }

@@ -447,8 +447,10 @@ export class Import {
         await this.#connectOnce(first);
         return;
       } catch (err) {
-        // The server said no; but EBUSY (recovering, we are new to it) means "later".
-        if (err instanceof PtlrpcError && err.status !== undefined && err.status !== -Errno.EBUSY) throw err;
+        // The server said no. EBUSY (recovering, we are new to it) means "later"; so does any
+        // answer to a reconnect, as in Lustre: a restarted node may answer before its target
+        // is mounted again, and the import keeps trying until it is back or we give up.
+        if (first && err instanceof PtlrpcError && err.status !== undefined && err.status !== -Errno.EBUSY) throw err;
         if (performance.now() + pauseMs > deadline) {
           throw new PtlrpcError('ETIMEDOUT', `could not connect to ${this.#c.targetUuid} at ${this.#c.target.nid}`);
         }

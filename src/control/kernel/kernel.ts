@@ -8,6 +8,7 @@ import { Llite } from '../../client/llite.js';
 import type { LevelWithSilent } from 'pino';
 import { LNetNI, LNET_DEFAULT_PORT, parseNid, userspacePid } from '../../lnet/index.js';
 import type { OsdOptions } from '../../osd/index.js';
+import { RECOVERY_TIME_HARD_MS } from '../../ptlrpc/index.js';
 import { Target } from '../../services/target/index.js';
 import { ParamTree, type KernelView } from '../params/index.js';
 import { registerMount, unregisterMount } from '../mounts.js';
@@ -77,6 +78,9 @@ interface ClientMount {
   llite: Llite;
   session: FuseSession;
 }
+
+/** How long a FUSE mount's request may wait, resends and a server's recovery included. */
+const FUSE_REQUEST_DEADLINE_MS = RECOVERY_TIME_HARD_MS + 60_000;
 
 /** A client's largest write and read through FUSE: Lustre's 1 MiB RPCs. */
 const CLIENT_IO_BYTES = 1 << 20;
@@ -202,8 +206,13 @@ export class Kernel implements KernelView {
     const logger = this.log.logger.child({ svname: `${spec} ${at}` });
     try {
       const fs = await mountClientFs(spec, {
-        ni: this.ni, clientUuid: `${spec.replace(/^.*:\//, '')}-client-${this.nid}-${this.#clients.length}-${process.pid}`,
+        // An obd_uuid holds 39 characters, and the MGC's watch adds '-watch': fsname, the
+        // NID's address in hex, the process id in base 36 and the mount's number fit in 32.
+        ni: this.ni, clientUuid: `${spec.replace(/^.*:\//, '')}-${(this.ni.wireNid & 0xffffffffn).toString(16)}-${process.pid.toString(36)}-${this.#clients.length}`,
         log: (level, msg) => logger[level](msg),
+        // As Lustre's mounts are hard, an application waits while a server restarts and
+        // recovers (up to its hard limit) rather than seeing an error the replay would undo.
+        requestDeadlineMs: FUSE_REQUEST_DEADLINE_MS,
       });
       const llite = new Llite(fs);
       let session: FuseSession;

@@ -3,7 +3,8 @@
 // OST0001); lustre.mount from the node 127.0.0.4 starts a client kernel there that shares the
 // node's NID as a user process (and talks to the OST of its own node's kernel); lfs, lctl and
 // lustre.kernel status find it; the node's kernel is killed with SIGKILL and the mount goes on
-// reading and writing; lustre.umount ends the client kernel. A client kernel whose mount is
+// reading and writing, and reaches that node again once its kernel is back; lustre.umount ends
+// the client kernel. A client kernel whose mount is
 // unmounted from outside (umount -l) exits by itself, and lustre.kernel stop stops a node's
 // client kernels with it.
 import t from 'tap';
@@ -105,12 +106,20 @@ t.test('a client mount outlives the node kernel that launched it', { skip: !fuse
   t.ok((await readFile(join(mnt, 'on0/after'))).equals(later), 'and writes');
   t.same((await readdir(join(mnt, 'on0'))).sort(), ['after', 'd', 'f']);
 
-  // lustre.umount finds the client kernel through the registry (its node kernel is dead).
+  // The node's kernel comes back (as after a crash): the user process reconnects to it on its own NID.
+  ok(await tool('lustre-kernel', ['start', '--nid', '127.0.0.4@tcp', '--port', String(port), '--rundir', rd(4)]), 'lustre.kernel start again on 127.0.0.4');
+  pids.push(pidIn(rd(4)));
+  ok(await tool('lustre-mount', [join(root, 'ost1')], 4), 'mount OST0001 again');
+  t.ok((await readFile(join(mnt, 'on1/f'))).equals(data), 'the file on the restarted node\'s OST reads back');
+  t.ok(alive(clientPid), 'the client kernel kept running throughout');
+
+  // lustre.umount finds the client kernel through the registry.
   const u = ok(await tool('lustre-umount', [mnt], 4), 'lustre.umount of the client mount');
   t.match(u.stdout, `unmounted 127.0.0.2@tcp:/cproc from ${mnt}`);
   t.notOk(alive(clientPid), 'the client kernel is gone');
   t.notOk(mounted(mnt), 'the mount point is unmounted');
   t.notOk(existsSync(join(crd, 'kernel.pid')), 'its pid file is removed');
+  t.notMatch(readFileSync(join(crd, 'kernel.log'), 'utf8'), /config log watch .* ended/, 'its MGC watched the config log all along (its client uuid fits an obd_uuid)');
 
   // A mount unmounted from outside: its client kernel exits by itself.
   const mnt2 = join(root, 'mnt2');

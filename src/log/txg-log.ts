@@ -44,6 +44,8 @@ class Txg {
   bytes = 0;
   callbacks: Array<(txg: number) => void> = [];
   waiters: Waiter[] = [];
+  /** Under a replay barrier: resolved when the txg has gone through the pipeline (sync()). */
+  passed: Array<() => void> = [];
   closeRequested = false;
   closedAtMs = 0;
   constructor(readonly txg: number) {}
@@ -257,10 +259,21 @@ export class TxgLog {
 
   /**
    * Closes the open txg if anything is in it and waits until everything so far is durable.
-   * Under a replay barrier it returns the barrier's txg at once: nothing more will be durable.
+   * Under a replay barrier it waits until everything so far has gone through the pipeline
+   * (discarded) and returns the barrier's txg: nothing more will be durable.
    */
   async sync(): Promise<number> {
-    if (this.barrierAt !== null) return this.lastSynced;
+    if (this.barrierAt !== null) {
+      const newest = [this.openTxg, this.quiescing, this.syncing].find((x) => x !== null && !x.empty);
+      if (newest) {
+        await new Promise<void>((resolve) => {
+          newest.passed.push(resolve);
+          if (newest === this.openTxg) newest.closeRequested = true;
+          this.advance();
+        });
+      }
+      return this.lastSynced;
+    }
     const t = this.openTxg;
     await this.waitSynced(t.empty ? t.txg - 1 : t.txg);
     return this.lastSynced;
@@ -415,6 +428,7 @@ export class TxgLog {
     t.callbacks = [];
     this.discardedWaiters.push(...t.waiters.splice(0));
     this.syncing = null;
+    for (const resolve of t.passed.splice(0)) resolve();
     this.advance();
   }
 

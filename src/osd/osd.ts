@@ -141,6 +141,8 @@ export class Osd implements TxHost {
   #checkpointTxg = 0;
   #checkpoints = 0;
   #recordsReplayed = 0;
+  /** Transactions between start() and their hold (admit): close() lets them join first. */
+  #admitting = 0;
   #logVerified = false;
   #closing = false;
   #zeroKeys = new Set<string>();
@@ -475,6 +477,15 @@ export class Osd implements TxHost {
 
   async admit(bytes: number, objects: number): Promise<void> {
     this.assertOpen();
+    this.#admitting++;
+    try {
+      await this.#admit(bytes, objects);
+    } finally {
+      this.#admitting--;
+    }
+  }
+
+  async #admit(bytes: number, objects: number): Promise<void> {
     // Point reads are synchronous (state.ts), so a busy producer could run on microtasks alone
     // and starve the txg timer and the sync's I/O: every tx start yields to the event loop once.
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -722,6 +733,10 @@ export class Osd implements TxHost {
   async close(opts: { checkpoint?: boolean } = {}): Promise<void> {
     if (this.#closed) return;
     let error: unknown;
+    // A transaction started just before close (its admit yields to the event loop) joins the
+    // open txg and is synced with it rather than failing on a closed log. Under a replay
+    // barrier, where close takes no checkpoint, nothing else would give it that time.
+    while (this.#admitting > 0) await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       await this.#log.sync();
       while (this.#checkpointing) await this.#checkpointing.catch(() => {});

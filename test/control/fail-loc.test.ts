@@ -44,8 +44,8 @@ async function startKernel(t: Test, nid: string, port: number, rundir: string): 
 
 const lctl = (rundir: string, args: string[]): Promise<ToolResult> => runTool('lctl', args, { env: { LUSTRE_RUNDIR: rundir } });
 
-async function mount(t: Test, rundir: string, device: string): Promise<void> {
-  const r = await runTool('lustre-mount', [device], { env: { LUSTRE_RUNDIR: rundir } });
+async function mount(t: Test, rundir: string, device: string, options: string[] = []): Promise<void> {
+  const r = await runTool('lustre-mount', [...options, device], { env: { LUSTRE_RUNDIR: rundir } });
   t.equal(r.code, 0, `lustre.mount ${device}`, { stderr: r.stderr });
 }
 
@@ -71,8 +71,8 @@ async function setup(t: Test, fsname: string, host: number): Promise<{ port: num
   return { port, nid: `${NET}.${host}@tcp`, rundir: join(root, 'run'), device, ni };
 }
 
-async function connectMdc(t: Test, ni: LNetNI, nid: string, fsname: string): Promise<Mdc> {
-  const mdc = await Mdc.connect(ni, { nid, targetUuid: `${fsname}-MDT0000_UUID`, clientUuid: `${fsname}-client`, ...importOptions });
+async function connectMdc(t: Test, ni: LNetNI, nid: string, fsname: string, clientUuid = `${fsname}-client`): Promise<Mdc> {
+  const mdc = await Mdc.connect(ni, { nid, targetUuid: `${fsname}-MDT0000_UUID`, clientUuid, ...importOptions });
   t.teardown(() => Promise.race([mdc.disconnect().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 500))]));
   return mdc;
 }
@@ -111,8 +111,11 @@ t.test('lctl: fail_loc stops the kernel after a txg sync; it starts again on the
   t.equal(await again.exit, null);
 });
 
-t.test('lctl replay_barrier: a crash loses exactly the updates after the barrier', async (t) => {
+t.test('lctl replay_barrier: a crash, or a clean umount, loses exactly the updates after the barrier', async (t) => {
   const { port, nid, rundir, device, ni } = await setup(t, 'flb', 5);
+  const envOf = { env: { LUSTRE_RUNDIR: rundir } };
+  // First ended by a clean umount: Lustre's device is read-only under a barrier, so the
+  // umount keeps nothing after it either.
   const k = await startKernel(t, nid, port, rundir);
   await mount(t, rundir, device);
   const mdc = await connectMdc(t, ni, nid, 'flb');
@@ -126,22 +129,34 @@ t.test('lctl replay_barrier: a crash loses exactly the updates after the barrier
   await mdc.create(root, 'lost', 0o644);
   await mdc.mkdir(root, 'lost-dir', 0o755);
   t.equal((await mdc.lookup(root, 'lost')).mode & 0o777, 0o644, 'updates after the barrier are answered and visible');
-  // Let their txg close and go through the pipeline: without the barrier it would be written.
-  const open = async (): Promise<number> => Number((await lctl(rundir, ['get_param', '-n', 'osd-txg.flb-MDT0000.txg_open'])).stdout);
-  const txgOfUpdates = await open();
-  await until('the txg of the updates closed', async () => (await open()) > txgOfUpdates);
-  t.match((await lctl(rundir, ['get_param', '-n', 'osd-txg.flb-MDT0000.txg_last_synced'])).stdout,
+  // Let their txg go through the pipeline: without the barrier it would be written.
+  await until('the txg of the updates went through the pipeline', async () =>
+    (await lctl(rundir, ['get_param', '-n', 'osd-txg.flb-MDT0000.txg_dirty_bytes'])).stdout === '0\n');
+  t.equal((await lctl(rundir, ['get_param', '-n', 'osd-txg.flb-MDT0000.txg_last_synced'])).stdout,
     barrier.stdout.replace(/.* txg (\d+)\n/s, '$1\n'), 'the last synced txg stays at the barrier');
-  k.child.kill('SIGKILL');
-  t.equal(await k.exit, 'SIGKILL');
+  const umount = await runTool('lustre-umount', [device], envOf);
+  t.equal(umount.code, 0, 'lustre.umount under a barrier', { stderr: umount.stderr, kernel: k.stderr().slice(-3000) });
+  t.equal((await runTool('lustre-kernel', ['stop'], envOf)).code, 0);
+  t.equal(await k.exit, null, 'the kernel stopped cleanly');
   t.ok(await onDevice(device, 'kept'), 'what came before the barrier is on the device');
   t.notOk(await onDevice(device, 'lost'), 'a create after it is not');
   t.notOk(await onDevice(device, 'lost-dir'), 'nor a mkdir');
+
+  // Again, ended by a crash (the client of the first round is not waited for).
   const again = await startKernel(t, nid, port, rundir);
-  await mount(t, rundir, device);
+  await mount(t, rundir, device, ['-o', 'abort_recov']);
   t.match((await lctl(rundir, ['dl'])).stdout, /UP mdt flb-MDT0000 /, 'the device mounts again');
+  const mdc2 = await connectMdc(t, ni, nid, 'flb', 'flb-client2');
+  await mdc2.create(root, 'kept2', 0o644);
+  t.equal((await lctl(rundir, ['replay_barrier', device])).code, 0, 'a barrier named by its device');
+  await mdc2.create(root, 'lost2', 0o644);
+  await until('the txg of the update went through the pipeline', async () =>
+    (await lctl(rundir, ['get_param', '-n', 'osd-txg.flb-MDT0000.txg_dirty_bytes'])).stdout === '0\n');
   again.child.kill('SIGKILL');
-  await again.exit;
+  t.equal(await again.exit, 'SIGKILL');
+  t.ok(await onDevice(device, 'kept2'), 'what came before the barrier is on the device');
+  t.notOk(await onDevice(device, 'lost2'), 'a create after it is not, after a crash');
+  t.ok(await onDevice(device, 'kept'));
 });
 
 t.test('ptlrpc fail points: a reply lost once is lost and counted once; the client resends', async (t) => {

@@ -175,7 +175,7 @@ t.test('txg log: a replay barrier keeps later txgs from disk and from their comm
   const b = put(log, 'b');
   let bSynced: unknown = 'pending';
   log.waitSynced(b.txg).then(() => (bSynced = 'resolved'), (err: Error) => (bSynced = err));
-  t.equal(await log.sync(), barrier, 'sync returns the barrier at once');
+  t.equal(await log.sync(), barrier, 'sync returns the barrier txg');
   const c = put(log, 'c');
   void log.waitSynced(c.txg).catch(() => {});
   for (let i = 0; i < 20 && log.stats().txgsDiscarded < 2; i++) await new Promise((resolve) => setTimeout(resolve, 10));

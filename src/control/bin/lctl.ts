@@ -91,7 +91,7 @@ program.command('fail_loc')
   .description('the fault injection points: set one with set_param fail_loc=ID fail_val=N (modes: 0x80000000 once, 0x20000000 skip, 0x10000000 some, 0x08000000 random)')
   .option('--list', 'list the points (the default)')
   .action(() => {
-    for (const p of FAIL_POINTS) process.stdout.write(`0x${p.id.toString(16).padStart(4, '0')}  ${p.name.padEnd(32)} ${p.action.padEnd(6)} ${p.where}\n`);
+    process.stdout.write(FAIL_POINTS.map((p) => `0x${p.id.toString(16).padStart(4, '0')}  ${p.name.padEnd(32)} ${p.action.padEnd(6)} ${p.where}\n`).join(''));
   });
 
 await runCli(program);

@@ -8,14 +8,15 @@
 //     of the root answered. Baseline: a raw sequential read of the same log's segment files.
 //     N is each of --records (LUSTRE_BENCH_RECORDS), 10k, 100k and 1M by default; a crash with
 //     nothing after the checkpoint is measured first (stderr) for the fixed cost.
-//  2. Replayed client requests per second: an MGS+MDT and an OST, each in a lustre.kernel
-//     process of its own (server.ts kernel); --clients clients (LUSTRE_BENCH_CLIENTS, default 4)
+//  2. Replayed client requests per second: an MGS+MDT and an OST, each in a kernel process of
+//     its own (server.ts kernel: lustre.kernel's Kernel class); --clients clients (LUSTRE_BENCH_CLIENTS, default 4)
 //     in this process each create --requests empty files (LUSTRE_BENCH_REQUESTS, default 500:
 //     open(O_CREAT) + close) while the MDT holds its commits back, so that every request stays
 //     in the clients' replay lists; the MDT's kernel is killed with SIGKILL and started again,
 //     and the clients replay. The figure: requests replayed over the recovery's duration (from
-//     the mount until the last client is done, as recovery_status counts it), and over the time
-//     from the first client's reconnect. Baseline: the same requests executed fresh, per second.
+//     the mount until the last client is done, as recovery_status counts it), and the replays
+//     made once every client is back over that time. Baseline: the same requests executed
+//     fresh, per second (requests kept for replay over the time the creates took).
 // LUSTRE_BENCH_DIR chooses the folder (default: the system's temporary folder), LUSTRE_BENCH_KEEP=1
 // keeps it (the kernels' logs); --only start or --only replay runs one part.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -42,10 +43,10 @@ const program = new Command('bench:recovery')
   .option('--only <part>', 'start or replay (default: both)')
   .parse();
 const opts = program.opts<{ records: string; clients: string; requests: string; only?: string }>();
-const RECORDS = opts.records.split(',').map((s) => Number(s.trim())).filter((n) => n > 0);
+const RECORDS = opts.records.split(',').map((s) => Number(s.trim()));
 const CLIENTS = Number(opts.clients);
 const REQUESTS = Number(opts.requests);
-for (const [name, n] of [['--records', Math.min(...RECORDS)], ['--clients', CLIENTS], ['--requests', REQUESTS]] as const) {
+for (const [name, n] of [...RECORDS.map((r) => ['--records', r] as const), ['--clients', CLIENTS], ['--requests', REQUESTS]] as const) {
   if (!Number.isInteger(n) || n < 1 || n > 10_000_000) program.error(`${name}: a whole number from 1 to 10,000,000`);
 }
 if (opts.only && opts.only !== 'start' && opts.only !== 'replay') program.error('--only: start or replay');

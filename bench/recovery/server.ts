@@ -10,9 +10,10 @@
 //
 //   server.ts kernel IP LNET_PORT RUNDIR OPTIONS DEVICE...
 //     A node's lustre.kernel (the Kernel class) on IP@tcp mounting each DEVICE with OPTIONS
-//     (comma-separated mount options, '-' for none); prints {"mounted":svname,"mountMs":ms} per
-//     device, {"ready":true}, and for a target that recovers clients
-//     {"recovery":{...}} when its recovery ends: the figures of its TargetRecovery, and when the
+//     (comma-separated mount options, '-' for none); prints {"mounted":svname,"mountMs":ms,
+//     "lastTransno","lastCommitted"} per device (its reply store's, right after the mount),
+//     {"ready":true}, and for a target that recovers clients {"recovery":{...}} when its
+//     recovery ends: the figures of its TargetRecovery, and when the
 //     first and the last expected client reconnected (polled every millisecond: the figures
 //     have no such times).
 //     stdin lines: "hold" holds the first target's commits back (once what is there is on disk,
@@ -23,12 +24,7 @@ import { join } from 'node:path';
 import { Kernel } from '../../src/control/kernel/kernel.js';
 import { Osd, ROOT_INDEX_FID, type Fid } from '../../src/osd/index.js';
 import type { Target } from '../../src/services/target/index.js';
-
-/** Concurrent transactions of the writer: bench:log's figure for the OSD was taken with as many. */
-export const WRITERS = 256;
-/** The writer's objects: created by the bench before the checkpoint, one per writer. */
-export const OBJECT_SEQ = 0x200000bee;
-export const objectName = (w: number): string => `bench-recovery-${w}`;
+import { WRITERS, objectName } from './shape.js';
 
 const emit = (line: object): void => {
   process.stdout.write(`${JSON.stringify(line)}\n`);

@@ -97,6 +97,8 @@ export class Kernel implements KernelView {
   readonly #opts: KernelOptions;
   readonly #mounted: Mounted[] = [];
   readonly #clients: ClientMount[] = [];
+  /** Client mounts an umount request is unmounting (the session may close before it returns). */
+  readonly #unmounting = new Set<ClientMount>();
   /** Devices being mounted or unmounted: one operation per device at a time. */
   readonly #busy = new Set<string>();
   #stopping: Promise<string[]> | undefined;
@@ -247,20 +249,33 @@ export class Kernel implements KernelView {
     await c.llite.releaseAll();
     await c.fs.umount({ force: true }).catch(() => undefined);
     this.log.logger.info({ svname: c.spec }, `client unmounted from ${c.mountpoint}`);
-    // Not when stopping: the stop request itself ends the process once it is answered.
-    if (this.#clients.length === 0 && !this.#stopping) this.#opts.onLastClientGone?.();
+    this.#noteIdle();
+  }
+
+  /**
+   * Tells that the last client mount is gone; not while stopping (the stop request ends the
+   * process once it is answered), nor while an umount request still waits for its answer.
+   */
+  #noteIdle(): void {
+    if (this.#clients.length === 0 && this.#unmounting.size === 0 && !this.#stopping) this.#opts.onLastClientGone?.();
   }
 
   /** Unmounts a client mount point; forced: detached even while in use, requests in flight fail. */
   async umountClient(c: ClientMount, force: boolean): Promise<void> {
-    if (force) c.session.abort();
+    this.#unmounting.add(c);
     try {
-      await c.session.unmount({ lazy: force });
-    } catch (err) {
-      if ((err as { code?: string }).code === 'EBUSY') throw new ControlError('EBUSY', `${c.mountpoint} is busy (a process uses it); close it or use --force`);
-      throw err;
+      if (force) c.session.abort();
+      try {
+        await c.session.unmount({ lazy: force });
+      } catch (err) {
+        if ((err as { code?: string }).code === 'EBUSY') throw new ControlError('EBUSY', `${c.mountpoint} is busy (a process uses it); close it or use --force`);
+        throw err;
+      }
+      await this.#dropClient(c);
+    } finally {
+      this.#unmounting.delete(c);
+      this.#noteIdle();
     }
-    await this.#dropClient(c);
   }
 
   /** The client mount holding an absolute path, and the path inside its file system. */

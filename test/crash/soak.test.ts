@@ -13,9 +13,10 @@
 //     stripe; every object an OST holds up to the MDT's last used object (lov_objid) belongs to
 //     a file or waits in the MDT's unlink log (no orphans); objects above are precreated.
 // SOAK_SEED reproduces the choices (not the timing); SOAK_CRASHES sets the number of crashes;
-// SOAK_TARGETS=mdt or ost crashes only that kernel; SOAK_VERBOSE=1 prints the timeline. What a
-// failing run found is appended to /work/briefs/soak-findings.md (history of each path that
-// differs, the kernels' logs) and its run dir is kept.
+// SOAK_TARGETS=mdt or ost crashes only that kernel; SOAK_VERBOSE=1 prints the timeline. A
+// failing run keeps its run dir (devices, kernel logs) and writes what it found to findings.md
+// there (each differing path's operation history, the kernels' logs on the soak's clock, the
+// crash timeline), and appends it to the file SOAK_FINDINGS names, if set.
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -41,7 +42,6 @@ const FSNAME = 'soak';
 const MDT = 2;
 const OST0 = 3;
 const OST1 = 4;
-const FINDINGS = '/work/briefs/soak-findings.md';
 
 t.setTimeout(Math.max(600_000, CRASHES * 30_000));
 
@@ -59,7 +59,7 @@ t.test(`crash soak: ${CLIENTS} clients, ${CRASHES} SIGKILLs of the MDT and OST00
     for (const k of [MDT, OST0, OST1]) {
       try { process.kill(pidOf(k), 'SIGKILL'); } catch { /* gone */ }
     }
-    if (keep) t.comment(`kept ${root} (kernel logs in ${root}/k*/kernel.log)`);
+    if (keep) t.comment(`kept ${root}: findings in ${root}/findings.md, kernel logs in ${root}/k*/kernel.log`);
     else await rm(root, { recursive: true, force: true });
   });
   const tool = (name: string, args: string[], k: number) => runTool(name, args, { env: { LUSTRE_RUNDIR: rd(k) } });
@@ -114,7 +114,8 @@ t.test(`crash soak: ${CLIENTS} clients, ${CRASHES} SIGKILLs of the MDT and OST00
   let stopping = false;
   const dump = async (what: string, lines: string[]) => {
     keep = true;
-    await report(`${what} (SOAK_SEED=${SEED}, ${CRASHES} crashes)`, [...lines, '', 'timeline:', ...timeline, '', `run dir kept: ${root}`]);
+    await report([join(root, 'findings.md'), ...(process.env.SOAK_FINDINGS ? [process.env.SOAK_FINDINGS] : [])],
+      `${what} (SOAK_SEED=${SEED}, ${CRASHES} crashes)`, [...lines, '', 'timeline:', ...timeline, '', `run dir kept: ${root}`]);
   };
   // Progress: operations each client finished, to know that a restarted target serves again.
   const finished = new Array<number>(CLIENTS).fill(0);
@@ -136,10 +137,10 @@ t.test(`crash soak: ${CLIENTS} clients, ${CRASHES} SIGKILLs of the MDT and OST00
     const k = TARGETS === 'mdt' ? MDT : TARGETS === 'ost' ? OST0 : draw < 0.55 ? MDT : OST0;
     const pid = pidOf(k);
     process.kill(pid, 'SIGKILL');
+    note(`crash ${i + 1}: SIGKILL ${k === MDT ? 'MDT' : 'OST0000'} kernel (pid ${pid})`);
     await until(`kernel ${k} is gone`, () => {
       try { process.kill(pid, 0); return false; } catch { return true; }
     });
-    note(`crash ${i + 1}: SIGKILL ${k === MDT ? 'MDT' : 'OST0000'} kernel (pid ${pid})`);
     crashCounts[k]!++;
     await startKernel(k);
     note('  kernel started');
@@ -387,8 +388,8 @@ async function inspectOst(dir: string) {
   }
 }
 
-/** Appends a finding to the lead's notes as the run goes. */
-async function report(title: string, lines: string[]): Promise<void> {
+/** Appends a finding to the notes files as the run goes. */
+async function report(files: string[], title: string, lines: string[]): Promise<void> {
   const text = `\n## ${new Date().toISOString()} ${title}\n\n\`\`\`\n${lines.join('\n')}\n\`\`\`\n`;
-  await appendFile(FINDINGS, text).catch(() => {});
+  for (const f of files) await appendFile(f, text).catch(() => {});
 }

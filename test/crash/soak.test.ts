@@ -148,7 +148,8 @@ t.test(`crash soak: ${CLIENTS} clients, ${CRASHES} SIGKILLs of the MDT and OST00
     note('  device mounted');
     // Mostly the next crash comes after recovery ended; sometimes it hits the recovery.
     if (crasher.next() < 0.7) {
-      // Served again: every client still working finished an operation since the mount.
+      // The clients go on: every one still working finished an operation since the mount (not
+      // necessarily one the restarted target served: the next crash may still hit its recovery).
       const before = [...finished];
       const served = () => finished.every((n, j) => n > before[j]! || failedClients.has(j + 1));
       const stalled = until('every client finishes an operation after the restart', served, 15_000).then(() => false, () => true);

@@ -15,7 +15,7 @@
 import { LNET_PID_LUSTRE } from '../lnet/index.js';
 import { Import, Opcode, targetProfiles, type ImportConfig, type Network, type Reply } from '../ptlrpc/index.js';
 import {
-  ChecksumPool, CksumType, cksumTypeOf, decodeBody, encodeBody, OST_BRW_MAX_BYTES, OST_MAX_NIOBUFS, replyAttrs, replyNumber, statfsReply, statfsRequest,
+  ChecksumPool, CksumType, cksumTypeOf, decodeBody, encodeBody, OST_BRW_MAX_BYTES, OST_IO_SLOTS, OST_MAX_NIOBUFS, replyAttrs, replyNumber, statfsReply, statfsRequest,
   type CksumName, type Niobuf, type ObdAttrs, type ObdStatfs, type OstObjectId, type SettableObdAttrs,
 } from '../services/ost/index.js';
 
@@ -150,7 +150,8 @@ export class Osc {
     }
     const base = {
       target: { nid: o.nid, pid: o.pid ?? LNET_PID_LUSTRE }, targetUuid: o.targetUuid, clientUuid: o.clientUuid,
-      maxRpcsInFlight: o.maxRpcsInFlight ?? 8, maxReplyBytes: 64 * 1024, ...o.importOptions,
+      // Writes are executed once (each holds a slot): as many slots as RPCs may be in flight.
+      maxRpcsInFlight: o.maxRpcsInFlight ?? 8, maxModRpcs: OST_IO_SLOTS, maxReplyBytes: 64 * 1024, ...o.importOptions,
     };
     const imp = await Import.connect(ni, { ...targetProfiles.ost, ...base });
     let io: Import;
@@ -306,7 +307,7 @@ export class Osc {
         this.counters.writeRpcs++;
         reply = await this.#io.request(Opcode.OST_WRITE, [encodeBody({
           seq: id.seq, oid: id.oid, niobufs: c.niobufs, cksumType: this.#cksum, cksum, fromGrant, want,
-        })], { bulkWrite: bulk });
+        })], { bulkWrite: bulk, modifying: true });
       } catch (err) {
         if (fromGrant) this.#grant += c.bytes;
         if ((err as { code?: string }).code === 'EAGAIN' && attempt < this.#resendMax) {

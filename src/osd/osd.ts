@@ -679,6 +679,11 @@ export class Osd implements TxHost {
     };
   }
 
+  /** Opened read-only (a past view): every transaction fails with EROFS. */
+  get readOnly(): boolean {
+    return this.#opts.readOnly === true;
+  }
+
   get lastSyncedTxg(): number {
     return this.#log.lastSyncedTxg;
   }

@@ -54,6 +54,8 @@ export interface ReplayEntry {
   buffers: Buffer[];
   /** The first buffer of its reply: a replay carries it so that the server can redo it alike. */
   reply: Buffer;
+  /** A bulk write's data, sent again by the replay. */
+  bulk?: Buffer[];
 }
 
 /**

@@ -29,6 +29,7 @@ import {
 import { decodeConnectData, encodeConnectRequest, LUSTRE_VERSION_CODE } from './connect-wire.js';
 import { PtlrpcError, remoteError } from './errors.js';
 import { nextXid, ReplayList, TagSlots } from './import-parts.js';
+import { importFailLoc } from './fail-points.js';
 import type { MdHandle, Network, ProcessId, PutEvent } from './transport.js';
 import { decodeMessage, encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
 
@@ -163,7 +164,7 @@ export class Import {
     this.#c = {
       maxRpcsInFlight: 8, maxModRpcs: 8, queueMax: 4096, replayMax: 65536, maxReplyBytes: 64 * 1024,
       pingIntervalMs: 5000, requestDeadlineMs: 60_000, connectDeadlineMs: 30_000, recoveryDeadlineMs: 900_000,
-      reconnectBackoffMaxMs: 2000, initialEstimateMs: 1000, ...config,
+      reconnectBackoffMaxMs: 2000, initialEstimateMs: 1000, failLoc: importFailLoc(), ...config,
     };
     this.#at = { ...defaultAtConfig, ...config.at };
     this.#rtt = new AdaptiveTimeout(this.#c.initialEstimateMs, this.#at);
@@ -381,7 +382,10 @@ export class Import {
     this.#commit(body.lastCommitted);
     this.#finish(req);
     if (req.options.modifying && body.status === 0 && body.transno > this.#lastCommitted) {
-      this.replayList.add({ xid: req.xid, transno: body.transno, opcode: req.opcode, tag: req.tag, buffers: req.buffers, reply: buffers[0] ?? Buffer.alloc(0) });
+      this.replayList.add({
+        xid: req.xid, transno: body.transno, opcode: req.opcode, tag: req.tag, buffers: req.buffers, reply: buffers[0] ?? Buffer.alloc(0),
+        ...(req.options.bulkWrite && { bulk: req.options.bulkWrite }),
+      });
     }
     if (req.xid > this.#lastXid) this.#lastXid = req.xid;
     const reply: Reply = {
@@ -498,34 +502,44 @@ export class Import {
    */
   async #replay(): Promise<void> {
     this.#setState('replay');
+    // A replay waits in the server's queue for its turn (the clients before it in transno
+    // order, or the window's end): it is sent again every few seconds rather than taken for
+    // lost; the server keeps one copy. A server gone again answers ENOTCONN (no export).
+    const deadline = performance.now() + this.#c.recoveryDeadlineMs;
     for (const entry of [...this.replayList.entries()]) {
       if (entry.transno <= this.#lastCommitted) continue;
-      if (this.state === 'closed') return;
+      if (this.state$.value === 'closed') return;
       this.counters.replayed++;
       try {
-        const reply = await this.#control(entry.opcode, [...entry.buffers, entry.reply], this.timeoutMs, {
+        const reply = await this.#patiently(deadline, () => this.#control(entry.opcode, [...entry.buffers, entry.reply], this.#replayWaitMs(), {
           xid: entry.xid, tag: entry.tag, flags: MsgFlag.REPLAY, transno: entry.transno,
-        });
+        }, entry.bulk ? { bulkWrite: entry.bulk } : {}));
         this.#commit(reply.body.lastCommitted);
       } catch (err) {
-        // The server refused the replay (its objects changed): it evicts us; the next connect says so.
-        if (err instanceof PtlrpcError && err.status !== undefined) break;
+        // The server refused the replay (its objects changed): it evicts us; the final ping says so.
+        if (err instanceof PtlrpcError && err.status !== undefined && err.status !== -Errno.ENOTCONN) break;
         throw err;
       }
     }
-    // The server answers the final ping when its recovery ends; it is sent again every few
-    // seconds, so that a server gone again meanwhile is noticed (no export: ENOTCONN).
-    const deadline = performance.now() + this.#c.recoveryDeadlineMs;
+    // The server answers the final ping when its recovery ends.
+    const done = await this.#patiently(deadline, () => this.#control(Opcode.OBD_PING, [], this.#replayWaitMs(), {
+      flags: MsgFlag.REQ_REPLAY_DONE | MsgFlag.LOCK_REPLAY_DONE,
+    }));
+    this.#commit(done.body.lastCommitted);
+  }
+
+  #replayWaitMs(): number {
+    return Math.max(this.timeoutMs, REPLAY_RESEND_MS);
+  }
+
+  /** Sends again what timed out (no answer at all) until the deadline; an answer ends it. */
+  async #patiently(deadline: number, send: () => Promise<Reply>): Promise<Reply> {
     for (;;) {
       try {
-        const done = await this.#control(Opcode.OBD_PING, [], Math.max(this.timeoutMs, FINAL_PING_RESEND_MS), {
-          flags: MsgFlag.REQ_REPLAY_DONE | MsgFlag.LOCK_REPLAY_DONE,
-        });
-        this.#commit(done.body.lastCommitted);
-        return;
+        return await send();
       } catch (err) {
         if (!(err instanceof PtlrpcError) || err.status !== undefined || performance.now() > deadline) throw err;
-        if (this.state$.value === 'closed') return;
+        if (this.state$.value === 'closed') throw err;
       }
     }
   }
@@ -547,9 +561,9 @@ export class Import {
    * timeout. A replay brings its old xid, slot, flags and transno.
    */
   #control(opcode: number, buffers: Buffer[], timeoutMs: number,
-    replay: { xid?: bigint; tag?: number; flags: number; transno?: bigint } = { flags: 0 }): Promise<Reply> {
+    replay: { xid?: bigint; tag?: number; flags: number; transno?: bigint } = { flags: 0 }, options: RequestOptions = {}): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
-      const req = this.#newRequest(opcode, buffers, {}, true, resolve, reject);
+      const req = this.#newRequest(opcode, buffers, options, true, resolve, reject);
       req.xid = replay.xid ?? nextXid(this.#ni);
       req.replayTag = replay.tag ?? 0;
       req.flags = replay.flags;
@@ -588,8 +602,8 @@ export class Import {
   }
 }
 
-/** How often the final ping of a replay is sent again while the server still recovers. */
-const FINAL_PING_RESEND_MS = 5000;
+/** How often a replay, or the final ping, is sent again while the server still recovers. */
+const REPLAY_RESEND_MS = 5000;
 
 function opcodeLabel(opcode: number): string {
   return `${opcodeName(opcode)} (${opcode})`;

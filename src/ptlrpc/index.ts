@@ -36,3 +36,4 @@ export { OsdReplyStore, MAX_RECORDED_REPLY_BYTES, type OsdReplyTransaction } fro
 export {
   TargetRecovery, RECOVERY_TIME_SOFT_MS, RECOVERY_TIME_HARD_MS, type RecoveryWindow, type RecoveryStatus, type RecoveryFigures,
 } from './recovery.js';
+export { serviceFailLoc, importFailLoc, type ServiceFailPoints, type ImportFailPoints, type FailPointKind } from './fail-points.js';

@@ -8,10 +8,10 @@
 // other than replays wait for the end.
 //
 // The window: a soft limit that each sign of life of a recovering client renews, never past
-// a hard limit counted from the start (recovery_time_soft / recovery_time_hard). When it
-// closes, every expected client that is not done is evicted, its queued replays dropped, and
-// recovery ends with what the others replayed. abort() (abort_recov) ends it at once the
-// same way. A replay that fails where its original succeeded (its objects changed since: the
+// a hard limit counted from the start (recovery_time_soft / recovery_time_hard). When the
+// soft limit passes, the clients that never reconnected are evicted (their queued replays
+// dropped) and the others go on; at the hard limit, every client not done is evicted and
+// recovery ends with what was replayed. abort() (abort_recov) ends it at once the same way. A replay that fails where its original succeeded (its objects changed since: the
 // version check of Lustre's VBR in its simplest form) evicts only that client.
 //
 // Participants are named by slot key (a service's prefix and the client's UUID): a client
@@ -216,10 +216,22 @@ export class TargetRecovery {
     const wait = Math.max(0, this.#deadline - this.#clock());
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      if (this.#active && this.#clock() >= this.#deadline) this.#closeWindow();
-      else if (this.#active) this.#arm();
+      if (!this.#active) return;
+      const now = this.#clock();
+      if (now >= this.#startMs + this.#window.hardMs) this.#closeWindow();
+      else if (now >= this.#deadline) {
+        // The soft limit: who never came back is stale; who is replaying goes on, until the hard limit.
+        this.#evictStale();
+        this.#deadline = this.#startMs + this.#window.hardMs;
+        if (this.#active) this.#arm();
+      } else this.#arm();
     }, Math.min(wait, 2 ** 31 - 1));
     this.#timer.unref();
+  }
+
+  #evictStale(): void {
+    for (const [key, p] of this.#participants) if (p.state === 'expected') this.#evict(key, p);
+    this.#step();
   }
 
   #closeWindow(): void {

@@ -72,10 +72,24 @@ export interface OpHandler<Tx extends ReplyTransaction> {
   highPriority?: boolean;
 }
 
-/** Fault injection, after Lustre's fail_loc: tests lose requests and replies on purpose. */
+/**
+ * Fault injection, after Lustre's fail_loc (fail-points.ts backs it with the process's
+ * registry): lose a request or a reply, pause or fail a request, stop the process between an
+ * update and its reply or in the middle of a bulk.
+ */
 export interface ServiceFailLoc {
   dropRequest?(request: IncomingRequest): boolean;
   dropReply?(request: IncomingRequest): boolean;
+  /** A promise that resolves once the request has waited, or false at once. */
+  pauseRequest?(request: IncomingRequest): Promise<boolean> | false;
+  /** The status to answer with instead of running the handler, or 0. */
+  requestError?(request: IncomingRequest): number;
+  /** Called after a modifying request's transaction, before its reply (may stop the process). */
+  beforeReply?(request: IncomingRequest): void;
+  /** true: the bulk does not start; a promise: it starts when resolved (false) or not at all (true). */
+  bulk?(request: IncomingRequest, kind: 'get' | 'put'): Promise<boolean> | boolean;
+  /** Called with a bulk write's data in hand, nothing applied yet (may stop the process). */
+  afterBulk?(request: IncomingRequest): void;
 }
 
 /** The portals, opcodes and version (a TargetProfile) name the kind of target. */
@@ -122,6 +136,7 @@ export interface ServiceCounters {
   reconstructed: number;
   replayed: number;
   recoveryBusy: number;
+  forgetFailed: number;
   resentWhileRunning: number;
   executed: number;
   evicted: number;
@@ -187,7 +202,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   readonly exports: ExportTable;
   readonly stats = new LprocfsStats();
   readonly counters: ServiceCounters = {
-    received: 0, malformed: 0, stale: 0, queueFull: 0, notConnected: 0, wrongPeer: 0, reconstructed: 0, replayed: 0, recoveryBusy: 0,
+    received: 0, malformed: 0, stale: 0, queueFull: 0, notConnected: 0, wrongPeer: 0, reconstructed: 0, replayed: 0, recoveryBusy: 0, forgetFailed: 0,
     resentWhileRunning: 0, executed: 0, evicted: 0, replyFailed: 0, bulkFailed: 0,
   };
   /** Emits each export as it is evicted. */
@@ -198,6 +213,8 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   readonly #recovery: TargetRecovery | undefined;
   /** Requests that arrived during recovery, delivered again when it ends. */
   #held: (() => void)[] = [];
+  /** Replays queued to the recovery, by client key and xid. */
+  readonly #queuedReplays = new Set<string>();
   readonly #failLoc: ServiceFailLoc;
   readonly #store: ReplyStore<Tx>;
   readonly #estimate: AdaptiveTimeout;
@@ -382,6 +399,10 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     }
     const op = this.#config.ops.get(body.opcode) as OpHandler<ReplyTransaction> | undefined;
     if (body.flags & MsgFlag.REPLAY && op?.modifying) {
+      // The client sends a replay again while it waits its turn: the queued copy answers.
+      const id = `${key} ${e.matchBits}`;
+      if (this.#queuedReplays.has(id)) return true;
+      this.#queuedReplays.add(id);
       this.counters.replayed++;
       if (buffers.length > 0) {
         request.buffers = buffers.slice(0, -1);
@@ -392,10 +413,14 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
         try {
           return { failed: (await this.#executeOnce(request, op, body.transno)) !== 0 };
         } finally {
+          this.#queuedReplays.delete(id);
           this.#active--;
           if (this.#active === 0 && this.#idle) this.#idle();
         }
-      }, () => this.#sendError(request.peer, request.xid, body, -Errno.ENOTCONN));
+      }, () => {
+        this.#queuedReplays.delete(id);
+        this.#sendError(request.peer, request.xid, body, -Errno.ENOTCONN);
+      });
       return true;
     }
     this.#held.push(() => this.deliver(e, body, buffers));
@@ -416,7 +441,14 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       this.counters.evicted++;
       this.#destroy(exp);
       this.evictions$.next(exp);
-    } else void this.#store.forget(key);
+    } else this.#forget(key);
+  }
+
+  /** Drops a client's records; a failure (the device closing under us) is only counted. */
+  #forget(key: string): void {
+    void Promise.resolve().then(() => this.#store.forget(key)).catch(() => {
+      this.counters.forgetFailed++;
+    });
   }
 
   async #run(job: Job, hp: boolean): Promise<void> {
@@ -434,6 +466,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       if (opcode === this.#config.connectOpcode) this.#connect(request);
       else if (opcode === this.#config.disconnectOpcode) await this.#disconnect(request);
       else if (opcode === Opcode.OBD_PING) this.#reply(request, 0, 0n, []);
+      else if (await this.#injectedFailure(request)) return;
       else if (op?.modifying) await this.#executeOnce(request, op);
       else await this.#execute(request, op!);
     } finally {
@@ -445,6 +478,16 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       if (this.#config.exportOpcodeStats && request.export.handle !== 0n) request.export.stats.add(name, (end - start) * 1000);
       if (this.#active === 0 && this.#idle) this.#idle();
     }
+  }
+
+  /** fail_loc: a request paused, or answered with an error before its handler (nothing runs). */
+  async #injectedFailure(request: IncomingRequest): Promise<boolean> {
+    const pause = this.#failLoc.pauseRequest?.(request);
+    if (pause) await pause;
+    const status = this.#failLoc.requestError?.(request) ?? 0;
+    if (status === 0) return false;
+    this.#reply(request, status, 0n, []);
+    return true;
   }
 
   async #execute(request: IncomingRequest, op: OpHandler<ReplyTransaction>): Promise<void> {
@@ -517,12 +560,13 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       ?.annotate({ nid: request.peer.nid, opc: opcodeName(request.opcode), client: request.export.clientUuid });
     await this.#store.finish(tx, uuid, record);
     this.counters.executed++;
+    this.#failLoc.beforeReply?.(request);
     this.#reply(request, status, transno, buffers);
     return status;
   }
 
   #context(request: IncomingRequest, tx: Tx | undefined): RequestContext<Tx> {
-    return new BulkContext(this.#ni, this.#config.bulkPortal, this.counters, request, tx);
+    return new BulkContext(this.#ni, this.#config.bulkPortal, this.counters, this.#failLoc, request, tx);
   }
 
   #connect(request: IncomingRequest): void {
@@ -604,7 +648,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
 
   #destroy(exp: Export): void {
     this.exports.remove(exp);
-    void this.#store.forget(this.#key(exp.clientUuid));
+    this.#forget(this.#key(exp.clientUuid));
   }
 
   #evictSilent(): void {
@@ -671,20 +715,35 @@ class BulkContext<Tx extends ReplyTransaction> implements RequestContext<Tx> {
     private readonly ni: Network,
     private readonly portal: number,
     private readonly counters: ServiceCounters,
+    private readonly failLoc: ServiceFailLoc,
     private readonly request: IncomingRequest,
     readonly tx: Tx | undefined,
   ) {}
 
   async bulkGet(length: number): Promise<Buffer[]> {
+    await this.#injected('get');
+    let data: Buffer[];
     try {
-      return await this.ni.get(this.request.peer, this.portal, this.request.body.mbits, length);
+      data = await this.ni.get(this.request.peer, this.portal, this.request.body.mbits, length);
     } catch {
       this.counters.bulkFailed++;
       throw new BulkFailure(`bulk GET of xid ${this.request.xid} failed`);
     }
+    this.failLoc.afterBulk?.(this.request);
+    return data;
+  }
+
+  /** fail_loc: a bulk that never starts (the client times out and resends), or starts late. */
+  async #injected(kind: 'get' | 'put'): Promise<void> {
+    const drop = this.failLoc.bulk?.(this.request, kind);
+    if (drop === true || (drop && (await drop))) {
+      this.counters.bulkFailed++;
+      throw new BulkFailure(`bulk ${kind.toUpperCase()} of xid ${this.request.xid} dropped (fail_loc)`);
+    }
   }
 
   async bulkPut(buffers: Buffer[]): Promise<void> {
+    await this.#injected('put');
     try {
       // As Lustre does, the reply waits for the bulk's ACK: without it, the small reply can
       // reach the client before the bulk data it announces.

@@ -24,6 +24,11 @@ interface Rig {
   param(name: string, k?: number): Promise<string>;
   /** SIGKILL of the MDT's kernel, then start and mount again (with mount options). */
   crashMdt(options?: string): Promise<void>;
+  /** The same for the OST's kernel. */
+  crashOst(options?: string): Promise<void>;
+  /** SIGKILL of the MDT's kernel, started again without mounting its device. */
+  killMdt(): Promise<void>;
+  mountMdt(options?: string): Promise<void>;
   client(uuid: string): Promise<{ fs: FileSystem; ni: LNetNI }>;
 }
 
@@ -52,6 +57,17 @@ async function rig(t: Test, fsname: string): Promise<Rig> {
   await formatTarget(join(root, 'ost0'), { fsname, ost: true, index: 0, mgsNids: ['127.0.0.2@tcp'] });
   ok(await tool('lustre-mount', [join(root, 'mdt0')], 2), 'mount mdt0');
   ok(await tool('lustre-mount', [join(root, 'ost0')], 3), 'mount ost0');
+  const kill = async (k: number) => {
+    process.kill(pidOf(k), 'SIGKILL');
+    await until(`kernel ${k} is gone`, () => {
+      try { process.kill(pidOf(k), 0); return false; } catch { return true; }
+    });
+  };
+  const crash = async (k: number, device: string, options?: string) => {
+    await kill(k);
+    await start(k);
+    ok(await tool('lustre-mount', [...(options ? ['-o', options] : []), join(root, device)], k), `mount ${device} again`);
+  };
   let n = 5;
   return {
     root, port, tool, ok,
@@ -59,11 +75,16 @@ async function rig(t: Test, fsname: string): Promise<Rig> {
       return ok(await tool('lctl', ['get_param', '-n', name], k), `get_param ${name}`).stdout.trim();
     },
     async crashMdt(options) {
-      process.kill(pidOf(2), 'SIGKILL');
-      await until('the MDT kernel is gone', () => {
-        try { process.kill(pidOf(2), 0); return false; } catch { return true; }
-      });
+      await crash(2, 'mdt0', options);
+    },
+    async crashOst(options) {
+      await crash(3, 'ost0', options);
+    },
+    async killMdt() {
+      await kill(2);
       await start(2);
+    },
+    async mountMdt(options) {
       ok(await tool('lustre-mount', [...(options ? ['-o', options] : []), join(root, 'mdt0')], 2), 'mount mdt0 again');
     },
     async client(uuid) {
@@ -76,15 +97,15 @@ async function rig(t: Test, fsname: string): Promise<Rig> {
   };
 }
 
-/** Holds the MDT's commits back once what is there is on disk (the txg open now still syncs). */
-async function holdCommits(r: Rig): Promise<void> {
+/** Holds a target's commits back once what is there is on disk (kernel 2: the MDT, 3: the OST). */
+async function holdCommits(r: Rig, k = 2): Promise<void> {
   // Everything is on disk when only the open txg is left and nothing is in it.
   await until('the setup is committed', async () => {
-    const open = Number(await r.param('osd-txg.*.txg_open'));
-    const synced = Number(await r.param('osd-txg.*.txg_last_synced'));
-    return synced >= open - 1 && Number(await r.param('osd-txg.*.txg_dirty_bytes')) === 0;
+    const open = Number(await r.param('osd-txg.*.txg_open', k));
+    const synced = Number(await r.param('osd-txg.*.txg_last_synced', k));
+    return synced >= open - 1 && Number(await r.param('osd-txg.*.txg_dirty_bytes', k)) === 0;
   }, 30_000);
-  r.ok(await r.tool('lctl', ['set_param', 'osd-txg.*.txg_timeout=600'], 2), 'txg_timeout 600');
+  r.ok(await r.tool('lctl', ['set_param', 'osd-txg.*.txg_timeout=600'], k), 'txg_timeout 600');
 }
 
 t.test('each kind of update is replayed across an MDT crash after its reply, before its commit', async (t) => {
@@ -151,7 +172,7 @@ t.test('a client that does not come back is evicted when the window closes; the 
   await a.fs.writeFile('/a/kept', 'a');
   await b.fs.writeFile('/b/lost', 'b');
   await b.ni.stop(); // b is gone: it will not reconnect
-  await r.crashMdt('recovery_time_soft=3,recovery_time_hard=6');
+  await r.crashMdt('recovery_time_soft=12,recovery_time_hard=30');
   t.equal(await a.fs.readFile('/a/kept', 'utf8'), 'a', 'the client that came back kept its work');
   const status = await r.param('mdt.*.recovery_status');
   t.match(status, /^status: COMPLETE$/m, 'recovery completed when the window closed');
@@ -177,4 +198,126 @@ t.test('abort_recov: nobody is recovered; a client learns it was evicted and goe
     }
   }, 30_000);
   t.same((await fs.readdir('/d')).sort(), ['again'], 'the uncommitted mkdir is gone, the new one is there');
+});
+
+t.test('request loss and reply loss of each kind of update: resent, executed once', async (t) => {
+  const r = await rig(t, 'rloss');
+  const { fs } = await r.client('rloss-client');
+  await fs.mkdir('/d');
+  for (const f of ['u1', 'u2', 'ren1', 'ren2', 'attr', 'trunc']) await fs.writeFile(`/d/${f}`, `${f} content`);
+  await fs.mkdir('/d/rm1');
+  await fs.mkdir('/d/rm2');
+  // Each update twice: once its request is lost, once its reply (the MDT executed it and
+  // answers the resend from its reply record: a second execution would fail, EEXIST or ENOENT).
+  const updates: Array<[string, (i: number) => Promise<unknown>]> = [
+    ['create', (i) => fs.writeFile(`/d/new${i}`, `new ${i}`, { flag: 'wx' })],
+    ['mkdir', (i) => fs.mkdir(`/d/dir${i}`)],
+    ['unlink', (i) => fs.unlink(`/d/u${i}`)],
+    ['rmdir', (i) => fs.rmdir(`/d/rm${i}`)],
+    ['rename', (i) => fs.rename(`/d/ren${i}`, `/d/renamed${i}`)],
+    ['setattr', (i) => fs.chmod('/d/attr', i === 1 ? 0o640 : 0o600)],
+    ['link', (i) => fs.link('/d/attr', `/d/link${i}`)],
+    ['symlink', (i) => fs.symlink('attr', `/d/sym${i}`)],
+    ['setxattr', (i) => fs.setxattr('/d/attr', `user.k${i}`, `v${i}`, 1 /* XATTR_CREATE */)],
+    ['truncate', (i) => fs.truncate('/d/trunc', i)],
+  ];
+  for (const [what, loc] of [['request', '0x123'], ['reply', '0x122']] as const) {
+    const i = what === 'request' ? 1 : 2;
+    for (const [name, op] of updates) {
+      r.ok(await r.tool('lctl', ['set_param', `fail_loc=${loc}`], 2), `arm ${loc}`);
+      await op(i);
+      // A drop point fails once and then reads CFS_FAILED | CFS_FAIL_ONCE | its id.
+      t.equal(await r.param('fail_loc'), String((0xc0000000 | Number(loc)) >>> 0), `${name}: its ${what} was lost, and it succeeded`);
+    }
+  }
+  r.ok(await r.tool('lctl', ['set_param', 'fail_loc=0'], 2), 'disarm');
+  const { fs: other } = await r.client('rloss-check');
+  t.same((await other.readdir('/d')).sort(), [
+    'attr', 'dir1', 'dir2', 'link1', 'link2', 'new1', 'new2', 'renamed1', 'renamed2', 'sym1', 'sym2', 'trunc',
+  ], 'every update once');
+  t.equal(await other.readFile('/d/new2', 'utf8'), 'new 2', 'a create whose reply was lost has its data');
+  t.equal((await other.stat('/d/attr')).nlink, 3, 'two links');
+  t.equal((await other.stat('/d/attr')).mode & 0o777, 0o600, 'the last setattr');
+  t.equal((await other.getxattr('/d/attr', 'user.k2')).toString(), 'v2', 'setxattr');
+  t.equal((await other.stat('/d/trunc')).size, 2, 'the last truncate');
+});
+
+t.test('two clients with interdependent updates replay in transno order (replay-dual)', async (t) => {
+  const r = await rig(t, 'rdep');
+  const a = await r.client('rdep-client-a');
+  const b = await r.client('rdep-client-b');
+  await a.fs.mkdir('/d');
+  await holdCommits(r);
+  await a.fs.mkdir('/d/x'); // a's
+  await b.fs.writeFile('/d/x/f', 'from b'); // b's, inside a's directory
+  await a.fs.rename('/d/x/f', '/d/x/g'); // a's, of b's file
+  await b.fs.mkdir('/d/x/h'); // b's again
+  t.ok(a.fs.mdc.import.replayList.size >= 2 && b.fs.mdc.import.replayList.size >= 2, 'both clients keep uncommitted updates');
+  await r.crashMdt();
+  t.same((await a.fs.readdir('/d/x')).sort(), ['g', 'h'], 'both clients\' updates, in their order');
+  t.equal(await b.fs.readFile('/d/x/g', 'utf8'), 'from b', 'b reads its file under the name a gave it');
+  t.match(await r.param('mdt.*.recovery_status'), /^completed_clients: 2\/2$/m, 'both recovered');
+});
+
+t.test('a crash during recovery: the target recovers again and the client replays again', async (t) => {
+  const r = await rig(t, 'ragain');
+  const a = await r.client('ragain-client-a');
+  const b = await r.client('ragain-client-b');
+  await a.fs.mkdir('/d');
+  await holdCommits(r);
+  await a.fs.writeFile('/d/a', 'from a');
+  await b.ni.stop(); // b never returns: recovery waits for it
+  await r.killMdt();
+  await r.mountMdt('recovery_time_soft=60');
+  await until('a has reconnected and the MDT waits for b', async () => /^status: RECOVERING$/m.test(await r.param('mdt.*.recovery_status'))
+    && /^connected_clients: 1\/2$/m.test(await r.param('mdt.*.recovery_status')), 30_000);
+  await r.crashMdt('recovery_time_soft=2,recovery_time_hard=4'); // during recovery
+  t.equal(await a.fs.readFile('/d/a', 'utf8'), 'from a', 'a\'s create survived two crashes');
+  t.match(await r.param('mdt.*.recovery_status'), /^status: COMPLETE$/m, 'the second recovery completed');
+});
+
+t.test('an OST crash: the client and the MDT replay what the OST had not committed', async (t) => {
+  const r = await rig(t, 'rost');
+  const { fs } = await r.client('rost-client');
+  await fs.mkdir('/d');
+  for (let i = 0; i < 4; i++) await fs.writeFile(`/d/f${i}`, 'x'.repeat(10_000));
+  await holdCommits(r, 3);
+  await fs.truncate('/d/f0', 100); // OST_PUNCH
+  await fs.truncate('/d/f1', 20_000);
+  for (let i = 4; i < 40; i++) await fs.writeFile(`/d/f${i}`, `file ${i}`); // precreates the MDT asks for
+  await r.crashOst();
+  t.equal((await fs.stat('/d/f0')).size, 100, 'a punch replayed');
+  t.equal((await fs.stat('/d/f1')).size, 20_000, 'an extension replayed');
+  await fs.writeFile('/d/after', 'after the OST crash');
+  const { fs: other } = await r.client('rost-check');
+  for (let i = 4; i < 40; i++) t.equal(await other.readFile(`/d/f${i}`, 'utf8'), `file ${i}`, `f${i} intact`);
+  t.equal(await other.readFile('/d/after', 'utf8'), 'after the OST crash', 'a create after the crash gets objects of its own');
+  t.match(await r.param('obdfilter.*.recovery_status', 3), /^status: COMPLETE$/m, 'the OST recovered');
+});
+
+t.test('a replay that no longer applies evicts only its client (version-based recovery)', async (t) => {
+  const r = await rig(t, 'rvbr');
+  const a = await r.client('rvbr-client-a');
+  const b = await r.client('rvbr-client-b');
+  const c = await r.client('rvbr-client-c');
+  await a.fs.mkdir('/d');
+  await holdCommits(r);
+  await b.fs.mkdir('/d/p'); // b's: b will not come back
+  await a.fs.mkdir('/d/p/q'); // a's, inside b's directory: it cannot be replayed without b's
+  await c.fs.mkdir('/d/c'); // c's: independent
+  await b.ni.stop();
+  await r.crashMdt('recovery_time_soft=12,recovery_time_hard=30');
+  t.same(await c.fs.readdir('/d'), ['c'], 'the independent client kept its work; b\'s and a\'s dependent one are gone');
+  const status = await r.param('mdt.*.recovery_status');
+  t.match(status, /^completed_clients: 1\/3$/m, 'b (gone) and a (its replay failed) were evicted, c recovered');
+  // a learns it was evicted; its next requests work on a new connection.
+  await until('a works again', async () => {
+    try {
+      await a.fs.mkdir('/d/a');
+      return true;
+    } catch {
+      return false;
+    }
+  }, 30_000);
+  t.same((await a.fs.readdir('/d')).sort(), ['a', 'c'], 'a goes on after its eviction');
 });

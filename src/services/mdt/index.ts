@@ -7,7 +7,7 @@
 // 'lov.stripecount', 'lov.stripeoffset' (the file system's default layout), 'mdt.root_squash'
 // = 'UID:GID' and 'mdt.nosquash_nids'.
 import { fidToString } from '../../osd/index.js';
-import { LprocfsStats, Service, targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
+import { LprocfsStats, Service, serviceFailLoc, targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
 import type { RunningService, ServiceContext } from '../target/index.js';
 import { followOsts } from './config.js';
 import { mdtHandlers } from './handlers.js';
@@ -87,7 +87,7 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
   // Handles of clients that recovery will not wait for are closed now (the MDT service's
   // records are keyed by the client's UUID alone).
   let closed = 0;
-  for (const client of table.clients()) if (!ctx.recovery?.expects(client)) closed += await opens.closeClient(osd, client);
+  if (!osd.readOnly) for (const client of table.clients()) if (!ctx.recovery?.expects(client)) closed += await opens.closeClient(osd, client);
   if (handles > 0) ctx.log('info', `${md.svname}: ${handles} open handle(s) on disk, ${closed} of clients not expected back closed`);
   const orphans = await opens.destroyOrphans(osd);
   if (orphans > 0) ctx.log('info', `${md.svname}: destroyed ${orphans} orphan(s) left in PENDING`);
@@ -121,7 +121,7 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     ...targetProfiles.mdt, name: 'mdt', targetUuid: md.uuid, ops: mdtHandlers({ mdd, reint, opens, mdStats }),
     // The handlers count per-export stats themselves, under md_stats' names.
     replyStore: ctx.replyStore, exportOpcodeStats: false, threads: tun.threads ?? 8, maxRequestBytes: MDS_MAXREQSIZE,
-    ...(ctx.recovery && { recovery: ctx.recovery }),
+    ...(ctx.recovery && { recovery: ctx.recovery }), failLoc: serviceFailLoc('mdt'),
   });
   const closeClient = (uuid: string): void => {
     void opens.closeClient(osd, uuid).catch((err: unknown) => ctx.log('warn', `closing handles of ${uuid}: ${String(err)}`));

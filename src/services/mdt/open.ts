@@ -150,7 +150,8 @@ export class Opens {
       }
       const known = a.replay?.handle !== undefined && this.table.get(a.replay.handle) !== undefined;
       const h = this.table.add(client, target, a.flags, a.replay?.handle);
-      if (!known) await tx.indexInsert(this.mdd.openFid, entryName(h), { fid: target, type: attrs.type });
+      // (A read-only copy keeps its handles in memory only: it changes nothing.)
+      if (!known && !this.mdd.osd.readOnly) await tx.indexInsert(this.mdd.openFid, entryName(h), { fid: target, type: attrs.type });
       return { attr: await this.mdd.getattr(target), handle: h.handle, created, layout: await this.mdd.xattr(target, LOV_XATTR) };
     });
   }
@@ -161,7 +162,7 @@ export class Opens {
     if (!h || h.client !== client) throw mdtError('EBADF', `no open handle ${handle}`);
     await withLocks(this.mdd.locks, async (locks) => {
       await locks.lock(h.fid);
-      await tx.indexDelete(this.mdd.openFid, entryName(h));
+      if (!this.mdd.osd.readOnly) await tx.indexDelete(this.mdd.openFid, entryName(h));
       const last = this.table.remove(h);
       if (last) await this.#destroyIfOrphan(tx, h.fid);
     });

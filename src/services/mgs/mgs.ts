@@ -7,7 +7,7 @@
 // CBOR { fsname, svname, kind, index, uuid, nids, deviceUuid }.
 import { decode, encode } from 'cbor-x';
 import {
-  Errno, Opcode, Service, statusError, targetProfiles, type IncomingRequest, type OpHandler, type OsdReplyTransaction,
+  Errno, Opcode, Service, serviceFailLoc, statusError, targetProfiles, type IncomingRequest, type OpHandler, type OsdReplyTransaction,
 } from '../../ptlrpc/index.js';
 import type { Fid } from '../../osd/index.js';
 import { MGS_CONFIGS_FID, localObject } from '../target/local-files.js';
@@ -61,7 +61,7 @@ export class Mgs {
       [Opcode.MGS_CONFIG_READ, { handle: (req) => this.#read(req) }],
     ]);
     this.service = new Service<OsdReplyTransaction>(ctx.ni, {
-      ...targetProfiles.mgs, name: 'mgs', targetUuid: MGS_TARGET_UUID, ops, replyStore: ctx.replyStore, slotPrefix: MGS_SLOT_PREFIX,
+      ...targetProfiles.mgs, name: 'mgs', targetUuid: MGS_TARGET_UUID, ops, replyStore: ctx.replyStore, slotPrefix: MGS_SLOT_PREFIX, failLoc: serviceFailLoc('mgs'),
       // Long polls hold a thread each: room for them beside the short requests.
       threads: MGS_WAITERS_MAX + 8,
     });

@@ -166,7 +166,7 @@ function syncHandler(d: OstDeps): Handler {
 export function ioOps(d: OstDeps): Map<number, Handler> {
   const { objects } = d;
   return countedAll(d.stats, new Map<number, Handler>([
-    [Opcode.OST_WRITE, { handle: (req, ctx) => write(d, req, ctx) }],
+    [Opcode.OST_WRITE, { modifying: true, handle: (req, ctx) => write(d, req, ctx) }],
     [Opcode.OST_READ, { handle: (req, ctx) => read(d, req, ctx) }],
     [Opcode.OST_PUNCH, { modifying: true, async handle(req, ctx) {
       const p = checkPunch(decodeBody(req.buffers, 'OST_PUNCH'));
@@ -179,7 +179,7 @@ export function ioOps(d: OstDeps): Map<number, Handler> {
 }
 
 async function write(d: OstDeps, req: IncomingRequest, ctx: Ctx) {
-  const { osd, objects, grants, pool, counters } = d;
+  const { objects, grants, pool, counters } = d;
   const w = checkWrite(decodeBody(req.buffers, 'OST_WRITE'));
   const f = objectFid(w);
   await objects.attrs(w); // ENOENT before any bulk moves
@@ -195,9 +195,10 @@ async function write(d: OstDeps, req: IncomingRequest, ctx: Ctx) {
   const uuid = req.export.clientUuid;
   const fromGrant = w.fromGrant && grants.consume(uuid, total);
   try {
-    const tx = osd.begin();
-    await tx.start();
-    try {
+    // The request's own transaction (a write is executed once and replayed after a crash, as
+    // Lustre's clients keep unstable pages until the OST commits them).
+    const tx = txOf(ctx);
+    {
       await objects.locks.with(`obj:${w.seq}:${w.oid}`, async () => {
         const size = (await objects.attrs(w)).size;
         const last = w.niobufs[w.niobufs.length - 1]!;
@@ -212,8 +213,6 @@ async function write(d: OstDeps, req: IncomingRequest, ctx: Ctx) {
           await tx.write(f, offset, sliceBulk(bulk, offsets[i]!, length)).catch(osdStatus);
         }
       });
-    } finally {
-      tx.stop();
     }
   } catch (err) {
     if (fromGrant) grants.restore(uuid, total);

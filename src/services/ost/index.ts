@@ -5,14 +5,14 @@
 // The wire protocol is protocol.ts; the OSC and the MDT's OSP import it from there.
 //
 //   const running = await startOst(ctx);   // ctx from Target.mount (services/target)
-import { LprocfsStats, Service } from '../../ptlrpc/index.js';
+import { LprocfsStats, Service, serviceFailLoc } from '../../ptlrpc/index.js';
 import { targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
 import type { RunningService, ServiceContext, ServiceModule } from '../target/index.js';
 import { ChecksumPool } from './checksum.js';
 import { GrantBook } from './grants.js';
 import { ioOps, metadataOps, type OstCounters, type OstDeps, type OstFailLoc } from './handlers.js';
 import { OstObjects } from './objects.js';
-import { OST_MAX_PRECREATE } from './protocol.js';
+import { OST_IO_SLOTS, OST_MAX_PRECREATE } from './protocol.js';
 
 export * from './protocol.js';
 export { ChecksumPool, adler32, checksumBytes, type ChecksumStats } from './checksum.js';
@@ -55,7 +55,7 @@ export async function createOst(ctx: ServiceContext, opts: OstOptions = {}): Pro
   };
   // The handlers count per-export stats themselves, under obdfilter's names.
   const common = {
-    targetUuid, replyStore, exportOpcodeStats: false, ...(ctx.recovery && { recovery: ctx.recovery }),
+    targetUuid, replyStore, exportOpcodeStats: false, ...(ctx.recovery && { recovery: ctx.recovery }), failLoc: serviceFailLoc('ost'),
     ...(opts.evictionTimeoutMs ? { evictionTimeoutMs: opts.evictionTimeoutMs } : {}),
   };
   services.push(new Service<OsdReplyTransaction>(ni, {
@@ -64,6 +64,7 @@ export async function createOst(ctx: ServiceContext, opts: OstOptions = {}): Pro
   services.push(new Service<OsdReplyTransaction>(ni, {
     // One client's two imports (ost, ost_io) keep their slots apart in the target's last_rcvd.
     ...targetProfiles.ostIo, ...common, name: 'ost_io', slotPrefix: 'io:', ops: ioOps(deps), threads: opts.ioThreads ?? 8,
+    maxModRpcs: OST_IO_SLOTS,
     maxRequestBytes: 64 * 1024,
   }));
   ctx.log('info', `${mountdata.svname}: ost and ost_io started on ${ni.nid}, ${objects.sequences().length} object sequences`);

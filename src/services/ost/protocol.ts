@@ -53,6 +53,8 @@ export const FID_SEQ_LOCAL_START = 0x2_0000_0000;
 export const FID_SEQ_NORMAL = 0x2_0000_0400;
 /** Objects one OST_CREATE may create (Lustre's OST_MAX_PRECREATE). */
 export const OST_MAX_PRECREATE = 20_000;
+/** Slots of one client on the ost_io service: a write is executed once and holds one while in flight (max_rpcs_in_flight at most 256). */
+export const OST_IO_SLOTS = 256;
 /** The largest bulk of one BRW (Lustre's PTLRPC_MAX_BRW_SIZE of 4 MiB). */
 export const OST_BRW_MAX_BYTES = 4 * 1024 * 1024;
 /** Ranges in one BRW (one niobuf per page run; Lustre allows one per page). */

@@ -7,7 +7,10 @@
 // Recovery: the clients last_rcvd recorded (connected when the target stopped, cleanly or
 // not) are expected back; the target's TargetRecovery (src/ptlrpc/recovery.ts) holds its
 // services in recovery until they have replayed or the window closed. The MGS is not
-// replayable (as in Lustre): its clients' records are dropped at mount. abort_recov drops
+// replayable (as in Lustre): its clients' records are dropped at mount. It keeps them in a
+// last_rcvd of its own ('mgs_last_rcvd'), so that its transnos never mix with the MDT's: a
+// registration with the MGS at mount (before the MDT's recovery) must not take a transno
+// that a client of the MDT still has to replay (as separate obd devices have in Lustre). abort_recov drops
 // every record: nobody is recovered, every client that comes back learns it was evicted.
 import type { LNetNI } from '../../lnet/index.js';
 import { Osd, type OsdOptions } from '../../osd/index.js';
@@ -83,6 +86,8 @@ export class Target {
   readonly osd: Osd;
   readonly replyStore: OsdReplyStore;
   readonly recovery: TargetRecovery;
+  /** The MGS's own last_rcvd, when the device has an MGS. */
+  mgsReplyStore: OsdReplyStore | undefined;
   readonly running: RunningService[] = [];
   #mountdata: Mountdata;
   #unmounted = false;
@@ -129,6 +134,12 @@ export class Target {
       const window = { softMs: RECOVERY_TIME_SOFT_MS, hardMs: RECOVERY_TIME_HARD_MS, ...opts.recoveryWindow };
       const recovery = new TargetRecovery(expected, replyStore.lastTransno(), window);
       target = new Target(device, ni, osd, replyStore, md, recovery);
+      // (A read-only copy creates nothing: its MGS answers reads only, from the main store.)
+      if (md.profile.includes('mgs') && !opts.osd?.readOnly) {
+        const mgsRcvd = await localObject(osd, 'mgs_last_rcvd', 'reg', { mode: 0o600 });
+        target.mgsReplyStore = await OsdReplyStore.open(osd, mgsRcvd);
+        for (const key of target.mgsReplyStore.clients()) await target.mgsReplyStore.forget(key);
+      }
       if (expected.length > 0) (opts.log ?? defaultLog(md.svname))('info', `${md.svname}: in recovery: ${expected.length} client(s) expected within ${Math.round(window.softMs / 1000)} s (hard limit ${Math.round(window.hardMs / 1000)} s)`);
       for (const kind of md.profile) await target.#start(kind, opts);
       return target;
@@ -172,7 +183,8 @@ export class Target {
     const start = opts.modules?.[kind] ?? (await loadModule(kind));
     const log = opts.log ?? defaultLog(this.#mountdata.svname);
     const ctx: ServiceContext = {
-      osd: this.osd, ni: this.ni, mountdata: this.#mountdata, replyStore: this.replyStore, recovery: this.recovery, log, mgsNids: this.#mgsNids(),
+      osd: this.osd, ni: this.ni, mountdata: this.#mountdata, replyStore: (kind === 'mgs' && this.mgsReplyStore) || this.replyStore,
+      recovery: this.recovery, log, mgsNids: this.#mgsNids(),
     };
     this.running.push(await start(ctx));
   }

@@ -129,9 +129,7 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
   const evictions = service.evictions$.subscribe((exp) => closeClient(exp.clientUuid));
   // A client recovery evicts before it even connected has no export, but may have handles.
   if (ctx.recovery) evictions.add(ctx.recovery.evictions$.subscribe((key) => closeClient(key)));
-  if (ctx.recovery?.recovering) {
-    void ctx.recovery.done.then(() => ctx.log('info', `${md.svname}: recovery over: ${ctx.recovery!.formatStatus().replace(/\n/g, ', ')}`));
-  }
+
   void llog.kick();
   ctx.log('info', `${md.svname}: MDT started, root ${fidToString(mdd.rootFid)}, ${osps.size} OST(s)`);
 

@@ -140,7 +140,12 @@ export class Target {
         target.mgsReplyStore = await OsdReplyStore.open(osd, mgsRcvd);
         for (const key of target.mgsReplyStore.clients()) await target.mgsReplyStore.forget(key);
       }
-      if (expected.length > 0) (opts.log ?? defaultLog(md.svname))('info', `${md.svname}: in recovery: ${expected.length} client(s) expected within ${Math.round(window.softMs / 1000)} s (hard limit ${Math.round(window.hardMs / 1000)} s)`);
+      if (expected.length > 0) {
+        const log = opts.log ?? defaultLog(md.svname);
+        log('info', `${md.svname}: in recovery: ${expected.length} client(s) expected within ${Math.round(window.softMs / 1000)} s (hard limit ${Math.round(window.hardMs / 1000)} s)`);
+        recovery.evictions$.subscribe((key) => log('warn', `${md.svname}: recovery evicted ${key}`));
+        void recovery.done.then(() => log('info', `${md.svname}: recovery over: ${recovery.formatStatus().replace(/\n/g, ', ')}`));
+      }
       for (const kind of md.profile) await target.#start(kind, opts);
       return target;
     } catch (err) {

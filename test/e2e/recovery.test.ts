@@ -97,6 +97,11 @@ async function rig(t: Test, fsname: string): Promise<Rig> {
   };
 }
 
+/** Retries `op` until it succeeds: an evicted client's first requests fail, later ones work. */
+function worksAgain(who: string, op: () => Promise<unknown>): Promise<void> {
+  return until(`${who} works again`, () => op().then(() => true, () => false), 30_000);
+}
+
 /** Holds a target's commits back once what is there is on disk (kernel 2: the MDT, 3: the OST). */
 async function holdCommits(r: Rig, k = 2): Promise<void> {
   // Everything is on disk when only the open txg is left and nothing is in it.
@@ -189,14 +194,7 @@ t.test('abort_recov: nobody is recovered; a client learns it was evicted and goe
   await r.crashMdt('abort_recov');
   t.match(await r.param('mdt.*.recovery_status'), /^status: INACTIVE$/m, 'no recovery');
   // The first requests may fail while the client learns of its eviction; then it works again.
-  await until('the client works again', async () => {
-    try {
-      await fs.mkdir('/d/again');
-      return true;
-    } catch {
-      return false;
-    }
-  }, 30_000);
+  await worksAgain('the client', () => fs.mkdir('/d/again'));
   t.same((await fs.readdir('/d')).sort(), ['again'], 'the uncommitted mkdir is gone, the new one is there');
 });
 
@@ -311,13 +309,6 @@ t.test('a replay that no longer applies evicts only its client (version-based re
   const status = await r.param('mdt.*.recovery_status');
   t.match(status, /^completed_clients: 1\/3$/m, 'b (gone) and a (its replay failed) were evicted, c recovered');
   // a learns it was evicted; its next requests work on a new connection.
-  await until('a works again', async () => {
-    try {
-      await a.fs.mkdir('/d/a');
-      return true;
-    } catch {
-      return false;
-    }
-  }, 30_000);
+  await worksAgain('a', () => a.fs.mkdir('/d/a'));
   t.same((await a.fs.readdir('/d')).sort(), ['a', 'c'], 'a goes on after its eviction');
 });

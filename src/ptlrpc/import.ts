@@ -326,6 +326,9 @@ export class Import {
       else if (req.attemptDeadline !== 0 && now >= req.attemptDeadline) {
         req.attemptDeadline = 0;
         this.#expired(req);
+      } else if (req.attemptDeadline === 0 && !req.control && this.state === 'full') {
+        // Expired while the import was not full and left without a resend: resend it now.
+        this.#transmit(req);
       }
     }
     for (let i = 0; i < this.#waiting.length; i++) {

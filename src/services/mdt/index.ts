@@ -94,12 +94,27 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
   const recovered = ctx.recovery?.done ?? Promise.resolve();
 
   const lastUsed = await lod.lastUsed();
+  // After recovery, objects that creates lost in the crash had taken (and replays skipped
+  // over) are destroyed through the unlink log, before the OSPs' orphan cleanup runs.
+  const cleaned = recovered.then(async () => {
+    const lost = lod.lostInRecovery(lastUsed);
+    if (lost.length === 0 || osd.readOnly) return;
+    const tx = osd.begin();
+    await tx.start();
+    try {
+      await llog.add(tx, lost);
+    } finally {
+      tx.stop();
+    }
+    llog.kickAfter(tx.txg);
+    ctx.log('info', `${md.svname}: ${lost.length} OST object(s) taken by creates the crash lost go to the unlink log`);
+  }).catch((err: unknown) => ctx.log('warn', `${md.svname}: cleaning objects lost in the crash: ${String(err)}`));
   const addOst = (index: number, nid: string): Osp => {
     const existing = osps.get(index);
     if (existing) return existing;
     const osp = new Osp({
       ni, index, nid, targetUuid: ostUuid(md.fsname, index), clientUuid: `${md.svname}-mdtlov_UUID`,
-      lastUsedOid: lastUsed.get(index)?.oid ?? 0, log: ctx.log, recovered,
+      lastUsedOid: lastUsed.get(index)?.oid ?? 0, log: ctx.log, recovered: cleaned,
       ...(tun.precreateLow !== undefined && { precreateLow: tun.precreateLow }),
       ...(tun.precreateHigh !== undefined && { precreateHigh: tun.precreateHigh }),
       ...(tun.statfsIntervalMs !== undefined && { statfsIntervalMs: tun.statfsIntervalMs }),

@@ -12,7 +12,7 @@
 // in the create's transaction (xattr 'ost.<index>' of 'lov_objid', Lustre's lov_objids), under a
 // lock per OST so that the values are written in the order handed out. After a crash the OSP
 // asks the OST to destroy every object above it (delorphan): none is left orphaned.
-import { fidToString, parseFid, type Fid, type Osd, type Tx } from '../../osd/index.js';
+import { fid, fidToString, parseFid, type Fid, type Osd, type Tx } from '../../osd/index.js';
 import { mdtError } from './errors.js';
 import type { FileLayout, StripeObject } from './layout.js';
 import type { LockMap } from './locks.js';
@@ -109,9 +109,29 @@ export class Lod {
     return out;
   }
 
+  /**
+   * After recovery: the objects between the last one used at the start (`lastUsed`, what was
+   * committed) and the highest one a replay adopted that no replay adopted. A create that
+   * took them ran before the crash and was lost with it (its client resent it and got others):
+   * nothing references them, and the OSP's orphan cleanup keeps what lies below lov_objid.
+   */
+  lostInRecovery(lastUsed: ReadonlyMap<number, Fid>): StripeObject[] {
+    const out: StripeObject[] = [];
+    for (const [index, { seq, oids }] of this.#adopted) {
+      const from = lastUsed.get(index)?.oid ?? 0;
+      const top = Math.max(...oids);
+      for (let oid = from + 1; oid < top; oid++) if (!oids.has(oid)) out.push({ ostIndex: index, fid: fid(seq, oid) });
+    }
+    this.#adopted.clear();
+    return out;
+  }
+
   add(target: OstSource): void {
     this.targets.set(target.index, target);
   }
+
+  /** Objects replayed creates adopted, by OST index (see lostInRecovery). */
+  readonly #adopted = new Map<number, { seq: number; oids: Set<number> }>();
 
   /**
    * A replayed create's objects (recovery): recorded as used in tx, as they were before the
@@ -119,6 +139,9 @@ export class Lod {
    */
   async adopt(tx: Tx, layout: FileLayout): Promise<void> {
     for (const o of layout.objects) {
+      let set = this.#adopted.get(o.ostIndex);
+      if (!set) this.#adopted.set(o.ostIndex, (set = { seq: o.fid.seq, oids: new Set() }));
+      set.oids.add(o.fid.oid);
       const release = await this.#c.locks.acquire(`lod:objid:${o.ostIndex}`);
       try {
         const name = `ost.${o.ostIndex}`;

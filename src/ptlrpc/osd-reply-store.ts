@@ -95,9 +95,11 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
       await tx.xattrSet(this.#fid, `${CLIENT_PREFIX}${clientUuid}`, when);
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'EROFS') throw err;
+      return;
     } finally {
       tx.stop();
     }
+    await this.#osd.sync();
   }
 
   async begin(_clientUuid: string, replayed?: bigint): Promise<OsdReplyTransaction> {

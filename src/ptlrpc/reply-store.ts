@@ -40,7 +40,7 @@ export interface ReplyStore<Tx extends ReplyTransaction = ReplyTransaction> {
   forget(clientUuid: string): Promise<void> | void;
   /**
    * Records that a client is connected (Lustre's last_rcvd client slot), so that a restarted
-   * target expects it back even if it never changed anything.
+   * target expects it back even if it never changed anything. Resolves once it is durable.
    */
   addClient(clientUuid: string): Promise<void> | void;
   /** The clients recorded: those a restarted target expects back. */

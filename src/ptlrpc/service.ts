@@ -463,7 +463,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     try {
       if (this.#stopped) return;
       const opcode = request.opcode;
-      if (opcode === this.#config.connectOpcode) this.#connect(request);
+      if (opcode === this.#config.connectOpcode) await this.#connect(request);
       else if (opcode === this.#config.disconnectOpcode) await this.#disconnect(request);
       else if (opcode === Opcode.OBD_PING) this.#reply(request, 0, 0n, []);
       else if (await this.#injectedFailure(request)) return;
@@ -569,7 +569,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     return new BulkContext(this.#ni, this.#config.bulkPortal, this.counters, this.#failLoc, request, tx);
   }
 
-  #connect(request: IncomingRequest): void {
+  async #connect(request: IncomingRequest): Promise<void> {
     let connect;
     try {
       connect = decodeConnectRequest(request.buffers);
@@ -626,8 +626,15 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
         this.#sendError(request.peer, request.xid, request.body, -Errno.ENOMEM);
         return;
       }
-      // The client slot of last_rcvd: a restart expects this client back.
-      void Promise.resolve(this.#store.addClient(key)).catch(() => undefined);
+      // The client slot of last_rcvd, durable before the client is answered: a restart
+      // expects it back, so that what it is told later (transnos, objects) is recovered.
+      try {
+        await this.#store.addClient(key);
+      } catch {
+        this.exports.remove(exp);
+        this.#sendError(request.peer, request.xid, request.body, -Errno.EIO);
+        return;
+      }
     }
     request.export = exp;
     this.#reply(request, 0, 0n, [this.#connectData(connect.data.connectFlags)], opFlags);

@@ -312,3 +312,19 @@ t.test('a replay that no longer applies evicts only its client (version-based re
   await worksAgain('a', () => a.fs.mkdir('/d/a'));
   t.same((await a.fs.readdir('/d')).sort(), ['a', 'c'], 'a goes on after its eviction');
 });
+
+t.test('lctl abort_recovery ends a recovery that waits for a client gone for good', async (t) => {
+  const r = await rig(t, 'rlabort');
+  const a = await r.client('rlabort-client-a');
+  const b = await r.client('rlabort-client-b');
+  await a.fs.mkdir('/d');
+  await b.ni.stop();
+  await r.crashMdt(); // the default window: 300 s
+  await until('the MDT waits for b', async () => /^status: RECOVERING$/m.test(await r.param('mdt.*.recovery_status')), 30_000);
+  const bad = await r.tool('lctl', ['abort_recovery', 'nosuch-MDT0000'], 2);
+  t.not(bad.code, 0, 'abort_recovery of a target not mounted here fails');
+  r.ok(await r.tool('lctl', ['abort_recovery', 'rlabort-MDT0000'], 2), 'lctl abort_recovery');
+  t.match(await r.param('mdt.*.recovery_status'), /^status: COMPLETE$/m, 'recovery is over at once');
+  await worksAgain('a', () => a.fs.mkdir('/d/after'));
+  t.same(await a.fs.readdir('/d'), ['after'], 'the file system serves again');
+});

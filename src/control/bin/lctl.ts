@@ -87,6 +87,16 @@ program.command('replay_barrier')
     process.stdout.write(`${r.svname}: REPLAY BARRIER at txg ${r.txg}\n`);
   });
 
+program.command('abort_recovery')
+  .description("end a target's recovery now: every client that has not finished replaying is evicted (Lustre's lctl --device TARGET abort_recovery)")
+  .argument('<target>', 'a mounted MDT or OST by name, e.g. lustre-MDT0000')
+  .action(async (target: string) => {
+    if (!/^[A-Za-z0-9_-]+$/.test(target)) throw new UsageError(`abort_recovery: '${target}' is not a target name (as lustre-MDT0000)`, 2);
+    const set = await callKernel(rundir(), 'set_param', { settings: [{ pattern: `{mdt,obdfilter}.${target}.abort_recovery`, value: '1' }] });
+    if (set.length === 0) throw new UsageError(`abort_recovery: no MDT or OST named ${target} is mounted on this node`, 1);
+    process.stdout.write(`${target}: recovery aborted\n`);
+  });
+
 program.command('fail_loc')
   .description('the fault injection points: set one with set_param fail_loc=ID fail_val=N (modes: 0x80000000 once, 0x20000000 skip, 0x10000000 some, 0x08000000 random)')
   .option('--list', 'list the points (the default)')

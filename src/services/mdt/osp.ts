@@ -48,6 +48,7 @@ export class Osp implements OstSource {
   #lastCreated = 0;
   #ready = false;
   #stopped = false;
+  #watching = false;
   #precreating: Promise<void> | undefined;
   #bytesFree = 0;
   #bytesTotal = 0;
@@ -80,6 +81,14 @@ export class Osp implements OstSource {
           target: { nid: this.#c.nid, pid: LNET_PID_LUSTRE }, targetUuid: this.#c.targetUuid, clientUuid: this.#c.clientUuid,
           ...targetProfiles.ost, requestDeadlineMs: this.#c.requestDeadlineMs, connectDeadlineMs: 5000,
         });
+        // Evicted by the OST (a restart that did not expect us): precreates it had not committed
+        // are gone while their objects may be handed out already; create them again at once.
+        if (!this.#watching) {
+          this.#watching = true;
+          this.#imp.state$.subscribe((state) => {
+            if (state === 'evicted') void this.#recreate();
+          });
+        }
         await this.#c.recovered;
         if (this.#stopped) break;
         // delorphan: the OST destroys what lies above the last object used.
@@ -97,6 +106,18 @@ export class Osp implements OstSource {
     this.#statfsTimer = setInterval(() => void this.#statfs().catch(() => {}), this.#c.statfsIntervalMs);
     this.#statfsTimer.unref();
     this.#maybePrecreate();
+  }
+
+  async #recreate(): Promise<void> {
+    while (!this.#stopped && this.#ready) {
+      try {
+        await this.#create(this.#lastCreated, false);
+        this.#c.log?.('warn', `osp ${this.#c.targetUuid}: evicted by the OST: objects up to ${this.#lastCreated} created again`);
+        return;
+      } catch {
+        await sleep(this.#c.connectRetryMs);
+      }
+    }
   }
 
   async #create(lastId: number, delorphan: boolean): Promise<number> {

@@ -328,7 +328,11 @@ export class Import {
         this.#expired(req);
       } else if (req.attemptDeadline === 0 && !req.control && this.state === 'full') {
         // Expired while the import was not full and left without a resend: resend it now.
-        this.#transmit(req);
+        try {
+          this.#transmit(req);
+        } catch (err) {
+          this.#fail(req, err as Error); // the network interface is gone
+        }
       }
     }
     for (let i = 0; i < this.#waiting.length; i++) {
@@ -343,7 +347,8 @@ export class Import {
   }
 
   #deadlineError(req: ClientRequest): PtlrpcError {
-    return new PtlrpcError('ETIMEDOUT', `${opcodeLabel(req.opcode)} to ${this.#c.targetUuid} got no reply within ${req.deadlineMs} ms`);
+    const where = this.#waiting.includes(req) ? 'never sent' : `${req.attempts} attempt(s), the last ${Math.round(performance.now() - req.sentAtMs)} ms ago`;
+    return new PtlrpcError('ETIMEDOUT', `${opcodeLabel(req.opcode)} to ${this.#c.targetUuid} got no reply within ${req.deadlineMs} ms (${where}; import ${this.state}, ${this.counters.reconnects} reconnects)`);
   }
 
   #expired(req: ClientRequest): void {

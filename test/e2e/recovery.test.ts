@@ -200,30 +200,33 @@ t.test('abort_recov: nobody is recovered; a client learns it was evicted and goe
 
 t.test('request loss and reply loss of each kind of update: resent, executed once', async (t) => {
   const r = await rig(t, 'rloss');
-  const { fs } = await r.client('rloss-client');
-  await fs.mkdir('/d');
-  for (const f of ['u1', 'u2', 'ren1', 'ren2', 'attr', 'trunc']) await fs.writeFile(`/d/${f}`, `${f} content`);
-  await fs.mkdir('/d/rm1');
-  await fs.mkdir('/d/rm2');
+  const { fs: setup } = await r.client('rloss-setup');
+  await setup.mkdir('/d');
+  for (const f of ['u1', 'u2', 'ren1', 'ren2', 'attr', 'trunc']) await setup.writeFile(`/d/${f}`, `${f} content`);
+  await setup.mkdir('/d/rm1');
+  await setup.mkdir('/d/rm2');
   // Each update twice: once its request is lost, once its reply (the MDT executed it and
   // answers the resend from its reply record: a second execution would fail, EEXIST or ENOENT).
-  const updates: Array<[string, (i: number) => Promise<unknown>]> = [
-    ['create', (i) => fs.writeFile(`/d/new${i}`, `new ${i}`, { flag: 'wx' })],
-    ['mkdir', (i) => fs.mkdir(`/d/dir${i}`)],
-    ['unlink', (i) => fs.unlink(`/d/u${i}`)],
-    ['rmdir', (i) => fs.rmdir(`/d/rm${i}`)],
-    ['rename', (i) => fs.rename(`/d/ren${i}`, `/d/renamed${i}`)],
-    ['setattr', (i) => fs.chmod('/d/attr', i === 1 ? 0o640 : 0o600)],
-    ['link', (i) => fs.link('/d/attr', `/d/link${i}`)],
-    ['symlink', (i) => fs.symlink('attr', `/d/sym${i}`)],
-    ['setxattr', (i) => fs.setxattr('/d/attr', `user.k${i}`, `v${i}`, 1 /* XATTR_CREATE */)],
-    ['truncate', (i) => fs.truncate('/d/trunc', i)],
+  // Each loss costs the client an attempt timeout, and each makes its next timeouts longer
+  // (adaptive timeouts): one client per loss keeps the test short.
+  const updates: Array<[string, (fs: FileSystem, i: number) => Promise<unknown>]> = [
+    ['create', (fs, i) => fs.writeFile(`/d/new${i}`, `new ${i}`, { flag: 'wx' })],
+    ['mkdir', (fs, i) => fs.mkdir(`/d/dir${i}`)],
+    ['unlink', (fs, i) => fs.unlink(`/d/u${i}`)],
+    ['rmdir', (fs, i) => fs.rmdir(`/d/rm${i}`)],
+    ['rename', (fs, i) => fs.rename(`/d/ren${i}`, `/d/renamed${i}`)],
+    ['setattr', (fs, i) => fs.chmod('/d/attr', i === 1 ? 0o640 : 0o600)],
+    ['link', (fs, i) => fs.link('/d/attr', `/d/link${i}`)],
+    ['symlink', (fs, i) => fs.symlink('attr', `/d/sym${i}`)],
+    ['setxattr', (fs, i) => fs.setxattr('/d/attr', `user.k${i}`, `v${i}`, 1 /* XATTR_CREATE */)],
+    ['truncate', (fs, i) => fs.truncate('/d/trunc', i)],
   ];
   for (const [what, loc] of [['request', '0x123'], ['reply', '0x122']] as const) {
     const i = what === 'request' ? 1 : 2;
     for (const [name, op] of updates) {
+      const { fs } = await r.client(`rloss-${what}-${name}`);
       r.ok(await r.tool('lctl', ['set_param', `fail_loc=${loc}`], 2), `arm ${loc}`);
-      await op(i);
+      await op(fs, i);
       // A drop point fails once and then reads CFS_FAILED | CFS_FAIL_ONCE | its id.
       t.equal(await r.param('fail_loc'), String((0xc0000000 | Number(loc)) >>> 0), `${name}: its ${what} was lost, and it succeeded`);
     }

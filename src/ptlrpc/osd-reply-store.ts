@@ -86,7 +86,6 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
 
   async addClient(clientUuid: string): Promise<void> {
     if (this.#clients.has(clientUuid)) return;
-    this.#clients.add(clientUuid);
     const tx = this.#osd.begin().declareXattrSet(this.#fid, 64);
     await tx.start();
     const when = Buffer.alloc(8);
@@ -100,6 +99,8 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
       tx.stop();
     }
     await this.#osd.sync();
+    // Known only once durable: a failed write is tried again at the client's next connect.
+    this.#clients.add(clientUuid);
   }
 
   async begin(_clientUuid: string, replayed?: bigint): Promise<OsdReplyTransaction> {

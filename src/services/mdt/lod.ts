@@ -119,7 +119,8 @@ export class Lod {
     const out: StripeObject[] = [];
     for (const [index, { seq, oids }] of this.#adopted) {
       const from = lastUsed.get(index)?.oid ?? 0;
-      const top = Math.max(...oids);
+      let top = 0;
+      for (const oid of oids) if (oid > top) top = oid; // (a spread of a large set would overflow the stack)
       for (let oid = from + 1; oid < top; oid++) if (!oids.has(oid)) out.push({ ostIndex: index, fid: fid(seq, oid) });
     }
     this.#adopted.clear();

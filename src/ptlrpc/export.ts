@@ -8,6 +8,7 @@
 // the NID has an export.
 import { randomBytes } from 'node:crypto';
 import { LprocfsStats } from './stats.js';
+import type { ReverseImport } from './reverse-import.js';
 import type { ProcessId } from './transport.js';
 
 export class Export {
@@ -24,6 +25,10 @@ export class Export {
   readonly stats: LprocfsStats;
   /** The NID the export was created for: its stats directory's name. */
   readonly nid: string;
+  /** The client's own handle from its connect (Lustre's imp_remote_handle of the reverse import); 0 when unknown. */
+  remoteHandle = 0n;
+  /** How the server sends requests (lock callbacks) to this client; made by its first user. */
+  reverse: ReverseImport | undefined;
 
   constructor(clientUuid: string, handle: bigint, connCnt: number, peer: ProcessId, nowMs: number, stats = new LprocfsStats()) {
     this.clientUuid = clientUuid;

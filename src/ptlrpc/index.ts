@@ -30,6 +30,10 @@ export {
   Import, type ImportConfig, type ImportState, type RequestOptions, type Reply, type ImportFailLoc, type ImportCounters,
 } from './import.js';
 export { ReplayList, type ReplayEntry } from './import-parts.js';
+export {
+  ReverseImport, LDLM_TIMEOUT_MS, REVERSE_RPCS_IN_FLIGHT_MAX, REVERSE_QUEUE_MAX, REVERSE_REPLY_BYTES_MAX,
+  type ReverseImportConfig, type ReverseRequestOptions, type ReverseCounters,
+} from './reverse-import.js';
 export type { Network, ProcessId, PutEvent, MdHandle, MdSpec } from './transport.js';
 export { targetProfiles, type TargetProfile } from './profiles.js';
 export { OsdReplyStore, MAX_RECORDED_REPLY_BYTES, type OsdReplyTransaction } from './osd-reply-store.js';

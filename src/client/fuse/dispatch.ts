@@ -2,12 +2,12 @@
 // its op, and the op's answer encoded as the reply body. INIT, INTERRUPT, FORGET, BATCH_FORGET
 // and DESTROY belong to the session and never come here.
 import { constants as osConstants } from 'node:os';
-import type { Entry, FuseOps, OpenReply, RequestContext, SetattrChanges } from './ops.js';
-import { fuseError } from './ops.js';
+import type { Entry, FuseOps, OpenReply, ReleaseInfo, RequestContext, SetattrChanges } from './ops.js';
+import { fuseError, servesFlockLocks, servesPosixLocks } from './ops.js';
 import {
-  BodyReader, Fattr, FopenFlag, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, Opcode, WireError,
-  encodeAttrOut, encodeCreateOut, encodeDirents, encodeEntryOut, encodeLseekOut, encodeOpenOut,
-  encodeSizeOut, encodeStatfsOut, type EntryOut, type InHeader,
+  BodyReader, Fattr, FopenFlag, FUSE_FSYNC_FDATASYNC, FUSE_GETATTR_FH, OFFSET_MAX, Opcode, ReleaseFlag, WireError,
+  decodeLkIn, encodeAttrOut, encodeCreateOut, encodeDirents, encodeEntryOut, encodeLkOut, encodeLseekOut,
+  encodeOpenOut, encodeSizeOut, encodeStatfsOut, type EntryOut, type FileLock, type InHeader,
 } from './wire.js';
 
 export interface Timeouts { entryTimeoutMs: number; attrTimeoutMs: number }
@@ -54,6 +54,47 @@ function decodeSetattr(body: Buffer): SetattrChanges {
   if (valid & Fattr.CTIME) c.ctimeNs = ns(48, 64);
   if (valid & Fattr.FH) c.fh = r.u64(8);
   return c;
+}
+
+/** What a close ends: every lock of the owner on the file. */
+const WHOLE_FILE_UNLOCK: Readonly<FileLock> = Object.freeze({ start: 0n, end: OFFSET_MAX, type: 'unlock', pid: 0 });
+
+/**
+ * FLUSH: the op's flush, then the end of the closer's POSIX locks on the file (the kernel leaves
+ * it to us once it has offered FUSE_POSIX_LOCKS). Without a flush op but with locks, FLUSH must
+ * still succeed: an ENOSYS would make the kernel stop sending it, and locks would outlive their
+ * process.
+ */
+async function serveFlush(ops: FuseOps, ctx: RequestContext, n: number, body: Buffer): Promise<ReplyBody> {
+  const r = new BodyReader(body, 'FLUSH').struct(24);
+  const fh = r.u64(0);
+  const owner = r.big(16);
+  const locks = servesPosixLocks(ops);
+  // Without a flush op and without locks, ENOSYS: the kernel then stops sending FLUSH on every close.
+  if (!ops.flush && !locks) enosys();
+  await ops.flush?.(ctx, n, fh, owner);
+  if (locks) await ops.setlk!(ctx, n, fh, owner, { ...WHOLE_FILE_UNLOCK }, { wait: false, flock: false, close: true });
+  return [];
+}
+
+/** RELEASE: the end of the open file's flock() first (it may need the fh), then the op's release, whatever the unlock did. */
+async function serveRelease(ops: FuseOps, ctx: RequestContext, n: number, body: Buffer): Promise<ReplyBody> {
+  const r = new BodyReader(body, 'RELEASE').struct(24);
+  const fh = r.u64(0);
+  const releaseFlags = r.u32(12);
+  const info: ReleaseInfo = { flush: (releaseFlags & ReleaseFlag.FLUSH) !== 0 };
+  if (releaseFlags & ReleaseFlag.FLOCK_UNLOCK) info.flockOwner = r.big(16);
+  let unlockFailed: { err: unknown } | undefined;
+  if (info.flockOwner !== undefined && servesFlockLocks(ops)) {
+    try {
+      await ops.setlk!(ctx, n, fh, info.flockOwner, { ...WHOLE_FILE_UNLOCK }, { wait: false, flock: true, close: true });
+    } catch (err) {
+      unlockFailed = { err };
+    }
+  }
+  await ops.release?.(ctx, n, fh, r.u32(8), info);
+  if (unlockFailed) throw unlockFailed.err;
+  return [];
 }
 
 /** Encodes an xattr answer as GETXATTR/LISTXATTR want it: its size when asked with size 0, else the bytes or ERANGE. */
@@ -149,12 +190,10 @@ export async function serve(ops: FuseOps, h: InHeader, body: Buffer, ctx: Reques
     case Opcode.STATFS:
       return [encodeStatfsOut(await (ops.statfs ?? enosys).call(ops, ctx, n))];
     case Opcode.RELEASE:
-    case Opcode.RELEASEDIR: {
-      const r = new BodyReader(body, 'RELEASE').struct(24);
-      if (h.opcode === Opcode.RELEASE) await ops.release?.(ctx, n, r.u64(0), r.u32(8));
-      else await ops.releasedir?.(ctx, n, r.u64(0));
+      return serveRelease(ops, ctx, n, body);
+    case Opcode.RELEASEDIR:
+      await ops.releasedir?.(ctx, n, new BodyReader(body, 'RELEASEDIR').struct(24).u64(0));
       return [];
-    }
     case Opcode.FSYNC:
     case Opcode.FSYNCDIR: {
       const r = new BodyReader(body, 'FSYNC').struct(16);
@@ -162,12 +201,8 @@ export async function serve(ops: FuseOps, h: InHeader, body: Buffer, ctx: Reques
       await (op ?? enosys).call(ops, ctx, n, r.u64(0), (r.u32(8) & FUSE_FSYNC_FDATASYNC) !== 0);
       return [];
     }
-    case Opcode.FLUSH: {
-      // Without a flush op, ENOSYS: the kernel then stops sending FLUSH on every close.
-      const r = new BodyReader(body, 'FLUSH').struct(24);
-      await (ops.flush ?? enosys).call(ops, ctx, n, r.u64(0), r.big(16));
-      return [];
-    }
+    case Opcode.FLUSH:
+      return serveFlush(ops, ctx, n, body);
     case Opcode.SETXATTR: {
       const r = new BodyReader(body, 'SETXATTR').struct(8);
       const size = r.u32(0);
@@ -216,8 +251,20 @@ export async function serve(ops: FuseOps, h: InHeader, body: Buffer, ctx: Reques
       const at = await (ops.lseek ?? enosys).call(ops, ctx, n, r.u64(0), r.u64(8), r.u32(16));
       return [encodeLseekOut(at)];
     }
+    case Opcode.GETLK: {
+      const lk = decodeLkIn(body, 'GETLK');
+      const held = await (ops.getlk ?? enosys).call(ops, ctx, n, lk.fh, lk.owner, lk.lock);
+      return [encodeLkOut(held && held.type !== 'unlock' ? held : { ...lk.lock, type: 'unlock', pid: 0 })];
+    }
+    case Opcode.SETLK:
+    case Opcode.SETLKW: {
+      const wait = h.opcode === Opcode.SETLKW;
+      const lk = decodeLkIn(body, wait ? 'SETLKW' : 'SETLK');
+      await (ops.setlk ?? enosys).call(ops, ctx, n, lk.fh, lk.owner, lk.lock, { wait, flock: lk.flock, close: false });
+      return [];
+    }
     default:
-      // Locks, ioctl, poll, bmap, readdirplus, copy_file_range: not offered; ENOSYS makes the
+      // ioctl, poll, bmap, readdirplus, copy_file_range: not offered; ENOSYS makes the
       // kernel fall back (or fail the call) on its own.
       throw fuseError('ENOSYS');
   }

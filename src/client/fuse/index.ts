@@ -3,10 +3,11 @@
 // low-level operations); Passthrough is such ops over a local directory.
 export { FuseSession, type SessionOptions, type SessionStats, type DebugEvent } from './session.js';
 export {
-  fuseError, RENAME_EXCHANGE, RENAME_NOREPLACE,
+  fuseError, RENAME_EXCHANGE, RENAME_NOREPLACE, servesFlockLocks, servesPosixLocks,
   type FuseOps, type RequestContext, type Entry, type AttrReply, type OpenReply, type SetattrChanges,
-  type ConnectionInfo, type Attr, type Dirent, type Statfs,
+  type ConnectionInfo, type Attr, type Dirent, type Statfs, type FileLock, type LockType, type SetlkOptions, type ReleaseInfo,
 } from './ops.js';
 export { Passthrough, attrOf } from './passthrough.js';
 export { fuseMountAt, abortConnection } from './mount.js';
-export { FUSE_ROOT_ID, Opcode, InitFlag, WireError } from './wire.js';
+export { FUSE_ROOT_ID, OFFSET_MAX, Opcode, InitFlag, WireError } from './wire.js';
+export { NOTIFY_QUEUE_MAX } from './notify.js';

@@ -15,6 +15,15 @@
 // path inside it, and no child spawned with its cwd inside it (libuv waits for the child's exec
 // synchronously, and the child's chdir waits for this process to answer): both deadlock, and
 // only an abort through fusectl (abort()) frees them.
+//
+// Locks: when the ops serve them (ops.ts), INIT offers FUSE_POSIX_LOCKS and FUSE_FLOCK_LOCKS. A
+// SETLKW may wait as long as the lock is held elsewhere, so it has no op timeout and gives its
+// credit back at once (a waiter must not keep out the unlock that would end its wait); at most
+// maxLockWaiters wait at once, more are answered ENOLCK. It ends by the op: granted, or EINTR
+// when the kernel interrupts it (the caller got a signal or was killed).
+//
+// Cache invalidation: invalInode() and invalEntry() write notifications (notify.ts says from
+// where it is safe to wait for them).
 import { spawnSync } from 'node:child_process';
 import { closeSync, openSync, writeFileSync, writevSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
@@ -22,11 +31,13 @@ import { resolve as resolvePath } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { errnoOf, serve, type ReplyBody } from './dispatch.js';
 import { abortConnection, fuseMountAt, mountFuse, umountFuse } from './mount.js';
-import type { ConnectionInfo, FuseOps, RequestContext } from './ops.js';
+import { Notifier } from './notify.js';
+import { fuseError, servesFlockLocks, servesPosixLocks, type ConnectionInfo, type FuseOps, type RequestContext } from './ops.js';
 import { READERS_DEFAULT, startReaders, type Readers } from './reader.js';
 import {
-  BodyReader, FUSE_KERNEL_VERSION, FUSE_MINOR, IN_HEADER_BYTES, InitFlag, OUT_HEADER_BYTES, Opcode,
-  decodeInHeader, decodeInitIn, encodeError, encodeInitOut, outHeader, type InHeader,
+  BodyReader, FUSE_KERNEL_VERSION, FUSE_MINOR, FUSE_NAME_MAX, IN_HEADER_BYTES, InitFlag, OUT_HEADER_BYTES, Opcode,
+  decodeInHeader, decodeInitIn, encodeError, encodeInitOut, encodeNotifyInvalEntry, encodeNotifyInvalInode, outHeader,
+  type InHeader,
 } from './wire.js';
 
 const MiB = 1024 * 1024;
@@ -91,6 +102,8 @@ export interface SessionOptions {
   autoInvalData?: boolean;
   /** Requests inside the session at once (default 64); the rest wait in the kernel. */
   maxInFlight?: number;
+  /** SETLKW requests waiting for their lock at once, outside maxInFlight (default 4096); more are answered ENOLCK. */
+  maxLockWaiters?: number;
   /** Reader threads (default 1, see reader.ts). */
   readers?: number;
   /** Limit on waiting for INIT after mount(8) succeeded (default 10 s). */
@@ -110,13 +123,21 @@ export interface SessionStats {
   largestWriteBytes: number;
   /** INTERRUPTs that found their request still running (its signal was aborted). */
   interrupts: number;
+  /** SETLKW requests waiting now. */
+  lockWaiters: number;
+  /** Notifications the kernel applied, and those that found nothing cached (ENOENT). */
+  invalidations: number;
+  invalidationsUncached: number;
 }
 
-interface InFlight { abort: AbortController; timer: NodeJS.Timeout }
+interface InFlight { abort: AbortController; timer: NodeJS.Timeout | undefined }
 
 export class FuseSession {
   readonly mountpoint: string;
-  readonly stats: SessionStats = { requests: 0, errors: 0, timeouts: 0, malformed: 0, abandoned: 0, largestWriteBytes: 0, interrupts: 0 };
+  readonly stats: SessionStats = {
+    requests: 0, errors: 0, timeouts: 0, malformed: 0, abandoned: 0, largestWriteBytes: 0, interrupts: 0, lockWaiters: 0,
+    invalidations: 0, invalidationsUncached: 0,
+  };
   /** Resolves when the kernel connection has ended and the fd is closed. */
   readonly closed: Promise<void>;
   conn: ConnectionInfo | undefined;
@@ -126,6 +147,7 @@ export class FuseSession {
   private fdOpen = true;
   private readers!: Readers;
   private readonly inFlight = new Map<bigint, InFlight>();
+  private readonly notifier: Notifier;
   private readonly log: Logger;
   private readonly o: Required<Omit<SessionOptions, 'logger' | 'debug'>> & Pick<SessionOptions, 'debug'>;
   private initDone!: (err?: Error) => void;
@@ -143,10 +165,11 @@ export class FuseSession {
       maxReadaheadBytes: opts.maxReadaheadBytes ?? MiB,
       attrTimeoutMs: opts.attrTimeoutMs ?? 1000, entryTimeoutMs: opts.entryTimeoutMs ?? 1000,
       allowOther: opts.allowOther ?? false, defaultPermissions: opts.defaultPermissions ?? true,
-      opTimeoutMs: opts.opTimeoutMs ?? 60_000, maxInFlight: opts.maxInFlight ?? 64, writebackCache: opts.writebackCache ?? false, autoInvalData: opts.autoInvalData ?? true,
+      opTimeoutMs: opts.opTimeoutMs ?? 60_000, maxInFlight: opts.maxInFlight ?? 64, maxLockWaiters: opts.maxLockWaiters ?? 4096, writebackCache: opts.writebackCache ?? false, autoInvalData: opts.autoInvalData ?? true,
       readers: opts.readers ?? READERS_DEFAULT, initTimeoutMs: opts.initTimeoutMs ?? 10_000, debug: opts.debug,
     };
     this.fd = openSync('/dev/fuse', 'r+');
+    this.notifier = new Notifier(this.fd);
     this.initialized = new Promise((res, rej) => { this.initDone = (e) => (e ? rej(e) : res()); });
     this.initialized.catch(() => {});
     this.closed = new Promise((r) => { this.resolveClosed = r; });
@@ -209,6 +232,49 @@ export class FuseSession {
     return this.connectionId !== undefined && abortConnection(this.connectionId);
   }
 
+  /**
+   * Drops what the kernel caches of a file (FUSE_NOTIFY_INVAL_INODE): its attributes, and its
+   * cached pages from `offset` for `length` bytes (length 0: to the end of the file; offset < 0:
+   * the attributes only). The next stat or read asks the ops again, even within the validity
+   * they gave and for a file opened with keepCache. Resolves true when done, false when the
+   * kernel had nothing of the file cached (or the session has ended): neither is an error.
+   * Safe from anywhere, but see notify.ts before awaiting it inside an op.
+   */
+  invalInode(nodeid: number, offset = 0, length = 0): Promise<boolean> {
+    if (!Number.isSafeInteger(nodeid) || nodeid < 1 || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
+      return Promise.reject(fuseError('EINVAL', `invalInode(${nodeid}, ${offset}, ${length}): not a nodeid and a range`));
+    }
+    return this.notify(encodeNotifyInvalInode(nodeid, offset, length));
+  }
+
+  /**
+   * Drops the kernel's cached name `name` in directory `parent` (FUSE_NOTIFY_INVAL_ENTRY), a
+   * negative one included: the next use of the name looks it up again, even within its entry
+   * validity. Resolves true when done, false when the kernel had not cached it (or the session
+   * has ended). Safe from anywhere, but see notify.ts before awaiting it inside an op.
+   */
+  invalEntry(parent: number, name: string): Promise<boolean> {
+    const bytes = Buffer.from(name);
+    if (!Number.isSafeInteger(parent) || parent < 1 || bytes.length === 0 || name.includes('/') || bytes.includes(0)) {
+      return Promise.reject(fuseError('EINVAL', `invalEntry(${parent}, ${JSON.stringify(name)}): not a directory and a name`));
+    }
+    if (bytes.length > FUSE_NAME_MAX) return Promise.reject(fuseError('ENAMETOOLONG'));
+    return this.notify(encodeNotifyInvalEntry(parent, bytes));
+  }
+
+  private async notify(message: Buffer): Promise<boolean> {
+    if (!this.fdOpen) return false;
+    const code = await this.notifier.send(message);
+    if (code === null) {
+      this.stats.invalidations++;
+      return true;
+    }
+    // ENOENT: not cached. ENODEV, ENOTCONN: the connection has ended, and its caches with it.
+    if (code === 'ENOENT') this.stats.invalidationsUncached++;
+    if (code === 'ENOENT' || code === 'ENODEV' || code === 'ENOTCONN') return false;
+    throw fuseError(code, `FUSE notification refused by the kernel: ${code}`);
+  }
+
   /** Run at process exit while still mounted: abort, then detach, so neither the exit nor the mount point hangs. */
   private emergencyUnmount(): void {
     if (!this.fdOpen) return;
@@ -223,6 +289,7 @@ export class FuseSession {
     process.off('exit', this.exitHandler);
     for (const f of this.inFlight.values()) { clearTimeout(f.timer); f.abort.abort(); }
     this.inFlight.clear();
+    this.notifier.close();
     this.closeFd();
     this.initDone(new Error(`FUSE connection ended before INIT (${reason})`));
     void this.runDestroy().finally(() => this.resolveClosed());
@@ -321,7 +388,8 @@ export class FuseSession {
       return;
     }
     const want = InitFlag.ASYNC_READ | InitFlag.ATOMIC_O_TRUNC | InitFlag.BIG_WRITES | InitFlag.MAX_PAGES
-      | InitFlag.PARALLEL_DIROPS | (this.o.autoInvalData ? InitFlag.AUTO_INVAL_DATA : 0) | (this.o.writebackCache ? InitFlag.WRITEBACK_CACHE : 0);
+      | InitFlag.PARALLEL_DIROPS | (this.o.autoInvalData ? InitFlag.AUTO_INVAL_DATA : 0) | (this.o.writebackCache ? InitFlag.WRITEBACK_CACHE : 0)
+      | (servesPosixLocks(this.ops) ? InitFlag.POSIX_LOCKS : 0) | (servesFlockLocks(this.ops) ? InitFlag.FLOCK_LOCKS : 0);
     const flags = init.flags & want;
     const maxPages = Math.ceil(this.o.maxWriteBytes / PAGE_BYTES);
     const conn: ConnectionInfo = {
@@ -378,6 +446,17 @@ export class FuseSession {
   private dispatch(h: InHeader, body: Buffer): void {
     const abort = new AbortController();
     const ctx: RequestContext = { uid: h.uid, gid: h.gid, pid: h.pid, unique: h.unique, signal: abort.signal };
+    // A lock waiter gives its credit back now and waits without a timeout (see the top of the file).
+    const waiter = h.opcode === Opcode.SETLKW;
+    if (waiter) {
+      this.readers.credit();
+      if (this.stats.lockWaiters >= this.o.maxLockWaiters) {
+        this.stats.errors++;
+        this.write(h.unique, osConstants.errno.ENOLCK, [], h.opcode);
+        return;
+      }
+      this.stats.lockWaiters++;
+    }
     let answered = false;
     const finish = (errno: number, reply: ReplyBody): void => {
       if (answered) return;
@@ -385,9 +464,10 @@ export class FuseSession {
       clearTimeout(timer);
       this.inFlight.delete(h.unique);
       this.write(h.unique, errno, reply, h.opcode);
-      this.readers.credit();
+      if (waiter) this.stats.lockWaiters--;
+      else this.readers.credit();
     };
-    const timer = setTimeout(() => {
+    const timer = waiter ? undefined : setTimeout(() => {
       this.stats.timeouts++;
       this.stats.abandoned++;
       this.log.warn({ opcode: h.opcode, nodeid: h.nodeid, unique: String(h.unique), ms: this.o.opTimeoutMs }, 'fuse: op timed out, answered EIO');

@@ -59,6 +59,20 @@
 //   INTERRUPT 36 (no reply of its own): fuse_interrupt_in { 0 u64 unique }                 8
 //   FALLOCATE 43:          fuse_fallocate_in   { 0 u64 fh, 8 u64 offset, 16 u64 length, 24 u32 mode, 28 pad } 32
 //   LSEEK 46:              fuse_lseek_in       { 0 u64 fh, 8 u64 offset, 16 u32 whence, 20 pad } 24
+//   GETLK 31, SETLK 32, SETLKW 33: fuse_lk_in  { 0 u64 fh, 8 u64 owner, 16 fuse_file_lock lk,
+//                          40 u32 lk_flags (1 = FUSE_LK_FLOCK: a BSD flock(), not a POSIX lock), 44 pad } 48
+//     fuse_file_lock (24): { 0 u64 start, 8 u64 end, 16 u32 type, 20 u32 pid }: bytes start..end
+//                          inclusive, end = OFFSET_MAX (2^63 - 1) for "to the end of the file, however
+//                          far"; type F_RDLCK 0, F_WRLCK 1, F_UNLCK 2 (Linux's values); pid the caller's
+//                          process (thread group) id, 0 in an unlock. owner names the lock owner: a
+//                          scramble of the caller's file table (POSIX locks) or of the open file
+//                          (flock), the same for every request of that owner. SETLKW waits for the
+//                          lock; SETLK fails EAGAIN instead. A flock() is start 0, end OFFSET_MAX.
+//   RELEASE's release_flags: 1 = FUSE_RELEASE_FLUSH, 2 = FUSE_RELEASE_FLOCK_UNLOCK (lock_owner is then
+//                          the owner whose flock() locks end with this open file: the kernel keeps no
+//                          record of them when the file system serves flock).
+//   FLUSH's lock_owner: the owner of the caller's POSIX locks (every close() sends one; with
+//                          FUSE_POSIX_LOCKS the kernel leaves their release at close to the file system).
 //
 // Reply bodies:
 //   fuse_attr (88): 0 u64 ino, 8 u64 size, 16 u64 blocks, 24 u64 atime, 32 u64 mtime, 40 u64 ctime,
@@ -75,6 +89,9 @@
 //     32 u64 ffree, 40 u32 bsize, 44 u32 namelen, 48 u32 frsize, 52 pad, 56 u32 spare[6]
 //   fuse_getxattr_out (8): 0 u32 size, 4 pad   (GETXATTR/LISTXATTR asked with size 0)
 //   fuse_lseek_out (8): 0 u64 offset
+//   fuse_lk_out (24): fuse_file_lock: the lock that conflicts with the one asked about (GETLK), or
+//     type F_UNLCK when none does (the other fields are then not read). The kernel refuses (EIO) a
+//     conflicting lock whose end is below its start or above OFFSET_MAX.
 //   READ, READLINK, GETXATTR and LISTXATTR (size > 0): the bytes themselves
 //   READDIR: fuse_dirent records, each { 0 u64 ino, 8 u64 off, 16 u32 namelen, 20 u32 type,
 //     24 name (not NUL-terminated) } padded to 8 bytes; off is the offset of the NEXT entry, the
@@ -83,9 +100,21 @@
 //     16 u16 max_background, 18 u16 congestion_threshold, 20 u32 max_write, 24 u32 time_gran,
 //     28 u16 max_pages, 30 u16 map_alignment, 32 u32 flags2, 36 unused[7]
 //
+// Notifications: a message the file system writes to /dev/fuse unasked, to drop what the kernel
+// caches. A fuse_out_header with unique 0 and error = the notify code, then its body; the kernel
+// answers through the write() itself: it returns the bytes written, or fails with the errno
+// (ENOENT: nothing of that is cached; EINVAL: a malformed body).
+//   FUSE_NOTIFY_INVAL_INODE 2: fuse_notify_inval_inode_out { 0 u64 ino (the nodeid), 8 i64 off,
+//     16 i64 len } 24: drops the cached attributes, and the cached pages from off for len bytes
+//     (len <= 0: to the end); off < 0 drops the attributes only.
+//   FUSE_NOTIFY_INVAL_ENTRY 3: fuse_notify_inval_entry_out { 0 u64 parent, 8 u32 namelen, 12 u32 flags
+//     (0: padding before 7.38) } 16, then the name and a NUL (namelen counts the name without it):
+//     drops the cached name parent/name (and a negative entry of it).
+//   (POLL 1, STORE 4, RETRIEVE 5, DELETE 6 are not sent by this package.)
+//
 // What makes a request valid here: at least 40 bytes; len equal to the bytes read; the body at
 // least as long as the opcode's struct; every name NUL-terminated inside the body; a WRITE's data
-// exactly its size; nodeids and file handles below 2^53 (this package hands out only such). A
+// exactly its size; a lock of type F_RDLCK, F_WRLCK or F_UNLCK with start <= end <= OFFSET_MAX; nodeids and file handles below 2^53 (this package hands out only such). A
 // request that breaks one of these is a WireError; the session answers it EIO and logs it.
 
 export const FUSE_KERNEL_VERSION = 7;
@@ -101,6 +130,14 @@ export const OPEN_OUT_BYTES = 16;
 export const STATFS_OUT_BYTES = 80;
 export const INIT_OUT_BYTES = 64;
 export const DIRENT_BYTES = 24;
+export const LK_IN_BYTES = 48;
+export const LK_OUT_BYTES = 24;
+export const NOTIFY_INVAL_INODE_BYTES = 24;
+export const NOTIFY_INVAL_ENTRY_BYTES = 16;
+/** The kernel's limit on a notified name (FUSE_NAME_MAX); a real name is at most 255 bytes. */
+export const FUSE_NAME_MAX = 1024;
+/** fuse_file_lock.end of a lock that runs to the end of the file, however far it grows. */
+export const OFFSET_MAX = 0x7fff_ffff_ffff_ffffn;
 /** The kernel refuses a read of /dev/fuse into a buffer smaller than this. */
 export const FUSE_MIN_READ_BUFFER = 8192;
 
@@ -133,6 +170,14 @@ export const Fattr = {
 export const FopenFlag = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, NONSEEKABLE: 1 << 2, CACHE_DIR: 1 << 3 } as const;
 
 export const FUSE_GETATTR_FH = 1;
+/** fuse_lk_in.lk_flags: the lock is a BSD flock(), not a POSIX (fcntl) lock. */
+export const FUSE_LK_FLOCK = 1;
+/** fuse_release_in.release_flags. */
+export const ReleaseFlag = { FLUSH: 1 << 0, FLOCK_UNLOCK: 1 << 1 } as const;
+/** fuse_out_header.error of a notification (unique 0). */
+export const NotifyCode = { POLL: 1, INVAL_INODE: 2, INVAL_ENTRY: 3, STORE: 4, RETRIEVE: 5, DELETE: 6 } as const;
+/** fuse_file_lock.type: Linux's F_RDLCK, F_WRLCK, F_UNLCK. */
+const LOCK_TYPES = ['read', 'write', 'unlock'] as const;
 export const FUSE_FSYNC_FDATASYNC = 1;
 
 /** A request that breaks the protocol: answered EIO by the session, never thrown past it. */
@@ -170,6 +215,20 @@ export interface Attr {
   atimeNs: bigint;
   mtimeNs: bigint;
   ctimeNs: bigint;
+}
+
+/** A shared (F_RDLCK) or exclusive (F_WRLCK) lock, or the end of one (F_UNLCK). */
+export type LockType = (typeof LOCK_TYPES)[number];
+
+/** fuse_file_lock: a byte range lock as the kernel asks for it or is told of it. */
+export interface FileLock {
+  /** First byte. */
+  start: bigint;
+  /** Last byte, inclusive; OFFSET_MAX for "to the end of the file". */
+  end: bigint;
+  type: LockType;
+  /** The process that holds or asks (its thread group id); 0 in an unlock or when not known. */
+  pid: number;
 }
 
 const MAX_ID = BigInt(Number.MAX_SAFE_INTEGER);
@@ -393,5 +452,61 @@ export function encodeDirents(entries: readonly Dirent[], maxBytes: number): Buf
     n.copy(b, at + DIRENT_BYTES);
     at += direntBytes(n.length);
   }
+  return b;
+}
+
+// ---- locks ----
+
+export interface LkIn {
+  fh: number;
+  owner: bigint;
+  lock: FileLock;
+  /** FUSE_LK_FLOCK: a flock(), whose owner is the open file. */
+  flock: boolean;
+}
+
+/** fuse_lk_in of GETLK, SETLK and SETLKW. */
+export function decodeLkIn(body: Buffer, what = 'LK'): LkIn {
+  const r = new BodyReader(body, what).struct(LK_IN_BYTES);
+  const start = r.big(16);
+  const end = r.big(24);
+  const code = r.u32(32);
+  const type = LOCK_TYPES[code];
+  if (type === undefined) throw new WireError(`${what}: lock type ${code} is none of F_RDLCK, F_WRLCK, F_UNLCK`);
+  if (end > OFFSET_MAX || start > end) throw new WireError(`${what}: lock range ${start}..${end} is not one`);
+  return { fh: r.u64(0), owner: r.big(8), lock: { start, end, type, pid: r.u32(36) }, flock: (r.u32(40) & FUSE_LK_FLOCK) !== 0 };
+}
+
+/** fuse_lk_out: the lock that conflicts, or F_UNLCK (with the range asked about) when none does. */
+export function encodeLkOut(lock: FileLock): Buffer {
+  const b = Buffer.alloc(LK_OUT_BYTES);
+  b.writeBigUInt64LE(lock.start, 0);
+  b.writeBigUInt64LE(lock.end, 8);
+  b.writeUInt32LE(LOCK_TYPES.indexOf(lock.type), 16);
+  b.writeUInt32LE(lock.pid >>> 0, 20);
+  return b;
+}
+
+// ---- notifications ----
+
+/** FUSE_NOTIFY_INVAL_INODE, header included. offset < 0: the attributes only; length <= 0: to the end. */
+export function encodeNotifyInvalInode(nodeid: number, offset: number, length: number): Buffer {
+  const len = OUT_HEADER_BYTES + NOTIFY_INVAL_INODE_BYTES;
+  const b = Buffer.alloc(len);
+  outHeader(len, NotifyCode.INVAL_INODE, 0n).copy(b, 0);
+  b.writeBigUInt64LE(BigInt(nodeid), 16);
+  b.writeBigInt64LE(BigInt(offset), 24);
+  b.writeBigInt64LE(BigInt(length), 32);
+  return b;
+}
+
+/** FUSE_NOTIFY_INVAL_ENTRY, header included: the name's bytes then a NUL. */
+export function encodeNotifyInvalEntry(parent: number, name: Buffer): Buffer {
+  const len = OUT_HEADER_BYTES + NOTIFY_INVAL_ENTRY_BYTES + name.length + 1;
+  const b = Buffer.alloc(len);
+  outHeader(len, NotifyCode.INVAL_ENTRY, 0n).copy(b, 0);
+  b.writeBigUInt64LE(BigInt(parent), 16);
+  b.writeUInt32LE(name.length, 24);
+  name.copy(b, 32);
   return b;
 }

@@ -1,0 +1,13 @@
+// The lock manager (LDLM): lock modes and types, resource names, the policies of each lock
+// type, the server namespace, the client lock cache and Lustre's wire structures.
+export * from './modes.js';
+export * from './errors.js';
+export * from './resource.js';
+export * from './types.js';
+export * from './plain.js';
+export * from './extent.js';
+export * from './inodebits.js';
+export * from './flock.js';
+export * from './namespace.js';
+export { checkRequest } from './validate.js';
+export * from './wire.js';

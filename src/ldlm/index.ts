@@ -11,3 +11,4 @@ export * from './flock.js';
 export * from './namespace.js';
 export { checkRequest } from './validate.js';
 export * from './wire.js';
+export * from './client-cache.js';

@@ -307,7 +307,8 @@ export class Namespace {
     if (res.type === LockType.FLOCK) return this.reprocessFlock(res);
     const out = emptyRelease();
     const still: Lock[] = [];
-    for (const w of res.waiting) {
+    // grant() takes each granted waiter out of res.waiting: walk a copy.
+    for (const w of [...res.waiting]) {
       const byGranted = res.granted.some((g) => this.conflicts(res, g, w));
       const byWaiting = still.some((x) => this.conflicts(res, x, w));
       if (!byGranted && !byWaiting) {

@@ -1,0 +1,268 @@
+// The client side of lock requests: what an MDC or OSC does to take a lock from its target
+// and give it back (Lustre's ldlm_cli_enqueue, ldlm_cli_cancel and the client half of the
+// callbacks). One LdlmClient per import, registered with the process's CallbackService.
+//
+//   enqueue: a cookie of our own for the lock (lock_handle[0]) is registered before the
+//     LDLM_ENQUEUE leaves, so that a completion callback overtaking the reply finds it. The
+//     reply (ldlm_reply) gives the server's cookie and either the granted lock or a BLOCK_*
+//     flag: then the lock is granted by a completion callback (LDLM_CP_CALLBACK), waited for
+//     at most cpWaitMs (the lock is cancelled and the enqueue fails with ETIMEDOUT past it).
+//   blocking callback: the owner's `blocking` hook runs (flush what the lock covers, then
+//     cancel); without a hook the lock is cancelled at once. A completion callback flagged
+//     AST_SENT carries a blocking callback along: the hook runs once the lock is granted.
+//   cancel: LDLM_CANCEL with the server's cookies; the lock is forgotten first, so that a
+//     blocking callback racing with it is answered "no such lock" (-EINVAL), which the server
+//     takes as the cancel it is.
+//   glimpse callback: the owner's `glimpse` hook gives the LVB (its idea of the size).
+import { randomBytes } from 'node:crypto';
+import { Errno, Opcode, PtlrpcError, statusError, type Import } from '../ptlrpc/index.js';
+import { ELDLM_NO_LOCK_DATA, type CallbackInfo, type CallbackService } from './callbacks.js';
+import { LockFlag, type LockMode, type LockType } from './modes.js';
+import type { ResId } from './resource.js';
+import type { Policy } from './types.js';
+import { decodeLdlmReply, encodeLdlmRequest, type LockDesc } from './wire.js';
+
+/** LDLM_FL_BLOCKED_MASK: an enqueue reply with one of these waits for its completion callback. */
+export const LDLM_FL_BLOCKED_MASK = LockFlag.BLOCK_GRANTED | 0x4 /* BLOCK_CONV */ | LockFlag.BLOCK_WAIT;
+/** How long an enqueue waits for its completion callback by default (Lustre waits on; a bound is kept here). */
+export const CP_WAIT_MS = 300_000;
+/** Locks one client namespace keeps. */
+export const CLIENT_LOCKS_MAX = 1 << 20;
+
+export interface EnqueueRequest {
+  resId: ResId;
+  type: LockType;
+  mode: LockMode;
+  policy?: Policy;
+  flags?: number;
+  /** Buffers after the ldlm_request: an intent (open, lookup, getattr) for the server's intent handler. */
+  intent?: Buffer[];
+  /** The longest wait for the completion callback when the lock is blocked. */
+  cpWaitMs?: number;
+}
+
+export interface ClientLock {
+  /** Our cookie (what callbacks name the lock by). */
+  readonly handle: bigint;
+  /** The server's cookie (what cancels name it by). */
+  remoteHandle: bigint;
+  readonly resId: ResId;
+  readonly type: LockType;
+  /** The granted mode. */
+  mode: LockMode;
+  /** The policy as granted: an extent may have grown. */
+  policy: Policy | undefined;
+  /** The reply's flags, and AST_SENT/CBPENDING once a blocking callback came. */
+  flags: number;
+  /** The LVB a completion callback carried. */
+  lvb?: Buffer;
+  /** The enqueue reply's buffers after the ldlm_reply (what an intent handler answered). */
+  replyBuffers: Buffer[];
+  /** ldlm_reply.lock_policy_res1 and res2 (an intent's disposition and status). */
+  policyRes1: bigint;
+  policyRes2: bigint;
+}
+
+export interface LdlmClientHooks {
+  /** The server wants the lock back: flush what it covers, then cancel. Default: cancel at once. */
+  blocking?(lock: ClientLock, blockingDesc: LockDesc): void | Promise<void>;
+  /** The LVB (ost_lvb) of what the lock covers. Without it a glimpse is answered -ELDLM_NO_LOCK_DATA. */
+  glimpse?(lock: ClientLock, desc: LockDesc): Buffer | Promise<Buffer>;
+}
+
+interface Entry {
+  lock: ClientLock | undefined;
+  /** A completion callback that came before the enqueue reply. */
+  early: CallbackInfo | undefined;
+  granted: boolean;
+  /** Resolved by the completion callback of a blocked enqueue. */
+  wake: ((info: CallbackInfo) => void) | undefined;
+  blockingPending: LockDesc | undefined;
+  cancelling: boolean;
+}
+
+let nextCookie = randomBytes(8).readBigUInt64LE(0) & 0x0fff_ffff_ffff_ffffn;
+
+function newCookie(): bigint {
+  nextCookie = (nextCookie + 1n) & 0x0fff_ffff_ffff_ffffn;
+  return nextCookie === 0n ? newCookie() : nextCookie;
+}
+
+export interface LdlmClientCounters {
+  enqueues: number;
+  grantedAtOnce: number;
+  waited: number;
+  blocking: number;
+  cancels: number;
+  glimpses: number;
+}
+
+export class LdlmClient {
+  readonly counters: LdlmClientCounters = { enqueues: 0, grantedAtOnce: 0, waited: 0, blocking: 0, cancels: 0, glimpses: 0 };
+  readonly #import: Import;
+  readonly #hooks: LdlmClientHooks;
+  readonly #entries = new Map<bigint, Entry>();
+  readonly #unregister: () => void;
+
+  constructor(imp: Import, callbacks: CallbackService, hooks: LdlmClientHooks = {}) {
+    this.#import = imp;
+    this.#hooks = hooks;
+    this.#unregister = callbacks.register((handle) => this.#entries.has(handle), {
+      blocking: (info) => this.#onBlocking(info),
+      completion: (info) => this.#onCompletion(info),
+      glimpse: (info) => this.#onGlimpse(info),
+    });
+  }
+
+  /** Granted locks, by our cookie. */
+  lookup(handle: bigint): ClientLock | undefined {
+    const e = this.#entries.get(handle);
+    return e?.granted ? e.lock : undefined;
+  }
+
+  locks(): ClientLock[] {
+    const out: ClientLock[] = [];
+    for (const e of this.#entries.values()) if (e.granted && e.lock) out.push(e.lock);
+    return out;
+  }
+
+  /** Stops answering callbacks for this import's locks (they are answered -EINVAL from now on). */
+  close(): void {
+    this.#unregister();
+    for (const e of this.#entries.values()) e.wake?.({ handle: 0n } as CallbackInfo);
+    this.#entries.clear();
+  }
+
+  /** Takes a lock: resolves once it is granted, or fails with the server's error (EAGAIN, EDEADLK, ...). */
+  async enqueue(req: EnqueueRequest): Promise<ClientLock> {
+    if (this.#entries.size >= CLIENT_LOCKS_MAX) throw new PtlrpcError('ENOLCK', `${this.#entries.size} locks held (CLIENT_LOCKS_MAX)`);
+    const handle = newCookie();
+    const entry: Entry = { lock: undefined, early: undefined, granted: false, wake: undefined, blockingPending: undefined, cancelling: false };
+    this.#entries.set(handle, entry);
+    this.counters.enqueues++;
+    const body = encodeLdlmRequest({
+      flags: (req.flags ?? 0) | (req.intent ? LockFlag.HAS_INTENT : 0),
+      lockDesc: { resId: req.resId, type: req.type, reqMode: req.mode, grantedMode: 0, policy: req.policy },
+      lockHandles: [handle, 0n],
+    });
+    let reply;
+    try {
+      reply = await this.#import.request(Opcode.LDLM_ENQUEUE, [body, ...(req.intent ?? [])]);
+    } catch (err) {
+      this.#entries.delete(handle);
+      throw err;
+    }
+    const r = decodeLdlmReply(reply.buffers[0]);
+    const lock: ClientLock = {
+      handle, remoteHandle: r.lockHandle, resId: req.resId, type: req.type, mode: r.lockDesc.grantedMode || req.mode,
+      policy: r.lockDesc.policy ?? req.policy, flags: r.flags, replyBuffers: reply.buffers.slice(1),
+      policyRes1: r.policyRes1, policyRes2: r.policyRes2,
+    };
+    entry.lock = lock;
+    if (!this.#entries.has(handle)) throw new PtlrpcError('ESHUTDOWN', 'the lock client was closed during the enqueue');
+    if ((r.flags & LDLM_FL_BLOCKED_MASK) === 0) {
+      this.counters.grantedAtOnce++;
+      this.#grant(entry, undefined);
+      return lock;
+    }
+    this.counters.waited++;
+    const info = entry.early ?? (await this.#waitCompletion(entry, req.cpWaitMs ?? CP_WAIT_MS));
+    this.#grant(entry, info);
+    return lock;
+  }
+
+  /** Gives locks back (LDLM_CANCEL with the server's cookies); unknown ones are skipped. */
+  async cancel(locks: Array<ClientLock | bigint>): Promise<void> {
+    const remote: bigint[] = [];
+    for (const l of locks) {
+      const handle = typeof l === 'bigint' ? l : l.handle;
+      const e = this.#entries.get(handle);
+      if (!e?.lock) continue;
+      this.#entries.delete(handle);
+      e.cancelling = true;
+      remote.push(e.lock.remoteHandle);
+    }
+    if (remote.length === 0) return;
+    this.counters.cancels += remote.length;
+    try {
+      await this.#import.request(Opcode.LDLM_CANCEL, [encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: remote })]);
+    } catch (err) {
+      // ESTALE: the server had none of them any more (it cancelled them itself): nothing to do.
+      if ((err as PtlrpcError).code !== 'ESTALE') throw err;
+    }
+  }
+
+  #waitCompletion(entry: Entry, waitMs: number): Promise<CallbackInfo> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        entry.wake = undefined;
+        const lock = entry.lock!;
+        void this.cancel([lock.handle]).catch(() => {});
+        reject(new PtlrpcError('ETIMEDOUT', `no completion callback for lock ${lock.remoteHandle.toString(16)} within ${waitMs} ms`));
+      }, waitMs);
+      entry.wake = (info) => {
+        clearTimeout(timer);
+        entry.wake = undefined;
+        if (info.handle === 0n) reject(new PtlrpcError('ESHUTDOWN', 'the lock client was closed during the enqueue'));
+        else resolve(info);
+      };
+    });
+  }
+
+  /** The lock is granted (by the reply, or by `cp`): a blocking callback that rode along runs now. */
+  #grant(entry: Entry, cp: CallbackInfo | undefined): void {
+    const lock = entry.lock!;
+    entry.granted = true;
+    if (cp) {
+      if (cp.desc.grantedMode) lock.mode = cp.desc.grantedMode as LockMode;
+      if (cp.desc.policy) lock.policy = cp.desc.policy;
+      if (cp.lvb) lock.lvb = cp.lvb;
+      lock.flags = (lock.flags & ~LDLM_FL_BLOCKED_MASK) | (cp.flags & LockFlag.AST_SENT);
+      if (cp.flags & LockFlag.AST_SENT) entry.blockingPending ??= cp.desc;
+    }
+    if (entry.blockingPending) {
+      const desc = entry.blockingPending;
+      entry.blockingPending = undefined;
+      void this.#runBlocking(entry, desc);
+    }
+  }
+
+  #onCompletion(info: CallbackInfo): void {
+    const entry = this.#entries.get(info.handle);
+    if (!entry) throw statusError(-Errno.EINVAL, 'no such lock');
+    if (entry.granted) return; // a completion sent again
+    if (entry.wake) entry.wake(info);
+    else entry.early = info;
+  }
+
+  #onBlocking(info: CallbackInfo): void {
+    const entry = this.#entries.get(info.handle);
+    if (!entry) return;
+    this.counters.blocking++;
+    if (!entry.granted) {
+      entry.blockingPending = info.desc;
+      return;
+    }
+    void this.#runBlocking(entry, info.desc);
+  }
+
+  async #runBlocking(entry: Entry, desc: LockDesc): Promise<void> {
+    const lock = entry.lock!;
+    if (entry.cancelling || lock.flags & LockFlag.CBPENDING) return;
+    lock.flags |= LockFlag.CBPENDING | LockFlag.AST_SENT;
+    try {
+      if (this.#hooks.blocking) await this.#hooks.blocking(lock, desc);
+      else await this.cancel([lock]);
+    } catch {
+      // The owner failed to flush or cancel: the server's lock timeout settles it (eviction).
+    }
+  }
+
+  async #onGlimpse(info: CallbackInfo): Promise<Buffer> {
+    const entry = this.#entries.get(info.handle);
+    if (!entry?.granted || !entry.lock) throw statusError(-Errno.EINVAL, 'no such lock');
+    if (!this.#hooks.glimpse) throw statusError(-ELDLM_NO_LOCK_DATA, 'no lock data');
+    this.counters.glimpses++;
+    return this.#hooks.glimpse(entry.lock, info.desc);
+  }
+}

@@ -1,0 +1,284 @@
+// The lock manager of a target on the network (Lustre's ldlm_handle_enqueue / ldlm_handle_cancel
+// and the server ASTs of ldlm_lockd.c): the LDLM_ENQUEUE and LDLM_CANCEL handlers a target
+// adds to its request portal, over one server Namespace, and the callbacks the namespace's
+// answers call for, sent to clients through their exports' reverse imports.
+//
+//   enqueue   [ldlm_request][intent...] -> [ldlm_reply][intent reply...]
+//     The lock is granted at once (the reply describes it as granted: an extent may have
+//     grown) or waits (the reply has BLOCK_GRANTED or BLOCK_WAIT: the client waits for its
+//     completion callback). Holders of conflicting locks get a blocking callback. A resent
+//     enqueue (MSG_RESENT) finds the lock its first copy made by the client's cookie. Handles
+//     after the first one (lock_count > 1) are early cancels, done before the enqueue.
+//     An intent handler, when the target gave one, runs after the enqueue with the lock and
+//     adds its buffers and lock_policy_res1/res2 to the reply (the MDT's open/lookup/getattr).
+//   cancel    [ldlm_request with lock_count server cookies] -> [] (ESTALE if none was known)
+//     Each cancel lets waiters through: they get completion callbacks.
+//
+// A client that answers a blocking or completion callback with -EINVAL no longer has the lock
+// (it cancelled it meanwhile): the lock is cancelled here, as Lustre's ldlm_handle_ast_error
+// does. A callback that fails otherwise (no answer within the callback timeout, the client
+// unreachable) evicts the client; so does a blocking callback answered but not followed by a
+// cancel within the namespace's lock timeout (a timer looks for such locks). Evicting calls the
+// target's hook (which drops the export) and releases the client's locks, so others proceed.
+import {
+  Errno, MsgFlag, Opcode, PtlrpcError, ReverseImport, LDLM_TIMEOUT_MS, statusError,
+  type Export, type IncomingRequest, type Network, type OpHandler,
+} from '../ptlrpc/index.js';
+import { LdlmError } from './errors.js';
+import { LockFlag } from './modes.js';
+import type { Namespace } from './namespace.js';
+import { resIdToString } from './resource.js';
+import type { Lock } from './types.js';
+import { decodeLdlmRequest, encodeLdlmReply, encodeLdlmRequest, type LdlmRequest, type LockDesc } from './wire.js';
+
+/** LDLM_FL_BLOCKED_MASK: the reply flags that tell the client to wait for its completion callback. */
+const BLOCKED_MASK = LockFlag.BLOCK_GRANTED | 0x4 /* BLOCK_CONV */ | LockFlag.BLOCK_WAIT;
+/** LDLM_FL_AST_MASK: flags a callback carries to the client (what it should do with its cache). */
+const AST_MASK = LockFlag.FLOCK_DEADLOCK | LockFlag.DISCARD_DATA;
+/** Cancels one LDLM_CANCEL (or an enqueue's early cancels) may name. */
+export const CANCELS_PER_REQUEST_MAX = 1024;
+
+export interface IntentResult {
+  buffers?: Buffer[];
+  policyRes1?: bigint;
+  policyRes2?: bigint;
+}
+
+/** Runs an enqueue's intent (open, lookup, getattr) in the same round trip, with the lock taken. */
+export type IntentHandler = (request: IncomingRequest, lock: Lock, ldlmRequest: LdlmRequest) => IntentResult | Promise<IntentResult>;
+
+export interface LdlmServiceConfig {
+  ni: Network;
+  namespace: Namespace;
+  /** The target's clients (its service's export table): callbacks go to their reverse imports. */
+  exports: { byUuid(uuid: string): Export | undefined };
+  /** The target's eviction hook: drop the client's export. Its locks are released here. */
+  evict(exportUuid: string, reason: string): void;
+  intent?: IntentHandler;
+  /** How long a callback waits for the client's answer: min(LDLM_TIMEOUT_MS, the lock timeout). */
+  callbackTimeoutMs?: number;
+  /** How often overdue locks are looked for: a quarter of the lock timeout (at least 10 ms). */
+  checkIntervalMs?: number;
+  /** Where evictions and failed callbacks are told. */
+  log?: (message: string) => void;
+}
+
+export interface LdlmServiceCounters {
+  enqueues: number;
+  grantedAtOnce: number;
+  cancels: number;
+  blockingSent: number;
+  completionSent: number;
+  glimpseSent: number;
+  callbackErrors: number;
+  /** Callbacks answered -EINVAL: the client had cancelled already; the lock was cancelled here. */
+  raceCancels: number;
+  evictions: number;
+}
+
+export class LdlmService {
+  readonly counters: LdlmServiceCounters = {
+    enqueues: 0, grantedAtOnce: 0, cancels: 0, blockingSent: 0, completionSent: 0, glimpseSent: 0,
+    callbackErrors: 0, raceCancels: 0, evictions: 0,
+  };
+  readonly namespace: Namespace;
+  readonly #c: LdlmServiceConfig;
+  readonly #callbackTimeoutMs: number;
+  readonly #timer: NodeJS.Timeout;
+  readonly #log: (message: string) => void;
+  #stopped = false;
+
+  constructor(config: LdlmServiceConfig) {
+    this.#c = config;
+    this.namespace = config.namespace;
+    const lockTimeoutMs = config.namespace.lockTimeoutMs;
+    this.#callbackTimeoutMs = config.callbackTimeoutMs ?? Math.min(LDLM_TIMEOUT_MS, lockTimeoutMs);
+    this.#log = config.log ?? (() => {});
+    const intervalMs = config.checkIntervalMs ?? Math.max(10, Math.floor(lockTimeoutMs / 4));
+    this.#timer = setInterval(() => this.#evictOverdue(), intervalMs);
+    this.#timer.unref();
+  }
+
+  /** The handlers to add to the target's request portal: LDLM_ENQUEUE and LDLM_CANCEL. */
+  handlers(): Map<number, OpHandler<never>> {
+    return new Map<number, OpHandler<never>>([
+      [Opcode.LDLM_ENQUEUE, { handle: (request) => this.#enqueue(request) }],
+      [Opcode.LDLM_CANCEL, { highPriority: true, handle: (request) => this.#cancel(request) }],
+    ]);
+  }
+
+  /** Stops the lock timer; callbacks in flight settle on their own. */
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#timer);
+  }
+
+  /**
+   * Evicts a client: the target's hook drops its export, and its locks are released (waiters
+   * behind them are granted).
+   */
+  evict(exportUuid: string, reason: string): void {
+    this.counters.evictions++;
+    this.#log(`evicting ${exportUuid}: ${reason}`);
+    const exp = this.#c.exports.byUuid(exportUuid);
+    this.#c.evict(exportUuid, reason);
+    exp?.reverse?.close(`evicted: ${reason}`);
+    this.exportGone(exportUuid);
+  }
+
+  /** A client's export is gone (disconnect, ping eviction): its locks are released. */
+  exportGone(exportUuid: string): void {
+    const r = this.namespace.evict(exportUuid);
+    this.#sendCallbacks(r.granted, r.blocking, r.aborted);
+  }
+
+  /**
+   * Glimpse: asks the holder of the furthest-reaching PW/EX extent lock on the resource for its
+   * LVB (its idea of the size). undefined when nobody else holds such a lock or the holder has
+   * nothing to tell; a holder that does not answer is evicted.
+   */
+  async glimpse(lockResId: Lock['resId'], exceptOwner?: string): Promise<Buffer | undefined> {
+    const lock = this.namespace.glimpseTarget(lockResId, exceptOwner);
+    if (!lock) return undefined;
+    this.counters.glimpseSent++;
+    try {
+      const reply = await this.#send(lock, Opcode.LDLM_GL_CALLBACK, descOf(lock), 0);
+      return reply?.buffers[0];
+    } catch (err) {
+      this.#callbackFailed(lock, 'glimpse', err as PtlrpcError);
+      return undefined;
+    }
+  }
+
+  async #enqueue(request: IncomingRequest): Promise<{ buffers: Buffer[] }> {
+    const dlm = decodeRequest(request.buffers[0]);
+    const owner = request.export.clientUuid;
+    this.counters.enqueues++;
+    this.#cancelHandles(owner, dlm.lockHandles.slice(1, Math.min(dlm.lockCount, CANCELS_PER_REQUEST_MAX + 1)));
+    const clientHandle = dlm.lockHandles[0] ?? 0n;
+    let lock = (request.body.flags & MsgFlag.RESENT) !== 0 ? this.namespace.lookupRemote(owner, clientHandle) : undefined;
+    if (!lock) {
+      const desc = dlm.lockDesc;
+      if (!desc) throw statusError(-Errno.EPROTO, 'an enqueue without a lock desc');
+      let result;
+      try {
+        result = this.namespace.enqueue({
+          resId: desc.resId, type: desc.type, mode: desc.reqMode, policy: desc.policy, owner, remoteHandle: clientHandle,
+          flags: dlm.flags,
+        });
+      } catch (err) {
+        if (err instanceof LdlmError) throw statusError(-(Errno[err.code as keyof typeof Errno] ?? Errno.EINVAL), err.message);
+        throw err;
+      }
+      if (result.error) throw statusError(-Errno[result.error], `${result.error} for a ${desc.type} lock on ${resIdToString(desc.resId)}`);
+      lock = result.lock;
+      if (result.granted) this.counters.grantedAtOnce++;
+      this.#sendCallbacks(result.completions, result.blocking, result.aborted);
+    }
+    const granted = lock.grantedMode !== undefined;
+    let flags = lock.flags & 0xffffffff & ~BLOCKED_MASK;
+    if (!granted && (dlm.flags & LockFlag.TEST_LOCK) === 0) flags |= (lock.flags & BLOCKED_MASK) || LockFlag.BLOCK_GRANTED;
+    const intent = this.#c.intent ? await this.#c.intent(request, lock, dlm) : {};
+    const reply = encodeLdlmReply({
+      flags, lockDesc: descOf(lock), lockHandle: lock.handle, policyRes1: intent.policyRes1 ?? 0n, policyRes2: intent.policyRes2 ?? 0n,
+    });
+    return { buffers: [reply, ...(intent.buffers ?? [])] };
+  }
+
+  #cancel(request: IncomingRequest): { status?: number } {
+    const dlm = decodeRequest(request.buffers[0]);
+    const count = Math.min(Math.max(dlm.lockCount, 1), CANCELS_PER_REQUEST_MAX);
+    const done = this.#cancelHandles(request.export.clientUuid, dlm.lockHandles.slice(0, count));
+    // Lustre answers ESTALE when none of the locks was known.
+    return done > 0 ? {} : { status: -Errno.ESTALE };
+  }
+
+  /** Cancels the locks of `owner` among `handles` (others' and unknown ones are skipped); returns how many. */
+  #cancelHandles(owner: string, handles: bigint[]): number {
+    let done = 0;
+    for (const handle of handles) {
+      const lock = handle === 0n ? undefined : this.namespace.lookup(handle);
+      if (!lock || lock.owner !== owner) continue;
+      done++;
+      this.counters.cancels++;
+      const r = this.namespace.cancel(handle);
+      this.#sendCallbacks(r.granted, r.blocking, r.aborted);
+    }
+    return done;
+  }
+
+  /**
+   * Sends what a namespace call asked for: completion callbacks to the newly granted (with
+   * AST_SENT when the lock also blocks someone already: one callback carries both, as Lustre
+   * does), blocking callbacks to the others, and completions with no mode to refused flock waiters.
+   */
+  #sendCallbacks(granted: Lock[], blocking: Lock[], aborted: Lock[]): void {
+    if (this.#stopped) return;
+    const both = new Set(granted.filter((l) => blocking.includes(l)));
+    for (const lock of granted) this.#completion(lock, both.has(lock) ? LockFlag.AST_SENT : 0);
+    for (const lock of aborted) this.#completion(lock, LockFlag.FLOCK_DEADLOCK);
+    for (const lock of blocking) if (!both.has(lock)) this.#blocking(lock);
+  }
+
+  #blocking(lock: Lock): void {
+    this.counters.blockingSent++;
+    const blocker = lock.blockingHandle !== undefined ? this.namespace.lookup(lock.blockingHandle) : undefined;
+    this.#send(lock, Opcode.LDLM_BL_CALLBACK, descOf(blocker ?? lock), (lock.flags & AST_MASK) | LockFlag.AST_SENT)
+      .catch((err: PtlrpcError) => this.#callbackFailed(lock, 'blocking', err));
+  }
+
+  #completion(lock: Lock, flags: number): void {
+    this.counters.completionSent++;
+    this.#send(lock, Opcode.LDLM_CP_CALLBACK, descOf(lock), (lock.flags & AST_MASK) | flags)
+      .catch((err: PtlrpcError) => this.#callbackFailed(lock, 'completion', err));
+  }
+
+  /** A callback to the lock's client; undefined when the client's export is already gone. */
+  async #send(lock: Lock, opcode: number, desc: LockDesc, flags: number) {
+    const exp = this.#c.exports.byUuid(lock.owner);
+    if (!exp) {
+      // The client is gone without its locks having been released: release them now.
+      this.exportGone(lock.owner);
+      return undefined;
+    }
+    exp.reverse ??= new ReverseImport(this.#c.ni, exp, { timeoutMs: this.#callbackTimeoutMs });
+    const body = encodeLdlmRequest({ flags, lockCount: 1, lockDesc: desc, lockHandles: [lock.remoteHandle, lock.handle] });
+    return exp.reverse.request(opcode, [body]);
+  }
+
+  #callbackFailed(lock: Lock, what: string, err: PtlrpcError): void {
+    this.counters.callbackErrors++;
+    if (this.namespace.lookup(lock.handle) !== lock) return; // cancelled meanwhile: nothing to settle
+    if (err.code === 'EINVAL') {
+      // The client no longer has the lock (it cancelled it meanwhile): a normal race.
+      this.counters.raceCancels++;
+      const r = this.namespace.cancel(lock.handle);
+      this.#sendCallbacks(r.granted, r.blocking, r.aborted);
+      return;
+    }
+    if (err.code === 'ESHUTDOWN') return; // the export was closed: whoever closed it released the locks
+    this.evict(lock.owner, `${what} callback for lock ${lock.handle.toString(16)} on ${resIdToString(lock.resId)} failed: ${err.message}`);
+  }
+
+  #evictOverdue(): void {
+    const owners = new Map<string, Lock>();
+    for (const lock of this.namespace.overdue()) if (!owners.has(lock.owner)) owners.set(lock.owner, lock);
+    for (const [owner, lock] of owners) {
+      this.evict(owner, `lock callback timer expired: lock ${lock.handle.toString(16)} on ${resIdToString(lock.resId)} ` +
+        `not cancelled ${this.namespace.lockTimeoutMs} ms after its blocking callback`);
+    }
+  }
+}
+
+function decodeRequest(buffer: Buffer | undefined): LdlmRequest {
+  try {
+    return decodeLdlmRequest(buffer);
+  } catch (err) {
+    throw statusError(-Errno.EPROTO, `malformed ldlm_request: ${(err as Error).message}`);
+  }
+}
+
+/** ldlm_lock2desc: the lock as the wire describes it. */
+function descOf(lock: Lock): LockDesc {
+  return { resId: lock.resId, type: lock.type, reqMode: lock.reqMode, grantedMode: lock.grantedMode ?? 0, policy: lock.policy };
+}

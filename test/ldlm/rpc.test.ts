@@ -1,0 +1,192 @@
+// The lock manager over real ptlrpc services: one server namespace behind an OST-like target,
+// clients whose LNet pids carry LNET_PID_USERFLAG (as client kernels' do) over TCP on
+// loopback. Enqueue, blocking and completion callbacks, cancels, glimpses, intents, and the
+// eviction of a client that does not give a lock back within the lock timeout.
+import t, { type Test } from 'tap';
+import { LNetNI, userspacePid } from '../../src/lnet/index.js';
+import {
+  Errno, Import, Opcode, ReverseImport, Service, targetProfiles, type OpHandler,
+} from '../../src/ptlrpc/index.js';
+import { LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, resId } from '../../src/ldlm/index.js';
+import { CallbackService } from '../../src/ldlm/callbacks.js';
+import { LdlmClient, type ClientLock, type LdlmClientHooks } from '../../src/ldlm/client.js';
+import { LdlmService, type IntentHandler } from '../../src/ldlm/service.js';
+import { encodeLdlmRequest } from '../../src/ldlm/wire.js';
+import { freePort, until } from '../lib/net.js';
+
+const TARGET = 'lustre-OST0000_UUID';
+const ost = targetProfiles.ost;
+const fastAt = { minMs: 20, maxMs: 2000, historyMs: 1000, extraMs: 40 };
+const quiet = () => {};
+const RES = resId(0x100000400n, 7n);
+const WHOLE = { extent: { start: 0n, end: OBD_OBJECT_EOF } };
+
+let nextHostBlock = (process.pid * 13) % 200;
+
+interface Cluster {
+  server: LNetNI;
+  service: Service;
+  ldlm: LdlmService;
+  namespace: Namespace;
+  evicted: Array<{ uuid: string; reason: string }>;
+  client(uuid: string, hooks?: LdlmClientHooks): Promise<{ ni: LNetNI; imp: Import; locks: LdlmClient; callbacks: CallbackService }>;
+}
+
+async function cluster(t: Test, opts: { lockTimeoutMs?: number; callbackTimeoutMs?: number; intent?: IntentHandler } = {}): Promise<Cluster> {
+  const port = await freePort();
+  const block = (nextHostBlock++ % 200) + 20;
+  const host = (i: number) => `127.${block}.${(process.pid % 250) + 1}.${i + 2}`;
+  const server = await LNetNI.start({ nid: `${host(0)}@tcp`, port, warn: quiet });
+  t.teardown(() => server.stop());
+  const namespace = new Namespace(`filter-${TARGET}`, { now: () => performance.now(), lockTimeoutMs: opts.lockTimeoutMs ?? 20_000 });
+  const evicted: Array<{ uuid: string; reason: string }> = [];
+  let service: Service | undefined;
+  const ldlm: LdlmService = new LdlmService({
+    ni: server, namespace, exports: { byUuid: (uuid) => service!.exports.byUuid(uuid) },
+    evict: (uuid, reason) => {
+      evicted.push({ uuid, reason });
+      const exp = service!.exports.byUuid(uuid);
+      if (exp) service!.exports.remove(exp);
+    },
+    ...(opts.callbackTimeoutMs !== undefined ? { callbackTimeoutMs: opts.callbackTimeoutMs } : {}),
+    ...(opts.intent ? { intent: opts.intent } : {}),
+  });
+  t.teardown(() => ldlm.stop());
+  const ops = new Map<number, OpHandler<never>>(ldlm.handlers());
+  service = new Service(server, { name: 'ost', targetUuid: TARGET, ...ost, ops, at: fastAt });
+  t.teardown(() => service!.stop());
+  let clients = 0;
+  return {
+    server, service, ldlm, namespace, evicted,
+    async client(uuid, hooks) {
+      const index = ++clients;
+      const ni = await LNetNI.start({ nid: `${host(index)}@tcp`, port, pid: userspacePid(30_000 + index), warn: quiet });
+      t.teardown(() => ni.stop());
+      const imp = await Import.connect(ni, {
+        target: { nid: server.nid, pid: server.pid }, targetUuid: TARGET, clientUuid: uuid, ...ost, at: fastAt,
+        initialEstimateMs: 100, pingIntervalMs: 0,
+      });
+      t.teardown(() => imp.disconnect());
+      const callbacks = CallbackService.of(ni);
+      t.teardown(() => callbacks.stop());
+      const locks = new LdlmClient(imp, callbacks, hooks);
+      t.teardown(() => locks.close());
+      return { ni, imp, locks, callbacks };
+    },
+  };
+}
+
+t.test('PW held by one client, PR asked by another: blocking callback, cancel, completion', async (t) => {
+  const c = await cluster(t);
+  const events: string[] = [];
+  let c1Locks!: LdlmClient;
+  const c1 = await c.client('client-1', {
+    blocking: async (lock, desc) => {
+      events.push(`c1 blocking ${desc.reqMode === LockMode.PR ? 'for PR' : `mode ${desc.reqMode}`}`);
+      events.push('c1 cancels');
+      await c1Locks.cancel([lock]);
+    },
+  });
+  c1Locks = c1.locks;
+  const c2 = await c.client('client-2');
+
+  const pw = await c1.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: { extent: { start: 0n, end: 4095n } } });
+  t.equal(pw.mode, LockMode.PW);
+  t.same(pw.policy, { extent: { start: 0n, end: OBD_OBJECT_EOF, gid: 0n } }, 'granted at once, its extent grown to the whole object');
+  t.equal(c.ldlm.counters.grantedAtOnce, 1);
+  t.equal(c1.locks.lookup(pw.handle), pw);
+
+  const pr = await c2.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PR, policy: { extent: { start: 0n, end: 4095n } } });
+  events.push('c2 granted');
+  t.same(events, ['c1 blocking for PR', 'c1 cancels', 'c2 granted'], 'the holder was asked, cancelled, then the waiter was granted');
+  t.equal(pr.mode, LockMode.PR);
+  t.equal(c2.locks.counters.waited, 1, 'the second enqueue waited for its completion callback');
+  t.equal(c1.callbacks.counters.blocking, 1);
+  t.equal(c2.callbacks.counters.completion, 1);
+  t.equal(c1.locks.lookup(pw.handle), undefined, 'the cancelled lock is gone from the client');
+  t.equal(c.namespace.locks(), 1, 'the server holds only the PR lock');
+  t.equal(c.namespace.lookup(pr.remoteHandle)?.owner, 'client-2');
+  t.same(c.evicted, []);
+
+  // A second PR of the first client is compatible: granted at once, no callback.
+  const pr1 = await c1.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PR, policy: WHOLE });
+  t.equal(pr1.mode, LockMode.PR);
+  t.equal(c2.callbacks.counters.blocking, 0);
+  await c1.locks.cancel([pr1]);
+  await c2.locks.cancel([pr]);
+  await until('the server to drop both locks', () => c.namespace.locks() === 0);
+  t.equal(c.namespace.resources(), 0);
+});
+
+t.test('a client that answers its blocking callback but never cancels is evicted after the lock timeout', async (t) => {
+  const c = await cluster(t, { lockTimeoutMs: 300 });
+  let blocked = 0;
+  const stuck = await c.client('client-stuck', { blocking: () => { blocked++; } });
+  const other = await c.client('client-other');
+  await stuck.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE });
+  const granted = await other.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE });
+  t.equal(granted.mode, LockMode.PW, 'the other client\'s enqueue completes');
+  t.equal(blocked, 1, 'the stuck client was asked once');
+  t.equal(c.evicted.length, 1);
+  t.equal(c.evicted[0]!.uuid, 'client-stuck');
+  t.match(c.evicted[0]!.reason, /lock callback timer expired/);
+  t.equal(c.service.exports.byUuid('client-stuck'), undefined, 'the target dropped its export');
+  t.same(c.namespace.locksOf('client-stuck'), [], 'its locks were released');
+  t.equal(c.namespace.locksOf('client-other').length, 1);
+});
+
+t.test('a client that does not answer its blocking callback at all is evicted; the other\'s enqueue completes', async (t) => {
+  const c = await cluster(t, { lockTimeoutMs: 5_000, callbackTimeoutMs: 200 });
+  const silent = await c.client('client-silent');
+  const other = await c.client('client-waiting');
+  await silent.locks.enqueue({ resId: RES, type: LockType.IBITS, mode: LockMode.EX, policy: { bits: 0x3 } });
+  silent.callbacks.stop(); // its callback portal takes nothing any more: the callback gets no answer
+  const granted = await other.locks.enqueue({ resId: RES, type: LockType.IBITS, mode: LockMode.PR, policy: { bits: 0x2 } });
+  t.equal(granted.mode, LockMode.PR);
+  t.equal(c.evicted.length, 1);
+  t.equal(c.evicted[0]!.uuid, 'client-silent');
+  t.match(c.evicted[0]!.reason, /blocking callback .* failed: .*ETIMEDOUT|got no reply/);
+  t.same(c.namespace.locksOf('client-silent'), []);
+});
+
+t.test('glimpse, intents, unknown handles, errors', async (t) => {
+  const intent: IntentHandler = (request, lock) => ({
+    buffers: [Buffer.from(`intent ${request.buffers[1]?.toString()} on ${lock.handle === 0n ? '?' : 'lock'}`)],
+    policyRes1: 0x11n, policyRes2: 0x22n,
+  });
+  const c = await cluster(t, { intent });
+  const lvb = Buffer.alloc(56, 0xab);
+  const writer = await c.client('client-writer', { glimpse: () => lvb });
+  const reader = await c.client('client-reader');
+
+  const w = await writer.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE, intent: [Buffer.from('open')] });
+  t.equal(w.replyBuffers[0]?.toString(), 'intent open on lock', 'the intent handler\'s buffers follow the ldlm_reply');
+  t.equal(w.policyRes1, 0x11n);
+  t.equal(w.policyRes2, 0x22n);
+
+  t.same(await c.ldlm.glimpse(RES, 'client-reader'), lvb, 'the PW holder answered the glimpse with its LVB');
+  t.equal(writer.callbacks.counters.glimpse, 1);
+  t.equal(await c.ldlm.glimpse(RES, 'client-writer'), undefined, 'no glimpse to the asker itself');
+
+  // A callback for a handle nobody on the client knows: EINVAL, as Lustre's "lock disappeared".
+  const exp = c.service.exports.byUuid('client-reader')!;
+  const reverse = new ReverseImport(c.server, exp, { timeoutMs: 5_000 });
+  const body = encodeLdlmRequest({
+    flags: 0, lockCount: 1, lockDesc: { resId: RES, type: LockType.EXTENT, reqMode: LockMode.PR, grantedMode: 0, policy: WHOLE },
+    lockHandles: [0x5555n, 0x6666n],
+  });
+  await t.rejects(reverse.request(Opcode.LDLM_BL_CALLBACK, [body]), { code: 'EINVAL', status: -Errno.EINVAL });
+  await t.rejects(reverse.request(Opcode.LDLM_SET_INFO, [body]), { code: 'EPROTO' }, 'an opcode the callback service does not serve');
+  t.equal(reader.callbacks.counters.unknownLock, 1);
+
+  // BLOCK_NOWAIT on a conflicting lock: EAGAIN, nothing left behind.
+  await t.rejects(reader.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PR, policy: WHOLE, flags: LockFlag.BLOCK_NOWAIT }),
+    { code: 'EAGAIN' });
+  t.equal(c.namespace.locks(), 1);
+  t.equal(reader.locks.locks().length, 0);
+
+  // A cancel of locks the server does not know: ESTALE, which the client takes as done.
+  await writer.locks.cancel([w]);
+  await writer.locks.cancel([w]);
+  t.equal(c.namespace.locks(), 0);
+});

@@ -197,6 +197,9 @@ class ThreadGate {
   }
 }
 
+/** A handler running this long is reported (notices$): something it waits for may be stuck. */
+const SLOW_HANDLER_MS = 20_000;
+
 export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   readonly name: string;
   readonly exports: ExportTable;
@@ -207,6 +210,11 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   };
   /** Emits each export as it is evicted. */
   readonly evictions$ = new Subject<Export>();
+  /**
+   * Unusual events worth a line in the target's log: a request dropped without an answer (its
+   * client resends), a resend that waits for its original, a handler running long.
+   */
+  readonly notices$ = new Subject<string>();
 
   readonly #ni: Network;
   readonly #config: Required<Omit<ServiceConfig<Tx>, 'failLoc' | 'at' | 'replyStore' | 'recovery'>>;
@@ -228,6 +236,8 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   #queuedNormal = 0;
   #queuedHp = 0;
   #active = 0;
+  /** Requests whose handler runs, with when it started; each reported once if it runs long. */
+  readonly #running = new Map<IncomingRequest, { startMs: number; reported: boolean }>();
   #stopped = false;
   #idle: (() => void) | undefined;
 
@@ -350,6 +360,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       if (body.connCnt < exp.connCnt) {
         // A request of an earlier connection: its resend on the current one supersedes it.
         this.counters.stale++;
+        this.#notice(`${opcodeName(opcode)} xid ${e.matchBits} from ${exp.clientUuid} dropped: conn_cnt ${body.connCnt} is older than the export's ${exp.connCnt}`);
         return;
       }
       exp.lastSeenMs = now;
@@ -368,6 +379,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     const hp = opcode === Opcode.OBD_PING || op?.highPriority === true;
     if (hp ? this.#queuedHp >= this.#config.queueMax : this.#queuedNormal >= this.#config.queueMax) {
       this.counters.queueFull++;
+      this.#notice(`${opcodeName(opcode)} xid ${e.matchBits} from ${exp.clientUuid || e.initiator.nid} dropped: ${this.#config.queueMax} requests already queued`);
       return;
     }
     if (hp) {
@@ -460,6 +472,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.stats.add('req_qdepth', hp ? this.#queuedHp : this.#queuedNormal, 'reqs');
     this.stats.add('req_active', this.#active + 1, 'reqs');
     this.#active++;
+    this.#running.set(request, { startMs: start, reported: false });
     try {
       if (this.#stopped) return;
       const opcode = request.opcode;
@@ -471,6 +484,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       else await this.#execute(request, op!);
     } finally {
       this.#active--;
+      this.#running.delete(request);
       const end = this.#config.clock();
       this.#estimate.measured(end - start, end);
       const name = opcodeName(request.opcode);
@@ -511,6 +525,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     const running = exp.inflight.get(request.xid);
     if (running) {
       this.counters.resentWhileRunning++;
+      this.#notice(`${opcodeName(request.opcode)} xid ${request.xid} from ${exp.clientUuid} resent while its original runs: it waits for it`);
       await running;
     }
     const key = this.#key(exp.clientUuid);
@@ -523,6 +538,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     if (record && record.xid > request.xid && replayTransno === undefined) {
       // An old duplicate: the client already had the reply and reused the slot.
       this.counters.stale++;
+      this.#notice(`${opcodeName(request.opcode)} xid ${request.xid} from ${exp.clientUuid} dropped: slot ${tag} already holds the later xid ${record.xid}`);
       return 0;
     }
     if (running) return 0; // the original failed its bulk: the client resends again
@@ -658,8 +674,22 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.#forget(this.#key(exp.clientUuid));
   }
 
+  #notice(message: string): void {
+    if (this.notices$.observed) this.notices$.next(`${this.name}: ${message}`);
+  }
+
+  /** Reports, once each, handlers that have run longer than SLOW_HANDLER_MS. */
+  #reportSlow(now: number): void {
+    for (const [request, run] of this.#running) {
+      if (run.reported || now - run.startMs < SLOW_HANDLER_MS) continue;
+      run.reported = true;
+      this.#notice(`${opcodeName(request.opcode)} xid ${request.xid} from ${request.export.clientUuid || request.peer.nid} still running after ${Math.round((now - run.startMs) / 1000)} s`);
+    }
+  }
+
   #evictSilent(): void {
     const now = this.#config.clock();
+    this.#reportSlow(now);
     for (const exp of this.exports.silent(now, this.#config.evictionTimeoutMs)) {
       this.counters.evicted++;
       this.#destroy(exp);

@@ -16,9 +16,8 @@ import { serviceFailLoc } from '../../src/ptlrpc/fail-points.js';
 import { Import, Opcode, Service, targetProfiles, type OpHandler } from '../../src/ptlrpc/index.js';
 import { formatTarget } from '../../src/services/target/index.js';
 import { freePort, until } from '../lib/net.js';
-import { runTool, type ToolResult } from '../lib/tools.js';
+import { runTool, toolCommand, type ToolResult } from '../lib/tools.js';
 
-const KERNEL = join(import.meta.dirname, '../../src/control/bin/lustre-kernel.ts');
 // Loopback addresses of this run only, so that test files running at once never collide.
 const NET = `127.${60 + (process.pid % 60)}.${1 + (process.pid % 250)}`;
 const importOptions = { requestDeadlineMs: 3_000, connectDeadlineMs: 3_000, reconnectBackoffMaxMs: 200 };
@@ -31,7 +30,7 @@ interface Kernel {
 
 /** lustre.kernel start --foreground as our child, so that we see how it ends. */
 async function startKernel(t: Test, nid: string, port: number, rundir: string): Promise<Kernel> {
-  const child = spawn(process.execPath, ['--import=tsx', KERNEL, 'start', '--foreground', '--nid', nid, '--port', String(port), '--rundir', rundir],
+  const child = spawn(process.execPath, [...toolCommand('lustre-kernel'), 'start', '--foreground', '--nid', nid, '--port', String(port), '--rundir', rundir],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { toolCommand } from '../lib/tools.js';
 import { promisify } from 'node:util';
 import { runLfs, getstripeFormat } from '../../src/control/lfs/cli.js';
 import {
@@ -14,7 +15,6 @@ import {
 } from '../../src/control/lfs/index.js';
 
 const run = promisify(execFile);
-const BIN = join(import.meta.dirname, '../../src/control/bin/lfs.ts');
 
 async function lfs(args: string[], answer: (r: LfsRequest) => LfsResult = (r) => ({ op: 'setstripe', path: r.op === 'fid2path' ? r.root : r.path, created: true })) {
   const requests: LfsRequest[] = [];
@@ -119,7 +119,7 @@ t.test('argument parsers', async (t) => {
 
 t.test('the bin: --help per subcommand, and what it says when no kernel runs', async (t) => {
   const node = (args: string[], env: NodeJS.ProcessEnv = {}) =>
-    run(process.execPath, ['--import=tsx', BIN, ...args], { env: { ...process.env, ...env } }).then(
+    run(process.execPath, [...toolCommand('lfs'), ...args], { env: { ...process.env, ...env } }).then(
       (r) => ({ code: 0, ...r }),
       (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
     );

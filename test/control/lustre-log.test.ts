@@ -5,15 +5,15 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { toolCommand } from '../lib/tools.js';
 import { promisify } from 'node:util';
 import { Osd, ROOT_INDEX_FID } from '../../src/osd/index.js';
 
-const CLI = join(import.meta.dirname, '../../src/control/bin/lustre-log.ts');
 const run = promisify(execFile);
 
 async function lustreLog(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import=tsx', CLI, ...args]);
+    const { stdout, stderr } = await run(process.execPath, [...toolCommand('lustre-log'), ...args]);
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };

@@ -191,7 +191,9 @@ export class Target {
       osd: this.osd, ni: this.ni, mountdata: this.#mountdata, replyStore: (kind === 'mgs' && this.mgsReplyStore) || this.replyStore,
       recovery: this.recovery, log, mgsNids: this.#mgsNids(),
     };
-    this.running.push(await start(ctx));
+    const running = await start(ctx);
+    for (const service of running.services) service.notices$.subscribe((message) => log('warn', `${this.#mountdata.svname}: ${message}`));
+    this.running.push(running);
   }
 
   async #register(kind: 'mdt' | 'ost', opts: MountOptions): Promise<void> {

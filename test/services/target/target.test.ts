@@ -4,6 +4,7 @@
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { toolCommand } from '../../lib/tools.js';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { ROOT_INDEX_FID } from '../../../src/osd/index.js';
@@ -94,7 +95,7 @@ t.test('mount: refusals, last_rcvd, umount', async (t) => {
 
 t.test('mkfs.lustre: output and refusals', async (t) => {
   const dir = await tempDir(t, 'mkfs-');
-  const mkfs = (...args: string[]) => run(process.execPath, ['--import=tsx', 'src/control/bin/mkfs-lustre.ts', ...args]);
+  const mkfs = (...args: string[]) => run(process.execPath, [...toolCommand('mkfs-lustre'), ...args]);
   const out = await mkfs('--fsname=testfs', '--ost', '--index=1', '--mgsnode=127.0.0.2@tcp', '--param', 'sys.timeout=40', join(dir, 'ost1'));
   t.match(out.stdout, /Permanent disk data:\nTarget: {5}testfs-OST0001\nIndex: {6}1\nLustre FS: {2}testfs\nMount type: osd-txg\nFlags: {6}0x62\n {14}\(OST first_time update \)\nParameters: mgsnode=127\.0\.0\.2@tcp sys\.timeout=40\n/,
     'Permanent disk data as Lustre prints it');

@@ -15,7 +15,7 @@
 import { assert } from './assert.js';
 import { LdlmError } from './errors.js';
 import { extentContains } from './extent.js';
-import { LockFlag, LockMode, lockModeCovers, LockType, type LockMode as Mode } from './modes.js';
+import { hasFlag, LockFlag, LockMode, lockModeCovers, LockType, withFlags, type LockMode as Mode } from './modes.js';
 import { resIdKey, type ResId } from './resource.js';
 import type { Policy } from './types.js';
 
@@ -153,7 +153,7 @@ export class ClientLockCache {
   match(resId: ResId, type: LockType, mode: Mode, policy?: Policy, opts: { ref?: boolean } = {}): CachedLock | undefined {
     let best: CachedLock | undefined;
     for (const l of this.byResource.get(resIdKey(resId)) ?? []) {
-      if (l.type !== type || (l.flags & (LockFlag.CBPENDING | LockFlag.CANCELING)) !== 0) continue;
+      if (l.type !== type || hasFlag(l.flags, LockFlag.CBPENDING, LockFlag.CANCELING)) continue;
       if (!lockModeCovers(l.mode, mode) || !policyCovers(type, l.policy, policy)) continue;
       if (best === undefined || (l.mode === mode && best.mode !== mode)) best = l;
     }
@@ -169,7 +169,7 @@ export class ClientLockCache {
   /** Takes a reader or writer reference (ldlm_lock_addref): the lock leaves the LRU. */
   addRef(lockOrHandle: CachedLock | bigint, mode: Mode): CachedLock {
     const lock = this.get(lockOrHandle);
-    if ((lock.flags & LockFlag.CANCELING) !== 0) throw new LdlmError('EAGAIN', `lock ${lock.handle} is being cancelled`);
+    if (hasFlag(lock.flags, LockFlag.CANCELING)) throw new LdlmError('EAGAIN', `lock ${lock.handle} is being cancelled`);
     if (isWriter(mode)) lock.writers += 1;
     else lock.readers += 1;
     this.lru.delete(lock.handle);
@@ -192,8 +192,8 @@ export class ClientLockCache {
     }
     lock.lastUsed = this.now();
     const unused = lock.readers === 0 && lock.writers === 0;
-    const pending = (lock.flags & LockFlag.CBPENDING) !== 0;
-    if (unused && !pending && (lock.flags & LockFlag.NO_LRU) === 0) this.lru.set(lock.handle, lock);
+    const pending = hasFlag(lock.flags, LockFlag.CBPENDING);
+    if (unused && !pending && !hasFlag(lock.flags, LockFlag.NO_LRU)) this.lru.set(lock.handle, lock);
     return { lock, cancelNow: unused && pending && this.startCancel(lock) };
   }
 
@@ -206,7 +206,7 @@ export class ClientLockCache {
   blocking(remoteHandle: bigint): { lock: CachedLock; cancelNow: boolean } | undefined {
     const lock = this.byRemote.get(remoteHandle);
     if (lock === undefined) return undefined;
-    lock.flags |= LockFlag.CBPENDING | LockFlag.BL_AST;
+    lock.flags = withFlags(lock.flags, LockFlag.CBPENDING, LockFlag.BL_AST);
     this.lru.delete(lock.handle);
     const unused = lock.readers === 0 && lock.writers === 0;
     return { lock, cancelNow: unused && this.startCancel(lock) };
@@ -309,8 +309,8 @@ export class ClientLockCache {
 
   /** Marks a lock CANCELING once; false when a cancel had started already. */
   private startCancel(lock: CachedLock): boolean {
-    if ((lock.flags & LockFlag.CANCELING) !== 0) return false;
-    lock.flags |= LockFlag.CANCELING;
+    if (hasFlag(lock.flags, LockFlag.CANCELING)) return false;
+    lock.flags = withFlags(lock.flags, LockFlag.CANCELING);
     this.lru.delete(lock.handle);
     this.counters.cancels += 1;
     return true;

@@ -81,6 +81,34 @@ export const LockFlag = {
 /** Flags that may appear in a request or a reply on the wire (the low 32 bits). */
 export const WIRE_FLAGS_MASK = 0xffffffff;
 
+// JavaScript's bitwise operators work on 32 bits: `flags | LockFlag.CBPENDING` silently loses
+// bit 34, and `flags & 0xffffffff` turns bit 31 into a sign. Flags are therefore combined
+// with these helpers, which treat a flags value as two 32-bit halves of one 53-bit integer.
+const HALF = 0x1_0000_0000;
+const hi = (v: number): number => Math.floor(v / HALF) >>> 0;
+const lo = (v: number): number => v >>> 0;
+const join = (h: number, l: number): number => (h >>> 0) * HALF + (l >>> 0);
+
+/** Does `flags` have any of the bits of the masks? */
+export function hasFlag(flags: number, ...masks: number[]): boolean {
+  return masks.some((m) => (hi(flags) & hi(m)) !== 0 || (lo(flags) & lo(m)) !== 0);
+}
+
+/** `flags` with every bit of the masks set. */
+export function withFlags(flags: number, ...masks: number[]): number {
+  return masks.reduce((f, m) => join(hi(f) | hi(m), lo(f) | lo(m)), flags);
+}
+
+/** `flags` with every bit of the masks cleared. */
+export function withoutFlags(flags: number, ...masks: number[]): number {
+  return masks.reduce((f, m) => join(hi(f) & ~hi(m), lo(f) & ~lo(m)), flags);
+}
+
+/** The low 32 bits, unsigned: what ldlm_flags_to_wire puts in lock_flags. */
+export function wireFlags(flags: number): number {
+  return lo(flags);
+}
+
 const ALL_MODES: readonly LockMode[] = Object.values(LockMode);
 const ALL_TYPES: readonly LockType[] = Object.values(LockType);
 

@@ -22,7 +22,7 @@ import { LdlmError } from './errors.js';
 import { extentConflicts, growExtent } from './extent.js';
 import { flockApply, flockConflicts, flockDeadlock, flockOwnerKey, type FlockPiece } from './flock.js';
 import { filterTryBits, ibitsConflicts } from './inodebits.js';
-import { LockFlag, LockMode, LockType, WIRE_FLAGS_MASK, type LockMode as Mode } from './modes.js';
+import { hasFlag, LockFlag, LockMode, LockType, wireFlags, withFlags, withoutFlags, type LockMode as Mode } from './modes.js';
 import { plainConflicts } from './plain.js';
 import { resIdKey, type ResId } from './resource.js';
 import { isFlockPolicy, type Extent, type FlockPolicy, type Lock, type LockRequest, type Policy } from './types.js';
@@ -213,7 +213,7 @@ export class Namespace {
     const req = checkRequest(request);
     const res = this.resourceFor(req.resId, req.type);
     const lock = this.newLock(req);
-    lock.flags |= LockFlag.REPLAY;
+    lock.flags = withFlags(lock.flags, LockFlag.REPLAY);
     this.attach(res, lock);
     this.grant(res, lock, request.grantedMode ?? req.mode, req.policy);
     return lock;
@@ -264,7 +264,7 @@ export class Namespace {
       return { ...base, granted: false, error: 'EAGAIN' };
     }
     const blocked = res.granted.some((g) => this.conflicts(res, g, lock)) || res.waiting.some((w) => this.conflicts(res, w, lock));
-    if (blocked && (lock.flags & LockFlag.BLOCK_NOWAIT) !== 0) return { ...base, granted: false, error: 'EAGAIN' };
+    if (blocked && hasFlag(lock.flags, LockFlag.BLOCK_NOWAIT)) return { ...base, granted: false, error: 'EAGAIN' };
     this.checkRoom();
     this.attach(res, lock);
     const r = this.reprocess(res);
@@ -316,14 +316,14 @@ export class Namespace {
         out.granted.push(w);
         continue;
       }
-      w.flags = (w.flags & ~(LockFlag.BLOCK_GRANTED | LockFlag.BLOCK_WAIT)) | (byGranted ? LockFlag.BLOCK_GRANTED : LockFlag.BLOCK_WAIT);
+      w.flags = withFlags(withoutFlags(w.flags, LockFlag.BLOCK_GRANTED, LockFlag.BLOCK_WAIT), byGranted ? LockFlag.BLOCK_GRANTED : LockFlag.BLOCK_WAIT);
       still.push(w);
     }
     res.waiting = still;
     for (const w of still) {
       for (const g of res.granted) {
-        if ((g.flags & LockFlag.AST_SENT) !== 0 || !this.conflicts(res, g, w)) continue;
-        g.flags |= LockFlag.AST_SENT;
+        if (hasFlag(g.flags, LockFlag.AST_SENT) || !this.conflicts(res, g, w)) continue;
+        g.flags = withFlags(g.flags, LockFlag.AST_SENT);
         g.blockingSentAt = this.now();
         g.blockingHandle = w.handle;
         this.astSent.add(g);
@@ -359,7 +359,7 @@ export class Namespace {
   private enqueueFlock(res: Resource, lock: Lock): EnqueueResult {
     const base = { lock, blocking: [] as Lock[], completions: [] as Lock[], aborted: [] as Lock[] };
     const key = flockKeyOf(lock);
-    if ((lock.flags & LockFlag.TEST_LOCK) !== 0) {
+    if (hasFlag(lock.flags, LockFlag.TEST_LOCK)) {
       const conflict = res.granted.find((g) => flockConflicts(flockHolder(g), flockHolder(lock)));
       if (conflict === undefined) {
         lock.reqMode = LockMode.NL;
@@ -367,7 +367,7 @@ export class Namespace {
       }
       lock.reqMode = conflict.grantedMode!;
       lock.policy = { flock: { ...flockOf(conflict) } };
-      lock.flags |= LockFlag.LOCK_CHANGED;
+      lock.flags = withFlags(lock.flags, LockFlag.LOCK_CHANGED);
       return { ...base, granted: false, conflict };
     }
     if (lock.reqMode === LockMode.NL) {
@@ -378,14 +378,14 @@ export class Namespace {
     }
     const blockers = res.granted.filter((g) => flockConflicts(flockHolder(g), flockHolder(lock)));
     if (blockers.length > 0) {
-      if ((lock.flags & LockFlag.BLOCK_NOWAIT) !== 0) return { ...base, granted: false, error: 'EAGAIN' };
+      if (hasFlag(lock.flags, LockFlag.BLOCK_NOWAIT)) return { ...base, granted: false, error: 'EAGAIN' };
       if (flockDeadlock(key, blockers.map(flockKeyOf), (o) => this.flockWaitsFor(o))) {
-        lock.flags |= LockFlag.FLOCK_DEADLOCK;
+        lock.flags = withFlags(lock.flags, LockFlag.FLOCK_DEADLOCK);
         return { ...base, granted: false, error: 'EDEADLK' };
       }
       this.checkRoom();
       this.attach(res, lock);
-      lock.flags |= LockFlag.BLOCK_GRANTED;
+      lock.flags = withFlags(lock.flags, LockFlag.BLOCK_GRANTED);
       return { ...base, granted: false };
     }
     this.checkRoom();
@@ -457,7 +457,7 @@ export class Namespace {
           changed = true;
         } else if (flockDeadlock(flockKeyOf(w), blockers.map(flockKeyOf), (o) => this.flockWaitsFor(o, w))) {
           this.detach(w);
-          w.flags |= LockFlag.FLOCK_DEADLOCK | LockFlag.AST_SENT;
+          w.flags = withFlags(w.flags, LockFlag.FLOCK_DEADLOCK, LockFlag.AST_SENT);
           out.aborted.push(w);
           changed = true;
         }
@@ -486,7 +486,7 @@ export class Namespace {
       handle, resId: req.resId, type: req.type, reqMode: req.mode,
       ...(req.policy !== undefined ? { policy: req.policy, requestedPolicy: req.policy } : {}),
       owner: req.owner, remoteHandle: req.remoteHandle,
-      flags: (req.flags ?? 0) & WIRE_FLAGS_MASK, enqueuedAt: this.now(),
+      flags: wireFlags(req.flags ?? 0), enqueuedAt: this.now(),
     };
   }
 
@@ -537,9 +537,9 @@ export class Namespace {
     lock.grantedMode = mode;
     if (policy !== undefined) lock.policy = policy;
     if (policy !== undefined && JSON.stringify(policy, bigintText) !== JSON.stringify(lock.requestedPolicy, bigintText)) {
-      lock.flags |= LockFlag.LOCK_CHANGED;
+      lock.flags = withFlags(lock.flags, LockFlag.LOCK_CHANGED);
     }
-    lock.flags &= ~(LockFlag.BLOCK_GRANTED | LockFlag.BLOCK_WAIT);
+    lock.flags = withoutFlags(lock.flags, LockFlag.BLOCK_GRANTED, LockFlag.BLOCK_WAIT);
     lock.grantedAt = this.now();
     res.granted.push(lock);
   }

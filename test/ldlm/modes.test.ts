@@ -2,7 +2,7 @@
 import t from 'tap';
 import { fid } from '../../src/osd/index.js';
 import {
-  fidOfResId, InodeBits, INODEBITS_FULL, LockFlag, LockMode, lockModeCompat, lockModeCovers, lockModeName, LockType,
+  hasFlag, wireFlags, withFlags, withoutFlags, fidOfResId, InodeBits, INODEBITS_FULL, LockFlag, LockMode, lockModeCompat, lockModeCovers, lockModeName, LockType,
   lockTypeName, nameHash, resId, resIdEquals, resIdKey, resIdOfFid, resIdOfName, resIdToString,
 } from '../../src/ldlm/index.js';
 
@@ -62,4 +62,15 @@ t.test('resource names as fid_build_reg_res_name builds them', async (t) => {
   t.not(resIdKey(byName), resIdKey(resIdOfFid(fid(0x200000401, 0x1a))));
   t.not(nameHash('a'), nameHash('b'));
   t.throws(() => resId(-1n), { code: 'EINVAL' });
+});
+
+t.test('flags above bit 31 survive being combined', async (t) => {
+  let f = withFlags(0, LockFlag.CBPENDING, LockFlag.AST_DISCARD_DATA, LockFlag.AST_SENT);
+  t.equal(f, 2 ** 34 + 2 ** 31 + 0x20);
+  t.ok(hasFlag(f, LockFlag.CBPENDING));
+  t.ok(hasFlag(f, LockFlag.AST_DISCARD_DATA));
+  t.notOk(hasFlag(f, LockFlag.CANCELING, LockFlag.BLOCK_GRANTED));
+  t.equal(wireFlags(f), 2 ** 31 + 0x20, 'the wire takes the low 32 bits, unsigned');
+  f = withoutFlags(f, LockFlag.AST_DISCARD_DATA, LockFlag.CBPENDING);
+  t.equal(f, 0x20);
 });

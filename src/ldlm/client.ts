@@ -14,7 +14,11 @@
 //     blocking callback racing with it is answered "no such lock" (-EINVAL), which the server
 //     takes as the cancel it is.
 //   glimpse callback: the owner's `glimpse` hook gives the LVB (its idea of the size).
+//   eviction: when the import finds the server no longer knows it (state 'evicted'), every
+//     lock is gone on the server: they are dropped here, waiting enqueues fail with EIO, and
+//     the owner's `evicted` hook is told which locks it lost (to drop what they covered).
 import { randomBytes } from 'node:crypto';
+import type { Subscription } from 'rxjs';
 import { Errno, Opcode, PtlrpcError, statusError, type Import } from '../ptlrpc/index.js';
 import { ELDLM_NO_LOCK_DATA, type CallbackInfo, type CallbackService } from './callbacks.js';
 import { LockFlag, type LockMode, type LockType } from './modes.js';
@@ -68,6 +72,8 @@ export interface LdlmClientHooks {
   blocking?(lock: ClientLock, blockingDesc: LockDesc): void | Promise<void>;
   /** The LVB (ost_lvb) of what the lock covers. Without it a glimpse is answered -ELDLM_NO_LOCK_DATA. */
   glimpse?(lock: ClientLock, desc: LockDesc): Buffer | Promise<Buffer>;
+  /** The server evicted this client: these locks are lost (what they covered is no longer coherent). */
+  evicted?(locks: ClientLock[]): void;
 }
 
 interface Entry {
@@ -75,8 +81,8 @@ interface Entry {
   /** A completion callback that came before the enqueue reply. */
   early: CallbackInfo | undefined;
   granted: boolean;
-  /** Resolved by the completion callback of a blocked enqueue. */
-  wake: ((info: CallbackInfo) => void) | undefined;
+  /** Settles the wait of a blocked enqueue: the completion callback, or an error. */
+  wake: ((info: CallbackInfo | Error) => void) | undefined;
   blockingPending: LockDesc | undefined;
   cancelling: boolean;
 }
@@ -103,6 +109,7 @@ export class LdlmClient {
   readonly #hooks: LdlmClientHooks;
   readonly #entries = new Map<bigint, Entry>();
   readonly #unregister: () => void;
+  readonly #state: Subscription;
 
   constructor(imp: Import, callbacks: CallbackService, hooks: LdlmClientHooks = {}) {
     this.#import = imp;
@@ -111,6 +118,9 @@ export class LdlmClient {
       blocking: (info) => this.#onBlocking(info),
       completion: (info) => this.#onCompletion(info),
       glimpse: (info) => this.#onGlimpse(info),
+    });
+    this.#state = imp.state$.subscribe((state) => {
+      if (state === 'evicted') this.#dropAll(new PtlrpcError('EIO', `evicted by the server: the lock is lost`), true);
     });
   }
 
@@ -129,8 +139,19 @@ export class LdlmClient {
   /** Stops answering callbacks for this import's locks (they are answered -EINVAL from now on). */
   close(): void {
     this.#unregister();
-    for (const e of this.#entries.values()) e.wake?.({ handle: 0n } as CallbackInfo);
+    this.#state.unsubscribe();
+    this.#dropAll(new PtlrpcError('ESHUTDOWN', 'the lock client was closed during the enqueue'), false);
+  }
+
+  /** Forgets every lock; blocked enqueues fail with `err`. */
+  #dropAll(err: Error, tell: boolean): void {
+    const lost: ClientLock[] = [];
+    for (const e of this.#entries.values()) {
+      if (e.granted && e.lock) lost.push(e.lock);
+      e.wake?.(err);
+    }
     this.#entries.clear();
+    if (tell && lost.length > 0) this.#hooks.evicted?.(lost);
   }
 
   /** Takes a lock: resolves once it is granted, or fails with the server's error (EAGAIN, EDEADLK, ...). */
@@ -159,7 +180,12 @@ export class LdlmClient {
       policyRes1: r.policyRes1, policyRes2: r.policyRes2,
     };
     entry.lock = lock;
-    if (!this.#entries.has(handle)) throw new PtlrpcError('ESHUTDOWN', 'the lock client was closed during the enqueue');
+    if (this.#entries.get(handle) !== entry) throw new PtlrpcError('EIO', 'the lock was dropped during its enqueue (eviction or close)');
+    if ((req.flags ?? 0) & LockFlag.TEST_LOCK) {
+      // F_GETLK: the reply describes the conflicting lock (mode NL: none); nothing is held.
+      this.#entries.delete(handle);
+      return lock;
+    }
     if ((r.flags & LDLM_FL_BLOCKED_MASK) === 0) {
       this.counters.grantedAtOnce++;
       this.#grant(entry, undefined);
@@ -203,7 +229,7 @@ export class LdlmClient {
       entry.wake = (info) => {
         clearTimeout(timer);
         entry.wake = undefined;
-        if (info.handle === 0n) reject(new PtlrpcError('ESHUTDOWN', 'the lock client was closed during the enqueue'));
+        if (info instanceof Error) reject(info);
         else resolve(info);
       };
     });

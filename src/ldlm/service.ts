@@ -22,8 +22,9 @@
 // target's hook (which drops the export) and releases the client's locks, so others proceed.
 import {
   Errno, MsgFlag, Opcode, PtlrpcError, ReverseImport, LDLM_TIMEOUT_MS, statusError,
-  type Export, type IncomingRequest, type Network, type OpHandler,
+  type Export, type IncomingRequest, type Network, type OpHandler, type ReplyTransaction,
 } from '../ptlrpc/index.js';
+import type { Observable, Subscription } from 'rxjs';
 import { LdlmError } from './errors.js';
 import { LockFlag } from './modes.js';
 import type { Namespace } from './namespace.js';
@@ -54,6 +55,11 @@ export interface LdlmServiceConfig {
   exports: { byUuid(uuid: string): Export | undefined };
   /** The target's eviction hook: drop the client's export. Its locks are released here. */
   evict(exportUuid: string, reason: string): void;
+  /**
+   * Exports the target drops on its own (the ping evictor, a forced umount: its service's
+   * evictions$): their locks are released. A disconnect is the target's to report (exportGone).
+   */
+  exportsGone$?: Observable<{ clientUuid: string }>;
   intent?: IntentHandler;
   /** How long a callback waits for the client's answer: min(LDLM_TIMEOUT_MS, the lock timeout). */
   callbackTimeoutMs?: number;
@@ -86,6 +92,7 @@ export class LdlmService {
   readonly #callbackTimeoutMs: number;
   readonly #timer: NodeJS.Timeout;
   readonly #log: (message: string) => void;
+  readonly #gone: Subscription | undefined;
   #stopped = false;
 
   constructor(config: LdlmServiceConfig) {
@@ -97,11 +104,12 @@ export class LdlmService {
     const intervalMs = config.checkIntervalMs ?? Math.max(10, Math.floor(lockTimeoutMs / 4));
     this.#timer = setInterval(() => this.#evictOverdue(), intervalMs);
     this.#timer.unref();
+    this.#gone = config.exportsGone$?.subscribe((exp) => this.exportGone(exp.clientUuid));
   }
 
   /** The handlers to add to the target's request portal: LDLM_ENQUEUE and LDLM_CANCEL. */
-  handlers(): Map<number, OpHandler<never>> {
-    return new Map<number, OpHandler<never>>([
+  handlers<Tx extends ReplyTransaction = never>(): Map<number, OpHandler<Tx>> {
+    return new Map<number, OpHandler<Tx>>([
       [Opcode.LDLM_ENQUEUE, { handle: (request) => this.#enqueue(request) }],
       [Opcode.LDLM_CANCEL, { highPriority: true, handle: (request) => this.#cancel(request) }],
     ]);
@@ -111,6 +119,7 @@ export class LdlmService {
   stop(): void {
     this.#stopped = true;
     clearInterval(this.#timer);
+    this.#gone?.unsubscribe();
   }
 
   /**

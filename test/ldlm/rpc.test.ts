@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { LNetNI, userspacePid } from '../../src/lnet/index.js';
 import {
-  Errno, Import, Opcode, ReverseImport, Service, targetProfiles, type OpHandler,
+  Errno, Import, Opcode, ReverseImport, Service, targetProfiles, type ImportConfig, type OpHandler,
 } from '../../src/ptlrpc/index.js';
 import { LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, resId } from '../../src/ldlm/index.js';
 import { CallbackService } from '../../src/ldlm/callbacks.js';
@@ -29,7 +29,7 @@ interface Cluster {
   ldlm: LdlmService;
   namespace: Namespace;
   evicted: Array<{ uuid: string; reason: string }>;
-  client(uuid: string, hooks?: LdlmClientHooks): Promise<{ ni: LNetNI; imp: Import; locks: LdlmClient; callbacks: CallbackService }>;
+  client(uuid: string, hooks?: LdlmClientHooks, importMore?: Partial<ImportConfig>): Promise<{ ni: LNetNI; imp: Import; locks: LdlmClient; callbacks: CallbackService }>;
 }
 
 async function cluster(t: Test, opts: { lockTimeoutMs?: number; callbackTimeoutMs?: number; intent?: IntentHandler } = {}): Promise<Cluster> {
@@ -58,13 +58,13 @@ async function cluster(t: Test, opts: { lockTimeoutMs?: number; callbackTimeoutM
   let clients = 0;
   return {
     server, service, ldlm, namespace, evicted,
-    async client(uuid, hooks) {
+    async client(uuid, hooks, importMore = {}) {
       const index = ++clients;
       const ni = await LNetNI.start({ nid: `${host(index)}@tcp`, port, pid: userspacePid(30_000 + index), warn: quiet });
       t.teardown(() => ni.stop());
       const imp = await Import.connect(ni, {
         target: { nid: server.nid, pid: server.pid }, targetUuid: TARGET, clientUuid: uuid, ...ost, at: fastAt,
-        initialEstimateMs: 100, pingIntervalMs: 0,
+        initialEstimateMs: 100, pingIntervalMs: 0, ...importMore,
       });
       t.teardown(() => imp.disconnect());
       const callbacks = CallbackService.of(ni);
@@ -121,7 +121,8 @@ t.test('PW held by one client, PR asked by another: blocking callback, cancel, c
 t.test('a client that answers its blocking callback but never cancels is evicted after the lock timeout', async (t) => {
   const c = await cluster(t, { lockTimeoutMs: 300 });
   let blocked = 0;
-  const stuck = await c.client('client-stuck', { blocking: () => { blocked++; } });
+  const lost: ClientLock[] = [];
+  const stuck = await c.client('client-stuck', { blocking: () => { blocked++; }, evicted: (locks) => lost.push(...locks) });
   const other = await c.client('client-other');
   await stuck.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE });
   const granted = await other.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE });
@@ -133,6 +134,12 @@ t.test('a client that answers its blocking callback but never cancels is evicted
   t.equal(c.service.exports.byUuid('client-stuck'), undefined, 'the target dropped its export');
   t.same(c.namespace.locksOf('client-stuck'), [], 'its locks were released');
   t.equal(c.namespace.locksOf('client-other').length, 1);
+
+  // The evicted client learns it at its next request: its locks are dropped and its owner told.
+  await stuck.imp.ping().catch(() => {});
+  await until('the evicted client to drop its locks', () => lost.length === 1);
+  t.equal(lost[0]!.mode, LockMode.PW);
+  t.same(stuck.locks.locks(), []);
 });
 
 t.test('a client that does not answer its blocking callback at all is evicted; the other\'s enqueue completes', async (t) => {
@@ -185,8 +192,39 @@ t.test('glimpse, intents, unknown handles, errors', async (t) => {
   t.equal(c.namespace.locks(), 1);
   t.equal(reader.locks.locks().length, 0);
 
-  // A cancel of locks the server does not know: ESTALE, which the client takes as done.
-  await writer.locks.cancel([w]);
-  await writer.locks.cancel([w]);
-  t.equal(c.namespace.locks(), 0);
+  // Two lock owners on one client NI (two namespaces of one client kernel): each callback goes
+  // to the owner of its handle.
+  const seen: string[] = [];
+  const second = new LdlmClient(reader.imp, reader.callbacks, { blocking: async (lock) => { seen.push('second'); await second.cancel([lock]); } });
+  t.teardown(() => second.close());
+  const third = new LdlmClient(reader.imp, reader.callbacks, { blocking: async (lock) => { seen.push('third'); await third.cancel([lock]); } });
+  t.teardown(() => third.close());
+  const OTHER = resId(0x100000400n, 8n);
+  await second.enqueue({ resId: OTHER, type: LockType.PLAIN, mode: LockMode.PR });
+  await third.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PR, policy: { extent: { start: 1n << 40n, end: OBD_OBJECT_EOF } } });
+  t.equal(writer.locks.counters.blocking, 1, 'the writer\'s PW blocked the third owner\'s PR');
+  t.equal(writer.locks.lookup(w.handle), undefined, 'an owner without a blocking hook cancels at once');
+  await writer.locks.enqueue({ resId: OTHER, type: LockType.PLAIN, mode: LockMode.EX });
+  t.same(seen, ['second'], 'the blocking callback went to the owner of the handle');
+  t.equal(reader.callbacks.owners, 3);
+
+  // A cancel the server knows none of: ESTALE (Lustre's answer), which LdlmClient takes as done.
+  const cancel = encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: [0x7777n] });
+  await t.rejects(writer.imp.request(Opcode.LDLM_CANCEL, [cancel]), { code: 'ESTALE' });
+  t.equal(c.namespace.locksOf('client-writer').length, 1, 'the writer holds only its EX on the other resource');
+  t.equal(c.namespace.locksOf('client-reader').length, 1, 'the reader\'s third owner holds its PR');
+});
+
+t.test('a resent enqueue (its reply lost) finds the lock its first copy made', async (t) => {
+  const c = await cluster(t);
+  let dropped = 0;
+  const a = await c.client('client-resend', {}, {
+    failLoc: { dropReply: (_xid, opcode) => opcode === Opcode.LDLM_ENQUEUE && dropped++ === 0 },
+  });
+  const lock = await a.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE });
+  t.equal(dropped, 2, 'the first reply was lost, the resend answered');
+  t.ok(a.imp.counters.resent >= 1);
+  t.equal(c.namespace.locks(), 1, 'one lock on the server, not two');
+  t.equal(c.namespace.lookup(lock.remoteHandle)?.remoteHandle, lock.handle);
+  t.equal(c.ldlm.counters.enqueues, 2);
 });

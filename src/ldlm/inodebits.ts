@@ -7,9 +7,9 @@
 import { lockModeCompat, LockMode, type LockMode as Mode } from './modes.js';
 import type { InodeBitsPolicy } from './types.js';
 
-export function ibitsConflicts(held: { mode: Mode; bits: number }, requested: { mode: Mode; bits: number }): boolean {
+export function ibitsConflicts(held: { mode: Mode; bits: number; gid?: bigint }, requested: { mode: Mode; bits: number; gid?: bigint }): boolean {
   if ((held.bits & requested.bits) === 0) return false;
-  if (held.mode === LockMode.GROUP && requested.mode === LockMode.GROUP) return false;
+  if (held.mode === LockMode.GROUP && requested.mode === LockMode.GROUP) return (held.gid ?? 0n) !== (requested.gid ?? 0n);
   return !lockModeCompat(held.mode, requested.mode);
 }
 

@@ -25,7 +25,7 @@ import { filterTryBits, ibitsConflicts } from './inodebits.js';
 import { hasFlag, LockFlag, LockMode, LockType, wireFlags, withFlags, withoutFlags, type LockMode as Mode } from './modes.js';
 import { plainConflicts } from './plain.js';
 import { resIdKey, type ResId } from './resource.js';
-import { isFlockPolicy, type Extent, type FlockPolicy, type Lock, type LockRequest, type Policy } from './types.js';
+import { isFlockPolicy, type Extent, type FlockPolicy, type InodeBitsPolicy, type Lock, type LockRequest, type Policy } from './types.js';
 import { checkRequest } from './validate.js';
 
 /** LDLM_TIMEOUT_DEFAULT: seconds a client has to answer a blocking callback. */
@@ -263,7 +263,8 @@ export class Namespace {
     if (lock.type === LockType.IBITS && !this.ibitsPossible(res, lock)) {
       return { ...base, granted: false, error: 'EAGAIN' };
     }
-    const blocked = res.granted.some((g) => this.conflicts(res, g, lock)) || res.waiting.some((w) => this.conflicts(res, w, lock));
+    const blocked = res.granted.some((g) => this.conflicts(res, g, lock))
+      || (!this.joinsGroup(res, lock) && res.waiting.some((w) => this.conflicts(res, w, lock)));
     if (blocked && hasFlag(lock.flags, LockFlag.BLOCK_NOWAIT)) return { ...base, granted: false, error: 'EAGAIN' };
     this.checkRoom();
     this.attach(res, lock);
@@ -271,6 +272,16 @@ export class Namespace {
     // Invariant: a request appended to the queue lets no earlier waiter through.
     assert(r.granted.every((l) => l === lock), 'enqueue grants nothing but the new lock');
     return { ...base, granted: lock.grantedMode !== undefined, blocking: r.blocking };
+  }
+
+  /**
+   * A GROUP extent request whose group already holds a granted lock joins it at once, ahead
+   * of any waiter (ldlm_extent_compat_queue: "group lock, grant it immediately if compatible").
+   */
+  private joinsGroup(res: Resource, req: Lock): boolean {
+    if (res.type !== LockType.EXTENT || req.reqMode !== LockMode.GROUP) return false;
+    const gid = extentOf(req.requestedPolicy).gid ?? 0n;
+    return res.granted.some((g) => g.grantedMode === LockMode.GROUP && (extentOf(g.policy).gid ?? 0n) === gid);
   }
 
   /** An IBITS request with only try bits, all of them held by others: nothing to grant. */
@@ -292,7 +303,7 @@ export class Namespace {
       case LockType.EXTENT:
         return extentConflicts({ mode: h.mode, extent: extentOf(h.policy) }, { mode, extent: extentOf(req.requestedPolicy) });
       case LockType.IBITS:
-        return ibitsConflicts({ mode: h.mode, bits: bitsOf(h.policy) }, { mode, bits: bitsOf(req.requestedPolicy) });
+        return ibitsConflicts({ mode: h.mode, bits: bitsOf(h.policy), gid: gidOf(h.policy) }, { mode, bits: bitsOf(req.requestedPolicy), gid: gidOf(req.requestedPolicy) });
       default:
         assert(false, `regular policy for type ${res.type}`);
     }
@@ -310,7 +321,7 @@ export class Namespace {
     // grant() takes each granted waiter out of res.waiting: walk a copy.
     for (const w of [...res.waiting]) {
       const byGranted = res.granted.some((g) => this.conflicts(res, g, w));
-      const byWaiting = still.some((x) => this.conflicts(res, x, w));
+      const byWaiting = !this.joinsGroup(res, w) && still.some((x) => this.conflicts(res, x, w));
       if (!byGranted && !byWaiting) {
         this.grant(res, w, w.reqMode, this.grantedPolicy(res, w, still));
         out.granted.push(w);
@@ -345,11 +356,12 @@ export class Namespace {
       return { extent };
     }
     if (res.type === LockType.IBITS) {
-      const { bits, tryBits } = p as { bits: number; tryBits?: number };
-      if (!tryBits) return { bits };
+      const { bits, tryBits, gid } = p as InodeBitsPolicy;
+      const group = gid !== undefined ? { gid } : {};
+      if (!tryBits) return { bits, ...group };
       const others = [...res.granted, ...waitingAhead].filter((l) => l.owner !== w.owner)
         .map((l) => ({ mode: this.holder(l).mode, bits: bitsOf(this.holder(l).policy) }));
-      return { bits: bits | filterTryBits(w.reqMode, tryBits, others) };
+      return { bits: bits | filterTryBits(w.reqMode, tryBits, others), ...group };
     }
     return p;
   }
@@ -578,6 +590,10 @@ function extentOf(p: Policy | undefined): Extent {
 function bitsOf(p: Policy | undefined): number {
   assert(p !== undefined && 'bits' in p, 'an ibits lock has bits');
   return p.bits;
+}
+
+function gidOf(p: Policy | undefined): bigint | undefined {
+  return p !== undefined && 'bits' in p ? p.gid : undefined;
 }
 
 function flockOf(l: Lock): FlockPolicy {

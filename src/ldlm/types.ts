@@ -5,8 +5,8 @@ import type { ResId } from './resource.js';
 
 /** ldlm_extent: bytes [start, end], both inclusive; end = OBD_OBJECT_EOF reaches end of file. */
 export interface Extent { start: bigint; end: bigint; gid?: bigint }
-/** ldlm_inodebits: the bits a lock must have, and the ones it would like if free. */
-export interface InodeBitsPolicy { bits: number; tryBits?: number }
+/** ldlm_inodebits: the bits a lock must have, the ones it would like if free, a GROUP lock's group id. */
+export interface InodeBitsPolicy { bits: number; tryBits?: number; gid?: bigint }
 /** ldlm_flock: a POSIX (or BSD) record lock of one lock owner (a process's file table). */
 export interface FlockPolicy { start: bigint; end: bigint; owner: bigint; pid: number }
 

@@ -36,11 +36,12 @@ function checkPolicy(type: LockType, mode: LockMode, p: Policy | undefined): Pol
     }
     case LockType.IBITS: {
       if (p === undefined || !('bits' in p)) return fail('an IBITS lock needs inode bits');
-      const { bits, tryBits } = p;
+      const { bits, tryBits, gid } = p;
       const okBits = (b: unknown) => Number.isInteger(b) && (b as number) >= 0 && (b as number) <= 0xffffffff;
       if (!okBits(bits) || (tryBits !== undefined && !okBits(tryBits))) fail('bad inode bits');
       if ((bits | (tryBits ?? 0)) === 0) fail('an IBITS lock needs at least one bit');
-      return { bits, tryBits: (tryBits ?? 0) & ~bits };
+      if (gid !== undefined && !isU64(gid)) fail('bad group id');
+      return { bits, tryBits: ((tryBits ?? 0) & ~bits) >>> 0, ...(gid !== undefined ? { gid } : {}) };
     }
     case LockType.FLOCK: {
       if (p === undefined || !('flock' in p)) return fail('a FLOCK lock needs a flock policy');

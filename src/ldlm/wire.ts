@@ -6,7 +6,7 @@
 //   ldlm_res_id           32   name[4] u64
 //   ldlm_extent           24   start u64 @0, end u64 @8, gid u64 @16
 //   ldlm_inodebits        32   bits u64 @0, try_bits u64 @8, li_gid u64 @16,
-//                              li_padding u32 @24, li_initiator_id u32 @28
+//                              li_padding u32 @24, li_initiator_id u32 @28 (written 0: one MDT)
 //   ldlm_flock_wire       32   lfw_start u64 @0, lfw_end u64 @8, lfw_owner u64 @16,
 //                              lfw_padding u32 @24, lfw_pid u32 @28
 //   ldlm_wire_policy_data 32   union of the three above, read by the resource's type
@@ -128,6 +128,7 @@ export function writePolicy(buf: Buffer, off: number, type: LockType, p: Policy 
   } else if ('bits' in p) {
     buf.writeBigUInt64LE(BigInt(p.bits >>> 0), off);
     buf.writeBigUInt64LE(BigInt((p.tryBits ?? 0) >>> 0), off + 8);
+    buf.writeBigUInt64LE(checkU64(p.gid ?? 0n, 'inodebits gid'), off + 16);
   } else {
     buf.writeBigUInt64LE(checkU64(p.flock.start, 'flock start'), off);
     buf.writeBigUInt64LE(checkU64(p.flock.end, 'flock end'), off + 8);
@@ -149,7 +150,8 @@ export function readPolicy(buf: Buffer, off: number, type: LockType): Policy | u
       const bits = buf.readBigUInt64LE(off);
       const tryBits = buf.readBigUInt64LE(off + 8);
       if (bits > 0xffff_ffffn || tryBits > 0xffff_ffffn) proto('inode bits beyond the 32 this implementation knows');
-      return { bits: Number(bits), tryBits: Number(tryBits) };
+      const gid = buf.readBigUInt64LE(off + 16);
+      return { bits: Number(bits), tryBits: Number(tryBits), ...(gid !== 0n ? { gid } : {}) };
     }
     case LockType.FLOCK: {
       const start = buf.readBigUInt64LE(off);

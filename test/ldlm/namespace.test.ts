@@ -94,6 +94,22 @@ t.test('FIFO: a compatible request waits behind an earlier conflicting waiter; o
   t.equal(ns.stats().waiting, 0);
 });
 
+t.test('GROUP locks: one group shares, and joins ahead of waiters; other locks wait for the group to go', async (t) => {
+  const { ns } = setup();
+  const g = (owner: string, gid: bigint, mode: LockMode = LockMode.GROUP) =>
+    ns.enqueue({ resId: R1, type: LockType.EXTENT, mode, policy: { extent: { start: 0n, end: EOF, gid } }, owner, remoteHandle: remote++ });
+  t.ok(g('A', 7n).granted);
+  const pw = g('B', 0n, LockMode.PW);
+  t.notOk(pw.granted, 'a PW lock waits for the group');
+  t.same(pw.blocking.map((l) => l.owner), ['A']);
+  t.ok(g('C', 7n).granted, 'the same group joins, ahead of the waiting PW');
+  t.notOk(g('D', 8n).granted, 'another group waits');
+  ns.evict('A');
+  t.notOk(pw.lock.grantedMode, 'C still holds the group');
+  ns.evict('C');
+  t.equal(pw.lock.grantedMode, LockMode.PW);
+});
+
 t.test('BLOCK_NOWAIT fails with EAGAIN and keeps nothing', async (t) => {
   const { ns, ext } = setup();
   ext('A', LockMode.PW, 0n, 4095n);
@@ -291,7 +307,10 @@ function checkInvariants(ns: Namespace): void {
     }
     for (const [j, w] of waiting.entries()) {
       const byGranted = granted.filter((g) => g.owner !== w.owner && modelConflict(type, held(g), asked(w)));
-      const byWaiting = waiting.slice(0, j).some((e) => e.owner !== w.owner && modelConflict(type, asked(e), asked(w)));
+      const gid = (l: Lock) => (l.requestedPolicy as { extent: { gid?: bigint } }).extent.gid ?? 0n;
+      const joins = type === LockType.EXTENT && w.reqMode === LockMode.GROUP
+        && granted.some((g) => g.grantedMode === LockMode.GROUP && gid(g) === gid(w));
+      const byWaiting = !joins && waiting.slice(0, j).some((e) => e.owner !== w.owner && modelConflict(type, asked(e), asked(w)));
       if (byGranted.length === 0 && !byWaiting) throw new Error(`waiter ${w.handle} could be granted`);
       for (const g of byGranted) if (!(g.flags & LockFlag.AST_SENT)) throw new Error(`holder ${g.handle} blocks a waiter without a callback`);
     }

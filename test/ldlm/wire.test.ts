@@ -138,8 +138,8 @@ const u64 = fc.bigInt({ min: 0n, max: OBD_OBJECT_EOF });
 const range = fc.tuple(u64, u64).map(([a, b]) => (a <= b ? { start: a, end: b } : { start: b, end: a }));
 const descArb: fc.Arbitrary<LockDesc> = fc.oneof(
   fc.record({ type: fc.constant(LockType.EXTENT), r: range, gid: u64 }).map(({ type, r, gid }) => ({ type, policy: { extent: { ...r, gid } } })),
-  fc.record({ type: fc.constant(LockType.IBITS), bits: fc.nat({ max: 0x7f }), tryBits: fc.nat({ max: 0x7f }) })
-    .map(({ type, bits, tryBits }) => ({ type, policy: { bits, tryBits } })),
+  fc.record({ type: fc.constant(LockType.IBITS), bits: fc.nat({ max: 0x7f }), tryBits: fc.nat({ max: 0x7f }), gid: fc.option(fc.bigInt({ min: 1n, max: OBD_OBJECT_EOF })) })
+    .map(({ type, bits, tryBits, gid }) => ({ type, policy: { bits, tryBits, ...(gid !== null ? { gid } : {}) } })),
   fc.record({ type: fc.constant(LockType.FLOCK), r: range, owner: u64, pid: fc.nat({ max: 0xffffffff }) })
     .map(({ type, r, owner, pid }) => ({ type, policy: { flock: { ...r, owner, pid } } })),
   fc.constant({ type: LockType.PLAIN }),

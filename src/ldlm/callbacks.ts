@@ -20,7 +20,10 @@
 // An unknown opcode is answered -EPROTO; a request that does not decode is answered -EPROTO.
 //
 // Bounds: CALLBACK_HANDLERS_MAX owner handlers run at once, CALLBACK_QUEUE_MAX more wait;
-// beyond that a callback is dropped (and counted): the server's callback times out.
+// beyond that a callback is dropped (and counted): the server's callback times out. A
+// blocking handler (a flush, then a cancel) runs outside that pool once its callback is
+// answered, as Lustre hands it to its ldlm_bl threads: slow flushes never hold up completions.
+// There is at most one per lock the owner holds.
 import {
   Errno, MsgType, Opcode, Portal, PtlrpcError, decodeMessage, encodeMessage, makeBody,
   type Network, type PtlrpcBody, type PutEvent, type MdHandle,
@@ -217,7 +220,7 @@ export class CallbackService {
         // Answered first: the owner's flush may take long, and the server only needs to know
         // that the request arrived (the cancel tells it the rest).
         this.#reply(e, body, 0);
-        await this.#call(() => owner.handlers.blocking(info));
+        void this.#call(() => owner.handlers.blocking(info));
         return;
       case Opcode.LDLM_CP_CALLBACK: {
         this.counters.completion++;

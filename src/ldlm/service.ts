@@ -128,9 +128,13 @@ export class LdlmService {
    */
   evict(exportUuid: string, reason: string): void {
     this.counters.evictions++;
-    this.#log(`evicting ${exportUuid}: ${reason}`);
     const exp = this.#c.exports.byUuid(exportUuid);
-    this.#c.evict(exportUuid, reason);
+    this.#log(`${this.namespace.name}: evicting client ${exportUuid} at ${exp?.peer.nid ?? 'an unknown NID'}: ${reason}`);
+    try {
+      this.#c.evict(exportUuid, reason);
+    } catch (err) {
+      this.#log(`${this.namespace.name}: the eviction hook failed for ${exportUuid}: ${(err as Error).message}`);
+    }
     exp?.reverse?.close(`evicted: ${reason}`);
     this.exportGone(exportUuid);
   }

@@ -26,12 +26,13 @@ interface Setup {
 }
 
 /** A server with an OST-like service, a client kernel-like NI connected to it, and a sink on the client's callback portal. */
-async function setup(t: Test, clientUuid: string, hostIndex: number): Promise<Setup> {
+async function setup(t: Test, clientUuid: string, hostIndex: number, sameNid = false): Promise<Setup> {
   const port = await freePort();
   const hosts = loopbackHosts(6);
   const server = await LNetNI.start({ nid: `${hosts[hostIndex]}@tcp`, port, warn: quiet });
   t.teardown(() => server.stop());
-  const client = await LNetNI.start({ nid: `${hosts[hostIndex + 1]}@tcp`, port, pid: userspacePid(40_000 + hostIndex), warn: quiet });
+  const clientHost = sameNid ? hosts[hostIndex] : hosts[hostIndex + 1];
+  const client = await LNetNI.start({ nid: `${clientHost}@tcp`, port, pid: userspacePid(40_000 + hostIndex), warn: quiet });
   t.teardown(() => client.stop());
   const service = new Service(server, { name: 'ost', targetUuid: TARGET_UUID, ...ost, ops: new Map(), at: fastAt });
   t.teardown(() => service.stop());
@@ -124,4 +125,15 @@ t.test('a client that closed: the request fails at once, not at its timeout', as
   t.match(err, { name: 'PtlrpcError', code: 'EHOSTUNREACH' }, 'a client kernel is never connected to: unreachable until it connects again');
   t.match((err as Error).message, /client-rev-c/);
   t.equal(reverse.counters.sendFailures, 1);
+});
+
+t.test('a client kernel on the server kernel\'s own NID (one node): reached over its TCP connection', async (t) => {
+  const s = await setup(t, 'client-rev-d', 5, true);
+  t.equal(s.client.nid, s.server.nid, 'one NID, two LNet instances told apart by pid');
+  const reverse = new ReverseImport(s.server, s.exp);
+  const replied = reverse.request(Opcode.LDLM_GL_CALLBACK, [Buffer.from('glimpse')]);
+  await until('the callback at the client', () => s.received.length === 1);
+  t.same(s.received[0]!.initiator, { nid: s.server.nid, pid: s.server.pid });
+  await s.answer(s.received[0]!, 0, [Buffer.from('lvb')]);
+  t.equal((await replied).buffers[0]?.toString(), 'lvb');
 });

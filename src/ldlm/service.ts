@@ -25,6 +25,7 @@ import {
   type Export, type IncomingRequest, type Network, type OpHandler, type ReplyTransaction,
 } from '../ptlrpc/index.js';
 import type { Observable, Subscription } from 'rxjs';
+import { ELDLM_NO_LOCK_DATA } from './callbacks.js';
 import { LdlmError } from './errors.js';
 import { LockFlag } from './modes.js';
 import type { Namespace } from './namespace.js';
@@ -158,6 +159,8 @@ export class LdlmService {
       const reply = await this.#send(lock, Opcode.LDLM_GL_CALLBACK, descOf(lock), 0);
       return reply?.buffers[0];
     } catch (err) {
+      // The holder has the lock but nothing to tell: the caller reads the size itself.
+      if ((err as PtlrpcError).status === -ELDLM_NO_LOCK_DATA) return undefined;
       this.#callbackFailed(lock, 'glimpse', err as PtlrpcError);
       return undefined;
     }
@@ -191,7 +194,14 @@ export class LdlmService {
     const granted = lock.grantedMode !== undefined;
     let flags = lock.flags & 0xffffffff & ~BLOCKED_MASK;
     if (!granted && (dlm.flags & LockFlag.TEST_LOCK) === 0) flags |= (lock.flags & BLOCKED_MASK) || LockFlag.BLOCK_GRANTED;
-    const intent = this.#c.intent ? await this.#c.intent(request, lock, dlm) : {};
+    let intent: IntentResult = {};
+    try {
+      if (this.#c.intent) intent = await this.#c.intent(request, lock, dlm);
+    } catch (err) {
+      // The client never learns of a lock whose enqueue failed: it must not stay behind.
+      this.#cancelHandles(owner, [lock.handle]);
+      throw err;
+    }
     const reply = encodeLdlmReply({
       flags, lockDesc: descOf(lock), lockHandle: lock.handle, policyRes1: intent.policyRes1 ?? 0n, policyRes2: intent.policyRes2 ?? 0n,
     });

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { LNetNI, userspacePid } from '../../src/lnet/index.js';
 import {
-  Errno, Import, Opcode, ReverseImport, Service, targetProfiles, type ImportConfig, type OpHandler,
+  Errno, Import, Opcode, ReverseImport, Service, statusError, targetProfiles, type ImportConfig, type OpHandler,
 } from '../../src/ptlrpc/index.js';
 import {
   CallbackService, LdlmClient, LdlmService, LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, encodeLdlmRequest, resId,
@@ -157,10 +157,13 @@ t.test('a client that does not answer its blocking callback at all is evicted; t
 });
 
 t.test('glimpse, intents, unknown handles, errors', async (t) => {
-  const intent: IntentHandler = (request, lock) => ({
-    buffers: [Buffer.from(`intent ${request.buffers[1]?.toString()} on ${lock.handle === 0n ? '?' : 'lock'}`)],
-    policyRes1: 0x11n, policyRes2: 0x22n,
-  });
+  const intent: IntentHandler = (request, lock) => {
+    if (request.buffers[1]?.toString() === 'missing') throw statusError(-Errno.ENOENT, 'no such name');
+    return {
+      buffers: [Buffer.from(`intent ${request.buffers[1]?.toString()} on ${lock.handle === 0n ? '?' : 'lock'}`)],
+      policyRes1: 0x11n, policyRes2: 0x22n,
+    };
+  };
   const c = await cluster(t, { intent });
   const lvb = Buffer.alloc(56, 0xab);
   const writer = await c.client('client-writer', { glimpse: () => lvb });
@@ -170,10 +173,19 @@ t.test('glimpse, intents, unknown handles, errors', async (t) => {
   t.equal(w.replyBuffers[0]?.toString(), 'intent open on lock', 'the intent handler\'s buffers follow the ldlm_reply');
   t.equal(w.policyRes1, 0x11n);
   t.equal(w.policyRes2, 0x22n);
+  await t.rejects(writer.locks.enqueue({ resId: resId(0x100000400n, 10n), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: 1 }, intent: [Buffer.from('missing')] }),
+    { code: 'ENOENT' }, 'a failed intent fails the enqueue');
+  t.equal(c.namespace.locks(), 1, 'and leaves no lock behind');
 
   t.same(await c.ldlm.glimpse(RES, 'client-reader'), lvb, 'the PW holder answered the glimpse with its LVB');
   t.equal(writer.callbacks.counters.glimpse, 1);
   t.equal(await c.ldlm.glimpse(RES, 'client-writer'), undefined, 'no glimpse to the asker itself');
+  // A holder with nothing to tell (no glimpse hook) answers -ELDLM_NO_LOCK_DATA: no eviction.
+  const R3 = resId(0x100000400n, 9n);
+  await reader.locks.enqueue({ resId: R3, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE });
+  t.equal(await c.ldlm.glimpse(R3), undefined);
+  t.same(c.evicted, []);
+  t.equal(c.namespace.locksOf('client-reader').length, 1, 'the holder keeps its lock');
 
   // A callback for a handle nobody on the client knows: EINVAL, as Lustre's "lock disappeared".
   const exp = c.service.exports.byUuid('client-reader')!;
@@ -189,8 +201,8 @@ t.test('glimpse, intents, unknown handles, errors', async (t) => {
   // BLOCK_NOWAIT on a conflicting lock: EAGAIN, nothing left behind.
   await t.rejects(reader.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PR, policy: WHOLE, flags: LockFlag.BLOCK_NOWAIT }),
     { code: 'EAGAIN' });
-  t.equal(c.namespace.locks(), 1);
-  t.equal(reader.locks.locks().length, 0);
+  t.equal(c.namespace.locks(), 2, 'nothing left behind: the writer\'s PW and the reader\'s PW on R3');
+  t.equal(reader.locks.locks().length, 1);
 
   // Two lock owners on one client NI (two namespaces of one client kernel): each callback goes
   // to the owner of its handle.
@@ -212,7 +224,7 @@ t.test('glimpse, intents, unknown handles, errors', async (t) => {
   const cancel = encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: [0x7777n] });
   await t.rejects(writer.imp.request(Opcode.LDLM_CANCEL, [cancel]), { code: 'ESTALE' });
   t.equal(c.namespace.locksOf('client-writer').length, 1, 'the writer holds only its EX on the other resource');
-  t.equal(c.namespace.locksOf('client-reader').length, 1, 'the reader\'s third owner holds its PR');
+  t.equal(c.namespace.locksOf('client-reader').length, 2, 'the reader holds its PW on R3, its third owner its PR');
 });
 
 t.test('a resent enqueue (its reply lost) finds the lock its first copy made', async (t) => {

@@ -1,4 +1,4 @@
-// The FUSE wire format pinned: byte-exact replies and requests as Linux's
+// The FUSE wire format pinned: byte-exact replies, requests, lock structs and notifications as Linux's
 // include/uapi/linux/fuse.h lays them out (7.32 layouts), each expected buffer built here field by
 // field at the header's offsets, not by the encoder under test, plus the hex of each so a change
 // of layout shows as a diff. Malformed requests are WireErrors (answered EIO), never crashes:
@@ -8,8 +8,9 @@ import t from 'tap';
 import { serve, errnoOf } from '../../src/client/fuse/dispatch.js';
 import type { FuseOps, RequestContext } from '../../src/client/fuse/ops.js';
 import {
-  Opcode, WireError, decodeInHeader, decodeInitIn, encodeAttrOut, encodeCreateOut, encodeDirents, encodeEntryOut,
-  encodeError, encodeInitOut, encodeOpenOut, encodeStatfsOut, type Attr,
+  OFFSET_MAX, Opcode, WireError, decodeInHeader, decodeInitIn, decodeLkIn, encodeAttrOut, encodeCreateOut, encodeDirents,
+  encodeEntryOut, encodeError, encodeInitOut, encodeLkOut, encodeNotifyInvalEntry, encodeNotifyInvalInode, encodeOpenOut,
+  encodeStatfsOut, type Attr, type FileLock,
 } from '../../src/client/fuse/wire.js';
 
 const seed = Number(process.env.FUSE_WIRE_SEED ?? Date.now() % 1_000_000);
@@ -186,6 +187,117 @@ t.test('request layouts', async (t) => {
   t.same(errnoOf(new Error('plain')), { errno: 5, known: false }, 'anything else is EIO');
 });
 
+/** fuse_lk_in (48 bytes) field by field. */
+function lkIn(fh: bigint, owner: bigint, start: bigint, end: bigint, type: number, pid: number, lkFlags: number): Buffer {
+  const b = Buffer.alloc(48);
+  b.writeBigUInt64LE(fh, 0);
+  b.writeBigUInt64LE(owner, 8);
+  b.writeBigUInt64LE(start, 16);
+  b.writeBigUInt64LE(end, 24);
+  b.writeUInt32LE(type, 32);
+  b.writeUInt32LE(pid, 36);
+  b.writeUInt32LE(lkFlags, 40);
+  return b;
+}
+
+t.test('locks: fuse_lk_in, fuse_lk_out, what GETLK/SETLK/SETLKW/FLUSH/RELEASE give the ops', async (t) => {
+  const owner = 0xfedcba9876543210n;
+  const body = lkIn(7n, owner, 100n, 199n, 1, 4242, 0);
+  t.equal(body.toString('hex'),
+    '0700000000000000' + '1032547698badcfe' + '6400000000000000' + 'c700000000000000' + '01000000' + '92100000' + '00000000' + '00000000',
+    'fuse_lk_in, hex: fh, owner, lk { start, end, type F_WRLCK, pid }, lk_flags, padding');
+  t.same(decodeLkIn(body), { fh: 7, owner, lock: { start: 100n, end: 199n, type: 'write', pid: 4242 }, flock: false });
+  t.same(decodeLkIn(lkIn(7n, 1n, 0n, OFFSET_MAX, 0, 1, 1)).lock, { start: 0n, end: OFFSET_MAX, type: 'read', pid: 1 }, 'F_RDLCK to the end of the file');
+  t.equal(decodeLkIn(lkIn(7n, 1n, 0n, OFFSET_MAX, 2, 0, 1)).flock, true, 'FUSE_LK_FLOCK');
+  t.throws(() => decodeLkIn(lkIn(7n, 1n, 0n, 1n, 3, 0, 0)), WireError, 'a lock type that is none of the three');
+  t.throws(() => decodeLkIn(lkIn(7n, 1n, 5n, 4n, 1, 0, 0)), WireError, 'end below start');
+  t.throws(() => decodeLkIn(lkIn(7n, 1n, 0n, OFFSET_MAX + 1n, 1, 0, 0)), WireError, 'end above OFFSET_MAX');
+  t.throws(() => decodeLkIn(body.subarray(0, 47)), WireError, 'shorter than fuse_lk_in');
+
+  const out = Buffer.alloc(24);
+  out.writeBigUInt64LE(0n, 0);
+  out.writeBigUInt64LE(OFFSET_MAX, 8);
+  out.writeUInt32LE(0, 16);
+  out.writeUInt32LE(99, 20);
+  t.same(encodeLkOut({ start: 0n, end: OFFSET_MAX, type: 'read', pid: 99 }), out, 'fuse_lk_out');
+  t.equal(encodeLkOut({ start: 10n, end: 19n, type: 'unlock', pid: 0 }).toString('hex'),
+    '0a00000000000000' + '1300000000000000' + '02000000' + '00000000', 'fuse_lk_out of F_UNLCK, hex');
+
+  // Through serve: each lock request reaches its op with its fields; the session's close-time unlocks.
+  const seen: unknown[] = [];
+  let conflict: FileLock | null = { start: 0n, end: 99n, type: 'write', pid: 77 };
+  const ops: FuseOps = {
+    getlk: async (_c, n, fh, o, lock) => { seen.push(['getlk', n, fh, o, lock]); return conflict; },
+    setlk: async (_c, n, fh, o, lock, opts) => { seen.push(['setlk', n, fh, o, lock, opts]); },
+    flush: async (_c, n, fh, o) => { seen.push(['flush', n, fh, o]); },
+    release: async (_c, n, fh, flags, info) => { seen.push(['release', n, fh, flags, info]); },
+  };
+  const h = (b: Buffer) => decodeInHeader(b);
+  let r = request(Opcode.GETLK, lkIn(7n, owner, 50n, 59n, 1, 4242, 0), 3);
+  t.same((await serve(ops, h(r), r.subarray(40), ctx, T))[0], encodeLkOut(conflict), 'GETLK answers the conflicting lock');
+  conflict = null;
+  t.equal((await serve(ops, h(r), r.subarray(40), ctx, T))[0]!.toString('hex'),
+    '3200000000000000' + '3b00000000000000' + '02000000' + '00000000', 'and F_UNLCK over the range asked when none conflicts');
+  r = request(Opcode.SETLK, lkIn(7n, owner, 50n, 59n, 0, 4242, 0), 3);
+  t.same(await serve(ops, h(r), r.subarray(40), ctx, T), [], 'SETLK: no reply body');
+  r = request(Opcode.SETLKW, lkIn(8n, 5n, 0n, OFFSET_MAX, 1, 4243, 1), 3);
+  await serve(ops, h(r), r.subarray(40), ctx, T);
+  const flush = Buffer.alloc(24);
+  flush.writeBigUInt64LE(7n, 0);
+  flush.writeBigUInt64LE(owner, 16);
+  r = request(Opcode.FLUSH, flush, 3);
+  await serve(ops, h(r), r.subarray(40), ctx, T);
+  const release = Buffer.alloc(24);
+  release.writeBigUInt64LE(8n, 0);
+  release.writeUInt32LE(2, 8); // O_RDWR
+  release.writeUInt32LE(2, 12); // FUSE_RELEASE_FLOCK_UNLOCK
+  release.writeBigUInt64LE(5n, 16);
+  r = request(Opcode.RELEASE, release, 3);
+  await serve(ops, h(r), r.subarray(40), ctx, T);
+  release.writeUInt32LE(0, 12);
+  r = request(Opcode.RELEASE, release, 3);
+  await serve(ops, h(r), r.subarray(40), ctx, T);
+  const whole = { start: 0n, end: OFFSET_MAX, type: 'unlock', pid: 0 };
+  t.same(seen, [
+    ['getlk', 3, 7, owner, { start: 50n, end: 59n, type: 'write', pid: 4242 }],
+    ['getlk', 3, 7, owner, { start: 50n, end: 59n, type: 'write', pid: 4242 }],
+    ['setlk', 3, 7, owner, { start: 50n, end: 59n, type: 'read', pid: 4242 }, { wait: false, flock: false, close: false }],
+    ['setlk', 3, 8, 5n, { start: 0n, end: OFFSET_MAX, type: 'write', pid: 4243 }, { wait: true, flock: true, close: false }],
+    ['flush', 3, 7, owner],
+    ['setlk', 3, 7, owner, whole, { wait: false, flock: false, close: true }],
+    ['setlk', 3, 8, 5n, whole, { wait: false, flock: true, close: true }],
+    ['release', 3, 8, 2, { flush: false, flockOwner: 5n }],
+    ['release', 3, 8, 2, { flush: false }],
+  ], 'FLUSH: flush then the end of the owner\'s POSIX locks; RELEASE with FLOCK_UNLOCK: the end of the flock, then release');
+
+  // Without a flush op, FLUSH still succeeds when the ops serve locks (an ENOSYS would stop the
+  // kernel sending it, and the locks would outlive their process); without locks, ENOSYS as before.
+  r = request(Opcode.FLUSH, flush, 3);
+  t.same(await serve({ getlk: ops.getlk!, setlk: ops.setlk! }, h(r), r.subarray(40), ctx, T), [], 'FLUSH with locks and no flush op');
+  await t.rejects(serve({}, h(r), r.subarray(40), ctx, T), { code: 'ENOSYS' }, 'FLUSH with neither');
+  r = request(Opcode.GETLK, lkIn(7n, owner, 0n, 1n, 1, 1, 0), 3);
+  await t.rejects(serve({}, h(r), r.subarray(40), ctx, T), { code: 'ENOSYS' }, 'GETLK without getlk');
+});
+
+t.test('notifications: FUSE_NOTIFY_INVAL_INODE and FUSE_NOTIFY_INVAL_ENTRY, header included', async (t) => {
+  const inode = Buffer.alloc(40);
+  inode.writeUInt32LE(40, 0);
+  inode.writeInt32LE(2, 4); // error = FUSE_NOTIFY_INVAL_INODE
+  inode.writeBigUInt64LE(0n, 8); // unique 0
+  inode.writeBigUInt64LE(42n, 16);
+  inode.writeBigInt64LE(4096n, 24);
+  inode.writeBigInt64LE(8192n, 32);
+  t.same(encodeNotifyInvalInode(42, 4096, 8192), inode, 'fuse_notify_inval_inode_out');
+  t.equal(encodeNotifyInvalInode(42, -1, 0).toString('hex'),
+    '28000000' + '02000000' + '0000000000000000' + '2a00000000000000' + 'ffffffffffffffff' + '0000000000000000', 'attributes only (off -1), hex');
+
+  const entry = encodeNotifyInvalEntry(1, Buffer.from('name'));
+  t.equal(entry.toString('hex'),
+    '25000000' + '03000000' + '0000000000000000' + '0100000000000000' + '04000000' + '00000000' + '6e616d65' + '00',
+    'fuse_notify_inval_entry_out: parent, namelen (without the NUL), flags 0, then the name and a NUL');
+  t.equal(entry.length, 16 + 16 + 4 + 1, 'the length the kernel checks: header, struct, namelen + 1');
+});
+
 t.test('malformed bodies are WireErrors or errno answers, never anything else', async (t) => {
   t.comment(`seed ${seed} (FUSE_WIRE_SEED reproduces)`);
   const entry = { nodeid: 2, attr };
@@ -198,6 +310,7 @@ t.test('malformed bodies are WireErrors or errno answers, never anything else', 
     statfs: async () => ({ blocks: 0, bfree: 0, bavail: 0, files: 0, ffree: 0, bsize: 4096, namelen: 255, frsize: 4096 }),
     setxattr: async () => {}, getxattr: async () => Buffer.alloc(0), listxattr: async () => [], removexattr: async () => {},
     access: async () => {}, create: async () => ({ entry, open: { fh: 1 } }), fallocate: async () => {}, lseek: async () => 0,
+    getlk: async () => null, setlk: async () => {},
   };
   const opcodes = Object.values(Opcode).filter((o) => ![Opcode.INIT, Opcode.FORGET, Opcode.BATCH_FORGET, Opcode.INTERRUPT, Opcode.DESTROY].includes(o as never));
   await fc.assert(fc.asyncProperty(fc.constantFrom(...opcodes), fc.uint8Array({ maxLength: 120 }), async (opcode, body) => {

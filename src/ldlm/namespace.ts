@@ -22,7 +22,7 @@ import { LdlmError } from './errors.js';
 import { extentConflicts, growExtent } from './extent.js';
 import { flockApply, flockConflicts, flockDeadlock, flockOwnerKey, type FlockPiece } from './flock.js';
 import { filterTryBits, ibitsConflicts } from './inodebits.js';
-import { hasFlag, LockFlag, LockMode, LockType, wireFlags, withFlags, withoutFlags, type LockMode as Mode } from './modes.js';
+import { hasFlag, LockFlag, LockMode, lockModeCompat, LockType, wireFlags, withFlags, withoutFlags, type LockMode as Mode } from './modes.js';
 import { plainConflicts } from './plain.js';
 import { resIdKey, type ResId } from './resource.js';
 import { isFlockPolicy, type Extent, type FlockPolicy, type InodeBitsPolicy, type Lock, type LockRequest, type Policy } from './types.js';
@@ -90,7 +90,10 @@ interface Resource {
   readonly key: string;
   readonly resId: ResId;
   readonly type: LockType;
-  granted: Lock[];
+  /** Granted locks in grant order; and the same by granted mode (Lustre's lr_itree per mode). */
+  readonly granted: Set<Lock>;
+  readonly grantedByMode: Map<Mode, Set<Lock>>;
+  /** Waiting locks, first come first. */
   waiting: Lock[];
 }
 
@@ -226,8 +229,9 @@ export class Namespace {
   glimpseTarget(resId: ResId, exceptOwner?: string): Lock | undefined {
     const res = this.resourcesByKey.get(resIdKey(resId));
     let best: Lock | undefined;
-    for (const l of res?.granted ?? []) {
-      if (l.owner === exceptOwner || (l.grantedMode !== LockMode.PW && l.grantedMode !== LockMode.EX)) continue;
+    const writers = [...(res?.grantedByMode.get(LockMode.PW) ?? []), ...(res?.grantedByMode.get(LockMode.EX) ?? [])];
+    for (const l of writers) {
+      if (l.owner === exceptOwner) continue;
       const end = l.policy !== undefined && 'extent' in l.policy ? l.policy.extent.end : 0n;
       const bestEnd = best?.policy !== undefined && 'extent' in best.policy ? best.policy.extent.end : -1n;
       if (best === undefined || end >= bestEnd) best = l;
@@ -239,7 +243,7 @@ export class Namespace {
     let granted = 0;
     let waiting = 0;
     for (const r of this.resourcesByKey.values()) {
-      granted += r.granted.length;
+      granted += r.granted.size;
       waiting += r.waiting.length;
     }
     return {
@@ -263,12 +267,12 @@ export class Namespace {
     if (lock.type === LockType.IBITS && !this.ibitsPossible(res, lock)) {
       return { ...base, granted: false, error: 'EAGAIN' };
     }
-    const blocked = res.granted.some((g) => this.conflicts(res, g, lock))
+    const blocked = this.grantedConflict(res, lock)
       || (!this.joinsGroup(res, lock) && res.waiting.some((w) => this.conflicts(res, w, lock)));
     if (blocked && hasFlag(lock.flags, LockFlag.BLOCK_NOWAIT)) return { ...base, granted: false, error: 'EAGAIN' };
     this.checkRoom();
     this.attach(res, lock);
-    const r = this.reprocess(res);
+    const r = this.reprocess(res, lock);
     // Invariant: a request appended to the queue lets no earlier waiter through.
     assert(r.granted.every((l) => l === lock), 'enqueue grants nothing but the new lock');
     return { ...base, granted: lock.grantedMode !== undefined, blocking: r.blocking };
@@ -281,7 +285,8 @@ export class Namespace {
   private joinsGroup(res: Resource, req: Lock): boolean {
     if (res.type !== LockType.EXTENT || req.reqMode !== LockMode.GROUP) return false;
     const gid = extentOf(req.requestedPolicy).gid ?? 0n;
-    return res.granted.some((g) => g.grantedMode === LockMode.GROUP && (extentOf(g.policy).gid ?? 0n) === gid);
+    for (const g of res.grantedByMode.get(LockMode.GROUP) ?? []) if ((extentOf(g.policy).gid ?? 0n) === gid) return true;
+    return false;
   }
 
   /** An IBITS request with only try bits, all of them held by others: nothing to grant. */
@@ -295,8 +300,12 @@ export class Namespace {
   /** Does `held` (granted, or waiting ahead) stand in the way of the waiting or new lock `req`? */
   private conflicts(res: Resource, held: Lock, req: Lock): boolean {
     if (held === req || held.owner === req.owner) return false;
-    const h = this.holder(held);
+    const heldMode = held.grantedMode ?? held.reqMode;
     const mode = req.reqMode;
+    // Compatible modes never conflict, whatever they cover, except GROUP locks (their group
+    // ids decide): most checks on a busy resource end here.
+    if (heldMode !== LockMode.GROUP && mode !== LockMode.GROUP && lockModeCompat(heldMode, mode)) return false;
+    const h = this.holder(held);
     switch (res.type) {
       case LockType.PLAIN:
         return plainConflicts(h.mode, mode);
@@ -309,18 +318,39 @@ export class Namespace {
     }
   }
 
+  /** Granted locks that may conflict with a request of `mode`: those of incompatible modes, and GROUP locks. */
+  private *grantedAgainst(res: Resource, mode: Mode): Iterable<Lock> {
+    for (const [m, locks] of res.grantedByMode) {
+      if (m === LockMode.GROUP || mode === LockMode.GROUP || !lockModeCompat(m, mode)) yield* locks;
+    }
+  }
+
+  private grantedConflict(res: Resource, req: Lock): boolean {
+    for (const g of this.grantedAgainst(res, req.reqMode)) if (this.conflicts(res, g, req)) return true;
+    return false;
+  }
+
   /** The mode and policy a lock stands in others' way with: as granted, or as requested. */
   private holder(l: Lock): { mode: Mode; policy: Policy | undefined } {
     return l.grantedMode !== undefined ? { mode: l.grantedMode, policy: l.policy } : { mode: l.reqMode, policy: l.requestedPolicy };
   }
 
-  private reprocess(res: Resource): ReleaseResult {
+  /**
+   * Grants the waiters that can go, in order, and sends the blocking callbacks that are due.
+   * `fresh` is a lock just put on the waiting list by an enqueue.
+   *
+   * Invariant (kept by every call): each granted lock that conflicts with a waiter has had its
+   * blocking callback. So only two kinds of pairs need a look: locks granted in this pass
+   * against the waiters left, and every granted lock against a fresh waiter. A cancel that
+   * grants nothing sends nothing, however many locks the resource holds.
+   */
+  private reprocess(res: Resource, fresh?: Lock): ReleaseResult {
     if (res.type === LockType.FLOCK) return this.reprocessFlock(res);
     const out = emptyRelease();
     const still: Lock[] = [];
     // grant() takes each granted waiter out of res.waiting: walk a copy.
     for (const w of [...res.waiting]) {
-      const byGranted = res.granted.some((g) => this.conflicts(res, g, w));
+      const byGranted = this.grantedConflict(res, w);
       const byWaiting = !this.joinsGroup(res, w) && still.some((x) => this.conflicts(res, x, w));
       if (!byGranted && !byWaiting) {
         this.grant(res, w, w.reqMode, this.grantedPolicy(res, w, still));
@@ -332,25 +362,32 @@ export class Namespace {
     }
     res.waiting = still;
     for (const w of still) {
-      for (const g of res.granted) {
-        if (hasFlag(g.flags, LockFlag.AST_SENT) || !this.conflicts(res, g, w)) continue;
-        g.flags = withFlags(g.flags, LockFlag.AST_SENT);
-        g.blockingSentAt = this.now();
-        g.blockingHandle = w.handle;
-        this.astSent.add(g);
-        this.counters.blocking += 1;
-        out.blocking.push(g);
-      }
+      const holders = w === fresh ? this.grantedAgainst(res, w.reqMode) : out.granted;
+      for (const g of holders) this.askToCancel(res, g, w, out.blocking);
     }
     return out;
+  }
+
+  /** A blocking callback for `g`, if it stands in `w`'s way and has not had one. */
+  private askToCancel(res: Resource, g: Lock, w: Lock, blocking: Lock[]): void {
+    if (hasFlag(g.flags, LockFlag.AST_SENT) || !this.conflicts(res, g, w)) return;
+    g.flags = withFlags(g.flags, LockFlag.AST_SENT);
+    g.blockingSentAt = this.now();
+    g.blockingHandle = w.handle;
+    this.astSent.add(g);
+    this.counters.blocking += 1;
+    blocking.push(g);
   }
 
   /** The policy to grant `w` with: an extent grown as far as allowed; inode bits plus free try bits. */
   private grantedPolicy(res: Resource, w: Lock, waitingAhead: Lock[]): Policy | undefined {
     const p = w.requestedPolicy;
     if (res.type === LockType.EXTENT) {
-      const granted = res.granted.map((g) => ({ mode: g.grantedMode!, owner: g.owner, extent: extentOf(g.policy) }));
-      const waiting = res.waiting.filter((x) => x !== w && x.grantedMode === undefined)
+      // Only locks that can limit growth: granted ones of an incompatible mode held by other
+      // clients; waiting ones of an incompatible mode, or of this client.
+      const granted = [...this.grantedAgainst(res, w.reqMode)].filter((g) => g.owner !== w.owner && !lockModeCompat(g.grantedMode!, w.reqMode))
+        .map((g) => ({ mode: g.grantedMode!, owner: g.owner, extent: extentOf(g.policy) }));
+      const waiting = res.waiting.filter((x) => x !== w && x.grantedMode === undefined && (x.owner === w.owner || !lockModeCompat(x.reqMode, w.reqMode)))
         .map((x) => ({ mode: x.reqMode, owner: x.owner, requested: extentOf(x.requestedPolicy) }));
       const extent = growExtent({ mode: w.reqMode, owner: w.owner, requested: extentOf(p) }, granted, waiting);
       return { extent };
@@ -372,7 +409,7 @@ export class Namespace {
     const base = { lock, blocking: [] as Lock[], completions: [] as Lock[], aborted: [] as Lock[] };
     const key = flockKeyOf(lock);
     if (hasFlag(lock.flags, LockFlag.TEST_LOCK)) {
-      const conflict = res.granted.find((g) => flockConflicts(flockHolder(g), flockHolder(lock)));
+      const conflict = [...res.granted].find((g) => flockConflicts(flockHolder(g), flockHolder(lock)));
       if (conflict === undefined) {
         lock.reqMode = LockMode.NL;
         return { ...base, granted: false };
@@ -388,7 +425,7 @@ export class Namespace {
       const r = this.reprocessFlock(res);
       return { ...base, granted: true, completions: r.granted, aborted: [...aborted, ...r.aborted] };
     }
-    const blockers = res.granted.filter((g) => flockConflicts(flockHolder(g), flockHolder(lock)));
+    const blockers = [...res.granted].filter((g) => flockConflicts(flockHolder(g), flockHolder(lock)));
     if (blockers.length > 0) {
       if (hasFlag(lock.flags, LockFlag.BLOCK_NOWAIT)) return { ...base, granted: false, error: 'EAGAIN' };
       if (flockDeadlock(key, blockers.map(flockKeyOf), (o) => this.flockWaitsFor(o))) {
@@ -419,7 +456,7 @@ export class Namespace {
   /** Grants `lock` into its owner's lock set: merge, split and replace, as flockApply says. */
   private applyFlock(res: Resource, lock: Lock): void {
     const key = flockKeyOf(lock);
-    const own = res.granted.filter((g) => flockKeyOf(g) === key);
+    const own = [...res.granted].filter((g) => flockKeyOf(g) === key);
     const req = flockOf(lock);
     const pieces = flockApply<Lock>(
       own.map((g) => ({ start: flockOf(g).start, end: flockOf(g).end, mode: g.grantedMode!, item: g })),
@@ -462,7 +499,7 @@ export class Namespace {
     for (let changed = true; changed; ) {
       changed = false;
       for (const w of [...res.waiting]) {
-        const blockers = res.granted.filter((g) => flockConflicts(flockHolder(g), flockHolder(w)));
+        const blockers = [...res.granted].filter((g) => flockConflicts(flockHolder(g), flockHolder(w)));
         if (blockers.length === 0) {
           this.applyFlock(res, w);
           out.granted.push(w);
@@ -512,7 +549,7 @@ export class Namespace {
     const key = resIdKey(resId);
     let res = this.resourcesByKey.get(key);
     if (res === undefined) {
-      res = { key, resId, type, granted: [], waiting: [] };
+      res = { key, resId, type, granted: new Set(), grantedByMode: new Map(), waiting: [] };
       this.resourcesByKey.set(key, res);
     } else if (res.type !== type) {
       throw new LdlmError('EINVAL', `resource ${key} holds locks of type ${res.type}, not ${type}`);
@@ -521,7 +558,7 @@ export class Namespace {
   }
 
   private dropIfEmpty(res: Resource): void {
-    if (res.granted.length === 0 && res.waiting.length === 0) this.resourcesByKey.delete(res.key);
+    if (res.granted.size === 0 && res.waiting.length === 0) this.resourcesByKey.delete(res.key);
   }
 
   /** Puts a new lock on the resource's waiting list and in the indexes. */
@@ -553,7 +590,10 @@ export class Namespace {
     }
     lock.flags = withoutFlags(lock.flags, LockFlag.BLOCK_GRANTED, LockFlag.BLOCK_WAIT);
     lock.grantedAt = this.now();
-    res.granted.push(lock);
+    res.granted.add(lock);
+    let byMode = res.grantedByMode.get(mode);
+    if (byMode === undefined) res.grantedByMode.set(mode, (byMode = new Set()));
+    byMode.add(lock);
   }
 
   private unwait(lock: Lock): void {
@@ -568,8 +608,13 @@ export class Namespace {
   private detach(lock: Lock): void {
     const res = this.resourceOf.get(lock);
     assert(res !== undefined, 'a detached lock is attached');
-    res.granted = res.granted.filter((l) => l !== lock);
-    res.waiting = res.waiting.filter((l) => l !== lock);
+    if (res.granted.delete(lock)) {
+      const byMode = res.grantedByMode.get(lock.grantedMode!);
+      byMode?.delete(lock);
+      if (byMode?.size === 0) res.grantedByMode.delete(lock.grantedMode!);
+    } else {
+      res.waiting = res.waiting.filter((l) => l !== lock);
+    }
     this.unwait(lock);
     this.byHandle.delete(lock.handle);
     this.resourceOf.delete(lock);

@@ -44,6 +44,8 @@ const MiB = 1024 * 1024;
 const PAGE_BYTES = 4096;
 /** The kernel's own cap on max_pages (fs.fuse.max_pages_limit defaults to 256): 1 MiB requests. */
 const MAX_PAGES_LIMIT = 256;
+/** INTERRUPTs kept for requests not seen yet (see onInterrupt); the oldest go first. */
+const EARLY_INTERRUPTS_MAX = 256;
 
 /**
  * INIT can only lower the readahead below the kernel's default (128 KiB); the mount's
@@ -147,6 +149,7 @@ export class FuseSession {
   private fdOpen = true;
   private readers!: Readers;
   private readonly inFlight = new Map<bigint, InFlight>();
+  private readonly earlyInterrupts = new Set<bigint>();
   private readonly notifier: Notifier;
   private readonly log: Logger;
   private readonly o: Required<Omit<SessionOptions, 'logger' | 'debug'>> & Pick<SessionOptions, 'debug'>;
@@ -438,7 +441,19 @@ export class FuseSession {
   private onInterrupt(body: Buffer): void {
     const target = new BodyReader(body, 'INTERRUPT').struct(8).big(0);
     const f = this.inFlight.get(target);
-    if (!f) return;
+    if (f) {
+      this.interrupt(f);
+      return;
+    }
+    // Already answered, or not seen yet: with more than one reader, a request and its
+    // INTERRUPT may reach this thread in either order, and a SETLKW whose INTERRUPT was lost
+    // would wait forever (it has no op timeout). The kernel never reuses a unique, so
+    // remembering an answered one costs only its slot.
+    if (this.earlyInterrupts.size >= EARLY_INTERRUPTS_MAX) this.earlyInterrupts.delete(this.earlyInterrupts.values().next().value!);
+    this.earlyInterrupts.add(target);
+  }
+
+  private interrupt(f: InFlight): void {
     this.stats.interrupts++;
     f.abort.abort(Object.assign(new Error('interrupted'), { code: 'EINTR' }));
   }
@@ -474,7 +489,9 @@ export class FuseSession {
       abort.abort(Object.assign(new Error('op timed out'), { code: 'ETIMEDOUT' }));
       finish(osConstants.errno.EIO, []);
     }, this.o.opTimeoutMs);
-    this.inFlight.set(h.unique, { abort, timer });
+    const f: InFlight = { abort, timer };
+    this.inFlight.set(h.unique, f);
+    if (this.earlyInterrupts.delete(h.unique)) this.interrupt(f);
     serve(this.ops, h, body, ctx, this.o).then(
       (reply) => {
         if (answered) this.stats.abandoned--;

@@ -211,14 +211,19 @@ export class Namespace {
   /**
    * Lock replay after a server restart: the client's granted lock, granted again as it was
    * (mode and policy), with no conflict check: the clients held these together before.
+   * Clients replay their granted locks before their waiting ones (ldlm_replay_locks), which
+   * come as ordinary enqueues; should a replayed lock still stand in a waiter's way, it comes
+   * back with AST_SENT set, and its holder is owed a blocking callback.
    */
   replay(request: ReplayRequest): Lock {
     const req = checkRequest(request);
+    this.checkRoom();
     const res = this.resourceFor(req.resId, req.type);
     const lock = this.newLock(req);
     lock.flags = withFlags(lock.flags, LockFlag.REPLAY);
     this.attach(res, lock);
     this.grant(res, lock, request.grantedMode ?? req.mode, req.policy);
+    if (res.type !== LockType.FLOCK) for (const w of res.waiting) this.askToCancel(res, lock, w, []);
     return lock;
   }
 

@@ -21,6 +21,8 @@
 //   ldlm_reply           112   lock_flags u32 @0, lock_padding u32 @4, lock_desc @8,
 //                              lock_handle @88, lock_policy_res1 u64 @96,
 //                              lock_policy_res2 u64 @104
+//   ldlm_intent            8   opc u64 (IT_* bits), the buffer after ldlm_request in an
+//                              enqueue with LDLM_FL_HAS_INTENT
 //   ost_lvb               56   lvb_size u64 @0, lvb_mtime s64 @8, lvb_atime s64 @16,
 //                              lvb_ctime s64 @24, lvb_blocks u64 @32, lvb_mtime_ns u32 @40,
 //                              lvb_atime_ns u32 @44, lvb_ctime_ns u32 @48, lvb_padding u32 @52
@@ -47,6 +49,7 @@ export const LDLM_LOCK_DESC_SIZE = 80;
 export const LDLM_REQUEST_SIZE = 88;
 export const LDLM_LOCKREQ_HANDLES = 2;
 export const LDLM_REPLY_SIZE = 112;
+export const LDLM_INTENT_SIZE = 8;
 export const OST_LVB_SIZE = 56;
 export const OST_LVB_V1_SIZE = 40;
 /** The most handles one ldlm_request carries (a cancel RPC packs up to a page of them). */
@@ -241,6 +244,38 @@ export function decodeLdlmReply(buf: Buffer | undefined): LdlmReply {
     flags: buf.readUInt32LE(0), lockDesc, lockHandle: buf.readBigUInt64LE(88),
     policyRes1: buf.readBigUInt64LE(96), policyRes2: buf.readBigUInt64LE(104),
   };
+}
+
+// ---- ldlm_intent ----
+
+/** enum ldlm_intent_flags: what an enqueue with an intent asks the MDT (or OST) to do. */
+export const IntentOp = {
+  OPEN: 0x1,
+  CREAT: 0x2,
+  READDIR: 0x4, // never on the wire
+  GETATTR: 0x8,
+  LOOKUP: 0x10,
+  GETXATTR: 0x80,
+  LAYOUT: 0x400,
+  QUOTA_DQACQ: 0x800,
+  QUOTA_CONN: 0x1000,
+  GLIMPSE: 0x4000,
+  BRW: 0x8000,
+} as const;
+
+export function encodeLdlmIntent(opc: number): Buffer {
+  const buf = Buffer.alloc(LDLM_INTENT_SIZE);
+  if (!Number.isSafeInteger(opc) || opc < 0) throw new LdlmError('EINVAL', `bad intent ${opc}`);
+  buf.writeBigUInt64LE(BigInt(opc), 0);
+  return buf;
+}
+
+export function decodeLdlmIntent(buf: Buffer | undefined): number {
+  if (buf === undefined) return proto('no ldlm_intent buffer');
+  need(buf, LDLM_INTENT_SIZE, 'ldlm_intent');
+  const opc = buf.readBigUInt64LE(0);
+  if (opc > BigInt(Number.MAX_SAFE_INTEGER)) proto(`intent ${opc} out of range`);
+  return Number(opc);
 }
 
 // ---- ost_lvb ----

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import {
-  growExtent, InodeBits, LDLM_MAX_GROWN_EXTENT, LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, resIdOfFid,
+  hasFlag, growExtent, InodeBits, LDLM_MAX_GROWN_EXTENT, LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, resIdOfFid,
   type Lock, type LockRequest, type Policy, type ResId,
 } from '../../src/ldlm/index.js';
 import { fid } from '../../src/osd/index.js';
@@ -174,6 +174,10 @@ t.test('lock replay grants what the client held, conflicts or not', async (t) =>
   t.ok(a.flags & LockFlag.REPLAY);
   t.equal(ns.stats().granted, 2);
   t.equal(ns.lookupRemote('B', b.remoteHandle), b);
+  const w = ns.enqueue({ resId: R1, type: LockType.EXTENT, mode: LockMode.PR, policy: { extent: { start: 0n, end: 4095n } }, owner: 'C', remoteHandle: remote++ });
+  t.same(w.blocking.map((l) => l.owner), ['A']);
+  const late = ns.replay({ ...req('D', 0n, 4095n), mode: LockMode.EX, grantedMode: LockMode.EX });
+  t.ok(hasFlag(late.flags, LockFlag.AST_SENT), 'a replayed lock in a waiter\'s way is owed a blocking callback');
 });
 
 t.test('glimpse asks the writer whose lock reaches furthest', async (t) => {

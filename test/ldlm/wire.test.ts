@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import t from 'tap';
 import {
-  decodeLdlmReply, decodeLdlmRequest, decodeOstLvb, encodeLdlmReply, encodeLdlmRequest, encodeOstLvb, LDLM_EXTENT_SIZE,
+  decodeLdlmIntent, encodeLdlmIntent, IntentOp, decodeLdlmReply, decodeLdlmRequest, decodeOstLvb, encodeLdlmReply, encodeLdlmRequest, encodeOstLvb, LDLM_EXTENT_SIZE,
   LDLM_FLOCK_WIRE_SIZE, LDLM_INODEBITS_SIZE, LDLM_LOCK_DESC_SIZE, LDLM_POLICY_DATA_SIZE, LDLM_REPLY_SIZE, LDLM_REQUEST_SIZE,
   LDLM_RES_ID_SIZE, LDLM_RESOURCE_DESC_SIZE, LdlmError, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, OST_LVB_SIZE,
   OST_LVB_V1_SIZE, type LockDesc,
@@ -110,6 +110,16 @@ t.test('golden: ost_lvb, and the older 40-byte ost_lvb_v1 still opens', async (t
   t.same(decodeOstLvb(bytes), lvb);
   t.same(decodeOstLvb(bytes.subarray(0, 40)), { ...lvb, mtimeNs: 0, atimeNs: 0, ctimeNs: 0 });
   t.throws(() => decodeOstLvb(bytes.subarray(0, 39)), { code: 'EPROTO' });
+});
+
+t.test('ldlm_intent: one u64 of IT_* bits', async (t) => {
+  const b = encodeLdlmIntent(IntentOp.OPEN | IntentOp.CREAT);
+  t.equal(b.toString('hex'), '0300000000000000');
+  t.equal(decodeLdlmIntent(b), 3);
+  t.equal(IntentOp.GETATTR, 8);
+  t.equal(IntentOp.LOOKUP, 0x10);
+  t.equal(IntentOp.LAYOUT, 0x400);
+  t.throws(() => decodeLdlmIntent(Buffer.alloc(7)), { code: 'EPROTO' });
 });
 
 t.test('bad types, modes and ranges are typed errors', async (t) => {

@@ -69,15 +69,18 @@ export class Notifier {
   }
 
   /**
-   * At the end of the connection: whatever still waits resolves ENOTCONN, and the thread goes
-   * (a write still blocked in the kernel returns, ENODEV, as the connection ends).
+   * At the end of the connection: whatever still waits resolves ENOTCONN, and the thread goes.
+   * Resolves once it has: only then may the fd be closed (a write still blocked in the kernel
+   * returns as the connection ends).
    */
-  close(): void {
+  async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const p of this.pending.values()) p.resolve('ENOTCONN');
     this.pending.clear();
-    void this.worker?.terminate();
+    const w = this.worker;
+    this.worker = undefined;
+    if (w) await w.terminate();
   }
 
   private start(): Worker {

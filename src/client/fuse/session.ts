@@ -292,10 +292,13 @@ export class FuseSession {
     process.off('exit', this.exitHandler);
     for (const f of this.inFlight.values()) { clearTimeout(f.timer); f.abort.abort(); }
     this.inFlight.clear();
-    this.notifier.close();
-    this.closeFd();
     this.initDone(new Error(`FUSE connection ended before INIT (${reason})`));
-    void this.runDestroy().finally(() => this.resolveClosed());
+    // The fd is closed once the notifier's thread is gone: a notification it still had queued
+    // must never be written to whatever file reuses the fd's number.
+    void this.notifier.close()
+      .then(() => this.closeFd())
+      .then(() => this.runDestroy())
+      .finally(() => this.resolveClosed());
   }
 
   private closeFd(): void {

@@ -112,7 +112,13 @@ t.test('PW held by one client, PR asked by another: blocking callback, cancel, c
   const pr1 = await c1.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PR, policy: WHOLE });
   t.equal(pr1.mode, LockMode.PR);
   t.equal(c2.callbacks.counters.blocking, 0);
-  await c1.locks.cancel([pr1]);
+  // Early cancel: the PR goes back inside the next enqueue, no cancel of its own.
+  const requestsBefore = c1.imp.counters.sent;
+  const ex = await c1.locks.enqueue({ resId: resId(0x100000400n, 99n), type: LockType.PLAIN, mode: LockMode.EX, earlyCancels: [pr1] });
+  t.equal(c1.imp.counters.sent - requestsBefore, 1, 'one request');
+  t.equal(c.namespace.lookup(pr1.remoteHandle), undefined, 'the server cancelled the PR packed in the enqueue');
+  t.equal(c1.locks.lookup(pr1.handle), undefined);
+  await c1.locks.cancel([ex]);
   await c2.locks.cancel([pr]);
   await until('the server to drop both locks', () => c.namespace.locks() === 0);
   t.equal(c.namespace.resources(), 0);
@@ -239,4 +245,17 @@ t.test('a resent enqueue (its reply lost) finds the lock its first copy made', a
   t.equal(c.namespace.locks(), 1, 'one lock on the server, not two');
   t.equal(c.namespace.lookup(lock.remoteHandle)?.remoteHandle, lock.handle);
   t.equal(c.ldlm.counters.enqueues, 2);
+});
+
+t.test('an enqueue whose completion callback does not come within cpWaitMs fails and gives its lock back', async (t) => {
+  const c = await cluster(t);
+  const holder = await c.client('client-holder', { blocking: () => {} });
+  const waiter = await c.client('client-impatient');
+  await holder.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE });
+  await t.rejects(waiter.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PR, policy: WHOLE, cpWaitMs: 100 }),
+    { code: 'ETIMEDOUT' });
+  await until('the waiting lock to be cancelled on the server', () => c.namespace.locksOf('client-impatient').length === 0);
+  t.equal(c.namespace.locksOf('client-holder').length, 1);
+  t.same(waiter.locks.locks(), []);
+  t.same(c.evicted, [], 'nobody evicted: the lock timeout has not passed');
 });

@@ -17,3 +17,4 @@ export * from './client-cache.js';
 export * from './callbacks.js';
 export * from './client.js';
 export * from './service.js';
+export * from './debug.js';

@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import {
-  hasFlag, growExtent, InodeBits, LDLM_MAX_GROWN_EXTENT, LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, resIdOfFid,
+  describeLock, hasFlag, growExtent, InodeBits, LDLM_MAX_GROWN_EXTENT, LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, resIdOfFid,
   type Lock, type LockRequest, type Policy, type ResId,
 } from '../../src/ldlm/index.js';
 import { fid } from '../../src/osd/index.js';
@@ -357,4 +357,12 @@ t.test('property: every waiter is granted once the holders answer their callback
     for (const h of enqueued) if (!everGranted.has(h)) throw new Error(`lock ${h} never granted`);
   }), { seed, numRuns: 300 });
   t.pass('300 random request sets drained');
+});
+
+t.test('describeLock reads like LDLM_DEBUG', async (t) => {
+  const { ext } = setup();
+  const a = ext('client-uuid-1', LockMode.PR, 0n, 4095n);
+  t.equal(describeLock(a.lock, 'filter-lustre-OST0000_UUID'),
+    `ns: filter-lustre-OST0000_UUID lock: 0x${a.lock.handle.toString(16)} mode: PR/PR res: [0x100000000:0x1:0x0].0x0 `
+    + `type: EXT [0->18446744073709551615] (req 0->4095) flags: 0x1 owner: client-uuid-1 remote: 0x${a.lock.remoteHandle.toString(16)}`);
 });

@@ -168,7 +168,8 @@ export class FuseSession {
       maxReadaheadBytes: opts.maxReadaheadBytes ?? MiB,
       attrTimeoutMs: opts.attrTimeoutMs ?? 1000, entryTimeoutMs: opts.entryTimeoutMs ?? 1000,
       allowOther: opts.allowOther ?? false, defaultPermissions: opts.defaultPermissions ?? true,
-      opTimeoutMs: opts.opTimeoutMs ?? 60_000, maxInFlight: opts.maxInFlight ?? 64, maxLockWaiters: opts.maxLockWaiters ?? 4096, writebackCache: opts.writebackCache ?? false, autoInvalData: opts.autoInvalData ?? true,
+      opTimeoutMs: opts.opTimeoutMs ?? 60_000, maxInFlight: opts.maxInFlight ?? 64, maxLockWaiters: opts.maxLockWaiters ?? 4096,
+      writebackCache: opts.writebackCache ?? false, autoInvalData: opts.autoInvalData ?? true,
       readers: opts.readers ?? READERS_DEFAULT, initTimeoutMs: opts.initTimeoutMs ?? 10_000, debug: opts.debug,
     };
     this.fd = openSync('/dev/fuse', 'r+');

@@ -1,4 +1,5 @@
 // The client's lock cache: matching, references, blocking callbacks, LRU and early cancel.
+import fc from 'fast-check';
 import t from 'tap';
 import { ClientLockCache, hasFlag, InodeBits, LDLM_DEFAULT_LRU_SIZE, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid } from '../../src/ldlm/index.js';
 import { fid } from '../../src/osd/index.js';
@@ -113,4 +114,52 @@ t.test('a completion or a replay updates mode, policy and the server handle', as
   t.same(Object.keys(cache.stats()).slice(0, 5), ['lock_count', 'lock_unused_count', 'lru_size', 'lru_max_age', 'resource_count']);
   t.throws(() => cache.add({ handle: l.handle, remoteHandle: 1n, resId: O1, type: LockType.PLAIN, mode: LockMode.PR }), { code: 'EINVAL' });
   t.throws(() => cache.decRef(99n, LockMode.PR), { code: 'EINVAL' });
+});
+
+t.test('property: matches cover the need; the LRU holds exactly the unused locks, within lru_size after a shrink', async (t) => {
+  const seed = Number(process.env.LDLM_SEED ?? Date.now() % 1_000_000);
+  t.comment(`fast-check seed ${seed} (LDLM_SEED reproduces)`);
+  const opArb = fc.oneof(
+    fc.record({ op: fc.constant('add' as const), mode: fc.constantFrom(LockMode.PR, LockMode.PW), a: fc.nat({ max: 7 }), b: fc.nat({ max: 7 }) }),
+    fc.record({ op: fc.constant('match' as const), mode: fc.constantFrom(LockMode.PR, LockMode.PW), a: fc.nat({ max: 7 }), b: fc.nat({ max: 7 }) }),
+    fc.record({ op: fc.constant('release' as const), pick: fc.nat() }),
+    fc.record({ op: fc.constant('blocking' as const), pick: fc.nat() }),
+    fc.record({ op: fc.constant('shrink' as const) }),
+  );
+  fc.assert(fc.property(fc.array(opArb, { maxLength: 80 }), fc.integer({ min: 1, max: 5 }), (ops, lruSize) => {
+    const { cache, extent, clock } = setup({ lruSize });
+    const held: { handle: bigint; mode: LockMode }[] = [];
+    const gone = (handles: bigint[]) => handles.forEach((h) => cache.remove(h));
+    for (const op of ops) {
+      clock.t += 1;
+      const lo = BigInt(Math.min(op.op === 'add' || op.op === 'match' ? op.a : 0, op.op === 'add' || op.op === 'match' ? op.b : 0)) * 4096n;
+      const hi = BigInt(Math.max(op.op === 'add' || op.op === 'match' ? op.a : 0, op.op === 'add' || op.op === 'match' ? op.b : 0)) * 4096n + 4095n;
+      if (op.op === 'add') extent(op.mode, lo, hi);
+      else if (op.op === 'match') {
+        const l = cache.match(O1, LockType.EXTENT, op.mode, { extent: { start: lo, end: hi } }, { ref: true });
+        if (l) {
+          const e = (l.policy as { extent: { start: bigint; end: bigint } }).extent;
+          if (e.start > lo || e.end < hi || (op.mode === LockMode.PW && l.mode !== LockMode.PW)) throw new Error('a match that does not cover');
+          if (hasFlag(l.flags, LockFlag.CBPENDING)) throw new Error('a match of a lock being called back');
+          held.push({ handle: l.handle, mode: op.mode });
+        }
+      } else if (op.op === 'release' && held.length > 0) {
+        const [r] = held.splice(op.pick % held.length, 1);
+        if (cache.decRef(r!.handle, r!.mode).cancelNow) gone([r!.handle]);
+      } else if (op.op === 'blocking') {
+        const all = cache.locks();
+        if (all.length > 0) {
+          const l = all[op.pick % all.length]!;
+          if (cache.blocking(l.remoteHandle)?.cancelNow) gone([l.handle]);
+        }
+      } else if (op.op === 'shrink') {
+        gone(cache.lruShrink().map((l) => l.handle));
+        if (cache.stats().lock_unused_count > lruSize) throw new Error('more unused locks than lru_size after a shrink');
+      }
+      const unused = cache.locks().filter((l) => l.readers === 0 && l.writers === 0 && !hasFlag(l.flags, LockFlag.CBPENDING, LockFlag.CANCELING)).length;
+      if (unused !== cache.stats().lock_unused_count) throw new Error(`${unused} unused locks, LRU says ${cache.stats().lock_unused_count}`);
+      for (const l of cache.locks()) if (l.readers < 0 || l.writers < 0) throw new Error('negative references');
+    }
+  }), { seed, numRuns: 300 });
+  t.pass('300 random sequences');
 });

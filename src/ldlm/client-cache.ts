@@ -15,7 +15,7 @@
 import { assert } from './assert.js';
 import { LdlmError } from './errors.js';
 import { extentContains } from './extent.js';
-import { hasFlag, LockFlag, LockMode, lockModeCovers, LockType, withFlags, type LockMode as Mode } from './modes.js';
+import { hasFlag, LockFlag, LockMode, lockModeCovers, LockType, OBD_OBJECT_EOF, withFlags, type LockMode as Mode } from './modes.js';
 import { resIdKey, type ResId } from './resource.js';
 import type { Policy } from './types.js';
 
@@ -283,6 +283,24 @@ export class ClientLockCache {
     }
     for (const l of out) this.startCancel(l);
     return out;
+  }
+
+  /**
+   * The known minimum size (KMS) of an object once `lock` is cancelled (ldlm_extent_shift_kms):
+   * a lock on [x, y] vouches for a size up to y + 1, so the KMS falls to what the remaining
+   * extent locks of the object vouch for, and never rises. Locks being cancelled vouch for
+   * nothing (KMS_IGNORE).
+   */
+  shiftKms(lock: CachedLock, oldKms: bigint): bigint {
+    let kms = 0n;
+    for (const l of this.byResource.get(resIdKey(lock.resId)) ?? []) {
+      if (l === lock || l.type !== LockType.EXTENT || l.policy === undefined || !('extent' in l.policy)) continue;
+      if (hasFlag(l.flags, LockFlag.CANCELING, LockFlag.KMS_IGNORE)) continue;
+      const end = l.policy.extent.end;
+      if (end === OBD_OBJECT_EOF || end + 1n >= oldKms) return oldKms;
+      if (end + 1n > kms) kms = end + 1n;
+    }
+    return kms;
   }
 
   /** Every lock, for lock replay after a server restart (granted ones only are cached). */

@@ -73,6 +73,7 @@ export const LockFlag = {
   CANCELING: 0x80_0000_0000,
   LOCAL: 0x100_0000_0000,
   LVB_READY: 0x200_0000_0000,
+  KMS_IGNORE: 0x400_0000_0000, // the lock no longer vouches for the known minimum size
   BL_AST: 0x4000_0000_0000,
   BL_DONE: 0x8000_0000_0000,
   NO_LRU: 0x1_0000_0000_0000,

@@ -104,6 +104,18 @@ t.test('early cancel: unused locks, oldest first, or those on one resource and b
   t.equal(md.cancelUnusedOn(O1).length, 0);
 });
 
+t.test('the known minimum size falls to what the remaining locks vouch for', async (t) => {
+  const { cache, extent } = setup();
+  const low = extent(LockMode.PW, 0n, 4095n);
+  const high = extent(LockMode.PW, 4096n, 1_048_575n);
+  t.equal(cache.shiftKms(high, 1_000_000n), 4096n, 'the highest lock goes: [0, 4095] vouches for 4096 bytes');
+  t.equal(cache.shiftKms(low, 1_000_000n), 1_000_000n, 'a lower lock goes: unchanged');
+  cache.blocking(high.remoteHandle);
+  t.equal(cache.shiftKms(low, 1_000_000n), 0n, 'a lock being cancelled vouches for nothing');
+  const whole = extent(LockMode.PR, 0n, OBD_OBJECT_EOF, O2);
+  t.equal(cache.shiftKms(whole, 77n), 0n, 'the last lock of the object');
+});
+
 t.test('a completion or a replay updates mode, policy and the server handle', async (t) => {
   const { cache, extent } = setup();
   const l = extent(LockMode.PR, 0n, 9n);

@@ -58,6 +58,18 @@ t.test('extent growth stops at conflicting locks and at page boundaries', async 
     { start: 0n, end: LDLM_MAX_GROWN_EXTENT }, 'more than 32 conflicting locks hold a writer to 32 MiB');
 });
 
+t.test('extent growth around waiting requests', async (t) => {
+  const req = { mode: LockMode.PR, owner: 'A', requested: { start: 65_536n, end: 69_631n } };
+  t.same(growExtent(req, [], [{ mode: LockMode.PW, owner: 'B', requested: { start: 0n, end: 4095n } }]),
+    { start: 4096n, end: EOF }, 'grows down only to just above a waiting writer');
+  const five = [1, 2, 3, 4, 5].map((i) => ({ mode: LockMode.PW, owner: `B${i}`, requested: { start: BigInt(i) << 30n, end: (BigInt(i) << 30n) + 4095n } }));
+  t.same(growExtent(req, [], five), { start: 65_536n, end: (1n << 30n) - 1n }, 'more than 4 contending waiters: no growth downwards');
+  t.same(growExtent({ ...req, requested: { start: 0n, end: 4095n } }, [], [{ mode: LockMode.PR, owner: 'A', requested: { start: 1_048_576n, end: 1_052_671n } }]),
+    { start: 0n, end: 1_048_575n }, 'the client\'s own waiting request limits growth even in a compatible mode');
+  t.same(growExtent(req, [], [{ mode: LockMode.PW, owner: 'B', requested: { start: 69_000n, end: 80_000n } }]),
+    { start: 0n, end: EOF }, 'a request that overlaps ours would ping-pong anyway: it does not limit growth');
+});
+
 t.test('a conflicting request waits, and the holder gets one blocking callback', async (t) => {
   const { ns, ext } = setup();
   const a = ext('A', LockMode.PR, 0n, 4095n);

@@ -267,9 +267,11 @@ export class LdlmClient {
       if (cp.flags & LockFlag.AST_SENT) entry.blockingPending ??= cp.desc;
     }
     if (entry.blockingPending) {
+      // After the enqueue's caller has the lock (and has taken it into use): the owner's
+      // blocking hook then sees it in use, as Lustre's blocking AST waits for the lock's users.
       const desc = entry.blockingPending;
       entry.blockingPending = undefined;
-      void this.#runBlocking(entry, desc);
+      setImmediate(() => void this.#runBlocking(entry, desc));
     }
   }
 

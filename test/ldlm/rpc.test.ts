@@ -8,10 +8,12 @@ import {
   Errno, Import, Opcode, ReverseImport, Service, statusError, targetProfiles, type ImportConfig, type OpHandler,
 } from '../../src/ptlrpc/index.js';
 import {
-  CallbackService, LdlmClient, LdlmService, LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, encodeLdlmRequest, resId,
+  CallbackService, LdlmClient, LdlmService, LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, encodeLdlmRequest,
+  lockModeCompat, resId, resIdKey,
   type ClientLock, type IntentHandler, type LdlmClientHooks,
 } from '../../src/ldlm/index.js';
 import { freePort, until } from '../lib/net.js';
+import { prng, seedFrom } from '../lib/prng.js';
 
 const TARGET = 'lustre-OST0000_UUID';
 const ost = targetProfiles.ost;
@@ -258,4 +260,81 @@ t.test('an enqueue whose completion callback does not come within cpWaitMs fails
   t.equal(c.namespace.locksOf('client-holder').length, 1);
   t.same(waiter.locks.locks(), []);
   t.same(c.evicted, [], 'nobody evicted: the lock timeout has not passed');
+});
+
+t.test('randomized: three clients enqueue, hold, cache and cancel; no two ever hold conflicting locks', async (t) => {
+  const seed = seedFrom('LDLM_RPC_SEED');
+  t.comment(`seed ${seed} (LDLM_RPC_SEED)`);
+  const r = prng(seed);
+  const c = await cluster(t);
+  const RESOURCES = [
+    { id: resId(0x100000500n, 1n), type: LockType.EXTENT },
+    { id: resId(0x100000500n, 2n), type: LockType.EXTENT },
+    { id: resId(0x100000500n, 3n), type: LockType.IBITS },
+  ] as const;
+  const MODES = [LockMode.PR, LockMode.PW, LockMode.EX, LockMode.CR, LockMode.CW];
+  interface Held { client: number; lock: ClientLock; users: number; released?: () => void }
+  const held = new Set<Held>();
+  const violations: string[] = [];
+  const conflict = (a: ClientLock, b: ClientLock): boolean => {
+    if (resIdKey(a.resId) !== resIdKey(b.resId) || lockModeCompat(a.mode, b.mode)) return false;
+    if (a.type === LockType.EXTENT) {
+      const x = (a.policy as { extent: { start: bigint; end: bigint } }).extent;
+      const y = (b.policy as { extent: { start: bigint; end: bigint } }).extent;
+      return x.start <= y.end && y.start <= x.end;
+    }
+    return ((a.policy as { bits: number }).bits & (b.policy as { bits: number }).bits) !== 0;
+  };
+  const clients: LdlmClient[] = [];
+  const hook = (index: number): LdlmClientHooks => ({
+    // Flush (wait for the users of the lock), then give it back.
+    blocking: async (lock) => {
+      const h = [...held].find((x) => x.lock === lock);
+      if (h && h.users > 0) await new Promise<void>((resolve) => (h.released = resolve));
+      if (h) held.delete(h);
+      await clients[index]!.cancel([lock]);
+    },
+  });
+  for (let i = 0; i < 3; i++) clients.push((await c.client(`client-rand-${i}`, hook(i))).locks);
+
+  const worker = async (index: number, ops: Array<() => number>): Promise<void> => {
+    const me = clients[index]!;
+    for (let op = 0; op < 40; op++) {
+      const [res, mode, a, b, bits, holdMs, keep] = ops.map((f) => f());
+      const resource = RESOURCES[res!]!;
+      const policy = resource.type === LockType.EXTENT
+        ? { extent: { start: BigInt(Math.min(a!, b!) * 4096), end: BigInt(Math.max(a!, b!) * 4096 + 4095) } }
+        : { bits: bits! };
+      const lock = await me.enqueue({ resId: resource.id, type: resource.type, mode: MODES[mode!]!, policy });
+      const h: Held = { client: index, lock, users: 1 };
+      for (const other of held) {
+        if (other.client !== index && conflict(other.lock, lock)) violations.push(`client ${index} got ${lock.mode} beside client ${other.client}'s ${other.lock.mode}`);
+      }
+      held.add(h);
+      await new Promise((resolve) => setTimeout(resolve, holdMs));
+      h.users--;
+      h.released?.();
+      if (!keep && held.has(h)) {
+        held.delete(h);
+        await me.cancel([lock]);
+      }
+    }
+  };
+  // Each worker's operations come from the seed, drawn up front so that the sequence does not
+  // depend on how the workers interleave.
+  const plans = [0, 1, 2].map(() => Array.from({ length: 40 }, () => [
+    r.int(RESOURCES.length), r.int(MODES.length), r.int(16), r.int(16), 1 + r.int(7), r.int(3), r.int(2),
+  ]));
+  await Promise.all(plans.map((plan, i) => {
+    let step = 0;
+    const draws = Array.from({ length: 7 }, (_, k) => () => plan[Math.floor(step++ / 7)]![k]!);
+    return worker(i, draws);
+  }));
+  t.same(violations, [], `no conflicting locks held at once (seed ${seed})`);
+  const blocked = clients.reduce((n, client) => n + client.counters.blocking, 0);
+  t.ok(blocked > 10, `the clients contended: ${blocked} blocking callbacks`);
+  t.same(c.evicted, [], 'nobody evicted');
+  for (const client of clients) await client.cancel(client.locks());
+  await until('the server namespace to empty', () => c.namespace.locks() === 0);
+  t.equal(c.namespace.resources(), 0);
 });

@@ -198,13 +198,14 @@ export class ClientLockCache {
   }
 
   /**
-   * A blocking callback for the lock named by the server's handle. It is marked CBPENDING and
-   * no longer matched; cancelNow says it is unused, so the owner cancels it at once (else the
-   * last decRef says so). undefined: not cached (already cancelled: the callback is answered
-   * as for a lock gone).
+   * A blocking callback for the lock named by the client's own handle (a callback carries it
+   * in lock_handle[0], the server's in lock_handle[1]). It is marked CBPENDING and no longer
+   * matched; cancelNow says it is unused, so the owner cancels it at once (else the last
+   * decRef says so). undefined: not cached (already cancelled: the callback is answered as
+   * for a lock gone).
    */
-  blocking(remoteHandle: bigint): { lock: CachedLock; cancelNow: boolean } | undefined {
-    const lock = this.byRemote.get(remoteHandle);
+  blocking(handle: bigint): { lock: CachedLock; cancelNow: boolean } | undefined {
+    const lock = this.byHandle.get(handle);
     if (lock === undefined) return undefined;
     lock.flags = withFlags(lock.flags, LockFlag.CBPENDING, LockFlag.BL_AST);
     this.lru.delete(lock.handle);

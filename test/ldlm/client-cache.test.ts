@@ -48,7 +48,7 @@ t.test('references keep a lock off the LRU; a blocking callback waits for the la
   t.equal(l.writers, 1);
   t.equal(l.readers, 1);
   t.equal(cache.stats().lock_unused_count, 0);
-  const bl = cache.blocking(l.remoteHandle);
+  const bl = cache.blocking(l.handle);
   t.equal(bl?.cancelNow, false, 'in use: the owner flushes, the last decRef cancels');
   t.ok(hasFlag(l.flags, LockFlag.CBPENDING));
   t.equal(cache.match(O1, LockType.EXTENT, LockMode.PR, { extent: { start: 0n, end: 9n } }), undefined, 'a lock being called back is not matched');
@@ -58,14 +58,14 @@ t.test('references keep a lock off the LRU; a blocking callback waits for the la
   t.throws(() => cache.addRef(l, LockMode.PR), { code: 'EAGAIN' }, 'a lock being cancelled takes no new reference');
   t.equal(cache.remove(l.handle), l);
   t.equal(cache.lookupRemote(l.remoteHandle), undefined);
-  t.equal(cache.blocking(l.remoteHandle), undefined, 'a callback for a lock already gone');
+  t.equal(cache.blocking(l.handle), undefined, 'a callback for a lock already gone');
 });
 
 t.test('an unused lock is cancelled at once on a blocking callback, once', async (t) => {
   const { cache, extent } = setup();
   const l = extent(LockMode.PR, 0n, 9n);
-  t.equal(cache.blocking(l.remoteHandle)?.cancelNow, true);
-  t.equal(cache.blocking(l.remoteHandle)?.cancelNow, false, 'a second callback does not cancel twice');
+  t.equal(cache.blocking(l.handle)?.cancelNow, true);
+  t.equal(cache.blocking(l.handle)?.cancelNow, false, 'a second callback does not cancel twice');
   t.equal(cache.stats().lock_unused_count, 0);
 });
 
@@ -110,7 +110,7 @@ t.test('the known minimum size falls to what the remaining locks vouch for', asy
   const high = extent(LockMode.PW, 4096n, 1_048_575n);
   t.equal(cache.shiftKms(high, 1_000_000n), 4096n, 'the highest lock goes: [0, 4095] vouches for 4096 bytes');
   t.equal(cache.shiftKms(low, 1_000_000n), 1_000_000n, 'a lower lock goes: unchanged');
-  cache.blocking(high.remoteHandle);
+  cache.blocking(high.handle);
   t.equal(cache.shiftKms(low, 1_000_000n), 0n, 'a lock being cancelled vouches for nothing');
   const whole = extent(LockMode.PR, 0n, OBD_OBJECT_EOF, O2);
   t.equal(cache.shiftKms(whole, 77n), 0n, 'the last lock of the object');
@@ -162,7 +162,7 @@ t.test('property: matches cover the need; the LRU holds exactly the unused locks
         const all = cache.locks();
         if (all.length > 0) {
           const l = all[op.pick % all.length]!;
-          if (cache.blocking(l.remoteHandle)?.cancelNow) gone([l.handle]);
+          if (cache.blocking(l.handle)?.cancelNow) gone([l.handle]);
         }
       } else if (op.op === 'shrink') {
         gone(cache.lruShrink().map((l) => l.handle));

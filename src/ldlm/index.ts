@@ -17,4 +17,5 @@ export * from './client-cache.js';
 export * from './callbacks.js';
 export * from './client.js';
 export * from './service.js';
+export * from './cancel-portal.js';
 export * from './debug.js';

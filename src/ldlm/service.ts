@@ -12,7 +12,9 @@
 //     An intent handler, when the target gave one, runs after the enqueue with the lock and
 //     adds its buffers and lock_policy_res1/res2 to the reply (the MDT's open/lookup/getattr).
 //   cancel    [ldlm_request with lock_count server cookies] -> [] (ESTALE if none was known)
-//     Each cancel lets waiters through: they get completion callbacks.
+//     Each cancel lets waiters through: they get completion callbacks. Served on the target's
+//     request portal and, as Lustre clients send it, on the node's LDLM_CANCEL_REQUEST_PORTAL
+//     (cancel-portal.ts) when the export table can be searched by handle.
 //
 // A client that answers a blocking or completion callback with -EINVAL no longer has the lock
 // (it cancelled it meanwhile): the lock is cancelled here, as Lustre's ldlm_handle_ast_error
@@ -26,6 +28,7 @@ import {
 } from '../ptlrpc/index.js';
 import type { Observable, Subscription } from 'rxjs';
 import { ELDLM_NO_LOCK_DATA } from './callbacks.js';
+import { CancelPortal, type CancelTarget } from './cancel-portal.js';
 import { LdlmError } from './errors.js';
 import { LockFlag } from './modes.js';
 import type { Namespace } from './namespace.js';
@@ -52,8 +55,11 @@ export type IntentHandler = (request: IncomingRequest, lock: Lock, ldlmRequest: 
 export interface LdlmServiceConfig {
   ni: Network;
   namespace: Namespace;
-  /** The target's clients (its service's export table): callbacks go to their reverse imports. */
-  exports: { byUuid(uuid: string): Export | undefined };
+  /**
+   * The target's clients (its service's export table): callbacks go to their reverse imports.
+   * With byHandle, cancels are also taken on LDLM_CANCEL_REQUEST_PORTAL.
+   */
+  exports: { byUuid(uuid: string): Export | undefined; byHandle?(handle: bigint): Export | undefined };
   /** The target's eviction hook: drop the client's export. Its locks are released here. */
   evict(exportUuid: string, reason: string): void;
   /**
@@ -94,6 +100,8 @@ export class LdlmService {
   readonly #timer: NodeJS.Timeout;
   readonly #log: (message: string) => void;
   readonly #gone: Subscription | undefined;
+  readonly #cancelTarget: CancelTarget | undefined;
+  readonly #cancelPortal: CancelPortal | undefined;
   #stopped = false;
 
   constructor(config: LdlmServiceConfig) {
@@ -106,6 +114,11 @@ export class LdlmService {
     this.#timer = setInterval(() => this.#evictOverdue(), intervalMs);
     this.#timer.unref();
     this.#gone = config.exportsGone$?.subscribe((exp) => this.exportGone(exp.clientUuid));
+    const byHandle = config.exports.byHandle?.bind(config.exports);
+    if (byHandle) {
+      this.#cancelTarget = { exportByHandle: byHandle, cancelRequest: (exp, buffers) => this.#cancelRequest(exp, buffers) };
+      this.#cancelPortal = CancelPortal.join(config.ni, this.#cancelTarget);
+    }
   }
 
   /** The handlers to add to the target's request portal: LDLM_ENQUEUE and LDLM_CANCEL. */
@@ -121,6 +134,7 @@ export class LdlmService {
     this.#stopped = true;
     clearInterval(this.#timer);
     this.#gone?.unsubscribe();
+    if (this.#cancelTarget) this.#cancelPortal?.leave(this.#cancelTarget);
   }
 
   /**
@@ -209,11 +223,22 @@ export class LdlmService {
   }
 
   #cancel(request: IncomingRequest): { status?: number } {
-    const dlm = decodeRequest(request.buffers[0]);
+    const status = this.#cancelRequest(request.export, request.buffers);
+    return status === 0 ? {} : { status };
+  }
+
+  /** LDLM_CANCEL of `exp`, from either portal; returns the status to answer. */
+  #cancelRequest(exp: Export, buffers: Buffer[]): number {
+    let dlm: LdlmRequest;
+    try {
+      dlm = decodeLdlmRequest(buffers[0]);
+    } catch {
+      return -Errno.EPROTO;
+    }
     const count = Math.min(Math.max(dlm.lockCount, 1), CANCELS_PER_REQUEST_MAX);
-    const done = this.#cancelHandles(request.export.clientUuid, dlm.lockHandles.slice(0, count));
+    const done = this.#cancelHandles(exp.clientUuid, dlm.lockHandles.slice(0, count));
     // Lustre answers ESTALE when none of the locks was known.
-    return done > 0 ? {} : { status: -Errno.ESTALE };
+    return done > 0 ? 0 : -Errno.ESTALE;
   }
 
   /** Cancels the locks of `owner` among `handles` (others' and unknown ones are skipped); returns how many. */

@@ -5,7 +5,8 @@
 import t, { type Test } from 'tap';
 import { LNetNI, userspacePid } from '../../src/lnet/index.js';
 import {
-  Errno, Import, Opcode, ReverseImport, Service, statusError, targetProfiles, type ImportConfig, type OpHandler,
+  Errno, Import, MsgType, Opcode, Portal, ReverseImport, Service, decodeMessage, encodeMessage, makeBody, statusError, targetProfiles,
+  type ImportConfig, type OpHandler,
 } from '../../src/ptlrpc/index.js';
 import {
   CallbackService, LdlmClient, LdlmService, LockFlag, LockMode, LockType, Namespace, OBD_OBJECT_EOF, encodeLdlmRequest,
@@ -43,7 +44,7 @@ async function cluster(t: Test, opts: { lockTimeoutMs?: number; callbackTimeoutM
   const evicted: Array<{ uuid: string; reason: string }> = [];
   let service: Service | undefined;
   const ldlm: LdlmService = new LdlmService({
-    ni: server, namespace, exports: { byUuid: (uuid) => service!.exports.byUuid(uuid) },
+    ni: server, namespace, exports: { byUuid: (uuid) => service!.exports.byUuid(uuid), byHandle: (h) => service!.exports.byHandle(h) },
     evict: (uuid, reason) => {
       evicted.push({ uuid, reason });
       const exp = service!.exports.byUuid(uuid);
@@ -337,4 +338,36 @@ t.test('randomized: three clients enqueue, hold, cache and cancel; no two ever h
   for (const client of clients) await client.cancel(client.locks());
   await until('the server namespace to empty', () => c.namespace.locks() === 0);
   t.equal(c.namespace.resources(), 0);
+});
+
+t.test('cancels on LDLM_CANCEL_REQUEST_PORTAL, as Lustre clients send them', async (t) => {
+  const c = await cluster(t);
+  const a = await c.client('client-cancel-portal', { blocking: () => {} }); // cancels by hand below
+  const b = await c.client('client-waits');
+  const lock = await a.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE });
+  let xid = 0x4000n;
+  const send = async (handle: bigint, opcode: number, buffers: Buffer[]): Promise<number> => {
+    const id = xid++;
+    const md = a.ni.attach(Portal.LDLM_CANCEL_REPLY, { matchBits: id }, { kind: 'sink', maxLength: 4096, once: true });
+    const reply = new Promise<number>((resolve) => {
+      const sub = a.ni.events$.subscribe((e) => {
+        if (e.md.id !== md.id) return;
+        sub.unsubscribe();
+        resolve(decodeMessage(e.payload).body.status);
+      });
+    });
+    const body = makeBody({ type: MsgType.REQUEST, opcode, handle });
+    await a.ni.put({ nid: c.server.nid, pid: c.server.pid }, Portal.LDLM_CANCEL_REQUEST, id, encodeMessage(body, buffers));
+    return reply;
+  };
+  const cancel = encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: [lock.remoteHandle] });
+  t.equal(await send(0x9999n, Opcode.LDLM_CANCEL, [cancel]), -Errno.ENOTCONN, 'an export handle no target knows');
+  t.equal(await send(a.imp.handle, Opcode.LDLM_CONVERT, [cancel]), -Errno.EPROTO, 'only LDLM_CANCEL is served there');
+  // A waiter behind the lock is granted once the cancel arrives on portal 17.
+  const waiting = b.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE });
+  await until('the blocking callback', () => a.callbacks.counters.blocking === 1);
+  t.equal(await send(a.imp.handle, Opcode.LDLM_CANCEL, [cancel]), 0, 'the cancel is answered on LDLM_CANCEL_REPLY_PORTAL');
+  t.equal((await waiting).mode, LockMode.PW);
+  t.same(c.namespace.locksOf('client-cancel-portal'), []);
+  t.equal(await send(a.imp.handle, Opcode.LDLM_CANCEL, [cancel]), -Errno.ESTALE, 'again: no such lock any more');
 });

@@ -19,6 +19,11 @@
 //   - a glimpse is answered with what its owner returns (an LVB), or the owner's error.
 // An unknown opcode is answered -EPROTO; a request that does not decode is answered -EPROTO.
 //
+// It is its own small receiver, not a ptlrpc Service: a Service serves clients that connected
+// (an export per handle), and a server's callbacks come over no connect of their own. Lustre
+// finds the client's obd by the request's pb_handle (the handle the client gave at connect);
+// here every sender is served and pb_handle is not checked: the lock handle alone routes.
+//
 // Bounds: CALLBACK_HANDLERS_MAX owner handlers run at once, CALLBACK_QUEUE_MAX more wait;
 // beyond that a callback is dropped (and counted): the server's callback times out. A
 // blocking handler (a flush, then a cancel) runs outside that pool once its callback is

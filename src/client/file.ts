@@ -16,10 +16,21 @@
 // the batch on the wire), and while the mount's dirty budget is spent (ByteBudget; spending it
 // makes every file flush). An error of a background flush (the data is lost) is reported by
 // the file's next write, sync or close, as Linux reports a failed writeback.
+//
+// Extent locks (when the OSTs serve them): a write is buffered under a PW lock on the object
+// range of each stripe it touches, a read from the OSTs is made under a PR lock (a PW serves
+// too), both matched from the OSC's lock cache when held, taken in stripe order (so that two
+// clients never wait for each other's locks). Locks outlive the call: the dirty data stays
+// covered until the lock's blocking callback, whose revoke (revoke()) writes it back and drops
+// what was read (read-ahead windows, through `generation`) before the cancel. An O_APPEND
+// write holds PW [0, EOF] on every stripe while it finds the end of the file and buffers its
+// data, so appends from several clients never overlap.
 import type { FileLayout } from '../services/mdt/layout.js';
+import { LockMode, LockType, OBD_OBJECT_EOF, type CachedLock } from '../ldlm/index.js';
 import type { ByteBudget } from './budget.js';
 import { DirtyExtents } from './extents.js';
-import type { Lov, Raid0Layout } from './lov.js';
+import { objectResId, type ClientNamespace } from './locks.js';
+import { mapExtent, type Lov, type Raid0Layout } from './lov.js';
 import type { ClientTunables } from './params.js';
 import type { DataAttrs } from './stats.js';
 
@@ -32,7 +43,12 @@ export interface FileContext {
   dirty: ByteBudget;
   /** Bytes of one BRW RPC. */
   brwBytes: number;
+  /** The lock namespace of an OST's OSC (undefined: no locks are taken). */
+  extentLocks?(ostIndex: number): ClientNamespace | undefined;
 }
+
+type Mode = typeof LockMode.PR | typeof LockMode.PW;
+const noRelease = (): void => {};
 
 /** The MDT's layout of a file as the LOV takes it. */
 export function raid0Of(l: FileLayout): Raid0Layout | undefined {
@@ -89,20 +105,129 @@ export class FileObject {
     return Math.max(this.ctx.brwBytes, Math.min(batch, this.#perFileBytes() / 2));
   }
 
+  /**
+   * Extent locks of `mode` on the object range of each stripe that file range [offset,
+   * offset + length) touches (every whole object with `whole`), one stripe after another;
+   * resolves with their release.
+   */
+  async #lock(mode: Mode, offset: number, length: number, whole = false): Promise<() => void> {
+    const layout = this.layout;
+    if (!layout || !this.ctx.extentLocks) return noRelease;
+    const ranges = new Map<number, { start: number; end: number }>();
+    if (whole) for (let i = 0; i < layout.stripeCount; i++) ranges.set(i, { start: 0, end: -1 });
+    else {
+      for (const p of mapExtent(layout, offset, Math.max(1, length))) {
+        const r = ranges.get(p.stripe);
+        const end = p.objectOffset + p.length - 1;
+        if (!r) ranges.set(p.stripe, { start: p.objectOffset, end });
+        else r.end = Math.max(r.end, end);
+      }
+    }
+    const held: Array<{ ns: ClientNamespace; lock: CachedLock }> = [];
+    const release = (): void => {
+      for (const h of held.splice(0)) h.ns.release(h.lock, mode);
+    };
+    try {
+      for (const stripe of [...ranges.keys()].sort((a, b) => a - b)) {
+        const o = layout.objects[stripe]!;
+        const ns = this.ctx.extentLocks(o.ostIndex);
+        if (!ns?.supported) continue;
+        const r = ranges.get(stripe)!;
+        const extent = { start: BigInt(r.start), end: r.end < 0 ? OBD_OBJECT_EOF : BigInt(r.end) };
+        const lock = await ns.lock(objectResId(o), LockType.EXTENT, mode, { extent });
+        if (lock) held.push({ ns, lock });
+      }
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return release;
+  }
+
   /** Buffers a write (data is copied); waits while the file's or the mount's dirty bound is reached. */
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.#throwError();
     if (data.length === 0) return;
     const n = data.length;
     await this.ctx.dirty.reserve(n);
+    let release: () => void;
+    try {
+      release = await this.#lock(LockMode.PW, offset, n);
+    } catch (err) {
+      this.ctx.dirty.release(n);
+      throw err;
+    }
+    try {
+      this.#buffer(offset, data);
+    } finally {
+      release();
+    }
+    await this.#afterWrite();
+  }
+
+  /** An O_APPEND write: at the end of the file as every client knows it; resolves with where it went. */
+  async append(data: Uint8Array): Promise<number> {
+    this.#throwError();
+    const n = data.length;
+    await this.ctx.dirty.reserve(n);
+    let release: () => void;
+    try {
+      release = await this.#lock(LockMode.PW, 0, 0, true);
+    } catch (err) {
+      this.ctx.dirty.release(n);
+      throw err;
+    }
+    let at: number;
+    try {
+      at = await this.appendAt(n);
+      if (n > 0) this.#buffer(at, data);
+      else this.ctx.dirty.release(n);
+    } catch (err) {
+      this.ctx.dirty.release(n);
+      throw err;
+    } finally {
+      release();
+    }
+    await this.#afterWrite();
+    return at;
+  }
+
+  /** Puts reserved bytes into the dirty extents (under the write's locks). */
+  #buffer(offset: number, data: Uint8Array): void {
+    const n = data.length;
     const before = this.#dirty.bytes;
     this.#dirty.put(offset, data);
     const added = this.#dirty.bytes - before;
     if (added < n) this.ctx.dirty.release(n - added);
     this.generation++;
     if (this.#endHint !== undefined) this.#endHint = Math.max(this.#endHint, offset + n);
+  }
+
+  async #afterWrite(): Promise<void> {
     if (this.#dirty.bytes >= this.#threshold()) this.#kick(false);
     while (this.dirtyBytes > this.#perFileBytes() && this.#running) await this.#nextBatch();
+  }
+
+  /**
+   * A lock on the file's data goes (blocking callback, LRU, eviction): with writeBack, every
+   * dirty byte is sent first (an error stays for the next write, sync or close to report);
+   * what was read ahead is dropped, and what appends knew of the end is asked again.
+   */
+  async revoke(writeBack: boolean, dropCache = true): Promise<void> {
+    if (writeBack) await this.writeBack();
+    if (!dropCache) return;
+    this.generation++;
+    this.#endHint = undefined;
+  }
+
+  /** Sends every dirty byte and waits for it, without taking the error of a failed flush (that is the application's). */
+  async writeBack(): Promise<void> {
+    while (this.#dirty.bytes > 0 || this.#running || this.#stamping) {
+      this.#kick(true);
+      await this.#running;
+      await this.#stamping;
+      if (this.#error !== undefined) return;
+    }
   }
 
   /** Starts sending every dirty byte (without waiting): the mount's answer to budget pressure. */
@@ -185,11 +310,16 @@ export class FileObject {
     });
   }
 
-  /** Reads up to length bytes at offset from the OSTs, after sending what is dirty. */
+  /** Reads up to length bytes at offset from the OSTs (under PR locks), after sending what is dirty. */
   async read(offset: number, length: number): Promise<Buffer> {
     if (this.dirtyBytes > 0) await this.flush();
     if (!this.layout || length === 0) return Buffer.alloc(0);
-    return this.ctx.lov.read(this.layout, offset, length);
+    const release = await this.#lock(LockMode.PR, offset, length);
+    try {
+      return await this.ctx.lov.read(this.layout, offset, length);
+    } finally {
+      release();
+    }
   }
 
   /** Size, blocks and times from the OST objects (after sending what is dirty). */

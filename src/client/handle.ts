@@ -139,8 +139,12 @@ export class FileHandle {
   async #writeAt(pos: number | undefined, bytes: Buffer): Promise<number> {
     const file = this.file!;
     // O_APPEND: every write at the end of the file, whatever the position (Linux ignores it too).
-    const at = this.flags & OpenFlag.APPEND ? await file.appendAt(bytes.length) : pos ?? this.position;
-    await file.write(at, bytes);
+    let at: number;
+    if (this.flags & OpenFlag.APPEND) at = await file.append(bytes);
+    else {
+      at = pos ?? this.position;
+      await file.write(at, bytes);
+    }
     if (pos === undefined || this.flags & OpenFlag.APPEND) this.position = at + bytes.length;
     if (this.flags & O_SYNC) await file.sync();
     return bytes.length;

@@ -3,15 +3,32 @@
 // changes what a nodeid means. Namespace calls go to the MDT through the MDC by FID, file data
 // through the mount's file handles (LOV over the OSCs), as the same caller the kernel names.
 //
-// Until locks exist nothing may be cached across calls: entries and attributes are given with
-// no validity, and page cache is dropped at each open (what another client wrote and closed is
-// what is read next).
+// Caching follows the locks (when the targets serve them): the kernel's page cache of a file is
+// kept across opens while its data is read and written under the OSCs' extent locks, and every
+// lock that goes (blocking callback, LRU, eviction) drops it: the mount's invalidations
+// (MountCore.onInvalidate) become FUSE_NOTIFY_INVAL_INODE / INVAL_ENTRY, sent without waiting
+// (notify.ts: an invalidation may wait for the very request whose op let the lock go).
+// Without locks nothing is cached across calls: entries and attributes have no validity and
+// the page cache is dropped at each open.
+//
+// Application locks (getlk, setlk): fcntl and flock() locks are FLOCK locks of the MDT on the
+// file's FID, owned by the kernel's lock owner (a process for POSIX locks, an open file for
+// flock()), as Lustre's ll_file_flock takes them: a lock is an enqueue of PR (read) or PW
+// (write), an unlock an enqueue of NL, F_GETLK an enqueue with TEST_LOCK, F_SETLK one with
+// BLOCK_NOWAIT. The MDT keeps each owner's ranges (merging and splitting); the client
+// remembers only which owners may hold something on a file, so that the unlock every close()
+// sends costs nothing when they hold nothing.
 import { parseFid } from '../osd/index.js';
+import { bsdFlockPolicy, hasFlag, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid } from '../ldlm/index.js';
 import type { MdtAttr } from '../services/mdt/protocol.js';
 import { FileObject, raid0Of } from './file.js';
 import type { FileSystem } from './fs.js';
 import type { FileHandle } from './handle.js';
-import { FUSE_ROOT_ID, type AttrReply, type Dirent, type Entry, type FuseOps, type OpenReply, type RequestContext, type SetattrChanges, type Statfs } from './fuse/index.js';
+import {
+  FUSE_ROOT_ID, OFFSET_MAX, type AttrReply, type Dirent, type Entry, type FileLock, type FuseOps, type OpenReply, type RequestContext,
+  type SetattrChanges, type SetlkOptions, type Statfs,
+} from './fuse/index.js';
+import type { Invalidation } from './mount.js';
 import { fidFlatten32, type Stats } from './stats.js';
 
 const S_IFMT = 0o170000;
@@ -22,6 +39,14 @@ const TYPE_BITS: Record<string, number> = { reg: 0o100000, dir: 0o040000, lnk: 0
 const DIR_PAGE_BYTES = 64 * 1024;
 /** Views of the mount per caller kept at once (uid:gid); older ones are dropped. */
 const VIEWS_MAX = 64;
+/** Lock owners remembered as possibly holding application locks (beyond it, close always asks the MDT). */
+const LOCK_OWNERS_MAX = 65536;
+
+/** What llite needs of its FUSE session: the kernel's cache invalidations. */
+export interface KernelCache {
+  invalInode(nodeid: number, offset?: number, length?: number): Promise<boolean>;
+  invalEntry(parent: number, name: string): Promise<boolean>;
+}
 
 interface Node { fid: string; lookups: number }
 interface DirHandle { fid: string; base: number; entries: Dirent[]; cookie: string | null; end: boolean }
@@ -48,6 +73,9 @@ export class Llite implements FuseOps {
   readonly #files = new Map<number, FileHandle>();
   readonly #dirs = new Map<number, DirHandle>();
   readonly #views = new Map<string, FileSystem>();
+  /** Owners that may hold application locks, by `${nodeid}:${owner}`. */
+  readonly #lockOwners = new Set<string>();
+  #kernel: KernelCache | undefined;
   #nextNodeid = FUSE_ROOT_ID + 1;
   #nextFh = 1;
 
@@ -56,6 +84,21 @@ export class Llite implements FuseOps {
     const root = fs.core.rootFid;
     this.#nodes.get(FUSE_ROOT_ID)!.fid = root;
     this.#nodeOfFid.set(root, FUSE_ROOT_ID);
+    fs.core.onInvalidate((what) => this.#invalidate(what));
+  }
+
+  /** The FUSE session serving these ops: lock revocations reach the kernel's caches from now on. */
+  attach(kernel: KernelCache): void {
+    this.#kernel = kernel;
+  }
+
+  /** Tells the kernel what a lock's going made stale; never awaited (see notify.ts). */
+  #invalidate(what: Invalidation): void {
+    const kernel = this.#kernel;
+    const nodeid = this.#nodeOfFid.get(what.fid);
+    if (!kernel || nodeid === undefined) return;
+    const p = what.kind === 'data' ? kernel.invalInode(nodeid, 0, 0) : kernel.invalInode(nodeid, -1, 0);
+    p.catch(() => undefined);
   }
 
   /** Open files and directories right now (the mount refuses a plain umount while any is). */
@@ -199,7 +242,18 @@ export class Llite implements FuseOps {
   #opened(h: FileHandle): OpenReply {
     const fh = this.#nextFh++;
     this.#files.set(fh, h);
-    return { fh, keepCache: false };
+    return { fh, keepCache: this.#cachedUnderLocks(h) };
+  }
+
+  /**
+   * May the kernel keep what it cached of the file before this open? Only when every stripe's
+   * OSC takes extent locks (each page then was read or written under a lock, and each lock
+   * that went dropped the pages) and this llite is told of revocations.
+   */
+  #cachedUnderLocks(h: FileHandle): boolean {
+    const layout = h.file?.layout;
+    if (!this.#kernel || !layout) return false;
+    return layout.objects.every((o) => this.#fs.core.oscNamespaces.get(o.ostIndex)?.active === true);
   }
 
   #file(fh: number): FileHandle {
@@ -316,6 +370,73 @@ export class Llite implements FuseOps {
 
   async removexattr(ctx: RequestContext, nodeid: number, name: string): Promise<void> {
     await this.#as(ctx).mdc.removexattr(this.#fid(nodeid), name);
+  }
+
+  // ---- application locks -------------------------------------------------------------------
+
+  #flockNamespace() {
+    const ns = this.#fs.core.mdcNamespace;
+    if (!ns?.supported) throw error('ENOLCK', 'the MDT serves no locks');
+    return ns;
+  }
+
+  #flockPolicy(lock: FileLock, owner: bigint, pid: number, flock: boolean) {
+    if (flock) return { flock: bsdFlockPolicy(owner, pid) };
+    return { flock: { start: lock.start, end: lock.end >= OFFSET_MAX ? OBD_OBJECT_EOF : lock.end, owner, pid } };
+  }
+
+  async getlk(ctx: RequestContext, nodeid: number, _fh: number, owner: bigint, lock: FileLock): Promise<FileLock | null> {
+    const ns = this.#flockNamespace();
+    const mode = lock.type === 'read' ? LockMode.PR : LockMode.PW;
+    const r = await ns.enqueue({
+      resId: resIdOfFid(parseFid(this.#fid(nodeid))), type: LockType.FLOCK, mode,
+      policy: this.#flockPolicy(lock, owner, ctx.pid, false), flags: LockFlag.TEST_LOCK,
+    });
+    if (!r) throw error('ENOLCK', 'the MDT serves no locks');
+    if (r.mode !== LockMode.PR && r.mode !== LockMode.PW) return null;
+    const f = r.policy && 'flock' in r.policy ? r.policy.flock : undefined;
+    if (!f) return null;
+    // A holder in this client has a pid the kernel knows; one on another node has none here.
+    const local = this.#lockOwners.has(`${nodeid}:${f.owner}`);
+    return { start: f.start, end: f.end >= OFFSET_MAX ? OFFSET_MAX : f.end, type: r.mode === LockMode.PR ? 'read' : 'write', pid: local ? f.pid : 0 };
+  }
+
+  async setlk(ctx: RequestContext, nodeid: number, _fh: number, owner: bigint, lock: FileLock, opts: SetlkOptions): Promise<void> {
+    const key = `${nodeid}:${owner}`;
+    if (lock.type === 'unlock' && opts.close && !this.#lockOwners.has(key)) return;
+    const ns = this.#flockNamespace();
+    const resId = resIdOfFid(parseFid(this.#fid(nodeid)));
+    const policy = this.#flockPolicy(lock, owner, ctx.pid, opts.flock);
+    if (lock.type === 'unlock') {
+      const r = await ns.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.NL, policy });
+      if (r) ns.ldlm.forgetLocal([r]);
+      if (opts.close || (policy.flock.start === 0n && policy.flock.end === OBD_OBJECT_EOF)) this.#lockOwners.delete(key);
+      return;
+    }
+    if (this.#lockOwners.size >= LOCK_OWNERS_MAX) this.#lockOwners.clear(); // closes then always ask the MDT
+    this.#lockOwners.add(key);
+    const mode = lock.type === 'read' ? LockMode.PR : LockMode.PW;
+    const pending = ns.enqueue({ resId, type: LockType.FLOCK, mode, policy, flags: opts.wait ? 0 : LockFlag.BLOCK_NOWAIT });
+    let interrupted = false;
+    const onAbort = (): void => {
+      // The waiter is withdrawn by an unlock of its range: its enqueue then completes with no mode.
+      interrupted = true;
+      void ns.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.NL, policy }).then((r) => r && ns.ldlm.forgetLocal([r]), () => undefined);
+    };
+    if (opts.wait) ctx.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      const r = await pending;
+      if (!r) throw error('ENOLCK', 'the MDT serves no locks');
+      ns.ldlm.forgetLocal([r]);
+      if (hasFlag(r.flags, LockFlag.FLOCK_DEADLOCK) && !interrupted) throw error('EDEADLK', 'waiting would deadlock');
+      if (interrupted || r.mode !== mode) {
+        // Granted just as the wait was interrupted: the lock goes again.
+        if (r.mode === mode) await ns.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.NL, policy }).then((u) => u && ns.ldlm.forgetLocal([u]));
+        throw error('EINTR', 'the wait for the lock was interrupted');
+      }
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+    }
   }
 
   /** Closes what the kernel left open (an unmount while files were open). */

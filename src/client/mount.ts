@@ -25,6 +25,10 @@ import { Mdc } from './mdc.js';
 import { Mgc } from './mgc.js';
 import { Osc } from './osc.js';
 import { ClientParams, ParamError, type ClientTunables } from './params.js';
+import { ClientNamespace, NAMESPACE_PARAMS, objectResId } from './locks.js';
+import { ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, type CachedLock, type ResId } from '../ldlm/index.js';
+import { fidToString } from '../osd/index.js';
+import { statusError } from '../ptlrpc/index.js';
 import { devOf } from './stats.js';
 
 const MiB = 1024 * 1024;
@@ -35,6 +39,18 @@ const IMPORT_RPCS_MAX = 256;
 const OSC_RETRY_MS = 1000;
 /** How long a forced umount waits for a target to answer its disconnect. */
 const FORCED_DISCONNECT_MS = 200;
+/** OST objects whose file this mount remembers (to find what a lock on an object covers). */
+const OBJECT_FIDS_MAX = 65536;
+
+/**
+ * What a lock's going makes stale: a file's data (and size), its attributes, or (lookup) the
+ * names it was found by.
+ */
+export type Invalidation =
+  | { kind: 'data'; fid: string }
+  | { kind: 'attr'; fid: string; lookup: boolean };
+
+const objectKey = (ostIndex: number, r: ResId): string => `${ostIndex}:${r[0].toString(16)}:${r[1].toString(16)}`;
 
 export interface MountOptions extends Partial<ClientTunables> {
   /** The network interface to use (shared with others); otherwise the mount starts its own on `nid`. */
@@ -78,6 +94,11 @@ export class MountCore {
   readonly params: ClientParams;
   readonly lov: Lov;
   readonly oscs = new Map<number, Osc>();
+  /** The lock namespace of each OSC (by OST index); the MDC's is mdcNamespace. */
+  readonly oscNamespaces = new Map<number, ClientNamespace>();
+  #mdcNamespace: ClientNamespace | undefined;
+  readonly #objectFids = new Map<string, string>();
+  readonly #invalidations: Array<(what: Invalidation) => void> = [];
   readonly dirty: ByteBudget;
   readonly readAhead: ByteBudget;
   readonly files = new Map<string, FileObject>();
@@ -118,7 +139,91 @@ export class MountCore {
       for (const f of this.files.values()) f.kickAll();
     });
     this.readAhead = new ByteBudget(() => this.params.values.maxReadAheadMb * MiB);
-    this.fileContext = { lov: this.lov, tunables: () => this.params.values, dirty: this.dirty, brwBytes: BRW_BYTES };
+    this.fileContext = {
+      lov: this.lov, tunables: () => this.params.values, dirty: this.dirty, brwBytes: BRW_BYTES,
+      extentLocks: (ostIndex) => this.oscNamespaces.get(ostIndex),
+    };
+    this.params.addSource({
+      list: () => this.namespaces().flatMap((ns) => NAMESPACE_PARAMS.map((p) => ({ name: `ldlm.namespaces.${ns.name}.${p}`, value: ns.param(p) }))),
+      set: (name, value) => {
+        const m = /^ldlm\.namespaces\.(.+)\.([a-z_]+)$/.exec(name);
+        const ns = m && this.namespaces().find((n) => n.name === m[1]);
+        if (!m || !ns) throw new ParamError('ENOENT', `no parameter ${name}`);
+        try {
+          ns.setParam(m[2]!, value);
+        } catch (err) {
+          throw new ParamError('EINVAL', `${name}: ${(err as Error).message}`);
+        }
+      },
+    });
+  }
+
+  /** The mount's lock namespaces: the MDC's, then the OSCs' by OST index. */
+  namespaces(): ClientNamespace[] {
+    const out = this.#mdcNamespace ? [this.#mdcNamespace] : [];
+    for (const i of [...this.oscNamespaces.keys()].sort((a, b) => a - b)) out.push(this.oscNamespaces.get(i)!);
+    return out;
+  }
+
+  get mdcNamespace(): ClientNamespace | undefined {
+    return this.#mdcNamespace;
+  }
+
+  /** Calls fn with what each revoked or lost lock made stale (llite tells the kernel). */
+  onInvalidate(fn: (what: Invalidation) => void): () => void {
+    this.#invalidations.push(fn);
+    return () => {
+      const i = this.#invalidations.indexOf(fn);
+      if (i >= 0) this.#invalidations.splice(i, 1);
+    };
+  }
+
+  invalidate(what: Invalidation): void {
+    for (const fn of this.#invalidations) {
+      try {
+        fn(what);
+      } catch (err) {
+        this.#log('warn', `invalidation of ${JSON.stringify(what)} failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  /** Remembers which file the objects of a layout belong to (a lock on an object then finds its file). */
+  noteLayout(fid: string, layout: { objects: Array<{ ostIndex: number; seq: number; oid: number }> } | undefined): void {
+    if (!layout) return;
+    for (const o of layout.objects) {
+      const key = objectKey(o.ostIndex, objectResId(o));
+      if (this.#objectFids.get(key) === fid) continue;
+      if (this.#objectFids.size >= OBJECT_FIDS_MAX) this.#objectFids.delete(this.#objectFids.keys().next().value!);
+      this.#objectFids.set(key, fid);
+    }
+  }
+
+  /** An OSC's lock on an object goes: its file's dirty data is written back, cached data dropped, the kernel told. */
+  async #revokeData(ostIndex: number, lock: CachedLock, writeBack: boolean): Promise<void> {
+    const fid = this.#objectFids.get(objectKey(ostIndex, lock.resId));
+    if (fid === undefined) return;
+    const file = this.files.get(fid);
+    if (file) await file.revoke(writeBack);
+    this.invalidate({ kind: 'data', fid });
+  }
+
+  /**
+   * A glimpse of an object this mount holds a write lock on: its dirty data is written first,
+   * then the OST reads the size itself (answered -ELDLM_NO_LOCK_DATA): what the OST then
+   * reports counts every byte written here.
+   */
+  async #glimpse(ostIndex: number, resId: ResId): Promise<Buffer> {
+    const fid = this.#objectFids.get(objectKey(ostIndex, resId));
+    const file = fid === undefined ? undefined : this.files.get(fid);
+    if (file && file.dirtyBytes > 0) await file.writeBack();
+    throw statusError(-ELDLM_NO_LOCK_DATA, `object ${fidToString(fidOfResId(resId))}: its size is on the OST`);
+  }
+
+  /** An MDC lock goes: the attributes (UPDATE, PERM) or the names (LOOKUP) it protected are stale. */
+  async #revokeMetadata(lock: CachedLock): Promise<void> {
+    const bits = lock.policy && 'bits' in lock.policy ? lock.policy.bits : 0;
+    this.invalidate({ kind: 'attr', fid: fidToString(fidOfResId(lock.resId)), lookup: (bits & InodeBits.LOOKUP) !== 0 });
   }
 
   get clientUuid(): string {
@@ -170,6 +275,12 @@ export class MountCore {
       if (!mdt) throw new FsError('ENODEV', 'mount', `${this.device.mgsNids[0]}:/${this.fsname}`, undefined, `the MGS knows no MDT of ${this.fsname}`);
       this.#config = config;
       this.#mdc = await Mdc.connect(this.#ni, { nid: mdt.nids[0]!, targetUuid: mdt.uuid, clientUuid: o.clientUuid, ...d, ...(o.cred && { cred: o.cred }) });
+      this.#mdcNamespace = new ClientNamespace(`${mdt.uuid.replace(/_UUID$/, '')}-mdc-${this.instance}`, this.#mdc.import, this.#ni, {
+        revoke: async (lock) => this.#revokeMetadata(lock),
+        lost: (locks) => {
+          for (const l of locks) void this.#revokeMetadata(l);
+        },
+      });
       this.rootFid = await this.#mdc.root();
       this.#applyParams(config);
       await Promise.allSettled([...config.osts.keys()].map((i) => this.#connectOst(config, i)));
@@ -214,6 +325,13 @@ export class MountCore {
         await osc.disconnect();
         return;
       }
+      this.oscNamespaces.set(index, new ClientNamespace(`${ost.svname}-osc-${this.instance}`, osc.imports.ost, this.#ni!, {
+        revoke: (lock) => this.#revokeData(index, lock, true),
+        lost: (locks) => {
+          for (const l of locks) void this.#revokeData(index, l, false);
+        },
+        glimpse: (lock) => this.#glimpse(index, lock.resId),
+      }));
       this.oscs.set(index, osc);
     }, (err: unknown) => {
       this.#log('warn', `${ost.svname} unreachable (${(err as Error).message}); retrying`);
@@ -231,6 +349,7 @@ export class MountCore {
 
   /** The mount's FileObject of an open regular file (made at its first open here). */
   fileOf(fid: string, layout: ReturnType<typeof raid0Of>): FileObject {
+    this.noteLayout(fid, layout);
     let f = this.files.get(fid);
     if (!f) {
       f = new FileObject(this.fileContext, fid, layout);
@@ -261,12 +380,16 @@ export class MountCore {
       let timer: NodeJS.Timeout | undefined;
       return Promise.race([quick(p), new Promise((r) => (timer = setTimeout(r, boundMs)))]).finally(() => clearTimeout(timer));
     };
-    if (!force) await quick(this.flushAll());
-    else {
+    if (!force) {
+      await quick(this.flushAll());
+      // Locks given back while the servers listen (each cancel writes back what its lock covers).
+      await Promise.all(this.namespaces().map((ns) => bounded(ns.close())));
+    } else {
       // Closed without a word to the servers: each import drops its connection first.
       for (const osc of this.oscs.values()) for (const imp of [osc.imports.ost, osc.imports.io]) imp.forceReconnect();
       this.#mdc?.import.forceReconnect();
     }
+    for (const ns of this.namespaces()) ns.ldlm.close();
     await Promise.all([...this.oscs.values()].map((o) => bounded(o.disconnect())));
     this.oscs.clear();
     await Promise.all([bounded(this.#mdc?.disconnect()), bounded(this.#mgc?.close({ force }))]);

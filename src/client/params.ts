@@ -69,9 +69,17 @@ function globToRegExp(pattern: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
+/** More parameters of a mount beside its tunables (its lock namespaces: ldlm.namespaces.<ns>.*). */
+export interface ParamSource {
+  list(): Array<{ name: string; value: string }>;
+  /** Sets one parameter listed by list(); throws ParamError('EINVAL') for a read-only one or a bad value. */
+  set(name: string, value: string): void;
+}
+
 export class ClientParams {
   readonly #values: ClientTunables;
   readonly #onChange: Array<(key: keyof ClientTunables, value: number) => void> = [];
+  readonly #sources: ParamSource[] = [];
 
   constructor(
     initial: Partial<ClientTunables>,
@@ -98,6 +106,11 @@ export class ClientParams {
     for (const fn of this.#onChange) fn(key, value);
   }
 
+  /** Adds parameters listed and set beside the tunables. */
+  addSource(source: ParamSource): void {
+    this.#sources.push(source);
+  }
+
   /** Every parameter as lctl lists it: 'osc.testfs-OST0000-osc-ab12cd34.max_dirty_mb' -> '32'. */
   list(): Array<{ name: string; value: string }> {
     const { llite, oscs } = this.devices();
@@ -105,6 +118,7 @@ export class ClientParams {
     for (const p of PARAMS) {
       for (const dev of p.device === 'osc' ? oscs : [llite]) out.push({ name: `${p.device}.${dev}.${p.name}`, value: String(this.#values[p.key]) });
     }
+    for (const source of this.#sources) out.push(...source.list());
     return out;
   }
 
@@ -130,10 +144,13 @@ export class ClientParams {
         }
       }
     }
-    if (n === 0) throw new ParamError('ENOENT', `no parameter matches ${pattern}`);
+    const others: Array<{ source: ParamSource; name: string }> = [];
+    for (const source of this.#sources) for (const p of source.list()) if (re.test(p.name)) others.push({ source, name: p.name });
+    if (n + others.length === 0) throw new ParamError('ENOENT', `no parameter matches ${pattern}`);
     const v = typeof value === 'number' ? value : Number(value.trim());
     for (const k of keys) checkTunable(k, v);
     for (const k of keys) this.setTunable(k, v);
-    return n;
+    for (const o of others) o.source.set(o.name, String(value));
+    return n + others.length;
   }
 }

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto';
 import type { Subscription } from 'rxjs';
 import { Errno, Opcode, PtlrpcError, statusError, type Import } from '../ptlrpc/index.js';
 import { ELDLM_NO_LOCK_DATA, type CallbackInfo, type CallbackService } from './callbacks.js';
-import { LockFlag, type LockMode, type LockType } from './modes.js';
+import { hasFlag, LockFlag, LockType, withFlags, withoutFlags, type LockMode } from './modes.js';
 import type { ResId } from './resource.js';
 import type { Policy } from './types.js';
 import { LDLM_MAX_HANDLES, decodeLdlmReply, encodeLdlmRequest, type LockDesc } from './wire.js';
@@ -183,7 +183,9 @@ export class LdlmClient {
     }
     const r = decodeLdlmReply(reply.buffers[0]);
     const lock: ClientLock = {
-      handle, remoteHandle: r.lockHandle, resId: req.resId, type: req.type, mode: r.lockDesc.grantedMode || req.mode,
+      handle, remoteHandle: r.lockHandle, resId: req.resId, type: req.type,
+      // F_GETLK: the reply's requested mode is the conflicting lock's (NL: none).
+      mode: r.lockDesc.grantedMode || (hasFlag(req.flags ?? 0, LockFlag.TEST_LOCK) ? r.lockDesc.reqMode : req.mode),
       policy: r.lockDesc.policy ?? req.policy, flags: r.flags, replyBuffers: reply.buffers.slice(1),
       policyRes1: r.policyRes1, policyRes2: r.policyRes2,
     };
@@ -218,6 +220,14 @@ export class LdlmClient {
         if ((err as PtlrpcError).code !== 'ESTALE') throw err;
       }
     }
+  }
+
+  /**
+   * Forgets granted locks here without telling the server: a FLOCK lock, which the server
+   * merges, splits and ends by the owner's later requests (an unlock is an enqueue of mode NL).
+   */
+  forgetLocal(locks: Array<ClientLock | bigint>): void {
+    for (const l of locks) this.#entries.delete(typeof l === 'bigint' ? l : l.handle);
   }
 
   /**
@@ -260,10 +270,11 @@ export class LdlmClient {
     const lock = entry.lock!;
     entry.granted = true;
     if (cp) {
-      if (cp.desc.grantedMode) lock.mode = cp.desc.grantedMode as LockMode;
+      // A flock waiter withdrawn or refused (deadlock) is completed with no mode: mode 0.
+      if (cp.desc.grantedMode || lock.type === LockType.FLOCK) lock.mode = cp.desc.grantedMode as LockMode;
       if (cp.desc.policy) lock.policy = cp.desc.policy;
       if (cp.lvb) lock.lvb = cp.lvb;
-      lock.flags = (lock.flags & ~LDLM_FL_BLOCKED_MASK) | (cp.flags & LockFlag.AST_SENT);
+      lock.flags = withFlags(withoutFlags(lock.flags, LDLM_FL_BLOCKED_MASK), cp.flags & (LockFlag.AST_SENT | LockFlag.FLOCK_DEADLOCK));
       if (cp.flags & LockFlag.AST_SENT) entry.blockingPending ??= cp.desc;
     }
     if (entry.blockingPending) {
@@ -296,8 +307,8 @@ export class LdlmClient {
 
   async #runBlocking(entry: Entry, desc: LockDesc): Promise<void> {
     const lock = entry.lock!;
-    if (entry.cancelling || lock.flags & LockFlag.CBPENDING) return;
-    lock.flags |= LockFlag.CBPENDING | LockFlag.AST_SENT;
+    if (entry.cancelling || hasFlag(lock.flags, LockFlag.CBPENDING)) return;
+    lock.flags = withFlags(lock.flags, LockFlag.CBPENDING, LockFlag.AST_SENT);
     try {
       if (this.#hooks.blocking) await this.#hooks.blocking(lock, desc);
       else await this.cancel([lock]);

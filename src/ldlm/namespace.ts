@@ -195,8 +195,9 @@ export class Namespace {
   }
 
   /** Granted and waiting locks of one resource, in queue order. */
-  locksOn(resId: ResId): { granted: Lock[]; waiting: Lock[] } {
-    const res = this.resourcesByKey.get(resIdKey(resId));
+  locksOn(resId: ResId, type?: LockType): { granted: Lock[]; waiting: Lock[] } {
+    const key = resIdKey(resId);
+    const res = type === LockType.FLOCK ? this.resourcesByKey.get(`${key}:flock`) : this.resourcesByKey.get(key) ?? this.resourcesByKey.get(`${key}:flock`);
     return { granted: [...(res?.granted ?? [])], waiting: [...(res?.waiting ?? [])] };
   }
 
@@ -551,7 +552,9 @@ export class Namespace {
   }
 
   private resourceFor(resId: ResId, type: LockType): Resource {
-    const key = resIdKey(resId);
+    // An application's flock locks on a file name the file's FID, as its inodebits locks do
+    // (ll_file_flock): they are kept apart, in a resource of their own.
+    const key = type === LockType.FLOCK ? `${resIdKey(resId)}:flock` : resIdKey(resId);
     let res = this.resourcesByKey.get(key);
     if (res === undefined) {
       res = { key, resId, type, granted: new Set(), grantedByMode: new Map(), waiting: [] };

@@ -229,6 +229,7 @@ export class Kernel implements KernelView {
         await fs.umount({ force: true }).catch(() => undefined);
         throw err;
       }
+      llite.attach(session);
       const client: ClientMount = { spec, mountpoint: at, fs, llite, session };
       this.#clients.push(client);
       registerMount(at, this.rundir);

@@ -1,0 +1,236 @@
+// A client lock namespace: the locks one import (an MDC's or an OSC's) holds from its target,
+// as Lustre's client namespaces '<fsname>-MDT0000-mdc-<instance>' and
+// '<fsname>-OST0000-osc-<instance>'. It joins the lock client of the import (LdlmClient:
+// enqueue, cancel, callbacks) with the cache of granted locks (ClientLockCache: match,
+// reader/writer references, LRU), so that a user asks `lock()` and gets a referenced lock,
+// matched from the cache when one is held, enqueued otherwise.
+//
+// Every way a cached lock goes passes through one path, #cancel: the owner's `revoke` hook
+// runs first (write back the dirty data the lock covers, drop the cached pages and attributes
+// it protected, tell the kernel), then the LDLM_CANCEL goes, then the lock is forgotten. The
+// ways: a blocking callback (at once when the lock is unused, else at its last release), the
+// LRU (unused locks beyond lru_size or older than lru_max_age, looked at after each release)
+// and the namespace's close. An eviction skips the cancel: the server has forgotten the
+// locks; the owner's `lost` hook drops what they covered.
+//
+// A target that does not serve the lock manager (LDLM_ENQUEUE answered EOPNOTSUPP) makes
+// `supported` false: the callers then cache nothing, as a client without locks must.
+import {
+  CallbackService, ClientLockCache, LdlmClient, LockFlag, hasFlag, resIdOfFid, type LockType,
+  type CachedLock, type ClientLock, type EnqueueRequest, type LockDesc, type LockMode, type Policy, type ResId,
+} from '../ldlm/index.js';
+import type { Import, Network } from '../ptlrpc/index.js';
+
+/** The resource of an OST object (fid_build_reg_res_name of [seq:oid:0]). */
+export function objectResId(o: { seq: number; oid: number }): ResId {
+  return resIdOfFid({ seq: o.seq, oid: o.oid, ver: 0 });
+}
+
+/** What the namespace's user does when a lock goes. */
+export interface NamespaceHooks {
+  /** Before the cancel: make what the lock covers safe to lose (flush dirty data, drop caches). */
+  revoke?(lock: CachedLock): Promise<void>;
+  /** The server evicted this client: these locks are gone without a cancel. */
+  lost?(locks: CachedLock[]): void;
+  /** A glimpse callback: the LVB of what the lock covers (throw to answer that nothing is known). */
+  glimpse?(lock: ClientLock, desc: LockDesc): Buffer | Promise<Buffer>;
+}
+
+export interface NamespaceCounters {
+  enqueues: number;
+  matched: number;
+  revoked: number;
+  lruCancels: number;
+}
+
+/** Parameters of a client namespace as lctl shows them (ldlm.namespaces.<name>.<param>). */
+export const NAMESPACE_PARAMS = ['lock_count', 'lock_unused_count', 'lru_size', 'lru_max_age', 'resource_count'] as const;
+
+export class LockNamespaceError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export class ClientNamespace {
+  readonly counters: NamespaceCounters = { enqueues: 0, matched: 0, revoked: 0, lruCancels: 0 };
+  readonly cache: ClientLockCache;
+  readonly ldlm: LdlmClient;
+  /** undefined until the target answered a first enqueue; false: it serves no locks. */
+  #supported: boolean | undefined;
+  readonly #hooks: NamespaceHooks;
+  readonly #cancelling = new Map<bigint, Promise<void>>();
+  #closed = false;
+
+  constructor(
+    readonly name: string,
+    imp: Import,
+    ni: Network,
+    hooks: NamespaceHooks = {},
+  ) {
+    this.#hooks = hooks;
+    this.cache = new ClientLockCache(name, { now: () => Date.now() });
+    this.ldlm = new LdlmClient(imp, CallbackService.of(ni), {
+      blocking: (lock) => this.#onBlocking(lock),
+      glimpse: (lock, desc) => {
+        if (!this.#hooks.glimpse) throw new LockNamespaceError('ENODATA', 'no glimpse hook');
+        return this.#hooks.glimpse(lock, desc);
+      },
+      evicted: (locks) => this.#onEvicted(locks),
+    });
+  }
+
+  /** The target granted locks here already: it serves the lock manager. */
+  get active(): boolean {
+    return this.#supported === true && !this.#closed;
+  }
+
+  /** Whether locks (and so caching) are to be used: false once the target refused an enqueue as unknown. */
+  get supported(): boolean {
+    return this.#supported !== false && !this.#closed;
+  }
+
+  /**
+   * A lock of `mode` on `policy`, referenced for the caller (release it with release()):
+   * matched from the cache, else enqueued (the server may grow an extent). undefined when the
+   * target serves no locks.
+   */
+  async lock(resId: ResId, type: LockType, mode: LockMode, policy: Policy | undefined, more: Partial<EnqueueRequest> = {}): Promise<CachedLock | undefined> {
+    if (!this.supported) return undefined;
+    const hit = this.cache.match(resId, type, mode, policy, { ref: true });
+    if (hit) {
+      this.counters.matched++;
+      return hit;
+    }
+    const granted = await this.enqueue({ resId, type, mode, ...(policy && { policy }), ...more });
+    if (!granted) return undefined;
+    const cached = this.cache.add({
+      handle: granted.handle, remoteHandle: granted.remoteHandle, resId, type, mode: granted.mode,
+      ...(granted.policy && { policy: granted.policy }), flags: granted.flags,
+    });
+    // Synchronously after the grant: a blocking callback (a later network event, or one riding
+    // on the grant, which LdlmClient runs after a setImmediate) finds the lock cached.
+    this.cache.addRef(cached, mode);
+    return cached;
+  }
+
+  /** An enqueue outside the cache (FLOCK locks, intents); undefined when the target serves no locks. */
+  async enqueue(req: EnqueueRequest): Promise<ClientLock | undefined> {
+    if (!this.supported) return undefined;
+    this.counters.enqueues++;
+    try {
+      const lock = await this.ldlm.enqueue(req);
+      this.#supported = true;
+      return lock;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'EOPNOTSUPP' && this.#supported === undefined) {
+        this.#supported = false;
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  /** Drops the caller's reference; a lock whose blocking callback came meanwhile is cancelled now. */
+  release(lock: CachedLock, mode: LockMode): void {
+    if (this.cache.lookup(lock.handle) !== lock) return; // gone with an eviction
+    const { cancelNow } = this.cache.decRef(lock, mode);
+    if (cancelNow) void this.#cancel(lock);
+    else this.#shrink();
+  }
+
+  /** Granted, cached locks on a resource. */
+  locksOn(resId: ResId): CachedLock[] {
+    return this.cache.locksOn(resId).filter((l) => !hasFlag(l.flags, LockFlag.CANCELING, LockFlag.CBPENDING));
+  }
+
+  /** Waits until every cancel started so far is done. */
+  async settled(): Promise<void> {
+    while (this.#cancelling.size > 0) await Promise.allSettled([...this.#cancelling.values()]);
+  }
+
+  /** Gives every unused lock back (umount, lru_size=clear) and waits for the cancels. */
+  async cancelUnused(): Promise<void> {
+    for (const l of this.cache.cancelUnused(Number.MAX_SAFE_INTEGER)) void this.#cancel(l, true);
+    await this.settled();
+  }
+
+  /** lctl get_param ldlm.namespaces.<name>.<param>. */
+  param(name: (typeof NAMESPACE_PARAMS)[number]): string {
+    const s = this.cache.stats();
+    switch (name) {
+      case 'lru_max_age': return String(s.lru_max_age);
+      default: return String(s[name]);
+    }
+  }
+
+  /** lctl set_param: lru_size (0 = the default; 'clear' gives unused locks back) and lru_max_age (ms). */
+  setParam(name: string, value: string): void {
+    const v = value.trim();
+    if (name === 'lru_size') {
+      if (v === 'clear') {
+        void this.cancelUnused();
+        return;
+      }
+      this.cache.lruSize = Number(v);
+      this.#shrink();
+    } else if (name === 'lru_max_age') {
+      this.cache.lruMaxAge = Number(v);
+      this.#shrink();
+    } else throw new LockNamespaceError('EINVAL', `ldlm.namespaces.${this.name}.${name} is read-only`);
+  }
+
+  /** Gives every lock back (a clean umount) and stops answering callbacks. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.cancelUnused().catch(() => undefined);
+    this.#closed = true;
+    this.ldlm.close();
+  }
+
+  #onBlocking(lock: ClientLock): void {
+    const b = this.cache.blocking(lock.handle);
+    if (b === undefined) {
+      // A lock the cache never held (one taken with enqueue()): given back at once.
+      void this.ldlm.cancel([lock]).catch(() => undefined);
+      return;
+    }
+    if (b.cancelNow) void this.#cancel(b.lock);
+  }
+
+  #cancel(lock: CachedLock, quiet = false): Promise<void> {
+    const running = this.#cancelling.get(lock.handle);
+    if (running) return running;
+    const p = (async () => {
+      try {
+        if (!quiet) this.counters.revoked++;
+        await this.#hooks.revoke?.(lock);
+      } finally {
+        this.cache.remove(lock.handle);
+        await this.ldlm.cancel([lock.handle]).catch(() => undefined);
+      }
+    })().finally(() => this.#cancelling.delete(lock.handle));
+    this.#cancelling.set(lock.handle, p);
+    p.catch(() => undefined);
+    return p;
+  }
+
+  #shrink(): void {
+    for (const l of this.cache.lruShrink()) {
+      this.counters.lruCancels++;
+      void this.#cancel(l, true);
+    }
+  }
+
+  #onEvicted(locks: ClientLock[]): void {
+    const lost: CachedLock[] = [];
+    for (const l of locks) {
+      const c = this.cache.remove(l.handle);
+      if (c) lost.push(c);
+    }
+    for (const c of this.cache.locks()) if (this.cache.remove(c.handle)) lost.push(c);
+    if (lost.length > 0) this.#hooks.lost?.(lost);
+  }
+}

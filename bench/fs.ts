@@ -3,6 +3,8 @@
 //     through the client library (mount() in this process) and through the FUSE mount (plain
 //     node:fs calls on the mount point, served by the kernel process), against the same IO on a
 //     local directory on the same disk;
+//   re-read of the file just read, and a second stat of each file: what the client caches under
+//     its locks (LDLM) is served from memory;
 //   create, stat and unlink of BENCH_FS_FILES (10,000) empty files in one directory, one call
 //     at a time (BENCH_FS_META_PARALLEL at once), the same three ways.
 // A write is open, the writes, close (and fsync before the close with BENCH_FS_FSYNC=1), on
@@ -159,26 +161,32 @@ async function ioRun(sides: Side[], local: Side, run: number, results: Results):
   const lpath = join(ldir, 'seq');
   const localWrite = await sequentialWrite(local, lpath, 'local write');
   const localRead = await sequentialRead(local, lpath, 'local read');
+  const localReread = await sequentialRead(local, lpath, 'local re-read');
   await local.unlink(lpath);
   for (const side of sides) {
     for (const stripeCount of STRIPE_COUNTS) {
       const path = `${await side.dir(`io${run}-c${stripeCount}`, stripeCount)}/seq`;
       const write = await sequentialWrite(side, path, `${side.name} write, stripe count ${stripeCount}`);
       const read = await sequentialRead(side, path, `${side.name} read, stripe count ${stripeCount}`);
+      // Read again at once: what the client's cache (under its extent locks) keeps is read from memory.
+      const reread = await sequentialRead(side, path, `${side.name} re-read, stripe count ${stripeCount}`);
       await side.unlink(path);
       record(results, `fs ${side.name} write 1 MiB, stripe count ${stripeCount}`, 'MiB/s', write, localWrite);
       record(results, `fs ${side.name} read 1 MiB, stripe count ${stripeCount}`, 'MiB/s', read, localRead);
+      record(results, `fs ${side.name} re-read 1 MiB (cached), stripe count ${stripeCount}`, 'MiB/s', reread, localReread);
     }
   }
 }
 
-async function metaOne(side: Side, run: number): Promise<{ creates: number; stats: number; unlinks: number }> {
+async function metaOne(side: Side, run: number): Promise<{ creates: number; stats: number; restats: number; unlinks: number }> {
   const dir = await side.dir(`meta${run}`);
   const name = (i: number) => `${dir}/f${i}`;
   const creates = await perSecond(`${side.name} create`, FILES, async (i) => (await side.open(name(i), 'w')).close());
   const stats = await perSecond(`${side.name} stat`, FILES, (i) => side.stat(name(i)));
+  // A second pass: attributes the client caches (under its inodebits locks) are served from memory.
+  const restats = await perSecond(`${side.name} stat again`, FILES, (i) => side.stat(name(i)));
   const unlinks = await perSecond(`${side.name} unlink`, FILES, (i) => side.unlink(name(i)));
-  return { creates, stats, unlinks };
+  return { creates, stats, restats, unlinks };
 }
 
 async function metaRun(sides: Side[], local: Side, run: number, results: Results): Promise<void> {
@@ -188,6 +196,7 @@ async function metaRun(sides: Side[], local: Side, run: number, results: Results
     for (const op of ['creates', 'stats', 'unlinks'] as const) {
       record(results, `fs ${side.name} ${op.slice(0, -1)} of ${FILES} files`, `${op}/s`, m[op], base[op]);
     }
+    record(results, `fs ${side.name} stat of ${FILES} cached files`, 'stats/s', m.restats, base.restats);
   }
 }
 

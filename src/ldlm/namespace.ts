@@ -101,7 +101,8 @@ const emptyRelease = (): ReleaseResult => ({ granted: [], blocking: [], aborted:
 
 export class Namespace {
   readonly name: string;
-  readonly lockTimeoutMs: number;
+  /** Settable while running (ldlm.namespaces.*.lock_timeout): overdue() reads it at each call. */
+  lockTimeoutMs: number;
   private readonly now: () => number;
   private readonly maxLocks: number;
   private nextHandle: bigint;

@@ -31,9 +31,9 @@ import { ELDLM_NO_LOCK_DATA } from './callbacks.js';
 import { CancelPortal, type CancelTarget } from './cancel-portal.js';
 import { LdlmError } from './errors.js';
 import { LockFlag } from './modes.js';
-import type { Namespace } from './namespace.js';
+import type { EnqueueResult, Namespace } from './namespace.js';
 import { resIdToString } from './resource.js';
-import type { Lock } from './types.js';
+import type { Lock, LockRequest } from './types.js';
 import { decodeLdlmRequest, encodeLdlmReply, encodeLdlmRequest, type LdlmRequest, type LockDesc } from './wire.js';
 
 /** LDLM_FL_BLOCKED_MASK: the reply flags that tell the client to wait for its completion callback. */
@@ -68,6 +68,14 @@ export interface LdlmServiceConfig {
    */
   exportsGone$?: Observable<{ clientUuid: string }>;
   intent?: IntentHandler;
+  /**
+   * The target's own locks (Lustre's local locks: mdt_object_lock, the OST's punch lock): owners
+   * that are no client, taken with enqueueLocal. They get no callbacks (a holder gives its lock
+   * back when its update is done), the lock timer never evicts them, a glimpse passes them by.
+   */
+  isLocal?(owner: string): boolean;
+  /** Told of each lock granted after waiting, before its completion callback goes out (a local one gets none). */
+  granted?(lock: Lock): void;
   /** How long a callback waits for the client's answer: min(LDLM_TIMEOUT_MS, the lock timeout). */
   callbackTimeoutMs?: number;
   /** How often overdue locks are looked for: a quarter of the lock timeout (at least 10 ms). */
@@ -154,6 +162,23 @@ export class LdlmService {
     this.exportGone(exportUuid);
   }
 
+  /**
+   * A lock of the target itself (config.isLocal owns request.owner): enqueued, and the blocking
+   * callbacks it calls for sent to the clients in its way. When it waits, config.granted tells
+   * when it is granted.
+   */
+  enqueueLocal(request: LockRequest): EnqueueResult {
+    const r = this.namespace.enqueue(request);
+    this.#sendCallbacks(r.completions, r.blocking, r.aborted);
+    return r;
+  }
+
+  /** Gives a lock of the target itself back (granted or waiting): waiters behind it proceed. */
+  cancelLocal(handle: bigint): void {
+    const r = this.namespace.cancel(handle);
+    this.#sendCallbacks(r.granted, r.blocking, r.aborted);
+  }
+
   /** A client's export is gone (disconnect, ping eviction): its locks are released. */
   exportGone(exportUuid: string): void {
     const r = this.namespace.evict(exportUuid);
@@ -167,7 +192,7 @@ export class LdlmService {
    */
   async glimpse(lockResId: Lock['resId'], exceptOwner?: string): Promise<Buffer | undefined> {
     const lock = this.namespace.glimpseTarget(lockResId, exceptOwner);
-    if (!lock) return undefined;
+    if (!lock || this.#c.isLocal?.(lock.owner)) return undefined;
     this.counters.glimpseSent++;
     try {
       const reply = await this.#send(lock, Opcode.LDLM_GL_CALLBACK, descOf(lock), 0);
@@ -269,6 +294,7 @@ export class LdlmService {
   }
 
   #blocking(lock: Lock): void {
+    if (this.#c.isLocal?.(lock.owner)) return; // given back once its update is done
     this.counters.blockingSent++;
     const blocker = lock.blockingHandle !== undefined ? this.namespace.lookup(lock.blockingHandle) : undefined;
     this.#send(lock, Opcode.LDLM_BL_CALLBACK, descOf(blocker ?? lock), (lock.flags & AST_MASK) | LockFlag.AST_SENT)
@@ -276,6 +302,8 @@ export class LdlmService {
   }
 
   #completion(lock: Lock, flags: number): void {
+    this.#c.granted?.(lock);
+    if (this.#c.isLocal?.(lock.owner)) return;
     this.counters.completionSent++;
     this.#send(lock, Opcode.LDLM_CP_CALLBACK, descOf(lock), (lock.flags & AST_MASK) | flags)
       .catch((err: PtlrpcError) => this.#callbackFailed(lock, 'completion', err));
@@ -310,7 +338,9 @@ export class LdlmService {
 
   #evictOverdue(): void {
     const owners = new Map<string, Lock>();
-    for (const lock of this.namespace.overdue()) if (!owners.has(lock.owner)) owners.set(lock.owner, lock);
+    for (const lock of this.namespace.overdue()) {
+      if (!owners.has(lock.owner) && !this.#c.isLocal?.(lock.owner)) owners.set(lock.owner, lock);
+    }
     for (const [owner, lock] of owners) {
       this.evict(owner, `lock callback timer expired: lock ${lock.handle.toString(16)} on ${resIdToString(lock.resId)} ` +
         `not cancelled ${this.namespace.lockTimeoutMs} ms after its blocking callback`);

@@ -70,6 +70,13 @@ export interface OpHandler<Tx extends ReplyTransaction> {
   modifying?: boolean;
   /** Served by the high-priority pipeline (lock callbacks, pings). */
   highPriority?: boolean;
+  /**
+   * A modifying request's step before its transaction starts, for what may wait long (the
+   * MDT's lock manager locks: a client may take up to the lock timeout to give a lock back, and
+   * an open transaction holds up its whole txg). What it returns is called once the transaction
+   * ended (before the reply); a throw answers the request with its status, nothing recorded.
+   */
+  prepare?(request: IncomingRequest): Promise<(() => void) | undefined>;
 }
 
 /**
@@ -210,6 +217,8 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   };
   /** Emits each export as it is evicted. */
   readonly evictions$ = new Subject<Export>();
+  /** Emits each export its client disconnected, or replaced by connecting anew (a new instance). */
+  readonly disconnects$ = new Subject<Export>();
   /**
    * Unusual events worth a line in the target's log: a request dropped without an answer (its
    * client resends), a resend that waits for its original, a handler running long.
@@ -553,6 +562,22 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
 
   async #executeInTransaction(request: IncomingRequest, op: OpHandler<ReplyTransaction>, tag: number, replayTransno?: bigint): Promise<number> {
     const uuid = this.#key(request.export.clientUuid);
+    let release: (() => void) | undefined;
+    try {
+      release = await op.prepare?.(request);
+    } catch (err) {
+      const status = statusOf(err);
+      this.#reply(request, status, 0n, []);
+      return status;
+    }
+    try {
+      return await this.#runInTransaction(request, op, tag, uuid, replayTransno);
+    } finally {
+      release?.();
+    }
+  }
+
+  async #runInTransaction(request: IncomingRequest, op: OpHandler<ReplyTransaction>, tag: number, uuid: string, replayTransno?: bigint): Promise<number> {
     const tx = await this.#store.begin(uuid, replayTransno);
     let status = 0;
     let buffers: Buffer[] = [];
@@ -636,7 +661,10 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       exp.lastSeenMs = now;
       opFlags |= ConnectFlag.RECONNECT;
     } else {
-      if (exp) this.#destroy(exp);
+      if (exp) {
+        this.#destroy(exp);
+        this.disconnects$.next(exp);
+      }
       exp = this.exports.create(connect.clientUuid, connCnt, request.peer, now);
       if (!exp) {
         this.#sendError(request.peer, request.xid, request.body, -Errno.ENOMEM);
@@ -667,6 +695,22 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   async #disconnect(request: IncomingRequest): Promise<void> {
     this.#reply(request, 0, 0n, []);
     this.#destroy(request.export);
+    this.disconnects$.next(request.export);
+  }
+
+  /**
+   * Evicts one client (the lock manager's callback timer, an administrator): its export and
+   * its records go as a silent client's do, evictions$ tells the target, and the reason is
+   * logged (notices$). False when no such client is connected.
+   */
+  evict(clientUuid: string, reason: string): boolean {
+    const exp = this.exports.byUuid(clientUuid);
+    if (!exp) return false;
+    this.counters.evicted++;
+    this.#destroy(exp);
+    if (this.notices$.observed) this.notices$.next(`${this.name}: evicting client ${clientUuid} at ${exp.peer.nid}: ${reason}`);
+    this.evictions$.next(exp);
+    return true;
   }
 
   #destroy(exp: Export): void {
@@ -720,7 +764,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
 
   #send(peer: ProcessId, xid: bigint, message: Buffer): void {
     if (this.#stopped) return;
-    this.#ni.put(peer, this.#config.replyPortal, xid, message).catch(this.#replyFailed);
+    this.#ni.put(peer, this.#config.replyPortal, xid, message).catch((err: unknown) => this.#replyFailed(peer, xid, err));
   }
 
   /**
@@ -741,9 +785,11 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   }
 
   /** The client times out and resends; the reply record answers it then. */
-  readonly #replyFailed = (): void => {
+  #replyFailed(peer: ProcessId, xid: bigint, err: unknown): void {
     this.counters.replyFailed++;
-  };
+    // The client resends when its attempt times out; a reply lost here is worth a line.
+    this.#notice(`reply to xid ${xid} for ${peer.nid} (pid ${peer.pid}) not sent: ${err instanceof Error ? err.message : String(err)}`);
+  }
 }
 
 /** What a handler may do beyond its buffers: its transaction and the request's bulk. */

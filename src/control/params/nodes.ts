@@ -12,6 +12,7 @@
 //   mds.MDS.mdt.{stats,threads_max}, mgs.MGS.mgs.{stats,threads_max}
 //   osc.<fsname>-OSTxxxx-osc-<id>.{max_dirty_mb,max_rpcs_in_flight} (rw), llite.<fsname>-<id>.
 //                     {max_read_ahead_mb,max_read_ahead_per_file_mb} (rw): each client mount's
+//   ldlm.namespaces.<mdt-|filter-><target>_UUID.{lock_count,resource_count,lock_timeouts,lock_timeout (rw)}
 //   osd-txg.<target>.{kbytestotal,kbytesfree,kbytesavail,filestotal,filesfree,blocksize,fstype,
 //                     txg_timeout (rw, seconds), txg_retain_ms, txg_retain_bytes (rw), txg_open, txg_last_synced, txg_checkpoint,
 //                     txg_synced, txg_sync_time_total_ms, txg_sync_time_max_ms, txg_dirty_bytes,
@@ -26,7 +27,7 @@ import { LprocfsStats, SERVICE_THREADS_MAX, type Service, type TargetRecovery } 
 import type { RunningMdt } from '../../services/mdt/index.js';
 import { MGS_TARGET_UUID } from '../../services/mgs/index.js';
 import type { RunningOst } from '../../services/ost/index.js';
-import type { Target } from '../../services/target/index.js';
+import type { Target, TargetLdlm } from '../../services/target/index.js';
 import { ParamError } from './errors.js';
 import { failLocParams } from './fail-loc.js';
 import type { KernelView } from './index.js';
@@ -98,8 +99,31 @@ export function buildParams(view: KernelView): Param[] {
   out.push(...serviceParams(['mds', 'MDS', 'mdt'], services('mdt')));
   out.push(...serviceParams(['mgs', 'MGS', 'mgs'], services('mgs')));
   for (const p of parts) out.push(...osdParams([OSD_TYPE, p.target.svname], p.target.osd));
+  for (const p of parts) for (const ldlm of [p.mdt?.ldlm, p.ost?.ldlm]) if (ldlm) out.push(...namespaceParams(ldlm));
   for (const c of view.clients?.() ?? []) out.push(...clientParams(c.params));
   return out;
+}
+
+/**
+ * A target's lock namespace (ldlm_resource.c's namespace files): ldlm.namespaces.<ns>.lock_count,
+ * resource_count, lock_timeouts (clients evicted for not giving a lock back in time) and
+ * lock_timeout (rw, seconds: how long a client has to cancel after a blocking callback; Lustre's
+ * ldlm_timeout, here per namespace). Client namespaces (lru_size, ...) come with the client's params.
+ */
+function namespaceParams(ldlm: TargetLdlm): Param[] {
+  const dir = ['ldlm', 'namespaces', ldlm.namespace.name];
+  const stats = () => ldlm.namespace.stats();
+  return [
+    { path: [...dir, 'lock_count'], read: () => String(stats().lock_count) },
+    { path: [...dir, 'resource_count'], read: () => String(stats().resource_count) },
+    { path: [...dir, 'lock_timeouts'], read: () => String(ldlm.service.counters.evictions) },
+    {
+      path: [...dir, 'lock_timeout'], read: () => formatSeconds(ldlm.lockTimeoutMs),
+      write: (v) => {
+        ldlm.lockTimeoutMs = parseTxgTimeout(`${dir.join('.')}.lock_timeout`, v);
+      },
+    },
+  ];
 }
 
 /** A client mount's tunables: osc.<fsname>-OSTxxxx-osc-<instance>.*, llite.<fsname>-<instance>.*. */

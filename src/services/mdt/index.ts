@@ -8,9 +8,10 @@
 // = 'UID:GID' and 'mdt.nosquash_nids'.
 import { fidToString } from '../../osd/index.js';
 import { LprocfsStats, Service, serviceFailLoc, targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
-import type { RunningService, ServiceContext } from '../target/index.js';
+import { namespaceName, TargetLdlm, type RunningService, type ServiceContext } from '../target/index.js';
 import { followOsts } from './config.js';
 import { mdtHandlers } from './handlers.js';
+import { mdtIntent, withLdlm } from './ldlm.js';
 import { paramsLayout } from './layout.js';
 import { DestroyLog } from './llog.js';
 import { Lod } from './lod.js';
@@ -41,6 +42,8 @@ export interface MdtTunables {
   random?: () => number;
   /** Follow the MGS config log for OSTs (default: when the context names an MGS). */
   followMgs?: boolean;
+  /** The lock namespace's lock timeout (default LDLM_TIMEOUT_DEFAULT_MS; lctl set_param ldlm.namespaces.*.lock_timeout). */
+  lockTimeoutMs?: number;
 }
 
 export interface RunningMdt extends RunningService {
@@ -51,6 +54,8 @@ export interface RunningMdt extends RunningService {
   osps: Map<number, Osp>;
   /** mdt.*.md_stats. */
   mdStats: LprocfsStats;
+  /** The lock namespace 'mdt-<fsname>-MDT0000_UUID'. */
+  ldlm: TargetLdlm;
   /** Connects an OSP to OST `index` at `nid` (a new OST in the file system). */
   addOst(index: number, nid: string): Osp;
 }
@@ -132,12 +137,20 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     : undefined;
 
   const mdStats = new LprocfsStats();
+  const ops = mdtHandlers({ mdd, reint, opens, mdStats });
   const service = new Service<OsdReplyTransaction>(ni, {
-    ...targetProfiles.mdt, name: 'mdt', targetUuid: md.uuid, ops: mdtHandlers({ mdd, reint, opens, mdStats }),
+    ...targetProfiles.mdt, name: 'mdt', targetUuid: md.uuid, ops,
     // The handlers count per-export stats themselves, under md_stats' names.
     replyStore: ctx.replyStore, exportOpcodeStats: false, threads: tun.threads ?? 8, maxRequestBytes: MDS_MAXREQSIZE,
     ...(ctx.recovery && { recovery: ctx.recovery }), failLoc: serviceFailLoc('mdt'),
   });
+  // The lock namespace: LDLM_ENQUEUE / LDLM_CANCEL on the MDS portal, the MDT's own locks
+  // around each reint, and the getattr / lookup intents (ldlm.ts).
+  const ldlm: TargetLdlm = new TargetLdlm({
+    ni, name: namespaceName('mdt', md.uuid), service, intent: mdtIntent(mdd, () => ldlm), log: ctx.log,
+    ...(tun.lockTimeoutMs !== undefined && { lockTimeoutMs: tun.lockTimeoutMs }),
+  });
+  for (const [opcode, h] of withLdlm(ops, mdd, ldlm)) ops.set(opcode, h);
   const closeClient = (uuid: string): void => {
     void opens.closeClient(osd, uuid).catch((err: unknown) => ctx.log('warn', `closing handles of ${uuid}: ${String(err)}`));
   };
@@ -149,14 +162,15 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
   ctx.log('info', `${md.svname}: MDT started, root ${fidToString(mdd.rootFid)}, ${osps.size} OST(s)`);
 
   return {
-    name: 'mdt', services: [service], mdd, lod, llog, opens, osps, mdStats, addOst,
+    name: 'mdt', services: [service], mdd, lod, llog, opens, osps, mdStats, addOst, ldlm,
     stats: () => ({
       md_stats: Object.fromEntries(mdStats.entries().map(([name, c]) => [name, c.count])), open_files: table.size, last_fid: fidToString(mdd.lastFid), unlink_llog: { ...llog.stats },
-      osp: Object.fromEntries([...osps].map(([i, o]) => [i, o.stats()])), ...service.counters,
+      osp: Object.fromEntries([...osps].map(([i, o]) => [i, o.stats()])), ldlm: ldlm.stats(), ...service.counters,
     }),
     async stop() {
       evictions.unsubscribe();
       await follower?.stop();
+      ldlm.stop();
       await service.stop();
       // The log stops taking work first; stopping the OSPs then fails what is in flight at once.
       const llogStopped = llog.stop();

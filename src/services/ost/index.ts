@@ -7,16 +7,18 @@
 //   const running = await startOst(ctx);   // ctx from Target.mount (services/target)
 import { LprocfsStats, Service, serviceFailLoc } from '../../ptlrpc/index.js';
 import { targetProfiles, type OsdReplyTransaction } from '../../ptlrpc/index.js';
-import type { RunningService, ServiceContext, ServiceModule } from '../target/index.js';
+import { namespaceName, TargetLdlm, type RunningService, type ServiceContext, type ServiceModule } from '../target/index.js';
 import { ChecksumPool } from './checksum.js';
 import { GrantBook } from './grants.js';
 import { ioOps, metadataOps, type OstCounters, type OstDeps, type OstFailLoc } from './handlers.js';
 import { OstObjects } from './objects.js';
+import { ostIntent, withLdlm } from './ldlm.js';
 import { OST_IO_SLOTS, OST_MAX_PRECREATE } from './protocol.js';
 
 export * from './protocol.js';
 export { ChecksumPool, adler32, checksumBytes, type ChecksumStats } from './checksum.js';
 export type { OstFailLoc, OstCounters } from './handlers.js';
+export { objectResId, lvbOf, mergeGlimpse } from './ldlm.js';
 
 export interface OstOptions {
   /** Handlers at once on the "ost" service. */
@@ -28,6 +30,8 @@ export interface OstOptions {
   maxPrecreate?: number;
   /** Exports silent longer than this are evicted (and their grant returned). */
   evictionTimeoutMs?: number;
+  /** The lock namespace's lock timeout (default LDLM_TIMEOUT_DEFAULT_MS). */
+  lockTimeoutMs?: number;
 }
 
 export interface RunningOst extends RunningService {
@@ -37,6 +41,8 @@ export interface RunningOst extends RunningService {
   /** obdfilter.*.stats: per-op latencies and read_bytes / write_bytes. */
   readonly ofdStats: LprocfsStats;
   readonly failLoc: OstFailLoc;
+  /** The lock namespace 'filter-<fsname>-OST0000_UUID'. */
+  readonly ldlm: TargetLdlm;
 }
 
 /** Starts the OST of ctx's device; see startOst for the framework's entry. */
@@ -58,26 +64,36 @@ export async function createOst(ctx: ServiceContext, opts: OstOptions = {}): Pro
     targetUuid, replyStore, exportOpcodeStats: false, ...(ctx.recovery && { recovery: ctx.recovery }), failLoc: serviceFailLoc('ost'),
     ...(opts.evictionTimeoutMs ? { evictionTimeoutMs: opts.evictionTimeoutMs } : {}),
   };
+  const ops = metadataOps(deps);
+  const io = ioOps(deps);
   services.push(new Service<OsdReplyTransaction>(ni, {
-    ...targetProfiles.ost, ...common, name: 'ost', ops: metadataOps(deps), threads: opts.threads ?? 8,
+    ...targetProfiles.ost, ...common, name: 'ost', ops, threads: opts.threads ?? 8,
   }));
   services.push(new Service<OsdReplyTransaction>(ni, {
     // One client's two imports (ost, ost_io) keep their slots apart in the target's last_rcvd.
-    ...targetProfiles.ostIo, ...common, name: 'ost_io', slotPrefix: 'io:', ops: ioOps(deps), threads: opts.ioThreads ?? 8,
+    ...targetProfiles.ostIo, ...common, name: 'ost_io', slotPrefix: 'io:', ops: io, threads: opts.ioThreads ?? 8,
     maxModRpcs: OST_IO_SLOTS,
     maxRequestBytes: 64 * 1024,
   }));
+  // The lock namespace on the "ost" service (ldlm.ts); an eviction drops both of a client's exports.
+  const ldlm: TargetLdlm = new TargetLdlm({
+    ni, name: namespaceName('filter', targetUuid), service: services[0]!, services, intent: ostIntent(objects, () => ldlm), log: ctx.log,
+    ...(opts.lockTimeoutMs !== undefined && { lockTimeoutMs: opts.lockTimeoutMs }),
+  });
+  for (const [opcode, h] of [...withLdlm(ops, objects, ldlm), ...ldlm.handlers<OsdReplyTransaction>()]) ops.set(opcode, h);
+  for (const [opcode, h] of withLdlm(io, objects, ldlm)) io.set(opcode, h);
   ctx.log('info', `${mountdata.svname}: ost and ost_io started on ${ni.nid}, ${objects.sequences().length} object sequences`);
   let stopped = false;
   return {
-    name: 'ost', services, objects, grants, counters, ofdStats, failLoc,
+    name: 'ost', services, objects, grants, counters, ofdStats, failLoc, ldlm,
     stats: () => ({
       ...counters, grants: grants.stats(), checksum: { ...pool.stats }, sequences: objects.sequences(),
-      exports: services[0]!.exports.size,
+      exports: services[0]!.exports.size, ldlm: ldlm.stats(),
     }),
     async stop(_opts: { force: boolean }) {
       if (stopped) return;
       stopped = true;
+      ldlm.stop();
       await Promise.all(services.map((s) => s.stop()));
       await ChecksumPool.release(pool);
     },

@@ -11,3 +11,6 @@ export {
 export { Target, MGS_SLOT_PREFIX, type ServiceContext, type RunningService, type ServiceModule, type MountOptions } from './target.js';
 export { localObject, LAST_RCVD_FID, MGS_CONFIGS_FID, LocalOid, FID_SEQ_LOCAL_FILE, FID_SEQ_LOCAL_NAME } from './local-files.js';
 export { formatTarget, plan as planFormat, type FormatTargetOptions } from './format.js';
+export {
+  TargetLdlm, namespaceName, LOCAL_OWNER_PREFIX, LOCAL_WAIT_FACTOR, type LocalLockSpec, type TargetLdlmConfig,
+} from './ldlm.js';

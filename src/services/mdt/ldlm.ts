@@ -1,0 +1,204 @@
+// The MDT's lock manager (Lustre's mdt_object_lock and mdt_intent_policy): the namespace
+// 'mdt-<fsname>-MDT0000_UUID' on the MDS request portal, the MDT's own locks around its updates,
+// and the intents that answer a lookup or getattr with a lock in one round trip.
+//
+// Local locks, per MDS_REINT (EX inodebits; taken before the request's transaction starts, see
+// OpHandler.prepare, and given back once it ended, without waiting for its commit):
+//   setattr          the object: UPDATE, and PERM when mode, uid or gid change
+//   setxattr         the object: UPDATE|XATTR (PERM for a POSIX ACL, LAYOUT for lustre.lov)
+//   create (mkdir, mknod, symlink)  the parent: UPDATE
+//   link             the parent: UPDATE; the object: UPDATE (its nlink and ctime)
+//   unlink, rmdir    the parent: UPDATE; the child: LOOKUP|UPDATE
+//   rename           both parents: UPDATE; the renamed object: LOOKUP; a replaced one: LOOKUP|UPDATE
+//   open             O_CREAT of a new name: the parent UPDATE; O_TRUNC: the object LAYOUT|UPDATE
+// A child is found by name before its locks are taken (without them); once they are held the
+// name is looked up again and, if it changed meanwhile, the locks are given back and taken
+// anew (at most RELOCK_TRIES times). The updates themselves still run under the MDT's object
+// locks (locks.ts): these locks only revoke what clients cache.
+//
+// Intents (an LDLM_ENQUEUE with LDLM_FL_HAS_INTENT; buffers [ldlm_request][ldlm_intent][body]):
+//   IT_GETATTR | IT_LOOKUP   body: the MDS_GETATTR request { cred, fid } on the lock's object,
+//                            or the MDS_GETATTR_NAME request { cred, parent, name } on the
+//                            parent's (the name's lock is its directory's: any change in it
+//                            revokes a cached name)
+//   reply buffers [ldlm_reply][body]: the MDS_GETATTR reply { attr }, encoded as protocol.ts
+//   lock_policy_res1: the disposition (DISP_IT_EXECD | DISP_LOOKUP_EXECD | DISP_LOOKUP_POS or
+//   DISP_LOOKUP_NEG), lock_policy_res2: the intent's status (0, or a negative errno such as
+//   -ENOENT for a name that does not exist: the lock is kept, to cache the negative entry).
+// The attributes are read only once the lock is granted (the enqueue waits as Lustre's server
+// thread does), so a client never caches attributes older than its lock. IT_OPEN is not served
+// yet: such an enqueue fails with EOPNOTSUPP and takes no lock.
+import { fidEquals, fidToString, type Fid } from '../../osd/index.js';
+import {
+  decodeLdlmIntent, hasFlag, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdEquals, resIdOfFid,
+  type IntentResult, type Lock, type LdlmRequest,
+} from '../../ldlm/index.js';
+import { Errno, statusError, type IncomingRequest, type OpHandler, type OsdReplyTransaction } from '../../ptlrpc/index.js';
+import type { LocalLockSpec, TargetLdlm } from '../target/index.js';
+import { mdtError, asMdtError } from './errors.js';
+import { LOV_XATTR } from './layout.js';
+import type { Mdd } from './mdd.js';
+import { squash } from './perm.js';
+import {
+  credField, decodeBody, decodeReint, encodeBody, fidField, MdsOpcode, MdtProtocolError, OpenFlag, ReintOp, str, type ReintRequest,
+} from './protocol.js';
+
+/** Lustre's intent dispositions (lock_policy_res1). */
+export const Disposition = {
+  IT_EXECD: 0x1,
+  LOOKUP_EXECD: 0x2,
+  LOOKUP_NEG: 0x4,
+  LOOKUP_POS: 0x8,
+  OPEN_CREATE: 0x10,
+  OPEN_OPEN: 0x20,
+} as const;
+
+/** How often a reint takes its locks anew when a name moved while it took them. */
+export const RELOCK_TRIES = 3;
+
+const POSIX_ACL_PREFIX = 'system.posix_acl_';
+
+type Handler = OpHandler<OsdReplyTransaction>;
+
+const ex = (fid: Fid, bits: number): LocalLockSpec => ({ resId: resIdOfFid(fid), type: LockType.IBITS, mode: LockMode.EX, policy: { bits } });
+
+/** What a reint's locks depend on: the children its names lead to (undefined: none). */
+type Children = Array<Fid | undefined>;
+
+/** The names a reint acts on, by parent: looked up before and after its locks are taken. */
+function namesOf(r: ReintRequest): Array<[Fid, string]> {
+  const P = (t: string) => fidField(t, 'fid');
+  switch (r.op) {
+    case ReintOp.UNLINK: return [[P(r.parent), r.name]];
+    case ReintOp.RENAME: return [[P(r.parent), r.name], [P(r.newParent), r.newName]];
+    case ReintOp.OPEN: return r.fid === undefined ? [[P(r.parent!), r.name!]] : [];
+    default: return [];
+  }
+}
+
+/** The local locks of a reint, given the children its names lead to now. */
+export function reintLocks(r: ReintRequest, children: Children): LocalLockSpec[] {
+  const P = (t: string) => fidField(t, 'fid');
+  const { UPDATE, LOOKUP, PERM, XATTR, LAYOUT } = InodeBits;
+  switch (r.op) {
+    case ReintOp.SETATTR: {
+      const perm = r.attrs.mode !== undefined || r.attrs.uid !== undefined || r.attrs.gid !== undefined;
+      return [ex(P(r.fid), UPDATE | (perm ? PERM : 0))];
+    }
+    case ReintOp.SETXATTR: {
+      const extra = r.name.startsWith(POSIX_ACL_PREFIX) ? PERM : r.name === LOV_XATTR ? LAYOUT : 0;
+      return [ex(P(r.fid), UPDATE | XATTR | extra)];
+    }
+    case ReintOp.CREATE: return [ex(P(r.parent), UPDATE)];
+    case ReintOp.LINK: return [ex(P(r.parent), UPDATE), ex(P(r.fid), UPDATE)];
+    case ReintOp.UNLINK: return [ex(P(r.parent), UPDATE), ...(children[0] ? [ex(children[0], LOOKUP | UPDATE)] : [])];
+    case ReintOp.RENAME: {
+      const out = [ex(P(r.parent), UPDATE), ex(P(r.newParent), UPDATE)];
+      if (children[0]) out.push(ex(children[0], LOOKUP));
+      if (children[1] && !(children[0] && fidEquals(children[0], children[1]))) out.push(ex(children[1], LOOKUP | UPDATE));
+      return out;
+    }
+    case ReintOp.OPEN: {
+      const target = r.fid !== undefined ? P(r.fid) : children[0];
+      if (!target) return (r.flags & OpenFlag.CREAT) && r.parent ? [ex(P(r.parent), UPDATE)] : [];
+      return (r.flags & OpenFlag.TRUNC) ? [ex(target, LAYOUT | UPDATE)] : [];
+    }
+  }
+}
+
+async function childrenOf(mdd: Mdd, names: Array<[Fid, string]>): Promise<Children> {
+  const out: Children = [];
+  for (const [parent, name] of names) out.push((await mdd.entry(parent, name).catch(() => undefined))?.fid);
+  return out;
+}
+
+const sameChildren = (a: Children, b: Children): boolean =>
+  a.length === b.length && a.every((f, i) => (f === undefined ? b[i] === undefined : b[i] !== undefined && fidEquals(f, b[i]!)));
+
+/**
+ * The prepare step of MDS_REINT: takes the reint's local locks (a malformed request takes
+ * none: its handler refuses it).
+ */
+export async function prepareReint(mdd: Mdd, ldlm: TargetLdlm, request: IncomingRequest): Promise<(() => void) | undefined> {
+  let r: ReintRequest;
+  try {
+    r = decodeReint(request.buffers);
+  } catch {
+    return undefined;
+  }
+  let names: Array<[Fid, string]>;
+  try {
+    names = namesOf(r);
+  } catch {
+    return undefined;
+  }
+  let children = await childrenOf(mdd, names);
+  for (let tries = 1; ; tries++) {
+    const specs = reintLocks(r, children);
+    if (specs.length === 0) return undefined;
+    const release = await ldlm.lock(specs);
+    const now = await childrenOf(mdd, names);
+    if (sameChildren(now, children) || tries >= RELOCK_TRIES) return release;
+    release();
+    children = now;
+  }
+}
+
+/** The MDT's handlers with MDS_REINT taking its locks first, and LDLM_ENQUEUE / LDLM_CANCEL. */
+export function withLdlm(ops: Map<number, Handler>, mdd: Mdd, ldlm: TargetLdlm): Map<number, Handler> {
+  const out = new Map(ops);
+  const reint = ops.get(MdsOpcode.REINT);
+  if (reint) out.set(MdsOpcode.REINT, { ...reint, prepare: (request) => prepareReint(mdd, ldlm, request) });
+  for (const [opcode, h] of ldlm.handlers<OsdReplyTransaction>()) out.set(opcode, h);
+  return out;
+}
+
+/** The two's complement u64 of a status, as lock_policy_res2 carries it. */
+const res2 = (status: number): bigint => BigInt.asUintN(64, BigInt(status));
+
+/** The MDT's intent policy: IT_GETATTR and IT_LOOKUP (see the top of this file). */
+export function mdtIntent(mdd: Mdd, ldlm: () => TargetLdlm): (request: IncomingRequest, lock: Lock, dlm: LdlmRequest) => Promise<IntentResult> {
+  return async (request, lock, dlm) => {
+    if (!hasFlag(dlm.flags, LockFlag.HAS_INTENT) || request.buffers.length < 2) return {};
+    let opc: number;
+    let body: Record<string, unknown>;
+    try {
+      opc = decodeLdlmIntent(request.buffers[1]);
+      body = decodeBody(request.buffers, 2);
+    } catch (err) {
+      throw statusError(-Errno.EPROTO, `malformed intent: ${(err as Error).message}`);
+    }
+    if (opc & IntentOp.OPEN) throw mdtError('EOPNOTSUPP', 'IT_OPEN is not served yet: open with MDS_REINT');
+    if (!(opc & (IntentOp.GETATTR | IntentOp.LOOKUP))) throw mdtError('EOPNOTSUPP', `intent 0x${opc.toString(16)}`);
+    if (lock.type !== LockType.IBITS) throw statusError(-Errno.EPROTO, 'a getattr intent on a lock that is not inodebits');
+    let query: { fid: Fid } | { parent: Fid; name: string; cred: ReturnType<typeof credField> };
+    try {
+      const cred = squash(credField(body.cred), request.peer.nid, mdd.rootSquash);
+      query = body.name !== undefined ? { parent: fidField(body.parent, 'parent'), name: str(body.name, 'name'), cred } : { fid: fidField(body.fid, 'fid') };
+    } catch (err) {
+      if (err instanceof MdtProtocolError) throw statusError(-Errno.EPROTO, err.message);
+      throw err;
+    }
+    const on = 'fid' in query ? query.fid : query.parent;
+    if (!resIdEquals(lock.resId, resIdOfFid(on))) throw statusError(-Errno.EPROTO, `the intent names ${fidToString(on)}, not the lock's object`);
+    // Answer only under the lock: attributes read before the grant could be older than it.
+    await ldlm().waitGranted(lock);
+    try {
+      if ('fid' in query) {
+        const attr = await mdd.getattr(query.fid);
+        return { buffers: [encodeBody({ attr })], policyRes1: BigInt(Disposition.IT_EXECD), policyRes2: 0n };
+      }
+      const attr = await mdd.lookup(query.cred, query.parent, query.name);
+      const disposition = Disposition.IT_EXECD | Disposition.LOOKUP_EXECD | Disposition.LOOKUP_POS;
+      return { buffers: [encodeBody({ attr })], policyRes1: BigInt(disposition), policyRes2: 0n };
+    } catch (err) {
+      const e = asMdtError(err) as { status?: number };
+      // A name that does not exist: the lock on its directory is kept (a negative entry cached).
+      if (!('fid' in query) && e.status === -Errno.ENOENT) {
+        const disposition = Disposition.IT_EXECD | Disposition.LOOKUP_EXECD | Disposition.LOOKUP_NEG;
+        return { buffers: [encodeBody({})], policyRes1: BigInt(disposition), policyRes2: res2(-Errno.ENOENT) };
+      }
+      throw e;
+    }
+  };
+}

@@ -1,0 +1,362 @@
+// The lock namespaces of the MDT and the OST (src/services/*/ldlm.ts, src/services/target/ldlm.ts):
+// a mounted MDT and OST in this process over TCP on loopback, two clients on their own NIs, each
+// with an MDC / OSC and an LdlmClient answering callbacks through its CallbackService.
+import t, { type Test } from 'tap';
+import type { Mdc } from '../../src/client/mdc.js';
+import { Osc } from '../../src/client/osc.js';
+import {
+  CallbackService, decodeOstLvb, encodeLdlmIntent, encodeOstLvb, InodeBits, IntentOp, LdlmClient, LockMode, LockType,
+  OBD_OBJECT_EOF, resIdOfFid, type ClientLock, type LdlmClientHooks,
+} from '../../src/ldlm/index.js';
+import { LNetNI, userspacePid } from '../../src/lnet/index.js';
+import { parseFid } from '../../src/osd/index.js';
+import { ParamTree, type KernelView } from '../../src/control/params/index.js';
+import { decodeAttr, decodeBody, encodeBody } from '../../src/services/mdt/protocol.js';
+import { Disposition, reintLocks } from '../../src/services/mdt/ldlm.js';
+import { FID_SEQ_OST_MDT0, objectResId } from '../../src/services/ost/index.js';
+import type { Target } from '../../src/services/target/index.js';
+import { until } from '../lib/net.js';
+import {
+  connectMdc, freePort, hosts, mdtMountdata, newDir, ostMountdata, removeDir, startMdtNode, startOstNode, type MdtNode, type OstNode,
+} from './mdt/helpers.js';
+
+const quiet = () => {};
+const LOCK_TIMEOUT_MS = 1500;
+const ROOT_CRED = { uid: 0, gid: 0, groups: [] };
+const PR_BITS = InodeBits.LOOKUP | InodeBits.UPDATE | InodeBits.PERM;
+const SEQ = FID_SEQ_OST_MDT0;
+
+let salt = 0;
+
+interface Client {
+  ni: LNetNI;
+  mdc: Mdc;
+  mdLocks: LdlmClient;
+  osc: Osc;
+  ostLocks: LdlmClient;
+}
+
+interface Setup {
+  mdt: MdtNode;
+  ost: OstNode;
+  root: string;
+  client(uuid: string, hooks?: { md?: LdlmClientHooks; ost?: LdlmClientHooks }): Promise<Client>;
+}
+
+async function setup(t: Test): Promise<Setup> {
+  const port = await freePort();
+  const [mdtNid, ostNid, ...clientNids] = hosts(6, salt++).map((h) => `${h}@tcp`);
+  const mdtDir = await newDir('ldlm-mdt-');
+  const ostDir = await newDir('ldlm-ost-');
+  t.teardown(() => Promise.all([removeDir(mdtDir), removeDir(ostDir)]));
+  const ost = await startOstNode(ostDir, ostNid!, port, 0);
+  ost.ost.ldlm.lockTimeoutMs = LOCK_TIMEOUT_MS;
+  t.teardown(async () => {
+    await ost.stop();
+    await ost.ni.stop();
+  });
+  const mdt = await startMdtNode(mdtDir, mdtNid!, port, {}, { lockTimeoutMs: LOCK_TIMEOUT_MS });
+  t.teardown(async () => {
+    await mdt.stop();
+    await mdt.ni.stop();
+  });
+  let clients = 0;
+  const setupClient = async (uuid: string, hooks: { md?: LdlmClientHooks; ost?: LdlmClientHooks } = {}): Promise<Client> => {
+    const index = clients++;
+    const ni = await LNetNI.start({ nid: clientNids[index]!, port, pid: userspacePid(31_000 + index), warn: quiet });
+    t.teardown(() => ni.stop());
+    const mdc = await connectMdc(ni, mdt.ni.nid, uuid);
+    t.teardown(() => mdc.disconnect());
+    const osc = await Osc.connect(ni, {
+      nid: ost.ni.nid, targetUuid: 'testfs-OST0000_UUID', clientUuid: uuid,
+      importOptions: { pingIntervalMs: 0, initialEstimateMs: 200, at: { minMs: 50, maxMs: 5000 } },
+    });
+    t.teardown(() => osc.disconnect());
+    const callbacks = CallbackService.of(ni);
+    t.teardown(() => callbacks.stop());
+    const mdLocks = new LdlmClient(mdc.import, callbacks, hooks.md);
+    const ostLocks = new LdlmClient(osc.imports.ost, callbacks, hooks.ost);
+    t.teardown(() => {
+      mdLocks.close();
+      ostLocks.close();
+    });
+    return { ni, mdc, mdLocks, osc, ostLocks };
+  };
+  const first = await setupClient('setup-client');
+  const root = await first.mdc.root();
+  return { mdt, ost, root, client: setupClient };
+}
+
+/** A PR inodebits lock on a file, as a client caching its attributes takes it. */
+function prOn(c: Client, fid: string): Promise<ClientLock> {
+  return c.mdLocks.enqueue({ resId: resIdOfFid(parseFid(fid)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS } });
+}
+
+t.test('the namespaces have Lustre\'s names and the reints\' locks are what Lustre takes', async (t) => {
+  const s = await setup(t);
+  t.equal(s.mdt.mdt.ldlm.namespace.name, 'mdt-testfs-MDT0000_UUID');
+  t.equal(s.ost.ost.ldlm.namespace.name, 'filter-testfs-OST0000_UUID');
+  const f = '[0x200000400:0x5:0x0]';
+  const p = '[0x200000400:0x1:0x0]';
+  const q = '[0x200000400:0x2:0x0]';
+  const cred = ROOT_CRED;
+  const bits = (specs: ReturnType<typeof reintLocks>) => specs.map((x) => ('bits' in x.policy ? x.policy.bits : -1));
+  t.same(bits(reintLocks({ op: 1, cred, fid: f, attrs: { mtime: 5 } }, [])), [InodeBits.UPDATE], 'setattr of times: UPDATE');
+  t.same(bits(reintLocks({ op: 1, cred, fid: f, attrs: { mode: 0o600 } }, [])), [InodeBits.UPDATE | InodeBits.PERM], 'chmod: UPDATE|PERM');
+  t.same(bits(reintLocks({ op: 7, cred, fid: f, name: 'user.a', value: null, flags: 0 }, [])), [InodeBits.UPDATE | InodeBits.XATTR]);
+  t.same(bits(reintLocks({ op: 2, cred, parent: p, name: 'x', mode: 0o100644 }, [])), [InodeBits.UPDATE], 'create: the parent');
+  t.same(bits(reintLocks({ op: 4, cred, parent: p, name: 'x', rmdir: false }, [parseFid(f)])),
+    [InodeBits.UPDATE, InodeBits.LOOKUP | InodeBits.UPDATE], 'unlink: parent UPDATE, child LOOKUP|UPDATE');
+  t.same(bits(reintLocks({ op: 5, cred, parent: p, name: 'x', newParent: q, newName: 'y' }, [parseFid(f), undefined])),
+    [InodeBits.UPDATE, InodeBits.UPDATE, InodeBits.LOOKUP], 'rename: both parents, the object\'s LOOKUP');
+  t.same(bits(reintLocks({ op: 6, cred, fid: f, flags: 0o1001, mode: 0 }, [])), [InodeBits.LAYOUT | InodeBits.UPDATE], 'open O_TRUNC: LAYOUT');
+  t.same(reintLocks({ op: 6, cred, fid: f, flags: 0, mode: 0 }, []), [], 'a plain open takes nothing');
+});
+
+t.test('a PR lock of client 1 is revoked by client 2\'s setattr, which then completes', async (t) => {
+  const s = await setup(t);
+  const events: string[] = [];
+  let c1Locks!: LdlmClient;
+  const c1 = await s.client('client-1', {
+    md: {
+      blocking: async (lock) => {
+        events.push('c1 blocking callback');
+        await c1Locks.cancel([lock]);
+        events.push('c1 cancelled');
+      },
+    },
+  });
+  c1Locks = c1.mdLocks;
+  const c2 = await s.client('client-2');
+  const file = await c1.mdc.create(s.root, 'f', 0o100644);
+  const lock = await prOn(c1, file.fid);
+  t.equal(lock.mode, LockMode.PR);
+  const ns = s.mdt.mdt.ldlm.namespace;
+  t.equal(ns.locksOf('client-1').length, 1, 'the MDT holds client 1\'s lock');
+
+  const attr = await c2.mdc.setattr(file.fid, { mode: 0o600 });
+  events.push('c2 setattr done');
+  t.equal(attr.mode & 0o7777, 0o600);
+  t.same(events, ['c1 blocking callback', 'c1 cancelled', 'c2 setattr done'], 'the lock went back before the change was answered');
+  t.same(ns.locksOf('client-1'), [], 'client 1 holds nothing');
+  t.equal(ns.locks(), 0, 'the MDT\'s own lock is given back after the update');
+  t.equal(s.mdt.mdt.ldlm.counters.localWaited, 1, 'the setattr\'s lock waited for the cancel');
+
+  // A lock that does not conflict (LOOKUP only) stays through a chmod of times.
+  const lookupOnly = await c1.mdLocks.enqueue({ resId: resIdOfFid(parseFid(file.fid)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.LOOKUP } });
+  await c2.mdc.setattr(file.fid, { mtime: 1000 });
+  t.equal(c1.mdLocks.lookup(lookupOnly.handle), lookupOnly, 'a LOOKUP lock survives a setattr (UPDATE)');
+  // unlink revokes the name (LOOKUP on the child).
+  await c2.mdc.unlink(s.root, 'f');
+  t.equal(c1.mdLocks.lookup(lookupOnly.handle), undefined, 'unlink revoked the LOOKUP lock');
+});
+
+t.test('a create in a directory revokes a PR UPDATE lock on the directory; rename revokes the name', async (t) => {
+  const s = await setup(t);
+  const blocked: string[] = [];
+  let c1Locks!: LdlmClient;
+  const c1 = await s.client('dir-client-1', {
+    md: {
+      blocking: async (lock) => {
+        blocked.push(lock.resId.join(':'));
+        await c1Locks.cancel([lock]);
+      },
+    },
+  });
+  c1Locks = c1.mdLocks;
+  const c2 = await s.client('dir-client-2');
+  const dir = await c2.mdc.mkdir(s.root, 'd', 0o755);
+  const file = await c2.mdc.create(dir.fid, 'a', 0o100644);
+  const dirLock = await prOn(c1, dir.fid);
+  const fileLock = await c1.mdLocks.enqueue({ resId: resIdOfFid(parseFid(file.fid)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.LOOKUP } });
+  await c2.mdc.create(dir.fid, 'b', 0o100644);
+  t.equal(c1.mdLocks.lookup(dirLock.handle), undefined, 'the directory\'s lock went');
+  t.equal(c1.mdLocks.lookup(fileLock.handle), fileLock, 'the file\'s lock stayed');
+  await c2.mdc.rename(dir.fid, 'a', dir.fid, 'c');
+  t.equal(c1.mdLocks.lookup(fileLock.handle), undefined, 'rename revoked the renamed object\'s LOOKUP lock');
+  t.equal(blocked.length, 2);
+  t.equal(s.mdt.mdt.ldlm.namespace.locks(), 0);
+});
+
+t.test('a client that never cancels is evicted after lock_timeout, and the setattr completes', async (t) => {
+  const s = await setup(t);
+  let calls = 0;
+  const c1 = await s.client('silent-client', { md: { blocking: () => void calls++ } });
+  const c2 = await s.client('busy-client');
+  const file = await c2.mdc.create(s.root, 'g', 0o100644);
+  await prOn(c1, file.fid);
+  const attr = await c2.mdc.setattr(file.fid, { uid: 7 });
+  t.equal(attr.uid, 7, 'the setattr completed');
+  t.equal(calls, 1, 'the client was asked once');
+  const ldlm = s.mdt.mdt.ldlm;
+  t.equal(ldlm.service.counters.evictions, 1, 'one eviction');
+  t.same(ldlm.namespace.locksOf('silent-client'), [], 'its locks are gone');
+  const service = s.mdt.mdt.services[0]!;
+  t.equal(service.exports.byUuid('silent-client'), undefined, 'its export is gone');
+  t.equal(service.exports.byUuid('busy-client') !== undefined, true, 'the other client stays');
+  // The OST's export of the client stays: each target evicts its own.
+  t.ok(s.ost.ost.services[0]!.exports.byUuid('silent-client'), 'the OST still knows it');
+});
+
+t.test('an IT_GETATTR enqueue answers the attributes with a PR lock; IT_LOOKUP by name, negative too', async (t) => {
+  const s = await setup(t);
+  const c1 = await s.client('intent-client');
+  const file = await c1.mdc.create(s.root, 'h', 0o100640);
+  const intent = (opc: number, body: object) => [encodeLdlmIntent(opc), encodeBody({ cred: ROOT_CRED, ...body })];
+  const lock = await c1.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(file.fid)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS },
+    intent: intent(IntentOp.GETATTR, { fid: file.fid }),
+  });
+  t.equal(lock.mode, LockMode.PR);
+  t.equal(lock.policy && 'bits' in lock.policy ? lock.policy.bits : 0, PR_BITS, 'LOOKUP|UPDATE|PERM granted');
+  const attr = decodeAttr(decodeBody(lock.replyBuffers).attr);
+  t.equal(attr.fid, file.fid);
+  t.equal(attr.mode, 0o100640);
+  t.equal(lock.policyRes1 & BigInt(Disposition.IT_EXECD), BigInt(Disposition.IT_EXECD));
+  t.equal(s.mdt.mdt.ldlm.namespace.locksOf('intent-client').length, 1, 'the lock is held');
+
+  const byName = await c1.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(s.root)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.UPDATE },
+    intent: intent(IntentOp.LOOKUP, { parent: s.root, name: 'h' }),
+  });
+  t.equal(decodeAttr(decodeBody(byName.replyBuffers).attr).fid, file.fid, 'the lookup found the name');
+  t.equal(byName.policyRes1 & BigInt(Disposition.LOOKUP_POS), BigInt(Disposition.LOOKUP_POS));
+  const negative = await c1.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(s.root)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.UPDATE },
+    intent: intent(IntentOp.LOOKUP, { parent: s.root, name: 'nothing' }),
+  });
+  t.equal(negative.policyRes1 & BigInt(Disposition.LOOKUP_NEG), BigInt(Disposition.LOOKUP_NEG), 'a negative lookup');
+  t.equal(BigInt.asIntN(64, negative.policyRes2), -2n, 'ENOENT in lock_policy_res2, the lock kept');
+  await t.rejects(c1.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(s.root)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.UPDATE },
+    intent: intent(IntentOp.GETATTR, { fid: file.fid }),
+  }), { code: 'EPROTO' }, 'an intent about another object than the lock\'s is refused');
+  await t.rejects(c1.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(file.fid)), type: LockType.IBITS, mode: LockMode.CR, policy: { bits: InodeBits.OPEN },
+    intent: intent(IntentOp.OPEN, { fid: file.fid }),
+  }), { code: 'EOPNOTSUPP' }, 'IT_OPEN is not served yet');
+  t.equal(s.mdt.mdt.ldlm.namespace.locksOf('intent-client').length, 3, 'failed intents leave no lock behind');
+});
+
+t.test('an IT_GETATTR waits behind a setattr\'s lock and answers what the setattr wrote', async (t) => {
+  const s = await setup(t);
+  let c1Locks!: LdlmClient;
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const c1 = await s.client('slow-holder', {
+    md: {
+      blocking: async (lock) => {
+        await released; // cancels only when told
+        await c1Locks.cancel([lock]);
+      },
+    },
+  });
+  c1Locks = c1.mdLocks;
+  const c2 = await s.client('writer');
+  const c3 = await s.client('reader');
+  const file = await c2.mdc.create(s.root, 'k', 0o100644);
+  await prOn(c1, file.fid);
+  const setattr = c2.mdc.setattr(file.fid, { mode: 0o100600 });
+  await until('the setattr to wait for its lock', () => s.mdt.mdt.ldlm.counters.localWaited === 1);
+  const getattr = c3.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(file.fid)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS },
+    intent: [encodeLdlmIntent(IntentOp.GETATTR), encodeBody({ cred: ROOT_CRED, fid: file.fid })],
+  });
+  await until('the getattr to queue', () => s.mdt.mdt.ldlm.namespace.locksOn(resIdOfFid(parseFid(file.fid))).waiting.length === 2);
+  release();
+  await setattr;
+  const lock = await getattr;
+  t.equal(decodeAttr(decodeBody(lock.replyBuffers).attr).mode & 0o7777, 0o600, 'the getattr saw the setattr');
+});
+
+t.test('exports that go release their locks: disconnect', async (t) => {
+  const s = await setup(t);
+  const c1 = await s.client('leaving-client');
+  const file = await c1.mdc.create(s.root, 'm', 0o100644);
+  await prOn(c1, file.fid);
+  const id = { seq: SEQ, oid: 1 };
+  await c1.osc.precreate(SEQ, 1);
+  await c1.ostLocks.enqueue({ resId: objectResId(id), type: LockType.EXTENT, mode: LockMode.PR, policy: { extent: { start: 0n, end: OBD_OBJECT_EOF } } });
+  t.equal(s.mdt.mdt.ldlm.namespace.locksOf('leaving-client').length, 1);
+  t.equal(s.ost.ost.ldlm.namespace.locksOf('leaving-client').length, 1);
+  c1.mdLocks.close();
+  c1.ostLocks.close();
+  await c1.mdc.disconnect();
+  await c1.osc.disconnect();
+  t.same(s.mdt.mdt.ldlm.namespace.locksOf('leaving-client'), [], 'the MDT dropped its locks');
+  t.same(s.ost.ost.ldlm.namespace.locksOf('leaving-client'), [], 'the OST dropped its locks');
+});
+
+t.test('OST: punch revokes a PR extent lock; the enqueue reply carries the LVB; a glimpse asks the PW holder', async (t) => {
+  const s = await setup(t);
+  const events: string[] = [];
+  let c1Locks!: LdlmClient;
+  const c1 = await s.client('ost-client-1', {
+    ost: {
+      blocking: async (lock) => {
+        events.push('c1 blocking callback');
+        await c1Locks.cancel([lock]);
+      },
+      glimpse: () => encodeOstLvb({ size: 12_345n, blocks: 32n, mtime: 2_000_000_000, atime: 0, ctime: 0, mtimeNs: 0, atimeNs: 0, ctimeNs: 0 }),
+    },
+  });
+  c1Locks = c1.ostLocks;
+  const c2 = await s.client('ost-client-2');
+  await c2.osc.precreate(SEQ, 2);
+  const id = { seq: SEQ, oid: 1 };
+  await c2.osc.write(id, 0, Buffer.alloc(8192, 7));
+  const whole = { extent: { start: 0n, end: OBD_OBJECT_EOF } };
+  const pr = await c1.ostLocks.enqueue({ resId: objectResId(id), type: LockType.EXTENT, mode: LockMode.PR, policy: whole });
+  t.equal(decodeOstLvb(pr.replyBuffers[0]!).size, 8192n, 'the enqueue reply carries the object\'s LVB');
+  const attrs = await c2.osc.punch(id, 100);
+  events.push('punch done');
+  t.equal(attrs.size, 100);
+  t.same(events, ['c1 blocking callback', 'punch done'], 'the PR lock went back before the punch was answered');
+  t.equal(s.ost.ost.ldlm.namespace.locks(), 0, 'nothing held after the punch');
+
+  // A PW holder caching dirty data: a getattr from another client learns its size.
+  const id2 = { seq: SEQ, oid: 2 };
+  await c1.ostLocks.enqueue({ resId: objectResId(id2), type: LockType.EXTENT, mode: LockMode.PW, policy: whole });
+  const seen = await c2.osc.getattr(id2);
+  t.equal(seen.size, 12_345, 'the size the PW holder reported');
+  t.equal(seen.mtime, 2_000_000_000, 'and its mtime');
+  t.equal(s.ost.ost.ldlm.service.counters.glimpseSent, 1);
+  t.equal((await c1.osc.getattr(id2)).size, 0, 'the holder itself is not glimpsed');
+  t.equal(s.ost.ost.ldlm.service.counters.glimpseSent, 1);
+
+  // Destroy revokes the holder's lock.
+  events.length = 0;
+  await c2.osc.destroy(id2);
+  t.same(events, ['c1 blocking callback'], 'destroy revoked the PW lock');
+});
+
+t.test('lctl: ldlm.namespaces.*.lock_count and resource_count count; lock_timeout is settable', async (t) => {
+  const s = await setup(t);
+  const c1 = await s.client('param-client');
+  const fakeTarget = (svname: string, running: unknown, md: unknown, node: MdtNode | OstNode) =>
+    ({ svname, mountdata: md, recovery: {}, osd: node.osd, running: [running] }) as unknown as Target;
+  const view: KernelView = {
+    version: 'test', nid: s.mdt.ni.nid, startedAtMs: 0, ni: undefined, debug: { get: () => 'info', set: () => {} },
+    targets: () => [fakeTarget('testfs-MDT0000', s.mdt.mdt, mdtMountdata(), s.mdt), fakeTarget('testfs-OST0000', s.ost.ost, ostMountdata(0), s.ost)],
+  };
+  const tree = new ParamTree(view);
+  const get = async (pattern: string) => Object.fromEntries((await tree.get(pattern)).map((p) => [p.name, p.value]));
+  t.same(await get('ldlm.namespaces.*.lock_count'), {
+    'ldlm.namespaces.filter-testfs-OST0000_UUID.lock_count': '0', 'ldlm.namespaces.mdt-testfs-MDT0000_UUID.lock_count': '0',
+  });
+  const a = await c1.mdc.create(s.root, 'p', 0o100644);
+  const b = await c1.mdc.create(s.root, 'q', 0o100644);
+  await prOn(c1, a.fid);
+  await prOn(c1, b.fid);
+  await c1.mdLocks.enqueue({ resId: resIdOfFid(parseFid(b.fid)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.XATTR } });
+  t.same(await get('ldlm.namespaces.mdt-*.{lock_count,resource_count}'), {
+    'ldlm.namespaces.mdt-testfs-MDT0000_UUID.lock_count': '3', 'ldlm.namespaces.mdt-testfs-MDT0000_UUID.resource_count': '2',
+  });
+  t.same(await get('ldlm.namespaces.*.lock_timeout'), {
+    'ldlm.namespaces.filter-testfs-OST0000_UUID.lock_timeout': '1.5', 'ldlm.namespaces.mdt-testfs-MDT0000_UUID.lock_timeout': '1.5',
+  });
+  await tree.set('ldlm.namespaces.mdt-*.lock_timeout', '3');
+  t.equal(s.mdt.mdt.ldlm.namespace.lockTimeoutMs, 3000);
+  await t.rejects(tree.set('ldlm.namespaces.mdt-*.lock_timeout', 'soon'), { code: 'EINVAL' });
+  await t.rejects(tree.set('ldlm.namespaces.mdt-*.lock_count', '5'), { code: 'EROFS' });
+});

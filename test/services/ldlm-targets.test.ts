@@ -269,7 +269,29 @@ t.test('an IT_GETATTR waits behind a setattr\'s lock and answers what the setatt
   t.equal(decodeAttr(decodeBody(lock.replyBuffers).attr).mode & 0o7777, 0o600, 'the getattr saw the setattr');
 });
 
-t.test('exports that go release their locks: disconnect', async (t) => {
+t.test('the target\'s own lock gets no callback and is never evicted; a client waits for it', async (t) => {
+  const s = await setup(t);
+  const c1 = await s.client('patient-client');
+  const file = await c1.mdc.create(s.root, 'n', 0o100644);
+  const ldlm = s.mdt.mdt.ldlm;
+  const release = await ldlm.lock([{ resId: resIdOfFid(parseFid(file.fid)), type: LockType.IBITS, mode: LockMode.EX, policy: { bits: InodeBits.UPDATE } }]);
+  let granted = false;
+  const waiting = prOn(c1, file.fid).then((l) => {
+    granted = true;
+    return l;
+  });
+  await until('the client\'s lock to queue', () => ldlm.namespace.locksOn(resIdOfFid(parseFid(file.fid))).waiting.length === 1);
+  // Longer than the lock timeout: the local holder is not evicted, nor is the waiter.
+  const evictions = ldlm.service.counters.evictions;
+  await new Promise((r) => setTimeout(r, LOCK_TIMEOUT_MS * 1.5));
+  t.equal(granted, false, 'the client still waits');
+  t.equal(ldlm.service.counters.evictions, evictions, 'nobody was evicted');
+  t.equal(ldlm.service.counters.blockingSent, 0, 'no blocking callback went anywhere');
+  release();
+  t.equal((await waiting).mode, LockMode.PR, 'granted once the target gave its lock back');
+});
+
+t.test('exports that go release their locks: disconnect, forced umount', async (t) => {
   const s = await setup(t);
   const c1 = await s.client('leaving-client');
   const file = await c1.mdc.create(s.root, 'm', 0o100644);
@@ -285,6 +307,13 @@ t.test('exports that go release their locks: disconnect', async (t) => {
   await c1.osc.disconnect();
   t.same(s.mdt.mdt.ldlm.namespace.locksOf('leaving-client'), [], 'the MDT dropped its locks');
   t.same(s.ost.ost.ldlm.namespace.locksOf('leaving-client'), [], 'the OST dropped its locks');
+
+  const c2 = await s.client('forced-client');
+  const other = await c2.mdc.create(s.root, 'o', 0o100644);
+  await prOn(c2, other.fid);
+  t.equal(s.mdt.mdt.ldlm.namespace.locksOf('forced-client').length, 1);
+  await s.mdt.mdt.services[0]!.evictAll(); // what lustre.umount --force does
+  t.same(s.mdt.mdt.ldlm.namespace.locksOf('forced-client'), [], 'a forced umount\'s evictions dropped its locks');
 });
 
 t.test('OST: punch revokes a PR extent lock; the enqueue reply carries the LVB; a glimpse asks the PW holder', async (t) => {

@@ -170,20 +170,31 @@ export class TargetLdlm {
     if (lock.grantedMode !== undefined) return Promise.resolve(lock);
     if (this.namespace.lookup(lock.handle) !== lock) return Promise.reject(statusError(-Errno.ESTALE, 'the lock is gone'));
     const limitMs = LOCAL_WAIT_FACTOR * this.namespace.lockTimeoutMs;
+    const deadline = performance.now() + limitMs;
     return new Promise<Lock>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const settle = (): void => {
+        clearInterval(timer);
         this.#waiters.delete(lock.handle);
-        this.counters.localTimeouts++;
-        reject(statusError(-Errno.ETIMEDOUT, `${this.namespace.name}: lock ${lock.handle.toString(16)} not granted within ${limitMs} ms`));
-      }, limitMs);
+      };
+      // A waiting lock may also go without a grant: its client evicted, its enqueue cancelled.
+      const timer = setInterval(() => {
+        if (this.namespace.lookup(lock.handle) !== lock) {
+          settle();
+          reject(statusError(-Errno.ESTALE, `${this.namespace.name}: lock ${lock.handle.toString(16)} went while waiting`));
+        } else if (performance.now() > deadline) {
+          settle();
+          this.counters.localTimeouts++;
+          reject(statusError(-Errno.ETIMEDOUT, `${this.namespace.name}: lock ${lock.handle.toString(16)} not granted within ${limitMs} ms`));
+        }
+      }, Math.min(LOCK_CHECK_INTERVAL_MAX_MS, Math.max(10, Math.floor(limitMs / 8))));
       timer.unref();
       this.#waiters.set(lock.handle, {
         resolve: (l) => {
-          clearTimeout(timer);
+          settle();
           resolve(l);
         },
         reject: (err) => {
-          clearTimeout(timer);
+          settle();
           reject(err);
         },
       });

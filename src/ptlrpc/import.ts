@@ -126,6 +126,8 @@ interface ClientRequest {
   transno: bigint;
   /** The slot a replay held originally (not taken from the pool: never given back). */
   replayTag: number;
+  /** What became of its attempts, for the error that says it got no reply. */
+  answers: { refused: number; sendFailed: number; lastSendError: string };
   resolve(reply: Reply): void;
   reject(err: Error): void;
 }
@@ -150,7 +152,6 @@ export class Import {
    * does), instead of two timers per request.
    */
   readonly #sweeper: NodeJS.Timeout;
-  readonly #putFailed = (): void => this.#connectionLost();
   #handle = 0n;
   #connCnt = 0;
   #lastCommitted = 0n;
@@ -259,7 +260,7 @@ export class Import {
     return {
       xid: 0n, opcode, buffers, options, control, tag: 0, attempts: 0, sentAtMs: 0, replyMd: undefined,
       bulkMd: undefined, bulkData: undefined, attemptDeadline: 0, deadlineAt: Number.POSITIVE_INFINITY, deadlineMs: 0,
-      flags: 0, transno: 0n, replayTag: 0, resolve, reject,
+      flags: 0, transno: 0n, replayTag: 0, answers: { refused: 0, sendFailed: 0, lastSendError: '' }, resolve, reject,
     };
   }
 
@@ -306,7 +307,11 @@ export class Import {
     req.attemptDeadline = req.sentAtMs + timeoutMs;
     if (!this.#sweeper.hasRef()) this.#sweeper.ref();
     // A connect attempt that cannot be sent fails on its own attempt deadline.
-    ni.put(this.#c.target, this.#c.requestPortal, req.xid, message).catch(this.#putFailed);
+    ni.put(this.#c.target, this.#c.requestPortal, req.xid, message).catch((err: unknown) => {
+      req.answers.sendFailed++;
+      req.answers.lastSendError = err instanceof Error ? err.message : String(err);
+      this.#connectionLost();
+    });
   }
 
   #connectOpFlags(): number {
@@ -347,7 +352,12 @@ export class Import {
   }
 
   #deadlineError(req: ClientRequest): PtlrpcError {
-    const where = this.#waiting.includes(req) ? 'never sent' : `${req.attempts} attempt(s), the last ${Math.round(performance.now() - req.sentAtMs)} ms ago`;
+    const { refused, sendFailed, lastSendError } = req.answers;
+    const where = this.#waiting.includes(req)
+      ? 'never sent'
+      : `${req.attempts} attempt(s), the last ${Math.round(performance.now() - req.sentAtMs)} ms ago` +
+        `${refused > 0 ? `, ${refused} answered ENOTCONN` : ''}${sendFailed > 0 ? `, ${sendFailed} not sent (${lastSendError})` : ''}` +
+        `${req.replyMd ? '' : ', no reply buffer posted'}`;
     return new PtlrpcError('ETIMEDOUT', `${opcodeLabel(req.opcode)} to ${this.#c.targetUuid} got no reply within ${req.deadlineMs} ms (${where}; import ${this.state}, ${this.counters.reconnects} reconnects)`);
   }
 
@@ -380,6 +390,7 @@ export class Import {
     }
     if (body.status === -Errno.ENOTCONN && !req.control) {
       // The server has no export for our handle: reconnect; the request is resent then.
+      req.answers.refused++;
       this.#connectionLost();
       return;
     }

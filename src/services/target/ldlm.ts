@@ -168,6 +168,7 @@ export class TargetLdlm {
    */
   waitGranted(lock: Lock): Promise<Lock> {
     if (lock.grantedMode !== undefined) return Promise.resolve(lock);
+    if (this.#stopped) return Promise.reject(statusError(-Errno.ESHUTDOWN, `${this.namespace.name} is stopping`));
     if (this.namespace.lookup(lock.handle) !== lock) return Promise.reject(statusError(-Errno.ESTALE, 'the lock is gone'));
     const limitMs = LOCAL_WAIT_FACTOR * this.namespace.lockTimeoutMs;
     const deadline = performance.now() + limitMs;
@@ -187,7 +188,6 @@ export class TargetLdlm {
           reject(statusError(-Errno.ETIMEDOUT, `${this.namespace.name}: lock ${lock.handle.toString(16)} not granted within ${limitMs} ms`));
         }
       }, Math.min(LOCK_CHECK_INTERVAL_MAX_MS, Math.max(10, Math.floor(limitMs / 8))));
-      timer.unref();
       this.#waiters.set(lock.handle, {
         resolve: (l) => {
           settle();

@@ -183,7 +183,8 @@ export class LdlmClient {
     }
     const r = decodeLdlmReply(reply.buffers[0]);
     const lock: ClientLock = {
-      handle, remoteHandle: r.lockHandle, resId: req.resId, type: req.type,
+      // The reply's resource: an intent by name may hand out a lock on the child it found.
+      handle, remoteHandle: r.lockHandle, resId: r.lockDesc.resId, type: req.type,
       // F_GETLK: the reply's requested mode is the conflicting lock's (NL: none).
       mode: r.lockDesc.grantedMode || (hasFlag(req.flags ?? 0, LockFlag.TEST_LOCK) ? r.lockDesc.reqMode : req.mode),
       policy: r.lockDesc.policy ?? req.policy, flags: r.flags, replyBuffers: reply.buffers.slice(1),

@@ -47,6 +47,13 @@ export interface IntentResult {
   buffers?: Buffer[];
   policyRes1?: bigint;
   policyRes2?: bigint;
+  /**
+   * The lock the reply hands out instead of the one enqueued (Lustre's ELDLM_LOCK_REPLACED: a
+   * lookup by name locks the child it found, not the directory named). The intent handler took
+   * it for the same client and cookie, and gave the enqueued one back; `waited`: it was not
+   * granted at once (the reply then tells the client to wait for its completion callback).
+   */
+  replacement?: { lock: Lock; waited: boolean };
 }
 
 /** Runs an enqueue's intent (open, lookup, getattr) in the same round trip, with the lock taken. */
@@ -240,6 +247,10 @@ export class LdlmService {
       // The client never learns of a lock whose enqueue failed: it must not stay behind.
       this.#cancelHandles(owner, [lock.handle]);
       throw err;
+    }
+    if (intent.replacement) {
+      lock = intent.replacement.lock;
+      flags = (lock.flags & 0xffffffff & ~BLOCKED_MASK) | (intent.replacement.waited ? LockFlag.BLOCK_GRANTED : 0);
     }
     const reply = encodeLdlmReply({
       flags, lockDesc: descOf(lock), lockHandle: lock.handle, policyRes1: intent.policyRes1 ?? 0n, policyRes2: intent.policyRes2 ?? 0n,

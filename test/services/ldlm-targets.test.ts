@@ -221,6 +221,19 @@ t.test('an IT_GETATTR enqueue answers the attributes with a PR lock; IT_LOOKUP b
   });
   t.equal(decodeAttr(decodeBody(byName.replyBuffers).attr).fid, file.fid, 'the lookup found the name');
   t.equal(byName.policyRes1 & BigInt(Disposition.LOOKUP_POS), BigInt(Disposition.LOOKUP_POS));
+  t.same(byName.resId, resIdOfFid(parseFid(file.fid)), 'the lock handed out is the child\'s (the directory\'s was replaced)');
+  const serverLocks = s.mdt.mdt.ldlm.namespace.locksOf('intent-client');
+  t.same(serverLocks.map((l) => l.resId), [resIdOfFid(parseFid(file.fid)), resIdOfFid(parseFid(file.fid))], 'the server holds two locks on the file, none on the directory');
+  // The child's lock is revoked by an unlink of the name, like any lock of the client.
+  const c2 = await s.client('intent-unlinker');
+  const doomed = await c2.mdc.create(s.root, 'doomed', 0o100644);
+  const doomedLock = await c1.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(s.root)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.LOOKUP },
+    intent: intent(IntentOp.LOOKUP, { parent: s.root, name: 'doomed' }),
+  });
+  t.same(doomedLock.resId, resIdOfFid(parseFid(doomed.fid)));
+  await c2.mdc.unlink(s.root, 'doomed');
+  t.equal(c1.mdLocks.lookup(doomedLock.handle), undefined, 'unlink revoked the lock the lookup handed out');
   const negative = await c1.mdLocks.enqueue({
     resId: resIdOfFid(parseFid(s.root)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.UPDATE },
     intent: intent(IntentOp.LOOKUP, { parent: s.root, name: 'nothing' }),
@@ -236,6 +249,7 @@ t.test('an IT_GETATTR enqueue answers the attributes with a PR lock; IT_LOOKUP b
     intent: intent(IntentOp.OPEN, { fid: file.fid }),
   }), { code: 'EOPNOTSUPP' }, 'IT_OPEN is not served yet');
   t.equal(s.mdt.mdt.ldlm.namespace.locksOf('intent-client').length, 3, 'failed intents leave no lock behind');
+  t.same(negative.resId, resIdOfFid(parseFid(s.root)), 'the negative lookup\'s lock is the directory\'s');
 });
 
 t.test('an IT_GETATTR waits behind a setattr\'s lock and answers what the setattr wrote', async (t) => {
@@ -267,6 +281,27 @@ t.test('an IT_GETATTR waits behind a setattr\'s lock and answers what the setatt
   await setattr;
   const lock = await getattr;
   t.equal(decodeAttr(decodeBody(lock.replyBuffers).attr).mode & 0o7777, 0o600, 'the getattr saw the setattr');
+});
+
+t.test('a lookup by name whose child\'s lock must wait is handed out once granted', async (t) => {
+  const s = await setup(t);
+  const c1 = await s.client('waiting-lookup');
+  const file = await c1.mdc.create(s.root, 'w', 0o100644);
+  const ldlm = s.mdt.mdt.ldlm;
+  const child = resIdOfFid(parseFid(file.fid));
+  const release = await ldlm.lock([{ resId: child, type: LockType.IBITS, mode: LockMode.EX, policy: { bits: InodeBits.LOOKUP } }]);
+  const lookup = c1.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(s.root)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS },
+    intent: [encodeLdlmIntent(IntentOp.LOOKUP), encodeBody({ cred: ROOT_CRED, parent: s.root, name: 'w' })],
+  });
+  await until('the child\'s lock to queue', () => ldlm.namespace.locksOn(child).waiting.length === 1);
+  release();
+  const lock = await lookup;
+  t.same(lock.resId, child, 'the child\'s lock');
+  t.equal(lock.mode, LockMode.PR);
+  t.equal(decodeAttr(decodeBody(lock.replyBuffers).attr).fid, file.fid);
+  t.equal(c1.mdLocks.counters.waited, 1, 'the client waited for its completion callback');
+  t.same(ldlm.namespace.locksOf('waiting-lookup').map((l) => l.resId), [child], 'nothing left on the directory');
 });
 
 t.test('the target\'s own lock gets no callback and is never evicted; a client waits for it', async (t) => {

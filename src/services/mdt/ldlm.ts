@@ -18,9 +18,12 @@
 //
 // Intents (an LDLM_ENQUEUE with LDLM_FL_HAS_INTENT; buffers [ldlm_request][ldlm_intent][body]):
 //   IT_GETATTR | IT_LOOKUP   body: the MDS_GETATTR request { cred, fid } on the lock's object,
-//                            or the MDS_GETATTR_NAME request { cred, parent, name } on the
-//                            parent's (the name's lock is its directory's: any change in it
-//                            revokes a cached name)
+//                            or the MDS_GETATTR_NAME request { cred, parent, name } with the
+//                            lock enqueued on the parent: the reply then hands out, instead, a
+//                            lock of the same mode and bits on the child the name leads to (its
+//                            ldlm_reply's lock desc names the child's resource; Lustre's
+//                            ELDLM_LOCK_REPLACED); a name that does not exist keeps the lock on
+//                            the parent (any create in it revokes the negative entry)
 //   reply buffers [ldlm_reply][body]: the MDS_GETATTR reply { attr }, encoded as protocol.ts
 //   lock_policy_res1: the disposition (DISP_IT_EXECD | DISP_LOOKUP_EXECD | DISP_LOOKUP_POS or
 //   DISP_LOOKUP_NEG), lock_policy_res2: the intent's status (0, or a negative errno such as
@@ -28,7 +31,7 @@
 // The attributes are read only once the lock is granted (the enqueue waits as Lustre's server
 // thread does), so a client never caches attributes older than its lock. IT_OPEN is not served
 // yet: such an enqueue fails with EOPNOTSUPP and takes no lock.
-import { fidEquals, fidToString, type Fid } from '../../osd/index.js';
+import { fidEquals, fidToString, parseFid, type Fid } from '../../osd/index.js';
 import {
   decodeLdlmIntent, hasFlag, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdEquals, resIdOfFid,
   type IntentResult, type Lock, type LdlmRequest,
@@ -40,7 +43,7 @@ import { LOV_XATTR } from './layout.js';
 import type { Mdd } from './mdd.js';
 import { squash } from './perm.js';
 import {
-  credField, decodeBody, decodeReint, encodeBody, fidField, MdsOpcode, MdtProtocolError, OpenFlag, ReintOp, str, type ReintRequest,
+  credField, decodeBody, decodeReint, encodeBody, fidField, MdsOpcode, MdtProtocolError, OpenFlag, ReintOp, str, type Cred, type ReintRequest,
 } from './protocol.js';
 
 /** Lustre's intent dispositions (lock_policy_res1). */
@@ -171,7 +174,7 @@ export function mdtIntent(mdd: Mdd, ldlm: () => TargetLdlm): (request: IncomingR
     if (opc & IntentOp.OPEN) throw mdtError('EOPNOTSUPP', 'IT_OPEN is not served yet: open with MDS_REINT');
     if (!(opc & (IntentOp.GETATTR | IntentOp.LOOKUP))) throw mdtError('EOPNOTSUPP', `intent 0x${opc.toString(16)}`);
     if (lock.type !== LockType.IBITS) throw statusError(-Errno.EPROTO, 'a getattr intent on a lock that is not inodebits');
-    let query: { fid: Fid } | { parent: Fid; name: string; cred: ReturnType<typeof credField> };
+    let query: { fid: Fid } | { parent: Fid; name: string; cred: Cred };
     try {
       const cred = squash(credField(body.cred), request.peer.nid, mdd.rootSquash);
       query = body.name !== undefined ? { parent: fidField(body.parent, 'parent'), name: str(body.name, 'name'), cred } : { fid: fidField(body.fid, 'fid') };
@@ -181,24 +184,60 @@ export function mdtIntent(mdd: Mdd, ldlm: () => TargetLdlm): (request: IncomingR
     }
     const on = 'fid' in query ? query.fid : query.parent;
     if (!resIdEquals(lock.resId, resIdOfFid(on))) throw statusError(-Errno.EPROTO, `the intent names ${fidToString(on)}, not the lock's object`);
+    if (!('fid' in query)) return lookupByName(mdd, ldlm(), lock, query);
     // Answer only under the lock: attributes read before the grant could be older than it.
     await ldlm().waitGranted(lock);
+    const attr = await mdd.getattr(query.fid).catch((err: unknown) => {
+      throw asMdtError(err);
+    });
+    return { buffers: [encodeBody({ attr })], policyRes1: BigInt(Disposition.IT_EXECD), policyRes2: 0n };
+  };
+}
+
+/**
+ * A lookup by name: the lock enqueued on the directory is replaced by one of the same mode and
+ * bits on the child the name leads to (Lustre's mdt_getattr_name_lock and ELDLM_LOCK_REPLACED),
+ * taken for the same client and cookie; the name is looked up again once the child's lock is
+ * granted (a rename or unlink in between revokes nothing of ours yet). A name that does not
+ * exist keeps the directory's lock: the client caches the negative entry under it.
+ */
+async function lookupByName(mdd: Mdd, ldlm: TargetLdlm, lock: Lock, q: { parent: Fid; name: string; cred: Cred }): Promise<IntentResult> {
+  const executed = Disposition.IT_EXECD | Disposition.LOOKUP_EXECD;
+  for (let tries = 1; ; tries++) {
+    let child: Fid;
     try {
-      if ('fid' in query) {
-        const attr = await mdd.getattr(query.fid);
-        return { buffers: [encodeBody({ attr })], policyRes1: BigInt(Disposition.IT_EXECD), policyRes2: 0n };
-      }
-      const attr = await mdd.lookup(query.cred, query.parent, query.name);
-      const disposition = Disposition.IT_EXECD | Disposition.LOOKUP_EXECD | Disposition.LOOKUP_POS;
-      return { buffers: [encodeBody({ attr })], policyRes1: BigInt(disposition), policyRes2: 0n };
+      child = parseFid((await mdd.lookup(q.cred, q.parent, q.name)).fid);
     } catch (err) {
       const e = asMdtError(err) as { status?: number };
-      // A name that does not exist: the lock on its directory is kept (a negative entry cached).
-      if (!('fid' in query) && e.status === -Errno.ENOENT) {
-        const disposition = Disposition.IT_EXECD | Disposition.LOOKUP_EXECD | Disposition.LOOKUP_NEG;
-        return { buffers: [encodeBody({})], policyRes1: BigInt(disposition), policyRes2: res2(-Errno.ENOENT) };
+      if (e.status !== -Errno.ENOENT) throw e;
+      await ldlm.waitGranted(lock);
+      if (await mdd.entry(q.parent, q.name).catch(() => undefined)) {
+        if (tries < RELOCK_TRIES) continue; // created meanwhile: look again
+        throw mdtError('ESTALE', `${q.name} keeps changing`);
       }
-      throw e;
+      return { buffers: [encodeBody({})], policyRes1: BigInt(executed | Disposition.LOOKUP_NEG), policyRes2: res2(-Errno.ENOENT) };
     }
-  };
+    const bits = lock.requestedPolicy !== undefined && 'bits' in lock.requestedPolicy ? lock.requestedPolicy.bits : InodeBits.LOOKUP;
+    const r = ldlm.service.enqueueLocal({
+      resId: resIdOfFid(child), type: LockType.IBITS, mode: lock.reqMode, policy: { bits }, owner: lock.owner, remoteHandle: lock.remoteHandle,
+    });
+    if (r.error) throw statusError(-Errno[r.error], `${r.error} for the lock of ${q.name}`);
+    try {
+      if (!r.granted) await ldlm.waitGranted(r.lock);
+      const now = await mdd.entry(q.parent, q.name).catch(() => undefined);
+      if (now && fidEquals(now.fid, child)) {
+        const attr = await mdd.getattr(child);
+        ldlm.service.cancelLocal(lock.handle); // the directory's lock, replaced
+        return {
+          buffers: [encodeBody({ attr })], policyRes1: BigInt(executed | Disposition.LOOKUP_POS), policyRes2: 0n,
+          replacement: { lock: r.lock, waited: !r.granted },
+        };
+      }
+    } catch (err) {
+      ldlm.service.cancelLocal(r.lock.handle);
+      throw asMdtError(err);
+    }
+    ldlm.service.cancelLocal(r.lock.handle);
+    if (tries >= RELOCK_TRIES) throw mdtError('ESTALE', `${q.name} keeps changing`);
+  }
 }

@@ -5,15 +5,16 @@ import t, { type Test } from 'tap';
 import type { Mdc } from '../../src/client/mdc.js';
 import { Osc } from '../../src/client/osc.js';
 import {
-  CallbackService, decodeOstLvb, encodeLdlmIntent, encodeOstLvb, InodeBits, IntentOp, LdlmClient, LockMode, LockType,
+  CallbackService, decodeOstLvb, encodeLdlmIntent, encodeLdlmRequest, encodeOstLvb, InodeBits, IntentOp, LdlmClient, LockMode, LockType,
   OBD_OBJECT_EOF, resIdOfFid, type ClientLock, type LdlmClientHooks,
 } from '../../src/ldlm/index.js';
 import { LNetNI, userspacePid } from '../../src/lnet/index.js';
 import { parseFid } from '../../src/osd/index.js';
 import { ParamTree, type KernelView } from '../../src/control/params/index.js';
-import { decodeAttr, decodeBody, encodeBody } from '../../src/services/mdt/protocol.js';
+import { decodeAttr, decodeBody, encodeBody, MdsOpcode, ReintOp } from '../../src/services/mdt/protocol.js';
 import { Disposition, reintLocks } from '../../src/services/mdt/ldlm.js';
-import { FID_SEQ_OST_MDT0, objectResId } from '../../src/services/ost/index.js';
+import { encodeBody as encodeOstBody, FID_SEQ_OST_MDT0, objectResId } from '../../src/services/ost/index.js';
+import { Opcode } from '../../src/ptlrpc/index.js';
 import type { Target } from '../../src/services/target/index.js';
 import { until } from '../lib/net.js';
 import {
@@ -176,6 +177,36 @@ t.test('a create in a directory revokes a PR UPDATE lock on the directory; renam
   t.equal(c1.mdLocks.lookup(fileLock.handle), undefined, 'rename revoked the renamed object\'s LOOKUP lock');
   t.equal(blocked.length, 2);
   t.equal(s.mdt.mdt.ldlm.namespace.locks(), 0);
+});
+
+t.test('early lock cancel: a setattr and a punch that name their client\'s own locks need no callback', async (t) => {
+  const s = await setup(t);
+  let blocking = 0;
+  const c1 = await s.client('elc-client', { md: { blocking: () => void blocking++ }, ost: { blocking: () => void blocking++ } });
+  const file = await c1.mdc.create(s.root, 'e', 0o100644);
+  const lock = await prOn(c1, file.fid);
+  const elc = (handles: bigint[]) => encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: handles });
+  const body = encodeBody({ op: ReintOp.SETATTR, cred: ROOT_CRED, fid: file.fid, attrs: { mode: 0o600 } });
+  await c1.mdc.import.request(MdsOpcode.REINT, [body, elc([lock.remoteHandle])], { modifying: true });
+  t.equal(blocking, 0, 'no blocking callback');
+  t.equal(s.mdt.mdt.ldlm.service.counters.blockingSent, 0);
+  t.equal(s.mdt.mdt.ldlm.counters.earlyCancels, 1);
+  t.same(s.mdt.mdt.ldlm.namespace.locksOf('elc-client'), [], 'the lock went with the setattr');
+  t.equal((await c1.mdc.getattr(file.fid)).mode & 0o7777, 0o600);
+  // Another client's handle is not ours to cancel; a malformed buffer is refused.
+  const c2 = await s.client('elc-other');
+  const theirs = await prOn(c2, file.fid);
+  await c1.mdc.import.request(MdsOpcode.REINT, [encodeBody({ op: ReintOp.SETATTR, cred: ROOT_CRED, fid: file.fid, attrs: { mtime: 5 } }),
+    elc([theirs.remoteHandle])], { modifying: true });
+  t.equal(s.mdt.mdt.ldlm.counters.earlyCancels, 1, 'nothing cancelled for another client');
+  await t.rejects(c1.mdc.import.request(MdsOpcode.REINT, [body, Buffer.alloc(5)], { modifying: true }), { code: 'EPROTO' });
+
+  await c1.osc.precreate(SEQ, 1);
+  const id = { seq: SEQ, oid: 1 };
+  const pr = await c1.ostLocks.enqueue({ resId: objectResId(id), type: LockType.EXTENT, mode: LockMode.PR, policy: { extent: { start: 0n, end: OBD_OBJECT_EOF } } });
+  await c1.osc.imports.io.request(Opcode.OST_PUNCH, [encodeOstBody({ seq: SEQ, oid: 1, start: 0, end: null }), elc([pr.remoteHandle])], { modifying: true });
+  t.equal(blocking, 0, 'the punch called nobody back');
+  t.same(s.ost.ost.ldlm.namespace.locksOf('elc-client'), []);
 });
 
 t.test('a client that never cancels is evicted after lock_timeout, and the setattr completes', async (t) => {

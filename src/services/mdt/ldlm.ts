@@ -11,6 +11,8 @@
 //   unlink, rmdir    the parent: UPDATE; the child: LOOKUP|UPDATE
 //   rename           both parents: UPDATE; the renamed object: LOOKUP; a replaced one: LOOKUP|UPDATE
 //   open             O_CREAT of a new name: the parent UPDATE; O_TRUNC: the object LAYOUT|UPDATE
+// Early lock cancel: a reint may carry, after its body, an ldlm_request naming its client's own
+// locks to give back first (TargetLdlm.earlyCancel), saving the callback to that client.
 // A child is found by name before its locks are taken (without them); once they are held the
 // name is looked up again and, if it changed meanwhile, the locks are given back and taken
 // anew (at most RELOCK_TRIES times). The updates themselves still run under the MDT's object
@@ -123,6 +125,7 @@ const sameChildren = (a: Children, b: Children): boolean =>
  * none: its handler refuses it).
  */
 export async function prepareReint(mdd: Mdd, ldlm: TargetLdlm, request: IncomingRequest): Promise<(() => void) | undefined> {
+  ldlm.earlyCancel(request);
   let r: ReintRequest;
   try {
     r = decodeReint(request.buffers);

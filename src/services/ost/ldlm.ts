@@ -7,7 +7,8 @@
 //                clients' locks there are revoked (their cached pages beyond go) first
 //   OST_DESTROY  a local PW lock [0, EOF] on the object
 // Both are taken before the request's transaction (OpHandler.prepare) and given back once it
-// ended.
+// ended; a buffer after the body may name the client's own locks to cancel first (early lock
+// cancel, TargetLdlm.earlyCancel).
 //
 // LVB (ost_lvb: size, blocks, times; ofd_lvbo_fill): every enqueue reply carries the object's
 // LVB after the ldlm_reply, read once the lock is granted (the enqueue waits for it, so that a
@@ -78,6 +79,7 @@ export function ostLocks(opcode: number, request: IncomingRequest): LocalLockSpe
 }
 
 async function prepare(ldlm: TargetLdlm, opcode: number, request: IncomingRequest): Promise<(() => void) | undefined> {
+  ldlm.earlyCancel(request);
   const specs = ostLocks(opcode, request);
   return specs.length === 0 ? undefined : ldlm.lock(specs);
 }

@@ -14,9 +14,10 @@
 // any client that did not give its lock back; past it the update fails with ETIMEDOUT.
 import type { Subscription } from 'rxjs';
 import {
-  LdlmService, LockType, Namespace, type EnqueueResult, type IntentHandler, type Lock, type LockMode, type Policy, type ResId,
+  CANCELS_PER_REQUEST_MAX, decodeLdlmRequest, LdlmService, LockType, Namespace,
+  type EnqueueResult, type IntentHandler, type Lock, type LockMode, type Policy, type ResId,
 } from '../../ldlm/index.js';
-import { Errno, statusError, type Network, type OpHandler, type ReplyTransaction, type Service } from '../../ptlrpc/index.js';
+import { Errno, statusError, type IncomingRequest, type Network, type OpHandler, type ReplyTransaction, type Service } from '../../ptlrpc/index.js';
 
 /** The owner prefix of the target's own locks: no client UUID has it. */
 export const LOCAL_OWNER_PREFIX = '[local]:';
@@ -87,7 +88,7 @@ export class TargetLdlm {
   readonly namespace: Namespace;
   readonly service: LdlmService;
   /** Local locks taken, and those that had to wait for clients. */
-  readonly counters = { localLocks: 0, localWaited: 0, localTimeouts: 0 };
+  readonly counters = { localLocks: 0, localWaited: 0, localTimeouts: 0, earlyCancels: 0 };
   readonly #c: TargetLdlmConfig;
   readonly #waiters = new Map<bigint, Waiter>();
   readonly #subscriptions: Subscription[] = [];
@@ -199,6 +200,33 @@ export class TargetLdlm {
         },
       });
     });
+  }
+
+  /**
+   * Lustre's early lock cancel (ELC): an update's request may carry, in the buffer after its
+   * body, an ldlm_request naming locks its client gives back before the update, those the
+   * update would otherwise call back from that very client (its cached attributes of a file it
+   * changes). Handles of other clients' locks and unknown ones are skipped; returns how many
+   * went. A buffer that is no ldlm_request is refused (EPROTO).
+   */
+  earlyCancel(request: IncomingRequest, index = 1): number {
+    const buffer = request.buffers[index];
+    if (buffer === undefined || buffer.length === 0) return 0;
+    let dlm;
+    try {
+      dlm = decodeLdlmRequest(buffer);
+    } catch (err) {
+      throw statusError(-Errno.EPROTO, `early cancels: ${(err as Error).message}`);
+    }
+    let done = 0;
+    for (const handle of dlm.lockHandles.slice(0, Math.min(dlm.lockCount, CANCELS_PER_REQUEST_MAX))) {
+      const lock = handle === 0n ? undefined : this.namespace.lookup(handle);
+      if (!lock || lock.owner !== request.export.clientUuid) continue;
+      this.service.cancelLocal(handle);
+      done++;
+    }
+    this.counters.earlyCancels += done;
+    return done;
   }
 
   #granted(lock: Lock): void {

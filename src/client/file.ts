@@ -323,9 +323,19 @@ export class FileObject {
   }
 
   /** Size, blocks and times from the OST objects (after sending what is dirty). */
-  async dataAttrs(): Promise<DataAttrs | undefined> {
+  async dataAttrs(opts: { locked?: boolean } = {}): Promise<DataAttrs | undefined> {
     if (this.dirtyBytes > 0) await this.flush();
-    return this.layout && this.ctx.lov.getattr(this.layout);
+    if (!this.layout) return undefined;
+    // Under PR locks on every object: a client holding dirty data under its PW lock writes it
+    // back first, so the OSTs' sizes and times count it. A caller holding PW [0, EOF] already
+    // (an append) takes none: its own lock may be waiting to be cancelled, and a new one
+    // would wait for that cancel, which waits for the caller.
+    const release = opts.locked ? noRelease : await this.#lock(LockMode.PR, 0, 0, true);
+    try {
+      return await this.ctx.lov.getattr(this.layout);
+    } finally {
+      release();
+    }
   }
 
   async size(): Promise<number> {
@@ -334,13 +344,15 @@ export class FileObject {
 
   /**
    * Where an O_APPEND write of n bytes goes: the end of the file, which is then n bytes further
-   * (taken at once, so that appends through the mount never overlap). The end is asked of the
-   * OSTs at the first append while the file is open here and followed from then on: what
-   * another client appends meanwhile is not seen until the file is opened again (no locks yet).
+   * (taken at once, so that appends through the mount never overlap). Called under PW [0, EOF]
+   * on every stripe (append()): the end is asked of the OSTs once and followed from then on,
+   * until a lock of the file goes (revoke() forgets it: another client may write then).
+   * Without locks (targets that serve none) what another client appends meanwhile is not seen
+   * until the file is opened again.
    */
   async appendAt(n: number): Promise<number> {
     while (this.#endHint === undefined) {
-      this.#endFetch ??= this.size().then((size) => {
+      this.#endFetch ??= this.dataAttrs({ locked: true }).then((attrs) => attrs?.size ?? 0).then((size) => {
         this.#endHint ??= size;
       }).finally(() => {
         this.#endFetch = undefined;

@@ -123,7 +123,8 @@ export class FileSystem implements HandleHost {
     if (f) return new Stats(attr, this.core.dev, await f.dataAttrs());
     const layout = await this.mdc.getLayout(attr.fid);
     const raid0 = layout && raid0Of(layout);
-    return new Stats(attr, this.core.dev, raid0 && (await this.core.lov.getattr(raid0)));
+    this.core.noteLayout(attr.fid, raid0);
+    return new Stats(attr, this.core.dev, raid0 && (await new FileObject(this.core.fileContext, attr.fid, raid0).dataAttrs()));
   }
 
   getattr(fid: string): Promise<MdtAttr> {

@@ -1,0 +1,158 @@
+// Caching on locks, with two library mounts of one file system (clients on 127.0.0.5 and .6):
+// the lock namespaces and their parameters, data written on one mount read at once on the
+// other (the writer keeps its file open, its data dirty), O_APPEND from both without loss, the
+// size of dirty data elsewhere, application locks (fcntl and flock through llite's getlk/setlk),
+// and an evicted client's locks.
+import t from 'tap';
+import { Llite } from '../../src/client/llite.js';
+import type { FileSystem } from '../../src/client/index.js';
+import { LockType } from '../../src/ldlm/index.js';
+import { OFFSET_MAX, type RequestContext } from '../../src/client/fuse/index.js';
+import { until } from '../lib/net.js';
+import { prng, seedFrom } from '../lib/prng.js';
+import { rejection, startFs } from './fs-helpers.js';
+
+const ctx = (pid: number, signal = new AbortController().signal): RequestContext => ({ uid: 0, gid: 0, pid, unique: 1n, signal });
+
+function locksOf(fs: FileSystem, type: number): number {
+  return fs.core.namespaces().reduce((n, ns) => n + ns.cache.locks().filter((l) => l.type === type).length, 0);
+}
+
+t.test('client caching on locks, two mounts', async (t) => {
+  const tfs = await startFs(t);
+  const a = await tfs.mount(5);
+  const b = await tfs.mount(6);
+
+  t.test('namespaces named as Lustre names them, with their parameters', async (t) => {
+    const names = a.core.namespaces().map((ns) => ns.name);
+    t.same(names, [`testfs-MDT0000-mdc-${a.core.instance}`, `testfs-OST0000-osc-${a.core.instance}`, `testfs-OST0001-osc-${a.core.instance}`]);
+    const listed = a.params.get('ldlm.namespaces.*.lru_size').map((p) => p.name);
+    t.same(listed, names.map((n) => `ldlm.namespaces.${n}.lru_size`));
+    t.equal(a.params.set(`ldlm.namespaces.testfs-OST0000-osc-${a.core.instance}.lru_size`, '7'), 1);
+    t.equal(a.params.get(`ldlm.namespaces.testfs-OST0000-osc-*.lru_size`)[0]!.value, '7');
+    t.throws(() => a.params.set('ldlm.namespaces.*.lock_count', '3'), { code: 'EINVAL' }, 'lock_count is read-only');
+    a.params.set('ldlm.namespaces.*.lru_size', '0');
+  });
+
+  t.test('a write on one mount is read at once on the other, the writer holding its file open', async (t) => {
+    const w = await a.open('/shared', 'w+');
+    await w.write(Buffer.from('first words'), 0, 11, 0);
+    t.ok(w.file!.dirtyBytes > 0, 'the data is still dirty on the writer');
+    t.equal(locksOf(a, LockType.EXTENT) > 0, true, 'the writer holds an extent lock');
+    t.equal(await b.readFile('/shared', 'utf8'), 'first words', 'the reader sees it: the writer wrote back on the blocking callback');
+    t.equal(w.file!.dirtyBytes, 0, 'nothing dirty on the writer any more');
+    const r = await b.open('/shared', 'r');
+    const buf = Buffer.alloc(64);
+    t.equal((await r.read(buf, 0, 64, 0)).bytesRead, 11);
+    await w.write(Buffer.from('WORDS'), 0, 5, 6);
+    t.equal((await r.stat()).size, 11, 'stat on the reader while the writer has dirty data');
+    const { bytesRead } = await r.read(buf, 0, 64, 0);
+    t.equal(buf.subarray(0, bytesRead).toString(), 'first WORDS', 'the open reader reads the new data at once');
+    await w.write(Buffer.from(' and more'), 0, 9, 11);
+    t.equal((await b.stat('/shared')).size, 20, 'the size of dirty data elsewhere');
+    await r.close();
+    await w.close();
+  });
+
+  t.test('O_APPEND from both mounts interleaves without loss', async (t) => {
+    const seed = seedFrom('LDLM_CLIENT_SEED');
+    t.comment(`seed ${seed} (LDLM_CLIENT_SEED)`);
+    const rng = prng(seed);
+    const rand = (): number => rng.next();
+    const ha = await a.open('/log', 'a');
+    const hb = await b.open('/log', 'a');
+    const lines: string[] = [];
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 60; i++) {
+      const who = rand() < 0.5 ? 'a' : 'b';
+      const line = `${who}${String(i).padStart(3, '0')}${'.'.repeat(Math.floor(rand() * 40))}\n`;
+      lines.push(line);
+      writes.push((who === 'a' ? ha : hb).write(line));
+      if (rand() < 0.3) await Promise.all(writes.splice(0));
+    }
+    await Promise.all(writes);
+    await ha.close();
+    await hb.close();
+    const got = String(await a.readFile('/log', 'utf8'));
+    t.equal(got.length, lines.join('').length, 'every byte is there');
+    t.same(got.split('\n').filter(Boolean).sort(), lines.map((l) => l.slice(0, -1)).sort(), 'every line whole, none overwritten');
+  });
+
+  t.test('truncate on one mount, stat and read on the other', async (t) => {
+    const h = await b.open('/trunc', 'w+');
+    await h.write(Buffer.alloc(100_000, 7), 0, 100_000, 0);
+    t.equal((await a.stat('/trunc')).size, 100_000);
+    await a.truncate('/trunc', 10);
+    t.equal((await h.stat()).size, 10);
+    t.equal((await b.readFile('/trunc')).length, 10);
+    await h.close();
+  });
+
+  t.test('fcntl and flock locks through llite exclude each other across mounts', async (t) => {
+    const la = new Llite(a);
+    const lb = new Llite(b);
+    await a.writeFile('/locked', 'x');
+    const na = (await la.lookup(ctx(1), 1, 'locked')).nodeid;
+    const nb = (await lb.lookup(ctx(2), 1, 'locked')).nodeid;
+    const noWait = { wait: false, flock: false, close: false };
+    const whole = (type: 'read' | 'write' | 'unlock') => ({ start: 0n, end: OFFSET_MAX, type, pid: 0 });
+
+    await la.setlk(ctx(101), na, 0, 11n, { start: 0n, end: 99n, type: 'write', pid: 101 }, noWait);
+    t.same(await lb.getlk(ctx(202), nb, 0, 22n, { start: 50n, end: 60n, type: 'read', pid: 202 }),
+      { start: 0n, end: 99n, type: 'write', pid: 0 }, 'F_GETLK on the other mount names the holder (no pid: another node)');
+    t.same(await la.getlk(ctx(102), na, 0, 12n, { start: 50n, end: 60n, type: 'read', pid: 102 }),
+      { start: 0n, end: 99n, type: 'write', pid: 101 }, 'F_GETLK on the same mount gives the local holder its pid');
+    t.equal(await lb.getlk(ctx(202), nb, 0, 22n, { start: 100n, end: 200n, type: 'write', pid: 202 }), null, 'past the range: free');
+    t.match(await rejection(lb.setlk(ctx(202), nb, 0, 22n, { start: 10n, end: 20n, type: 'read', pid: 202 }, noWait)), { code: 'EAGAIN' });
+    await lb.setlk(ctx(202), nb, 0, 22n, { start: 100n, end: 200n, type: 'write', pid: 202 }, noWait);
+
+    // SETLKW waits for the holder's unlock.
+    let granted = false;
+    const waiting = lb.setlk(ctx(202), nb, 0, 22n, { start: 0n, end: 10n, type: 'write', pid: 202 }, { ...noWait, wait: true }).then(() => { granted = true; });
+    await new Promise((r) => setTimeout(r, 100));
+    t.equal(granted, false, 'the waiter waits');
+    await la.setlk(ctx(101), na, 0, 11n, whole('unlock'), { ...noWait, close: true });
+    await waiting;
+    t.ok(granted, 'granted once the holder closed');
+
+    // An interrupted wait holds nothing; the waiter behind it is served.
+    const ac = new AbortController();
+    const interrupted = la.setlk(ctx(104, ac.signal), na, 0, 14n, { start: 0n, end: 5n, type: 'read', pid: 104 }, { ...noWait, wait: true });
+    await new Promise((r) => setTimeout(r, 100));
+    ac.abort();
+    t.match(await rejection(interrupted), { code: 'EINTR' }, 'an interrupted SETLKW fails with EINTR');
+    await lb.setlk(ctx(202), nb, 0, 22n, whole('unlock'), { ...noWait, close: true });
+    t.equal(await lb.getlk(ctx(202), nb, 0, 22n, { start: 0n, end: 5n, type: 'write', pid: 202 }), null, 'nothing left behind by the interrupted waiter');
+
+    // flock(): whole file, owned by the open file.
+    await la.setlk(ctx(101), na, 0, 31n, whole('write'), { wait: false, flock: true, close: false });
+    t.match(await rejection(lb.setlk(ctx(202), nb, 0, 32n, whole('read'), { wait: false, flock: true, close: false })), { code: 'EAGAIN' });
+    await la.setlk(ctx(101), na, 0, 31n, whole('unlock'), { wait: false, flock: true, close: true });
+    await lb.setlk(ctx(202), nb, 0, 32n, whole('read'), { wait: false, flock: true, close: false });
+    await lb.setlk(ctx(202), nb, 0, 32n, whole('unlock'), { wait: false, flock: true, close: true });
+
+    const before = b.core.mdcNamespace!.counters.enqueues;
+    await lb.setlk(ctx(202), nb, 0, 99n, whole('unlock'), { wait: false, flock: false, close: true });
+    t.equal(b.core.mdcNamespace!.counters.enqueues, before, 'a close of an owner that holds nothing asks nothing of the MDT');
+  });
+
+  t.test('eviction drops the locks and what they covered', async (t) => {
+    const h = await a.open('/evict', 'w+');
+    await h.write(Buffer.from('abc'), 0, 3, 0);
+    const ost0 = a.core.oscNamespaces.get(0)!;
+    const ost1 = a.core.oscNamespaces.get(1)!;
+    await until('the writer holds an extent lock', () => ost0.cache.locks().length + ost1.cache.locks().length > 0);
+    const seen: string[] = [];
+    const off = a.core.onInvalidate((w) => seen.push(w.kind));
+    // Both OSTs forget the client; its imports learn it when they reconnect.
+    for (const target of tfs.targets.slice(1)) {
+      for (const r of target.running) for (const s of r.services) s.evict(a.core.clientUuid, 'the test evicts it');
+    }
+    for (const osc of a.core.oscs.values()) for (const imp of [osc.imports.ost, osc.imports.io]) imp.forceReconnect();
+    await until('the locks are gone', () => ost0.cache.locks().length + ost1.cache.locks().length === 0);
+    t.ok(seen.includes('data'), 'the data they covered is dropped');
+    off();
+    await h.close().catch(() => undefined);
+    t.equal(await a.readFile('/evict', 'utf8').catch(() => 'reconnected'), await b.readFile('/evict', 'utf8'), 'both mounts read the same afterwards');
+  });
+});

@@ -2,7 +2,8 @@
 // 'mdt-<fsname>-MDT0000_UUID' on the MDS request portal, the MDT's own locks around its updates,
 // and the intents that answer a lookup or getattr with a lock in one round trip.
 //
-// Local locks, per MDS_REINT (EX inodebits; taken before the request's transaction starts, see
+// Local locks, per MDS_REINT (EX inodebits on objects, CW UPDATE on a directory whose names
+// change, as Lustre's pdirops; taken before the request's transaction starts, see
 // OpHandler.prepare, and given back once it ended, without waiting for its commit):
 //   setattr          the object: UPDATE, and PERM when mode, uid or gid change
 //   setxattr         the object: UPDATE|XATTR (PERM for a POSIX ACL, LAYOUT for lustre.lov)
@@ -66,6 +67,13 @@ const POSIX_ACL_PREFIX = 'system.posix_acl_';
 type Handler = OpHandler<OsdReplyTransaction>;
 
 const ex = (fid: Fid, bits: number): LocalLockSpec => ({ resId: resIdOfFid(fid), type: LockType.IBITS, mode: LockMode.EX, policy: { bits } });
+/**
+ * A directory whose names change: CW UPDATE, as Lustre's parallel directory operations lock
+ * the parent (mdt_lock_pdo_mode). It revokes what clients cache of the directory (their PR
+ * locks) but not other updates of other names in it (CW is compatible with CW): creates in one
+ * directory run side by side, each name guarded by the MDT's object locks.
+ */
+const dir = (fid: Fid): LocalLockSpec => ({ resId: resIdOfFid(fid), type: LockType.IBITS, mode: LockMode.CW, policy: { bits: InodeBits.UPDATE } });
 
 /** What a reint's locks depend on: the children its names lead to (undefined: none). */
 type Children = Array<Fid | undefined>;
@@ -94,18 +102,18 @@ export function reintLocks(r: ReintRequest, children: Children): LocalLockSpec[]
       const extra = r.name.startsWith(POSIX_ACL_PREFIX) ? PERM : r.name === LOV_XATTR ? LAYOUT : 0;
       return [ex(P(r.fid), UPDATE | XATTR | extra)];
     }
-    case ReintOp.CREATE: return [ex(P(r.parent), UPDATE)];
-    case ReintOp.LINK: return [ex(P(r.parent), UPDATE), ex(P(r.fid), UPDATE)];
-    case ReintOp.UNLINK: return [ex(P(r.parent), UPDATE), ...(children[0] ? [ex(children[0], LOOKUP | UPDATE)] : [])];
+    case ReintOp.CREATE: return [dir(P(r.parent))];
+    case ReintOp.LINK: return [dir(P(r.parent)), ex(P(r.fid), UPDATE)];
+    case ReintOp.UNLINK: return [dir(P(r.parent)), ...(children[0] ? [ex(children[0], LOOKUP | UPDATE)] : [])];
     case ReintOp.RENAME: {
-      const out = [ex(P(r.parent), UPDATE), ex(P(r.newParent), UPDATE)];
+      const out = [dir(P(r.parent)), ...(fidEquals(P(r.parent), P(r.newParent)) ? [] : [dir(P(r.newParent))])];
       if (children[0]) out.push(ex(children[0], LOOKUP));
       if (children[1] && !(children[0] && fidEquals(children[0], children[1]))) out.push(ex(children[1], LOOKUP | UPDATE));
       return out;
     }
     case ReintOp.OPEN: {
       const target = r.fid !== undefined ? P(r.fid) : children[0];
-      if (!target) return (r.flags & OpenFlag.CREAT) && r.parent ? [ex(P(r.parent), UPDATE)] : [];
+      if (!target) return (r.flags & OpenFlag.CREAT) && r.parent ? [dir(P(r.parent))] : [];
       return (r.flags & OpenFlag.TRUNC) ? [ex(target, LAYOUT | UPDATE)] : [];
     }
   }

@@ -17,13 +17,24 @@
 //   eviction: when the import finds the server no longer knows it (state 'evicted'), every
 //     lock is gone on the server: they are dropped here, waiting enqueues fail with EIO, and
 //     the owner's `evicted` hook is told which locks it lost (to drop what they covered).
+//   lock replay: when the server restarted (the import replays to a recovering target), after
+//     the import's request replays and before its final ping, each granted lock is enqueued
+//     again with LDLM_FL_REPLAY | BLOCK_GRANTED, its granted mode and policy and our cookie,
+//     flagged MSG_REQ_REPLAY_DONE (Lustre's ldlm_replay_locks / replay_one_lock); the reply
+//     carries the lock's new server cookie. The server refuses a lock that conflicts with one
+//     another client replayed first: it is dropped, and the `evicted` hook told (its cache is
+//     no longer covered). FLOCK locks are replayed from what each lock owner of this client
+//     holds (a table kept from every flock grant and unlock: callers forget flock locks at once,
+//     the server merges and splits them). An enqueue that was waiting for its completion
+//     callback is sent again, as an ordinary enqueue with the same cookie, once recovery is over.
 import { randomBytes } from 'node:crypto';
 import type { Subscription } from 'rxjs';
-import { Errno, Opcode, PtlrpcError, statusError, type Import } from '../ptlrpc/index.js';
+import { Errno, Opcode, PtlrpcError, statusError, type Import, type ReplaySend } from '../ptlrpc/index.js';
 import { ELDLM_NO_LOCK_DATA, type CallbackInfo, type CallbackService } from './callbacks.js';
-import { hasFlag, LockFlag, LockType, withFlags, withoutFlags, type LockMode } from './modes.js';
-import type { ResId } from './resource.js';
-import type { Policy } from './types.js';
+import { flockApply, type FlockPiece } from './flock.js';
+import { hasFlag, LockFlag, LockMode as Mode, LockType, withFlags, withoutFlags, type LockMode } from './modes.js';
+import { resIdKey, type ResId } from './resource.js';
+import { isFlockPolicy, type Policy } from './types.js';
 import { LDLM_MAX_HANDLES, decodeLdlmReply, encodeLdlmRequest, type LockDesc } from './wire.js';
 
 /** LDLM_FL_BLOCKED_MASK: an enqueue reply with one of these waits for its completion callback. */
@@ -90,6 +101,16 @@ interface Entry {
   wake: ((info: CallbackInfo | Error) => void) | undefined;
   blockingPending: LockDesc | undefined;
   cancelling: boolean;
+  /** The enqueue's flags (without HAS_INTENT): a waiting enqueue sent again after a server restart. */
+  reqFlags: number;
+  /** A waiting enqueue is to be sent again (the server restarted and forgot it). */
+  requeued: boolean;
+}
+
+/** The flock locks of one resource: by lock owner, its ranges (item: the pid). */
+interface FlockResource {
+  resId: ResId;
+  owners: Map<bigint, FlockPiece<number>[]>;
 }
 
 let nextCookie = randomBytes(8).readBigUInt64LE(0) & 0x0fff_ffff_ffff_ffffn;
@@ -106,15 +127,25 @@ export interface LdlmClientCounters {
   blocking: number;
   cancels: number;
   glimpses: number;
+  /** Locks replayed to a restarted server, and those it refused. */
+  replayed: number;
+  replayRefused: number;
+  /** Waiting enqueues sent again after a server restart. */
+  requeued: number;
 }
 
 export class LdlmClient {
-  readonly counters: LdlmClientCounters = { enqueues: 0, grantedAtOnce: 0, waited: 0, blocking: 0, cancels: 0, glimpses: 0 };
+  readonly counters: LdlmClientCounters = {
+    enqueues: 0, grantedAtOnce: 0, waited: 0, blocking: 0, cancels: 0, glimpses: 0, replayed: 0, replayRefused: 0, requeued: 0,
+  };
   readonly #import: Import;
   readonly #hooks: LdlmClientHooks;
   readonly #entries = new Map<bigint, Entry>();
   readonly #unregister: () => void;
   readonly #state: Subscription;
+  readonly #removeReplayStep: () => void;
+  /** The flock locks this client holds, by resource key (what a lock replay sends). */
+  readonly #flocks = new Map<string, FlockResource>();
 
   constructor(imp: Import, callbacks: CallbackService, hooks: LdlmClientHooks = {}) {
     this.#import = imp;
@@ -127,6 +158,7 @@ export class LdlmClient {
     this.#state = imp.state$.subscribe((state) => {
       if (state === 'evicted') this.#dropAll(new PtlrpcError('EIO', `evicted by the server: the lock is lost`), true);
     });
+    this.#removeReplayStep = imp.addReplayStep((send) => this.#replayLocks(send));
   }
 
   /** Granted locks, by our cookie. */
@@ -145,6 +177,7 @@ export class LdlmClient {
   close(): void {
     this.#unregister();
     this.#state.unsubscribe();
+    this.#removeReplayStep();
     this.#dropAll(new PtlrpcError('ESHUTDOWN', 'the lock client was closed during the enqueue'), false);
   }
 
@@ -156,6 +189,7 @@ export class LdlmClient {
       e.wake?.(err);
     }
     this.#entries.clear();
+    this.#flocks.clear();
     if (tell && lost.length > 0) this.#hooks.evicted?.(lost);
   }
 
@@ -163,7 +197,10 @@ export class LdlmClient {
   async enqueue(req: EnqueueRequest): Promise<ClientLock> {
     if (this.#entries.size >= CLIENT_LOCKS_MAX) throw new PtlrpcError('ENOLCK', `${this.#entries.size} locks held (CLIENT_LOCKS_MAX)`);
     const handle = newCookie();
-    const entry: Entry = { lock: undefined, early: undefined, granted: false, wake: undefined, blockingPending: undefined, cancelling: false };
+    const entry: Entry = {
+      lock: undefined, early: undefined, granted: false, wake: undefined, blockingPending: undefined, cancelling: false,
+      reqFlags: (req.flags ?? 0) & ~LockFlag.HAS_INTENT, requeued: false,
+    };
     this.#entries.set(handle, entry);
     this.counters.enqueues++;
     const cancels = this.#forget(req.earlyCancels ?? [], LDLM_MAX_HANDLES - 1, true);
@@ -200,12 +237,143 @@ export class LdlmClient {
     if ((r.flags & LDLM_FL_BLOCKED_MASK) === 0) {
       this.counters.grantedAtOnce++;
       this.#grant(entry, undefined);
+      this.#flockGranted(lock, req);
       return lock;
     }
     this.counters.waited++;
     const info = entry.early ?? (await this.#waitCompletion(entry, req.cpWaitMs ?? CP_WAIT_MS));
     this.#grant(entry, info);
+    this.#flockGranted(lock, req);
     return lock;
+  }
+
+  /** Flock locks this client holds (owner, range, mode), as a lock replay sends them. */
+  flocks(): Array<{ resId: ResId; owner: bigint; pid: number; start: bigint; end: bigint; mode: LockMode }> {
+    const out = [];
+    for (const r of this.#flocks.values()) {
+      for (const [owner, pieces] of r.owners) for (const p of pieces) out.push({ resId: r.resId, owner, pid: p.item, start: p.start, end: p.end, mode: p.mode });
+    }
+    return out;
+  }
+
+  /** A flock request was granted (an unlock too): the owner's ranges change as the server's did. */
+  #flockGranted(lock: ClientLock, req: EnqueueRequest): void {
+    if (lock.type !== LockType.FLOCK || !isFlockPolicy(req.policy)) return;
+    const mode = lock.mode;
+    if (mode !== Mode.PR && mode !== Mode.PW && mode !== Mode.NL) return; // a refused waiter holds nothing
+    const f = req.policy.flock;
+    const key = resIdKey(lock.resId);
+    let r = this.#flocks.get(key);
+    if (!r) this.#flocks.set(key, (r = { resId: lock.resId, owners: new Map() }));
+    const pieces = flockApply(r.owners.get(f.owner) ?? [], { start: f.start, end: f.end, mode, item: f.pid });
+    if (pieces.length > 0) r.owners.set(f.owner, pieces);
+    else r.owners.delete(f.owner);
+    if (r.owners.size === 0) this.#flocks.delete(key);
+  }
+
+  /**
+   * The import's replay step: every granted lock, then every flock range, replayed one at a
+   * time; refused ones are dropped and the owner told. Throws when the server is gone again
+   * (the import then connects anew and replays again).
+   */
+  async #replayLocks(send: ReplaySend): Promise<void> {
+    const lost: ClientLock[] = [];
+    for (const [handle, e] of [...this.#entries]) {
+      if (!e.lock || e.cancelling || this.#entries.get(handle) !== e) continue;
+      if (!e.granted) {
+        this.#requeue(handle, e);
+        continue;
+      }
+      const lock = e.lock;
+      if (lock.type === LockType.FLOCK) continue; // the flock table replays those
+      const remote = await this.#replayOne(send, handle, lock.resId, lock.type, lock.mode, lock.policy);
+      if (this.#entries.get(handle) !== e || e.cancelling) {
+        // Cancelled meanwhile, under its old cookie: the server's new lock goes too.
+        if (remote !== undefined) void this.#cancelRemote(remote);
+        continue;
+      }
+      if (remote !== undefined) lock.remoteHandle = remote;
+      else {
+        this.#entries.delete(handle);
+        lost.push(lock);
+      }
+    }
+    for (const [key, r] of [...this.#flocks]) {
+      for (const [owner, pieces] of [...r.owners]) {
+        for (const p of [...pieces]) {
+          const policy = { flock: { start: p.start, end: p.end, owner, pid: p.item } };
+          const handle = newCookie();
+          if ((await this.#replayOne(send, handle, r.resId, LockType.FLOCK, p.mode, policy)) !== undefined) continue;
+          const left = (r.owners.get(owner) ?? []).filter((x) => x !== p);
+          if (left.length > 0) r.owners.set(owner, left);
+          else r.owners.delete(owner);
+          lost.push({
+            handle, remoteHandle: 0n, resId: r.resId, type: LockType.FLOCK, mode: p.mode, policy, flags: 0, replyBuffers: [], policyRes1: 0n, policyRes2: 0n,
+          });
+        }
+      }
+      if (r.owners.size === 0) this.#flocks.delete(key);
+    }
+    if (lost.length > 0) this.#hooks.evicted?.(lost);
+  }
+
+  /** One lock replay; the server's new cookie, or undefined when it refused the lock. */
+  async #replayOne(send: ReplaySend, handle: bigint, resId: ResId, type: LockType, mode: LockMode, policy: Policy | undefined): Promise<bigint | undefined> {
+    const body = encodeLdlmRequest({
+      flags: LockFlag.REPLAY | LockFlag.BLOCK_GRANTED,
+      lockDesc: { resId, type, reqMode: mode, grantedMode: mode, policy },
+      lockHandles: [handle, 0n], lockCount: 1,
+    });
+    try {
+      const reply = await send(Opcode.LDLM_ENQUEUE, [body]);
+      this.counters.replayed++;
+      return decodeLdlmReply(reply.buffers[0]).lockHandle;
+    } catch (err) {
+      // No answer, or no export for us (ENOTCONN): the import connects again (and learns of an eviction).
+      if (!(err instanceof PtlrpcError) || err.status === undefined || err.status === -Errno.ENOTCONN) throw err;
+      this.counters.replayRefused++;
+      return undefined;
+    }
+  }
+
+  /**
+   * A waiting enqueue the restarted server forgot: sent again with the same cookie once the
+   * import is back (ordinary requests wait for the end of recovery). Granted at once, its
+   * waiter wakes as by a completion callback; else the completion callback wakes it.
+   */
+  #requeue(handle: bigint, e: Entry): void {
+    if (e.requeued) return; // already queued by an earlier replay
+    e.requeued = true;
+    this.counters.requeued++;
+    const lock = e.lock!;
+    const body = encodeLdlmRequest({
+      flags: e.reqFlags, lockDesc: { resId: lock.resId, type: lock.type, reqMode: lock.mode, grantedMode: 0, policy: lock.policy },
+      lockHandles: [handle, 0n], lockCount: 1,
+    });
+    void this.#import.request(Opcode.LDLM_ENQUEUE, [body]).then((reply) => {
+      e.requeued = false;
+      const r = decodeLdlmReply(reply.buffers[0]);
+      if (this.#entries.get(handle) !== e) {
+        void this.#cancelRemote(r.lockHandle); // it went meanwhile (its wait timed out)
+        return;
+      }
+      lock.remoteHandle = r.lockHandle;
+      if (e.granted || (r.flags & LDLM_FL_BLOCKED_MASK) !== 0) return;
+      // Granted at once: as a completion callback would (the peer is the reply's).
+      const info: CallbackInfo = { handle, remoteHandle: r.lockHandle, desc: r.lockDesc, flags: r.flags, peer: { nid: '', pid: 0 } };
+      if (e.wake) e.wake(info);
+      else e.early = info;
+    }, (err: Error) => {
+      e.requeued = false;
+      if (this.#entries.get(handle) !== e || e.granted) return;
+      this.#entries.delete(handle);
+      e.wake?.(err);
+    });
+  }
+
+  /** LDLM_CANCEL of a server cookie no entry names any more. */
+  async #cancelRemote(remote: bigint): Promise<void> {
+    await this.#import.request(Opcode.LDLM_CANCEL, [encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: [remote] })]).catch(() => undefined);
   }
 
   /** Gives locks back (LDLM_CANCEL with the server's cookies); unknown ones are skipped. */

@@ -230,6 +230,23 @@ export class Namespace {
   }
 
   /**
+   * The granted lock of another client that a replayed lock would conflict with: two clients
+   * cannot both have held them (one of them replays a lock the server had taken back), so the
+   * later replay is refused (Lustre trusts its clients here; its bug 268 asks for this check).
+   */
+  replayConflict(request: ReplayRequest): Lock | undefined {
+    const req = checkRequest(request);
+    const res = this.resourcesByKey.get(req.type === LockType.FLOCK ? `${resIdKey(req.resId)}:flock` : resIdKey(req.resId));
+    if (res === undefined || res.type !== req.type) return undefined;
+    const probe: Lock = {
+      handle: 0n, resId: req.resId, type: req.type, reqMode: request.grantedMode ?? req.mode, owner: req.owner,
+      remoteHandle: req.remoteHandle, flags: 0, ...(req.policy !== undefined ? { policy: req.policy, requestedPolicy: req.policy } : {}),
+    };
+    if (res.type === LockType.FLOCK) return [...res.granted].find((g) => flockConflicts(flockHolder(g), flockHolder(probe)));
+    return [...this.grantedAgainst(res, probe.reqMode)].find((g) => this.conflicts(res, g, probe));
+  }
+
+  /**
    * Glimpse: the granted PW or EX extent lock whose holder knows the current size (the one
    * reaching furthest), other than the asker's own.
    */

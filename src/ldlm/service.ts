@@ -11,6 +11,13 @@
 //     after the first one (lock_count > 1) are early cancels, done before the enqueue.
 //     An intent handler, when the target gave one, runs after the enqueue with the lock and
 //     adds its buffers and lock_policy_res1/res2 to the reply (the MDT's open/lookup/getattr).
+//   replay    [ldlm_request with LDLM_FL_REPLAY and a granted mode] -> [ldlm_reply]
+//     Lock replay after the target restarted (the client's ldlm_replay_locks; the ptlrpc
+//     service runs these in its recovery's lock phase, after every request replay): the lock is
+//     granted again as the client held it (Namespace.replay), with no intent and no callbacks to
+//     others, and the reply gives the client the lock's new server cookie. A lock that conflicts
+//     with one another client replayed before it is refused (EAGAIN): the client drops it. A
+//     replay sent again finds the lock its first copy made.
 //   cancel    [ldlm_request with lock_count server cookies] -> [] (ESTALE if none was known)
 //     Each cancel lets waiters through: they get completion callbacks. Served on the target's
 //     request portal and, as Lustre clients send it, on the node's LDLM_CANCEL_REQUEST_PORTAL
@@ -102,12 +109,15 @@ export interface LdlmServiceCounters {
   /** Callbacks answered -EINVAL: the client had cancelled already; the lock was cancelled here. */
   raceCancels: number;
   evictions: number;
+  /** Locks granted again by lock replay, and replays refused (they conflicted with one replayed before). */
+  replayed: number;
+  replayRefused: number;
 }
 
 export class LdlmService {
   readonly counters: LdlmServiceCounters = {
     enqueues: 0, grantedAtOnce: 0, cancels: 0, blockingSent: 0, completionSent: 0, glimpseSent: 0,
-    callbackErrors: 0, raceCancels: 0, evictions: 0,
+    callbackErrors: 0, raceCancels: 0, evictions: 0, replayed: 0, replayRefused: 0,
   };
   readonly namespace: Namespace;
   readonly #c: LdlmServiceConfig;
@@ -139,7 +149,7 @@ export class LdlmService {
   /** The handlers to add to the target's request portal: LDLM_ENQUEUE and LDLM_CANCEL. */
   handlers<Tx extends ReplyTransaction = never>(): Map<number, OpHandler<Tx>> {
     return new Map<number, OpHandler<Tx>>([
-      [Opcode.LDLM_ENQUEUE, { handle: (request) => this.#enqueue(request) }],
+      [Opcode.LDLM_ENQUEUE, { lockReplay: true, handle: (request) => this.#enqueue(request) }],
       [Opcode.LDLM_CANCEL, { highPriority: true, handle: (request) => this.#cancel(request) }],
     ]);
   }
@@ -218,6 +228,7 @@ export class LdlmService {
     this.counters.enqueues++;
     this.#cancelHandles(owner, dlm.lockHandles.slice(1, Math.min(dlm.lockCount, CANCELS_PER_REQUEST_MAX + 1)));
     const clientHandle = dlm.lockHandles[0] ?? 0n;
+    if ((dlm.flags & LockFlag.REPLAY) !== 0 && dlm.lockDesc?.grantedMode) return this.#replay(dlm, owner, clientHandle);
     let lock = (request.body.flags & MsgFlag.RESENT) !== 0 ? this.namespace.lookupRemote(owner, clientHandle) : undefined;
     if (!lock) {
       const desc = dlm.lockDesc;
@@ -256,6 +267,36 @@ export class LdlmService {
       flags, lockDesc: descOf(lock), lockHandle: lock.handle, policyRes1: intent.policyRes1 ?? 0n, policyRes2: intent.policyRes2 ?? 0n,
     });
     return { buffers: [reply, ...(intent.buffers ?? [])] };
+  }
+
+  /** A replayed lock, granted as the client held it; EAGAIN when another client's replayed lock conflicts. */
+  #replay(dlm: LdlmRequest, owner: string, clientHandle: bigint): { buffers: Buffer[] } {
+    const desc = dlm.lockDesc!;
+    let lock = this.namespace.lookupRemote(owner, clientHandle);
+    if (!lock) {
+      // The mode checked is the granted one: a lock replayed in another mode than asked (Lustre's BLOCK_CONV) is not taken.
+      if (desc.grantedMode !== desc.reqMode) throw statusError(-Errno.EPROTO, `a replayed lock granted ${desc.grantedMode} for ${desc.reqMode}`);
+      const request = {
+        resId: desc.resId, type: desc.type, mode: desc.reqMode, grantedMode: desc.reqMode, policy: desc.policy, owner, remoteHandle: clientHandle,
+      };
+      try {
+        const conflict = this.namespace.replayConflict(request);
+        if (conflict) {
+          this.counters.replayRefused++;
+          throw statusError(-Errno.EAGAIN, `replayed ${desc.type} lock on ${resIdToString(desc.resId)} conflicts with lock ` +
+            `${conflict.handle.toString(16)} of ${conflict.owner} replayed before it`);
+        }
+        lock = this.namespace.replay(request);
+      } catch (err) {
+        if (err instanceof LdlmError) throw statusError(-(Errno[err.code as keyof typeof Errno] ?? Errno.EINVAL), err.message);
+        throw err;
+      }
+      this.counters.replayed++;
+      // Should a waiter already stand behind it, the replayed lock is owed its blocking callback.
+      if (lock.flags & LockFlag.AST_SENT) this.#sendCallbacks([], [lock], []);
+    }
+    const reply = encodeLdlmReply({ flags: lock.flags & 0xffffffff & ~BLOCKED_MASK, lockDesc: descOf(lock), lockHandle: lock.handle, policyRes1: 0n, policyRes2: 0n });
+    return { buffers: [reply] };
   }
 
   #cancel(request: IncomingRequest): { status?: number } {

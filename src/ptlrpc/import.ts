@@ -7,6 +7,8 @@
 // In 'replay' the import sends every request of its replay list in transno order, one at a
 // time, each with MSG_REPLAY, its transno, slot and xid, and the first buffer of its reply
 // appended (so that the server can redo it alike: the same FID, the same objects); then a
+// run of the replay steps (addReplayStep: the lock clients replay their locks, each request
+// flagged MSG_REQ_REPLAY_DONE as Lustre's replay_one_lock does); then a
 // ping with MSG_REQ_REPLAY_DONE | MSG_LOCK_REPLAY_DONE, whose reply comes when the server's
 // recovery ends; then what was in flight is resent. A server that restarts again meanwhile
 // makes the import connect again and replay from the start of what is left.
@@ -34,6 +36,15 @@ import type { MdHandle, Network, ProcessId, PutEvent } from './transport.js';
 import { decodeMessage, encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
 
 export type ImportState = 'new' | 'connecting' | 'full' | 'disconnected' | 'replay' | 'recover' | 'evicted' | 'closed';
+
+/**
+ * Sends one request of a replay step (flagged MSG_REQ_REPLAY_DONE) while the import replays:
+ * sent again while the server still recovers, until its answer; a server gone again makes it
+ * throw (then the import connects again and replays from the start).
+ */
+export type ReplaySend = (opcode: number, buffers: Buffer[]) => Promise<Reply>;
+/** Something to replay after the requests and before the final ping (an LdlmClient's locks). */
+export type ReplayStep = (send: ReplaySend) => Promise<void>;
 
 export interface ImportFailLoc {
   /** Lose this reply as if the network had. */
@@ -159,6 +170,7 @@ export class Import {
   #lastSentMs = 0;
   #inFlight = 0;
   #recovering: Promise<void> | undefined;
+  readonly #replaySteps = new Set<ReplayStep>();
 
   private constructor(ni: Network, config: ImportConfig) {
     this.#ni = ni;
@@ -230,6 +242,15 @@ export class Import {
       this.#waiting.push(req);
       this.#pump();
     });
+  }
+
+  /**
+   * Adds a step to every replay, run after the requests are replayed and before the final ping
+   * (Lustre's ldlm_replay_locks); steps run one after another. Returns its removal.
+   */
+  addReplayStep(step: ReplayStep): () => void {
+    this.#replaySteps.add(step);
+    return () => void this.#replaySteps.delete(step);
   }
 
   /** OBD_PING: proves the connection and keeps the export alive. */
@@ -539,6 +560,15 @@ export class Import {
         if (err instanceof PtlrpcError && err.status !== undefined && err.status !== -Errno.ENOTCONN) break;
         throw err;
       }
+    }
+    const send: ReplaySend = (opcode, buffers) => {
+      // One xid for every copy: the server answers the one it queued.
+      const xid = nextXid(this.#ni);
+      return this.#patiently(deadline, () => this.#control(opcode, buffers, this.#replayWaitMs(), { xid, flags: MsgFlag.REQ_REPLAY_DONE }));
+    };
+    for (const step of [...this.#replaySteps]) {
+      if (this.state$.value === 'closed') return;
+      await step(send);
     }
     // The server answers the final ping when its recovery ends.
     const done = await this.#patiently(deadline, () => this.#control(Opcode.OBD_PING, [], this.#replayWaitMs(), {

@@ -27,7 +27,7 @@ export {
   type ServiceFailLoc, type ServiceCounters,
 } from './service.js';
 export {
-  Import, type ImportConfig, type ImportState, type RequestOptions, type Reply, type ImportFailLoc, type ImportCounters,
+  Import, type ImportConfig, type ImportState, type RequestOptions, type Reply, type ImportFailLoc, type ImportCounters, type ReplaySend, type ReplayStep,
 } from './import.js';
 export { ReplayList, type ReplayEntry } from './import-parts.js';
 export {

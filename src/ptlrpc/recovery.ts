@@ -7,6 +7,13 @@
 // (nobody can fill the gap). New clients are refused (EBUSY) until recovery ends; requests
 // other than replays wait for the end.
 //
+// Lock replay (Lustre's lock replay queue): a client's first lock replay says it has no request
+// left to replay (it comes flagged MSG_REQ_REPLAY_DONE); lock replays run, one at a time in
+// arrival order, only once no client may still replay a request (every client is replaying
+// locks, done or evicted, and the request queue is empty), so that no request replay meets a
+// lock that was granted again before it. A lock replay never evicts: a refused lock is the
+// client's to drop.
+//
 // The window: a soft limit that each sign of life of a recovering client renews, never past
 // a hard limit counted from the start (recovery_time_soft / recovery_time_hard). When the
 // soft limit passes, the clients that never reconnected are evicted (their queued replays
@@ -29,7 +36,14 @@ export interface RecoveryWindow {
 
 export type RecoveryStatus = 'INACTIVE' | 'WAITING' | 'RECOVERING' | 'COMPLETE';
 
-type Participant = { state: 'expected' | 'connected' | 'done' | 'evicted'; queued: number };
+/** 'locks': its requests replayed, it replays its locks. */
+type Participant = { state: 'expected' | 'connected' | 'locks' | 'done' | 'evicted'; queued: number };
+
+interface QueuedLockReplay {
+  key: string;
+  run: () => Promise<void>;
+  drop: () => void;
+}
 
 interface QueuedReplay {
   key: string;
@@ -45,10 +59,15 @@ export interface RecoveryFigures {
   expected: number;
   connected: number;
   replaying: number;
+  /** Clients replaying their locks. */
+  lockReplaying: number;
   completed: number;
   evicted: number;
   replayed: number;
   queued: number;
+  /** Lock replays run, and waiting for the lock phase. */
+  locksReplayed: number;
+  locksQueued: number;
   nextTransno: bigint;
   remainingMs: number;
 }
@@ -60,6 +79,7 @@ export class TargetRecovery {
 
   readonly #participants = new Map<string, Participant>();
   readonly #queue: QueuedReplay[] = [];
+  readonly #lockQueue: QueuedLockReplay[] = [];
   readonly #clock: () => number;
   readonly #startMs: number;
   #window: RecoveryWindow;
@@ -68,6 +88,7 @@ export class TargetRecovery {
   #active: boolean;
   #running = false;
   #replayed = 0;
+  #locksReplayed = 0;
   #nextTransno: bigint;
   #timer: NodeJS.Timeout | undefined;
   #resolve!: () => void;
@@ -139,6 +160,22 @@ export class TargetRecovery {
     this.#step();
   }
 
+  /**
+   * Queues one lock replay: the client has no request left to replay. `run` answers it; `drop`
+   * answers it when it will not run (the client was evicted, or recovery ended).
+   */
+  enqueueLock(key: string, run: () => Promise<void>, drop: () => void): void {
+    const p = this.#participants.get(key);
+    if (!this.#active || !p || p.state === 'evicted') {
+      drop();
+      return;
+    }
+    if (p.state === 'expected' || p.state === 'connected') p.state = 'locks';
+    this.#lockQueue.push({ key, run, drop });
+    this.#renew();
+    this.#step();
+  }
+
   /** The client sent everything it kept (MSG_REQ_REPLAY_DONE). */
   replayDone(key: string): void {
     const p = this.#participants.get(key);
@@ -157,19 +194,22 @@ export class TargetRecovery {
   figures(): RecoveryFigures {
     let connected = 0;
     let replaying = 0;
+    let lockReplaying = 0;
     let completed = 0;
     let evicted = 0;
     for (const p of this.#participants.values()) {
       if (p.state === 'evicted') evicted++;
       else if (p.state === 'done') completed++;
-      if (p.state === 'connected' || p.state === 'done') connected++;
+      if (p.state === 'connected' || p.state === 'locks' || p.state === 'done') connected++;
       if (p.state === 'connected') replaying++;
+      if (p.state === 'locks') lockReplaying++;
     }
     const status: RecoveryStatus = this.#participants.size === 0 ? 'INACTIVE'
       : !this.#active ? 'COMPLETE' : connected === 0 ? 'WAITING' : 'RECOVERING';
     return {
-      status, startMs: this.#startMs, endMs: this.#endMs, expected: this.#participants.size, connected, replaying, completed,
-      evicted, replayed: this.#replayed, queued: this.#queue.length, nextTransno: this.#nextTransno,
+      status, startMs: this.#startMs, endMs: this.#endMs, expected: this.#participants.size, connected, replaying, lockReplaying, completed,
+      evicted, replayed: this.#replayed, queued: this.#queue.length, locksReplayed: this.#locksReplayed, locksQueued: this.#lockQueue.length,
+      nextTransno: this.#nextTransno,
       remainingMs: this.#active ? Math.max(0, this.#deadline - this.#clock()) : 0,
     };
   }
@@ -188,7 +228,7 @@ export class TargetRecovery {
     }
     return [
       `status: ${f.status}`, `recovery_start: ${startWall}`, `time_remaining: ${Math.ceil(f.remainingMs / 1000)}`,
-      `connected_clients: ${f.connected}/${f.expected}`, `req_replay_clients: ${f.replaying}`, 'lock_repay_clients: 0',
+      `connected_clients: ${f.connected}/${f.expected}`, `req_replay_clients: ${f.replaying}`, `lock_repay_clients: ${f.lockReplaying}`,
       `completed_clients: ${f.completed}`, `evicted_clients: ${f.evicted}`, `replayed_requests: ${f.replayed}`,
       `queued_requests: ${f.queued}`, `next_transno: ${f.nextTransno}`,
     ].join('\n');
@@ -200,6 +240,7 @@ export class TargetRecovery {
     this.#timer = undefined;
     if (this.#active) {
       for (const q of this.#queue.splice(0)) q.drop();
+      for (const q of this.#lockQueue.splice(0)) q.drop();
       this.#finish();
     }
   }
@@ -246,6 +287,9 @@ export class TargetRecovery {
       this.#queue.splice(i--, 1)[0]!.drop();
     }
     p.queued = 0;
+    for (let i = 0; i < this.#lockQueue.length; i++) {
+      if (this.#lockQueue[i]!.key === key) this.#lockQueue.splice(i--, 1)[0]!.drop();
+    }
     this.evictions$.next(key);
   }
 
@@ -263,6 +307,20 @@ export class TargetRecovery {
         ({ failed }) => this.#ran(head, p, failed),
         () => this.#ran(head, p, true),
       );
+      return;
+    }
+    const lock = this.#lockQueue[0];
+    if (lock) {
+      // The lock phase: nobody may replay a request any more.
+      for (const p of this.#participants.values()) if (p.state === 'expected' || p.state === 'connected') return;
+      this.#lockQueue.shift();
+      this.#running = true;
+      const ran = () => {
+        this.#running = false;
+        this.#locksReplayed++;
+        this.#step();
+      };
+      void lock.run().then(ran, ran);
       return;
     }
     for (const p of this.#participants.values()) if (p.state !== 'done' && p.state !== 'evicted') return;

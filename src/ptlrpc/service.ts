@@ -16,7 +16,11 @@
 // Recovery (recovery.ts): while the target's TargetRecovery is on, only the clients it expects
 // may connect (others get EBUSY); their replays (MSG_REPLAY) are queued to it and run in
 // transno order with the transno they had; their final ping (MSG_REQ_REPLAY_DONE) is answered
-// when recovery ends; any other request waits for the end. Slot records and client records
+// when recovery ends; any other request waits for the end, except lock replays: a request
+// flagged MSG_REQ_REPLAY_DONE whose handler takes lock replays (OpHandler.lockReplay, the
+// LDLM_ENQUEUE of a lock the client held, as Lustre's replay_one_lock marks it) is queued to the
+// recovery's lock phase, which runs once no client has requests left to replay (Lustre's lock
+// replay queue, b=6063): the locks are granted again before anyone else asks. Slot records and client records
 // are keyed by the service's slotPrefix and the client's UUID, so that two services of one
 // target (ost and ost_io) keep apart the slots of one client's two imports.
 import type { TargetProfile } from './profiles.js';
@@ -77,6 +81,11 @@ export interface OpHandler<Tx extends ReplyTransaction> {
    * ended (before the reply); a throw answers the request with its status, nothing recorded.
    */
   prepare?(request: IncomingRequest): Promise<(() => void) | undefined>;
+  /**
+   * Takes lock replays: during recovery, a request of this opcode flagged MSG_REQ_REPLAY_DONE
+   * runs in the recovery's lock phase instead of waiting for its end.
+   */
+  lockReplay?: boolean;
 }
 
 /**
@@ -444,8 +453,32 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       });
       return true;
     }
+    if (body.flags & MsgFlag.REQ_REPLAY_DONE && op?.lockReplay) {
+      this.#queueLockReplay(key, request, op);
+      return true;
+    }
     this.#held.push(() => this.deliver(e, body, buffers));
     return true;
+  }
+
+  /** A lock replay, run in the recovery's lock phase; sent again while it waits, the queued copy answers. */
+  #queueLockReplay(key: string, request: IncomingRequest, op: OpHandler<ReplyTransaction>): void {
+    const id = `${key} ${request.xid}`;
+    if (this.#queuedReplays.has(id)) return;
+    this.#queuedReplays.add(id);
+    this.#recovery!.enqueueLock(key, async () => {
+      this.#active++;
+      try {
+        await this.#execute(request, op);
+      } finally {
+        this.#queuedReplays.delete(id);
+        this.#active--;
+        if (this.#active === 0 && this.#idle) this.#idle();
+      }
+    }, () => {
+      this.#queuedReplays.delete(id);
+      this.#sendError(request.peer, request.xid, request.body, -Errno.ENOTCONN);
+    });
   }
 
   /** The store key of a client's records on this service. */

@@ -1,0 +1,229 @@
+// Lock replay after a server restart (LdlmClient's replay step on the import, LdlmService's
+// LDLM_FL_REPLAY enqueues, the recovery's lock phase): a real MDT in this process over TCP on
+// loopback, stopped without its clients disconnecting and mounted again on the same NI with a
+// TargetRecovery of the clients its last_rcvd recorded, as a restarted target is.
+import t, { type Test } from 'tap';
+import type { Mdc } from '../../src/client/mdc.js';
+import {
+  CallbackService, InodeBits, LdlmClient, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid,
+  type ClientLock, type LdlmClientHooks,
+} from '../../src/ldlm/index.js';
+import { LNetNI, userspacePid } from '../../src/lnet/index.js';
+import { parseFid } from '../../src/osd/index.js';
+import { TargetRecovery, type PtlrpcError } from '../../src/ptlrpc/index.js';
+import { startMdtWith, type RunningMdt } from '../../src/services/mdt/index.js';
+import { until } from '../lib/net.js';
+import { connectMdc, freePort, hosts, mdtMountdata, newDir, openNode, removeDir, type Node } from '../services/mdt/helpers.js';
+
+const quiet = () => {};
+const LOCK_TIMEOUT_MS = 3000;
+const PR_BITS = InodeBits.LOOKUP | InodeBits.UPDATE | InodeBits.PERM;
+/** Long enough that nobody is evicted by the window in these tests; the clients come back at once. */
+const WINDOW = { softMs: 20_000, hardMs: 60_000 };
+
+let salt = 0;
+
+interface Client {
+  uuid: string;
+  mdc: Mdc;
+  locks: LdlmClient;
+  /** What the `evicted` hook was told (locks lost, a replay refused). */
+  lost: ClientLock[];
+}
+
+interface Mdt {
+  node: Node;
+  mdt: RunningMdt;
+  recovery: TargetRecovery;
+}
+
+interface Setup {
+  mdt(): Mdt;
+  /** Stops the MDT as a crash would leave its clients (no disconnect), and mounts it again with recovery. */
+  restart(beforeClients?: (m: Mdt) => void): Promise<Mdt>;
+  client(uuid: string, hooks?: LdlmClientHooks): Promise<Client>;
+  root: string;
+}
+
+async function startMdt(dir: string, nid: string, port: number, ni?: LNetNI): Promise<Mdt> {
+  const node = await openNode(dir, nid, port, mdtMountdata(), {}, ni);
+  const recovery = new TargetRecovery(node.ctx.replyStore.clients(), node.ctx.replyStore.lastTransno(), WINDOW);
+  node.ctx.recovery = recovery;
+  const mdt = await startMdtWith(node.ctx, { lockTimeoutMs: LOCK_TIMEOUT_MS });
+  return { node, mdt, recovery };
+}
+
+async function stopMdt(m: Mdt): Promise<void> {
+  m.recovery.close();
+  await m.mdt.stop({ force: false });
+  await m.node.osd.close();
+}
+
+async function setup(t: Test): Promise<Setup> {
+  const port = await freePort();
+  const [mdtNid, ...clientNids] = hosts(5, 40 + salt++).map((h) => `${h}@tcp`);
+  const dir = await newDir('ldlm-replay-');
+  t.teardown(() => removeDir(dir));
+  let current = await startMdt(dir, mdtNid!, port);
+  const ni = current.node.ni;
+  t.teardown(async () => {
+    await stopMdt(current);
+    await ni.stop();
+  });
+  const clients: Client[] = [];
+  const client = async (uuid: string, hooks: LdlmClientHooks = {}): Promise<Client> => {
+    const cni = await LNetNI.start({ nid: clientNids[clients.length]!, port, pid: userspacePid(32_000 + clients.length), warn: quiet });
+    t.teardown(() => cni.stop());
+    const mdc = await connectMdc(cni, ni.nid, uuid);
+    t.teardown(() => mdc.disconnect());
+    const callbacks = CallbackService.of(cni);
+    t.teardown(() => callbacks.stop());
+    const lost: ClientLock[] = [];
+    const locks = new LdlmClient(mdc.import, callbacks, { ...hooks, evicted: (l) => void lost.push(...l) });
+    t.teardown(() => locks.close());
+    const c = { uuid, mdc, locks, lost };
+    clients.push(c);
+    return c;
+  };
+  const first = await client('replay-setup');
+  const root = await first.mdc.root();
+  await first.mdc.disconnect(); // a clean disconnect: recovery does not wait for it
+  return {
+    mdt: () => current,
+    async restart(beforeClients) {
+      await stopMdt(current);
+      current = await startMdt(dir, mdtNid!, port, ni);
+      beforeClients?.(current);
+      // The clients notice the restart (their pingers are off here): they reconnect and replay.
+      const live = clients.filter((c) => c.mdc.import.state === 'full');
+      for (const c of live) c.mdc.import.forceReconnect();
+      await until('recovery over', () => current.recovery.figures().status === 'COMPLETE');
+      await until('clients back', () => live.every((c) => c.mdc.import.state === 'full'));
+      return current;
+    },
+    client,
+    root,
+  };
+}
+
+const flockPolicy = (owner: bigint, pid: number, start: bigint, end: bigint) => ({ flock: { start, end, owner, pid } });
+
+t.test('a PR ibits lock and a flock survive an MDT restart: replayed, still exclusive, still revoked by a setattr', async (t) => {
+  const s = await setup(t);
+  const events: string[] = [];
+  let c1Locks!: LdlmClient;
+  const c1 = await s.client('replay-client-1', {
+    blocking: async (lock) => {
+      events.push('c1 blocking callback');
+      await c1Locks.cancel([lock]);
+    },
+  });
+  c1Locks = c1.locks;
+  const c2 = await s.client('replay-client-2');
+  const file = await c1.mdc.create(s.root, 'f', 0o100644);
+  const resId = resIdOfFid(parseFid(file.fid));
+  const pr = await c1.locks.enqueue({ resId, type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS } });
+  const fl = await c1.locks.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(7n, 100, 0n, 99n) });
+  c1.locks.forgetLocal([fl]); // as llite does: the flock table, not the entry, is what is replayed
+  t.equal(s.mdt().mdt.ldlm.stats().lock_count, 2, 'the MDT holds both locks before the restart');
+  const oldRemote = pr.remoteHandle;
+
+  const m = await s.restart();
+  const ns = m.mdt.ldlm.namespace;
+  t.equal(m.recovery.figures().evicted, 0, 'nobody was evicted');
+  t.equal(m.recovery.figures().locksReplayed, 2, 'two lock replays ran in the lock phase');
+  t.equal(m.mdt.ldlm.stats().lock_count, 2, 'lock_count: both locks are back');
+  t.equal(ns.locksOf('replay-client-1').length, 2);
+  const back = ns.lookupRemote('replay-client-1', pr.handle);
+  t.ok(back, 'the PR lock is known by the client\'s cookie');
+  t.equal(back?.grantedMode, LockMode.PR);
+  t.ok(hasFlag(back?.flags ?? 0, LockFlag.REPLAY), 'flagged as replayed');
+  t.not(pr.remoteHandle, oldRemote, 'the client has the new server cookie');
+  t.equal(pr.remoteHandle, back?.handle);
+  t.equal(c1.locks.lookup(pr.handle), pr, 'the client still holds its lock');
+  t.same(c1.lost, [], 'nothing was lost');
+  t.same(c1.locks.flocks().map((f) => [f.owner, f.start, f.end, f.mode]), [[7n, 0n, 99n, LockMode.PW]]);
+
+  // Another client's conflicting flock is refused as before the restart.
+  const err = await c2.locks.enqueue({
+    resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(9n, 200, 50n, 60n), flags: LockFlag.BLOCK_NOWAIT,
+  }).then(() => undefined, (e: PtlrpcError) => e);
+  t.equal(err?.code, 'EAGAIN', 'a conflicting flock of client 2 gets EAGAIN');
+  const free = await c2.locks.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(9n, 200, 100n, 199n), flags: LockFlag.BLOCK_NOWAIT });
+  t.equal(free.mode, LockMode.PW, 'a flock beside it is granted');
+
+  // A setattr of client 2 still revokes client 1's PR lock.
+  await c2.mdc.setattr(file.fid, { mode: 0o600 });
+  events.push('c2 setattr done');
+  t.same(events, ['c1 blocking callback', 'c2 setattr done'], 'the blocking callback reached client 1 before the setattr was answered');
+  t.equal(c1.locks.lookup(pr.handle), undefined, 'client 1 gave the PR lock back');
+  t.equal(ns.lookupRemote('replay-client-1', pr.handle), undefined);
+
+  // The flock's unlock works on the replayed lock.
+  const unlock = await c1.locks.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.NL, policy: flockPolicy(7n, 100, 0n, OBD_OBJECT_EOF) });
+  c1.locks.forgetLocal([unlock]);
+  t.same(c1.locks.flocks(), [], 'the client holds no flock');
+  const now = await c2.locks.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(9n, 200, 50n, 60n), flags: LockFlag.BLOCK_NOWAIT });
+  t.equal(now.mode, LockMode.PW, 'client 2 takes the range once client 1 unlocked it');
+});
+
+t.test('a replayed lock that conflicts with one replayed before is refused: the client drops it and is told', async (t) => {
+  const s = await setup(t);
+  const c1 = await s.client('refused-client');
+  const file = await c1.mdc.create(s.root, 'g', 0o100644);
+  const resId = resIdOfFid(parseFid(file.fid));
+  const pr = await c1.locks.enqueue({ resId, type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS } });
+  const other = await c1.mdc.create(s.root, 'h', 0o100644);
+  const kept = await c1.locks.enqueue({ resId: resIdOfFid(parseFid(other.fid)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS } });
+  const fl = await c1.locks.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PR, policy: flockPolicy(3n, 30, 0n, 9n) });
+  c1.locks.forgetLocal([fl]);
+
+  // Before the client is back, another owner's EX lock and write flock stand on the file (as
+  // if another client had replayed them first).
+  const m = await s.restart((m) => {
+    m.mdt.ldlm.namespace.replay({ resId, type: LockType.IBITS, mode: LockMode.EX, policy: { bits: InodeBits.UPDATE }, owner: 'ghost', remoteHandle: 1n });
+    m.mdt.ldlm.namespace.replay({ resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(1n, 1, 5n, 5n), owner: 'ghost', remoteHandle: 2n });
+  });
+  t.equal(c1.locks.lookup(pr.handle), undefined, 'the conflicting lock is dropped');
+  t.equal(c1.locks.lookup(kept.handle), kept, 'the other lock is kept');
+  t.same(c1.lost.map((l) => [l.type, l.mode]).sort(), [[LockType.IBITS, LockMode.PR], [LockType.FLOCK, LockMode.PR]].sort(),
+    'the evicted hook is told of both refused locks');
+  t.same(c1.locks.flocks(), [], 'the refused flock is gone from the client');
+  t.equal(m.mdt.ldlm.service.counters.replayRefused, 2);
+  t.same(m.mdt.ldlm.namespace.locksOf('refused-client').map((l) => l.handle), [kept.remoteHandle], 'the server holds only the kept lock');
+});
+
+t.test('an enqueue waiting for its grant when the MDT restarts is sent again and granted once the holder gives its lock back', async (t) => {
+  const s = await setup(t);
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let c1Locks!: LdlmClient;
+  let blocking = 0;
+  const c1 = await s.client('holder-client', {
+    blocking: async (lock) => {
+      blocking++;
+      await released;
+      await c1Locks.cancel([lock]);
+    },
+  });
+  c1Locks = c1.locks;
+  const c2 = await s.client('waiter-client');
+  const file = await c1.mdc.create(s.root, 'w', 0o100644);
+  const resId = resIdOfFid(parseFid(file.fid));
+  const pr = await c1.locks.enqueue({ resId, type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS } });
+  const waiting = c2.locks.enqueue({ resId, type: LockType.IBITS, mode: LockMode.EX, policy: { bits: InodeBits.UPDATE } });
+  await until('the holder is asked and the waiter told to wait', () => blocking === 1 && c2.locks.counters.waited === 1);
+  const m = await s.restart();
+  await until('the waiter is enqueued again', () => m.mdt.ldlm.namespace.locksOf('waiter-client').length === 1);
+  t.equal(c2.locks.counters.requeued, 1, 'the waiting enqueue was sent again');
+  t.equal(m.mdt.ldlm.namespace.lookupRemote('holder-client', pr.handle)?.grantedMode, LockMode.PR, 'the holder\'s lock was replayed');
+  release();
+  const ex = await waiting;
+  t.equal(ex.mode, LockMode.EX, 'the waiter is granted');
+  t.equal(m.mdt.ldlm.namespace.lookupRemote('waiter-client', ex.handle)?.handle, ex.remoteHandle, 'under its new server cookie');
+  t.equal(c1.locks.lookup(pr.handle), undefined);
+});
+
+function hasFlag(flags: number, flag: number): boolean {
+  return (flags & flag) !== 0;
+}

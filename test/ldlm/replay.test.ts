@@ -39,15 +39,18 @@ interface Mdt {
 
 interface Setup {
   mdt(): Mdt;
-  /** Stops the MDT as a crash would leave its clients (no disconnect), and mounts it again with recovery. */
-  restart(beforeClients?: (m: Mdt) => void): Promise<Mdt>;
+  /**
+   * Stops the MDT as a crash would leave its clients (no disconnect), and mounts it again with
+   * recovery; the clients connected (or `opts.clients`) reconnect and replay.
+   */
+  restart(opts?: { beforeClients?: (m: Mdt) => void; window?: typeof WINDOW; clients?: Client[] }): Promise<Mdt>;
   client(uuid: string, hooks?: LdlmClientHooks): Promise<Client>;
   root: string;
 }
 
-async function startMdt(dir: string, nid: string, port: number, ni?: LNetNI): Promise<Mdt> {
+async function startMdt(dir: string, nid: string, port: number, ni?: LNetNI, window = WINDOW): Promise<Mdt> {
   const node = await openNode(dir, nid, port, mdtMountdata(), {}, ni);
-  const recovery = new TargetRecovery(node.ctx.replyStore.clients(), node.ctx.replyStore.lastTransno(), WINDOW);
+  const recovery = new TargetRecovery(node.ctx.replyStore.clients(), node.ctx.replyStore.lastTransno(), window);
   node.ctx.recovery = recovery;
   const mdt = await startMdtWith(node.ctx, { lockTimeoutMs: LOCK_TIMEOUT_MS });
   return { node, mdt, recovery };
@@ -90,12 +93,12 @@ async function setup(t: Test): Promise<Setup> {
   await first.mdc.disconnect(); // a clean disconnect: recovery does not wait for it
   return {
     mdt: () => current,
-    async restart(beforeClients) {
+    async restart(opts = {}) {
       await stopMdt(current);
-      current = await startMdt(dir, mdtNid!, port, ni);
-      beforeClients?.(current);
+      current = await startMdt(dir, mdtNid!, port, ni, opts.window);
+      opts.beforeClients?.(current);
       // The clients notice the restart (their pingers are off here): they reconnect and replay.
-      const live = clients.filter((c) => c.mdc.import.state === 'full');
+      const live = opts.clients ?? clients.filter((c) => c.mdc.import.state === 'full');
       for (const c of live) c.mdc.import.forceReconnect();
       await until('recovery over', () => current.recovery.figures().status === 'COMPLETE');
       await until('clients back', () => live.every((c) => c.mdc.import.state === 'full'));
@@ -180,10 +183,10 @@ t.test('a replayed lock that conflicts with one replayed before is refused: the 
 
   // Before the client is back, another owner's EX lock and write flock stand on the file (as
   // if another client had replayed them first).
-  const m = await s.restart((m) => {
+  const m = await s.restart({ beforeClients: (m) => {
     m.mdt.ldlm.namespace.replay({ resId, type: LockType.IBITS, mode: LockMode.EX, policy: { bits: InodeBits.UPDATE }, owner: 'ghost', remoteHandle: 1n });
     m.mdt.ldlm.namespace.replay({ resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(1n, 1, 5n, 5n), owner: 'ghost', remoteHandle: 2n });
-  });
+  } });
   t.equal(c1.locks.lookup(pr.handle), undefined, 'the conflicting lock is dropped');
   t.equal(c1.locks.lookup(kept.handle), kept, 'the other lock is kept');
   t.same(c1.lost.map((l) => [l.type, l.mode]).sort(), [[LockType.IBITS, LockMode.PR], [LockType.FLOCK, LockMode.PR]].sort(),
@@ -222,6 +225,33 @@ t.test('an enqueue waiting for its grant when the MDT restarts is sent again and
   t.equal(ex.mode, LockMode.EX, 'the waiter is granted');
   t.equal(m.mdt.ldlm.namespace.lookupRemote('waiter-client', ex.handle)?.handle, ex.remoteHandle, 'under its new server cookie');
   t.equal(c1.locks.lookup(pr.handle), undefined);
+});
+
+t.test('a client evicted by recovery (it came back too late) has no locks, on the server nor at home', async (t) => {
+  const s = await setup(t);
+  const late = await s.client('late-client');
+  const prompt = await s.client('prompt-client');
+  const file = await late.mdc.create(s.root, 'l', 0o100644);
+  const resId = resIdOfFid(parseFid(file.fid));
+  const pr = await late.locks.enqueue({ resId, type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS } });
+  const fl = await late.locks.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(4n, 40, 0n, OBD_OBJECT_EOF) });
+  late.locks.forgetLocal([fl]);
+  const kept = await prompt.locks.enqueue({ resId, type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.LOOKUP } });
+
+  // Only the prompt client comes back within the window; the late one is evicted at its soft limit.
+  const m = await s.restart({ window: { softMs: 300, hardMs: 5000 }, clients: [prompt] });
+  t.equal(m.recovery.figures().evicted, 1, 'recovery evicted the late client');
+  t.same(m.mdt.ldlm.namespace.locksOf('late-client'), [], 'the server holds none of its locks');
+  t.equal(m.mdt.ldlm.namespace.lookupRemote('prompt-client', kept.handle)?.grantedMode, LockMode.PR, 'the prompt client\'s lock was replayed');
+
+  late.mdc.import.forceReconnect();
+  await until('the late client learns it was evicted', () => late.mdc.import.state === 'full' && late.lost.length > 0);
+  t.equal(late.mdc.import.counters.evictions, 1);
+  t.same(late.lost.map((l) => l.handle), [pr.handle], 'the evicted hook is told of the lock it lost');
+  t.same(late.locks.locks(), [], 'the client holds no lock');
+  t.same(late.locks.flocks(), [], 'nor any flock');
+  const fresh = await late.locks.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(5n, 50, 0n, 9n), flags: LockFlag.BLOCK_NOWAIT });
+  t.equal(fresh.mode, LockMode.PW, 'its old flock is gone from the MDT: a new one is granted');
 });
 
 function hasFlag(flags: number, flag: number): boolean {

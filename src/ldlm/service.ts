@@ -274,7 +274,8 @@ export class LdlmService {
     const desc = dlm.lockDesc!;
     let lock = this.namespace.lookupRemote(owner, clientHandle);
     if (!lock) {
-      // The mode checked is the granted one: a lock replayed in another mode than asked (Lustre's BLOCK_CONV) is not taken.
+      // Clients replay a lock in the mode it was granted, asked for as such; a conversion
+      // (granted another mode than asked, Lustre's BLOCK_CONV) is not served here.
       if (desc.grantedMode !== desc.reqMode) throw statusError(-Errno.EPROTO, `a replayed lock granted ${desc.grantedMode} for ${desc.reqMode}`);
       const request = {
         resId: desc.resId, type: desc.type, mode: desc.reqMode, grantedMode: desc.reqMode, policy: desc.policy, owner, remoteHandle: clientHandle,

@@ -254,6 +254,52 @@ t.test('a client evicted by recovery (it came back too late) has no locks, on th
   t.equal(fresh.mode, LockMode.PW, 'its old flock is gone from the MDT: a new one is granted');
 });
 
+t.test('TargetRecovery runs lock replays only once no client may still replay a request', async (t) => {
+  const r = new TargetRecovery(['a', 'b', 'c'], 10n, { softMs: 60_000, hardMs: 60_000 });
+  t.teardown(() => r.close());
+  const order: string[] = [];
+  const lockReplay = (key: string) => r.enqueueLock(key, async () => void order.push(`${key} lock`), () => void order.push(`${key} dropped`));
+  r.connected('a');
+  r.connected('b');
+  r.connected('c');
+  lockReplay('a');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(order, [], 'a\'s lock replay waits while b and c may replay requests');
+  t.match(r.formatStatus(), /lock_repay_clients: 1/);
+  r.enqueue('b', 11n, async () => {
+    order.push('b 11');
+    return { failed: false };
+  }, () => void order.push('b 11 dropped'));
+  await until('b\'s request replayed', () => order.includes('b 11'));
+  lockReplay('b');
+  r.replayDone('c'); // c had nothing to replay
+  await until('the lock phase ran', () => order.length === 3);
+  t.same(order, ['b 11', 'a lock', 'b lock'], 'requests first, then locks in arrival order');
+  t.equal(r.figures().locksReplayed, 2);
+  t.equal(r.figures().lockReplaying, 2);
+  t.equal(r.figures().status, 'RECOVERING', 'recovery goes on until their final pings');
+  r.replayDone('a');
+  r.replayDone('b');
+  await r.done;
+  t.equal(r.figures().status, 'COMPLETE');
+});
+
+t.test('TargetRecovery: a client that never returns holds the lock phase up only until the soft limit; an evicted client\'s lock replays are dropped', async (t) => {
+  const r = new TargetRecovery(['a', 'b'], 0n, { softMs: 100, hardMs: 60_000 });
+  t.teardown(() => r.close());
+  const order: string[] = [];
+  r.connected('a');
+  r.enqueueLock('a', async () => void order.push('a lock'), () => void order.push('a dropped'));
+  await until('b is evicted and a\'s lock replayed', () => order.length === 1);
+  t.same(order, ['a lock']);
+  t.equal(r.figures().evicted, 1);
+  r.enqueueLock('b', async () => void order.push('b lock'), () => void order.push('b dropped'));
+  t.same(order, ['a lock', 'b dropped'], 'the evicted client\'s lock replay is answered without running');
+  r.abort();
+  await r.done;
+  t.equal(r.figures().evicted, 2, 'a client still replaying its locks is evicted by abort_recov');
+});
+
 function hasFlag(flags: number, flag: number): boolean {
   return (flags & flag) !== 0;
 }

@@ -4,16 +4,18 @@
 // TargetRecovery of the clients its last_rcvd recorded, as a restarted target is.
 import t, { type Test } from 'tap';
 import type { Mdc } from '../../src/client/mdc.js';
+import { Osc } from '../../src/client/osc.js';
 import {
-  CallbackService, InodeBits, LdlmClient, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid,
+  CallbackService, encodeOstLvb, InodeBits, LdlmClient, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid,
   type ClientLock, type LdlmClientHooks,
 } from '../../src/ldlm/index.js';
 import { LNetNI, userspacePid } from '../../src/lnet/index.js';
 import { parseFid } from '../../src/osd/index.js';
 import { TargetRecovery, type PtlrpcError } from '../../src/ptlrpc/index.js';
 import { startMdtWith, type RunningMdt } from '../../src/services/mdt/index.js';
+import { createOst, FID_SEQ_OST_MDT0, objectResId, type RunningOst } from '../../src/services/ost/index.js';
 import { until } from '../lib/net.js';
-import { connectMdc, freePort, hosts, mdtMountdata, newDir, openNode, removeDir, type Node } from '../services/mdt/helpers.js';
+import { connectMdc, freePort, hosts, mdtMountdata, newDir, openNode, ostMountdata, removeDir, type Node } from '../services/mdt/helpers.js';
 
 const quiet = () => {};
 const LOCK_TIMEOUT_MS = 3000;
@@ -298,6 +300,75 @@ t.test('TargetRecovery: a client that never returns holds the lock phase up only
   r.abort();
   await r.done;
   t.equal(r.figures().evicted, 2, 'a client still replaying its locks is evicted by abort_recov');
+});
+
+t.test('an OST\'s extent locks survive its restart: a PW holder is still glimpsed and still called back', async (t) => {
+  const port = await freePort();
+  const [ostNid, ...clientNids] = hosts(3, 90 + salt++).map((h) => `${h}@tcp`);
+  const dir = await newDir('ldlm-replay-ost-');
+  t.teardown(() => removeDir(dir));
+  const start = async (ni?: LNetNI): Promise<{ node: Node; ost: RunningOst; recovery: TargetRecovery }> => {
+    const node = await openNode(dir, ostNid!, port, ostMountdata(0), {}, ni);
+    const recovery = new TargetRecovery(node.ctx.replyStore.clients(), node.ctx.replyStore.lastTransno(), WINDOW);
+    node.ctx.recovery = recovery;
+    return { node, ost: await createOst(node.ctx, { lockTimeoutMs: LOCK_TIMEOUT_MS }), recovery };
+  };
+  const stop = async (o: Awaited<ReturnType<typeof start>>) => {
+    o.recovery.close();
+    await o.ost.stop({ force: false });
+    await o.node.osd.close();
+  };
+  let o = await start();
+  const ni = o.node.ni;
+  t.teardown(async () => {
+    await stop(o);
+    await ni.stop();
+  });
+  const client = async (i: number, uuid: string, hooks: LdlmClientHooks) => {
+    const cni = await LNetNI.start({ nid: clientNids[i]!, port, pid: userspacePid(33_000 + i), warn: quiet });
+    t.teardown(() => cni.stop());
+    const osc = await Osc.connect(cni, {
+      nid: ni.nid, targetUuid: 'testfs-OST0000_UUID', clientUuid: uuid,
+      importOptions: { pingIntervalMs: 0, initialEstimateMs: 200, at: { minMs: 50, maxMs: 5000 } },
+    });
+    t.teardown(() => osc.disconnect());
+    const callbacks = CallbackService.of(cni);
+    t.teardown(() => callbacks.stop());
+    const locks = new LdlmClient(osc.imports.ost, callbacks, hooks);
+    t.teardown(() => locks.close());
+    return { osc, locks };
+  };
+  const events: string[] = [];
+  let c1Locks!: LdlmClient;
+  const c1 = await client(0, 'ost-replay-1', {
+    blocking: async (lock) => {
+      events.push('c1 blocking callback');
+      await c1Locks.cancel([lock]);
+    },
+    glimpse: () => encodeOstLvb({ size: 4242n, blocks: 8n, mtime: 1_900_000_000, atime: 0, ctime: 0, mtimeNs: 0, atimeNs: 0, ctimeNs: 0 }),
+  });
+  c1Locks = c1.locks;
+  const c2 = await client(1, 'ost-replay-2', {});
+  await c2.osc.precreate(FID_SEQ_OST_MDT0, 1);
+  const id = { seq: FID_SEQ_OST_MDT0, oid: 1 };
+  const pw = await c1.locks.enqueue({ resId: objectResId(id), type: LockType.EXTENT, mode: LockMode.PW, policy: { extent: { start: 0n, end: OBD_OBJECT_EOF } } });
+
+  await stop(o);
+  o = await start(ni);
+  for (const c of [c1, c2]) for (const imp of [c.osc.imports.ost, c.osc.imports.io]) imp.forceReconnect();
+  await until('the OST\'s recovery is over', () => o.recovery.figures().status === 'COMPLETE');
+  t.equal(o.recovery.figures().evicted, 0);
+  const back = o.ost.ldlm.namespace.lookupRemote('ost-replay-1', pw.handle);
+  t.equal(back?.grantedMode, LockMode.PW, 'the PW extent lock is back');
+  t.same(back?.policy, pw.policy, 'over the extent it was granted');
+  t.equal(pw.remoteHandle, back?.handle);
+
+  const seen = await c2.osc.getattr(id);
+  t.equal(seen.size, 4242, 'a getattr of client 2 glimpses the PW holder for the size it caches');
+  const pr = await c2.locks.enqueue({ resId: objectResId(id), type: LockType.EXTENT, mode: LockMode.PR, policy: { extent: { start: 0n, end: 4095n } } });
+  events.push('c2 PR granted');
+  t.equal(pr.mode, LockMode.PR);
+  t.same(events, ['c1 blocking callback', 'c2 PR granted'], 'the replayed PW lock was called back before the PR was granted');
 });
 
 function hasFlag(flags: number, flag: number): boolean {

@@ -41,6 +41,8 @@ import { LDLM_MAX_HANDLES, decodeLdlmReply, encodeLdlmRequest, type LockDesc } f
 export const LDLM_FL_BLOCKED_MASK = LockFlag.BLOCK_GRANTED | 0x4 /* BLOCK_CONV */ | LockFlag.BLOCK_WAIT;
 /** How long an enqueue waits for its completion callback by default (Lustre waits on; a bound is kept here). */
 export const CP_WAIT_MS = 300_000;
+/** Lock replays one client has on the wire at once after a server restart. */
+export const LOCK_REPLAYS_IN_FLIGHT = 8;
 /** Locks one client namespace keeps. */
 export const CLIENT_LOCKS_MAX = 1 << 20;
 
@@ -278,43 +280,64 @@ export class LdlmClient {
    */
   async #replayLocks(send: ReplaySend): Promise<void> {
     const lost: ClientLock[] = [];
+    const tasks: Array<() => Promise<void>> = [];
     for (const [handle, e] of [...this.#entries]) {
-      if (!e.lock || e.cancelling || this.#entries.get(handle) !== e) continue;
+      if (!e.lock || e.cancelling) continue;
       if (!e.granted) {
         this.#requeue(handle, e);
         continue;
       }
       const lock = e.lock;
       if (lock.type === LockType.FLOCK) continue; // the flock table replays those
-      const remote = await this.#replayOne(send, handle, lock.resId, lock.type, lock.mode, lock.policy);
-      if (this.#entries.get(handle) !== e || e.cancelling) {
-        // Cancelled meanwhile, under its old cookie: the server's new lock goes too.
-        if (remote !== undefined) void this.#cancelRemote(remote);
-        continue;
-      }
-      if (remote !== undefined) lock.remoteHandle = remote;
-      else {
-        this.#entries.delete(handle);
-        lost.push(lock);
-      }
+      tasks.push(async () => {
+        if (this.#entries.get(handle) !== e || e.cancelling) return;
+        const remote = await this.#replayOne(send, handle, lock.resId, lock.type, lock.mode, lock.policy);
+        if (this.#entries.get(handle) !== e || e.cancelling) {
+          // Cancelled meanwhile, under its old cookie: the server's new lock goes too.
+          if (remote !== undefined) void this.#cancelRemote(remote);
+        } else if (remote !== undefined) lock.remoteHandle = remote;
+        else {
+          this.#entries.delete(handle);
+          lost.push(lock);
+        }
+      });
     }
-    for (const [key, r] of [...this.#flocks]) {
-      for (const [owner, pieces] of [...r.owners]) {
-        for (const p of [...pieces]) {
-          const policy = { flock: { start: p.start, end: p.end, owner, pid: p.item } };
-          const handle = newCookie();
-          if ((await this.#replayOne(send, handle, r.resId, LockType.FLOCK, p.mode, policy)) !== undefined) continue;
-          const left = (r.owners.get(owner) ?? []).filter((x) => x !== p);
-          if (left.length > 0) r.owners.set(owner, left);
-          else r.owners.delete(owner);
-          lost.push({
-            handle, remoteHandle: 0n, resId: r.resId, type: LockType.FLOCK, mode: p.mode, policy, flags: 0, replyBuffers: [], policyRes1: 0n, policyRes2: 0n,
+    for (const r of this.#flocks.values()) {
+      for (const [owner, pieces] of r.owners) {
+        for (const p of pieces) {
+          tasks.push(async () => {
+            const policy = { flock: { start: p.start, end: p.end, owner, pid: p.item } };
+            const handle = newCookie();
+            if ((await this.#replayOne(send, handle, r.resId, LockType.FLOCK, p.mode, policy)) !== undefined) return;
+            const left = (r.owners.get(owner) ?? []).filter((x) => x !== p);
+            if (left.length > 0) r.owners.set(owner, left);
+            else r.owners.delete(owner);
+            lost.push({
+              handle, remoteHandle: 0n, resId: r.resId, type: LockType.FLOCK, mode: p.mode, policy, flags: 0, replyBuffers: [], policyRes1: 0n, policyRes2: 0n,
+            });
           });
         }
       }
-      if (r.owners.size === 0) this.#flocks.delete(key);
     }
-    if (lost.length > 0) this.#hooks.evicted?.(lost);
+    // Several replays on the wire at once (Lustre's imp_replay_inflight): the round trips
+    // overlap; the first failure (the server gone again) stops the others from starting.
+    let failed = false;
+    const worker = async (): Promise<void> => {
+      for (let task = tasks.shift(); task && !failed; task = tasks.shift()) {
+        try {
+          await task();
+        } catch (err) {
+          failed = true;
+          throw err;
+        }
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: Math.min(LOCK_REPLAYS_IN_FLIGHT, tasks.length) }, worker));
+    } finally {
+      for (const [key, r] of [...this.#flocks]) if (r.owners.size === 0) this.#flocks.delete(key);
+      if (lost.length > 0) this.#hooks.evicted?.(lost);
+    }
   }
 
   /** One lock replay; the server's new cookie, or undefined when it refused the lock. */

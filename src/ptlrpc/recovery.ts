@@ -8,11 +8,11 @@
 // other than replays wait for the end.
 //
 // Lock replay (Lustre's lock replay queue): a client's first lock replay says it has no request
-// left to replay (it comes flagged MSG_REQ_REPLAY_DONE); lock replays run, one at a time in
-// arrival order, only once no client may still replay a request (every client is replaying
+// left to replay (it comes flagged MSG_REQ_REPLAY_DONE); lock replays run only once no client may still replay a request (every client is replaying
 // locks, done or evicted, and the request queue is empty), so that no request replay meets a
-// lock that was granted again before it. A lock replay never evicts: a refused lock is the
-// client's to drop.
+// lock that was granted again before it; they are started in arrival order without waiting
+// for each other (each takes its lock at once). A lock replay never evicts: a refused lock is
+// the client's to drop.
 //
 // The window: a soft limit that each sign of life of a recovering client renews, never past
 // a hard limit counted from the start (recovery_time_soft / recovery_time_hard). When the
@@ -309,18 +309,12 @@ export class TargetRecovery {
       );
       return;
     }
-    const lock = this.#lockQueue[0];
-    if (lock) {
-      // The lock phase: nobody may replay a request any more.
+    if (this.#lockQueue.length > 0) {
+      // The lock phase: nobody may replay a request any more. Lock replays touch nothing but
+      // the lock namespace, each at once: they run side by side, in arrival order.
       for (const p of this.#participants.values()) if (p.state === 'expected' || p.state === 'connected') return;
-      this.#lockQueue.shift();
-      this.#running = true;
-      const ran = () => {
-        this.#running = false;
-        this.#locksReplayed++;
-        this.#step();
-      };
-      void lock.run().then(ran, ran);
+      const ran = () => void this.#locksReplayed++;
+      for (const lock of this.#lockQueue.splice(0)) void lock.run().then(ran, ran);
       return;
     }
     for (const p of this.#participants.values()) if (p.state !== 'done' && p.state !== 'evicted') return;

@@ -22,8 +22,8 @@
 //     again with LDLM_FL_REPLAY | BLOCK_GRANTED, its granted mode and policy and our cookie,
 //     flagged MSG_REQ_REPLAY_DONE (Lustre's ldlm_replay_locks / replay_one_lock); the reply
 //     carries the lock's new server cookie. The server refuses a lock that conflicts with one
-//     another client replayed first: it is dropped, and the `evicted` hook told (its cache is
-//     no longer covered). FLOCK locks are replayed from what each lock owner of this client
+//     another client replayed first: it is dropped, and the `replayRefused` hook (else
+//     `evicted`) told (what it covered is no longer coherent). FLOCK locks are replayed from what each lock owner of this client
 //     holds (a table kept from every flock grant and unlock: callers forget flock locks at once,
 //     the server merges and splits them). An enqueue that was waiting for its completion
 //     callback is sent again, as an ordinary enqueue with the same cookie, once recovery is over.
@@ -92,6 +92,11 @@ export interface LdlmClientHooks {
   glimpse?(lock: ClientLock, desc: LockDesc): Buffer | Promise<Buffer>;
   /** The server evicted this client: these locks are lost (what they covered is no longer coherent). */
   evicted?(locks: ClientLock[]): void;
+  /**
+   * A restarted server refused these locks at their replay (another client's replayed lock
+   * conflicts): they are lost, the others are kept. Without it, `evicted` is told of them.
+   */
+  replayRefused?(locks: ClientLock[]): void;
 }
 
 interface Entry {
@@ -336,7 +341,7 @@ export class LdlmClient {
       await Promise.all(Array.from({ length: Math.min(LOCK_REPLAYS_IN_FLIGHT, tasks.length) }, worker));
     } finally {
       for (const [key, r] of [...this.#flocks]) if (r.owners.size === 0) this.#flocks.delete(key);
-      if (lost.length > 0) this.#hooks.evicted?.(lost);
+      if (lost.length > 0) (this.#hooks.replayRefused ?? this.#hooks.evicted)?.(lost);
     }
   }
 

@@ -29,8 +29,10 @@ interface Client {
   uuid: string;
   mdc: Mdc;
   locks: LdlmClient;
-  /** What the `evicted` hook was told (locks lost, a replay refused). */
+  /** What the `evicted` hook was told. */
   lost: ClientLock[];
+  /** What the `replayRefused` hook was told. */
+  refused: ClientLock[];
 }
 
 interface Mdt {
@@ -84,9 +86,10 @@ async function setup(t: Test): Promise<Setup> {
     const callbacks = CallbackService.of(cni);
     t.teardown(() => callbacks.stop());
     const lost: ClientLock[] = [];
-    const locks = new LdlmClient(mdc.import, callbacks, { ...hooks, evicted: (l) => void lost.push(...l) });
+    const refused: ClientLock[] = [];
+    const locks = new LdlmClient(mdc.import, callbacks, { ...hooks, evicted: (l) => void lost.push(...l), replayRefused: (l) => void refused.push(...l) });
     t.teardown(() => locks.close());
-    const c = { uuid, mdc, locks, lost };
+    const c = { uuid, mdc, locks, lost, refused };
     clients.push(c);
     return c;
   };
@@ -146,7 +149,7 @@ t.test('a PR ibits lock and a flock survive an MDT restart: replayed, still excl
   t.not(pr.remoteHandle, oldRemote, 'the client has the new server cookie');
   t.equal(pr.remoteHandle, back?.handle);
   t.equal(c1.locks.lookup(pr.handle), pr, 'the client still holds its lock');
-  t.same(c1.lost, [], 'nothing was lost');
+  t.same([...c1.lost, ...c1.refused], [], 'nothing was lost');
   t.same(c1.locks.flocks().map((f) => [f.owner, f.start, f.end, f.mode]), [[7n, 0n, 99n, LockMode.PW]]);
 
   // Another client's conflicting flock is refused as before the restart.
@@ -191,8 +194,9 @@ t.test('a replayed lock that conflicts with one replayed before is refused: the 
   } });
   t.equal(c1.locks.lookup(pr.handle), undefined, 'the conflicting lock is dropped');
   t.equal(c1.locks.lookup(kept.handle), kept, 'the other lock is kept');
-  t.same(c1.lost.map((l) => [l.type, l.mode]).sort(), [[LockType.IBITS, LockMode.PR], [LockType.FLOCK, LockMode.PR]].sort(),
-    'the evicted hook is told of both refused locks');
+  t.same(c1.refused.map((l) => [l.type, l.mode]).sort(), [[LockType.IBITS, LockMode.PR], [LockType.FLOCK, LockMode.PR]].sort(),
+    'the replayRefused hook is told of both refused locks');
+  t.same(c1.lost, [], 'no eviction');
   t.same(c1.locks.flocks(), [], 'the refused flock is gone from the client');
   t.equal(m.mdt.ldlm.service.counters.replayRefused, 2);
   t.same(m.mdt.ldlm.namespace.locksOf('refused-client').map((l) => l.handle), [kept.remoteHandle], 'the server holds only the kept lock');

@@ -3,6 +3,13 @@
 // loopback, stopped without its clients disconnecting and mounted again on the same NI with a
 // TargetRecovery of the clients its last_rcvd recorded, as a restarted target is.
 import t, { type Test } from 'tap';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mount } from '../../src/client/index.js';
+import { formatTarget } from '../../src/services/target/index.js';
+import { runTool } from '../lib/tools.js';
 import type { Mdc } from '../../src/client/mdc.js';
 import { Osc } from '../../src/client/osc.js';
 import {
@@ -373,6 +380,71 @@ t.test('an OST\'s extent locks survive its restart: a PW holder is still glimpse
   events.push('c2 PR granted');
   t.equal(pr.mode, LockMode.PR);
   t.same(events, ['c1 blocking callback', 'c2 PR granted'], 'the replayed PW lock was called back before the PR was granted');
+});
+
+t.test('an application\'s flock survives a SIGKILL of the MDT\'s kernel: replayed, it still excludes another client', async (t) => {
+  // The MGS+MDT in its own lustre.kernel (127.0.0.2 of this port), an OST in another; two
+  // library mounts here. The clients find the restart by their pings, reconnect and replay.
+  const port = await freePort();
+  const root = await mkdtemp(join(tmpdir(), 'ldlm-replay-e2e-'));
+  const rd = (k: number) => join(root, `k${k}`);
+  const pidOf = (k: number) => Number(readFileSync(join(rd(k), 'kernel.pid'), 'utf8'));
+  const closers: Array<() => Promise<unknown>> = [];
+  t.teardown(async () => {
+    for (const c of closers.reverse()) await c().catch(() => {});
+    for (const k of [2, 3]) {
+      try { process.kill(pidOf(k), 'SIGKILL'); } catch { /* gone */ }
+    }
+    await rm(root, { recursive: true, force: true });
+  });
+  const tool = async (name: string, args: string[], k: number) => {
+    const r = await runTool(name, args, { env: { LUSTRE_RUNDIR: rd(k) } });
+    if (r.code !== 0) throw new Error(`${name} ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`);
+    return r.stdout.trim();
+  };
+  const start = (k: number) => tool('lustre-kernel', ['start', '--nid', `127.0.0.${k}@tcp`, '--port', String(port), '--rundir', rd(k)], k);
+  await start(2);
+  await start(3);
+  await formatTarget(join(root, 'mdt0'), { fsname: 'lkreplay', mgs: true, mdt: true, index: 0 });
+  await formatTarget(join(root, 'ost0'), { fsname: 'lkreplay', ost: true, index: 0, mgsNids: ['127.0.0.2@tcp'] });
+  await tool('lustre-mount', [join(root, 'mdt0')], 2);
+  await tool('lustre-mount', [join(root, 'ost0')], 3);
+  const client = async (k: number, uuid: string) => {
+    const ni = await LNetNI.start({ nid: `127.0.0.${k}@tcp`, port, warn: quiet });
+    closers.push(() => ni.stop());
+    const fs = await mount('127.0.0.2@tcp:/lkreplay', { ni, clientUuid: uuid, requestDeadlineMs: 120_000, connectDeadlineMs: 60_000 });
+    closers.unshift(() => fs.umount({ force: true }));
+    return fs;
+  };
+  const a = await client(5, 'lkreplay-client-a');
+  const b = await client(6, 'lkreplay-client-b');
+  await a.writeFile('/locked', 'x');
+  const resId = resIdOfFid(parseFid((await a.mdc.lookup(await a.mdc.root(), 'locked')).fid));
+  const nsA = a.core.mdcNamespace!;
+  const nsB = b.core.mdcNamespace!;
+  const held = await nsA.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(11n, 1111, 0n, OBD_OBJECT_EOF) });
+  t.equal(held?.mode, LockMode.PW, 'client a holds a write flock on the file');
+  nsA.ldlm.forgetLocal([held!]);
+  const lockCount = async () => Number(await tool('lctl', ['get_param', '-n', 'ldlm.namespaces.mdt-*.lock_count'], 2));
+  t.equal(await lockCount(), 1);
+
+  process.kill(pidOf(2), 'SIGKILL');
+  await until('the MDT\'s kernel is gone', () => {
+    try { process.kill(pidOf(2), 0); return false; } catch { return true; }
+  });
+  await start(2);
+  await tool('lustre-mount', [join(root, 'mdt0')], 2);
+  await until('the MDT recovered', async () => /status: COMPLETE/.test(await tool('lctl', ['get_param', '-n', 'mdt.*.recovery_status'], 2)), 120_000);
+  t.match(await tool('lctl', ['get_param', '-n', 'mdt.*.recovery_status'], 2), /completed_clients: 2\/2/, 'both clients recovered');
+  t.equal(await lockCount(), 1, 'the restarted MDT holds the flock again (lock_count)');
+  t.equal(nsA.ldlm.counters.replayed, 1, 'client a replayed it');
+  const err = await nsB.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PR, policy: flockPolicy(22n, 2222, 10n, 20n), flags: LockFlag.BLOCK_NOWAIT })
+    .then(() => undefined, (e: PtlrpcError) => e);
+  t.equal(err?.code, 'EAGAIN', 'client b\'s read flock on the range is refused');
+  const unlock = await nsA.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.NL, policy: flockPolicy(11n, 1111, 0n, OBD_OBJECT_EOF) });
+  nsA.ldlm.forgetLocal([unlock!]);
+  const now = await nsB.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PR, policy: flockPolicy(22n, 2222, 10n, 20n), flags: LockFlag.BLOCK_NOWAIT });
+  t.equal(now?.mode, LockMode.PR, 'granted once client a unlocked');
 });
 
 function hasFlag(flags: number, flag: number): boolean {

@@ -8,11 +8,11 @@
 // other than replays wait for the end.
 //
 // Lock replay (Lustre's lock replay queue): a client's first lock replay says it has no request
-// left to replay (it comes flagged MSG_REQ_REPLAY_DONE); lock replays run only once no client may still replay a request (every client is replaying
-// locks, done or evicted, and the request queue is empty), so that no request replay meets a
-// lock that was granted again before it; they are started in arrival order without waiting
-// for each other (each takes its lock at once). A lock replay never evicts: a refused lock is
-// the client's to drop.
+// left to replay (it comes flagged MSG_REQ_REPLAY_DONE). Lock replays run only once no client
+// may still replay a request (every client replays its locks, is done or evicted, and the
+// request queue is empty), so that no request replay meets a lock granted again before it;
+// they start in arrival order without waiting for each other (each takes its lock at once).
+// A lock replay never evicts: a refused lock is the client's to drop.
 //
 // The window: a soft limit that each sign of life of a recovering client renews, never past
 // a hard limit counted from the start (recovery_time_soft / recovery_time_hard). When the

@@ -17,12 +17,13 @@
 // may connect (others get EBUSY); their replays (MSG_REPLAY) are queued to it and run in
 // transno order with the transno they had; their final ping (MSG_REQ_REPLAY_DONE) is answered
 // when recovery ends; any other request waits for the end, except lock replays: a request
-// flagged MSG_REQ_REPLAY_DONE whose handler takes lock replays (OpHandler.lockReplay, the
-// LDLM_ENQUEUE of a lock the client held, as Lustre's replay_one_lock marks it) is queued to the
-// recovery's lock phase, which runs once no client has requests left to replay (Lustre's lock
-// replay queue, b=6063): the locks are granted again before anyone else asks. Slot records and client records
-// are keyed by the service's slotPrefix and the client's UUID, so that two services of one
-// target (ost and ost_io) keep apart the slots of one client's two imports.
+// flagged MSG_REQ_REPLAY_DONE whose handler takes lock replays (OpHandler.lockReplay: the
+// LDLM_ENQUEUE of a lock the client held, marked so by Lustre's replay_one_lock) is queued to
+// the recovery's lock phase, which runs once no client has requests left to replay (Lustre's
+// lock replay queue, b=6063): the locks are granted again before anyone else asks. Slot
+// records and client records are keyed by the service's slotPrefix and the client's UUID, so
+// that two services of one target (ost and ost_io) keep apart the slots of one client's two
+// imports.
 import type { TargetProfile } from './profiles.js';
 import { Subject, Subscription, mergeMap } from 'rxjs';
 import { AdaptiveTimeout, defaultAtConfig, msToWireSeconds, type AdaptiveTimeoutConfig } from './at.js';

@@ -23,9 +23,9 @@
 //     flagged MSG_REQ_REPLAY_DONE (Lustre's ldlm_replay_locks / replay_one_lock); the reply
 //     carries the lock's new server cookie. The server refuses a lock that conflicts with one
 //     another client replayed first: it is dropped, and the `replayRefused` hook (else
-//     `evicted`) told (what it covered is no longer coherent). FLOCK locks are replayed from what each lock owner of this client
-//     holds (a table kept from every flock grant and unlock: callers forget flock locks at once,
-//     the server merges and splits them). An enqueue that was waiting for its completion
+//     `evicted`) told (what it covered is no longer coherent). FLOCK locks are replayed from
+//     what each lock owner of this client holds (a table kept from every flock grant and
+//     unlock: callers forget flock locks at once, the server merges and splits them). An enqueue that was waiting for its completion
 //     callback is sent again, as an ordinary enqueue with the same cookie, once recovery is over.
 import { randomBytes } from 'node:crypto';
 import type { Subscription } from 'rxjs';
@@ -279,9 +279,9 @@ export class LdlmClient {
   }
 
   /**
-   * The import's replay step: every granted lock, then every flock range, replayed one at a
-   * time; refused ones are dropped and the owner told. Throws when the server is gone again
-   * (the import then connects anew and replays again).
+   * The import's replay step: every granted lock, then every flock range, replayed with up to
+   * LOCK_REPLAYS_IN_FLIGHT on the wire; refused ones are dropped and the owner told. Throws
+   * when the server is gone again (the import then connects anew and replays again).
    */
   async #replayLocks(send: ReplaySend): Promise<void> {
     const lost: ClientLock[] = [];
@@ -326,23 +326,21 @@ export class LdlmClient {
     }
     // Several replays on the wire at once (Lustre's imp_replay_inflight): the round trips
     // overlap; the first failure (the server gone again) stops the others from starting.
-    let failed = false;
+    let next = 0;
+    let failure: { err: unknown } | undefined;
     const worker = async (): Promise<void> => {
-      for (let task = tasks.shift(); task && !failed; task = tasks.shift()) {
+      while (next < tasks.length && !failure) {
         try {
-          await task();
+          await tasks[next++]!();
         } catch (err) {
-          failed = true;
-          throw err;
+          failure ??= { err };
         }
       }
     };
-    try {
-      await Promise.all(Array.from({ length: Math.min(LOCK_REPLAYS_IN_FLIGHT, tasks.length) }, worker));
-    } finally {
-      for (const [key, r] of [...this.#flocks]) if (r.owners.size === 0) this.#flocks.delete(key);
-      if (lost.length > 0) (this.#hooks.replayRefused ?? this.#hooks.evicted)?.(lost);
-    }
+    await Promise.all(Array.from({ length: Math.min(LOCK_REPLAYS_IN_FLIGHT, tasks.length) }, worker));
+    for (const [key, r] of [...this.#flocks]) if (r.owners.size === 0) this.#flocks.delete(key);
+    if (lost.length > 0) (this.#hooks.replayRefused ?? this.#hooks.evicted)?.(lost);
+    if (failure) throw failure.err;
   }
 
   /** One lock replay; the server's new cookie, or undefined when it refused the lock. */

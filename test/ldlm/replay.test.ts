@@ -55,6 +55,8 @@ interface Setup {
    * recovery; the clients connected (or `opts.clients`) reconnect and replay.
    */
   restart(opts?: { beforeClients?: (m: Mdt) => void; window?: typeof WINDOW; clients?: Client[] }): Promise<Mdt>;
+  /** Stops the MDT and mounts it again with recovery; nobody is told. */
+  crash(): Promise<Mdt>;
   client(uuid: string, hooks?: LdlmClientHooks): Promise<Client>;
   root: string;
 }
@@ -68,8 +70,10 @@ async function startMdt(dir: string, nid: string, port: number, ni?: LNetNI, win
 }
 
 async function stopMdt(m: Mdt): Promise<void> {
-  m.recovery.close();
+  // The service first: a client whose queued replays recovery drops must find no MDT to
+  // reconnect to, as after a crash (a reconnect to this instance would find it out of recovery).
   await m.mdt.stop({ force: false });
+  m.recovery.close();
   await m.node.osd.close();
 }
 
@@ -105,6 +109,11 @@ async function setup(t: Test): Promise<Setup> {
   await first.mdc.disconnect(); // a clean disconnect: recovery does not wait for it
   return {
     mdt: () => current,
+    async crash() {
+      await stopMdt(current);
+      current = await startMdt(dir, mdtNid!, port, ni);
+      return current;
+    },
     async restart(opts = {}) {
       await stopMdt(current);
       current = await startMdt(dir, mdtNid!, port, ni, opts.window);
@@ -265,6 +274,34 @@ t.test('a client evicted by recovery (it came back too late) has no locks, on th
   t.same(late.locks.flocks(), [], 'nor any flock');
   const fresh = await late.locks.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PW, policy: flockPolicy(5n, 50, 0n, 9n), flags: LockFlag.BLOCK_NOWAIT });
   t.equal(fresh.mode, LockMode.PW, 'its old flock is gone from the MDT: a new one is granted');
+});
+
+t.test('the MDT restarting again while a client\'s lock replays wait: they are replayed anew to the next instance', async (t) => {
+  const s = await setup(t);
+  const c1 = await s.client('again-client-1');
+  const c2 = await s.client('again-client-2');
+  const file = await c1.mdc.create(s.root, 'a', 0o100644);
+  const resId = resIdOfFid(parseFid(file.fid));
+  const pr = await c1.locks.enqueue({ resId, type: LockType.IBITS, mode: LockMode.PR, policy: { bits: PR_BITS } });
+  const fl = await c1.locks.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.PR, policy: flockPolicy(6n, 60, 0n, 9n) });
+  c1.locks.forgetLocal([fl]);
+
+  const first = await s.crash();
+  c1.mdc.import.forceReconnect();
+  // Client 2 has not come back: client 1's lock replays wait for the lock phase.
+  await until('client 1\'s lock replays are queued', () => first.recovery.figures().locksQueued === 2);
+  t.equal(first.mdt.ldlm.stats().lock_count, 0, 'none has run');
+  const second = await s.crash();
+  await until('client 1 replays to the next instance', () => second.recovery.figures().locksQueued === 2);
+  c2.mdc.import.forceReconnect();
+  await until('recovery over', () => second.recovery.figures().status === 'COMPLETE');
+  await until('client 1 is back', () => c1.mdc.import.state === 'full');
+  t.equal(second.recovery.figures().evicted, 0, 'nobody was evicted');
+  t.equal(second.mdt.ldlm.namespace.lookupRemote('again-client-1', pr.handle)?.handle, pr.remoteHandle, 'the PR lock is held, under its new cookie');
+  t.equal(second.mdt.ldlm.namespace.locksOf('again-client-1').length, 2, 'and the flock');
+  t.equal(c1.locks.counters.replayed, 2, 'each replayed once it was answered');
+  t.same([...c1.lost, ...c1.refused], [], 'nothing lost');
+  t.equal(c1.locks.lookup(pr.handle), pr);
 });
 
 t.test('TargetRecovery runs lock replays only once no client may still replay a request', async (t) => {

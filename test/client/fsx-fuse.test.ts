@@ -13,13 +13,11 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { mount } from '../../src/client/index.js';
 import { fuseAvailable, startCluster } from '../lib/cluster.js';
-import { prng, seedFrom, type Prng } from '../lib/prng.js';
+import { FILE_MAX, FsxFailure as Failure, ioSize, LOG_TAIL, pattern } from '../lib/fsx.js';
+import { prng, seedFrom } from '../lib/prng.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-/** The file never grows past this (fsx's maxfilelen): big enough for holes and multi-MiB writes. */
-const FILE_MAX = 8 * MiB;
-const LOG_TAIL = 40;
 
 interface Options {
   path: string;
@@ -27,29 +25,6 @@ interface Options {
   otherPath: string;
   ops: number;
   seed: number;
-}
-
-/** Bytes a write puts down: derived from the op number and the file offset, never all zeros. */
-function pattern(op: number, offset: number, length: number): Buffer {
-  const b = Buffer.allocUnsafe(length);
-  const base = (op * 131) & 0xff;
-  for (let i = 0; i < length; i++) b[i] = (base + ((offset + i) % 251) + 1) & 0xff || 0x5a;
-  return b;
-}
-
-/** A size for a write or a read: mostly small, sometimes hundreds of KiB, now and then a few MiB. */
-function ioSize(r: Prng): number {
-  const p = r.next();
-  if (p < 0.75) return 1 + r.int(16 * KiB);
-  if (p < 0.97) return 1 + r.int(256 * KiB);
-  return 1 + r.int(3 * MiB);
-}
-
-/** A difference from the model: what differed, with the seed, and the last operations before it. */
-class Failure extends Error {
-  constructor(message: string, readonly tail: string[]) {
-    super(message);
-  }
 }
 
 /** Runs the exerciser; resolves with counts of what it did, or rejects with the seed and the log tail. */

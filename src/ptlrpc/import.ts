@@ -304,8 +304,18 @@ export class Import {
   #transmit(req: ClientRequest): void {
     const ni = this.#ni;
     const { replyPortal, bulkPortal } = this.#c;
-    req.replyMd ??= ni.attach(replyPortal, { matchBits: req.xid }, { kind: 'sink', maxLength: this.#c.maxReplyBytes, once: true });
+    // Every attempt posts its reply buffer (and a bulk sink) anew, as Lustre's ptl_send_rpc does:
+    // the previous one may be gone without an event. A 'once' MD is unlinked when a message
+    // matches it, and a reply whose sender died mid-payload (a server killed while answering)
+    // never arrives: kept, the dead MD would make every later reply miss, and the request
+    // would wait out its deadline however many times it is resent.
+    req.replyMd?.unlink();
+    req.replyMd = ni.attach(replyPortal, { matchBits: req.xid }, { kind: 'sink', maxLength: this.#c.maxReplyBytes, once: true });
     const bulk = req.options.bulkWrite ?? (req.options.bulkRead !== undefined ? req.options.bulkRead : undefined);
+    if (bulk !== undefined && !Array.isArray(bulk)) {
+      req.bulkMd?.unlink();
+      req.bulkMd = undefined;
+    }
     if (bulk !== undefined && !req.bulkMd) {
       req.bulkMd = Array.isArray(bulk)
         ? ni.attach(bulkPortal, { matchBits: req.xid }, { kind: 'source', buffers: bulk })

@@ -77,6 +77,8 @@ export class FileObject {
   #endHint: number | undefined;
   #endFetch: Promise<void> | undefined;
   readonly #stampStripes = new Set<number>();
+  /** Writes of the file take their locks one at a time (as a kernel's inode lock orders them). */
+  #writeGate: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly ctx: FileContext,
@@ -144,24 +146,43 @@ export class FileObject {
     return release;
   }
 
+  /**
+   * Runs fn after the writes before it (one writer at a time per file): each holds its locks
+   * only for its own call, and many writers each waiting for a lock would take every request
+   * slot of the OSC, which the lock's holder (this client, writing back) needs.
+   */
+  async #serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const before = this.#writeGate;
+    let done!: () => void;
+    this.#writeGate = new Promise<void>((r) => (done = r));
+    await before;
+    try {
+      return await fn();
+    } finally {
+      done();
+    }
+  }
+
   /** Buffers a write (data is copied); waits while the file's or the mount's dirty bound is reached. */
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.#throwError();
     if (data.length === 0) return;
     const n = data.length;
     await this.ctx.dirty.reserve(n);
-    let release: () => void;
-    try {
-      release = await this.#lock(LockMode.PW, offset, n);
-    } catch (err) {
-      this.ctx.dirty.release(n);
-      throw err;
-    }
-    try {
-      this.#buffer(offset, data);
-    } finally {
-      release();
-    }
+    await this.#serialized(async () => {
+      let release: () => void;
+      try {
+        release = await this.#lock(LockMode.PW, offset, n);
+      } catch (err) {
+        this.ctx.dirty.release(n);
+        throw err;
+      }
+      try {
+        this.#buffer(offset, data);
+      } finally {
+        release();
+      }
+    });
     await this.#afterWrite();
   }
 
@@ -170,24 +191,25 @@ export class FileObject {
     this.#throwError();
     const n = data.length;
     await this.ctx.dirty.reserve(n);
-    let release: () => void;
-    try {
-      release = await this.#lock(LockMode.PW, 0, 0, true);
-    } catch (err) {
-      this.ctx.dirty.release(n);
-      throw err;
-    }
-    let at: number;
-    try {
-      at = await this.appendAt(n);
-      if (n > 0) this.#buffer(at, data);
-      else this.ctx.dirty.release(n);
-    } catch (err) {
-      this.ctx.dirty.release(n);
-      throw err;
-    } finally {
-      release();
-    }
+    const at = await this.#serialized(async () => {
+      let release: () => void;
+      try {
+        release = await this.#lock(LockMode.PW, 0, 0, true);
+      } catch (err) {
+        this.ctx.dirty.release(n);
+        throw err;
+      }
+      try {
+        const end = await this.appendAt(n);
+        if (n > 0) this.#buffer(end, data);
+        return end;
+      } catch (err) {
+        this.ctx.dirty.release(n);
+        throw err;
+      } finally {
+        release();
+      }
+    });
     await this.#afterWrite();
     return at;
   }

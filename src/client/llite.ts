@@ -41,6 +41,20 @@ const DIR_PAGE_BYTES = 64 * 1024;
 const VIEWS_MAX = 64;
 /** Lock owners remembered as possibly holding application locks (beyond it, close always asks the MDT). */
 const LOCK_OWNERS_MAX = 65536;
+/**
+ * How long the kernel may keep an entry or attributes that a lock vouches for: the lock's
+ * revocation tells the kernel at once; this bounds what a lost notification could leave.
+ */
+export const LOCKED_VALIDITY_MS = 30_000;
+/**
+ * Whether the kernel keeps a file's pages across opens while extent locks cover them. Off: the
+ * coherency suite saw a new open on one mount read pages from before the other mount's
+ * fsynced overwrite (the revocation's invalidation did not reach them); until that is
+ * understood, each open starts with an empty page cache (open handles still see revocations).
+ */
+const KEEP_CACHE_UNDER_LOCKS = false;
+/** Names remembered per inode for entry invalidations (a file with more links: the rest age out). */
+const NAMES_PER_NODE_MAX = 8;
 
 /** What llite needs of its FUSE session: the kernel's cache invalidations. */
 export interface KernelCache {
@@ -48,7 +62,7 @@ export interface KernelCache {
   invalEntry(parent: number, name: string): Promise<boolean>;
 }
 
-interface Node { fid: string; lookups: number }
+interface Node { fid: string; lookups: number; names?: Array<{ parent: number; name: string }> }
 interface DirHandle { fid: string; base: number; entries: Dirent[]; cookie: string | null; end: boolean }
 
 const nsOf = (seconds: number): bigint => BigInt(Math.round(seconds * 1e6)) * 1000n;
@@ -99,6 +113,19 @@ export class Llite implements FuseOps {
     if (!kernel || nodeid === undefined) return;
     const p = what.kind === 'data' ? kernel.invalInode(nodeid, 0, 0) : kernel.invalInode(nodeid, -1, 0);
     p.catch(() => undefined);
+    if (what.kind === 'attr' && what.lookup) {
+      const node = this.#nodes.get(nodeid);
+      for (const n of node?.names?.splice(0) ?? []) kernel.invalEntry(n.parent, n.name).catch(() => undefined);
+    }
+  }
+
+  /** Validity the kernel may give what `locked` attributes say (0 without locks behind all of it). */
+  #validity(attr: MdtAttr, locked: boolean): number {
+    if (!locked || !this.#kernel) return 0;
+    if ((attr.mode & S_IFMT) !== S_IFREG) return LOCKED_VALIDITY_MS;
+    // A regular file's size and times are the OSTs': their extent locks must be served too.
+    const oscs = [...this.#fs.core.oscNamespaces.values()];
+    return oscs.length > 0 && oscs.every((ns) => ns.active) ? LOCKED_VALIDITY_MS : 0;
   }
 
   /** Open files and directories right now (the mount refuses a plain umount while any is). */
@@ -127,15 +154,25 @@ export class Llite implements FuseOps {
     return view;
   }
 
-  async #entry(fs: FileSystem, attr: MdtAttr): Promise<Entry> {
+  async #entry(fs: FileSystem, attr: MdtAttr, named?: { parent: number; name: string; locked: boolean; entryValid?: boolean }): Promise<Entry> {
     let nodeid = this.#nodeOfFid.get(attr.fid);
     if (nodeid === undefined) {
       nodeid = this.#nextNodeid++;
       this.#nodes.set(nodeid, { fid: attr.fid, lookups: 0 });
       this.#nodeOfFid.set(attr.fid, nodeid);
     }
-    this.#nodes.get(nodeid)!.lookups++;
-    return { nodeid, attr: attrOf(await fs.statOf(attr)), entryTimeoutMs: 0, attrTimeoutMs: 0 };
+    const node = this.#nodes.get(nodeid)!;
+    node.lookups++;
+    const stats = attrOf(await fs.statOf(attr));
+    const validity = named ? this.#validity(attr, named.locked) : 0;
+    if (named && validity > 0 && named.entryValid) {
+      node.names ??= [];
+      if (!node.names.some((n) => n.parent === named.parent && n.name === named.name)) {
+        if (node.names.length >= NAMES_PER_NODE_MAX) node.names.shift();
+        node.names.push({ parent: named.parent, name: named.name });
+      }
+    }
+    return { nodeid, attr: stats, entryTimeoutMs: named?.entryValid ? validity : 0, attrTimeoutMs: validity };
   }
 
   forget(nodeid: number, nlookup: number): void {
@@ -152,14 +189,16 @@ export class Llite implements FuseOps {
 
   async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
     const fs = this.#as(ctx);
-    return this.#entry(fs, await fs.mdc.lookup(this.#fid(parent), name));
+    const r = await fs.core.mdCache.lookup(fs.mdc, this.#fid(parent), name);
+    return this.#entry(fs, r.attr, { parent, name, locked: r.locked });
   }
 
   async getattr(ctx: RequestContext, nodeid: number, fh: number | undefined): Promise<AttrReply> {
     const h = fh !== undefined ? this.#files.get(fh) : undefined;
     if (h) return { attr: attrOf(await h.stat()), attrTimeoutMs: 0 };
     const fs = this.#as(ctx);
-    return { attr: attrOf(await fs.statOf(await fs.mdc.getattr(this.#fid(nodeid)))), attrTimeoutMs: 0 };
+    const r = await fs.core.mdCache.getattr(fs.mdc, this.#fid(nodeid));
+    return { attr: attrOf(await fs.statOf(r.attr)), attrTimeoutMs: this.#validity(r.attr, r.locked) };
   }
 
   async setattr(ctx: RequestContext, nodeid: number, c: SetattrChanges): Promise<AttrReply> {
@@ -242,7 +281,7 @@ export class Llite implements FuseOps {
   #opened(h: FileHandle): OpenReply {
     const fh = this.#nextFh++;
     this.#files.set(fh, h);
-    return { fh, keepCache: this.#cachedUnderLocks(h) };
+    return { fh, keepCache: KEEP_CACHE_UNDER_LOCKS && this.#cachedUnderLocks(h) };
   }
 
   /**

@@ -28,8 +28,12 @@ export function objectResId(o: { seq: number; oid: number }): ResId {
 
 /** What the namespace's user does when a lock goes. */
 export interface NamespaceHooks {
-  /** Before the cancel: make what the lock covers safe to lose (flush dirty data, drop caches). */
-  revoke?(lock: CachedLock): Promise<void>;
+  /**
+   * Before the cancel: make what the lock covers safe to lose (flush dirty data, drop caches).
+   * `wanted`: the lock whose request made the server call this one back (undefined: the LRU,
+   * or the namespace's close, gave it back).
+   */
+  revoke?(lock: CachedLock, wanted: LockDesc | undefined): Promise<void>;
   /** The server evicted this client: these locks are gone without a cancel. */
   lost?(locks: CachedLock[]): void;
   /** A glimpse callback: the LVB of what the lock covers (throw to answer that nothing is known). */
@@ -62,6 +66,8 @@ export class ClientNamespace {
   #supported: boolean | undefined;
   readonly #hooks: NamespaceHooks;
   readonly #cancelling = new Map<bigint, Promise<void>>();
+  /** What each blocking callback asked for, by our handle, until the cancel. */
+  readonly #wanted = new Map<bigint, LockDesc>();
   #closed = false;
 
   constructor(
@@ -73,7 +79,7 @@ export class ClientNamespace {
     this.#hooks = hooks;
     this.cache = new ClientLockCache(name, { now: () => Date.now() });
     this.ldlm = new LdlmClient(imp, CallbackService.of(ni), {
-      blocking: (lock) => this.#onBlocking(lock),
+      blocking: (lock, desc) => this.#onBlocking(lock, desc),
       glimpse: (lock, desc) => {
         if (!this.#hooks.glimpse) throw new LockNamespaceError('ENODATA', 'no glimpse hook');
         return this.#hooks.glimpse(lock, desc);
@@ -104,16 +110,33 @@ export class ClientNamespace {
       this.counters.matched++;
       return hit;
     }
+    return (await this.lockWithReply(resId, type, mode, policy, more))?.cached;
+  }
+
+  /**
+   * An enqueue (no match from the cache) whose lock is then cached and referenced; with the
+   * granted lock as the server answered (an intent's reply buffers and status). The lock may
+   * be on another resource than asked (an MDT lookup replaces the directory's by the child's).
+   */
+  async lockWithReply(resId: ResId, type: LockType, mode: LockMode, policy: Policy | undefined, more: Partial<EnqueueRequest> = {}): Promise<{ cached: CachedLock; lock: ClientLock } | undefined> {
     const granted = await this.enqueue({ resId, type, mode, ...(policy && { policy }), ...more });
     if (!granted) return undefined;
     const cached = this.cache.add({
-      handle: granted.handle, remoteHandle: granted.remoteHandle, resId, type, mode: granted.mode,
+      handle: granted.handle, remoteHandle: granted.remoteHandle, resId: granted.resId, type: granted.type, mode: granted.mode,
       ...(granted.policy && { policy: granted.policy }), flags: granted.flags,
     });
     // Synchronously after the grant: a blocking callback (a later network event, or one riding
     // on the grant, which LdlmClient runs after a setImmediate) finds the lock cached.
     this.cache.addRef(cached, mode);
-    return cached;
+    return { cached, lock: granted };
+  }
+
+  /** Gives an unused cached lock back now (nothing is left to keep it for). */
+  giveBack(lock: CachedLock): Promise<void> {
+    if (this.cache.lookup(lock.handle) !== lock) return Promise.resolve();
+    // As for a blocking callback: no longer matched, cancelled at once or at its last release.
+    const b = this.cache.blocking(lock.handle);
+    return b?.cancelNow ? this.#cancel(b.lock, true) : Promise.resolve();
   }
 
   /** An enqueue outside the cache (FLOCK locks, intents); undefined when the target serves no locks. */
@@ -190,8 +213,9 @@ export class ClientNamespace {
     this.ldlm.close();
   }
 
-  #onBlocking(lock: ClientLock): void {
+  #onBlocking(lock: ClientLock, desc: LockDesc): void {
     const b = this.cache.blocking(lock.handle);
+    if (b) this.#wanted.set(lock.handle, desc);
     if (b === undefined) {
       // A lock the cache never held (one taken with enqueue()): given back at once.
       void this.ldlm.cancel([lock]).catch(() => undefined);
@@ -206,8 +230,9 @@ export class ClientNamespace {
     const p = (async () => {
       try {
         if (!quiet) this.counters.revoked++;
-        await this.#hooks.revoke?.(lock);
+        await this.#hooks.revoke?.(lock, this.#wanted.get(lock.handle));
       } finally {
+        this.#wanted.delete(lock.handle);
         this.cache.remove(lock.handle);
         await this.ldlm.cancel([lock.handle]).catch(() => undefined);
       }

@@ -278,7 +278,7 @@ function fullSpec(s: Partial<LayoutSpec>): LayoutSpec {
   return { stripeCount: s.stripeCount ?? 0, stripeSize: s.stripeSize ?? 0, stripeOffset: s.stripeOffset ?? -1 };
 }
 
-function toMdcError(err: unknown): Error {
+export function toMdcError(err: unknown): Error {
   if (err instanceof PtlrpcError) {
     const code = (err.status !== undefined && mdtErrnoName(err.status)) || err.code;
     return new MdcError(code, `${code}: ${err.message}`, err.status);

@@ -26,7 +26,8 @@ import { Mgc } from './mgc.js';
 import { Osc } from './osc.js';
 import { ClientParams, ParamError, type ClientTunables } from './params.js';
 import { ClientNamespace, NAMESPACE_PARAMS, objectResId } from './locks.js';
-import { ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, type CachedLock, type ResId } from '../ldlm/index.js';
+import { MdCache } from './md-cache.js';
+import { ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, type CachedLock, type LockDesc, type ResId } from '../ldlm/index.js';
 import { fidToString } from '../osd/index.js';
 import { statusError } from '../ptlrpc/index.js';
 import { devOf } from './stats.js';
@@ -97,6 +98,8 @@ export class MountCore {
   /** The lock namespace of each OSC (by OST index); the MDC's is mdcNamespace. */
   readonly oscNamespaces = new Map<number, ClientNamespace>();
   #mdcNamespace: ClientNamespace | undefined;
+  /** Attributes under the MDC's inodebits locks. */
+  readonly mdCache = new MdCache(() => this.#mdcNamespace);
   readonly #objectFids = new Map<string, string>();
   readonly #invalidations: Array<(what: Invalidation) => void> = [];
   readonly dirty: ByteBudget;
@@ -220,10 +223,18 @@ export class MountCore {
     throw statusError(-ELDLM_NO_LOCK_DATA, `object ${fidToString(fidOfResId(resId))}: its size is on the OST`);
   }
 
-  /** An MDC lock goes: the attributes (UPDATE, PERM) or the names (LOOKUP) it protected are stale. */
-  async #revokeMetadata(lock: CachedLock): Promise<void> {
+  /**
+   * An MDC lock goes: the attributes (UPDATE, PERM) it vouched for are stale, and its names
+   * (LOOKUP) when the server wants that bit (a rename or unlink of the name) or the lock goes
+   * for another reason (LRU, eviction). A change in a directory (UPDATE wanted) leaves the
+   * directory's own name alone: the kernel would unhash it under a process using it as its cwd.
+   */
+  async #revokeMetadata(lock: CachedLock, wanted?: LockDesc): Promise<void> {
     const bits = lock.policy && 'bits' in lock.policy ? lock.policy.bits : 0;
-    this.invalidate({ kind: 'attr', fid: fidToString(fidOfResId(lock.resId)), lookup: (bits & InodeBits.LOOKUP) !== 0 });
+    const wantedBits = wanted?.policy && 'bits' in wanted.policy ? wanted.policy.bits : undefined;
+    const name = (bits & InodeBits.LOOKUP) !== 0 && (wantedBits === undefined || (wantedBits & InodeBits.LOOKUP) !== 0);
+    this.mdCache.dropLock(lock);
+    this.invalidate({ kind: 'attr', fid: fidToString(fidOfResId(lock.resId)), lookup: name });
   }
 
   get clientUuid(): string {
@@ -276,7 +287,7 @@ export class MountCore {
       this.#config = config;
       this.#mdc = await Mdc.connect(this.#ni, { nid: mdt.nids[0]!, targetUuid: mdt.uuid, clientUuid: o.clientUuid, ...d, ...(o.cred && { cred: o.cred }) });
       this.#mdcNamespace = new ClientNamespace(`${mdt.uuid.replace(/_UUID$/, '')}-mdc-${this.instance}`, this.#mdc.import, this.#ni, {
-        revoke: async (lock) => this.#revokeMetadata(lock),
+        revoke: async (lock, wanted) => this.#revokeMetadata(lock, wanted),
         lost: (locks) => {
           for (const l of locks) void this.#revokeMetadata(l);
         },

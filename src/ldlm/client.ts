@@ -409,7 +409,8 @@ export class LdlmClient {
       if (remote.length === 0) continue;
       this.counters.cancels += remote.length;
       try {
-        await this.#import.request(Opcode.LDLM_CANCEL, [encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: remote })]);
+        // Urgent: the requests in flight may be waiting on the server for this very cancel.
+        await this.#import.request(Opcode.LDLM_CANCEL, [encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: remote })], { urgent: true });
       } catch (err) {
         // ESTALE: the server had none of them any more (it cancelled them itself): nothing to do.
         if ((err as PtlrpcError).code !== 'ESTALE') throw err;

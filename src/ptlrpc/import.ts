@@ -90,6 +90,11 @@ export interface RequestOptions {
   /** Bytes the server may push with a PUT on the bulk portal (a bulk read). */
   bulkRead?: number;
   deadlineMs?: number;
+  /**
+   * Sent ahead of the queue and beyond maxRpcsInFlight: a lock cancel, which the server may
+   * need before it can answer the requests in flight (they wait for the lock's conflicts).
+   */
+  urgent?: boolean;
 }
 
 export interface Reply {
@@ -239,7 +244,8 @@ export class Import {
       const req = this.#newRequest(opcode, buffers, options, false, resolve, reject);
       req.deadlineMs = options.deadlineMs ?? this.#c.requestDeadlineMs;
       req.deadlineAt = performance.now() + req.deadlineMs;
-      this.#waiting.push(req);
+      if (options.urgent) this.#waiting.unshift(req);
+      else this.#waiting.push(req);
       this.#pump();
     });
   }
@@ -286,7 +292,7 @@ export class Import {
   }
 
   #pump(): void {
-    while (this.state === 'full' && this.#waiting.length > 0 && this.#inFlight < this.#c.maxRpcsInFlight) {
+    while (this.state === 'full' && this.#waiting.length > 0 && (this.#inFlight < this.#c.maxRpcsInFlight || this.#waiting[0]!.options.urgent)) {
       const req = this.#waiting[0]!;
       if (req.options.modifying) {
         const tag = this.#tags.take();

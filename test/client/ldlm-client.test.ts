@@ -136,6 +136,40 @@ t.test('client caching on locks, two mounts', async (t) => {
     t.equal(b.core.mdcNamespace!.counters.enqueues, before, 'a close of an owner that holds nothing asks nothing of the MDT');
   });
 
+  t.test('attributes under inodebits locks, revoked by the other mount', async (t) => {
+    const la = new Llite(a);
+    const told: string[] = [];
+    la.attach({
+      invalInode: async (nodeid, offset = 0) => { told.push(`inode ${nodeid}${offset < 0 ? ' attr' : ''}`); return true; },
+      invalEntry: async (parent, name) => { told.push(`entry ${parent}/${name}`); return true; },
+    });
+    await b.mkdir('/md');
+    await b.writeFile('/md/x', 'x');
+    const dir = await la.lookup(ctx(1), 1, 'md');
+    t.equal(dir.entryTimeoutMs, 0, 'names are not cached');
+    t.ok((await la.getattr(ctx(1), dir.nodeid, undefined)).attrTimeoutMs! > 0, 'a directory\'s attributes under its lock get validity');
+    const x = await la.lookup(ctx(1), dir.nodeid, 'x');
+    t.ok((await la.getattr(ctx(1), x.nodeid, undefined)).attrTimeoutMs! > 0, 'a file\'s too, its data being under extent locks');
+    const before = a.core.mdCache.counters.hits;
+    t.equal((await la.getattr(ctx(1), x.nodeid, undefined)).attr.mode & 0o777, 0o644);
+    t.equal(a.core.mdCache.counters.hits, before + 1, 'getattr served from the attributes the lock vouches for');
+
+    await b.chmod('/md/x', 0o600);
+    await until('the chmod revoked the lock', () => told.includes(`inode ${x.nodeid} attr`));
+    t.equal((await la.getattr(ctx(1), x.nodeid, undefined)).attr.mode & 0o777, 0o600, 'the next getattr asks again');
+
+    await b.rename('/md/x', '/md/y');
+    await until('the rename changed the directory under the lock on it', () => told.includes(`inode ${dir.nodeid} attr`));
+    t.match(await rejection(la.lookup(ctx(1), dir.nodeid, 'x')), { code: 'ENOENT' });
+    t.equal((await la.lookup(ctx(1), dir.nodeid, 'y')).nodeid, x.nodeid, 'the same inode under its new name');
+    await b.writeFile('/md/z', 'z');
+    const after = (await la.getattr(ctx(1), dir.nodeid, undefined)).attr;
+    told.length = 0;
+    await b.unlink('/md/z');
+    await until('the unlink revoked the directory\'s attributes', () => told.includes(`inode ${dir.nodeid} attr`));
+    t.ok((await la.getattr(ctx(1), dir.nodeid, undefined)).attr.mtimeNs >= after.mtimeNs, 'read again after the change');
+  });
+
   t.test('eviction drops the locks and what they covered', async (t) => {
     const h = await a.open('/evict', 'w+');
     await h.write(Buffer.from('abc'), 0, 3, 0);

@@ -82,7 +82,7 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     destroy: async (index, object) => {
       const osp = osps.get(index);
       if (!osp) throw new Error(`OST index ${index} unknown`);
-      await osp.destroy(object);
+      return osp.destroy(object);
     },
   });
   const table = new OpenTable();

@@ -1,7 +1,7 @@
 // The unlink log (Lustre's llog of MDS_UNLINK records, kept by the OSP): OST objects of removed
 // files, to be destroyed on their OSTs. A record is written in the transaction that removes the
 // file, so the two are durable together; it is processed once that transaction's txg is on disk
-// (never for an unlink a crash may still undo); it is removed when the OST acknowledged the
+// (never for an unlink a crash may still undo); it is removed when the OST committed the
 // destroy. After a crash the records left are processed again at start: an object is destroyed
 // at most once more, and a destroy of an object already gone is done (ENOENT), so none is left
 // behind and none is destroyed twice in effect (object ids are never reused on an OST).
@@ -12,8 +12,12 @@ import { fidKey, type Fid, type Osd, type Tx } from '../../osd/index.js';
 import type { StripeObject } from './layout.js';
 
 export interface ObjectDestroyer {
-  /** Destroys the object on OST `ostIndex`; rejects when the OST cannot be reached (retried later). */
-  destroy(ostIndex: number, object: Fid): Promise<void>;
+  /**
+   * Destroys the object on OST `ostIndex`; rejects when the OST cannot be reached (retried
+   * later). It may resolve with `committed`, settled when the OST has the destroy on disk:
+   * the record is removed only then (a rejection leaves it to be processed again).
+   */
+  destroy(ostIndex: number, object: Fid): Promise<void | { committed: Promise<void> }>;
 }
 
 export interface DestroyLogStats {
@@ -29,6 +33,8 @@ export class DestroyLog {
   #retry: NodeJS.Timeout | undefined;
   #stopped = false;
   readonly #inflight = new Set<string>();
+  readonly #committedNames: string[] = [];
+  #removing: Promise<void> | undefined;
 
   constructor(
     private readonly osd: Osd,
@@ -89,24 +95,52 @@ export class DestroyLog {
       await Promise.all(page.entries.map(async (e) => {
         if (this.#inflight.has(e.name)) return;
         this.#inflight.add(e.name);
+        let waiting = false;
         try {
-          await this.destroyer.destroy(parseInt(e.name.slice(0, 8), 16), e.fid);
-          done.push(e.name);
+          const answered = await this.destroyer.destroy(parseInt(e.name.slice(0, 8), 16), e.fid);
           this.stats.destroyed++;
+          if (!answered) done.push(e.name);
+          else {
+            // Its removal waits for the OST's commit, without holding up the other records.
+            waiting = true;
+            answered.committed.then(() => this.#removeLater(e.name), () => {
+              this.stats.failures++;
+              this.#retryLater();
+            }).finally(() => this.#inflight.delete(e.name));
+          }
         } catch {
           this.stats.failures++;
           failed = true;
         } finally {
-          this.#inflight.delete(e.name);
+          if (!waiting) this.#inflight.delete(e.name);
         }
       }));
       if (done.length > 0 && !this.#stopped) await this.#remove(done);
     } while (cookie && !this.#stopped);
-    if (failed && !this.#stopped) {
-      clearTimeout(this.#retry);
-      this.#retry = setTimeout(() => void this.kick(), this.retryMs);
-      this.#retry.unref();
-    }
+    if (failed) this.#retryLater();
+  }
+
+  #retryLater(): void {
+    if (this.#stopped) return;
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => void this.kick(), this.retryMs);
+    this.#retry.unref();
+  }
+
+  /** Records whose destroys the OSTs committed, removed together shortly after. */
+  #removeLater(name: string): void {
+    if (this.#stopped) return;
+    this.#committedNames.push(name);
+    if (this.#removing) return;
+    this.#removing = Promise.resolve().then(async () => {
+      while (this.#committedNames.length > 0 && !this.#stopped) {
+        const names = this.#committedNames.splice(0, 1024);
+        await this.#remove(names).catch(() => {
+          this.stats.failures++;
+          this.#retryLater();
+        });
+      }
+    }).finally(() => (this.#removing = undefined));
   }
 
   async #remove(names: string[]): Promise<void> {
@@ -124,6 +158,7 @@ export class DestroyLog {
     this.#stopped = true;
     clearTimeout(this.#retry);
     await this.#running;
+    await this.#removing;
   }
 }
 

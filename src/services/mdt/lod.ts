@@ -30,8 +30,8 @@ export interface OstSource {
   take(): Fid;
   /** Resolves when an object is available, or rejects (ENOSPC) by the deadline. */
   waitAvailable(timeoutMs: number): Promise<void>;
-  /** Destroys an object on the OST (ENOENT counts as done). */
-  destroy(object: Fid): Promise<void>;
+  /** Destroys an object on the OST (ENOENT counts as done); `committed` settles once the OST committed it. */
+  destroy(object: Fid): Promise<void | { committed: Promise<void> }>;
   /** A replayed create used this object: never hand it (or any below it) out. */
   adopt?(object: Fid): void;
 }

@@ -210,14 +210,33 @@ export class Osp implements OstSource {
     });
   }
 
-  async destroy(object: Fid): Promise<void> {
-    if (!this.#ready || !this.#imp) throw new PtlrpcError('ENOTCONN', `osp ${this.#c.targetUuid} not connected`);
+  /**
+   * Destroys an object. Resolves when the OST answered, with `committed`, which resolves once
+   * the OST has the destroy on disk: as Lustre's osp_sync, the unlink log drops its record only
+   * then, since a destroy the OST answered and lost in a crash would otherwise never be done
+   * again (its object an orphan). Meanwhile the import keeps the destroy to replay; an eviction
+   * (the replay lost) rejects `committed`, and the record is processed again.
+   */
+  async destroy(object: Fid): Promise<{ committed: Promise<void> }> {
+    const imp = this.#imp;
+    if (!this.#ready || !imp) throw new PtlrpcError('ENOTCONN', `osp ${this.#c.targetUuid} not connected`);
+    const evictions = imp.counters.evictions;
+    let transno = 0n;
     try {
-      await this.#imp.request(Opcode.OST_DESTROY, [encodeBody({ seq: object.seq, oid: object.oid })], { modifying: true });
+      transno = (await imp.request(Opcode.OST_DESTROY, [encodeBody({ seq: object.seq, oid: object.oid })], { modifying: true })).transno;
     } catch (err) {
       if ((err as { code?: string }).code !== 'ENOENT') throw err;
     }
     this.counters.destroys++;
+    return { committed: this.#committed(imp, transno, evictions) };
+  }
+
+  async #committed(imp: Import, transno: bigint, evictions: number): Promise<void> {
+    while (imp.lastCommitted < transno) {
+      if (this.#stopped || imp.state === 'closed') throw new PtlrpcError('ESHUTDOWN', `osp ${this.#c.targetUuid} stopped before the OST committed a destroy`);
+      if (imp.counters.evictions !== evictions) throw new PtlrpcError('EIO', `evicted by ${this.#c.targetUuid} before it committed a destroy`);
+      await sleep(COMMIT_POLL_MS);
+    }
   }
 
   stats(): Record<string, unknown> {
@@ -238,3 +257,5 @@ export class Osp implements OstSource {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+/** How often a destroy looks whether the OST committed it (replies and pings bring last_committed). */
+const COMMIT_POLL_MS = 100;

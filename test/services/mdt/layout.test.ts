@@ -176,13 +176,15 @@ t.test('layouts and OST objects against two real OSTs', async (t) => {
     await mdc.unlink(d.fid, 'f');
     await until('OST destroys', async () => !(await Promise.all(objs.map((o) => osts[o.ostIndex]!.osd.exists(o.fid)))).some(Boolean));
     t.pass('both objects destroyed on their OSTs');
-    await until('llog drained', async () => (await mdt.mdt.llog.pending()) === 0);
+    await until('llog drained', async () => (await mdt.mdt.llog.pending()) === 0, 30_000);
     // Open, unlink, close: the objects go at the last close.
     const o = await mdc.open(d.fid, 'held', OpenFlag.CREAT | OpenFlag.RDWR, 0o644, { stripeCount: 2 });
     await mdc.unlink(d.fid, 'held');
     t.ok(await osts[o.layout!.objects[0]!.ostIndex]!.osd.exists(o.layout!.objects[0]!.fid), 'objects live while open');
     await mdc.close(o.handle);
     await until('destroy at last close', async () => !(await osts[o.layout!.objects[0]!.ostIndex]!.osd.exists(o.layout!.objects[0]!.fid)));
+    // A record goes once its OST committed the destroy (pings bring last_committed back).
+    await until('llog drained again', async () => (await mdt.mdt.llog.pending()) === 0, 30_000);
     // An OST down while a file goes: the record waits in the llog, across an MDT restart.
     const g = await mdc.create(d.fid, 'g', 0o644, { stripeCount: 1, stripeOffset: 1 });
     const gObj = (await layoutOf(g.fid)).objects[0]!;

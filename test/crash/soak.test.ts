@@ -52,8 +52,12 @@ const OST1 = 4;
 
 t.setTimeout(Math.max(600_000, CRASHES * 30_000));
 
-// Not in the default run while it still finds a bug (issue 7 stays open): a request in flight at
-// an MDT crash is sometimes never answered (about 2 runs in 7). `npm run test:soak` runs it.
+// Not in the default run while it still finds orphan OST objects (issue 7 stays open): a few
+// (3 in a 20-crash run of seed 11) are left on a crashed OST, probably objects whose precreate
+// the crash lost, destroyed as missing (ENOENT) and then created again by the OSP.
+// `npm run test:soak` runs it (SOAK_STRICT_ORPHANS=1 fails on them). Fixed since: a request in
+// flight at an MDT crash never answered (its reply buffer lost mid-reply), and unlink records
+// dropped before the OST committed their destroys (34 orphans in the same run before).
 const soak = process.env.SOAK === '1' ? t.test.bind(t) : t.skip.bind(t);
 
 soak(`crash soak: ${CLIENTS} clients, ${CRASHES} SIGKILLs of the MDT and OST0000 (SOAK_SEED=${SEED})`, async (t) => {

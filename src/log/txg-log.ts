@@ -29,7 +29,7 @@ import {
 } from './api.js';
 import { LogCorruptError, LogError } from './errors.js';
 import { FAIL, failLoc } from './fail-loc.js';
-import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, segmentName, type RawRecord } from './record.js';
+import { SEGMENT_HEADER_BYTES, encodeRecord, encodeSegmentHeader, parseSegmentName, segmentName, type RawRecord } from './record.js';
 import { scanLog, segmentSizes, type SegmentInfo } from './segments.js';
 
 interface Waiter {
@@ -106,18 +106,12 @@ export class TxgLog {
     await mkdir(dir, { recursive: true });
     const existing = (await readdir(dir)).filter((n) => n.endsWith('.txg'));
     if (existing.length > 0) throw new LogError(`${dir} already holds a txg log`, 'EEXIST');
-    const fh = await open(join(dir, segmentName(firstTxg)), 'wx');
-    try {
-      await fh.write(encodeSegmentHeader(firstTxg), 0, SEGMENT_HEADER_BYTES, 0);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    await fsyncDir(dir);
+    await (await createSegment(dir, firstTxg)).close();
   }
 
   /** Opens a log: replays every record after the checkpoint, cuts a torn tail, then accepts holds. */
   static async open(opts: TxgLogOptions): Promise<TxgLog> {
+    await removeUnfinishedSegments(opts.dir, opts.warn);
     let replayed = 0;
     let outcome = null;
     for await (const item of scanLog(opts.dir, opts.checkpointTxg)) {
@@ -455,10 +449,7 @@ export class TxgLog {
 
   private async rotate(firstTxg: number): Promise<void> {
     const file = join(this.opts.dir, segmentName(firstTxg));
-    const fh = await open(file, 'wx');
-    await fh.write(encodeSegmentHeader(firstTxg), 0, SEGMENT_HEADER_BYTES, 0);
-    await fh.datasync();
-    await fsyncDir(this.opts.dir);
+    const fh = await createSegment(this.opts.dir, firstTxg);
     await this.fh.close();
     this.fh = fh;
     this.segment = { file, firstTxg };
@@ -543,6 +534,39 @@ export async function readCheckpointHint(dir: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+// A segment is born whole: its header is written and made durable under a name no scan reads,
+// then renamed into place. A crash in between leaves only that unfinished file (removed at the
+// next open), never a segment without its header at the log's end.
+const UNFINISHED_SUFFIX = '.new';
+
+async function createSegment(dir: string, firstTxg: number): Promise<FileHandle> {
+  const file = join(dir, segmentName(firstTxg));
+  const unfinished = file + UNFINISHED_SUFFIX;
+  const fh = await open(unfinished, 'w');
+  try {
+    await fh.write(encodeSegmentHeader(firstTxg), 0, SEGMENT_HEADER_BYTES, 0);
+    await fh.datasync();
+    await rename(unfinished, file);
+    await fsyncDir(dir);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  return fh;
+}
+
+async function removeUnfinishedSegments(dir: string, warn?: (msg: string) => void): Promise<void> {
+  let names: string[];
+  try { names = await readdir(dir); } catch { return; } // scanLog names a missing folder
+  const unfinished = names.filter((n) =>
+    n.endsWith(UNFINISHED_SUFFIX) && parseSegmentName(n.slice(0, -UNFINISHED_SUFFIX.length)) !== null);
+  for (const name of unfinished) {
+    await unlink(join(dir, name));
+    warn?.(`txg log: removed ${join(dir, name)}, a segment whose creation a crash interrupted`);
+  }
+  if (unfinished.length > 0) await fsyncDir(dir);
 }
 
 async function fsyncDir(dir: string): Promise<void> {

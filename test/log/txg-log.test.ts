@@ -144,6 +144,30 @@ t.test('a torn tail is cut at every byte offset of the last record; everything b
   await writeFile(file, whole);
 });
 
+t.test('a crash while a segment is being created leaves no headerless segment; the next open goes on', async (t) => {
+  const { dir, log } = await freshLog(t);
+  for (let i = 0; i < 3; i++) await commit(log, { i });
+  await log.close();
+  // What rotate leaves when killed before the rename: the next segment's header, partly written.
+  const header = encodeSegmentHeader(4);
+  for (const cut of [0, 5, header.length]) {
+    const unfinished = join(dir, `${segmentName(4)}.new`);
+    await writeFile(unfinished, header.subarray(0, cut));
+    const warnings: string[] = [];
+    const seen: number[] = [];
+    const reopened = await TxgLog.open({
+      dir, checkpointTxg: 0, warn: (m) => warnings.push(m), replay: (r) => { seen.push(r.txg); },
+    });
+    t.same(seen, [1, 2, 3], `header cut at ${cut}: every record replays`);
+    t.match(warnings.join('\n'), /removed .*0000000000000004\.txg\.new, a segment whose creation a crash interrupted/);
+    t.notOk((await readdir(dir)).some((n) => n.endsWith('.new')), 'the unfinished file is gone');
+    const txg = await commit(reopened, { after: cut });
+    t.equal(txg, 4, 'the log goes on from txg 4');
+    await reopened.close();
+    await writeFile(join(dir, segmentName(1)), (await readFile(join(dir, segmentName(1)))).subarray(0, (await all(dir))[3]!.offset));
+  }
+});
+
 t.test('damage with valid records after it is an error naming file and offset; nothing changes', async (t) => {
   const { dir, log } = await freshLog(t);
   for (let i = 0; i < 3; i++) await commit(log, { i });

@@ -114,10 +114,17 @@ export async function runForeground(opts: DaemonOptions, ready?: (k: Kernel) => 
   ready?.(k);
   const lastMountGone = idle.then(() => k.log.logger.info('the last client mount is gone: this client kernel stops'));
   await Promise.race([server.stopped, signalled, lastMountGone]);
-  await k.stop();
-  await metrics?.close();
-  await server.close();
-  rmSync(paths.pidFile, { force: true });
+  try {
+    await k.stop();
+    await metrics?.close();
+    await server.close();
+  } catch (err) {
+    k.log.logger.error(`stopping: ${(err as Error).message}`);
+    throw err;
+  } finally {
+    // However the stop went, this process is about to exit: the run dir is free again.
+    rmSync(paths.pidFile, { force: true });
+  }
 }
 
 /**

@@ -78,6 +78,13 @@ export async function runForeground(opts: DaemonOptions, ready?: (k: Kernel) => 
   }
   writeFileSync(fd, `${process.pid}\n`);
   closeSync(fd);
+  // Whatever ends this process (an error while stopping, an uncaught one elsewhere), the pid
+  // file it wrote goes with it; one a successor wrote stays.
+  process.once('exit', () => {
+    try {
+      if (Number(readFileSync(paths.pidFile, 'utf8').trim()) === process.pid) rmSync(paths.pidFile, { force: true });
+    } catch { /* already gone */ }
+  });
   let kernel: Kernel | undefined;
   let server: ControlServer | undefined;
   let metrics: { close(): Promise<void> } | undefined;

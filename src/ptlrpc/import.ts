@@ -435,7 +435,9 @@ export class Import {
     this.counters.replies++;
     // A held final ping (recovery) says nothing of the round trip.
     if (req.attempts === 1 && req.flags === 0) this.#rtt.measured(Math.max(now - req.sentAtMs, body.timeout * 1000), now);
-    this.#commit(body.lastCommitted);
+    // A connect reply's last_committed is taken by #connectOnce, once it knows whether the
+    // server still knew us (an eviction voids what it says of our older transnos).
+    if (req.opcode !== this.#c.connectOpcode) this.#commit(body.lastCommitted);
     this.#finish(req);
     if (req.options.modifying && body.status === 0 && body.transno > this.#lastCommitted) {
       this.replayList.add({
@@ -537,9 +539,15 @@ export class Import {
     const reconnected = (reply.body.opFlags & ConnectFlag.RECONNECT) !== 0;
     const recovering = (reply.body.opFlags & ConnectFlag.RECOVERING) !== 0;
     this.#handle = reply.body.handle;
+    // Evicted: the server forgot us, and its last_committed says nothing of what it answered us
+    // before (a transno lost in its crash may be reused since): the eviction comes first, so
+    // that whoever waits for an old transno's commit learns of it before the number moves.
+    const evicted = !first && hadHandle && !reconnected;
+    if (evicted) this.#evicted();
     this.#commit(reply.body.lastCommitted);
-    if (!first && hadHandle && !reconnected) this.#evicted();
-    else if (recovering) {
+    if (evicted) {
+      // nothing of ours to replay or resend
+    } else if (recovering) {
       await this.#replay();
       if (this.state$.value === 'closed') return;
       this.#setState('recover');

@@ -152,6 +152,37 @@ t.test('a silent client is evicted; it learns so, its request fails with EIO, th
   t.pass('a new export serves it again');
 });
 
+t.test('evicted by a restarted server: the eviction is known before its last_committed counts', async (t) => {
+  // A transno the server answered and then lost in its crash may be reused by the new instance:
+  // its last_committed must not vouch for ours. Whoever waits for our commit sees the eviction first.
+  const nodes = await startNodes('lo');
+  t.teardown(() => nodes.stop());
+  const ops = new Map<number, OpHandler<never>>([[Opcode.OST_SETATTR, { modifying: true, handle: () => ({}) }]]);
+  const before = new MemoryReplyStore({ commitIntervalMs: 60_000 }); // never commits in this test
+  t.teardown(() => before.close());
+  const first = new Service(nodes.server, serviceConfig(ops, { replyStore: before as never }));
+  const imp = await Import.connect(nodes.clients[0]!, importConfig(nodes.server, 'client-lost'));
+  t.teardown(() => imp.disconnect());
+  const { transno } = await imp.request(Opcode.OST_SETATTR, [], { modifying: true });
+  t.equal(imp.lastCommitted, 0n, 'answered, not committed');
+  first.stop();
+  // The restarted server went on with other work past our transno, and does not know us.
+  const after = new MemoryReplyStore();
+  for (let i = 0; i < 5; i++) after.finish(after.begin('client-other'), 'client-other', { tag: 1, xid: BigInt(i), transno: BigInt(i + 1), status: 0, buffers: [] });
+  t.ok(after.lastCommitted() > transno, 'its last_committed is past the transno we were given');
+  const second = new Service(nodes.server, serviceConfig(ops, { replyStore: after as never }));
+  t.teardown(() => second.stop());
+  const seenAtEviction: bigint[] = [];
+  imp.state$.subscribe((s) => { if (s === 'evicted') seenAtEviction.push(imp.lastCommitted); });
+  // The next request finds the restarted server (failing with EIO if it was sent before the eviction).
+  await imp.request(Opcode.OST_SETATTR, [], { modifying: true, deadlineMs: 5000 }).catch((err: Error) => t.match(err, { code: 'EIO' }));
+  await until('the eviction', () => seenAtEviction.length > 0, 5000);
+  t.same(seenAtEviction, [0n], 'at the eviction, last_committed still says nothing of our transno');
+  t.equal(imp.counters.evictions, 1);
+  await until('the new last_committed', () => imp.lastCommitted === after.lastCommitted(), 5000);
+  t.pass('then the new instance\'s last_committed is taken');
+});
+
 t.test('no request waits forever', async (t) => {
   const nodes = await startNodes('tcp');
   t.teardown(() => nodes.stop());

@@ -232,9 +232,12 @@ export class Osp implements OstSource {
   }
 
   async #committed(imp: Import, transno: bigint, evictions: number): Promise<void> {
-    while (imp.lastCommitted < transno) {
-      if (this.#stopped || imp.state === 'closed') throw new PtlrpcError('ESHUTDOWN', `osp ${this.#c.targetUuid} stopped before the OST committed a destroy`);
+    for (;;) {
+      // An eviction first: a restarted OST that forgot us may have committed past our transno
+      // with other work while our destroy was lost in its crash.
       if (imp.counters.evictions !== evictions) throw new PtlrpcError('EIO', `evicted by ${this.#c.targetUuid} before it committed a destroy`);
+      if (imp.lastCommitted >= transno) return;
+      if (this.#stopped || imp.state === 'closed') throw new PtlrpcError('ESHUTDOWN', `osp ${this.#c.targetUuid} stopped before the OST committed a destroy`);
       await sleep(COMMIT_POLL_MS);
     }
   }

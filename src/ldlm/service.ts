@@ -47,6 +47,8 @@ import { decodeLdlmRequest, encodeLdlmReply, encodeLdlmRequest, type LdlmRequest
 const BLOCKED_MASK = LockFlag.BLOCK_GRANTED | 0x4 /* BLOCK_CONV */ | LockFlag.BLOCK_WAIT;
 /** LDLM_FL_AST_MASK: flags a callback carries to the client (what it should do with its cache). */
 const AST_MASK = LockFlag.FLOCK_DEADLOCK | LockFlag.DISCARD_DATA;
+/** The longest period between two looks for locks whose blocking callback is overdue. */
+const CHECK_INTERVAL_MAX_MS = 1000;
 /** Cancels one LDLM_CANCEL (or an enqueue's early cancels) may name. */
 export const CANCELS_PER_REQUEST_MAX = 1024;
 
@@ -121,7 +123,7 @@ export class LdlmService {
   };
   readonly namespace: Namespace;
   readonly #c: LdlmServiceConfig;
-  readonly #callbackTimeoutMs: number;
+  readonly #callbackTimeoutMs: number | undefined;
   readonly #timer: NodeJS.Timeout;
   readonly #log: (message: string) => void;
   readonly #gone: Subscription | undefined;
@@ -132,10 +134,10 @@ export class LdlmService {
   constructor(config: LdlmServiceConfig) {
     this.#c = config;
     this.namespace = config.namespace;
-    const lockTimeoutMs = config.namespace.lockTimeoutMs;
-    this.#callbackTimeoutMs = config.callbackTimeoutMs ?? Math.min(LDLM_TIMEOUT_MS, lockTimeoutMs);
+    this.#callbackTimeoutMs = config.callbackTimeoutMs;
     this.#log = config.log ?? (() => {});
-    const intervalMs = config.checkIntervalMs ?? Math.max(10, Math.floor(lockTimeoutMs / 4));
+    // lock_timeout may be lowered while running: the timer looks often enough for any value.
+    const intervalMs = config.checkIntervalMs ?? Math.max(10, Math.min(CHECK_INTERVAL_MAX_MS, Math.floor(config.namespace.lockTimeoutMs / 4)));
     this.#timer = setInterval(() => this.#evictOverdue(), intervalMs);
     this.#timer.unref();
     this.#gone = config.exportsGone$?.subscribe((exp) => this.exportGone(exp.clientUuid));
@@ -370,9 +372,11 @@ export class LdlmService {
       this.exportGone(lock.owner);
       return undefined;
     }
-    exp.reverse ??= new ReverseImport(this.#c.ni, exp, { timeoutMs: this.#callbackTimeoutMs });
+    exp.reverse ??= new ReverseImport(this.#c.ni, exp);
     const body = encodeLdlmRequest({ flags, lockCount: 1, lockDesc: desc, lockHandles: [lock.remoteHandle, lock.handle] });
-    return exp.reverse.request(opcode, [body]);
+    // A callback may take as long as the lock timeout as it is now (ldlm.namespaces.*.lock_timeout).
+    const timeoutMs = this.#callbackTimeoutMs ?? Math.min(LDLM_TIMEOUT_MS, this.namespace.lockTimeoutMs);
+    return exp.reverse.request(opcode, [body], { timeoutMs });
   }
 
   #callbackFailed(lock: Lock, what: string, err: PtlrpcError): void {

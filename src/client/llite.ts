@@ -7,7 +7,9 @@
 // kept across opens while its data is read and written under the OSCs' extent locks, and every
 // lock that goes (blocking callback, LRU, eviction) drops it: the mount's invalidations
 // (MountCore.onInvalidate) become FUSE_NOTIFY_INVAL_INODE / INVAL_ENTRY, sent without waiting
-// (notify.ts: an invalidation may wait for the very request whose op let the lock go).
+// (notify.ts: an invalidation may wait for the very request whose op let the lock go). Reads
+// check the size first (FUSE_AUTO_INVAL_DATA) unless the attributes have a validity, which
+// they get only while this mount's extent locks cover the whole file.
 // Without locks nothing is cached across calls: entries and attributes have no validity and
 // the page cache is dropped at each open.
 //
@@ -106,26 +108,31 @@ export class Llite implements FuseOps {
     this.#kernel = kernel;
   }
 
-  /** Tells the kernel what a lock's going made stale; never awaited (see notify.ts). */
-  #invalidate(what: Invalidation): void {
+  /**
+   * Tells the kernel what a lock's going made stale. Resolves once it dropped the attributes
+   * (an attribute-only invalidation waits for nothing); the pages and names are dropped without
+   * waiting, since that may wait for an op of this mount that waits for the lock (notify.ts).
+   */
+  #invalidate(what: Invalidation): Promise<void> | undefined {
     const kernel = this.#kernel;
     const nodeid = this.#nodeOfFid.get(what.fid);
-    if (!kernel || nodeid === undefined) return;
-    const p = what.kind === 'data' ? kernel.invalInode(nodeid, 0, 0) : kernel.invalInode(nodeid, -1, 0);
-    p.catch(() => undefined);
+    if (!kernel || nodeid === undefined) return undefined;
+    const attrs = kernel.invalInode(nodeid, -1, 0);
+    if (what.kind === 'data') kernel.invalInode(nodeid, 0, 0).catch(() => undefined);
     if (what.kind === 'attr' && what.lookup) {
       const node = this.#nodes.get(nodeid);
       for (const n of node?.names?.splice(0) ?? []) kernel.invalEntry(n.parent, n.name).catch(() => undefined);
     }
+    return attrs.then(() => undefined, () => undefined);
   }
 
   /** Validity the kernel may give what `locked` attributes say (0 without locks behind all of it). */
   #validity(attr: MdtAttr, locked: boolean): number {
     if (!locked || !this.#kernel) return 0;
     if ((attr.mode & S_IFMT) !== S_IFREG) return LOCKED_VALIDITY_MS;
-    // A regular file's size and times are the OSTs': their extent locks must be served too.
-    const oscs = [...this.#fs.core.oscNamespaces.values()];
-    return oscs.length > 0 && oscs.every((ns) => ns.active) ? LOCKED_VALIDITY_MS : 0;
+    // A regular file's size and times are the OSTs': another mount may change them without
+    // touching the MDT, so the kernel keeps them only while extent locks here cover them all.
+    return this.#fs.core.dataCovered(attr.fid) ? LOCKED_VALIDITY_MS : 0;
   }
 
   /** Open files and directories right now (the mount refuses a plain umount while any is). */

@@ -27,7 +27,7 @@ import { Osc } from './osc.js';
 import { ClientParams, ParamError, type ClientTunables } from './params.js';
 import { ClientNamespace, NAMESPACE_PARAMS, objectResId } from './locks.js';
 import { MdCache } from './md-cache.js';
-import { ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, type CachedLock, type LockDesc, type ResId } from '../ldlm/index.js';
+import { ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, LockMode, LockType, OBD_OBJECT_EOF, type CachedLock, type LockDesc, type ResId } from '../ldlm/index.js';
 import { fidToString } from '../osd/index.js';
 import { statusError } from '../ptlrpc/index.js';
 import { devOf } from './stats.js';
@@ -42,6 +42,11 @@ const OSC_RETRY_MS = 1000;
 const FORCED_DISCONNECT_MS = 200;
 /** OST objects whose file this mount remembers (to find what a lock on an object covers). */
 const OBJECT_FIDS_MAX = 65536;
+/**
+ * How long a lock's cancel waits for the kernel to have dropped the attributes the lock vouched
+ * for (an attribute-only invalidation, which blocks on nothing: a bound, not a pace).
+ */
+const INVALIDATE_WAIT_MS = 1000;
 
 /**
  * What a lock's going makes stale: a file's data (and size), its attributes, or (lookup) the
@@ -101,7 +106,9 @@ export class MountCore {
   /** Attributes under the MDC's inodebits locks. */
   readonly mdCache = new MdCache(() => this.#mdcNamespace);
   readonly #objectFids = new Map<string, string>();
-  readonly #invalidations: Array<(what: Invalidation) => void> = [];
+  /** The objects of files whose layout this mount read (dataCovered), as many as objectFids. */
+  readonly #layouts = new Map<string, ReadonlyArray<{ ostIndex: number; seq: number; oid: number }>>();
+  readonly #invalidations: Array<(what: Invalidation) => Promise<void> | void> = [];
   readonly dirty: ByteBudget;
   readonly readAhead: ByteBudget;
   readonly files = new Map<string, FileObject>();
@@ -173,7 +180,7 @@ export class MountCore {
   }
 
   /** Calls fn with what each revoked or lost lock made stale (llite tells the kernel). */
-  onInvalidate(fn: (what: Invalidation) => void): () => void {
+  onInvalidate(fn: (what: Invalidation) => Promise<void> | void): () => void {
     this.#invalidations.push(fn);
     return () => {
       const i = this.#invalidations.indexOf(fn);
@@ -181,19 +188,32 @@ export class MountCore {
     };
   }
 
-  invalidate(what: Invalidation): void {
+  /**
+   * Tells every listener what a lock's going made stale. Resolves when what they wait for is
+   * done (llite: the kernel dropped the attributes; the pages go later), INVALIDATE_WAIT_MS at most.
+   */
+  invalidate(what: Invalidation): Promise<void> {
+    const failed = (err: unknown) => this.#log('warn', `invalidation of ${JSON.stringify(what)} failed: ${(err as Error).message}`);
+    const pending: Promise<void>[] = [];
     for (const fn of this.#invalidations) {
       try {
-        fn(what);
+        const done = fn(what);
+        if (done) pending.push(done.catch(failed));
       } catch (err) {
-        this.#log('warn', `invalidation of ${JSON.stringify(what)} failed: ${(err as Error).message}`);
+        failed(err);
       }
     }
+    if (pending.length === 0) return Promise.resolve();
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, INVALIDATE_WAIT_MS)));
+    return Promise.race([Promise.all(pending).then(() => undefined), bound]).finally(() => clearTimeout(timer));
   }
 
   /** Remembers which file the objects of a layout belong to (a lock on an object then finds its file). */
   noteLayout(fid: string, layout: { objects: Array<{ ostIndex: number; seq: number; oid: number }> } | undefined): void {
     if (!layout) return;
+    if (this.#layouts.size >= OBJECT_FIDS_MAX && !this.#layouts.has(fid)) this.#layouts.delete(this.#layouts.keys().next().value!);
+    this.#layouts.set(fid, layout.objects);
     for (const o of layout.objects) {
       const key = objectKey(o.ostIndex, objectResId(o));
       if (this.#objectFids.get(key) === fid) continue;
@@ -202,13 +222,30 @@ export class MountCore {
     }
   }
 
+  /**
+   * Whether this mount holds, on every object of the file, an extent lock covering all of it
+   * (PR or PW): then no other client can change the file's size or data without revoking one
+   * of them, which tells the kernel (invalidate). False for a file whose layout is not known here.
+   */
+  dataCovered(fid: string): boolean {
+    const objects = this.files.get(fid)?.layout?.objects ?? this.#layouts.get(fid);
+    if (!objects) return false;
+    return objects.every((o) => {
+      const ns = this.oscNamespaces.get(o.ostIndex);
+      return ns?.active === true &&
+        ns.cache.match(objectResId(o), LockType.EXTENT, LockMode.PR, { extent: { start: 0n, end: OBD_OBJECT_EOF } }) !== undefined;
+    });
+  }
+
   /** An OSC's lock on an object goes: its file's dirty data is written back, cached data dropped, the kernel told. */
   async #revokeData(ostIndex: number, lock: CachedLock, writeBack: boolean): Promise<void> {
     const fid = this.#objectFids.get(objectKey(ostIndex, lock.resId));
     if (fid === undefined) return;
     const file = this.files.get(fid);
     if (file) await file.revoke(writeBack);
-    this.invalidate({ kind: 'data', fid });
+    // Before the cancel: once the other client's request is granted, this kernel must not
+    // answer a stat or a read past the old end from the attributes the lock vouched for.
+    await this.invalidate({ kind: 'data', fid });
   }
 
   /**
@@ -234,7 +271,7 @@ export class MountCore {
     const wantedBits = wanted?.policy && 'bits' in wanted.policy ? wanted.policy.bits : undefined;
     const name = (bits & InodeBits.LOOKUP) !== 0 && (wantedBits === undefined || (wantedBits & InodeBits.LOOKUP) !== 0);
     this.mdCache.dropLock(lock);
-    this.invalidate({ kind: 'attr', fid: fidToString(fidOfResId(lock.resId)), lookup: name });
+    await this.invalidate({ kind: 'attr', fid: fidToString(fidOfResId(lock.resId)), lookup: name });
   }
 
   get clientUuid(): string {

@@ -198,6 +198,10 @@ export class CallbackService {
       this.counters.dropped++;
       return;
     }
+    // A blocking callback is answered on arrival, not when a handler slot frees: the slots may
+    // all be taken by glimpses and completions that wait on flushes, and the server evicts a
+    // client whose answer takes longer than its lock timeout. Its flush and cancel queue up.
+    if (opcode === Opcode.LDLM_BL_CALLBACK) this.#reply(e, body, 0);
     this.#queue.push({ e, body, request, lvb: buffers[1], owner });
     this.#pump();
   }
@@ -221,10 +225,9 @@ export class CallbackService {
     };
     switch (body.opcode) {
       case Opcode.LDLM_BL_CALLBACK:
+        // Answered on arrival (#receive): the owner's flush may take long, and the server only
+        // needs to know that the request arrived (the cancel tells it the rest).
         this.counters.blocking++;
-        // Answered first: the owner's flush may take long, and the server only needs to know
-        // that the request arrived (the cancel tells it the rest).
-        this.#reply(e, body, 0);
         void this.#call(() => owner.handlers.blocking(info));
         return;
       case Opcode.LDLM_CP_CALLBACK: {

@@ -376,7 +376,7 @@ export class LdlmService {
     const body = encodeLdlmRequest({ flags, lockCount: 1, lockDesc: desc, lockHandles: [lock.remoteHandle, lock.handle] });
     // A callback may take as long as the lock timeout as it is now (ldlm.namespaces.*.lock_timeout).
     const timeoutMs = this.#callbackTimeoutMs ?? Math.min(LDLM_TIMEOUT_MS, this.namespace.lockTimeoutMs);
-    return exp.reverse.request(opcode, [body], { timeoutMs });
+    return exp.reverse.request(opcode, [body], { timeoutMs, urgent: opcode === Opcode.LDLM_BL_CALLBACK });
   }
 
   #callbackFailed(lock: Lock, what: string, err: PtlrpcError): void {

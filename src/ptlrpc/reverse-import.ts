@@ -42,6 +42,11 @@ export const REVERSE_REPLY_BYTES_MAX = 16 * 1024;
 export interface ReverseRequestOptions {
   /** How long to wait for the reply, from the call: LDLM_TIMEOUT_MS by default. */
   timeoutMs?: number;
+  /**
+   * Sent at once, not behind the callbacks in flight (a blocking callback, which the client
+   * answers on arrival: its timer runs from the call, and slow glimpses must not eat it).
+   */
+  urgent?: boolean;
 }
 
 export interface ReverseImportConfig {
@@ -148,6 +153,10 @@ export class ReverseImport {
         resolve, reject,
       };
       req.timer = setTimeout(() => this.#expire(req), timeoutMs);
+      if (options.urgent) {
+        this.#send(req);
+        return;
+      }
       this.#waiting.push(req);
       this.#pump();
     });

@@ -177,7 +177,7 @@ t.test('client caching on locks, two mounts', async (t) => {
     const ost1 = a.core.oscNamespaces.get(1)!;
     await until('the writer holds an extent lock', () => ost0.cache.locks().length + ost1.cache.locks().length > 0);
     const seen: string[] = [];
-    const off = a.core.onInvalidate((w) => seen.push(w.kind));
+    const off = a.core.onInvalidate((w) => { seen.push(w.kind); });
     // Both OSTs forget the client; its imports learn it when they reconnect.
     for (const target of tfs.targets.slice(1)) {
       for (const r of target.running) for (const s of r.services) s.evict(a.core.clientUuid, 'the test evicts it');

@@ -151,6 +151,12 @@ export class FuseSession {
   private readonly inFlight = new Map<bigint, InFlight>();
   private readonly earlyInterrupts = new Set<bigint>();
   private readonly notifier: Notifier;
+  /**
+   * Attribute-only INVAL_INODE (offset < 0) on a thread of their own: the kernel drops the
+   * attributes without locking a page or a directory, so they never wait behind a notification
+   * blocked on pages (the other thread's), and a caller may await them from anywhere.
+   */
+  private readonly attrNotifier: Notifier;
   private readonly log: Logger;
   private readonly o: Required<Omit<SessionOptions, 'logger' | 'debug'>> & Pick<SessionOptions, 'debug'>;
   private initDone!: (err?: Error) => void;
@@ -174,6 +180,7 @@ export class FuseSession {
     };
     this.fd = openSync('/dev/fuse', 'r+');
     this.notifier = new Notifier(this.fd);
+    this.attrNotifier = new Notifier(this.fd);
     this.initialized = new Promise((res, rej) => { this.initDone = (e) => (e ? rej(e) : res()); });
     this.initialized.catch(() => {});
     this.closed = new Promise((r) => { this.resolveClosed = r; });
@@ -248,7 +255,7 @@ export class FuseSession {
     if (!Number.isSafeInteger(nodeid) || nodeid < 1 || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
       return Promise.reject(fuseError('EINVAL', `invalInode(${nodeid}, ${offset}, ${length}): not a nodeid and a range`));
     }
-    return this.notify(encodeNotifyInvalInode(nodeid, offset, length));
+    return this.notify(encodeNotifyInvalInode(nodeid, offset, length), offset < 0 ? this.attrNotifier : this.notifier);
   }
 
   /**
@@ -266,9 +273,9 @@ export class FuseSession {
     return this.notify(encodeNotifyInvalEntry(parent, bytes));
   }
 
-  private async notify(message: Buffer): Promise<boolean> {
+  private async notify(message: Buffer, via: Notifier = this.notifier): Promise<boolean> {
     if (!this.fdOpen) return false;
-    const code = await this.notifier.send(message);
+    const code = await via.send(message);
     if (code === null) {
       this.stats.invalidations++;
       return true;
@@ -294,9 +301,9 @@ export class FuseSession {
     for (const f of this.inFlight.values()) { clearTimeout(f.timer); f.abort.abort(); }
     this.inFlight.clear();
     this.initDone(new Error(`FUSE connection ended before INIT (${reason})`));
-    // The fd is closed once the notifier's thread is gone: a notification it still had queued
-    // must never be written to whatever file reuses the fd's number.
-    void this.notifier.close()
+    // The fd is closed once the notifiers' threads are gone: a notification one still had
+    // queued must never be written to whatever file reuses the fd's number.
+    void Promise.all([this.notifier.close(), this.attrNotifier.close()])
       .then(() => this.closeFd())
       .then(() => this.runDestroy())
       .finally(() => this.resolveClosed());

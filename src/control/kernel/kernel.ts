@@ -222,8 +222,11 @@ export class Kernel implements KernelView {
         session = await FuseSession.mount(at, llite, {
           fsName: spec, subtype: 'lustre', maxWriteBytes: CLIENT_IO_BYTES, maxReadaheadBytes: CLIENT_IO_BYTES,
           attrTimeoutMs: 0, entryTimeoutMs: 0, allowOther: true, defaultPermissions: true, logger,
-          // llite drops the page cache at each open: a GETATTR before every read buys nothing.
-          autoInvalData: false,
+          // The kernel asks for the size before reading cached pages, unless llite gave the
+          // attributes a validity (extent locks cover the whole file): another client's truncate
+          // that revokes none of this mount's locks is seen at the next read, as Lustre's
+          // glimpse before a read sees it.
+          autoInvalData: true,
         });
       } catch (err) {
         await fs.umount({ force: true }).catch(() => undefined);

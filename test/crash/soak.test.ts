@@ -12,9 +12,8 @@
 //   - every file's layout names OST objects that exist with the sizes its file size gives each
 //     stripe; every object an OST holds up to the MDT's last used object (lov_objid) belongs to
 //     a file or waits in the MDT's unlink log (no orphans); objects above are precreated.
-// SOAK_SEED reproduces the choices (not the timing); SOAK_CRASHES sets the number of crashes;
-// SOAK_STRICT_ORPHANS=1 fails on orphan OST objects (a known gap, otherwise only counted);
-// SOAK_TARGETS=mdt or ost crashes only that kernel; SOAK_DURING_RECOVERY=0.3 lets that share of
+// In the default test run with 20 crashes. SOAK_SEED reproduces the choices (not the timing);
+// SOAK_CRASHES sets the number of crashes (unbounded); SOAK_TARGETS=mdt or ost crashes only that kernel; SOAK_DURING_RECOVERY=0.3 lets that share of
 // the crashes hit the recovery of the one before; SOAK_VERBOSE=1 prints the timeline. A
 // failing run keeps its run dir (devices, kernel logs) and writes what it found to findings.md
 // there (each differing path's operation history, the kernels' logs on the soak's clock, the
@@ -52,15 +51,11 @@ const OST1 = 4;
 
 t.setTimeout(Math.max(600_000, CRASHES * 30_000));
 
-// Not in the default run while it still finds orphan OST objects (issue 7 stays open): a few
-// (3 in a 20-crash run of seed 11) are left on a crashed OST, probably objects whose precreate
-// the crash lost, destroyed as missing (ENOENT) and then created again by the OSP.
-// `npm run test:soak` runs it (SOAK_STRICT_ORPHANS=1 fails on them). Fixed since: a request in
-// flight at an MDT crash never answered (its reply buffer lost mid-reply), and unlink records
-// dropped before the OST committed their destroys (34 orphans in the same run before).
-const soak = process.env.SOAK === '1' ? t.test.bind(t) : t.skip.bind(t);
-
-soak(`crash soak: ${CLIENTS} clients, ${CRASHES} SIGKILLs of the MDT and OST0000 (SOAK_SEED=${SEED})`, async (t) => {
+// What it found and was fixed: a request in flight at an MDT crash never answered (its reply
+// buffer lost mid-reply); unlink records dropped before the OST committed their destroys; and a
+// destroy the OST answered, then lost in its crash, taken for committed once the restarted OST
+// (which evicted the MDT) had committed past its transno with other work (orphan objects).
+t.test(`crash soak: ${CLIENTS} clients, ${CRASHES} SIGKILLs of the MDT and OST0000 (SOAK_SEED=${SEED})`, async (t) => {
   t.comment(`seed ${SEED} (SOAK_SEED=${SEED} repeats the choices)`);
   const port = await freePort();
   const root = await mkdtemp(join(tmpdir(), 'soak-'));
@@ -310,16 +305,15 @@ soak(`crash soak: ${CLIENTS} clients, ${CRASHES} SIGKILLs of the MDT and OST0000
   }
   if (problems.length > 0) await dump('the namespace and the OST objects disagree', problems.slice(0, 50));
   t.same(problems.slice(0, 50), [], 'every layout\'s objects exist with matching sizes; none is in two layouts or waits for destruction');
-  // Orphans (objects nothing references, below lov_objid) are a known gap: creates lost in a
-  // crash can leave some that nothing cleans yet (Lustre's LFSCK would). They waste space,
-  // never data; SOAK_STRICT_ORPHANS=1 makes them fail the test.
-  if (orphans.length > 0) {
-    if (process.env.SOAK_STRICT_ORPHANS) {
-      await dump('orphan OST objects', orphans.slice(0, 50));
-      t.same(orphans.slice(0, 50), [], 'no orphan objects');
-    }
-    else t.comment(`known gap: ${orphans.length} orphan OST object(s) below lov_objid (SOAK_STRICT_ORPHANS=1 fails on them)`);
-  } else t.pass('no orphan objects');
+  // Orphans: objects nothing references, below lov_objid. A crash that hits the recovery of the
+  // one before (SOAK_DURING_RECOVERY) can leave some that nothing cleans yet (Lustre's LFSCK
+  // would): only then are they counted rather than failed.
+  if (orphans.length > 0 && DURING_RECOVERY > 0) {
+    t.comment(`known gap with crashes during recovery: ${orphans.length} orphan OST object(s) below lov_objid`);
+  } else {
+    if (orphans.length > 0) await dump('orphan OST objects', orphans.slice(0, 50));
+    t.same(orphans.slice(0, 50), [], 'no orphan objects');
+  }
   t.comment(`OST objects: ${referenced.size} in layouts, ${mdt.unlinkLog.size} waiting in the unlink log, ${precreated} precreated beyond lov_objid`);
 });
 

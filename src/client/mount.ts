@@ -46,7 +46,7 @@ const OBJECT_FIDS_MAX = 65536;
  * How long a lock's cancel waits for the kernel to have dropped the attributes the lock vouched
  * for (an attribute-only invalidation, which blocks on nothing: a bound, not a pace).
  */
-const INVALIDATE_WAIT_MS = 1000;
+const INVALIDATE_WAIT_MS = 5000;
 
 /**
  * What a lock's going makes stale: a file's data (and size), its attributes, or (lookup) the

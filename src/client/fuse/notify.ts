@@ -83,6 +83,11 @@ export class Notifier {
     if (w) await w.terminate();
   }
 
+  /** Starts the thread ahead of the first notification (a thread's start may take long on a busy machine). */
+  warm(): void {
+    if (!this.closed) this.start();
+  }
+
   private start(): Worker {
     if (this.worker) return this.worker;
     const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { fd: this.fd } });

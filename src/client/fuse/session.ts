@@ -181,6 +181,8 @@ export class FuseSession {
     this.fd = openSync('/dev/fuse', 'r+');
     this.notifier = new Notifier(this.fd);
     this.attrNotifier = new Notifier(this.fd);
+    // Waited for while a lock is given back: its thread is up before the first one.
+    this.attrNotifier.warm();
     this.initialized = new Promise((res, rej) => { this.initDone = (e) => (e ? rej(e) : res()); });
     this.initialized.catch(() => {});
     this.closed = new Promise((r) => { this.resolveClosed = r; });

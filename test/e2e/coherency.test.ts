@@ -11,8 +11,7 @@
 //
 // The file operations run from this process (node:fs/promises; the FUSE daemons are the client
 // kernels, other processes) and from child processes (python3 for flock/fcntl/O_APPEND, the
-// everyday tools). LUSTRE_COHERENCY_SEED sets the seed of the randomized parts. Subtests that
-// Some cases come
+// everyday tools). LUSTRE_COHERENCY_SEED sets the seed of the randomized parts. Some cases come
 // twice: with the writer's fsync (what holds without locks) and without (what locks give).
 //
 // Needs /dev/fuse and root; skipped otherwise.

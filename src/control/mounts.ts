@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { alive } from './rundir.js';
 
 export function registryDir(): string {
   const uid = process.getuid?.() ?? 0;
@@ -28,14 +29,6 @@ export function unregisterMount(mountpoint: string): void {
   rmSync(entryOf(mountpoint), { force: true });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 export interface MountEntry { mountpoint: string; rundir: string; pid: number }
 

@@ -69,3 +69,22 @@ export function readLNetSettings(nodeRundir: string): LNetSettings | undefined {
   } catch { /* none */ }
   return undefined;
 }
+
+/**
+ * Whether process `pid` still runs. A killed daemon stays a zombie until whoever adopted it
+ * reaps it (a container's init may take its time): it holds nothing any more, so it counts as gone.
+ */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT'; // gone meanwhile; no /proc: kill(0) is all there is
+  }
+  return stat[stat.lastIndexOf(')') + 2] !== 'Z';
+}

@@ -4,6 +4,7 @@
 // run dir; see rundir.ts): it exits by itself once its mount is gone.
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { alive } from '../rundir.js';
 import type { LevelWithSilent } from 'pino';
 import { ControlClient } from '../control-client.js';
 import { startMetrics } from '../params/index.js';
@@ -42,14 +43,6 @@ export function holder(rundir: string): number | undefined {
   return undefined;
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Refuses when a kernel already holds the run dir, naming it. */
 export async function refuseIfRunning(rundir: string): Promise<void> {

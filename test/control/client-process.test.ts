@@ -8,6 +8,7 @@
 // unmounted from outside (umount -l) exits by itself, and lustre.kernel stop stops a node's
 // client kernels with it.
 import t from 'tap';
+import { alive } from '../../src/control/rundir.js';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -20,9 +21,6 @@ import { freePort, until } from '../lib/net.js';
 import { patternBytes } from '../lib/prng.js';
 import { runTool, type ToolResult } from '../lib/tools.js';
 
-const alive = (pid: number): boolean => {
-  try { process.kill(pid, 0); return true; } catch { return false; }
-};
 const mounted = (path: string): boolean => readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === path);
 /** Session id and process group of a process (fields 6 and 5 of /proc/PID/stat). */
 const sessionOf = (pid: number): { pgrp: number; session: number } => {

@@ -5,6 +5,7 @@
 // a kernel killed with SIGKILL that starts again and serves; control requests that are
 // malformed, of another version, from another user, or to no kernel at all.
 import t from 'tap';
+import { alive } from '../../src/control/rundir.js';
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -21,9 +22,6 @@ import { patternBytes } from '../lib/prng.js';
 import { runTool, type ToolResult } from '../lib/tools.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-const alive = (pid: number): boolean => {
-  try { process.kill(pid, 0); return true; } catch { return false; }
-};
 
 t.test('three kernels: start, mount, lctl, umount/mount, forced umount, SIGKILL and stop', async (t) => {
   const port = await freePort();

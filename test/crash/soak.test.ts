@@ -19,6 +19,7 @@
 // there (each differing path's operation history, the kernels' logs on the soak's clock, the
 // crash timeline), and appends it to the file SOAK_FINDINGS names, if set.
 import t from 'tap';
+import { alive } from '../../src/control/rundir.js';
 import { readFileSync } from 'node:fs';
 import { appendFile, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -149,7 +150,7 @@ t.test(`crash soak: ${CLIENTS} clients, ${CRASHES} SIGKILLs of the MDT and OST00
     process.kill(pid, 'SIGKILL');
     note(`crash ${i + 1}: SIGKILL ${k === MDT ? 'MDT' : 'OST0000'} kernel (pid ${pid})`);
     await until(`kernel ${k} is gone`, () => {
-      try { process.kill(pid, 0); return false; } catch { return true; }
+      return !alive(pid);
     });
     crashCounts[k]!++;
     await startKernel(k);

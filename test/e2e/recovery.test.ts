@@ -6,6 +6,7 @@
 // Then: a client that does not come back is evicted when the window closes while another
 // recovers (replay-dual), and abort_recov evicts everyone (their uncommitted work is gone).
 import t, { type Test } from 'tap';
+import { alive } from '../../src/control/rundir.js';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -60,7 +61,7 @@ async function rig(t: Test, fsname: string): Promise<Rig> {
   const kill = async (k: number) => {
     process.kill(pidOf(k), 'SIGKILL');
     await until(`kernel ${k} is gone`, () => {
-      try { process.kill(pidOf(k), 0); return false; } catch { return true; }
+      return !alive(pidOf(k));
     });
   };
   const crash = async (k: number, device: string, options?: string) => {

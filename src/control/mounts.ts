@@ -29,7 +29,6 @@ export function unregisterMount(mountpoint: string): void {
   rmSync(entryOf(mountpoint), { force: true });
 }
 
-
 export interface MountEntry { mountpoint: string; rundir: string; pid: number }
 
 /** The registry's entries whose kernel is alive. */

@@ -7,7 +7,7 @@
 // node's: RUNDIR/clients/<short hash of the mount point>/. The node's kernel records the LNet
 // settings its client kernels take (its NID and acceptor port) in RUNDIR/lnet.json.
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { CONTROL_SOCKET, LOG_FILE, PID_FILE } from './protocol.js';
@@ -80,11 +80,12 @@ export function alive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+  if (!existsSync('/proc/self/stat')) return true; // no /proc: kill(0) is all there is
   let stat: string;
   try {
     stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code !== 'ENOENT'; // gone meanwhile; no /proc: kill(0) is all there is
+  } catch {
+    return false; // gone meanwhile
   }
   return stat[stat.lastIndexOf(')') + 2] !== 'Z';
 }

@@ -43,7 +43,6 @@ export function holder(rundir: string): number | undefined {
   return undefined;
 }
 
-
 /** Refuses when a kernel already holds the run dir, naming it. */
 export async function refuseIfRunning(rundir: string): Promise<void> {
   const pid = holder(rundir);

@@ -6,8 +6,9 @@
 // Caching follows the locks (when the targets serve them): the kernel's page cache of a file is
 // kept across opens while its data is read and written under the OSCs' extent locks, and every
 // lock that goes (blocking callback, LRU, eviction) drops it: the mount's invalidations
-// (MountCore.onInvalidate) become FUSE_NOTIFY_INVAL_INODE / INVAL_ENTRY, sent without waiting
-// (notify.ts: an invalidation may wait for the very request whose op let the lock go). Reads
+// (MountCore.onInvalidate) become FUSE_NOTIFY_INVAL_INODE / INVAL_ENTRY: the lock goes back once
+// the kernel dropped the attributes; pages and names are dropped without waiting (notify.ts: such
+// an invalidation may wait for the very request whose op let the lock go). Reads
 // check the size first (FUSE_AUTO_INVAL_DATA) unless the attributes have a validity, which
 // they get only while this mount's extent locks cover the whole file.
 // Without locks nothing is cached across calls: entries and attributes have no validity and

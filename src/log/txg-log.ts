@@ -106,7 +106,7 @@ export class TxgLog {
     await mkdir(dir, { recursive: true });
     const existing = (await readdir(dir)).filter((n) => n.endsWith('.txg'));
     if (existing.length > 0) throw new LogError(`${dir} already holds a txg log`, 'EEXIST');
-    await (await createSegment(dir, firstTxg)).close();
+    await (await createSegment(dir, firstTxg)).fh.close();
   }
 
   /** Opens a log: replays every record after the checkpoint, cuts a torn tail, then accepts holds. */
@@ -448,8 +448,7 @@ export class TxgLog {
   }
 
   private async rotate(firstTxg: number): Promise<void> {
-    const file = join(this.opts.dir, segmentName(firstTxg));
-    const fh = await createSegment(this.opts.dir, firstTxg);
+    const { fh, file } = await createSegment(this.opts.dir, firstTxg);
     await this.fh.close();
     this.fh = fh;
     this.segment = { file, firstTxg };
@@ -541,7 +540,7 @@ export async function readCheckpointHint(dir: string): Promise<number> {
 // next open), never a segment without its header at the log's end.
 const UNFINISHED_SUFFIX = '.new';
 
-async function createSegment(dir: string, firstTxg: number): Promise<FileHandle> {
+async function createSegment(dir: string, firstTxg: number): Promise<{ fh: FileHandle; file: string }> {
   const file = join(dir, segmentName(firstTxg));
   const unfinished = file + UNFINISHED_SUFFIX;
   const fh = await open(unfinished, 'w');
@@ -554,7 +553,7 @@ async function createSegment(dir: string, firstTxg: number): Promise<FileHandle>
     await fh.close();
     throw err;
   }
-  return fh;
+  return { fh, file };
 }
 
 async function removeUnfinishedSegments(dir: string, warn?: (msg: string) => void): Promise<void> {

@@ -545,14 +545,12 @@ export class Import {
     const evicted = !first && hadHandle && !reconnected;
     if (evicted) this.#evicted();
     this.#commit(reply.body.lastCommitted);
-    if (evicted) {
-      // nothing of ours to replay or resend
-    } else if (recovering) {
+    if (!evicted && recovering) {
       await this.#replay();
       if (this.state$.value === 'closed') return;
       this.#setState('recover');
       for (const req of [...this.#sent.values()]) if (!req.control) this.#transmit(req);
-    } else if (!first) {
+    } else if (!evicted && !first) {
       this.#setState('recover');
       for (const req of [...this.#sent.values()]) if (!req.control) this.#transmit(req);
     }

@@ -7,8 +7,12 @@
 // kept across opens while its data is read and written under the OSCs' extent locks, and every
 // lock that goes (blocking callback, LRU, eviction) drops it: the mount's invalidations
 // (MountCore.onInvalidate) become FUSE_NOTIFY_INVAL_INODE / INVAL_ENTRY: the lock goes back once
-// the kernel dropped the attributes; pages and names are dropped without waiting (notify.ts: such
-// an invalidation may wait for the very request whose op let the lock go). Reads
+// the kernel dropped the attributes and, unless this mount has a READ or WRITE of the file
+// running, its pages. A running READ or WRITE holds page locks that the invalidation waits for,
+// and may itself wait for a lock that waits for ours (notify.ts): then the pages, like names,
+// are dropped without waiting. Waiting matters: each INVAL_INODE makes the kernel discard the
+// attributes of any GETATTR already sent, and a read would then go by the old size (a read
+// past the old end of a file the other mount had just extended returned 0 bytes). Reads
 // check the size first (FUSE_AUTO_INVAL_DATA) unless the attributes have a validity, which
 // they get only while this mount's extent locks cover the whole file.
 // Without locks nothing is cached across calls: entries and attributes have no validity and
@@ -92,6 +96,10 @@ export class Llite implements FuseOps {
   readonly #views = new Map<string, FileSystem>();
   /** Owners that may hold application locks, by `${nodeid}:${owner}`. */
   readonly #lockOwners = new Set<string>();
+  /** READs and WRITEs running, by nodeid. */
+  readonly #ioRunning = new Map<number, number>();
+  /** Invalidations waiting for the pages of a nodeid, to stop waiting when a READ or WRITE of it starts. */
+  readonly #ioWaiters = new Map<number, Set<() => void>>();
   #kernel: KernelCache | undefined;
   #nextNodeid = FUSE_ROOT_ID + 1;
   #nextFh = 1;
@@ -111,20 +119,57 @@ export class Llite implements FuseOps {
 
   /**
    * Tells the kernel what a lock's going made stale. Resolves once it dropped the attributes
-   * (an attribute-only invalidation waits for nothing); the pages and names are dropped without
-   * waiting, since that may wait for an op of this mount that waits for the lock (notify.ts).
+   * (an attribute-only invalidation waits for nothing) and the pages, or the pages' invalidation
+   * could be waiting for a READ or WRITE of this mount (one is running, or starts meanwhile);
+   * names are dropped without waiting, since that may wait for an op of this mount that waits
+   * for the lock (notify.ts).
    */
   #invalidate(what: Invalidation): Promise<void> | undefined {
     const kernel = this.#kernel;
     const nodeid = this.#nodeOfFid.get(what.fid);
     if (!kernel || nodeid === undefined) return undefined;
-    const attrs = kernel.invalInode(nodeid, -1, 0);
-    if (what.kind === 'data') kernel.invalInode(nodeid, 0, 0).catch(() => undefined);
+    const settled = (p: Promise<unknown>): Promise<void> => p.then(() => undefined, () => undefined);
+    const waits = [settled(kernel.invalInode(nodeid, -1, 0))];
+    if (what.kind === 'data') {
+      const pages = settled(kernel.invalInode(nodeid, 0, 0));
+      if (!this.#ioRunning.has(nodeid)) waits.push(this.#untilIo(nodeid, pages));
+    }
     if (what.kind === 'attr' && what.lookup) {
       const node = this.#nodes.get(nodeid);
       for (const n of node?.names?.splice(0) ?? []) kernel.invalEntry(n.parent, n.name).catch(() => undefined);
     }
-    return attrs.then(() => undefined, () => undefined);
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  /** Resolves when `pages` does, or sooner when a READ or WRITE of `nodeid` starts. */
+  #untilIo(nodeid: number, pages: Promise<void>): Promise<void> {
+    return new Promise((resolve) => {
+      let waiters = this.#ioWaiters.get(nodeid);
+      if (!waiters) this.#ioWaiters.set(nodeid, (waiters = new Set()));
+      waiters.add(resolve);
+      void pages.then(() => {
+        const now = this.#ioWaiters.get(nodeid);
+        if (now?.delete(resolve) && now.size === 0) this.#ioWaiters.delete(nodeid);
+        resolve();
+      });
+    });
+  }
+
+  /** Runs a READ or WRITE of `nodeid`, counted as running (the kernel holds locks on its pages meanwhile). */
+  async #io<T>(nodeid: number, op: () => Promise<T>): Promise<T> {
+    this.#ioRunning.set(nodeid, (this.#ioRunning.get(nodeid) ?? 0) + 1);
+    const waiters = this.#ioWaiters.get(nodeid);
+    if (waiters) {
+      this.#ioWaiters.delete(nodeid);
+      for (const w of waiters) w();
+    }
+    try {
+      return await op();
+    } finally {
+      const n = this.#ioRunning.get(nodeid)! - 1;
+      if (n === 0) this.#ioRunning.delete(nodeid);
+      else this.#ioRunning.set(nodeid, n);
+    }
   }
 
   /** Validity the kernel may give what `locked` attributes say (0 without locks behind all of it). */
@@ -327,14 +372,14 @@ export class Llite implements FuseOps {
     }
   }
 
-  async read(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, size: number): Promise<Buffer> {
+  async read(_ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number): Promise<Buffer> {
     const into = Buffer.allocUnsafe(size);
-    const { bytesRead } = await this.#file(fh).read(into, 0, size, offset);
+    const { bytesRead } = await this.#io(nodeid, () => this.#file(fh).read(into, 0, size, offset));
     return into.subarray(0, bytesRead);
   }
 
-  async write(_ctx: RequestContext, _nodeid: number, fh: number, offset: number, data: Buffer): Promise<number> {
-    return (await this.#file(fh).write(data, 0, data.length, offset)).bytesWritten;
+  async write(_ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer): Promise<number> {
+    return (await this.#io(nodeid, () => this.#file(fh).write(data, 0, data.length, offset))).bytesWritten;
   }
 
   /** close(2) of one descriptor: its dirty data goes to the OSTs, so another client reads it. */

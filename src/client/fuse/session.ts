@@ -157,6 +157,12 @@ export class FuseSession {
    * blocked on pages (the other thread's), and a caller may await them from anywhere.
    */
   private readonly attrNotifier: Notifier;
+  /**
+   * INVAL_INODE of pages on a third thread: one blocked on a page waits for nothing of the
+   * names' thread, and a page invalidation never queues behind a name's blocked on a directory
+   * (llite waits for them while a lock goes back, when no READ or WRITE of the file runs).
+   */
+  private readonly pageNotifier: Notifier;
   private readonly log: Logger;
   private readonly o: Required<Omit<SessionOptions, 'logger' | 'debug'>> & Pick<SessionOptions, 'debug'>;
   private initDone!: (err?: Error) => void;
@@ -181,8 +187,10 @@ export class FuseSession {
     this.fd = openSync('/dev/fuse', 'r+');
     this.notifier = new Notifier(this.fd);
     this.attrNotifier = new Notifier(this.fd);
-    // Waited for while a lock is given back: its thread is up before the first one.
+    this.pageNotifier = new Notifier(this.fd);
+    // Waited for while a lock is given back: their threads are up before the first one.
     this.attrNotifier.warm();
+    this.pageNotifier.warm();
     this.initialized = new Promise((res, rej) => { this.initDone = (e) => (e ? rej(e) : res()); });
     this.initialized.catch(() => {});
     this.closed = new Promise((r) => { this.resolveClosed = r; });
@@ -257,7 +265,7 @@ export class FuseSession {
     if (!Number.isSafeInteger(nodeid) || nodeid < 1 || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
       return Promise.reject(fuseError('EINVAL', `invalInode(${nodeid}, ${offset}, ${length}): not a nodeid and a range`));
     }
-    return this.notify(encodeNotifyInvalInode(nodeid, offset, length), offset < 0 ? this.attrNotifier : this.notifier);
+    return this.notify(encodeNotifyInvalInode(nodeid, offset, length), offset < 0 ? this.attrNotifier : this.pageNotifier);
   }
 
   /**
@@ -305,7 +313,7 @@ export class FuseSession {
     this.initDone(new Error(`FUSE connection ended before INIT (${reason})`));
     // The fd is closed once the notifiers' threads are gone: a notification one still had
     // queued must never be written to whatever file reuses the fd's number.
-    void Promise.all([this.notifier.close(), this.attrNotifier.close()])
+    void Promise.all([this.notifier.close(), this.attrNotifier.close(), this.pageNotifier.close()])
       .then(() => this.closeFd())
       .then(() => this.runDestroy())
       .finally(() => this.resolveClosed());

@@ -1,6 +1,7 @@
 // One socklnd connection: the acceptor request and HELLO exchange, then ksock_msg frames both
-// ways (see wire.ts for the format). The reader parses headers from the socket's chunks and
-// hands payloads on as slices of them; the writer packs headers (and small payloads) into a
+// ways (see wire.ts for the format). The reader parses headers from the socket's chunks (read
+// into memory of our own on the connections we open, see reader.ts) and hands payloads on as
+// slices of them; the writer packs headers (and small payloads) into a
 // slab so that a burst of small messages leaves as one contiguous buffer, and hands large
 // payloads to the socket as they are. A write goes out at once when the socket is idle; what
 // follows in the same tick is corked into one writev.
@@ -25,6 +26,7 @@
 //   that would cost a system call and a segment per message, so there it goes whole.
 import type { Socket } from 'node:net';
 import { ChunkQueue } from './chunks.js';
+import type { ReadSink, SocketReader } from './reader.js';
 import {
   CONNREQ_BYTES, FRAME_HEADER_BYTES, HELLO_BYTES, HELLO_IPS_MAX, KSOCK_MSG_LNET, KSOCK_MSG_NOOP, KSOCK_PROTO_V3,
   LNET_PROTO_ACCEPTOR_MAGIC, LNET_PROTO_ACCEPTOR_VERSION, LNET_PROTO_MAGIC, LNetHeader, NOOP_BYTES,
@@ -90,7 +92,7 @@ const QUIET_MS = 1;
 /** Zero-copy cookies awaited at once; past it the oldest is forgotten. */
 const ZC_PENDING_MAX = 64;
 
-export class TcpConn {
+export class TcpConn implements ReadSink {
   /** Peer as the HELLO named it (set when established). */
   peerWireNid = 0n;
   peerNid = '';
@@ -148,13 +150,15 @@ export class TcpConn {
     readonly targetWireNid: bigint | null,
     /** What this connection is for, as this side calls it (SOCKLND_CONN_*; set by the HELLO when accepted). */
     public ctype = SOCKLND_CONN_CONTROL,
+    /** The socket's onread reader, for sockets opened with one (see reader.ts); else 'data' events. */
+    reader: SocketReader | null = null,
   ) {
     this.state = targetWireNid === null ? 'connreq' : 'hello';
     if (targetWireNid === null) this.noteRemote(); else socket.once('connect', () => this.noteRemote());
     socket.setNoDelay(true);
     // As socklnd does: the kernel probes a connection gone quiet, so a vanished peer is noticed.
     socket.setKeepAlive(true, 30_000);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (reader) reader.attach(this); else socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => { this.needDrain = false; this.owner.drained(this); });
     socket.on('end', () => this.close('closedByPeer', 'the peer closed the connection'));
     socket.on('error', (err: NodeJS.ErrnoException) => { this.errorCode = err.code ?? ''; this.close('socketError', err.message); });
@@ -189,7 +193,11 @@ export class TcpConn {
 
   // ---- receiving ----
 
-  private onData(chunk: Buffer): void {
+  payloadBytesWanted(): number {
+    return this.state === 'payload' && this.rx.length === 0 ? this.remaining : 0;
+  }
+
+  onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.lastRxAt = Date.now();
     this.rx.push(chunk);

@@ -27,6 +27,7 @@ import { FRAME_HEADER_BYTES, SOCKLND_CONN_BULK_IN, SOCKLND_CONN_BULK_OUT, SOCKLN
 import type { ConnDropReason, PeerStats } from './stats.js';
 import { MIN_BULK_BYTES, TcpConn, type ConnOwner, type Tx } from './tcp-conn.js';
 import type { Delivery, LNetNI } from './ni.js';
+import { SocketReader } from './reader.js';
 
 export interface TcpTunables extends TcpLimits {
   port: number;
@@ -301,8 +302,9 @@ export class TcpLnd implements ConnOwner {
     }
     if (bulk) peer.bulkConnecting = true; else peer.connecting = true;
     const localPort = this.t.reservedPorts ? this.nextReservedPort() : undefined;
-    const socket = connect({ host: peer.host, port: this.t.port, localAddress: this.host, localPort, noDelay: true });
-    const conn = new TcpConn(this, socket, peer.wireNid, ctype);
+    const reader = new SocketReader();
+    const socket = connect({ host: peer.host, port: this.t.port, localAddress: this.host, localPort, noDelay: true, onread: reader.onread });
+    const conn = new TcpConn(this, socket, peer.wireNid, ctype, reader);
     this.conns.add(conn);
     this.peerOf.set(conn, peer);
     this.connectAttempts.set(conn, attempt);

@@ -62,7 +62,9 @@ export class AdaptiveTimeout {
       this.#hist[0] = valueMs;
       this.#binStartMs = nowMs - ((nowMs - this.#binStartMs) % binMs);
     }
-    this.#current = this.#bound(Math.max(...this.#hist));
+    let worst = 0;
+    for (const v of this.#hist) if (v > worst) worst = v;
+    this.#current = this.#bound(worst);
     this.#worstMs = Math.max(this.#worstMs, valueMs);
     return this.#current;
   }

@@ -440,8 +440,11 @@ export class Import {
     if (req.opcode !== this.#c.connectOpcode) this.#commit(body.lastCommitted);
     this.#finish(req);
     if (req.options.modifying && body.status === 0 && body.transno > this.#lastCommitted) {
+      // The reply buffer is copied: it is a slice of what the socket read, and kept until the
+      // commit it would pin the whole read slab.
       this.replayList.add({
-        xid: req.xid, transno: body.transno, opcode: req.opcode, tag: req.tag, buffers: req.buffers, reply: buffers[0] ?? Buffer.alloc(0),
+        xid: req.xid, transno: body.transno, opcode: req.opcode, tag: req.tag, buffers: req.buffers,
+        reply: buffers[0] ? Buffer.from(buffers[0]) : Buffer.alloc(0),
         ...(req.options.bulkWrite && { bulk: req.options.bulkWrite }),
       });
     }

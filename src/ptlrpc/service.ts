@@ -1,12 +1,13 @@
 // A ptlrpc service: one target's request portal on one network interface. Requests arrive as
 // LNet PUTs into a sink MD that matches every xid, shared by every target of the node on that
 // portal (portal-share.ts routes each to its target); each is decoded and checked once, bound to
-// its export, and dispatched by opcode through an RxJS pipeline whose concurrency is the
-// service's "threads" (threads_max, adjustable while running: a ThreadGate admits that many
-// handlers at once; the pipeline's own bound covers the queue and the gate's maximum). Pings
-// and opcodes marked high-priority (lock callbacks) take a separate pipeline so that a full
-// normal queue never delays them. Replies go back as PUTs to the client's reply portal with the
-// request's xid as match bits.
+// its export, and dispatched by opcode to a handler; a ThreadGate bounds the handlers running at
+// once to the service's "threads" (threads_max, adjustable while running), and the requests
+// waiting for one to queueMax. Pings and opcodes marked high-priority (lock callbacks) have a
+// gate of their own so that a full normal queue never delays them. A handler that answers
+// synchronously is answered in the same turn that decoded its request (no promise, no
+// subscription per request: on the small-RPC path those were most of the service's own cost).
+// Replies go back as PUTs to the client's reply portal with the request's xid as match bits.
 //
 // Executed once: a modifying request runs inside a transaction of the ReplyStore, which
 // writes the client's slot record (xid, transno, status, reply) in that same transaction. A
@@ -25,7 +26,7 @@
 // that two services of one target (ost and ost_io) keep apart the slots of one client's two
 // imports.
 import type { TargetProfile } from './profiles.js';
-import { Subject, Subscription, mergeMap } from 'rxjs';
+import { Subject, Subscription } from 'rxjs';
 import { AdaptiveTimeout, defaultAtConfig, msToWireSeconds, type AdaptiveTimeoutConfig } from './at.js';
 import { ConnectFlag, Errno, MsgFlag, MsgType, OBD_CONNECT_MULTIMODRPCS, Opcode, opcodeName } from './constants.js';
 import { decodeConnectRequest, encodeConnectData, LUSTRE_VERSION_CODE } from './connect-wire.js';
@@ -161,11 +162,6 @@ export interface ServiceCounters {
   bulkFailed: number;
 }
 
-interface Job {
-  request: IncomingRequest;
-  op: OpHandler<ReplyTransaction> | undefined;
-}
-
 /** A bulk transfer failed: the request is neither recorded nor answered; the client resends. */
 class BulkFailure extends Error {}
 
@@ -175,12 +171,14 @@ export const SERVICE_THREADS_MAX = 512;
 /**
  * Admits at most `limit` handlers at once, first come first served; the limit may change at any
  * time. Lowering it lets running handlers finish and admits no new one until fewer than the new
- * limit run; raising it admits waiting ones at once.
+ * limit run; raising it admits waiting ones at once. A job admitted calls leave() when it ends.
+ * The caller bounds the waiting jobs (Service.deliver drops past queueMax).
  */
 class ThreadGate {
   #limit: number;
   #running = 0;
   readonly #waiting: Array<() => void> = [];
+  #admitting = false;
 
   constructor(limit: number) {
     this.#limit = limit;
@@ -195,21 +193,33 @@ class ThreadGate {
     this.#admit();
   }
 
-  async run(fn: () => Promise<void>): Promise<void> {
-    if (this.#running >= this.#limit) await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    else this.#running++;
-    try {
-      await fn();
-    } finally {
-      this.#running--;
-      this.#admit();
+  /** Starts `job` now if a handler may run, else once one may. */
+  enter(job: () => void): void {
+    if (this.#running < this.#limit && this.#waiting.length === 0) {
+      this.#running++;
+      job();
+    } else {
+      this.#waiting.push(job);
     }
   }
 
+  leave(): void {
+    this.#running--;
+    this.#admit();
+  }
+
   #admit(): void {
-    while (this.#running < this.#limit && this.#waiting.length > 0) {
-      this.#running++;
-      this.#waiting.shift()!();
+    // Jobs that end at once leave() from inside job(): the outer loop admits the next, so that a
+    // long queue of synchronous handlers does not recurse.
+    if (this.#admitting) return;
+    this.#admitting = true;
+    try {
+      while (this.#running < this.#limit && this.#waiting.length > 0) {
+        this.#running++;
+        this.#waiting.shift()!();
+      }
+    } finally {
+      this.#admitting = false;
     }
   }
 }
@@ -246,8 +256,6 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   readonly #store: ReplyStore<Tx>;
   readonly #estimate: AdaptiveTimeout;
   readonly #share: PortalShare;
-  readonly #normal$ = new Subject<Job>();
-  readonly #hp$ = new Subject<Job>();
   readonly #normalGate: ThreadGate;
   readonly #hpGate: ThreadGate;
   readonly #subscriptions = new Subscription();
@@ -278,8 +286,6 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.#estimate = new AdaptiveTimeout(0, { ...defaultAtConfig, ...config.at });
     this.exports = new ExportTable(this.#config.maxExports);
     this.#share = PortalShare.join(ni, config.requestPortal, this.#config.maxRequestBytes, this);
-    this.#subscriptions.add(this.#pipeline(this.#normal$, this.#normalGate, false));
-    this.#subscriptions.add(this.#pipeline(this.#hp$, this.#hpGate, true));
     if (this.#recovery?.recovering) {
       const recovery = this.#recovery;
       this.#subscriptions.add(recovery.evictions$.subscribe((key) => this.#evictKey(key)));
@@ -324,13 +330,6 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     this.#share.leave(this);
     this.#subscriptions.unsubscribe();
     if (this.#active > 0) await new Promise<void>((resolve) => (this.#idle = resolve));
-  }
-
-  #pipeline(source: Subject<Job>, gate: ThreadGate, hp: boolean): Subscription {
-    // Invariant: at most queueMax jobs wait (ingest drops beyond it) and at most
-    // SERVICE_THREADS_MAX run, so mergeMap never buffers; the gate bounds the handlers running.
-    const bound = this.#config.queueMax + SERVICE_THREADS_MAX;
-    return source.pipe(mergeMap((job) => gate.run(() => this.#run(job, hp)), bound)).subscribe();
   }
 
   get targetUuid(): string {
@@ -401,12 +400,13 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       this.#notice(`${opcodeName(opcode)} xid ${e.matchBits} from ${exp.clientUuid || e.initiator.nid} dropped: ${this.#config.queueMax} requests already queued`);
       return;
     }
+    // Invariant: at most queueMax requests wait per gate (checked above).
     if (hp) {
       this.#queuedHp++;
-      this.#hp$.next({ request, op });
+      this.#hpGate.enter(() => this.#run(request, op, true));
     } else {
       this.#queuedNormal++;
-      this.#normal$.next({ request, op });
+      this.#normalGate.enter(() => this.#run(request, op, false));
     }
   }
 
@@ -506,55 +506,88 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     });
   }
 
-  async #run(job: Job, hp: boolean): Promise<void> {
+  /** A request admitted by its gate: runs it, and leaves the gate when it is done. */
+  #run(request: IncomingRequest, op: OpHandler<ReplyTransaction> | undefined, hp: boolean): void {
     if (hp) this.#queuedHp--;
     else this.#queuedNormal--;
-    const { request, op } = job;
     const start = this.#config.clock();
     this.stats.add('req_waittime', (start - request.arrivalMs) * 1000);
     this.stats.add('req_qdepth', hp ? this.#queuedHp : this.#queuedNormal, 'reqs');
     this.stats.add('req_active', this.#active + 1, 'reqs');
     this.#active++;
     this.#running.set(request, { startMs: start, reported: false });
+    let pending: Promise<unknown> | void;
     try {
-      if (this.#stopped) return;
-      const opcode = request.opcode;
-      if (opcode === this.#config.connectOpcode) await this.#connect(request);
-      else if (opcode === this.#config.disconnectOpcode) await this.#disconnect(request);
-      else if (opcode === Opcode.OBD_PING) this.#reply(request, 0, 0n, []);
-      else if (await this.#injectedFailure(request)) return;
-      else if (op?.modifying) await this.#executeOnce(request, op);
-      else await this.#execute(request, op!);
-    } finally {
-      this.#active--;
-      this.#running.delete(request);
-      const end = this.#config.clock();
-      this.#estimate.measured(end - start, end);
-      const name = opcodeName(request.opcode);
-      this.stats.add(name, (end - start) * 1000);
-      if (this.#config.exportOpcodeStats && request.export.handle !== 0n) request.export.stats.add(name, (end - start) * 1000);
-      if (this.#active === 0 && this.#idle) this.#idle();
-    }
-  }
-
-  /** fail_loc: a request paused, or answered with an error before its handler (nothing runs). */
-  async #injectedFailure(request: IncomingRequest): Promise<boolean> {
-    const pause = this.#failLoc.pauseRequest?.(request);
-    if (pause) await pause;
-    const status = this.#failLoc.requestError?.(request) ?? 0;
-    if (status === 0) return false;
-    this.#reply(request, status, 0n, []);
-    return true;
-  }
-
-  async #execute(request: IncomingRequest, op: OpHandler<ReplyTransaction>): Promise<void> {
-    try {
-      const result = await op.handle(request, this.#context(request, undefined));
-      this.#reply(request, result.status ?? 0, 0n, result.buffers ?? []);
+      pending = this.#dispatch(request, op);
     } catch (err) {
-      if (err instanceof BulkFailure) return;
-      this.#reply(request, statusOf(err), 0n, []);
+      this.#ran(request, start, hp);
+      throw err;
     }
+    if (!pending) {
+      this.#ran(request, start, hp);
+      return;
+    }
+    pending.then(() => this.#ran(request, start, hp), (err: unknown) => {
+      this.#ran(request, start, hp);
+      throw err;
+    });
+  }
+
+  /** What a request does; a promise when it did not end at once. */
+  #dispatch(request: IncomingRequest, op: OpHandler<ReplyTransaction> | undefined): Promise<unknown> | void {
+    if (this.#stopped) return;
+    const opcode = request.opcode;
+    if (opcode === this.#config.connectOpcode) return this.#connect(request);
+    if (opcode === this.#config.disconnectOpcode) return this.#disconnect(request);
+    if (opcode === Opcode.OBD_PING) return this.#reply(request, 0, 0n, []);
+    // fail_loc: a request paused, or answered with an error before its handler (nothing runs).
+    const pause = this.#failLoc.pauseRequest?.(request);
+    if (pause) return pause.then(() => this.#afterPause(request, op!));
+    return this.#afterPause(request, op!);
+  }
+
+  #afterPause(request: IncomingRequest, op: OpHandler<ReplyTransaction>): Promise<unknown> | void {
+    const status = this.#failLoc.requestError?.(request) ?? 0;
+    if (status !== 0) return this.#reply(request, status, 0n, []);
+    if (op.modifying) return this.#executeOnce(request, op);
+    return this.#execute(request, op);
+  }
+
+  /** A request's handler ended: the accounting, and its gate admits the next. */
+  #ran(request: IncomingRequest, start: number, hp: boolean): void {
+    this.#active--;
+    this.#running.delete(request);
+    const end = this.#config.clock();
+    this.#estimate.measured(end - start, end);
+    const name = opcodeName(request.opcode);
+    this.stats.add(name, (end - start) * 1000);
+    if (this.#config.exportOpcodeStats && request.export.handle !== 0n) request.export.stats.add(name, (end - start) * 1000);
+    if (this.#active === 0 && this.#idle) this.#idle();
+    (hp ? this.#hpGate : this.#normalGate).leave();
+  }
+
+  /** A handler that is not modifying; answered at once when it answers at once. */
+  #execute(request: IncomingRequest, op: OpHandler<ReplyTransaction>): Promise<void> | void {
+    let result: Promise<HandlerReply> | HandlerReply;
+    try {
+      result = op.handle(request, this.#context(request, undefined));
+    } catch (err) {
+      this.#replyFailure(request, err);
+      return;
+    }
+    if (!isPromiseLike(result)) {
+      this.#reply(request, result.status ?? 0, 0n, result.buffers ?? []);
+      return;
+    }
+    return Promise.resolve(result).then(
+      (r) => this.#reply(request, r.status ?? 0, 0n, r.buffers ?? []),
+      (err: unknown) => this.#replyFailure(request, err),
+    );
+  }
+
+  #replyFailure(request: IncomingRequest, err: unknown): void {
+    if (err instanceof BulkFailure) return;
+    this.#reply(request, statusOf(err), 0n, []);
   }
 
   /** Runs a modifying request once; resolves with the status it was answered with. */
@@ -870,6 +903,10 @@ class BulkContext<Tx extends ReplyTransaction> implements RequestContext<Tx> {
       throw new BulkFailure(`bulk PUT of xid ${this.request.xid} failed`);
     }
   }
+}
+
+function isPromiseLike<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return typeof (v as { then?: unknown }).then === 'function';
 }
 
 function statusOf(err: unknown): number {

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import {
-  LNetError, LNetNI, canonicalNid, formatNid, nidFromWire, nidToWire, parseNid, type LNetConfig,
+  LNetError, LNetNI, canonicalNid, formatNid, nidFromWire, nidToWire, parseNid, userspacePid, type LNetConfig,
 } from '../../src/lnet/index.js';
 import { ALL, collect, freePort, rawNode, sleep, startNi, until, type Warnings } from './helpers.js';
 
@@ -163,6 +163,28 @@ t.test('tcp: 64 MiB arrive intact, as slices of the socket chunks', async (t) =>
   for (const p of got) h2.update(p);
   t.equal(h2.digest('hex'), digest, 'and back by GET');
   await t.rejects(a.put(bId, 20, 1n, Buffer.alloc((64 << 20) + 1)), { code: 'EINVAL' }, 'over maxFrameBytes is refused');
+});
+
+t.test('tcp: the side that connected reads into memory of its own: small and large frames interleaved arrive intact', async (t) => {
+  // A user process only connects out, so everything the kernel sends it comes over its own
+  // connection, which reads with onread: small frames share slabs, a large payload gets a
+  // buffer of its own once its header is read.
+  const port = await freePort();
+  const host = `127.0.0.${nextHost++}`;
+  const kernel = await startNi(t, { nid: `${host}@tcp`, port });
+  const user = await startNi(t, { nid: `${host}@tcp`, port, pid: userspacePid(77) });
+  user.attach(20, { matchBits: 0n, ignoreBits: ALL }, { kind: 'sink', maxLength: 8 << 20 });
+  kernel.attach(20, { matchBits: 0n, ignoreBits: ALL }, { kind: 'sink', maxLength: 64 });
+  const atKernel = collect(kernel);
+  const events = collect(user);
+  await user.put({ nid: kernel.nid, pid: 12345 }, 20, 0n, Buffer.from('hello'), { ack: true });
+  const userId = (await atKernel.next()).initiator;
+  const sizes = [1, 300, 40_000, 17, 5 << 20, 2048, 70_000, 3, 1 << 20, 100];
+  const sent = sizes.map((n) => randomBytes(n));
+  await Promise.all(sent.map((b, i) => kernel.put(userId, 20, BigInt(i + 1), b, { ack: true })));
+  await events.waitFor(sizes.length);
+  const got = new Map(events.events.map((e) => [e.matchBits, Buffer.concat(e.payload)]));
+  sent.forEach((b, i) => t.ok(got.get(BigInt(i + 1))?.equals(b), `frame ${i + 1} (${sizes[i]} bytes) intact`));
 });
 
 t.test('tcp: connect on first send, reconnect after the peer restarts, refused peer', async (t) => {

@@ -54,12 +54,12 @@ const LOCK_OWNERS_MAX = 65536;
  */
 export const LOCKED_VALIDITY_MS = 30_000;
 /**
- * Whether the kernel keeps a file's pages across opens while extent locks cover them. Off: the
- * coherency suite saw a new open on one mount read pages from before the other mount's
- * fsynced overwrite (the revocation's invalidation did not reach them); until that is
- * understood, each open starts with an empty page cache (open handles still see revocations).
+ * Whether the kernel keeps a file's pages across opens while extent locks cover them. It was
+ * off while a lock could go back before the kernel had dropped its pages (a new open on one
+ * mount read pages from before the other mount's overwrite): a lock now goes once they are
+ * dropped (#invalidate), unless a READ or WRITE of the file runs here at that moment.
  */
-const KEEP_CACHE_UNDER_LOCKS = false;
+const KEEP_CACHE_UNDER_LOCKS = true;
 /** Names remembered per inode for entry invalidations (a file with more links: the rest age out). */
 const NAMES_PER_NODE_MAX = 8;
 

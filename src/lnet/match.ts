@@ -38,7 +38,8 @@ export class Md implements MdHandle {
   unlink(): void { this.table.unlink(this); }
 }
 
-interface Portal { exact: Map<bigint, Md[]>; wild: Md[] }
+/** An exact entry's bits hold one MD (nearly always: one per xid) or, past one, an array of them. */
+interface Portal { exact: Map<bigint, Md | Md[]>; wild: Md[] }
 
 export class MatchTable {
   private readonly portals = new Map<number, Portal>();
@@ -67,7 +68,9 @@ export class MatchTable {
     if (!p) { p = { exact: new Map(), wild: [] }; this.portals.set(portal, p); }
     if (ignoreBits === 0n) {
       const bucket = p.exact.get(matchBits);
-      if (bucket) bucket.push(md); else p.exact.set(matchBits, [md]);
+      if (!bucket) p.exact.set(matchBits, md);
+      else if (Array.isArray(bucket)) bucket.push(md);
+      else p.exact.set(matchBits, [bucket, md]);
     } else {
       p.wild.push(md);
     }
@@ -83,9 +86,11 @@ export class MatchTable {
     if (!p) return;
     if (md.ignoreBits === 0n) {
       const bucket = p.exact.get(md.matchBits);
-      if (bucket) {
-        if (bucket.length === 1) p.exact.delete(md.matchBits);
-        else bucket.splice(bucket.indexOf(md), 1);
+      if (bucket === md) p.exact.delete(md.matchBits);
+      else if (Array.isArray(bucket)) {
+        const i = bucket.indexOf(md);
+        if (i >= 0) bucket.splice(i, 1);
+        if (bucket.length === 1) p.exact.set(md.matchBits, bucket[0]!);
       }
     } else {
       p.wild.splice(p.wild.indexOf(md), 1);
@@ -102,7 +107,9 @@ export class MatchTable {
     if (!p) return 'noMatch';
     let best: Md | undefined;
     const bucket = p.exact.get(bits);
-    if (bucket) {
+    if (bucket instanceof Md) {
+      if (bucket.spec.kind === kind) best = bucket;
+    } else if (bucket) {
       for (const md of bucket) if (md.spec.kind === kind) { best = md; break; }
     }
     for (const md of p.wild) {
@@ -118,7 +125,7 @@ export class MatchTable {
 
   clear(): void {
     for (const p of this.portals.values()) {
-      for (const b of p.exact.values()) for (const md of b) md.unlinked = true;
+      for (const b of p.exact.values()) for (const md of Array.isArray(b) ? b : [b]) md.unlinked = true;
       for (const md of p.wild) md.unlinked = true;
     }
     this.portals.clear();

@@ -109,6 +109,8 @@ export class LNetNI {
   readonly events$: Observable<PutEvent>;
 
   private readonly subject = new Subject<PutEvent>();
+  /** Events by portal, for those who listen to one portal (portalEvents). */
+  private readonly portalSubjects = new Map<number, Subject<PutEvent>>();
   private readonly parsed: Nid;
   private readonly mds: MatchTable;
   private readonly pending = new Map<bigint, Pending>();
@@ -173,6 +175,20 @@ export class LNetNI {
     return ni;
   }
 
+  /**
+   * The events of one portal: what events$ filtered on the portal would give, without every
+   * listener of the NI looking at every event.
+   */
+  portalEvents(portal: number): Observable<PutEvent> {
+    let s = this.portalSubjects.get(portal);
+    if (!s) {
+      s = new Subject<PutEvent>();
+      if (this.stopped) s.complete();
+      else this.portalSubjects.set(portal, s);
+    }
+    return s.asObservable();
+  }
+
   attach(portal: number, match: { matchBits: bigint; ignoreBits?: bigint }, md: MdSpec): MdHandle {
     this.checkRunning();
     return this.mds.attach(portal, match.matchBits, match.ignoreBits ?? 0n, md);
@@ -180,35 +196,60 @@ export class LNetNI {
 
   put(target: ProcessId, portal: number, matchBits: bigint, payload: Buffer | Buffer[], opts: PutOptions = {}): Promise<void> {
     try {
-      this.checkRunning();
-      checkU32('portal', portal);
-      checkU64('matchBits', matchBits);
+      const h = this.putHeader(portal, matchBits, payload, opts.hdrData ?? 0n, opts.offset ?? 0);
       const buffers = Array.isArray(payload) ? payload : [payload];
-      let length = 0;
-      for (const b of buffers) length += b.length;
-      checkU32('payload length', length);
-      const h = new LNetHeader();
-      h.type = LNET_MSG_PUT;
-      h.payloadLength = length;
-      h.matchBits = matchBits;
-      h.portal = portal;
-      h.hdrData = opts.hdrData ?? 0n;
-      checkU64('hdrData', h.hdrData);
-      h.offset = opts.offset ?? 0;
-      checkU32('offset', h.offset);
       if (!opts.ack) {
         h.wmdInterface = LNET_WIRE_HANDLE_COOKIE_NONE;
         h.wmdObject = LNET_WIRE_HANDLE_COOKIE_NONE;
-        return this.send(target, h, buffers);
+        return new Promise<void>((resolve, reject) => this.transmit(target, h, buffers, resolve, reject));
       }
       const waiting = this.await('ack', target.nid, 0);
       h.wmdInterface = this.incarnation;
       h.wmdObject = waiting.cookie;
-      this.send(target, h, buffers).catch((err: LNetError) => this.fail(waiting.cookie, err));
+      this.transmit(target, h, buffers, null, (err) => this.fail(waiting.cookie, err));
       return waiting.promise.then(() => undefined);
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /**
+   * A PUT without ACK whose sender does not wait for it to leave (ptlrpc's requests and
+   * replies): no promise. onError learns, on a later microtask and never from inside this call,
+   * that it could not be sent (bad arguments included); once written, as with put(), the
+   * sender learns of a loss only by the answer never coming.
+   */
+  post(target: ProcessId, portal: number, matchBits: bigint, payload: Buffer | Buffer[], onError?: (err: LNetError) => void): void {
+    let h: LNetHeader;
+    try {
+      h = this.putHeader(portal, matchBits, payload, 0n, 0);
+    } catch (err) {
+      if (onError) queueMicrotask(() => onError(err as LNetError));
+      return;
+    }
+    h.wmdInterface = LNET_WIRE_HANDLE_COOKIE_NONE;
+    h.wmdObject = LNET_WIRE_HANDLE_COOKIE_NONE;
+    this.transmit(target, h, Array.isArray(payload) ? payload : [payload], null, onError ?? null);
+  }
+
+  /** The header of a PUT, its arguments checked (throws LNetError). */
+  private putHeader(portal: number, matchBits: bigint, payload: Buffer | Buffer[], hdrData: bigint, offset: number): LNetHeader {
+    this.checkRunning();
+    checkU32('portal', portal);
+    checkU64('matchBits', matchBits);
+    let length = 0;
+    if (Array.isArray(payload)) { for (const b of payload) length += b.length; } else length = payload.length;
+    checkU32('payload length', length);
+    checkU64('hdrData', hdrData);
+    checkU32('offset', offset);
+    const h = new LNetHeader();
+    h.type = LNET_MSG_PUT;
+    h.payloadLength = length;
+    h.matchBits = matchBits;
+    h.portal = portal;
+    h.hdrData = hdrData;
+    h.offset = offset;
+    return h;
   }
 
   get(target: ProcessId, portal: number, matchBits: bigint, length: number): Promise<Buffer[]> {
@@ -225,7 +266,7 @@ export class LNetNI {
       const waiting = this.await('reply', target.nid, length);
       h.wmdInterface = this.incarnation;
       h.wmdObject = waiting.cookie;
-      this.send(target, h, []).catch((err: LNetError) => this.fail(waiting.cookie, err));
+      this.transmit(target, h, [], null, (err) => this.fail(waiting.cookie, err));
       return waiting.promise;
     } catch (err) {
       return Promise.reject(err);
@@ -261,6 +302,8 @@ export class LNetNI {
     await this.tcp?.stop();
     this.mds.clear();
     this.subject.complete();
+    for (const s of this.portalSubjects.values()) s.complete();
+    this.portalSubjects.clear();
   }
 
   // ---- below: for the LNDs of this folder ----
@@ -376,14 +419,24 @@ export class LNetNI {
     return reason;
   }
 
-  emit(event: PutEvent): void { this.subject.next(event); }
+  emit(event: PutEvent): void {
+    this.portalSubjects.get(event.portal)?.next(event);
+    if (this.subject.observed) this.subject.next(event);
+  }
 
-  /** Sends a message this NI built (PUT, GET) or owes (ACK, REPLY). */
-  send(target: ProcessId, h: LNetHeader, payload: Buffer[]): Promise<void> {
+  /**
+   * Sends a message this NI built (PUT, GET) or owes (ACK, REPLY); `sent` is called once it
+   * reached the kernel (or the receiver, in process), `failed` (on a later microtask) if it
+   * never will.
+   */
+  transmit(target: ProcessId, h: LNetHeader, payload: Buffer[], sent: (() => void) | null, failed: ((err: LNetError) => void) | null): void {
     let dest = this.targets.get(target.nid);
     if (!dest) {
       let parsed: Nid;
-      try { parsed = parseNid(target.nid); } catch (err) { return Promise.reject(err); }
+      try { parsed = parseNid(target.nid); } catch (err) {
+        if (failed) queueMicrotask(() => failed(err as LNetError));
+        return;
+      }
       dest = { lnd: parsed.lnd, nid: formatNid(parsed), wire: nidToWire(parsed) };
       if (this.targets.size >= TARGETS_CACHED) this.targets.clear();
       this.targets.set(target.nid, dest);
@@ -399,10 +452,15 @@ export class LNetNI {
     const otherInstance = dest.lnd === 'tcp' && target.pid !== this.pid && (this.isUserspace || isUserspacePid(target.pid));
     if ((nid === this.nid && !otherInstance) || dest.lnd === 'lo') {
       const self = dest.lnd === 'lo' ? target.pid === this.pid : true;
-      return loLnd.send(this, self ? this : loLnd.find(target.pid), h, payload);
+      loLnd.send(this, self ? this : loLnd.find(target.pid), h, payload).then(sent, (err: LNetError) => failed?.(err));
+      return;
     }
-    if (!this.tcp) return Promise.reject(new LNetError('EHOSTUNREACH', `no route from ${this.nid} to ${nid}`));
-    return this.tcp.send(nid, target.pid, h, payload);
+    if (!this.tcp) {
+      const err = new LNetError('EHOSTUNREACH', `no route from ${this.nid} to ${nid}`);
+      if (failed) queueMicrotask(() => failed(err));
+      return;
+    }
+    this.tcp.send(nid, target.pid, { h, payload, sent, failed });
   }
 
   private await(kind: 'ack' | 'reply', target: NidString, length: number): { cookie: bigint; promise: Promise<Buffer[]> } {
@@ -456,7 +514,8 @@ class PutDelivery implements Delivery {
   complete(payload: Buffer[]): void {
     this.event.payload = payload;
     this.ni.emit(this.event);
-    if (this.ack) this.ni.send(this.event.initiator, this.ack, []).catch(() => { /* the sender times out, as in Lustre */ });
+    // A lost ACK: the sender times out, as in Lustre.
+    if (this.ack) this.ni.transmit(this.event.initiator, this.ack, [], null, null);
   }
 }
 
@@ -467,7 +526,8 @@ class ReplyDelivery implements Delivery {
   ) {}
 
   complete(): void {
-    this.ni.send(this.to, this.reply, this.data).catch(() => { /* the getter times out, as in Lustre */ });
+    // A lost REPLY: the getter times out, as in Lustre.
+    this.ni.transmit(this.to, this.reply, this.data, null, null);
   }
 }
 

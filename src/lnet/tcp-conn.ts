@@ -25,6 +25,7 @@
 //   would begin a write on a quiet connection (a connect reply, say); on a busy connection
 //   that would cost a system call and a segment per message, so there it goes whole.
 import type { Socket } from 'node:net';
+import type { LNetError } from './errors.js';
 import { ChunkQueue } from './chunks.js';
 import type { ReadSink, SocketReader } from './reader.js';
 import {
@@ -40,8 +41,10 @@ import type { Delivery } from './ni.js';
 export interface Tx {
   h: LNetHeader;
   payload: Buffer[];
-  resolve: () => void;
-  reject: (err: Error) => void;
+  /** Called when the message reached the kernel; null: nobody waits for that. */
+  sent: (() => void) | null;
+  /** Called (never from inside the send) when it never will; null: nobody waits for that. */
+  failed: ((err: LNetError) => void) | null;
 }
 
 /** What a connection needs from its LND. */

@@ -69,6 +69,15 @@ const defaultTunables: TcpLimits = {
 /** Closes that are the peer's or our own doing, not a fault worth a warning. */
 const quietCloses = new Set<ConnDropReason>(['closedByPeer', 'stopping', 'peerRestarted']);
 
+/**
+ * A message that failed: its sender learns it on a later microtask, never from inside the call
+ * that queued it (ptlrpc reconnects on a failed send, and would otherwise recurse into it).
+ */
+function failLater(tx: Tx, err: LNetError): void {
+  const failed = tx.failed;
+  if (failed) queueMicrotask(() => failed(err));
+}
+
 /** How peers are keyed: a kernel by its NID, a user process by NID and pid. */
 function peerKey(nid: NidString, pid: number): string {
   return isUserspacePid(pid) ? formatProcessId({ nid, pid }) : nid;
@@ -218,20 +227,22 @@ export class TcpLnd implements ConnOwner {
 
   // ---- sending ----
 
-  send(nid: NidString, pid: number, h: LNetHeader, payload: Buffer[]): Promise<void> {
-    if (this.stopping) return Promise.reject(new LNetError('ESHUTDOWN', `${this.ni.nid} is stopping`));
+  /** Queues a message; tx.sent or tx.failed tells what became of it (see Tx). */
+  send(nid: NidString, pid: number, tx: Tx): void {
+    const h = tx.h;
+    if (this.stopping) { failLater(tx, new LNetError('ESHUTDOWN', `${this.ni.nid} is stopping`)); return; }
     if (h.payloadLength > this.payloadMax) {
-      return Promise.reject(new LNetError('EINVAL',
+      failLater(tx, new LNetError('EINVAL',
         `a ${h.payloadLength}-byte payload is over maxFrameBytes (${this.t.maxFrameBytes} with the ${FRAME_HEADER_BYTES}-byte header)`));
+      return;
     }
     const peer = this.peerFor(nid, pid, h.destNid);
     if (peer.queued >= this.t.txQueueMax) {
-      return Promise.reject(new LNetError('EAGAIN', `${peer.queued} messages already wait for ${nid} (txQueueMax)`));
+      failLater(tx, new LNetError('EAGAIN', `${peer.queued} messages already wait for ${nid} (txQueueMax)`));
+      return;
     }
-    return new Promise<void>((resolve, reject) => {
-      peer.queue.push({ h, payload, resolve, reject });
-      this.pump(peer);
-    });
+    peer.queue.push(tx);
+    this.pump(peer);
   }
 
   private peerFor(nid: NidString, pid: number, wireNid: bigint): TcpPeer {
@@ -275,8 +286,8 @@ export class TcpLnd implements ConnOwner {
   sent(conn: TcpConn, batch: Tx[], err: Error | null): void {
     const peer = this.peerOf.get(conn) ?? this.peers.get(peerKey(conn.peerNid, conn.peerPid));
     for (const tx of batch) {
-      if (err) tx.reject(new LNetError('ECONNRESET', `connection to ${conn.peerNid || conn.remote} lost: ${err.message}`));
-      else tx.resolve();
+      if (err) failLater(tx, new LNetError('ECONNRESET', `connection to ${conn.peerNid || conn.remote} lost: ${err.message}`));
+      else if (tx.sent) tx.sent();
     }
     if (peer) {
       peer.credits += batch.length;
@@ -413,7 +424,7 @@ export class TcpLnd implements ConnOwner {
   }
 
   private failQueued(peer: TcpPeer, err: LNetError): void {
-    while (peer.queued > 0) peer.shift().reject(err);
+    while (peer.queued > 0) failLater(peer.shift(), err);
     peer.noteCredits();
   }
 

@@ -128,6 +128,31 @@ const encodeViews = new ViewCache();
 const decodeViews = new ViewCache();
 
 /**
+ * The last u64 a header field decoded to, kept with its two halves: most fields repeat from
+ * frame to frame (NIDs, the peer's incarnation, the ~0 of "no ACK", zero hdr_data), and a
+ * BigInt is a heap object each time one is made. Only the match bits (the xid) differ always.
+ */
+class U64Field {
+  private lo = 0;
+  private hi = 0;
+  private value = 0n;
+  read(v: DataView, at: number): bigint {
+    const lo = v.getUint32(at, true);
+    const hi = v.getUint32(at + 4, true);
+    if (lo === this.lo && hi === this.hi) return this.value;
+    this.lo = lo;
+    this.hi = hi;
+    this.value = v.getBigUint64(at, true);
+    return this.value;
+  }
+}
+const destNids = new U64Field();
+const srcNids = new U64Field();
+const wmdInterfaces = new U64Field();
+const wmdObjects = new U64Field();
+const hdrDatas = new U64Field();
+
+/**
  * Writes a 96-byte LNET frame header at `at`; every byte of the 96 is written. `zcReq` asks
  * the receiver to confirm the whole frame with a NOOP carrying it (ksm_zc_cookies[0]).
  */
@@ -189,17 +214,17 @@ export function decodeFrameHeader(buf: Buffer, offset: number, h: LNetHeader, pa
   if (payloadLength !== 0 && (type === LNET_MSG_GET || type === LNET_MSG_ACK)) return 'payloadOnGetOrAck';
   h.type = type as LNetMsgType;
   h.payloadLength = payloadLength;
-  h.destNid = v.getBigUint64(at + 24, true);
-  h.srcNid = v.getBigUint64(at + 32, true);
+  h.destNid = destNids.read(v, at + 24);
+  h.srcNid = srcNids.read(v, at + 32);
   h.destPid = v.getUint32(at + 40, true);
   h.srcPid = v.getUint32(at + 44, true);
-  h.wmdInterface = v.getBigUint64(at + 56, true);
-  h.wmdObject = v.getBigUint64(at + 64, true);
+  h.wmdInterface = wmdInterfaces.read(v, at + 56);
+  h.wmdObject = wmdObjects.read(v, at + 64);
   h.matchBits = 0n; h.hdrData = 0n; h.portal = 0; h.offset = 0; h.sinkLength = 0; h.mlength = 0;
   switch (type) {
     case LNET_MSG_PUT:
       h.matchBits = v.getBigUint64(at + 72, true);
-      h.hdrData = v.getBigUint64(at + 80, true);
+      h.hdrData = hdrDatas.read(v, at + 80);
       h.portal = v.getUint32(at + 88, true);
       h.offset = v.getUint32(at + 92, true);
       break;

@@ -22,7 +22,7 @@
 // Modifying requests hold a tag (slot) while in flight; after their reply they stay in the
 // replay list until a reply's last_committed reaches their transno.
 import type { TargetProfile } from './profiles.js';
-import { BehaviorSubject, Subscription, filter } from 'rxjs';
+import { BehaviorSubject, Subscription } from 'rxjs';
 import { AdaptiveTimeout, defaultAtConfig, est2timeout, msToWireSeconds, type AdaptiveTimeoutConfig } from './at.js';
 import {
   ConnectFlag, Errno, MsgFlag, MsgType, OBD_CONNECT_AT, OBD_CONNECT_FULL20, OBD_CONNECT_MULTIMODRPCS,
@@ -32,7 +32,7 @@ import { decodeConnectData, encodeConnectRequest, LUSTRE_VERSION_CODE } from './
 import { PtlrpcError, remoteError } from './errors.js';
 import { nextXid, ReplayList, TagSlots } from './import-parts.js';
 import { importFailLoc } from './fail-points.js';
-import type { MdHandle, Network, ProcessId, PutEvent } from './transport.js';
+import { portalEvents, postMessage, type MdHandle, type Network, type ProcessId, type PutEvent } from './transport.js';
 import { decodeMessage, encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
 
 export type ImportState = 'new' | 'connecting' | 'full' | 'disconnected' | 'replay' | 'recover' | 'evicted' | 'closed';
@@ -190,9 +190,9 @@ export class Import {
     this.replayList = new ReplayList(this.#c.replayMax);
     this.state$ = new BehaviorSubject<ImportState>('new');
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(5, Math.min(50, Math.floor(this.#at.minMs / 2))));
-    this.#subscriptions.add(ni.events$.pipe(filter((e) => e.portal === config.replyPortal)).subscribe((e) => this.#onReply(e)));
+    this.#subscriptions.add(portalEvents(ni, config.replyPortal).subscribe((e) => this.#onReply(e)));
     if (config.bulkPortal !== config.replyPortal) {
-      this.#subscriptions.add(ni.events$.pipe(filter((e) => e.portal === config.bulkPortal)).subscribe((e) => this.#onBulk(e)));
+      this.#subscriptions.add(portalEvents(ni, config.bulkPortal).subscribe((e) => this.#onBulk(e)));
     }
   }
 
@@ -344,9 +344,9 @@ export class Import {
     req.attemptDeadline = req.sentAtMs + timeoutMs;
     if (!this.#sweeper.hasRef()) this.#sweeper.ref();
     // A connect attempt that cannot be sent fails on its own attempt deadline.
-    ni.put(this.#c.target, this.#c.requestPortal, req.xid, message).catch((err: unknown) => {
+    postMessage(ni, this.#c.target, this.#c.requestPortal, req.xid, message, (err: Error) => {
       req.answers.sendFailed++;
-      req.answers.lastSendError = err instanceof Error ? err.message : String(err);
+      req.answers.lastSendError = err.message;
       this.#connectionLost();
     });
   }

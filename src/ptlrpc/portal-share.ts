@@ -6,7 +6,7 @@
 import { filter, type Subscription } from 'rxjs';
 import { decodeConnectRequest } from './connect-wire.js';
 import { Errno, MsgType } from './constants.js';
-import { ALL_MATCH_BITS, type MdHandle, type Network, type PutEvent } from './transport.js';
+import { ALL_MATCH_BITS, portalEvents, type MdHandle, type Network, type PutEvent } from './transport.js';
 import { decodeMessage, type PtlrpcBody } from './wire.js';
 
 /** What the share needs of a service. */
@@ -34,8 +34,8 @@ export class PortalShare {
     this.#portal = portal;
     this.#md = ni.attach(portal, { matchBits: 0n, ignoreBits: ALL_MATCH_BITS }, { kind: 'sink', maxLength: maxRequestBytes });
     const mdId = this.#md.id;
-    this.#subscription = ni.events$
-      .pipe(filter((e) => e.portal === portal && e.md.id === mdId))
+    this.#subscription = portalEvents(ni, portal)
+      .pipe(filter((e) => e.md.id === mdId))
       .subscribe((e) => this.#route(e));
   }
 

@@ -36,7 +36,7 @@ import type { TargetRecovery } from './recovery.js';
 import { MemoryReplyStore, type ReplyRecord, type ReplyStore, type ReplyTransaction } from './reply-store.js';
 import { LprocfsStats } from './stats.js';
 import { PortalShare } from './portal-share.js';
-import type { Network, ProcessId, PutEvent } from './transport.js';
+import { postMessage, type Network, type ProcessId, type PutEvent } from './transport.js';
 import { encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
 
 /** A request as a handler sees it: decoded, checked, bound to its export. */
@@ -831,7 +831,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
 
   #send(peer: ProcessId, xid: bigint, message: Buffer): void {
     if (this.#stopped) return;
-    this.#ni.put(peer, this.#config.replyPortal, xid, message).catch((err: unknown) => this.#replyFailed(peer, xid, err));
+    postMessage(this.#ni, peer, this.#config.replyPortal, xid, message, (err: Error) => this.#replyFailed(peer, xid, err));
   }
 
   /**

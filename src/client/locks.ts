@@ -9,14 +9,15 @@
 // runs first (write back the dirty data the lock covers, drop the cached pages and attributes
 // it protected, tell the kernel), then the LDLM_CANCEL goes, then the lock is forgotten. The
 // ways: a blocking callback (at once when the lock is unused, else at its last release), the
-// LRU (unused locks beyond lru_size or older than lru_max_age, looked at after each release)
-// and the namespace's close. An eviction skips the cancel: the server has forgotten the
+// LRU (unused locks beyond lru_size or older than lru_max_age, looked at after each release
+// and once a second by the lock pool), memory pressure (the pool: with lru_size 0, Lustre's LRU
+// resize, nothing else limits how many unused locks stay) and the namespace's close. An eviction skips the cancel: the server has forgotten the
 // locks; the owner's `lost` hook drops what they covered.
 //
 // A target that does not serve the lock manager (LDLM_ENQUEUE answered EOPNOTSUPP) makes
 // `supported` false: the callers then cache nothing, as a client without locks must.
 import {
-  CallbackService, ClientLockCache, LdlmClient, LockFlag, hasFlag, resIdOfFid, type LockType,
+  CallbackService, ClientLockCache, LdlmClient, LockFlag, hasFlag, lockPool, resIdOfFid, type LockType, type PoolMember,
   type CachedLock, type ClientLock, type EnqueueRequest, type LockDesc, type LockMode, type Policy, type ResId,
 } from '../ldlm/index.js';
 import type { Import, Network } from '../ptlrpc/index.js';
@@ -36,6 +37,8 @@ export interface NamespaceHooks {
   revoke?(lock: CachedLock, wanted: LockDesc | undefined): Promise<void>;
   /** The server evicted this client: these locks are gone without a cancel. */
   lost?(locks: CachedLock[]): void;
+  /** Memory ran short (the lock pool): `given` unused locks are being given back. */
+  memoryShort?(why: string, given: number): void;
   /** A glimpse callback: the LVB of what the lock covers (throw to answer that nothing is known). */
   glimpse?(lock: ClientLock, desc: LockDesc): Buffer | Promise<Buffer>;
 }
@@ -45,6 +48,8 @@ export interface NamespaceCounters {
   matched: number;
   revoked: number;
   lruCancels: number;
+  /** Unused locks given back because memory ran short. */
+  pressureCancels: number;
 }
 
 /** Parameters of a client namespace as lctl shows them (ldlm.namespaces.<name>.<param>). */
@@ -59,7 +64,7 @@ export class LockNamespaceError extends Error {
 }
 
 export class ClientNamespace {
-  readonly counters: NamespaceCounters = { enqueues: 0, matched: 0, revoked: 0, lruCancels: 0 };
+  readonly counters: NamespaceCounters = { enqueues: 0, matched: 0, revoked: 0, lruCancels: 0, pressureCancels: 0 };
   readonly cache: ClientLockCache;
   readonly ldlm: LdlmClient;
   /** undefined until the target answered a first enqueue; false: it serves no locks. */
@@ -69,6 +74,16 @@ export class ClientNamespace {
   /** What each blocking callback asked for, by our handle, until the cancel. */
   readonly #wanted = new Map<bigint, LockDesc>();
   #closed = false;
+  readonly #poolMember: PoolMember = {
+    ageOut: () => this.#shrink(),
+    shrink: (share, why) => {
+      const locks = this.cache.shrinkOldest(share);
+      this.counters.pressureCancels += locks.length;
+      if (locks.length > 0) this.#hooks.memoryShort?.(why, locks.length);
+      for (const l of locks) void this.#cancel(l, true);
+      return locks.length;
+    },
+  };
 
   constructor(
     readonly name: string,
@@ -86,6 +101,7 @@ export class ClientNamespace {
       },
       evicted: (locks) => this.#onEvicted(locks),
     });
+    lockPool.register(this.#poolMember);
   }
 
   /** The target granted locks here already: it serves the lock manager. */
@@ -189,7 +205,7 @@ export class ClientNamespace {
     }
   }
 
-  /** lctl set_param: lru_size (0 = the default; 'clear' gives unused locks back) and lru_max_age (ms). */
+  /** lctl set_param: lru_size (0 = LRU resize, no fixed limit; 'clear' gives unused locks back) and lru_max_age (ms). */
   setParam(name: string, value: string): void {
     const v = value.trim();
     if (name === 'lru_size') {
@@ -208,6 +224,7 @@ export class ClientNamespace {
   /** Gives every lock back (a clean umount) and stops answering callbacks. */
   async close(): Promise<void> {
     if (this.#closed) return;
+    lockPool.unregister(this.#poolMember);
     await this.cancelUnused().catch(() => undefined);
     this.#closed = true;
     this.ldlm.close();

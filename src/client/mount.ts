@@ -299,6 +299,9 @@ export class MountCore {
     return this.#nextFd++;
   }
 
+  readonly #memoryShort = (why: string, given: number): void =>
+    this.#log('warn', `memory is short (${why}): ${given} unused locks given back`);
+
   #log(level: 'info' | 'warn', message: string): void {
     this.options.log?.(level, message);
   }
@@ -328,6 +331,7 @@ export class MountCore {
         lost: (locks) => {
           for (const l of locks) void this.#revokeMetadata(l);
         },
+        memoryShort: this.#memoryShort,
       });
       this.rootFid = await this.#mdc.root();
       this.#applyParams(config);
@@ -379,6 +383,7 @@ export class MountCore {
           for (const l of locks) void this.#revokeData(index, l, false);
         },
         glimpse: (lock) => this.#glimpse(index, lock.resId),
+        memoryShort: this.#memoryShort,
       }));
       this.oscs.set(index, osc);
     }, (err: unknown) => {

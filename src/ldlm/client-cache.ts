@@ -6,8 +6,9 @@
 // writers counted apart, as l_readers / l_writers) -> decRef() -> unused, on the LRU. A
 // blocking callback marks it CBPENDING: match() skips it from then on, and the owner flushes
 // and cancels it as soon as no reference is left (blocking() and decRef() say when). Unused
-// locks beyond lru_size, or older than lru_max_age, are given back (lruShrink), and an
-// enqueue may carry unused locks to cancel with it (cancelUnused / cancelUnusedOn: Lustre's
+// locks beyond lru_size, or older than lru_max_age, are given back (lruShrink); with lru_size 0
+// (Lustre's LRU resize) there is no limit on their number, and memory pressure gives back the
+// oldest of them (shrinkOldest, from the lock pool: pool.ts). An enqueue may carry unused locks to cancel with it (cancelUnused / cancelUnusedOn: Lustre's
 // early lock cancel).
 //
 // A pure state machine: the caller sends the cancels and passes a clock.
@@ -19,8 +20,6 @@ import { hasFlag, LockFlag, LockMode, lockModeCovers, LockType, OBD_OBJECT_EOF, 
 import { resIdKey, type ResId } from './resource.js';
 import type { Policy } from './types.js';
 
-/** LDLM_DEFAULT_LRU_SIZE per namespace (Lustre: 100 per CPU); lru_size 0 means this. */
-export const LDLM_DEFAULT_LRU_SIZE = 100;
 /** LDLM_DEFAULT_MAX_ALIVE: unused locks older than this go back to the server (65 min). */
 export const LDLM_DEFAULT_LRU_MAX_AGE_MS = 3_900_000;
 /** The most locks one client namespace keeps; add() beyond it is ENOMEM. */
@@ -54,7 +53,7 @@ export interface CachedLock {
 
 export interface ClientLockCacheOptions {
   now: () => number;
-  /** lru_size: how many unused locks to keep; 0 = the default (LDLM_DEFAULT_LRU_SIZE). */
+  /** lru_size: how many unused locks to keep; 0 = as many as memory allows (LRU resize). */
   lruSize?: number;
   lruMaxAgeMs?: number;
   maxLocks?: number;
@@ -95,7 +94,7 @@ export class ClientLockCache {
     this.maxLocks = opts.maxLocks ?? LDLM_CLIENT_MAX_LOCKS;
   }
 
-  /** lru_size as set (0 = default). */
+  /** lru_size as set (0 = LRU resize: no limit on the number). */
   get lruSize(): number {
     return this.lruSizeSetting;
   }
@@ -115,7 +114,7 @@ export class ClientLockCache {
   }
 
   private get lruLimit(): number {
-    return this.lruSizeSetting === 0 ? LDLM_DEFAULT_LRU_SIZE : this.lruSizeSetting;
+    return this.lruSizeSetting === 0 ? Infinity : this.lruSizeSetting;
   }
 
   /** A lock the server granted (enqueue reply or completion callback); it starts unused. */
@@ -281,6 +280,18 @@ export class ClientLockCache {
       } else if (now - lock.lastUsed > this.lruMaxAgeMs) {
         out.push(lock);
       }
+    }
+    for (const l of out) this.startCancel(l);
+    return out;
+  }
+
+  /** The oldest `share` (0 to 1) of the unused locks, at least one when any is unused: memory pressure. */
+  shrinkOldest(share: number): CachedLock[] {
+    let n = Math.ceil(this.lru.size * Math.min(Math.max(share, 0), 1));
+    const out: CachedLock[] = [];
+    for (const lock of this.lru.values()) {
+      if (n-- <= 0) break;
+      out.push(lock);
     }
     for (const l of out) this.startCancel(l);
     return out;

@@ -12,6 +12,7 @@ export * from './namespace.js';
 export { checkRequest } from './validate.js';
 export * from './wire.js';
 export * from './client-cache.js';
+export * from './pool.js';
 // The lock manager on the network (helper ldlm-rpc): the client's callback service and lock
 // requests, the server's enqueue/cancel handlers and callbacks.
 export * from './callbacks.js';

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { Llite } from '../../src/client/llite.js';
 import type { FileSystem } from '../../src/client/index.js';
-import { LockType } from '../../src/ldlm/index.js';
+import { lockPool, LockType } from '../../src/ldlm/index.js';
 import { OFFSET_MAX, type RequestContext } from '../../src/client/fuse/index.js';
 import { until } from '../lib/net.js';
 import { prng, seedFrom } from '../lib/prng.js';
@@ -168,6 +168,30 @@ t.test('client caching on locks, two mounts', async (t) => {
     await b.unlink('/md/z');
     await until('the unlink revoked the directory\'s attributes', () => told.includes(`inode ${dir.nodeid} attr`));
     t.ok((await la.getattr(ctx(1), dir.nodeid, undefined)).attr.mtimeNs >= after.mtimeNs, 'read again after the change');
+  });
+
+  t.test('lru_size 0 keeps every unused lock; memory pressure gives back the older half', async (t) => {
+    await a.mkdir('/many');
+    // Each file's one object on either OST: more than the 100 unused locks a namespace kept
+    // before (Lustre's LDLM_DEFAULT_LRU_SIZE per CPU) on at least one of them.
+    for (let i = 0; i < 250; i++) await a.writeFile(`/many/f${i}`, 'x');
+    const unused = (): number => a.core.namespaces().reduce((n, ns) => n + ns.cache.stats().lock_unused_count, 0);
+    const before = unused();
+    const most = Math.max(...a.core.namespaces().map((ns) => ns.cache.stats().lock_unused_count));
+    t.ok(most > 100, `a namespace keeps ${most} unused locks (lru_size 0: no fixed limit)`);
+    const probe = lockPool.probe;
+    lockPool.probe = () => 'heap 900 MiB of its 1000 MiB limit';
+    try {
+      const tick = lockPool.tick();
+      t.ok(tick.cancelled >= Math.floor(before / 2), `under pressure ${tick.cancelled} of ${before} unused locks go back`);
+    } finally {
+      lockPool.probe = probe;
+    }
+    await Promise.all(a.core.namespaces().map((ns) => ns.settled()));
+    t.ok(unused() <= Math.ceil(before / 2), `${unused()} unused locks left`);
+    t.ok(a.core.namespaces().some((ns) => ns.counters.pressureCancels > 0), 'counted as given back for memory');
+    t.equal(await b.readFile('/many/f249', 'utf8'), 'x', 'the files are intact');
+    t.equal((await a.stat('/many/f0')).size, 1, 'and stat asks again');
   });
 
   t.test('eviction drops the locks and what they covered', async (t) => {

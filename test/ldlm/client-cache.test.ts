@@ -1,7 +1,7 @@
 // The client's lock cache: matching, references, blocking callbacks, LRU and early cancel.
 import fc from 'fast-check';
 import t from 'tap';
-import { ClientLockCache, hasFlag, InodeBits, LDLM_DEFAULT_LRU_SIZE, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid } from '../../src/ldlm/index.js';
+import { ClientLockCache, hasFlag, InodeBits, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid } from '../../src/ldlm/index.js';
 import { fid } from '../../src/osd/index.js';
 
 const O1 = resIdOfFid(fid(0x100000000, 1));
@@ -84,8 +84,24 @@ t.test('LRU: beyond lru_size and past lru_max_age, least recently used first', a
   t.same(cache.lruShrink().map((l) => l.handle), [locks[4]!.handle, locks[0]!.handle], 'too old, except the one in use');
   cache.lruSize = 0;
   t.equal(cache.stats().lru_size, 0);
-  t.equal(LDLM_DEFAULT_LRU_SIZE, 100);
   t.throws(() => { cache.lruSize = -1; }, { code: 'EINVAL' });
+});
+
+t.test('lru_size 0 (LRU resize): no limit on the number of unused locks; memory pressure gives back the oldest share', async (t) => {
+  const { cache, extent, clock } = setup({ lruSize: 0, lruMaxAgeMs: 10_000 });
+  const locks = Array.from({ length: 500 }, (_, i) => extent(LockMode.PR, BigInt(i) * 4096n, BigInt(i) * 4096n + 4095n));
+  t.same(cache.lruShrink(), [], '500 unused locks stay');
+  t.equal(cache.stats().lock_unused_count, 500);
+  cache.addRef(locks[0]!, LockMode.PR);
+  const half = cache.shrinkOldest(0.5);
+  t.equal(half.length, 250, 'half of the 499 unused, rounded up');
+  t.same(half.map((l) => l.handle), locks.slice(1, 251).map((l) => l.handle), 'the oldest first, never the one in use');
+  t.ok(half.every((l) => hasFlag(l.flags, LockFlag.CANCELING)));
+  t.equal(cache.stats().lock_unused_count, 249);
+  t.equal(cache.shrinkOldest(0.01).length, 3, 'at least one, rounded up');
+  t.equal(cache.shrinkOldest(0).length, 0);
+  clock.t = 10_001;
+  t.equal(cache.lruShrink().length, 246, 'and lru_max_age still ages them out');
 });
 
 t.test('early cancel: unused locks, oldest first, or those on one resource and bits', async (t) => {

@@ -116,6 +116,10 @@ export class LNetNI {
   private readonly pending = new Map<bigint, Pending>();
   /** Targets as given by callers, parsed once (a cache, cleared when full). */
   private readonly targets = new Map<string, { lnd: Nid['lnd']; nid: NidString; wire: bigint }>();
+  /** Initiators of received messages, by NID (see processId). */
+  private readonly initiators = new Map<NidString, ProcessId>();
+  /** This NI as a message's target. */
+  private readonly self: ProcessId;
   private readonly limits: NiLimits;
   private readonly counters: NiStats;
   private readonly peers = new Map<NidString, PeerStats>();
@@ -143,6 +147,7 @@ export class LNetNI {
       connections: 0, rxBytesReserved: 0, drops: {}, connDrops: {},
     };
     this.events$ = this.subject.asObservable();
+    this.self = Object.freeze({ nid: this.nid, pid: this.pid });
     this.sweep = setInterval(() => this.expirePending(), Math.max(10, Math.min(1000, this.replyTimeoutMs / 4)));
     this.sweep.unref();
   }
@@ -370,11 +375,25 @@ export class LNetNI {
     if (typeof md === 'string') return this.drop(initiatorNid, md, h.payloadLength);
     const event: PutEvent = {
       type: 'put', md, portal: h.portal, matchBits: h.matchBits, hdrData: h.hdrData,
-      initiator: { nid: initiatorNid, pid: h.srcPid }, target: { nid: this.nid, pid: h.destPid },
+      initiator: this.processId(initiatorNid, h.srcPid),
+      target: h.destPid === this.pid ? this.self : { nid: this.nid, pid: h.destPid },
       offset: h.offset, payload: [], payloadLength: h.payloadLength,
     };
     const wantsAck = h.wmdObject !== LNET_WIRE_HANDLE_COOKIE_NONE || h.wmdInterface !== LNET_WIRE_HANDLE_COOKIE_NONE;
     return new PutDelivery(this, event, wantsAck ? ackHeader(h) : null);
+  }
+
+  /**
+   * The id of a message's initiator: one frozen object per NID (and pid) as long as the cache
+   * holds it, rather than a new one for every message of a peer.
+   */
+  private processId(nid: NidString, pid: number): ProcessId {
+    const known = this.initiators.get(nid);
+    if (known && known.pid === pid) return known;
+    const id = Object.freeze({ nid, pid });
+    if (this.initiators.size >= TARGETS_CACHED) this.initiators.clear();
+    this.initiators.set(nid, id);
+    return id;
   }
 
   private receiveGet(h: LNetHeader, initiatorNid: NidString): Delivery | DropReason {
@@ -389,7 +408,7 @@ export class LNetNI {
     // Invariant: match('source', ...) only returns source MDs.
     assert(spec.kind === 'source');
     const data = sliceBuffers(spec.buffers, h.offset, h.sinkLength);
-    return new ReplyDelivery(this, { nid: initiatorNid, pid: h.srcPid }, reply, data);
+    return new ReplyDelivery(this, this.processId(initiatorNid, h.srcPid), reply, data);
   }
 
   private receiveReply(h: LNetHeader, initiatorNid: NidString): Delivery | DropReason {

@@ -32,8 +32,8 @@ import { decodeConnectData, encodeConnectRequest, LUSTRE_VERSION_CODE } from './
 import { PtlrpcError, remoteError } from './errors.js';
 import { nextXid, ReplayList, TagSlots } from './import-parts.js';
 import { importFailLoc } from './fail-points.js';
-import { portalEvents, postMessage, type MdHandle, type Network, type ProcessId, type PutEvent } from './transport.js';
-import { decodeMessage, encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
+import { portalEvents, postMessage, type MdHandle, type MdSpec, type Network, type ProcessId, type PutEvent } from './transport.js';
+import { decodeMessage, encodeMessage, type PtlrpcBody } from './wire.js';
 
 export type ImportState = 'new' | 'connecting' | 'full' | 'disconnected' | 'replay' | 'recover' | 'evicted' | 'closed';
 
@@ -176,6 +176,9 @@ export class Import {
   #inFlight = 0;
   #recovering: Promise<void> | undefined;
   readonly #replaySteps = new Set<ReplayStep>();
+  /** The reply buffer every attempt posts, and what its requests tell the server of it. */
+  readonly #replySink: MdSpec;
+  readonly #encodeOptions: { repsize: number };
 
   private constructor(ni: Network, config: ImportConfig) {
     this.#ni = ni;
@@ -187,6 +190,8 @@ export class Import {
     this.#at = { ...defaultAtConfig, ...config.at };
     this.#rtt = new AdaptiveTimeout(this.#c.initialEstimateMs, this.#at);
     this.#tags = new TagSlots(this.#c.maxModRpcs);
+    this.#replySink = { kind: 'sink', maxLength: this.#c.maxReplyBytes, once: true };
+    this.#encodeOptions = { repsize: this.#c.maxReplyBytes };
     this.replayList = new ReplayList(this.#c.replayMax);
     this.state$ = new BehaviorSubject<ImportState>('new');
     this.#sweeper = setInterval(() => this.#sweep(), Math.max(5, Math.min(50, Math.floor(this.#at.minMs / 2))));
@@ -316,7 +321,7 @@ export class Import {
     // never arrives: kept, the dead MD would make every later reply miss, and the request
     // would wait out its deadline however many times it is resent.
     req.replyMd?.unlink();
-    req.replyMd = ni.attach(replyPortal, { matchBits: req.xid }, { kind: 'sink', maxLength: this.#c.maxReplyBytes, once: true });
+    req.replyMd = ni.attach(replyPortal, { matchBits: req.xid }, this.#replySink);
     const bulk = req.options.bulkWrite ?? (req.options.bulkRead !== undefined ? req.options.bulkRead : undefined);
     if (bulk !== undefined && !Array.isArray(bulk)) {
       req.bulkMd?.unlink();
@@ -328,14 +333,14 @@ export class Import {
         : ni.attach(bulkPortal, { matchBits: req.xid }, { kind: 'sink', maxLength: bulk, once: true });
     }
     const timeoutMs = this.timeoutMs;
-    const body = makeBody({
+    // The fields straight to the encoder (it takes absent ones for zero): no body object made.
+    const message = encodeMessage({
       handle: this.#handle, type: MsgType.REQUEST, version: this.#c.targetVersion | PTLRPC_MSG_VERSION,
       opcode: req.opcode, lastXid: this.#lastRepliedXid(), tag: req.replayTag || req.tag, connCnt: this.#connCnt,
       timeout: Math.max(1, msToWireSeconds(timeoutMs)), flags: (req.attempts > 0 ? MsgFlag.RESENT : 0) | req.flags, transno: req.transno,
       opFlags: req.control && req.opcode === this.#c.connectOpcode ? this.#connectOpFlags() : 0,
       mbits: bulk !== undefined ? req.xid : 0n, jobid: this.#c.jobid ?? '',
-    });
-    const message = encodeMessage(body, req.buffers, { repsize: this.#c.maxReplyBytes });
+    }, req.buffers, this.#encodeOptions);
     if (req.attempts > 0) this.counters.resent++;
     req.attempts++;
     this.counters.sent++;

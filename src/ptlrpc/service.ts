@@ -37,7 +37,7 @@ import { MemoryReplyStore, type ReplyRecord, type ReplyStore, type ReplyTransact
 import { LprocfsStats } from './stats.js';
 import { PortalShare } from './portal-share.js';
 import { postMessage, type Network, type ProcessId, type PutEvent } from './transport.js';
-import { encodeMessage, makeBody, type PtlrpcBody } from './wire.js';
+import { encodeMessage, type PtlrpcBody } from './wire.js';
 
 /** A request as a handler sees it: decoded, checked, bound to its export. */
 export interface IncomingRequest {
@@ -811,22 +811,21 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   #reply(request: IncomingRequest, status: number, transno: bigint, buffers: Buffer[], opFlags = 0): void {
     const exp = request.export;
     const now = this.#config.clock();
-    const body = makeBody({
+    if (this.#failLoc.dropReply?.(request)) return;
+    // The fields straight to the encoder (it takes absent ones for zero): no body object made.
+    this.#send(request.peer, request.xid, encodeMessage({
       handle: exp.handle, type: MsgType.REPLY, version: request.body.version, opcode: request.opcode,
       status, tag: request.body.tag, lastCommitted: this.#store.lastCommitted(), transno,
       opFlags, connCnt: exp.connCnt, timeout: msToWireSeconds(this.#estimate.estimateMs),
       serviceTime: msToWireSeconds(now - request.arrivalMs), flags: request.body.flags & MsgFlag.RESENT,
-    });
-    if (this.#failLoc.dropReply?.(request)) return;
-    this.#send(request.peer, request.xid, encodeMessage(body, buffers));
+    }, buffers));
   }
 
   #sendError(peer: ProcessId, xid: bigint, request: PtlrpcBody, status: number): void {
-    const body = makeBody({
+    this.#send(peer, xid, encodeMessage({
       type: MsgType.ERR, version: request.version, opcode: request.opcode, status, tag: request.tag,
       lastCommitted: this.#store.lastCommitted(), connCnt: request.connCnt,
-    });
-    this.#send(peer, xid, encodeMessage(body, []));
+    }, []));
   }
 
   #send(peer: ProcessId, xid: bigint, message: Buffer): void {

@@ -106,8 +106,11 @@ export function round8(n: number): number {
 
 const zeroVersions = [0n, 0n, 0n, 0n] as const;
 
+/** The fields of a body to encode: any left out is zero. */
+export type BodyFields = Partial<PtlrpcBody> & Pick<PtlrpcBody, 'type' | 'opcode'>;
+
 /** A body with every field zero except what is given. */
-export function makeBody(fields: Partial<PtlrpcBody> & Pick<PtlrpcBody, 'type' | 'opcode'>): PtlrpcBody {
+export function makeBody(fields: BodyFields): PtlrpcBody {
   // Spelled out rather than spread over defaults: this runs twice per RPC.
   return {
     handle: fields.handle ?? 0n, type: fields.type, version: fields.version ?? PTLRPC_MSG_VERSION,
@@ -131,8 +134,8 @@ export interface EncodeOptions {
   repsize?: number;
 }
 
-/** Packs a body and operation buffers into one lustre_msg_v2. */
-export function encodeMessage(body: PtlrpcBody, buffers: readonly Buffer[], options: EncodeOptions = {}): Buffer {
+/** Packs a body (fields left out are zero) and operation buffers into one lustre_msg_v2. */
+export function encodeMessage(body: BodyFields, buffers: readonly Buffer[], options: EncodeOptions = {}): Buffer {
   const count = buffers.length + 1;
   if (count > MAX_BUFCOUNT) throw new RangeError(`a message holds at most ${MAX_BUFCOUNT} buffers, got ${count}`);
   const size = messageBytes(buffers);
@@ -154,40 +157,73 @@ export function encodeMessage(body: PtlrpcBody, buffers: readonly Buffer[], opti
   return out;
 }
 
-function writeBody(out: Buffer, o: number, b: PtlrpcBody): void {
-  // The buffer is zero-filled: zero fields are skipped, which spares most 64-bit writes.
-  writeU64(out, o, b.handle);
-  out.writeUInt32LE(b.type, o + 8);
-  out.writeUInt32LE(b.version >>> 0, o + 12);
-  out.writeUInt32LE(b.opcode, o + 16);
-  if (b.status !== 0) out.writeInt32LE(b.status, o + 20);
-  writeU64(out, o + 24, b.lastXid);
-  if (b.tag !== 0) out.writeUInt16LE(b.tag, o + 32);
-  if (b.projid !== 0) out.writeUInt32LE(b.projid, o + 36);
-  writeU64(out, o + 40, b.lastCommitted);
-  writeU64(out, o + 48, b.transno);
-  if (b.flags !== 0) out.writeUInt32LE(b.flags, o + 56);
-  if (b.opFlags !== 0) out.writeUInt32LE(b.opFlags, o + 60);
-  if (b.connCnt !== 0) out.writeUInt32LE(b.connCnt, o + 64);
-  if (b.timeout !== 0) out.writeUInt32LE(b.timeout, o + 68);
-  if (b.serviceTime !== 0) out.writeUInt32LE(b.serviceTime, o + 72);
-  if (b.limit !== 0) out.writeUInt32LE(b.limit, o + 76);
-  writeU64(out, o + 80, b.slv);
-  for (let i = 0; i < 4; i++) writeU64(out, o + 88 + 8 * i, b.preVersions[i]!);
-  writeU64(out, o + 120, b.mbits);
-  if (b.uid !== 0) out.writeUInt32LE(b.uid, o + 144);
-  if (b.gid !== 0) out.writeUInt32LE(b.gid, o + 148);
-  if (b.jobid.length > 0) out.write(b.jobid.slice(0, JOBID_BYTES - 1), o + 152, JOBID_BYTES - 1, 'latin1');
+function writeBody(out: Buffer, o: number, b: BodyFields): void {
+  // The buffer is zero-filled: zero and absent fields are skipped, which spares most writes.
+  const v = views.get(out);
+  const at = out.byteOffset + o;
+  if (b.handle) writeU64(v, at, b.handle);
+  v.setUint32(at + 8, b.type, true);
+  v.setUint32(at + 12, (b.version ?? PTLRPC_MSG_VERSION) >>> 0, true);
+  v.setUint32(at + 16, b.opcode, true);
+  if (b.status) v.setInt32(at + 20, b.status, true);
+  if (b.lastXid) writeU64(v, at + 24, b.lastXid);
+  if (b.tag) v.setUint16(at + 32, b.tag, true);
+  if (b.projid) v.setUint32(at + 36, b.projid, true);
+  if (b.lastCommitted) writeU64(v, at + 40, b.lastCommitted);
+  if (b.transno) writeU64(v, at + 48, b.transno);
+  if (b.flags) v.setUint32(at + 56, b.flags, true);
+  if (b.opFlags) v.setUint32(at + 60, b.opFlags, true);
+  if (b.connCnt) v.setUint32(at + 64, b.connCnt, true);
+  if (b.timeout) v.setUint32(at + 68, b.timeout, true);
+  if (b.serviceTime) v.setUint32(at + 72, b.serviceTime, true);
+  if (b.limit) v.setUint32(at + 76, b.limit, true);
+  if (b.slv) writeU64(v, at + 80, b.slv);
+  const pre = b.preVersions;
+  if (pre && pre !== zeroVersions) for (let i = 0; i < 4; i++) if (pre[i]) writeU64(v, at + 88 + 8 * i, pre[i]!);
+  if (b.mbits) writeU64(v, at + 120, b.mbits);
+  if (b.uid) v.setUint32(at + 144, b.uid, true);
+  if (b.gid) v.setUint32(at + 148, b.gid, true);
+  if (b.jobid) out.write(b.jobid.slice(0, JOBID_BYTES - 1), o + 152, JOBID_BYTES - 1, 'latin1');
 }
 
-function writeU64(out: Buffer, o: number, v: bigint): void {
-  if (v === 0n) return;
-  // Two u32 writes: Buffer's writeBigUInt64LE spends more on its own range checks.
-  const hi = Number(v >> 32n);
-  if (v < 0n || hi > 0xffffffff) throw new RangeError(`${v} does not fit in a u64`);
-  out.writeUInt32LE(Number(v & 0xffffffffn), o);
-  if (hi !== 0) out.writeUInt32LE(hi, o + 4);
+// 64-bit fields go through a DataView over the buffer's whole ArrayBuffer (small messages share
+// Node's pool, so the view is most often the one already made): a BigInt written through
+// Buffer's methods, or split with >> and &, makes new BigInts each time.
+class ViewCache {
+  private of: ArrayBufferLike | null = null;
+  private view: DataView = new DataView(new ArrayBuffer(8));
+  get(buf: Buffer): DataView {
+    if (buf.buffer !== this.of) { this.view = new DataView(buf.buffer); this.of = buf.buffer; }
+    return this.view;
+  }
 }
+const views = new ViewCache();
+
+function writeU64(v: DataView, at: number, value: bigint): void {
+  if (value < 0n || value > 0xffffffffffffffffn) throw new RangeError(`${value} does not fit in a u64`);
+  v.setBigUint64(at, value, true);
+}
+
+/**
+ * The last value a u64 field decoded to: a connection's handle and the server's last_committed
+ * repeat from message to message, and a BigInt made for each would be garbage at once.
+ */
+class U64Field {
+  private lo = 0;
+  private hi = 0;
+  private value = 0n;
+  read(d: Buffer, o: number): bigint {
+    const lo = d.readUInt32LE(o);
+    const hi = d.readUInt32LE(o + 4);
+    if (lo === this.lo && hi === this.hi) return this.value;
+    this.lo = lo;
+    this.hi = hi;
+    this.value = hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
+    return this.value;
+  }
+}
+const handles = new U64Field();
+const lastCommitteds = new U64Field();
 
 /** A u64 field; the common zero and 32-bit values skip BigInt arithmetic. */
 function readU64(d: Buffer, o: number): bigint {
@@ -253,7 +289,7 @@ function readBody(d: Buffer, o: number, bytes: number): PtlrpcBody {
     ? zeroVersions
     : [readU64(d, o + 88), readU64(d, o + 96), readU64(d, o + 104), readU64(d, o + 112)] as const;
   return {
-    handle: readU64(d, o),
+    handle: handles.read(d, o),
     type: d.readUInt32LE(o + 8),
     version: d.readUInt32LE(o + 12),
     opcode: d.readUInt32LE(o + 16),
@@ -261,7 +297,7 @@ function readBody(d: Buffer, o: number, bytes: number): PtlrpcBody {
     lastXid: readU64(d, o + 24),
     tag: d.readUInt16LE(o + 32),
     projid: d.readUInt32LE(o + 36),
-    lastCommitted: readU64(d, o + 40),
+    lastCommitted: lastCommitteds.read(d, o + 40),
     transno: readU64(d, o + 48),
     flags: d.readUInt32LE(o + 56),
     opFlags: d.readUInt32LE(o + 60),

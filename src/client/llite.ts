@@ -4,19 +4,21 @@
 // through the mount's file handles (LOV over the OSCs), as the same caller the kernel names.
 //
 // Caching follows the locks (when the targets serve them): the kernel's page cache of a file is
-// kept across opens while its data is read and written under the OSCs' extent locks, and every
-// lock that goes (blocking callback, LRU, eviction) drops it: the mount's invalidations
-// (MountCore.onInvalidate) become FUSE_NOTIFY_INVAL_INODE / INVAL_ENTRY: the lock goes back once
-// the kernel dropped the attributes and, unless this mount has a READ or WRITE of the file
-// running, its pages. A running READ or WRITE holds page locks that the invalidation waits for,
-// and may itself wait for a lock that waits for ours (notify.ts): then the pages, like names,
-// are dropped without waiting. Waiting matters: each INVAL_INODE makes the kernel discard the
-// attributes of any GETATTR already sent, and a read would then go by the old size (a read
-// past the old end of a file the other mount had just extended returned 0 bytes). Reads
-// check the size first (FUSE_AUTO_INVAL_DATA) unless the attributes have a validity, which
-// they get only while this mount's extent locks cover the whole file.
-// Without locks nothing is cached across calls: entries and attributes have no validity and
-// the page cache is dropped at each open.
+// kept across opens while its data is read and written under the OSCs' extent locks; a name
+// (dentry) is kept while the MDC holds its child's LOOKUP lock (md-cache.ts); and every lock
+// that goes (blocking callback, LRU, eviction) drops what it vouched for: the mount's
+// invalidations (MountCore.onInvalidate) become FUSE_NOTIFY_INVAL_INODE / INVAL_ENTRY, and the
+// lock goes back once the kernel dropped the attributes, the pages and the names. Except: a
+// running request that holds the kernel's lock an invalidation needs (a READ or WRITE of the
+// file: its pages; a LOOKUP, READDIR or change of a name in the directory: the directory) may
+// itself wait for a lock that waits for ours (notify.ts), so then that invalidation is not
+// waited for. Waiting matters: each INVAL_INODE makes the kernel discard the attributes of any
+// GETATTR already sent, and a read would then go by the old size (a read past the old end of a
+// file the other mount had just extended returned 0 bytes); a name dropped late would be found
+// after the other mount's rename. Reads check the size first (FUSE_AUTO_INVAL_DATA) unless the
+// attributes have a validity, which they get only while this mount's extent locks cover the
+// whole file. Without locks nothing is cached across calls: entries and attributes have no
+// validity and the page cache is dropped at each open.
 //
 // Application locks (getlk, setlk): fcntl and flock() locks are FLOCK locks of the MDT on the
 // file's FID, owned by the kernel's lock owner (a process for POSIX locks, an open file for
@@ -96,10 +98,14 @@ export class Llite implements FuseOps {
   readonly #views = new Map<string, FileSystem>();
   /** Owners that may hold application locks, by `${nodeid}:${owner}`. */
   readonly #lockOwners = new Set<string>();
-  /** READs and WRITEs running, by nodeid. */
-  readonly #ioRunning = new Map<number, number>();
-  /** Invalidations waiting for the pages of a nodeid, to stop waiting when a READ or WRITE of it starts. */
-  readonly #ioWaiters = new Map<number, Set<() => void>>();
+  /**
+   * Requests running that hold a lock of the kernel's on a nodeid, by nodeid: a READ or WRITE
+   * the pages of its file, a LOOKUP, READDIR or change of a name its directory's. An
+   * invalidation needs that lock (notify.ts), so none is waited for meanwhile.
+   */
+  readonly #holding = new Map<number, number>();
+  /** Invalidations waiting for a nodeid, to stop waiting when a request holding it starts. */
+  readonly #holdWaiters = new Map<number, Set<() => void>>();
   #kernel: KernelCache | undefined;
   #nextNodeid = FUSE_ROOT_ID + 1;
   #nextFh = 1;
@@ -132,43 +138,50 @@ export class Llite implements FuseOps {
     const waits = [settled(kernel.invalInode(nodeid, -1, 0))];
     if (what.kind === 'data') {
       const pages = settled(kernel.invalInode(nodeid, 0, 0));
-      if (!this.#ioRunning.has(nodeid)) waits.push(this.#untilIo(nodeid, pages));
+      if (!this.#holding.has(nodeid)) waits.push(this.#untilHeld(nodeid, pages));
     }
     if (what.kind === 'attr' && what.lookup) {
       const node = this.#nodes.get(nodeid);
-      for (const n of node?.names?.splice(0) ?? []) kernel.invalEntry(n.parent, n.name).catch(() => undefined);
+      for (const n of node?.names?.splice(0) ?? []) {
+        const entry = settled(kernel.invalEntry(n.parent, n.name));
+        if (!this.#holding.has(n.parent)) waits.push(this.#untilHeld(n.parent, entry));
+      }
     }
     return Promise.all(waits).then(() => undefined);
   }
 
-  /** Resolves when `pages` does, or sooner when a READ or WRITE of `nodeid` starts. */
-  #untilIo(nodeid: number, pages: Promise<void>): Promise<void> {
+  /** Resolves when `done` does, or sooner when a request holding `nodeid` (#holding) starts. */
+  #untilHeld(nodeid: number, done: Promise<void>): Promise<void> {
     return new Promise((resolve) => {
-      let waiters = this.#ioWaiters.get(nodeid);
-      if (!waiters) this.#ioWaiters.set(nodeid, (waiters = new Set()));
+      let waiters = this.#holdWaiters.get(nodeid);
+      if (!waiters) this.#holdWaiters.set(nodeid, (waiters = new Set()));
       waiters.add(resolve);
-      void pages.then(() => {
-        const now = this.#ioWaiters.get(nodeid);
-        if (now?.delete(resolve) && now.size === 0) this.#ioWaiters.delete(nodeid);
+      void done.then(() => {
+        const now = this.#holdWaiters.get(nodeid);
+        if (now?.delete(resolve) && now.size === 0) this.#holdWaiters.delete(nodeid);
         resolve();
       });
     });
   }
 
-  /** Runs a READ or WRITE of `nodeid`, counted as running (the kernel holds locks on its pages meanwhile). */
-  async #io<T>(nodeid: number, op: () => Promise<T>): Promise<T> {
-    this.#ioRunning.set(nodeid, (this.#ioRunning.get(nodeid) ?? 0) + 1);
-    const waiters = this.#ioWaiters.get(nodeid);
-    if (waiters) {
-      this.#ioWaiters.delete(nodeid);
-      for (const w of waiters) w();
+  /** Runs a request that holds a kernel lock of each of `nodeids` meanwhile (#holding). */
+  async #holds<T>(nodeids: number[], op: () => Promise<T>): Promise<T> {
+    for (const nodeid of nodeids) {
+      this.#holding.set(nodeid, (this.#holding.get(nodeid) ?? 0) + 1);
+      const waiters = this.#holdWaiters.get(nodeid);
+      if (waiters) {
+        this.#holdWaiters.delete(nodeid);
+        for (const w of waiters) w();
+      }
     }
     try {
       return await op();
     } finally {
-      const n = this.#ioRunning.get(nodeid)! - 1;
-      if (n === 0) this.#ioRunning.delete(nodeid);
-      else this.#ioRunning.set(nodeid, n);
+      for (const nodeid of nodeids) {
+        const n = this.#holding.get(nodeid)! - 1;
+        if (n === 0) this.#holding.delete(nodeid);
+        else this.#holding.set(nodeid, n);
+      }
     }
   }
 
@@ -218,14 +231,14 @@ export class Llite implements FuseOps {
     node.lookups++;
     const stats = attrOf(await fs.statOf(attr));
     const validity = named ? this.#validity(attr, named.locked) : 0;
-    if (named && validity > 0 && named.entryValid) {
+    if (named?.entryValid && this.#kernel) {
       node.names ??= [];
       if (!node.names.some((n) => n.parent === named.parent && n.name === named.name)) {
         if (node.names.length >= NAMES_PER_NODE_MAX) node.names.shift();
         node.names.push({ parent: named.parent, name: named.name });
       }
     }
-    return { nodeid, attr: stats, entryTimeoutMs: named?.entryValid ? validity : 0, attrTimeoutMs: validity };
+    return { nodeid, attr: stats, entryTimeoutMs: named?.entryValid && this.#kernel ? LOCKED_VALIDITY_MS : 0, attrTimeoutMs: validity };
   }
 
   forget(nodeid: number, nlookup: number): void {
@@ -240,10 +253,12 @@ export class Llite implements FuseOps {
 
   // ---- attributes ---------------------------------------------------------------------------
 
-  async lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
-    const fs = this.#as(ctx);
-    const r = await fs.core.mdCache.lookup(fs.mdc, this.#fid(parent), name);
-    return this.#entry(fs, r.attr, { parent, name, locked: r.locked });
+  lookup(ctx: RequestContext, parent: number, name: string): Promise<Entry> {
+    return this.#holds([parent], async () => {
+      const fs = this.#as(ctx);
+      const r = await fs.core.mdCache.lookup(fs.mdc, this.#fid(parent), name);
+      return this.#entry(fs, r.attr, { parent, name, locked: r.locked, entryValid: r.named === true });
+    });
   }
 
   async getattr(ctx: RequestContext, nodeid: number, fh: number | undefined): Promise<AttrReply> {
@@ -292,41 +307,49 @@ export class Llite implements FuseOps {
 
   // ---- namespace ----------------------------------------------------------------------------
 
-  async mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number, umask: number): Promise<Entry> {
-    const fs = this.#as(ctx);
-    const m = mode & ~umask;
-    const attr = (m & S_IFMT) === S_IFREG || (m & S_IFMT) === 0
-      ? await fs.mdc.create(this.#fid(parent), name, (m & 0o7777) | S_IFREG)
-      : await fs.mdc.mknod(this.#fid(parent), name, m, rdev);
-    return this.#entry(fs, attr);
+  mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number, umask: number): Promise<Entry> {
+    return this.#holds([parent], async () => {
+      const fs = this.#as(ctx);
+      const m = mode & ~umask;
+      const attr = (m & S_IFMT) === S_IFREG || (m & S_IFMT) === 0
+        ? await fs.mdc.create(this.#fid(parent), name, (m & 0o7777) | S_IFREG)
+        : await fs.mdc.mknod(this.#fid(parent), name, m, rdev);
+      return this.#entry(fs, attr);
+    });
   }
 
-  async mkdir(ctx: RequestContext, parent: number, name: string, mode: number, umask: number): Promise<Entry> {
-    const fs = this.#as(ctx);
-    return this.#entry(fs, await fs.mdc.mkdir(this.#fid(parent), name, mode & ~umask & 0o7777));
+  mkdir(ctx: RequestContext, parent: number, name: string, mode: number, umask: number): Promise<Entry> {
+    return this.#holds([parent], async () => {
+      const fs = this.#as(ctx);
+      return this.#entry(fs, await fs.mdc.mkdir(this.#fid(parent), name, mode & ~umask & 0o7777));
+    });
   }
 
   async unlink(ctx: RequestContext, parent: number, name: string): Promise<void> {
-    await this.#as(ctx).mdc.unlink(this.#fid(parent), name);
+    await this.#holds([parent], () => this.#as(ctx).mdc.unlink(this.#fid(parent), name));
   }
 
   async rmdir(ctx: RequestContext, parent: number, name: string): Promise<void> {
-    await this.#as(ctx).mdc.rmdir(this.#fid(parent), name);
+    await this.#holds([parent], () => this.#as(ctx).mdc.rmdir(this.#fid(parent), name));
   }
 
-  async symlink(ctx: RequestContext, parent: number, name: string, target: string): Promise<Entry> {
-    const fs = this.#as(ctx);
-    return this.#entry(fs, await fs.mdc.symlink(this.#fid(parent), name, target));
+  symlink(ctx: RequestContext, parent: number, name: string, target: string): Promise<Entry> {
+    return this.#holds([parent], async () => {
+      const fs = this.#as(ctx);
+      return this.#entry(fs, await fs.mdc.symlink(this.#fid(parent), name, target));
+    });
   }
 
   async rename(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
     if (flags !== 0) throw error('EINVAL', `rename flags ${flags} (RENAME_NOREPLACE, RENAME_EXCHANGE) are not supported`);
-    await this.#as(ctx).mdc.rename(this.#fid(parent), name, this.#fid(newParent), newName);
+    await this.#holds([parent, newParent], () => this.#as(ctx).mdc.rename(this.#fid(parent), name, this.#fid(newParent), newName));
   }
 
-  async link(ctx: RequestContext, nodeid: number, newParent: number, newName: string): Promise<Entry> {
-    const fs = this.#as(ctx);
-    return this.#entry(fs, await fs.mdc.link(this.#fid(nodeid), this.#fid(newParent), newName));
+  link(ctx: RequestContext, nodeid: number, newParent: number, newName: string): Promise<Entry> {
+    return this.#holds([newParent], async () => {
+      const fs = this.#as(ctx);
+      return this.#entry(fs, await fs.mdc.link(this.#fid(nodeid), this.#fid(newParent), newName));
+    });
   }
 
   // ---- files --------------------------------------------------------------------------------
@@ -358,7 +381,11 @@ export class Llite implements FuseOps {
     return this.#opened(await this.#as(ctx).openFid(this.#fid(nodeid), flags));
   }
 
-  async create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number): Promise<{ entry: Entry; open: OpenReply }> {
+  create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number): Promise<{ entry: Entry; open: OpenReply }> {
+    return this.#holds([parent], () => this.#create(ctx, parent, name, mode, flags, umask));
+  }
+
+  async #create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number): Promise<{ entry: Entry; open: OpenReply }> {
     const fs = this.#as(ctx);
     const h = await fs.createAt(this.#fid(parent), name, flags, mode & ~umask);
     const open = this.#opened(h);
@@ -374,12 +401,12 @@ export class Llite implements FuseOps {
 
   async read(_ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number): Promise<Buffer> {
     const into = Buffer.allocUnsafe(size);
-    const { bytesRead } = await this.#io(nodeid, () => this.#file(fh).read(into, 0, size, offset));
+    const { bytesRead } = await this.#holds([nodeid], () => this.#file(fh).read(into, 0, size, offset));
     return into.subarray(0, bytesRead);
   }
 
   async write(_ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer): Promise<number> {
-    return (await this.#io(nodeid, () => this.#file(fh).write(data, 0, data.length, offset))).bytesWritten;
+    return (await this.#holds([nodeid], () => this.#file(fh).write(data, 0, data.length, offset))).bytesWritten;
   }
 
   /** close(2) of one descriptor: its dirty data goes to the OSTs, so another client reads it. */
@@ -415,7 +442,11 @@ export class Llite implements FuseOps {
    * as the MDT lists them). Pages come from the MDT as they are needed and the ones passed are dropped, so a
    * directory of any size costs one page of memory; a seek back re-reads from the start.
    */
-  async readdir(ctx: RequestContext, _nodeid: number, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
+  readdir(ctx: RequestContext, nodeid: number, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
+    return this.#holds([nodeid], () => this.#readdir(ctx, fh, offset, maxBytes));
+  }
+
+  async #readdir(ctx: RequestContext, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
     const d = this.#dirs.get(fh);
     if (!d) throw error('EBADF', `directory handle ${fh} is not open`);
     if (offset < d.base) Object.assign(d, { base: 0, entries: [], cookie: null, end: false });

@@ -5,11 +5,17 @@
 // them); the lock's going (a blocking callback when another client changes the inode, the LRU,
 // an eviction) drops them, and the mount tells llite (MountCore.invalidate).
 //
-// Names are not cached (a lookup goes to the MDT each time; the kernel gets no entry validity):
-// an IT_LOOKUP lock on the directory for names that do not exist would be revoked by every
-// create in it. What a lookup finds refreshes the attributes of a child whose lock is held.
+// Names are cached under the child's LOOKUP lock, as Lustre's dentries are: the MDT takes the
+// child's LOOKUP bit (EX) to unlink or rename it, so the lock's going tells that the name may
+// be gone. A lookup that misses asks the MDT (MDS_GETATTR_NAME); a name it finds is then locked
+// with an IT_LOOKUP intent by name, which the MDT answers with a lock on the child, looking the
+// name up again once that lock is granted (so a rename in between is never cached). A regular
+// file's name lock carries UPDATE|PERM too (its attributes come with it); a directory's only
+// PERM, so that creates in it (CW UPDATE on it) leave its name alone. Names that do not exist
+// are not cached: a lock on the directory for them would be revoked by every create in it.
 //
-// Attributes are kept per FID with the lock they were read under, at most MD_CACHE_MAX of them.
+// Attributes are kept per FID with the lock they were read under, names per (parent, name)
+// with the child's lock, at most MD_CACHE_MAX of each.
 import { parseFid } from '../osd/index.js';
 import {
   encodeLdlmIntent, hasFlag, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdOfFid, type CachedLock, type ClientLock,
@@ -22,11 +28,19 @@ import { MdcError, toMdcError, type Mdc } from './mdc.js';
 export const MD_CACHE_MAX = 16384;
 /** What a getattr lock covers: the attributes and the permissions. */
 const GETATTR_BITS = InodeBits.UPDATE | InodeBits.PERM;
+/** What the lock of a regular file's name covers: the name, and the attributes with it. */
+const NAME_BITS = InodeBits.LOOKUP | GETATTR_BITS;
+/** A directory's name lock: not UPDATE, which every create in it takes. */
+const DIR_NAME_BITS = InodeBits.LOOKUP | InodeBits.PERM;
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
 
 export interface LockedAttr {
   attr: MdtAttr;
-  /** A lock of the MDC's namespace vouches for the attributes (and with lookup: the name). */
+  /** A lock of the MDC's namespace vouches for the attributes. */
   locked: boolean;
+  /** (lookup) A lock vouches for the name: it leads to this child until the lock goes. */
+  named?: boolean;
 }
 
 interface Entry {
@@ -34,19 +48,41 @@ interface Entry {
   lock: CachedLock;
 }
 
+interface Name {
+  fid: string;
+  lock: CachedLock;
+}
+
+const usable = (ns: ClientNamespace, lock: CachedLock): boolean =>
+  ns.cache.lookup(lock.handle) === lock && !hasFlag(lock.flags, LockFlag.CBPENDING, LockFlag.CANCELING);
+
 export class MdCache {
-  readonly counters = { hits: 0, locked: 0, intents: 0 };
+  readonly counters = { hits: 0, locked: 0, intents: 0, nameHits: 0 };
   readonly #entries = new Map<string, Entry>();
+  /** Names by `${parent fid}/${name}` (a name never holds a '/'). */
+  readonly #names = new Map<string, Name>();
+  /** What each lock vouches for: FIDs' attributes and names. */
+  readonly #byLock = new Map<CachedLock, { fids: Set<string>; names: Set<string> }>();
 
   constructor(private readonly namespace: () => ClientNamespace | undefined) {}
 
   /** Drops what the lock vouched for (its revoke, or its loss). */
   dropLock(lock: CachedLock): void {
-    for (const [fid, e] of this.#entries) if (e.lock === lock) this.#entries.delete(fid);
+    const of = this.#byLock.get(lock);
+    if (!of) return;
+    this.#byLock.delete(lock);
+    for (const fid of of.fids) if (this.#entries.get(fid)?.lock === lock) this.#entries.delete(fid);
+    for (const key of of.names) if (this.#names.get(key)?.lock === lock) this.#names.delete(key);
   }
 
   drop(fid: string): void {
     this.#entries.delete(fid);
+  }
+
+  #of(lock: CachedLock): { fids: Set<string>; names: Set<string> } {
+    let of = this.#byLock.get(lock);
+    if (!of) this.#byLock.set(lock, (of = { fids: new Set(), names: new Set() }));
+    return of;
   }
 
   /** The attributes of `fid`: from the cache under a held lock, else with an IT_GETATTR enqueue. */
@@ -92,29 +128,78 @@ export class MdCache {
   async getattrIntent(mdc: Mdc, fid: string): Promise<LockedAttr | undefined> {
     const ns = this.namespace();
     if (!ns?.supported) return undefined;
-    return this.#intent(ns, mdc, resIdOfFid(parseFid(fid)), IntentOp.GETATTR, GETATTR_BITS, { fid });
+    const r = await this.#intent(ns, mdc, resIdOfFid(parseFid(fid)), IntentOp.GETATTR, GETATTR_BITS, { fid });
+    return r && { attr: r.attr, locked: true };
   }
 
   /**
-   * One name in a directory: asked of the MDT each time (MDS_GETATTR_NAME), so names are never
-   * cached here; the attributes are those of the child's lock when one is held. (An IT_LOOKUP
-   * enqueue would take a lock on the directory for every name that does not exist, which every
-   * create in that directory then revokes.)
+   * One name in a directory: from the names cached under their child's LOOKUP lock, else asked
+   * of the MDT and then locked (see the top of this file). The attributes are those of the
+   * child's lock when one is held.
    */
   async lookup(mdc: Mdc, parent: string, name: string): Promise<LockedAttr> {
-    const attr = await mdc.lookup(parent, name);
     const ns = this.namespace();
-    const held = ns?.supported ? ns.cache.match(resIdOfFid(parseFid(attr.fid)), LockType.IBITS, LockMode.PR, { bits: GETATTR_BITS }, { ref: true }) : undefined;
-    if (!held) return { attr, locked: false };
-    // Read while the lock is held (the reference keeps it): what it vouches for from now on.
-    this.#put(attr.fid, attr, held);
-    ns!.release(held, LockMode.PR);
-    return { attr, locked: true };
+    const key = `${parent}/${name}`;
+    const known = this.#names.get(key);
+    if (known && ns && usable(ns, known.lock)) {
+      this.counters.nameHits++;
+      this.#names.delete(key);
+      this.#names.set(key, known);
+      const e = this.#entries.get(known.fid);
+      if (e && usable(ns, e.lock)) {
+        this.counters.hits++;
+        return { attr: e.attr, locked: true, named: true };
+      }
+      // The name holds, the attributes are not vouched for (a directory's, changed since).
+      return { attr: await mdc.getattr(known.fid), locked: false, named: true };
+    }
+    const attr = await mdc.lookup(parent, name);
+    if (!ns?.supported) return { attr, locked: false };
+    const dir = (attr.mode & S_IFMT) === S_IFDIR;
+    const bits = dir ? DIR_NAME_BITS : NAME_BITS;
+    const resId = resIdOfFid(parseFid(attr.fid));
+    const held = ns.cache.match(resId, LockType.IBITS, LockMode.PR, { bits }, { ref: true });
+    if (held) {
+      // Read while the lock is held (the reference keeps it): what it vouches for from now on.
+      this.#putName(key, attr.fid, held);
+      if (!dir) this.#put(attr.fid, attr, held);
+      ns.release(held, LockMode.PR);
+      return { attr, locked: !dir || this.#attrLocked(ns, attr.fid), named: true };
+    }
+    let r: { attr: MdtAttr; lock: CachedLock } | undefined;
+    try {
+      r = await this.#intent(ns, mdc, resIdOfFid(parseFid(parent)), IntentOp.LOOKUP, bits, { parent, name });
+    } catch (err) {
+      // Gone or changed since the first look: answer what the MDT says now.
+      if ((err as { code?: string }).code === 'ENOENT') throw err;
+      return { attr, locked: false };
+    }
+    if (!r) return { attr, locked: false };
+    if (dir || (r.attr.mode & S_IFMT) === S_IFDIR) {
+      // A directory's name lock does not vouch for its attributes (nor the lock asked for a
+      // directory's name for those of what the name leads to now).
+      this.#drop(r.attr.fid, r.lock);
+      if (dir && (r.attr.mode & S_IFMT) === S_IFDIR) this.#putName(key, r.attr.fid, r.lock);
+      return { attr: r.attr, locked: this.#attrLocked(ns, r.attr.fid), named: dir && (r.attr.mode & S_IFMT) === S_IFDIR };
+    }
+    this.#putName(key, r.attr.fid, r.lock);
+    return { attr: r.attr, locked: true, named: true };
+  }
+
+  /** Whether attributes of `fid` are cached under a lock still held. */
+  #attrLocked(ns: ClientNamespace, fid: string): boolean {
+    const e = this.#entries.get(fid);
+    return e !== undefined && usable(ns, e.lock);
+  }
+
+  /** Forgets attributes of `fid` put under `lock` (one that does not vouch for them). */
+  #drop(fid: string, lock: CachedLock): void {
+    if (this.#entries.get(fid)?.lock === lock) this.#entries.delete(fid);
   }
 
   async #intent(
     ns: ClientNamespace, mdc: Mdc, resId: ReturnType<typeof resIdOfFid>, opc: number, bits: number, body: Record<string, unknown>,
-  ): Promise<LockedAttr | undefined> {
+  ): Promise<{ attr: MdtAttr; lock: CachedLock } | undefined> {
     let granted: { cached: CachedLock; lock: ClientLock } | undefined;
     try {
       granted = await ns.lockWithReply(resId, LockType.IBITS, LockMode.PR, { bits }, {
@@ -126,7 +211,7 @@ export class MdCache {
     if (!granted) return undefined;
     this.counters.intents++;
     const { cached, lock } = granted;
-    let result: LockedAttr | undefined;
+    let result: { attr: MdtAttr; lock: CachedLock } | undefined;
     let failure: unknown;
     try {
       const status = Number(BigInt.asIntN(32, lock.policyRes2));
@@ -141,7 +226,7 @@ export class MdCache {
         throw new MdcError('EPROTO', (err as Error).message);
       }
       this.#put(attr.fid, attr, cached);
-      result = { attr, locked: true };
+      result = { attr, lock: cached };
     } catch (err) {
       failure = err;
     }
@@ -156,6 +241,14 @@ export class MdCache {
     this.#entries.delete(fid);
     if (this.#entries.size >= MD_CACHE_MAX) this.#entries.delete(this.#entries.keys().next().value!);
     this.#entries.set(fid, { attr, lock });
+    this.#of(lock).fids.add(fid);
+  }
+
+  #putName(key: string, fid: string, lock: CachedLock): void {
+    this.#names.delete(key);
+    if (this.#names.size >= MD_CACHE_MAX) this.#names.delete(this.#names.keys().next().value!);
+    this.#names.set(key, { fid, lock });
+    this.#of(lock).names.add(key);
   }
 
   #touch(fid: string, e: Entry): void {

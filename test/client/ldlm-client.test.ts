@@ -146,9 +146,13 @@ t.test('client caching on locks, two mounts', async (t) => {
     await b.mkdir('/md');
     await b.writeFile('/md/x', 'x');
     const dir = await la.lookup(ctx(1), 1, 'md');
-    t.equal(dir.entryTimeoutMs, 0, 'names are not cached');
+    t.ok(dir.entryTimeoutMs! > 0, 'a name under its child\'s LOOKUP lock gets validity');
     t.ok((await la.getattr(ctx(1), dir.nodeid, undefined)).attrTimeoutMs! > 0, 'a directory\'s attributes under its lock get validity');
     const x = await la.lookup(ctx(1), dir.nodeid, 'x');
+    t.ok(x.entryTimeoutMs! > 0, 'so does a file\'s name');
+    const hits = a.core.mdCache.counters.nameHits;
+    t.equal((await la.lookup(ctx(1), dir.nodeid, 'x')).nodeid, x.nodeid);
+    t.equal(a.core.mdCache.counters.nameHits, hits + 1, 'a second lookup is served from the name cache');
     t.ok((await la.getattr(ctx(1), x.nodeid, undefined)).attrTimeoutMs! > 0, 'a file\'s too, its data being under extent locks');
     const before = a.core.mdCache.counters.hits;
     t.equal((await la.getattr(ctx(1), x.nodeid, undefined)).attr.mode & 0o777, 0o644);
@@ -158,8 +162,10 @@ t.test('client caching on locks, two mounts', async (t) => {
     await until('the chmod revoked the lock', () => told.includes(`inode ${x.nodeid} attr`));
     t.equal((await la.getattr(ctx(1), x.nodeid, undefined)).attr.mode & 0o777, 0o600, 'the next getattr asks again');
 
+    await la.lookup(ctx(1), dir.nodeid, 'x'); // cached again after the chmod took its lock
     await b.rename('/md/x', '/md/y');
     await until('the rename changed the directory under the lock on it', () => told.includes(`inode ${dir.nodeid} attr`));
+    t.ok(told.includes(`entry ${dir.nodeid}/x`), 'and revoked the name x (its child\'s LOOKUP lock)');
     t.match(await rejection(la.lookup(ctx(1), dir.nodeid, 'x')), { code: 'ENOENT' });
     t.equal((await la.lookup(ctx(1), dir.nodeid, 'y')).nodeid, x.nodeid, 'the same inode under its new name');
     await b.writeFile('/md/z', 'z');

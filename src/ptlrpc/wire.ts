@@ -198,6 +198,7 @@ class ViewCache {
   }
 }
 const views = new ViewCache();
+const readViews = new ViewCache();
 
 function writeU64(v: DataView, at: number, value: bigint): void {
   if (value < 0n || value > 0xffffffffffffffffn) throw new RangeError(`${value} does not fit in a u64`);
@@ -283,33 +284,37 @@ function readBody(d: Buffer, o: number, bytes: number): PtlrpcBody {
     const end = raw.indexOf(0);
     jobid = raw.subarray(0, end < 0 ? JOBID_BYTES : end).toString('latin1');
   }
+  // Invariant: decodeMessage checked that the body's bytes are there; the view spans the
+  // whole ArrayBuffer, so it is the check that keeps these reads inside the message.
+  const v = readViews.get(d);
+  const at = d.byteOffset + o;
   // Pre-versions are zero but in replays; the zero tuple is shared.
-  const pre = (d.readUInt32LE(o + 88) | d.readUInt32LE(o + 92) | d.readUInt32LE(o + 96) | d.readUInt32LE(o + 100) |
-    d.readUInt32LE(o + 104) | d.readUInt32LE(o + 108) | d.readUInt32LE(o + 112) | d.readUInt32LE(o + 116)) === 0
+  const pre = (v.getUint32(at + 88, true) | v.getUint32(at + 92, true) | v.getUint32(at + 96, true) | v.getUint32(at + 100, true) |
+    v.getUint32(at + 104, true) | v.getUint32(at + 108, true) | v.getUint32(at + 112, true) | v.getUint32(at + 116, true)) === 0
     ? zeroVersions
     : [readU64(d, o + 88), readU64(d, o + 96), readU64(d, o + 104), readU64(d, o + 112)] as const;
   return {
     handle: handles.read(d, o),
-    type: d.readUInt32LE(o + 8),
-    version: d.readUInt32LE(o + 12),
-    opcode: d.readUInt32LE(o + 16),
-    status: d.readInt32LE(o + 20),
+    type: v.getUint32(at + 8, true),
+    version: v.getUint32(at + 12, true),
+    opcode: v.getUint32(at + 16, true),
+    status: v.getInt32(at + 20, true),
     lastXid: readU64(d, o + 24),
-    tag: d.readUInt16LE(o + 32),
-    projid: d.readUInt32LE(o + 36),
+    tag: v.getUint16(at + 32, true),
+    projid: v.getUint32(at + 36, true),
     lastCommitted: lastCommitteds.read(d, o + 40),
     transno: readU64(d, o + 48),
-    flags: d.readUInt32LE(o + 56),
-    opFlags: d.readUInt32LE(o + 60),
-    connCnt: d.readUInt32LE(o + 64),
-    timeout: d.readUInt32LE(o + 68),
-    serviceTime: d.readUInt32LE(o + 72),
-    limit: d.readUInt32LE(o + 76),
+    flags: v.getUint32(at + 56, true),
+    opFlags: v.getUint32(at + 60, true),
+    connCnt: v.getUint32(at + 64, true),
+    timeout: v.getUint32(at + 68, true),
+    serviceTime: v.getUint32(at + 72, true),
+    limit: v.getUint32(at + 76, true),
     slv: readU64(d, o + 80),
     preVersions: pre,
     mbits: readU64(d, o + 120),
-    uid: d.readUInt32LE(o + 144),
-    gid: d.readUInt32LE(o + 148),
+    uid: v.getUint32(at + 144, true),
+    gid: v.getUint32(at + 148, true),
     jobid,
   };
 }

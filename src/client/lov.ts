@@ -135,14 +135,27 @@ export class Lov {
     const l = checkLayout(layout);
     const size = await this.size(l);
     const n = Math.max(0, Math.min(length, size - offset));
-    const out = Buffer.alloc(n);
-    if (n === 0) return out;
+    if (n === 0) return Buffer.alloc(0);
     const byStripe = new Map<number, StripePiece[]>();
     for (const p of mapExtent(l, offset, n)) {
       const list = byStripe.get(p.stripe) ?? [];
       list.push(p);
       byStripe.set(p.stripe, list);
     }
+    const only = byStripe.size === 1 ? [...byStripe.values()][0]! : undefined;
+    if (only?.length === 1) {
+      // One piece of one object: its buffer is the answer, unless the object ends (a hole
+      // to the file's size) before it.
+      const p = only[0]!;
+      const o = l.objects[p.stripe]!;
+      const got = await this.#oscOf(o).read(o, p.objectOffset, p.length);
+      if (got.length === n) return got;
+      const out = Buffer.alloc(n);
+      got.copy(out, 0, 0, Math.min(got.length, n));
+      return out;
+    }
+    // Not zeroed: each piece is copied in, and what its object did not have is zeroed.
+    const out = Buffer.allocUnsafe(n);
     await this.#perStripe(l, byStripe.keys(), async (osc, o, i) => {
       const pieces = byStripe.get(i)!;
       const first = pieces[0]!.objectOffset;
@@ -150,7 +163,8 @@ export class Lov {
       const got = await osc.read(o, first, last.objectOffset + last.length - first);
       for (const p of pieces) {
         const from = p.objectOffset - first;
-        if (from < got.length) got.copy(out, p.fileOffset - offset, from, Math.min(got.length, from + p.length));
+        const copied = from < got.length ? got.copy(out, p.fileOffset - offset, from, Math.min(got.length, from + p.length)) : 0;
+        if (copied < p.length) out.fill(0, p.fileOffset - offset + copied, p.fileOffset - offset + p.length);
       }
     });
     return out;

@@ -329,14 +329,24 @@ export class Osc {
    * end, empty past it); holes read as zeros.
    */
   async read(id: OstObjectId, offset: number, length: number): Promise<Buffer> {
-    const out = Buffer.alloc(length);
+    // Not zeroed here: each RPC fills its part, and what it did not get (a hole before data
+    // that a later RPC got) is zeroed below.
+    const out = Buffer.allocUnsafe(length);
     const rpcs: Array<Promise<number>> = [];
+    const starts: number[] = [];
     for (let at = 0; at < length; at += this.#brwSize) {
       const n = Math.min(this.#brwSize, length - at);
+      starts.push(at);
       rpcs.push(this.#slots.with(() => this.#readRpc(id, offset + at, n, out, at)));
     }
     const ends = await Promise.all(rpcs);
-    return out.subarray(0, Math.max(0, ...ends));
+    const end = Math.max(0, ...ends);
+    for (let i = 0; i < starts.length; i++) {
+      const filled = Math.max(ends[i]!, starts[i]!);
+      const stop = Math.min(end, i + 1 < starts.length ? starts[i + 1]! : length);
+      if (filled < stop) out.fill(0, filled, stop);
+    }
+    return out.subarray(0, end);
   }
 
   /** One OST_READ into out at `at`; resolves with the end (in out) of the bytes it got (0: none). */

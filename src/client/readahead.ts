@@ -82,8 +82,10 @@ export class ReadAhead {
     const got = data.subarray(from, Math.min(data.length, from + length));
     const wholeWindow = data.length === w.length;
     if (got.length === length || !wholeWindow) {
-      // All of it, or the window stopped at the end of the file.
-      return Buffer.from(got);
+      // All of it, or the window stopped at the end of the file. A view of the window, not a
+      // copy: a window's bytes never change (a change through this mount drops the windows),
+      // and readers copy out of it (FileHandle.read).
+      return got;
     }
     // The read runs past this window into the next one (or past both): the rest on its own.
     const rest = await this.#serve(offset + got.length, length - got.length, ahead);

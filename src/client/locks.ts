@@ -185,6 +185,29 @@ export class ClientNamespace {
     return this.cache.locksOn(resId).filter((l) => !hasFlag(l.flags, LockFlag.CANCELING, LockFlag.CBPENDING));
   }
 
+  /**
+   * Lustre's early lock cancel for a request of this client that would call these locks back:
+   * the unused locks on `resId` with any of `bits` go as a blocking callback would take them
+   * (the revoke hook first), but with no LDLM_CANCEL: resolves with their server cookies, for
+   * the request to carry (at most `max`). Locks in use stay, and are called back as usual.
+   */
+  async earlyCancel(resId: ResId, bits: number, max: number): Promise<bigint[]> {
+    if (!this.active) return [];
+    const locks = this.cache.cancelUnusedOn(resId, { bits });
+    if (locks.length === 0) return [];
+    await Promise.all(locks.map(async (lock) => {
+      try {
+        await this.#hooks.revoke?.(lock, undefined);
+      } finally {
+        this.cache.remove(lock.handle);
+      }
+    }));
+    // More than the request may name (never seen: a resource holds a few): cancelled apart.
+    const rest = locks.slice(Math.max(0, max));
+    if (rest.length > 0) void this.ldlm.cancel(rest.map((l) => l.handle)).catch(() => undefined);
+    return this.ldlm.forgetForEarlyCancel(locks.slice(0, Math.max(0, max)).map((l) => l.handle), Math.max(0, max));
+  }
+
   /** Waits until every cancel started so far is done. */
   async settled(): Promise<void> {
     while (this.#cancelling.size > 0) await Promise.allSettled([...this.#cancelling.values()]);

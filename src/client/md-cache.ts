@@ -79,6 +79,11 @@ export class MdCache {
     this.#entries.delete(fid);
   }
 
+  /** The child `name` in `parent` leads to, as last cached (for early cancels: it may be stale). */
+  childOf(parent: string, name: string): string | undefined {
+    return this.#names.get(`${parent}/${name}`)?.fid;
+  }
+
   #of(lock: CachedLock): { fids: Set<string>; names: Set<string> } {
     let of = this.#byLock.get(lock);
     if (!of) this.#byLock.set(lock, (of = { fids: new Set(), names: new Set() }));

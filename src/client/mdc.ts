@@ -2,6 +2,7 @@
 // user (uid, gid, groups: `cred`, root by default; asUser() gives a view for another user on
 // the same import). Failures are MdcErrors whose `code` is the errno name the MDT answered
 // ('ENOENT', 'ENOTEMPTY', ...) or the RPC layer's ('ETIMEDOUT', 'ESHUTDOWN', ...).
+import { encodeLdlmRequest, InodeBits } from '../ldlm/index.js';
 import { fidToString, type Fid } from '../osd/index.js';
 import { Import, LNET_PID_LUSTRE, PtlrpcError, targetProfiles, type ImportConfig, type Network, type Reply } from '../ptlrpc/index.js';
 import {
@@ -57,13 +58,54 @@ const PAGE_BYTES = 64 * 1024;
 type FidArg = Fid | string;
 const text = (f: FidArg): string => (typeof f === 'string' ? f : fidToString(f));
 
+/**
+ * The locks of its own that a reint's update would call back from this client: an object's
+ * (by FID), or the child a name in a directory leads to, with the inodebits that conflict.
+ */
+export type EarlyCancelTarget = ({ fid: string } | { parent: string; name: string }) & { bits: number };
+/** Gives back (locally) this client's unused locks on the targets; resolves with their server handles. */
+export type EarlyCancelHook = (targets: EarlyCancelTarget[]) => Promise<bigint[]>;
+
+const { UPDATE, LOOKUP, PERM, XATTR } = InodeBits;
+
+/**
+ * Lustre's early lock cancel (mdc_resource_get_unused): the locks the MDT takes for a reint
+ * (see the table at the top of src/services/mdt/ldlm.ts) that this client's cached locks
+ * would conflict with, so that they ride on the request instead of costing a callback.
+ */
+function earlyCancelTargets(op: number, b: Record<string, unknown>): EarlyCancelTarget[] {
+  const s = (k: string): string => String(b[k]);
+  switch (op) {
+    case ReintOp.CREATE: return [{ fid: s('parent'), bits: UPDATE }];
+    case ReintOp.LINK: return [{ fid: s('parent'), bits: UPDATE }, { fid: s('fid'), bits: UPDATE }];
+    case ReintOp.UNLINK: return [{ fid: s('parent'), bits: UPDATE }, { parent: s('parent'), name: s('name'), bits: LOOKUP | UPDATE }];
+    case ReintOp.RENAME: return [
+      { fid: s('parent'), bits: UPDATE }, { fid: s('newParent'), bits: UPDATE },
+      { parent: s('parent'), name: s('name'), bits: LOOKUP }, { parent: s('newParent'), name: s('newName'), bits: LOOKUP | UPDATE },
+    ];
+    case ReintOp.SETATTR: {
+      const a = (b.attrs ?? {}) as Record<string, unknown>;
+      return [{ fid: s('fid'), bits: UPDATE | (a.mode !== undefined || a.uid !== undefined || a.gid !== undefined ? PERM : 0) }];
+    }
+    case ReintOp.SETXATTR: return [{ fid: s('fid'), bits: UPDATE | XATTR }];
+    default: return [];
+  }
+}
+
 export class Mdc {
   readonly import: Import;
   readonly cred: Cred;
+  readonly #elc: { hook?: EarlyCancelHook };
 
-  private constructor(imp: Import, cred: Cred) {
+  private constructor(imp: Import, cred: Cred, elc: { hook?: EarlyCancelHook } = {}) {
     this.import = imp;
     this.cred = cred;
+    this.#elc = elc;
+  }
+
+  /** Reints carry this client's locks they would call back (early lock cancel), found by `hook`. */
+  set earlyCancel(hook: EarlyCancelHook | undefined) {
+    this.#elc.hook = hook;
   }
 
   static async connect(ni: Network, o: MdcOptions): Promise<Mdc> {
@@ -78,17 +120,17 @@ export class Mdc {
 
   /** The same import, acting for another user. */
   asUser(cred: Cred): Mdc {
-    return new Mdc(this.import, { uid: cred.uid, gid: cred.gid, groups: cred.groups ?? [] });
+    return new Mdc(this.import, { uid: cred.uid, gid: cred.gid, groups: cred.groups ?? [] }, this.#elc);
   }
 
   async disconnect(): Promise<void> {
     await this.import.disconnect();
   }
 
-  async #call(opcode: number, body: Record<string, unknown>, opts: { modifying?: boolean; bulkRead?: number } = {}): Promise<{ m: Record<string, unknown>; reply: Reply }> {
+  async #call(opcode: number, body: Record<string, unknown>, opts: { modifying?: boolean; bulkRead?: number } = {}, more: Buffer[] = []): Promise<{ m: Record<string, unknown>; reply: Reply }> {
     let reply: Reply;
     try {
-      reply = await this.import.request(opcode, [encodeBody({ cred: this.cred, ...body })], opts);
+      reply = await this.import.request(opcode, [encodeBody({ cred: this.cred, ...body }), ...more], opts);
     } catch (err) {
       throw toMdcError(err);
     }
@@ -100,7 +142,10 @@ export class Mdc {
   }
 
   async #reint(op: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    return (await this.#call(MdsOpcode.REINT, { op, ...body }, { modifying: true })).m;
+    const handles = this.#elc.hook ? await this.#elc.hook(earlyCancelTargets(op, body)) : [];
+    // The MDT reads the cancels from the buffer after the body (TargetLdlm.earlyCancel).
+    const cancels = handles.length > 0 ? [encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: handles })] : [];
+    return (await this.#call(MdsOpcode.REINT, { op, ...body }, { modifying: true }, cancels)).m;
   }
 
   /** MDS_GET_ROOT: the root directory's FID. */

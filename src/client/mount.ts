@@ -21,14 +21,16 @@ import { ByteBudget } from './budget.js';
 import { FsError } from './errors.js';
 import { FileObject, raid0Of, type FileContext } from './file.js';
 import { Lov } from './lov.js';
-import { Mdc } from './mdc.js';
+import { Mdc, type EarlyCancelTarget } from './mdc.js';
 import { Mgc } from './mgc.js';
 import { Osc } from './osc.js';
 import { ClientParams, ParamError, type ClientTunables } from './params.js';
 import { ClientNamespace, NAMESPACE_PARAMS, objectResId } from './locks.js';
 import { MdCache } from './md-cache.js';
-import { ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, LockMode, LockType, OBD_OBJECT_EOF, type CachedLock, type LockDesc, type ResId } from '../ldlm/index.js';
-import { fidToString } from '../osd/index.js';
+import {
+  ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, LDLM_MAX_HANDLES, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid, type CachedLock, type LockDesc, type ResId,
+} from '../ldlm/index.js';
+import { fidToString, parseFid } from '../osd/index.js';
 import { statusError } from '../ptlrpc/index.js';
 import { devOf } from './stats.js';
 
@@ -47,6 +49,8 @@ const OBJECT_FIDS_MAX = 65536;
  * for (an attribute-only invalidation, which blocks on nothing: a bound, not a pace).
  */
 const INVALIDATE_WAIT_MS = 5000;
+/** Early cancels one reint carries at most (its ldlm_request's handles). */
+const EARLY_CANCELS_MAX = LDLM_MAX_HANDLES;
 
 /**
  * What a lock's going makes stale: a file's data (and size), its attributes, or (lookup) the
@@ -299,6 +303,25 @@ export class MountCore {
     return this.#nextFd++;
   }
 
+  /** The MDC's early lock cancel: this mount's unused locks a reint would call back (mdc.ts). */
+  async #earlyCancel(targets: EarlyCancelTarget[]): Promise<bigint[]> {
+    const ns = this.#mdcNamespace;
+    if (!ns?.active) return [];
+    const out: bigint[] = [];
+    for (const t of targets) {
+      const fid = 'fid' in t ? t.fid : this.mdCache.childOf(t.parent, t.name);
+      if (fid === undefined) continue;
+      let resId: ResId;
+      try {
+        resId = resIdOfFid(parseFid(fid));
+      } catch {
+        continue; // not a FID: the MDT will say so
+      }
+      out.push(...await ns.earlyCancel(resId, t.bits, EARLY_CANCELS_MAX - out.length));
+    }
+    return out;
+  }
+
   readonly #memoryShort = (why: string, given: number): void =>
     this.#log('warn', `memory is short (${why}): ${given} unused locks given back`);
 
@@ -333,6 +356,7 @@ export class MountCore {
         },
         memoryShort: this.#memoryShort,
       });
+      this.#mdc.earlyCancel = (targets) => this.#earlyCancel(targets);
       this.rootFid = await this.#mdc.root();
       this.#applyParams(config);
       await Promise.allSettled([...config.osts.keys()].map((i) => this.#connectOst(config, i)));

@@ -8,8 +8,9 @@
 // and cancels it as soon as no reference is left (blocking() and decRef() say when). Unused
 // locks beyond lru_size, or older than lru_max_age, are given back (lruShrink); with lru_size 0
 // (Lustre's LRU resize) there is no limit on their number, and memory pressure gives back the
-// oldest of them (shrinkOldest, from the lock pool: pool.ts). An enqueue may carry unused locks to cancel with it (cancelUnused / cancelUnusedOn: Lustre's
-// early lock cancel).
+// oldest of them (shrinkOldest, from the lock pool: pool.ts). An enqueue or an update may
+// carry unused locks to cancel with it (cancelUnused / cancelUnusedOn: Lustre's early lock
+// cancel).
 //
 // A pure state machine: the caller sends the cancels and passes a clock.
 

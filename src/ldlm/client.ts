@@ -430,6 +430,16 @@ export class LdlmClient {
    * Forgets up to `max` of the given locks the server answered for (only granted ones when
    * `grantedOnly`: a waiting lock is given back by its own cancel); returns their server cookies.
    */
+  /**
+   * Early cancels that ride on another request (a reint's): these granted locks are forgotten
+   * here, and their server cookies returned for that request to name (at most `max`).
+   */
+  forgetForEarlyCancel(locks: Array<ClientLock | bigint>, max = LDLM_MAX_HANDLES): bigint[] {
+    const remote = this.#forget(locks, max, true);
+    this.counters.cancels += remote.length;
+    return remote;
+  }
+
   #forget(locks: Array<ClientLock | bigint>, max: number, grantedOnly: boolean): bigint[] {
     const remote: bigint[] = [];
     for (const l of locks) {

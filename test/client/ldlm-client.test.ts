@@ -176,6 +176,29 @@ t.test('client caching on locks, two mounts', async (t) => {
     t.ok((await la.getattr(ctx(1), dir.nodeid, undefined)).attr.mtimeNs >= after.mtimeNs, 'read again after the change');
   });
 
+  t.test('early lock cancel: an update carries the mount\'s own locks it would call back', async (t) => {
+    const la = new Llite(a);
+    la.attach({ invalInode: async () => true, invalEntry: async () => true });
+    await a.mkdir('/elc');
+    await a.writeFile('/elc/f', 'f');
+    const dir = await la.lookup(ctx(1), 1, 'elc');
+    const f = await la.lookup(ctx(1), dir.nodeid, 'f');
+    await la.getattr(ctx(1), dir.nodeid, undefined);
+    const mdcNs = a.core.namespaces()[0]!;
+    const held = mdcNs.cache.stats().lock_count;
+    t.ok(held >= 3, `the mount holds ${held} MDC locks (the names and the directory's attributes)`);
+    const revokedBefore = mdcNs.counters.revoked;
+    const early = tfs.mdt.ldlm.counters.earlyCancels;
+    await la.setattr(ctx(1), f.nodeid, { mode: 0o600 });
+    t.ok(tfs.mdt.ldlm.counters.earlyCancels > early, 'the chmod carried the file\'s lock');
+    const afterChmod = tfs.mdt.ldlm.counters.earlyCancels;
+    await la.lookup(ctx(1), dir.nodeid, 'f');
+    await la.unlink(ctx(1), dir.nodeid, 'f');
+    t.ok(tfs.mdt.ldlm.counters.earlyCancels >= afterChmod + 2, 'the unlink carried the name\'s lock and the directory\'s');
+    t.equal(mdcNs.counters.revoked, revokedBefore, 'no blocking callback came to this mount');
+    t.match(await rejection(b.stat('/elc/f')), { code: 'ENOENT' }, 'the other mount sees it gone');
+  });
+
   t.test('lru_size 0 keeps every unused lock; memory pressure gives back the older half', async (t) => {
     await a.mkdir('/many');
     // Each file's one object on either OST: more than the 100 unused locks a namespace kept

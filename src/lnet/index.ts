@@ -19,3 +19,5 @@ export type { TcpLimits } from './tcp.js';
 export type { LNetStats, NiStats, PeerStats, DropReason, ConnDropReason, MessageCounters } from './stats.js';
 // The wire format, for golden tests and for tools that read captures.
 export * as wire from './wire.js';
+// A DataView kept over the last ArrayBuffer seen (ptlrpc's wire format uses it too).
+export { ViewCache } from './wire.js';

@@ -116,7 +116,7 @@ export class LNetHeader {
 // A view spans the Buffer's whole ArrayBuffer and is kept for the next call: frames from one
 // socket chunk, or headers in one send slab, share it. Encoding and decoding keep one each,
 // since they alternate between the send slab and received chunks.
-class ViewCache {
+export class ViewCache {
   private of: ArrayBufferLike | null = null;
   private view: DataView = new DataView(new ArrayBuffer(8));
   get(buf: Buffer): DataView {

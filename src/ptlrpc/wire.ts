@@ -55,6 +55,7 @@
 // The operation's buffers (1..n-1) are opaque here; their owners define them.
 import { LUSTRE_MSG_MAGIC_V2, LUSTRE_MSG_MAGIC_V2_SWABBED, LUSTRE_VERSION_MASK, MsgType, PTLRPC_MSG_VERSION } from './constants.js';
 import { protocolError } from './errors.js';
+import { ViewCache } from '../lnet/index.js';
 
 export const MSG_HEADER_BYTES = 32;
 export const PTLRPC_BODY_V3_BYTES = 184;
@@ -189,14 +190,6 @@ function writeBody(out: Buffer, o: number, b: BodyFields): void {
 // 64-bit fields go through a DataView over the buffer's whole ArrayBuffer (small messages share
 // Node's pool, so the view is most often the one already made): a BigInt written through
 // Buffer's methods, or split with >> and &, makes new BigInts each time.
-class ViewCache {
-  private of: ArrayBufferLike | null = null;
-  private view: DataView = new DataView(new ArrayBuffer(8));
-  get(buf: Buffer): DataView {
-    if (buf.buffer !== this.of) { this.view = new DataView(buf.buffer); this.of = buf.buffer; }
-    return this.view;
-  }
-}
 const views = new ViewCache();
 const readViews = new ViewCache();
 

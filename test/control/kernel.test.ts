@@ -223,5 +223,6 @@ t.test('three kernels: start, mount, lctl, umount/mount, forced umount, SIGKILL 
     const stop = ok(await tool('lustre-kernel', ['stop', '--rundir', rd(i)]), `lustre.kernel stop on 127.0.0.${i}`);
     t.match(stop.stdout, /stopped; unmounted kern-/, '... unmounting its device');
     t.notOk(alive(pid), '... and its process is gone');
+    t.throws(() => process.kill(pid, 0), { code: 'ESRCH' }, '... reaped too, not left a zombie (kill -0 fails once stop returns)');
   }
 });

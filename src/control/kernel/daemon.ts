@@ -28,6 +28,8 @@ export interface DaemonOptions {
 /** How long a background start waits for the kernel to answer, and a stop for it to exit. */
 export const START_WAIT_MS = 60_000;
 export const STOP_WAIT_MS = 120_000;
+/** How long stop waits for an exited kernel to be reaped by whoever adopted it. */
+const REAP_WAIT_MS = 5000;
 
 /** The pid of a live process holding `rundir`, if any (a stale pid file is removed). */
 export function holder(rundir: string): number | undefined {
@@ -178,7 +180,21 @@ export async function stopKernel(rundir: string): Promise<{ pid: number; unmount
     if (Date.now() > deadline) throw new ControlError('ETIMEDOUT', `the lustre.kernel (pid ${pid}) unmounted its devices but did not exit within ${STOP_WAIT_MS / 1000} s`);
     await new Promise((r) => setTimeout(r, 50));
   }
+  // It has exited. Whoever adopted it (init) reaps it in its own time: wait a little for that,
+  // so that once stop returns the pid is gone for kill -0 and ps too, not left a zombie.
+  const reap = Date.now() + REAP_WAIT_MS;
+  while (exists(pid) && Date.now() < reap) await new Promise((r) => setTimeout(r, 50));
   return { pid, unmounted };
+}
+
+/** Whether any process, a zombie included, has `pid`. */
+function exists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Waits until process `pid` has exited; false when it still runs after `limitMs`. */

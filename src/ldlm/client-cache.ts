@@ -274,12 +274,16 @@ export class ClientLockCache {
     const now = this.now();
     const out: CachedLock[] = [];
     let excess = this.lru.size - this.lruLimit;
+    // The LRU is in lastUsed order (a lock joins it at its last release): past the excess, the
+    // first one young enough ends the walk, so a release costs no walk of every unused lock.
     for (const lock of this.lru.values()) {
       if (excess > 0) {
         out.push(lock);
         excess -= 1;
       } else if (now - lock.lastUsed > this.lruMaxAgeMs) {
         out.push(lock);
+      } else {
+        break;
       }
     }
     for (const l of out) this.startCancel(l);

@@ -125,10 +125,10 @@ export class Llite implements FuseOps {
 
   /**
    * Tells the kernel what a lock's going made stale. Resolves once it dropped the attributes
-   * (an attribute-only invalidation waits for nothing) and the pages, or the pages' invalidation
-   * could be waiting for a READ or WRITE of this mount (one is running, or starts meanwhile);
-   * names are dropped without waiting, since that may wait for an op of this mount that waits
-   * for the lock (notify.ts).
+   * (an attribute-only invalidation waits for nothing), the pages and the names; but a page or
+   * name invalidation is not waited for while a request of this mount holds the kernel's lock
+   * it needs (#holding: one running, or starting meanwhile), since that request may wait for
+   * the very lock going back (notify.ts).
    */
   #invalidate(what: Invalidation): Promise<void> | undefined {
     const kernel = this.#kernel;

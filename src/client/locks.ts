@@ -11,8 +11,10 @@
 // ways: a blocking callback (at once when the lock is unused, else at its last release), the
 // LRU (unused locks beyond lru_size or older than lru_max_age, looked at after each release
 // and once a second by the lock pool), memory pressure (the pool: with lru_size 0, Lustre's LRU
-// resize, nothing else limits how many unused locks stay) and the namespace's close. An eviction skips the cancel: the server has forgotten the
-// locks; the owner's `lost` hook drops what they covered.
+// resize, nothing else limits how many unused locks stay) and the namespace's close; an early
+// cancel (earlyCancel) runs the hook too, and its request carries the cancel. An eviction
+// skips the cancel: the server has forgotten the locks; the owner's `lost` hook drops what
+// they covered.
 //
 // A target that does not serve the lock manager (LDLM_ENQUEUE answered EOPNOTSUPP) makes
 // `supported` false: the callers then cache nothing, as a client without locks must.

@@ -30,7 +30,7 @@
 // answered, as Lustre hands it to its ldlm_bl threads: slow flushes never hold up completions.
 // There is at most one per lock the owner holds.
 import {
-  Errno, MsgType, Opcode, Portal, PtlrpcError, decodeMessage, encodeMessage, makeBody,
+  Errno, MsgType, Opcode, Portal, PtlrpcError, decodeMessage, encodeMessage, makeBody, portalEvents, postMessage,
   type Network, type PtlrpcBody, type PutEvent, type MdHandle,
 } from '../ptlrpc/index.js';
 import type { Subscription } from 'rxjs';
@@ -120,8 +120,8 @@ export class CallbackService {
     this.#md = ni.attach(Portal.LDLM_CB_REQUEST, { matchBits: 0n, ignoreBits: ALL_MATCH_BITS },
       { kind: 'sink', maxLength: CALLBACK_REQUEST_BYTES_MAX });
     const mdId = this.#md.id;
-    this.#subscription = ni.events$.subscribe((e) => {
-      if (e.portal === Portal.LDLM_CB_REQUEST && e.md.id === mdId) this.#receive(e);
+    this.#subscription = portalEvents(ni, Portal.LDLM_CB_REQUEST).subscribe((e) => {
+      if (e.md.id === mdId) this.#receive(e);
     });
   }
 
@@ -263,7 +263,7 @@ export class CallbackService {
       handle: request.handle, type: MsgType.REPLY,
       version: request.version, opcode: request.opcode, status, connCnt: request.connCnt,
     });
-    this.#ni.put(e.initiator, Portal.LDLM_CB_REPLY, e.matchBits, encodeMessage(body, buffers)).catch(() => {
+    postMessage(this.#ni, e.initiator, Portal.LDLM_CB_REPLY, e.matchBits, encodeMessage(body, buffers), () => {
       // The server's callback times out, as it would for a reply lost on the network.
       this.counters.replyFailed++;
     });

@@ -10,7 +10,7 @@
 // request is dropped. Cancels are cheap and run at once, so there is no queue to bound.
 import type { Subscription } from 'rxjs';
 import {
-  Errno, MsgType, Opcode, Portal, decodeMessage, encodeMessage, makeBody,
+  Errno, MsgType, Opcode, Portal, decodeMessage, encodeMessage, makeBody, portalEvents, postMessage,
   type Export, type MdHandle, type Network, type PtlrpcBody, type PutEvent,
 } from '../ptlrpc/index.js';
 
@@ -47,8 +47,8 @@ export class CancelPortal {
     this.#md = ni.attach(Portal.LDLM_CANCEL_REQUEST, { matchBits: 0n, ignoreBits: ALL_MATCH_BITS },
       { kind: 'sink', maxLength: CANCEL_REQUEST_BYTES_MAX });
     const mdId = this.#md.id;
-    this.#subscription = ni.events$.subscribe((e) => {
-      if (e.portal === Portal.LDLM_CANCEL_REQUEST && e.md.id === mdId) this.#receive(e);
+    this.#subscription = portalEvents(ni, Portal.LDLM_CANCEL_REQUEST).subscribe((e) => {
+      if (e.md.id === mdId) this.#receive(e);
     });
   }
 
@@ -106,7 +106,7 @@ export class CancelPortal {
       handle: request.handle, type: MsgType.REPLY, version: request.version, opcode: request.opcode, status,
       tag: request.tag, connCnt: request.connCnt,
     });
-    this.#ni.put(e.initiator, Portal.LDLM_CANCEL_REPLY, e.matchBits, encodeMessage(body, [])).catch(() => {
+    postMessage(this.#ni, e.initiator, Portal.LDLM_CANCEL_REPLY, e.matchBits, encodeMessage(body, []), () => {
       this.counters.replyFailed++; // the client resends, or cancels again later
     });
   }

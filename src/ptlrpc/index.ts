@@ -35,6 +35,7 @@ export {
   type ReverseImportConfig, type ReverseRequestOptions, type ReverseCounters,
 } from './reverse-import.js';
 export type { Network, ProcessId, PutEvent, MdHandle, MdSpec } from './transport.js';
+export { portalEvents, postMessage } from './transport.js';
 export { targetProfiles, type TargetProfile } from './profiles.js';
 export { OsdReplyStore, MAX_RECORDED_REPLY_BYTES, type OsdReplyTransaction } from './osd-reply-store.js';
 export {

@@ -18,13 +18,13 @@
 // Bounds: at most REVERSE_RPCS_IN_FLIGHT_MAX requests on the wire per export, at most
 // REVERSE_QUEUE_MAX more waiting (beyond it request() fails with ENOBUFS); the timeout counts
 // from the call, so time spent waiting for a slot is part of it.
-import { filter, type Subscription } from 'rxjs';
+import type { Subscription } from 'rxjs';
 import { MsgType, PTLRPC_MSG_VERSION, Portal, TargetVersion, opcodeName } from './constants.js';
 import { PtlrpcError, remoteError } from './errors.js';
 import type { Export } from './export.js';
 import type { Reply } from './import.js';
 import { nextXid } from './import-parts.js';
-import type { MdHandle, Network, PutEvent } from './transport.js';
+import { portalEvents, postMessage, type MdHandle, type Network, type PutEvent } from './transport.js';
 import { decodeMessage, encodeMessage, makeBody } from './wire.js';
 
 /**
@@ -90,9 +90,7 @@ class ReplyRouter {
   private constructor(private readonly ni: Network) {}
 
   expect(xid: bigint, onReply: (e: PutEvent) => void): void {
-    this.#subscription ??= this.ni.events$
-      .pipe(filter((e) => e.portal === Portal.LDLM_CB_REPLY))
-      .subscribe((e) => this.#waiting.get(e.matchBits)?.(e));
+    this.#subscription ??= portalEvents(this.ni, Portal.LDLM_CB_REPLY).subscribe((e) => this.#waiting.get(e.matchBits)?.(e));
     this.#waiting.set(xid, onReply);
   }
 
@@ -189,7 +187,7 @@ export class ReverseImport {
     });
     const message = encodeMessage(body, req.buffers, { repsize: REVERSE_REPLY_BYTES_MAX });
     this.counters.sent++;
-    ni.put(exp.peer, Portal.LDLM_CB_REQUEST, req.xid, message).catch((err: Error & { code?: string }) => {
+    postMessage(ni, exp.peer, Portal.LDLM_CB_REQUEST, req.xid, message, (err: Error & { code?: string }) => {
       if (this.#sent.get(req.xid) !== req) return;
       this.counters.sendFailures++;
       const code = err.code ?? 'EIO';

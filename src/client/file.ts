@@ -334,11 +334,18 @@ export class FileObject {
 
   /** Reads up to length bytes at offset from the OSTs (under PR locks), after sending what is dirty. */
   async read(offset: number, length: number): Promise<Buffer> {
+    const pieces = await this.readPieces(offset, length);
+    if (pieces.length === 1) return pieces[0]!;
+    return pieces.length === 0 ? Buffer.alloc(0) : Buffer.concat(pieces);
+  }
+
+  /** read() as buffers back to back (the bulks as they arrived, not copied into one). */
+  async readPieces(offset: number, length: number): Promise<Buffer[]> {
     if (this.dirtyBytes > 0) await this.flush();
-    if (!this.layout || length === 0) return Buffer.alloc(0);
+    if (!this.layout || length === 0) return [];
     const release = await this.#lock(LockMode.PR, offset, length);
     try {
-      return await this.ctx.lov.read(this.layout, offset, length);
+      return await this.ctx.lov.readPieces(this.layout, offset, length);
     } finally {
       release();
     }

@@ -86,6 +86,35 @@ export function stripeObjectSize(l: Raid0Layout, stripe: number, size: number): 
   return rows * l.stripeSize + Math.min(l.stripeSize, Math.max(0, rem - stripe * l.stripeSize));
 }
 
+/** An object's bytes from `start` as buffers back to back, taken out again in increasing order. */
+class ObjectBytes {
+  #i = 0;
+  /** Object offset of buffers[#i]. */
+  #at: number;
+  constructor(start: number, private readonly buffers: Buffer[]) {
+    this.#at = start;
+  }
+
+  /** Pushes views of [offset, offset + length) onto out; zeros for what the object did not have. */
+  take(offset: number, length: number, out: Buffer[]): void {
+    const end = offset + length;
+    let x = offset;
+    while (x < end && this.#i < this.buffers.length) {
+      const b = this.buffers[this.#i]!;
+      const bEnd = this.#at + b.length;
+      if (bEnd <= x) {
+        this.#i++;
+        this.#at = bEnd;
+        continue;
+      }
+      const stop = Math.min(end, bEnd);
+      out.push(b.subarray(x - this.#at, stop - this.#at));
+      x = stop;
+    }
+    if (x < end) out.push(Buffer.alloc(end - x));
+  }
+}
+
 export class Lov {
   readonly #osc: (ostIndex: number) => Osc | undefined;
 
@@ -132,41 +161,37 @@ export class Lov {
 
   /** Up to `length` bytes at offset, within the file's size; holes read as zeros. */
   async read(layout: Raid0Layout, offset: number, length: number): Promise<Buffer> {
+    const pieces = await this.readPieces(layout, offset, length);
+    if (pieces.length === 1) return pieces[0]!;
+    return pieces.length === 0 ? Buffer.alloc(0) : Buffer.concat(pieces);
+  }
+
+  /**
+   * read() as buffers back to back, in file order, without copying what the OSCs got: each
+   * is (a view of) a bulk as it arrived, or zeros where an object had nothing.
+   */
+  async readPieces(layout: Raid0Layout, offset: number, length: number): Promise<Buffer[]> {
     const l = checkLayout(layout);
     const size = await this.size(l);
     const n = Math.max(0, Math.min(length, size - offset));
-    if (n === 0) return Buffer.alloc(0);
+    if (n === 0) return [];
+    const pieces = mapExtent(l, offset, n);
     const byStripe = new Map<number, StripePiece[]>();
-    for (const p of mapExtent(l, offset, n)) {
+    for (const p of pieces) {
       const list = byStripe.get(p.stripe) ?? [];
       list.push(p);
       byStripe.set(p.stripe, list);
     }
-    const only = byStripe.size === 1 ? [...byStripe.values()][0]! : undefined;
-    if (only?.length === 1) {
-      // One piece of one object: its buffer is the answer, unless the object ends (a hole
-      // to the file's size) before it.
-      const p = only[0]!;
-      const o = l.objects[p.stripe]!;
-      const got = await this.#oscOf(o).read(o, p.objectOffset, p.length);
-      if (got.length === n) return got;
-      const out = Buffer.alloc(n);
-      got.copy(out, 0, 0, Math.min(got.length, n));
-      return out;
-    }
-    // Not zeroed: each piece is copied in, and what its object did not have is zeroed.
-    const out = Buffer.allocUnsafe(n);
+    // Each stripe's object range, read at once; then its bytes taken in file order.
+    const got = new Map<number, ObjectBytes>();
     await this.#perStripe(l, byStripe.keys(), async (osc, o, i) => {
-      const pieces = byStripe.get(i)!;
-      const first = pieces[0]!.objectOffset;
-      const last = pieces[pieces.length - 1]!;
-      const got = await osc.read(o, first, last.objectOffset + last.length - first);
-      for (const p of pieces) {
-        const from = p.objectOffset - first;
-        const copied = from < got.length ? got.copy(out, p.fileOffset - offset, from, Math.min(got.length, from + p.length)) : 0;
-        if (copied < p.length) out.fill(0, p.fileOffset - offset + copied, p.fileOffset - offset + p.length);
-      }
+      const list = byStripe.get(i)!;
+      const first = list[0]!.objectOffset;
+      const last = list[list.length - 1]!;
+      got.set(i, new ObjectBytes(first, await osc.readPieces(o, first, last.objectOffset + last.length - first)));
     });
+    const out: Buffer[] = [];
+    for (const p of pieces) got.get(p.stripe)!.take(p.objectOffset, p.length, out);
     return out;
   }
 

@@ -329,28 +329,43 @@ export class Osc {
    * end, empty past it); holes read as zeros.
    */
   async read(id: OstObjectId, offset: number, length: number): Promise<Buffer> {
-    // Not zeroed here: each RPC fills its part, and what it did not get (a hole before data
-    // that a later RPC got) is zeroed below.
-    const out = Buffer.allocUnsafe(length);
-    const rpcs: Array<Promise<number>> = [];
-    const starts: number[] = [];
-    for (let at = 0; at < length; at += this.#brwSize) {
-      const n = Math.min(this.#brwSize, length - at);
-      starts.push(at);
-      rpcs.push(this.#slots.with(() => this.#readRpc(id, offset + at, n, out, at)));
-    }
-    const ends = await Promise.all(rpcs);
-    const end = Math.max(0, ...ends);
-    for (let i = 0; i < starts.length; i++) {
-      const filled = Math.max(ends[i]!, starts[i]!);
-      const stop = Math.min(end, i + 1 < starts.length ? starts[i + 1]! : length);
-      if (filled < stop) out.fill(0, filled, stop);
-    }
-    return out.subarray(0, end);
+    const pieces = await this.readPieces(id, offset, length);
+    if (pieces.length === 1) return pieces[0]!;
+    return pieces.length === 0 ? Buffer.alloc(0) : Buffer.concat(pieces);
   }
 
-  /** One OST_READ into out at `at`; resolves with the end (in out) of the bytes it got (0: none). */
-  async #readRpc(id: OstObjectId, offset: number, length: number, out: Buffer, at: number): Promise<number> {
+  /**
+   * read() as the buffers the bulks arrived in, back to back, with no copy: LNet hands each
+   * reply's bulk over as buffers of its own (never reused), so they are the caller's. A hole
+   * between data (an RPC short of a later one that got bytes) is a buffer of zeros.
+   */
+  async readPieces(id: OstObjectId, offset: number, length: number): Promise<Buffer[]> {
+    const rpcs: Array<Promise<Buffer[]>> = [];
+    const lengths: number[] = [];
+    for (let at = 0; at < length; at += this.#brwSize) {
+      const n = Math.min(this.#brwSize, length - at);
+      lengths.push(n);
+      rpcs.push(this.#slots.with(() => this.#readRpc(id, offset + at, n)));
+    }
+    const bulks = await Promise.all(rpcs);
+    // The object ends in the last RPC that got anything: RPCs before it that came back short
+    // ran into holes (zeros); after it there is nothing.
+    let last = -1;
+    for (let i = 0; i < bulks.length; i++) if (bulks[i]!.length > 0) last = i;
+    const out: Buffer[] = [];
+    for (let i = 0; i <= last; i++) {
+      let got = 0;
+      for (const b of bulks[i]!) {
+        if (b.length > 0) out.push(b);
+        got += b.length;
+      }
+      if (i < last && got < lengths[i]!) out.push(Buffer.alloc(lengths[i]! - got));
+    }
+    return out;
+  }
+
+  /** One OST_READ; resolves with its bulk (the bytes it got, checksum verified; none past the object's end). */
+  async #readRpc(id: OstObjectId, offset: number, length: number): Promise<Buffer[]> {
     for (let attempt = 0; ; attempt++) {
       this.counters.readRpcs++;
       const reply = await this.#io.request(Opcode.OST_READ, [encodeBody({
@@ -377,13 +392,8 @@ export class Osc {
         this.counters.readCksumRetries++;
         continue;
       }
-      let p = at;
-      for (const b of bulk) {
-        b.copy(out, p);
-        p += b.length;
-      }
       this.counters.bytesRead += got;
-      return got > 0 ? at + got : 0;
+      return bulk;
     }
   }
 }

@@ -6,6 +6,10 @@
 // Every byte held counts against the mount's read-ahead budget (max_read_ahead_mb); a prefetch
 // that does not fit is not made. A random read drops the windows.
 //
+// A window holds the bulks as they arrived (FileObject.readPieces), not one buffer they were
+// copied into: a read inside one bulk is served as a view of it, with no copy and no new
+// buffer; only a read across bulks joins its parts.
+//
 // Nothing read ahead outlives its handle (no cache across opens), and a change of the file's
 // data made through this mount (FileObject.generation) drops the windows at once.
 import type { ByteBudget } from './budget.js';
@@ -21,7 +25,7 @@ interface Window {
   offset: number;
   length: number;
   generation: number;
-  data: Promise<Buffer>;
+  data: Promise<Buffer[]>;
   /** Bytes taken from the mount's budget for this window (0 for a plain read). */
   charged: number;
 }
@@ -71,25 +75,35 @@ export class ReadAhead {
       return this.#serve(offset, length, ahead);
     }
     this.counters.hits++;
-    let data: Buffer;
+    let pieces: Buffer[];
     try {
-      data = await w.data;
+      pieces = await w.data;
     } catch (err) {
       this.#dropAll();
       throw err;
     }
-    const from = offset - w.offset;
-    const got = data.subarray(from, Math.min(data.length, from + length));
-    const wholeWindow = data.length === w.length;
-    if (got.length === length || !wholeWindow) {
-      // All of it, or the window stopped at the end of the file. A view of the window, not a
-      // copy: a window's bytes never change (a change through this mount drops the windows),
-      // and readers copy out of it (FileHandle.read).
-      return got;
+    // Views of the window, not copies: a window's bytes never change (a change through this
+    // mount drops the windows), and readers copy out of them (FileHandle.read).
+    const parts: Buffer[] = [];
+    let got = 0;
+    let total = 0;
+    for (let i = 0, at = w.offset; i < pieces.length; at += pieces[i]!.length, i++) {
+      const b = pieces[i]!;
+      total += b.length;
+      const from = offset + got;
+      if (got === length || at + b.length <= from) continue;
+      const part = b.subarray(from - at, Math.min(b.length, from - at + length - got));
+      parts.push(part);
+      got += part.length;
+    }
+    const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts, got);
+    if (got === length || total < w.length) {
+      // All of it, or the window stopped at the end of the file.
+      return data;
     }
     // The read runs past this window into the next one (or past both): the rest on its own.
-    const rest = await this.#serve(offset + got.length, length - got.length, ahead);
-    return Buffer.concat([got, rest]);
+    const rest = await this.#serve(offset + got, length - got, ahead);
+    return Buffer.concat([data, rest]);
   }
 
   /** Reads the window after the last one held, in the background. */
@@ -103,7 +117,7 @@ export class ReadAhead {
   }
 
   #add(offset: number, length: number, charged: number): void {
-    const data = this.file.read(offset, length);
+    const data = this.file.readPieces(offset, length);
     data.catch(() => {}); // a failed prefetch is reported to the read that needs it, if any
     this.#windows.push({ offset, length, generation: this.file.generation, data, charged });
   }

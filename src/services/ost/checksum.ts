@@ -6,11 +6,15 @@
 //   pool of 2, copied into a SharedArrayBuffer first        ~3,800  (the copy alone runs at ~12,900)
 //   pool of 2, SharedArrayBuffer, no copy                   ~5,300
 //   adler32 in JavaScript, one thread                         ~500
-// So a task never carries bytes: the pool copies the bulk (often several LNet chunks) into a
-// SharedArrayBuffer arena and the worker reads it there. That frees the main thread (which runs
-// LNet, ptlrpc and the OSD) of the checksum at the cost of a copy at 12.9 GB/s. Below a size
-// where the task's round trip (15-30k empty tasks/s) costs more than the checksum itself, the
-// checksum runs inline: 256 KiB for crc32c, 16 KiB for adler32.
+// And in a whole server process (bench:fs, FUSE client, OSTs and OSD in one process), 1 MiB BRWs:
+//   the pool's task post (piscina's postTask) plus the copy cost the main thread 0.6-0.8 ms per
+//   MiB, against 0.08-0.10 ms for crc32c inline (@node-rs/crc32 uses the CPU's crc32
+//   instruction: 10-12 GB/s here on one thread, chained over 64 KiB pieces as fast).
+// So crc32c always runs inline: the pool costs the main thread more than the checksum it takes
+// off it. adler32 (JavaScript, ~500 MiB/s) is the one worth a worker: a task never carries
+// bytes: the pool copies the bulk (often several LNet chunks) into a SharedArrayBuffer arena
+// and the worker reads it there. Below 16 KiB, where the task's round trip (15-30k empty
+// tasks/s) costs more than the checksum itself, adler32 runs inline too.
 //
 // Limits: at most ARENAS_MAX arenas of OST_BRW_MAX_BYTES each; a checksum waits for a free
 // arena beyond that. Two worker threads at most (a 2-core machine); they exit when idle.
@@ -23,7 +27,7 @@ export { adler32, checksumBytes } from './checksum-algorithms.js';
 
 const ARENAS_MAX = 4;
 const POOL_THREADS_MAX = 2;
-const INLINE_MAX_BYTES: Record<CksumType, number> = { 0: Infinity, 1: 256 * 1024, 2: 16 * 1024 };
+const INLINE_MAX_BYTES: Record<CksumType, number> = { 0: Infinity, 1: Infinity, 2: 16 * 1024 };
 
 export interface ChecksumStats {
   inline: number;

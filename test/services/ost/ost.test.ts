@@ -193,7 +193,7 @@ t.test('bulk IO: any offset, several ranges per RPC, short reads, RPCs in flight
   t.equal(osc.counters.readCksumRetries, 1);
   ost.failLoc.corruptReadBulk = undefined;
   const st = ost.stats() as { checksum: { pooled: number; inline: number } };
-  t.ok(st.checksum.pooled > 0 && st.checksum.inline > 0, 'large bulks checksummed in the pool, small ones inline');
+  t.ok(st.checksum.pooled > 0 && st.checksum.inline > 0, 'crc32c and small adler32 bulks checksummed inline, large adler32 ones in the pool');
 });
 
 t.test('grants, and filling an OST: ENOSPC, data before intact, deleting frees space', async (t) => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import type { TxgHold } from '../log/index.js';
 import { OsdError } from './errors.js';
 import { checkFid, fidEquals, fidKey, fidToString, ROOT_INDEX_FID, type Fid } from './fid.js';
-import { indexKey, indexPrefix, NAME_MAX_BYTES, xattrKey, xattrPrefix, XATTR_VALUE_MAX_BYTES } from './keys.js';
+import { indexKey, indexPrefix, NAME_MAX_BYTES, objectKey, xattrKey, xattrPrefix, XATTR_VALUE_MAX_BYTES } from './keys.js';
 import {
   isDataType, isIndexType, MAX_FILE_BYTES, OBJECT_TYPES, SETTABLE_ATTRS,
   type IndexValue, type ObjectAttrs, type ObjectType, type SettableAttrs, type Update,
@@ -222,11 +222,12 @@ export class Tx {
     if (fidEquals(fid, ROOT_INDEX_FID)) throw new OsdError('EINVAL', 'the root index cannot be destroyed');
     await this.run(fid, async (fidText) => {
       const a = await this.existing(fid);
-      if (isIndexType(a.type) && (await this.#host.state.list(indexPrefix(fid), undefined, 1)).length > 0) {
+      const owner = objectKey(fid);
+      if (isIndexType(a.type) && (await this.#host.state.list(indexPrefix(fid), undefined, 1, owner)).length > 0) {
         throw new OsdError('ENOTEMPTY', `index ${fidText} still holds entries`);
       }
       const prefix = xattrPrefix(fid);
-      const xattrs = (await this.#host.state.list(prefix, undefined, Infinity)).map((r) => r.key.slice(prefix.length));
+      const xattrs = (await this.#host.state.list(prefix, undefined, Infinity, owner)).map((r) => r.key.slice(prefix.length));
       await this.apply(fid, () => (a.gen === undefined ? { op: 'destroy', fid: fidText, xattrs } : { op: 'destroy', fid: fidText, xattrs, gen: a.gen }));
     });
   }

@@ -102,11 +102,14 @@ export class DestroyLog {
           if (!answered) done.push(e.name);
           else {
             // Its removal waits for the OST's commit, without holding up the other records.
+            // The record stays in #inflight until it is removed (#removeLater): a pass of the
+            // log meanwhile would otherwise find it and destroy the object a second time.
             waiting = true;
             answered.committed.then(() => this.#removeLater(e.name), () => {
+              this.#inflight.delete(e.name);
               this.stats.failures++;
               this.#retryLater();
-            }).finally(() => this.#inflight.delete(e.name));
+            });
           }
         } catch {
           this.stats.failures++;
@@ -127,9 +130,12 @@ export class DestroyLog {
     this.#retry.unref();
   }
 
-  /** Records whose destroys the OSTs committed, removed together shortly after. */
+  /** Records whose destroys the OSTs committed, removed together shortly after (then out of #inflight). */
   #removeLater(name: string): void {
-    if (this.#stopped) return;
+    if (this.#stopped) {
+      this.#inflight.delete(name);
+      return;
+    }
     this.#committedNames.push(name);
     if (this.#removing) return;
     this.#removing = Promise.resolve().then(async () => {
@@ -138,8 +144,11 @@ export class DestroyLog {
         await this.#remove(names).catch(() => {
           this.stats.failures++;
           this.#retryLater();
+        }).finally(() => {
+          for (const n of names) this.#inflight.delete(n);
         });
       }
+      for (const n of this.#committedNames.splice(0)) this.#inflight.delete(n);
     }).finally(() => (this.#removing = undefined));
   }
 

@@ -67,6 +67,8 @@ export async function mount(device: string, options: MountOptions = {}): Promise
 }
 
 const isRegular = (a: MdtAttr): boolean => (a.mode & S_IFMT) === S_IFREG;
+/** What the OST objects of a file just created hold: nothing (times 0: the MDT's count). */
+const NEW_FILE_DATA = Object.freeze({ size: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 });
 
 /** Linux's generic_permission over the attributes the MDT gave. */
 function permits(a: MdtAttr, cred: Cred, mask: number): boolean {
@@ -116,9 +118,14 @@ export class FileSystem implements HandleHost {
 
   // ---- attributes ----------------------------------------------------------------------------
 
-  /** Stats of an object: a regular file's size, blocks and times merged from its OST objects. */
-  async statOf(attr: MdtAttr, file?: FileObject): Promise<Stats> {
+  /**
+   * Stats of an object: a regular file's size, blocks and times merged from its OST objects.
+   * `created`: the file was created by the open that gave `attr` (its reply), so its objects
+   * are new and empty: nothing to ask the OSTs (their times, older, lose to the MDT's anyway).
+   */
+  async statOf(attr: MdtAttr, file?: FileObject, created = false): Promise<Stats> {
     if (!isRegular(attr)) return new Stats(attr, this.core.dev);
+    if (created) return new Stats(attr, this.core.dev, NEW_FILE_DATA);
     const f = file ?? this.core.files.get(attr.fid);
     if (f) return new Stats(attr, this.core.dev, await f.dataAttrs());
     const layout = await this.mdc.getLayout(attr.fid);
@@ -270,7 +277,15 @@ export class FileSystem implements HandleHost {
 
   /** open(2) of `name` in the directory `parentFid`, flags (O_CREAT ...) as Linux numbers. */
   async createAt(parentFid: string, name: string, flags: number, mode: number): Promise<FileHandle> {
-    return this.#call('open', name, async () => this.#handleOf(name, flags, await this.mdc.open(parentFid, name, flags, mode & ~this.umask & 0o7777)));
+    return (await this.createIn(parentFid, name, flags, mode)).handle;
+  }
+
+  /** createAt, telling too whether this open created the file (statOf's `created`). */
+  async createIn(parentFid: string, name: string, flags: number, mode: number): Promise<{ handle: FileHandle; created: boolean }> {
+    return this.#call('open', name, async () => {
+      const r = await this.mdc.open(parentFid, name, flags, mode & ~this.umask & 0o7777);
+      return { handle: await this.#handleOf(name, flags, r), created: r.created };
+    });
   }
 
   async #handleOf(path: string, flags: number, r: Awaited<ReturnType<Mdc['open']>>): Promise<FileHandle> {

@@ -220,7 +220,7 @@ export class Llite implements FuseOps {
     return view;
   }
 
-  async #entry(fs: FileSystem, attr: MdtAttr, named?: { parent: number; name: string; locked: boolean; entryValid?: boolean }): Promise<Entry> {
+  async #entry(fs: FileSystem, attr: MdtAttr, named?: { parent: number; name: string; locked: boolean; entryValid?: boolean }, created = false): Promise<Entry> {
     let nodeid = this.#nodeOfFid.get(attr.fid);
     if (nodeid === undefined) {
       nodeid = this.#nextNodeid++;
@@ -229,7 +229,7 @@ export class Llite implements FuseOps {
     }
     const node = this.#nodes.get(nodeid)!;
     node.lookups++;
-    const stats = attrOf(await fs.statOf(attr));
+    const stats = attrOf(await fs.statOf(attr, undefined, created));
     const validity = named ? this.#validity(attr, named.locked) : 0;
     if (named?.entryValid && this.#kernel) {
       node.names ??= [];
@@ -387,11 +387,12 @@ export class Llite implements FuseOps {
 
   async #create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number): Promise<{ entry: Entry; open: OpenReply }> {
     const fs = this.#as(ctx);
-    const h = await fs.createAt(this.#fid(parent), name, flags, mode & ~umask);
+    const { handle: h, created } = await fs.createIn(this.#fid(parent), name, flags, mode & ~umask);
     const open = this.#opened(h);
     try {
-      // The MDT's open reply carries the file's attributes as they are after the create.
-      return { entry: await this.#entry(fs, h.attr), open };
+      // The MDT's open reply carries the file's attributes as they are after the create; a
+      // file it created has new, empty objects: no glimpse of them (a lock and a getattr each).
+      return { entry: await this.#entry(fs, h.attr, undefined, created), open };
     } catch (err) {
       this.#files.delete(open.fh);
       await h.close().catch(() => undefined);

@@ -2,9 +2,11 @@
 // user (uid, gid, groups: `cred`, root by default; asUser() gives a view for another user on
 // the same import). Failures are MdcErrors whose `code` is the errno name the MDT answered
 // ('ENOENT', 'ENOTEMPTY', ...) or the RPC layer's ('ETIMEDOUT', 'ESHUTDOWN', ...).
-import { encodeLdlmRequest, InodeBits } from '../ldlm/index.js';
-import { fidToString, type Fid } from '../osd/index.js';
-import { Import, LNET_PID_LUSTRE, PtlrpcError, targetProfiles, type ImportConfig, type Network, type Reply } from '../ptlrpc/index.js';
+import {
+  decodeLdlmReply, Disposition, ELDLM_LOCK_ABORTED, encodeLdlmIntent, encodeLdlmRequest, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdOfFid,
+} from '../ldlm/index.js';
+import { fidToString, parseFid, type Fid } from '../osd/index.js';
+import { Import, LNET_PID_LUSTRE, Opcode, PtlrpcError, targetProfiles, type ImportConfig, type Network, type Reply } from '../ptlrpc/index.js';
 import {
   decodeDefaultLayout, decodeFileLayout, encodeDefaultLayout, LOV_XATTR, type FileLayout,
 } from '../services/mdt/layout.js';
@@ -50,6 +52,9 @@ export interface DirPage {
   end: boolean;
 }
 
+/** The dispositions of an open intent the MDT did. */
+const OPEN_DONE = Disposition.IT_EXECD | Disposition.OPEN_OPEN;
+
 /** Linux's XATTR_SIZE_MAX. */
 export const XATTR_SIZE_MAX = 65536;
 const ROOT_CRED: Cred = { uid: 0, gid: 0, groups: [] };
@@ -66,7 +71,7 @@ export type EarlyCancelTarget = ({ fid: string } | { parent: string; name: strin
 /** Gives back (locally) this client's unused locks on the targets; resolves with their server handles. */
 export type EarlyCancelHook = (targets: EarlyCancelTarget[]) => Promise<bigint[]>;
 
-const { UPDATE, LOOKUP, PERM, XATTR } = InodeBits;
+const { UPDATE, LOOKUP, PERM, XATTR, LAYOUT } = InodeBits;
 
 /**
  * Lustre's early lock cancel (mdc_resource_get_unused): the locks the MDT takes for a reint
@@ -88,24 +93,44 @@ function earlyCancelTargets(op: number, b: Record<string, unknown>): EarlyCancel
       return [{ fid: s('fid'), bits: UPDATE | (a.mode !== undefined || a.uid !== undefined || a.gid !== undefined ? PERM : 0) }];
     }
     case ReintOp.SETXATTR: return [{ fid: s('fid'), bits: UPDATE | XATTR }];
+    case ReintOp.OPEN: {
+      // O_CREAT may add a name to the parent; O_TRUNC changes the file's size and layout.
+      const flags = Number(b.flags);
+      const byName = b.fid === undefined;
+      return [
+        ...(byName && flags & OpenFlag.CREAT ? [{ fid: s('parent'), bits: UPDATE }] : []),
+        ...(flags & OpenFlag.TRUNC ? [byName ? { parent: s('parent'), name: s('name'), bits: LAYOUT | UPDATE } : { fid: s('fid'), bits: LAYOUT | UPDATE }] : []),
+      ];
+    }
     default: return [];
   }
 }
 
+/** What the views of one import for several users share. */
+interface MdcShared {
+  /** Finds the locks an update carries as early cancels. */
+  hook?: EarlyCancelHook;
+  /** The MDT serves no open intent (EOPNOTSUPP once): opens go as MDS_REINT. */
+  openByReint?: boolean;
+}
+
+/** The cookie of an open intent's lock, which the MDT never hands out (ELDLM_LOCK_ABORTED). */
+let openCookie = 0n;
+
 export class Mdc {
   readonly import: Import;
   readonly cred: Cred;
-  readonly #elc: { hook?: EarlyCancelHook };
+  readonly #shared: MdcShared;
 
-  private constructor(imp: Import, cred: Cred, elc: { hook?: EarlyCancelHook } = {}) {
+  private constructor(imp: Import, cred: Cred, shared: MdcShared = {}) {
     this.import = imp;
     this.cred = cred;
-    this.#elc = elc;
+    this.#shared = shared;
   }
 
   /** Reints carry this client's locks they would call back (early lock cancel), found by `hook`. */
   set earlyCancel(hook: EarlyCancelHook | undefined) {
-    this.#elc.hook = hook;
+    this.#shared.hook = hook;
   }
 
   static async connect(ni: Network, o: MdcOptions): Promise<Mdc> {
@@ -120,7 +145,7 @@ export class Mdc {
 
   /** The same import, acting for another user. */
   asUser(cred: Cred): Mdc {
-    return new Mdc(this.import, { uid: cred.uid, gid: cred.gid, groups: cred.groups ?? [] }, this.#elc);
+    return new Mdc(this.import, { uid: cred.uid, gid: cred.gid, groups: cred.groups ?? [] }, this.#shared);
   }
 
   async disconnect(): Promise<void> {
@@ -142,10 +167,14 @@ export class Mdc {
   }
 
   async #reint(op: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const handles = this.#elc.hook ? await this.#elc.hook(earlyCancelTargets(op, body)) : [];
+    const handles = await this.#earlyCancels(op, body);
     // The MDT reads the cancels from the buffer after the body (TargetLdlm.earlyCancel).
     const cancels = handles.length > 0 ? [encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: handles })] : [];
     return (await this.#call(MdsOpcode.REINT, { op, ...body }, { modifying: true }, cancels)).m;
+  }
+
+  async #earlyCancels(op: number, body: Record<string, unknown>): Promise<bigint[]> {
+    return this.#shared.hook ? this.#shared.hook(earlyCancelTargets(op, body)) : [];
   }
 
   /** MDS_GET_ROOT: the root directory's FID. */
@@ -274,7 +303,16 @@ export class Mdc {
   }
 
   async #open(body: Record<string, unknown>): Promise<OpenResult> {
-    const m = await this.#reint(ReintOp.OPEN, body);
+    let m: Record<string, unknown> | undefined;
+    if (!this.#shared.openByReint) {
+      try {
+        m = await this.#openIntent(body);
+      } catch (err) {
+        if ((err as MdcError).code !== 'EOPNOTSUPP') throw err;
+        this.#shared.openByReint = true; // an MDT that serves no open intent
+      }
+    }
+    m ??= await this.#reint(ReintOp.OPEN, body);
     let layout: FileLayout | undefined;
     try {
       layout = m.layout instanceof Uint8Array ? decodeFileLayout(m.layout) : undefined;
@@ -282,6 +320,46 @@ export class Mdc {
       throw new MdcError('EPROTO', (err as Error).message);
     }
     return { attr: decodeAttr(m.attr), handle: String(m.handle), created: m.created === true, layout };
+  }
+
+  /**
+   * An open as Lustre's clients send it: an LDLM_ENQUEUE with an IT_OPEN (| IT_CREAT) intent on
+   * the parent (by name) or the file (by FID), its early cancels in the ldlm_request's slots
+   * after the lock's own. The MDT opens in the enqueue's transaction and hands out no lock
+   * (ELDLM_LOCK_ABORTED); the reply's second buffer is the open's body, which a replay carries.
+   */
+  async #openIntent(body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const flags = Number(body.flags);
+    const on = String(body.fid ?? body.parent);
+    const cancels = await this.#earlyCancels(ReintOp.OPEN, body);
+    const creat = (flags & OpenFlag.CREAT) !== 0;
+    const dlm = encodeLdlmRequest({
+      flags: LockFlag.HAS_INTENT,
+      lockDesc: {
+        resId: resIdOfFid(parseFid(on)), type: LockType.IBITS, reqMode: creat ? LockMode.CW : LockMode.CR, grantedMode: 0,
+        policy: { bits: LOOKUP },
+      },
+      lockHandles: [++openCookie, ...cancels],
+    });
+    const intent = encodeLdlmIntent(IntentOp.OPEN | (creat ? IntentOp.CREAT : 0));
+    let reply: Reply;
+    try {
+      reply = await this.import.request(Opcode.LDLM_ENQUEUE, [dlm, intent, encodeBody({ cred: this.cred, op: ReintOp.OPEN, ...body })], {
+        modifying: true, replayReply: 1,
+      });
+    } catch (err) {
+      throw toMdcError(err);
+    }
+    if (reply.status !== ELDLM_LOCK_ABORTED) {
+      throw new MdcError('EPROTO', `an open intent answered with status ${reply.status}, not ELDLM_LOCK_ABORTED`);
+    }
+    try {
+      const r = decodeLdlmReply(reply.buffers[0]);
+      if ((r.policyRes1 & BigInt(OPEN_DONE)) !== BigInt(OPEN_DONE)) throw new Error(`dispositions 0x${r.policyRes1.toString(16)} say the open was not done`);
+      return decodeBody(reply.buffers, 1);
+    } catch (err) {
+      throw new MdcError('EPROTO', `the open intent's reply: ${(err as Error).message}`);
+    }
   }
 
   /** MDS_CLOSE: the last close of an unlinked file destroys it. */

@@ -10,7 +10,10 @@
 //     enqueue (MSG_RESENT) finds the lock its first copy made by the client's cookie. Handles
 //     after the first one (lock_count > 1) are early cancels, done before the enqueue.
 //     An intent handler, when the target gave one, runs after the enqueue with the lock and
-//     adds its buffers and lock_policy_res1/res2 to the reply (the MDT's open/lookup/getattr).
+//     adds its buffers and lock_policy_res1/res2 to the reply (the MDT's lookup/getattr). An
+//     aborting intent (the MDT's open) runs first instead, and when it takes the request no
+//     lock is enqueued: pb_status ELDLM_LOCK_ABORTED, the ldlm_reply describes the lock asked
+//     for with no handle, and the intent's buffers and lock_policy_res1/res2 follow.
 //   replay    [ldlm_request with LDLM_FL_REPLAY and a granted mode] -> [ldlm_reply]
 //     Lock replay after the target restarted (the client's ldlm_replay_locks; the ptlrpc
 //     service runs these in its recovery's lock phase, after every request replay): the lock is
@@ -31,13 +34,13 @@
 // target's hook (which drops the export) and releases the client's locks, so others proceed.
 import {
   Errno, MsgFlag, Opcode, PtlrpcError, ReverseImport, LDLM_TIMEOUT_MS, statusError,
-  type Export, type IncomingRequest, type Network, type OpHandler, type ReplyTransaction,
+  type Export, type IncomingRequest, type Network, type OpHandler, type ReplyTransaction, type RequestContext,
 } from '../ptlrpc/index.js';
 import type { Observable, Subscription } from 'rxjs';
 import { ELDLM_NO_LOCK_DATA } from './callbacks.js';
 import { CancelPortal, type CancelTarget } from './cancel-portal.js';
 import { LdlmError } from './errors.js';
-import { LockFlag } from './modes.js';
+import { hasFlag, LockFlag } from './modes.js';
 import type { EnqueueResult, Namespace } from './namespace.js';
 import { resIdToString } from './resource.js';
 import type { Lock, LockRequest } from './types.js';
@@ -65,8 +68,23 @@ export interface IntentResult {
   replacement?: { lock: Lock; waited: boolean };
 }
 
-/** Runs an enqueue's intent (open, lookup, getattr) in the same round trip, with the lock taken. */
+/** Runs an enqueue's intent (lookup, getattr) in the same round trip, with the lock taken. */
 export type IntentHandler = (request: IncomingRequest, lock: Lock, ldlmRequest: LdlmRequest) => IntentResult | Promise<IntentResult>;
+
+/**
+ * Lustre's ELDLM_LOCK_ABORTED (enum ldlm_error, 301): the pb_status of an enqueue whose intent
+ * was done and no lock handed out (the MDT's open).
+ */
+export const ELDLM_LOCK_ABORTED = 301;
+
+/**
+ * An intent done before any lock is enqueued, which hands out none (the MDT's open, as Lustre's
+ * intent policy returning ELDLM_LOCK_ABORTED): undefined for an enqueue that is not such an
+ * intent (it goes on as usual). Runs in the request's context: a modifying enqueue's
+ * transaction is there.
+ */
+export type AbortingIntentHandler<Tx extends ReplyTransaction = ReplyTransaction> =
+  (request: IncomingRequest, ldlmRequest: LdlmRequest, context: RequestContext<Tx>) => Promise<IntentResult | undefined> | undefined;
 
 export interface LdlmServiceConfig {
   ni: Network;
@@ -84,6 +102,7 @@ export interface LdlmServiceConfig {
    */
   exportsGone$?: Observable<{ clientUuid: string }>;
   intent?: IntentHandler;
+  abortingIntent?: AbortingIntentHandler<any>;
   /**
    * The target's own locks (Lustre's local locks: mdt_object_lock, the OST's punch lock): owners
    * that are no client, taken with enqueueLocal. They get no callbacks (a holder gives its lock
@@ -114,12 +133,14 @@ export interface LdlmServiceCounters {
   /** Locks granted again by lock replay, and replays refused (they conflicted with one replayed before). */
   replayed: number;
   replayRefused: number;
+  /** Enqueues whose intent was done with no lock handed out (ELDLM_LOCK_ABORTED: the MDT's opens). */
+  intentsAborted: number;
 }
 
 export class LdlmService {
   readonly counters: LdlmServiceCounters = {
     enqueues: 0, grantedAtOnce: 0, cancels: 0, blockingSent: 0, completionSent: 0, glimpseSent: 0,
-    callbackErrors: 0, raceCancels: 0, evictions: 0, replayed: 0, replayRefused: 0,
+    callbackErrors: 0, raceCancels: 0, evictions: 0, replayed: 0, replayRefused: 0, intentsAborted: 0,
   };
   readonly namespace: Namespace;
   readonly #c: LdlmServiceConfig;
@@ -151,7 +172,7 @@ export class LdlmService {
   /** The handlers to add to the target's request portal: LDLM_ENQUEUE and LDLM_CANCEL. */
   handlers<Tx extends ReplyTransaction = never>(): Map<number, OpHandler<Tx>> {
     return new Map<number, OpHandler<Tx>>([
-      [Opcode.LDLM_ENQUEUE, { lockReplay: true, handle: (request) => this.#enqueue(request) }],
+      [Opcode.LDLM_ENQUEUE, { lockReplay: true, handle: (request, context) => this.#enqueue(request, context) }],
       [Opcode.LDLM_CANCEL, { highPriority: true, handle: (request) => this.#cancel(request) }],
     ]);
   }
@@ -224,13 +245,21 @@ export class LdlmService {
     }
   }
 
-  async #enqueue(request: IncomingRequest): Promise<{ buffers: Buffer[] }> {
+  async #enqueue(request: IncomingRequest, context: RequestContext<ReplyTransaction>): Promise<{ status?: number; buffers: Buffer[] }> {
     const dlm = decodeRequest(request.buffers[0]);
     const owner = request.export.clientUuid;
     this.counters.enqueues++;
     this.#cancelHandles(owner, dlm.lockHandles.slice(1, Math.min(dlm.lockCount, CANCELS_PER_REQUEST_MAX + 1)));
     const clientHandle = dlm.lockHandles[0] ?? 0n;
     if ((dlm.flags & LockFlag.REPLAY) !== 0 && dlm.lockDesc?.grantedMode) return this.#replay(dlm, owner, clientHandle);
+    const done = hasFlag(dlm.flags, LockFlag.HAS_INTENT) ? await this.#c.abortingIntent?.(request, dlm, context) : undefined;
+    if (done) {
+      // No lock was enqueued: the reply describes the one asked for, with no handle.
+      this.counters.intentsAborted++;
+      if (!dlm.lockDesc) throw statusError(-Errno.EPROTO, 'an enqueue without a lock desc');
+      const reply = encodeLdlmReply({ flags: 0, lockDesc: dlm.lockDesc, lockHandle: 0n, policyRes1: done.policyRes1 ?? 0n, policyRes2: done.policyRes2 ?? 0n });
+      return { status: ELDLM_LOCK_ABORTED, buffers: [reply, ...(done.buffers ?? [])] };
+    }
     let lock = (request.body.flags & MsgFlag.RESENT) !== 0 ? this.namespace.lookupRemote(owner, clientHandle) : undefined;
     if (!lock) {
       const desc = dlm.lockDesc;

@@ -263,6 +263,16 @@ export const IntentOp = {
   BRW: 0x8000,
 } as const;
 
+/** Lustre's intent dispositions (lock_policy_res1 of an enqueue's reply: what the intent did). */
+export const Disposition = {
+  IT_EXECD: 0x1,
+  LOOKUP_EXECD: 0x2,
+  LOOKUP_NEG: 0x4,
+  LOOKUP_POS: 0x8,
+  OPEN_CREATE: 0x10,
+  OPEN_OPEN: 0x20,
+} as const;
+
 export function encodeLdlmIntent(opc: number): Buffer {
   const buf = Buffer.alloc(LDLM_INTENT_SIZE);
   if (!Number.isSafeInteger(opc) || opc < 0) throw new LdlmError('EINVAL', `bad intent ${opc}`);

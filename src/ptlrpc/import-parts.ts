@@ -52,7 +52,7 @@ export interface ReplayEntry {
   /** The slot (pb_tag) it held. */
   tag: number;
   buffers: Buffer[];
-  /** The first buffer of its reply: a replay carries it so that the server can redo it alike. */
+  /** A buffer of its reply (RequestOptions.replayReply): a replay carries it so that the server can redo it alike. */
   reply: Buffer;
   /** A bulk write's data, sent again by the replay. */
   bulk?: Buffer[];

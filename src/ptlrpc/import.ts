@@ -85,6 +85,12 @@ export interface ImportConfig extends TargetProfile {
 export interface RequestOptions {
   /** Executed once by the server, with a tag and a transno. */
   modifying?: boolean;
+  /**
+   * The reply buffer a replay of this request carries (default 0), for the server to redo the
+   * update alike: an LDLM_ENQUEUE with an open intent keeps its intent's reply (buffer 1), not
+   * its ldlm_reply.
+   */
+  replayReply?: number;
   /** Data the server pulls with a GET on the bulk portal (a bulk write). */
   bulkWrite?: Buffer[];
   /** Bytes the server may push with a PUT on the bulk portal (a bulk read). */
@@ -444,12 +450,14 @@ export class Import {
     // server still knew us (an eviction voids what it says of our older transnos).
     if (req.opcode !== this.#c.connectOpcode) this.#commit(body.lastCommitted);
     this.#finish(req);
-    if (req.options.modifying && body.status === 0 && body.transno > this.#lastCommitted) {
+    // A positive status is an outcome, not a failure (ELDLM_LOCK_ABORTED): the update stands.
+    if (req.options.modifying && body.status >= 0 && body.transno > this.#lastCommitted) {
       // The reply buffer is copied: it is a slice of what the socket read, and kept until the
       // commit it would pin the whole read slab.
+      const kept = buffers[req.options.replayReply ?? 0];
       this.replayList.add({
         xid: req.xid, transno: body.transno, opcode: req.opcode, tag: req.tag, buffers: req.buffers,
-        reply: buffers[0] ? Buffer.from(buffers[0]) : Buffer.alloc(0),
+        reply: kept ? Buffer.from(kept) : Buffer.alloc(0),
         ...(req.options.bulkWrite && { bulk: req.options.bulkWrite }),
       });
     }

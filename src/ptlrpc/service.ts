@@ -72,8 +72,12 @@ export interface HandlerReply {
 
 export interface OpHandler<Tx extends ReplyTransaction> {
   handle(request: IncomingRequest, context: RequestContext<Tx>): Promise<HandlerReply> | HandlerReply;
-  /** Modifying: runs once per (client, xid) in a transaction, gets a transno. */
-  modifying?: boolean;
+  /**
+   * Modifying: runs once per (client, xid) in a transaction, gets a transno. A function decides
+   * per request, for an opcode that is an update only sometimes (an LDLM_ENQUEUE with an open
+   * intent is one; a plain lock enqueue is not).
+   */
+  modifying?: boolean | ((request: IncomingRequest) => boolean);
   /** Served by the high-priority pipeline (lock callbacks, pings). */
   highPriority?: boolean;
   /**
@@ -108,6 +112,11 @@ export interface ServiceFailLoc {
   bulk?(request: IncomingRequest, kind: 'get' | 'put'): Promise<boolean> | boolean;
   /** Called with a bulk write's data in hand, nothing applied yet (may stop the process). */
   afterBulk?(request: IncomingRequest): void;
+}
+
+/** Whether a request of `op` is an update, run once in a transaction. */
+function modifies(op: OpHandler<ReplyTransaction>, request: IncomingRequest): boolean {
+  return typeof op.modifying === 'function' ? op.modifying(request) : op.modifying === true;
 }
 
 /** The portals, opcodes and version (a TargetProfile) name the kind of target. */
@@ -429,7 +438,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       return true;
     }
     const op = this.#config.ops.get(body.opcode) as OpHandler<ReplyTransaction> | undefined;
-    if (body.flags & MsgFlag.REPLAY && op?.modifying) {
+    if (body.flags & MsgFlag.REPLAY && op && modifies(op, request)) {
       // The client sends a replay again while it waits its turn: the queued copy answers.
       const id = `${key} ${e.matchBits}`;
       if (this.#queuedReplays.has(id)) return true;
@@ -442,7 +451,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       recovery.enqueue(key, body.transno, async () => {
         this.#active++;
         try {
-          return { failed: (await this.#executeOnce(request, op, body.transno)) !== 0 };
+          return { failed: (await this.#executeOnce(request, op, body.transno)) < 0 };
         } finally {
           this.#queuedReplays.delete(id);
           this.#active--;
@@ -549,7 +558,7 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
   #afterPause(request: IncomingRequest, op: OpHandler<ReplyTransaction>): Promise<unknown> | void {
     const status = this.#failLoc.requestError?.(request) ?? 0;
     if (status !== 0) return this.#reply(request, status, 0n, []);
-    if (op.modifying) return this.#executeOnce(request, op);
+    if (modifies(op, request)) return this.#executeOnce(request, op);
     return this.#execute(request, op);
   }
 
@@ -661,7 +670,9 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       }
       status = statusOf(err);
     }
-    const transno = status === 0 ? tx.transno : 0n;
+    // A positive status is an outcome, not a failure (LDLM's ELDLM_LOCK_ABORTED: an open intent
+    // done without handing out a lock): the update stands and gets its transno.
+    const transno = status >= 0 ? tx.transno : 0n;
     const record: ReplyRecord = { tag, xid: request.xid, transno, status, buffers };
     // The client's NID and the opcode go into an OSD transaction's log entry (lustre.log blame).
     (tx as { osdTx?: { annotate(info: Record<string, unknown>): unknown } }).osdTx

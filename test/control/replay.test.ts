@@ -155,7 +155,7 @@ t.test('a scripted workload: every step rebuilt by txg, transno and time; diffs 
   t.ok(renamed && renamed.txg > steps[1]!.txg && renamed.txg <= steps[2]!.txg, 'the rename is blamed, inside step 3');
   t.ok(renamed!.updates.some((x) => x.startsWith("index_delete 'a1'")), 'with the removal of its old name');
   for (const u of blame.updates) {
-    t.match(u, { client: /\S/, nid: /@tcp$/, opcode: /^mds_/, transno: /^\d+$/ }, `txg ${u.txg} names its client, NID, opcode and transno`);
+    t.match(u, { client: /\S/, nid: /@tcp$/, opcode: /^(mds_|ldlm_enqueue$)/, transno: /^\d+$/ }, `txg ${u.txg} names its client, NID, opcode and transno`);
   }
   const steps3 = await lustreLog('step', mdt, '--from', `txg:${steps[2]!.txg}`, '--json');
   const stepped = steps3.stdout.trim().split('\n').map((l) => JSON.parse(l) as { txg: number; diff: { renamed: Array<{ to: string[] }> } });

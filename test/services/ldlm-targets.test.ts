@@ -5,13 +5,13 @@ import t, { type Test } from 'tap';
 import type { Mdc } from '../../src/client/mdc.js';
 import { Osc } from '../../src/client/osc.js';
 import {
-  CallbackService, decodeOstLvb, encodeLdlmIntent, encodeLdlmRequest, encodeOstLvb, InodeBits, IntentOp, LdlmClient, LockMode, LockType,
+  CallbackService, decodeLdlmReply, decodeOstLvb, ELDLM_LOCK_ABORTED, encodeLdlmIntent, LockFlag, encodeLdlmRequest, encodeOstLvb, InodeBits, IntentOp, LdlmClient, LockMode, LockType,
   OBD_OBJECT_EOF, resIdOfFid, type ClientLock, type LdlmClientHooks,
 } from '../../src/ldlm/index.js';
 import { LNetNI, userspacePid } from '../../src/lnet/index.js';
 import { parseFid } from '../../src/osd/index.js';
 import { ParamTree, type KernelView } from '../../src/control/params/index.js';
-import { decodeAttr, decodeBody, encodeBody, MdsOpcode, ReintOp } from '../../src/services/mdt/protocol.js';
+import { decodeAttr, decodeBody, encodeBody, MdsOpcode, OpenFlag, ReintOp } from '../../src/services/mdt/protocol.js';
 import { Disposition, reintLocks } from '../../src/services/mdt/ldlm.js';
 import { encodeBody as encodeOstBody, FID_SEQ_OST_MDT0, objectResId } from '../../src/services/ost/index.js';
 import { Opcode } from '../../src/ptlrpc/index.js';
@@ -278,7 +278,7 @@ t.test('an IT_GETATTR enqueue answers the attributes with a PR lock; IT_LOOKUP b
   await t.rejects(c1.mdLocks.enqueue({
     resId: resIdOfFid(parseFid(file.fid)), type: LockType.IBITS, mode: LockMode.CR, policy: { bits: InodeBits.OPEN },
     intent: intent(IntentOp.OPEN, { fid: file.fid }),
-  }), { code: 'EOPNOTSUPP' }, 'IT_OPEN is not served yet');
+  }), { code: 'EPROTO' }, 'an IT_OPEN whose body is no open is refused');
   t.equal(s.mdt.mdt.ldlm.namespace.locksOf('intent-client').length, 3, 'failed intents leave no lock behind');
   t.same(negative.resId, resIdOfFid(parseFid(s.root)), 'the negative lookup\'s lock is the directory\'s');
 });
@@ -454,4 +454,59 @@ t.test('lctl: ldlm.namespaces.*.lock_count and resource_count count; lock_timeou
   t.equal(s.mdt.mdt.ldlm.namespace.lockTimeoutMs, 3000);
   await t.rejects(tree.set('ldlm.namespaces.mdt-*.lock_timeout', 'soon'), { code: 'EINVAL' });
   await t.rejects(tree.set('ldlm.namespaces.mdt-*.lock_count', '5'), { code: 'EROFS' });
+});
+
+t.test('an IT_OPEN enqueue opens (and creates) in its transaction, executed once, and hands out no lock', async (t) => {
+  const s = await setup(t);
+  const mdt = s.mdt.mdt;
+  const calls: string[] = [];
+  const cacher = await s.client('open-cacher', { md: { blocking: async (lock) => void calls.push(`blocking ${lock.handle}`) } });
+  // A mount caching the directory's name holds PR LOOKUP|PERM on it: creates in it leave that alone.
+  const dirName = await cacher.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(s.root)), type: LockType.IBITS, mode: LockMode.PR, policy: { bits: InodeBits.LOOKUP | InodeBits.PERM },
+  });
+  const c = await s.client('open-client');
+  const before = { aborted: mdt.ldlm.service.counters.intentsAborted, opens: mdt.mdStats.get('open')?.count ?? 0 };
+  const O_RDWR = 2;
+  const created = await c.mdc.open(s.root, 'new', OpenFlag.CREAT | OpenFlag.EXCL | O_RDWR, 0o640);
+  t.equal(created.created, true, 'O_CREAT made the file');
+  t.equal(created.attr.mode, 0o100640);
+  t.match(created.handle, /^[0-9a-f]{16}$/, 'an open handle');
+  t.equal(mdt.ldlm.service.counters.intentsAborted, before.aborted + 1, 'it went as an intent (no MDS_REINT)');
+  t.equal(mdt.mdStats.get('open')?.count, before.opens + 1, 'counted in md_stats as an open');
+  t.equal(mdt.ldlm.namespace.locksOf('open-client').length, 0, 'no lock handed out (ELDLM_LOCK_ABORTED)');
+  t.same(calls, [], 'no callback to the mount caching the directory\'s name');
+  t.ok(cacher.mdLocks.lookup(dirName.handle), 'its lock stays');
+  t.equal(mdt.opens.table.get(created.handle)?.client, 'open-client', 'the MDT holds the handle');
+
+  const again = await c.mdc.open(s.root, 'new', O_RDWR);
+  t.equal(again.created, false);
+  t.equal(again.attr.fid, created.attr.fid, 'an open of the existing name finds the same file');
+  await t.rejects(c.mdc.open(s.root, 'new', OpenFlag.CREAT | OpenFlag.EXCL | O_RDWR, 0o640), { code: 'EEXIST' });
+  await t.rejects(c.mdc.open(s.root, 'absent', O_RDWR), { code: 'ENOENT' });
+  const byFid = await c.mdc.openFid(created.attr.fid, 0);
+  t.equal(byFid.attr.fid, created.attr.fid, 'open by FID');
+  for (const h of [created.handle, again.handle, byFid.handle]) await c.mdc.close(h);
+
+  // The wire, as Lustre's: pb_status ELDLM_LOCK_ABORTED, a transno, the dispositions.
+  const body = (name: string) => encodeBody({ cred: ROOT_CRED, op: ReintOp.OPEN, parent: s.root, name, flags: OpenFlag.CREAT | O_RDWR, mode: 0o600 });
+  const enqueue = (name: string, resource = s.root) => c.mdc.import.request(Opcode.LDLM_ENQUEUE, [
+    encodeLdlmRequest({
+      flags: LockFlag.HAS_INTENT,
+      lockDesc: { resId: resIdOfFid(parseFid(resource)), type: LockType.IBITS, reqMode: LockMode.CW, grantedMode: 0, policy: { bits: InodeBits.LOOKUP } },
+      lockHandles: [77n],
+    }),
+    encodeLdlmIntent(IntentOp.OPEN | IntentOp.CREAT), body(name),
+  ], { modifying: true });
+  const raw = await enqueue('raw');
+  t.equal(raw.status, ELDLM_LOCK_ABORTED);
+  t.ok(raw.transno > 0n, 'a transno: it is an update, replayed until committed');
+  const dlm = decodeLdlmReply(raw.buffers[0]);
+  t.equal(dlm.lockHandle, 0n, 'no lock handle');
+  t.equal(dlm.policyRes1, BigInt(Disposition.IT_EXECD | Disposition.OPEN_OPEN | Disposition.LOOKUP_EXECD | Disposition.LOOKUP_NEG | Disposition.OPEN_CREATE));
+  t.equal(decodeBody(raw.buffers, 1).created, true);
+  const existing = decodeLdlmReply((await enqueue('raw')).buffers[0]);
+  t.equal(existing.policyRes1, BigInt(Disposition.IT_EXECD | Disposition.OPEN_OPEN | Disposition.LOOKUP_EXECD | Disposition.LOOKUP_POS), 'the name existed');
+  await t.rejects(enqueue('elsewhere', created.attr.fid), { code: 'EPROTO' }, 'an intent on another resource than its name\'s parent: EPROTO');
+  t.equal(mdt.ldlm.namespace.locksOf('open-client').length, 0, 'still no lock');
 });

@@ -6,7 +6,7 @@
 // close, mknod, link, unlink, mkdir, rmdir, rename, getattr, setattr, getxattr, setxattr,
 // statfs, readpage) in the target's md_stats and in the stats of the client's NID
 // (mdt.*.exports.NID.stats), as mdt_counter_incr does. MDS_GET_ROOT has no md_stats name.
-import { fidToString, parseFid, type Fid } from '../../osd/index.js';
+import { fidToString, parseFid, type Fid, type Tx } from '../../osd/index.js';
 import { type IncomingRequest, type LprocfsStats, type OpHandler, type OsdReplyTransaction, type RequestContext } from '../../ptlrpc/index.js';
 import { asMdtError, mdtError } from './errors.js';
 import { isInternalXattr, type Mdd } from './mdd.js';
@@ -14,7 +14,7 @@ import type { Opens } from './open.js';
 import { checkPermission, MAY_READ, squash } from './perm.js';
 import {
   credField, decodeBody, decodeReint, encodeBody, fidField, int, MdsOpcode, MdtProtocolError, ReintOp, str,
-  type Cred, type DirEntry, type ReadpageReply,
+  type Cred, type DirEntry, type MdtAttr, type ReadpageReply, type ReintRequest,
 } from './protocol.js';
 import type { Reint } from './reint.js';
 
@@ -157,19 +157,28 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
         case ReintOp.RENAME:
           await reint.rename(tx, c, P(r.parent), r.name, P(r.newParent), r.newName);
           return reply({});
-        case ReintOp.OPEN: {
-          const o = await opens.open(tx, req.export.clientUuid, c, {
-            parent: r.parent === undefined ? undefined : P(r.parent), name: r.name, fid: r.fid === undefined ? undefined : P(r.fid),
-            flags: r.flags, mode: r.mode, layout: r.layout, replay: replayOf(req),
-          });
-          return reply({ attr: o.attr, handle: o.handle, created: o.created, ...(o.layout && { layout: o.layout }) });
-        }
+        case ReintOp.OPEN:
+          return reply(await openBody(opens, req, tx, c, r));
         case ReintOp.SETXATTR:
           await reint.setxattr(tx, c, P(r.fid), r.name, r.value, r.flags);
           return reply({});
       }
     })],
   ]);
+}
+
+/**
+ * An open (MDS_REINT's, or an LDLM_ENQUEUE's IT_OPEN intent): what its reply's body says, and
+ * what a replay of it hands back (replayOf).
+ */
+export async function openBody(opens: Opens, req: IncomingRequest, tx: Tx, c: Cred, r: Extract<ReintRequest, { op: typeof ReintOp.OPEN }>):
+  Promise<{ attr: MdtAttr; handle: string; created: boolean; layout?: Buffer }> {
+  const P = (t: string): Fid => parseFid(t);
+  const o = await opens.open(tx, req.export.clientUuid, c, {
+    parent: r.parent === undefined ? undefined : P(r.parent), name: r.name, fid: r.fid === undefined ? undefined : P(r.fid),
+    flags: r.flags, mode: r.mode, layout: r.layout, replay: replayOf(req),
+  });
+  return { attr: o.attr, handle: o.handle, created: o.created, ...(o.layout && { layout: o.layout }) };
 }
 
 /**

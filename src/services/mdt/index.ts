@@ -11,7 +11,7 @@ import { LprocfsStats, Service, serviceFailLoc, targetProfiles, type OsdReplyTra
 import { namespaceName, TargetLdlm, type RunningService, type ServiceContext } from '../target/index.js';
 import { followOsts } from './config.js';
 import { mdtHandlers } from './handlers.js';
-import { mdtIntent, withLdlm } from './ldlm.js';
+import { mdtIntent, mdtOpenIntent, withLdlm } from './ldlm.js';
 import { paramsLayout } from './layout.js';
 import { DestroyLog } from './llog.js';
 import { Lod } from './lod.js';
@@ -137,7 +137,8 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     : undefined;
 
   const mdStats = new LprocfsStats();
-  const ops = mdtHandlers({ mdd, reint, opens, mdStats });
+  const parts = { mdd, reint, opens, mdStats };
+  const ops = mdtHandlers(parts);
   const service = new Service<OsdReplyTransaction>(ni, {
     ...targetProfiles.mdt, name: 'mdt', targetUuid: md.uuid, ops,
     // The handlers count per-export stats themselves, under md_stats' names.
@@ -145,9 +146,9 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
     ...(ctx.recovery && { recovery: ctx.recovery }), failLoc: serviceFailLoc('mdt'),
   });
   // The lock namespace: LDLM_ENQUEUE / LDLM_CANCEL on the MDS portal, the MDT's own locks
-  // around each reint, and the getattr / lookup intents (ldlm.ts).
+  // around each reint, and the open, getattr and lookup intents (ldlm.ts).
   const ldlm: TargetLdlm = new TargetLdlm({
-    ni, name: namespaceName('mdt', md.uuid), service, intent: mdtIntent(mdd, () => ldlm), log: ctx.log,
+    ni, name: namespaceName('mdt', md.uuid), service, intent: mdtIntent(mdd, () => ldlm), abortingIntent: mdtOpenIntent(parts), log: ctx.log,
     ...(tun.lockTimeoutMs !== undefined && { lockTimeoutMs: tun.lockTimeoutMs }),
   });
   for (const [opcode, h] of withLdlm(ops, mdd, ldlm)) ops.set(opcode, h);

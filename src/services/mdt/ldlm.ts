@@ -32,32 +32,32 @@
 //   DISP_LOOKUP_NEG), lock_policy_res2: the intent's status (0, or a negative errno such as
 //   -ENOENT for a name that does not exist: the lock is kept, to cache the negative entry).
 // The attributes are read only once the lock is granted (the enqueue waits as Lustre's server
-// thread does), so a client never caches attributes older than its lock. IT_OPEN is not served
-// yet: such an enqueue fails with EOPNOTSUPP and takes no lock.
+// thread does), so a client never caches attributes older than its lock.
+//   IT_OPEN (| IT_CREAT)     body: the MDS_REINT open's { op: open, cred, parent, name | fid,
+//                            flags, mode, layout }, the lock enqueued on the parent (by name)
+//                            or the file (by FID). An update: the enqueue is then modifying (a
+//                            tag, executed once, a transno, replayed with its reply's body),
+//                            takes the open's local locks first (and the early cancels in its
+//                            ldlm_request's slots after the first), and opens in its
+//                            transaction before any lock is enqueued; it hands out none
+//                            (pb_status ELDLM_LOCK_ABORTED): see mdtOpenIntent.
 import { fidEquals, fidToString, parseFid, type Fid } from '../../osd/index.js';
 import {
-  decodeLdlmIntent, hasFlag, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdEquals, resIdOfFid,
-  type IntentResult, type Lock, type LdlmRequest,
+  decodeLdlmIntent, decodeLdlmRequest, Disposition, hasFlag, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdEquals, resIdOfFid,
+  type AbortingIntentHandler, type IntentResult, type Lock, type LdlmRequest,
 } from '../../ldlm/index.js';
-import { Errno, statusError, type IncomingRequest, type OpHandler, type OsdReplyTransaction } from '../../ptlrpc/index.js';
+import { Errno, Opcode, statusError, type IncomingRequest, type OpHandler, type OsdReplyTransaction } from '../../ptlrpc/index.js';
 import type { LocalLockSpec, TargetLdlm } from '../target/index.js';
 import { mdtError, asMdtError } from './errors.js';
 import { LOV_XATTR } from './layout.js';
+import { openBody, type MdtParts } from './handlers.js';
 import type { Mdd } from './mdd.js';
 import { squash } from './perm.js';
 import {
   credField, decodeBody, decodeReint, encodeBody, fidField, MdsOpcode, MdtProtocolError, OpenFlag, ReintOp, str, type Cred, type ReintRequest,
 } from './protocol.js';
 
-/** Lustre's intent dispositions (lock_policy_res1). */
-export const Disposition = {
-  IT_EXECD: 0x1,
-  LOOKUP_EXECD: 0x2,
-  LOOKUP_NEG: 0x4,
-  LOOKUP_POS: 0x8,
-  OPEN_CREATE: 0x10,
-  OPEN_OPEN: 0x20,
-} as const;
+export { Disposition };
 
 /** How often a reint takes its locks anew when a name moved while it took them. */
 export const RELOCK_TRIES = 3;
@@ -65,6 +65,7 @@ export const RELOCK_TRIES = 3;
 const POSIX_ACL_PREFIX = 'system.posix_acl_';
 
 type Handler = OpHandler<OsdReplyTransaction>;
+type OpenReint = Extract<ReintRequest, { op: typeof ReintOp.OPEN }>;
 
 const ex = (fid: Fid, bits: number): LocalLockSpec => ({ resId: resIdOfFid(fid), type: LockType.IBITS, mode: LockMode.EX, policy: { bits } });
 /**
@@ -140,6 +141,41 @@ export async function prepareReint(mdd: Mdd, ldlm: TargetLdlm, request: Incoming
   } catch {
     return undefined;
   }
+  return lockReint(mdd, ldlm, r);
+}
+
+/** Whether an LDLM_ENQUEUE carries an open intent: an update, run once in a transaction. */
+export function isOpenIntent(request: IncomingRequest): boolean {
+  if (request.buffers.length < 3) return false;
+  try {
+    return hasFlag(decodeLdlmRequest(request.buffers[0]).flags, LockFlag.HAS_INTENT) && (decodeLdlmIntent(request.buffers[1]) & IntentOp.OPEN) !== 0;
+  } catch {
+    return false; // the enqueue's handler refuses it
+  }
+}
+
+/** An open intent's body, as an MDS_REINT open's (buffers [ldlm_request][ldlm_intent][body]). */
+function openOf(request: IncomingRequest): OpenReint {
+  const r = decodeReint([request.buffers[2]!]);
+  if (r.op !== ReintOp.OPEN) throw new MdtProtocolError(`an open intent's body is reint op ${r.op}, not open`);
+  return r;
+}
+
+/** The prepare step of an open intent: its early cancels (the ldlm_request's slots after the first), then the open's locks. */
+async function prepareOpenIntent(mdd: Mdd, ldlm: TargetLdlm, request: IncomingRequest): Promise<(() => void) | undefined> {
+  if (!isOpenIntent(request)) return undefined;
+  ldlm.earlyCancel(request, 0, 1);
+  let r: OpenReint;
+  try {
+    r = openOf(request);
+  } catch {
+    return undefined;
+  }
+  return lockReint(mdd, ldlm, r);
+}
+
+/** Takes a reint's local locks, looking its names up again once they are held. */
+async function lockReint(mdd: Mdd, ldlm: TargetLdlm, r: ReintRequest): Promise<(() => void) | undefined> {
   let names: Array<[Fid, string]>;
   try {
     names = namesOf(r);
@@ -158,13 +194,59 @@ export async function prepareReint(mdd: Mdd, ldlm: TargetLdlm, request: Incoming
   }
 }
 
-/** The MDT's handlers with MDS_REINT taking its locks first, and LDLM_ENQUEUE / LDLM_CANCEL. */
+/**
+ * The MDT's handlers with MDS_REINT taking its locks first, and LDLM_ENQUEUE / LDLM_CANCEL; an
+ * enqueue with an open intent is an update like MDS_REINT's open (modifying, its locks first).
+ */
 export function withLdlm(ops: Map<number, Handler>, mdd: Mdd, ldlm: TargetLdlm): Map<number, Handler> {
   const out = new Map(ops);
   const reint = ops.get(MdsOpcode.REINT);
   if (reint) out.set(MdsOpcode.REINT, { ...reint, prepare: (request) => prepareReint(mdd, ldlm, request) });
-  for (const [opcode, h] of ldlm.handlers<OsdReplyTransaction>()) out.set(opcode, h);
+  for (const [opcode, h] of ldlm.handlers<OsdReplyTransaction>()) {
+    out.set(opcode, opcode !== Opcode.LDLM_ENQUEUE ? h : { ...h, modifying: isOpenIntent, prepare: (request) => prepareOpenIntent(mdd, ldlm, request) });
+  }
   return out;
+}
+
+/**
+ * The MDT's open intent (Lustre's mdt_intent_open with no open lock asked for): an IT_OPEN
+ * enqueue on the parent (by name) or on the file (by FID) opens as MDS_REINT's open does, in
+ * the request's transaction, and hands out no lock (ELDLM_LOCK_ABORTED): reply buffers
+ * [ldlm_reply][body], the body the open reint's ({ attr, handle, created, layout }),
+ * lock_policy_res1 IT_EXECD | OPEN_OPEN, with LOOKUP_EXECD and LOOKUP_POS (the name existed) or
+ * LOOKUP_NEG | OPEN_CREATE (created) for an open by name. A failed open answers its errno.
+ */
+export function mdtOpenIntent(p: MdtParts): AbortingIntentHandler<OsdReplyTransaction> {
+  return (request, dlm, context) => {
+    if (!isOpenIntent(request)) return undefined;
+    return (async () => {
+      const start = performance.now();
+      try {
+        let r: OpenReint;
+        try {
+          r = openOf(request);
+        } catch (err) {
+          if (err instanceof MdtProtocolError) throw statusError(-Errno.EPROTO, `malformed open intent: ${err.message}`);
+          throw err;
+        }
+        const on = parseFid(r.fid ?? r.parent!);
+        if (!dlm.lockDesc || !resIdEquals(dlm.lockDesc.resId, resIdOfFid(on))) {
+          throw statusError(-Errno.EPROTO, `the open intent names ${fidToString(on)}, not the lock's object`);
+        }
+        if (!context.tx) throw statusError(-Errno.EPROTO, 'an open intent outside a transaction');
+        const body = await openBody(p.opens, request, context.tx.osdTx, squash(r.cred, request.peer.nid, p.mdd.rootSquash), r).catch((err: unknown) => {
+          throw asMdtError(err);
+        });
+        const lookup = r.fid !== undefined ? 0
+          : Disposition.LOOKUP_EXECD | (body.created ? Disposition.LOOKUP_NEG | Disposition.OPEN_CREATE : Disposition.LOOKUP_POS);
+        return { buffers: [encodeBody(body)], policyRes1: BigInt(Disposition.IT_EXECD | Disposition.OPEN_OPEN | lookup), policyRes2: 0n };
+      } finally {
+        const usecs = (performance.now() - start) * 1000;
+        p.mdStats.add('open', usecs);
+        request.export.stats.add('open', usecs);
+      }
+    })();
+  };
 }
 
 /** The two's complement u64 of a status, as lock_policy_res2 carries it. */
@@ -182,7 +264,8 @@ export function mdtIntent(mdd: Mdd, ldlm: () => TargetLdlm): (request: IncomingR
     } catch (err) {
       throw statusError(-Errno.EPROTO, `malformed intent: ${(err as Error).message}`);
     }
-    if (opc & IntentOp.OPEN) throw mdtError('EOPNOTSUPP', 'IT_OPEN is not served yet: open with MDS_REINT');
+    // (An open is served before any lock is enqueued: mdtOpenIntent.)
+    if (opc & IntentOp.OPEN) throw statusError(-Errno.EPROTO, 'a malformed open intent');
     if (!(opc & (IntentOp.GETATTR | IntentOp.LOOKUP))) throw mdtError('EOPNOTSUPP', `intent 0x${opc.toString(16)}`);
     if (lock.type !== LockType.IBITS) throw statusError(-Errno.EPROTO, 'a getattr intent on a lock that is not inodebits');
     let query: { fid: Fid } | { parent: Fid; name: string; cred: Cred };

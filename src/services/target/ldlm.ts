@@ -15,7 +15,7 @@
 import type { Subscription } from 'rxjs';
 import {
   CANCELS_PER_REQUEST_MAX, decodeLdlmRequest, LdlmService, LockType, Namespace,
-  type EnqueueResult, type IntentHandler, type Lock, type LockMode, type Policy, type ResId,
+  type AbortingIntentHandler, type EnqueueResult, type IntentHandler, type Lock, type LockMode, type Policy, type ResId,
 } from '../../ldlm/index.js';
 import { Errno, statusError, type IncomingRequest, type Network, type OpHandler, type ReplyTransaction, type Service } from '../../ptlrpc/index.js';
 
@@ -43,6 +43,7 @@ export interface TargetLdlmConfig {
   /** Every service of the target: an eviction drops the client's export from each. */
   services?: readonly Service<any>[];
   intent?: IntentHandler;
+  abortingIntent?: AbortingIntentHandler<any>;
   lockTimeoutMs?: number;
   now?: () => number;
   log: (level: 'info' | 'warn' | 'error', message: string) => void;
@@ -111,6 +112,7 @@ export class TargetLdlm {
         for (const s of services) s.evict(uuid, reason);
       },
       ...(config.intent && { intent: config.intent }),
+      ...(config.abortingIntent && { abortingIntent: config.abortingIntent }),
       isLocal: (owner) => owner.startsWith(LOCAL_OWNER_PREFIX),
       granted: (lock) => this.#granted(lock),
       checkIntervalMs: Math.min(LOCK_CHECK_INTERVAL_MAX_MS, Math.max(10, Math.floor(this.namespace.lockTimeoutMs / 4))),
@@ -207,9 +209,10 @@ export class TargetLdlm {
    * body, an ldlm_request naming locks its client gives back before the update, those the
    * update would otherwise call back from that very client (its cached attributes of a file it
    * changes). Handles of other clients' locks and unknown ones are skipped; returns how many
-   * went. A buffer that is no ldlm_request is refused (EPROTO).
+   * went. A buffer that is no ldlm_request is refused (EPROTO). `first`: the slot the cancels
+   * start at (an enqueue's slot 0 is its own lock's cookie).
    */
-  earlyCancel(request: IncomingRequest, index = 1): number {
+  earlyCancel(request: IncomingRequest, index = 1, first = 0): number {
     const buffer = request.buffers[index];
     if (buffer === undefined || buffer.length === 0) return 0;
     let dlm;
@@ -219,7 +222,7 @@ export class TargetLdlm {
       throw statusError(-Errno.EPROTO, `early cancels: ${(err as Error).message}`);
     }
     let done = 0;
-    for (const handle of dlm.lockHandles.slice(0, Math.min(dlm.lockCount, CANCELS_PER_REQUEST_MAX))) {
+    for (const handle of dlm.lockHandles.slice(first, Math.min(dlm.lockCount, first + CANCELS_PER_REQUEST_MAX))) {
       const lock = handle === 0n ? undefined : this.namespace.lookup(handle);
       if (!lock || lock.owner !== request.export.clientUuid) continue;
       this.service.cancelLocal(handle);

@@ -127,11 +127,16 @@ export class FileSystem implements HandleHost {
     if (!isRegular(attr)) return new Stats(attr, this.core.dev);
     if (created) return new Stats(attr, this.core.dev, NEW_FILE_DATA);
     const f = file ?? this.core.files.get(attr.fid);
-    if (f) return new Stats(attr, this.core.dev, await f.dataAttrs());
-    const layout = await this.mdc.getLayout(attr.fid);
-    const raid0 = layout && raid0Of(layout);
-    this.core.noteLayout(attr.fid, raid0);
-    return new Stats(attr, this.core.dev, raid0 && (await new FileObject(this.core.fileContext, attr.fid, raid0).dataAttrs()));
+    if (f) {
+      // Never written, truncated or revoked here (generation 0: no flush, no mtime stamp in
+      // flight): the LVBs of fresh locks say all. Else the flush and the getattrs, as ever.
+      const fresh = f.generation === 0 && f.dirtyBytes === 0 && f.layout ? await this.core.freshDataAttrs(f.layout) : undefined;
+      return new Stats(attr, this.core.dev, fresh ?? (await f.dataAttrs()));
+    }
+    const raid0 = await this.core.layoutOf(this.mdc, attr.fid);
+    if (!raid0) return new Stats(attr, this.core.dev);
+    const data = (await this.core.freshDataAttrs(raid0)) ?? (await new FileObject(this.core.fileContext, attr.fid, raid0).dataAttrs());
+    return new Stats(attr, this.core.dev, data);
   }
 
   getattr(fid: string): Promise<MdtAttr> {
@@ -213,8 +218,7 @@ export class FileSystem implements HandleHost {
       if (!isRegular(a)) throw new FsError('EINVAL', 'truncate', p, undefined, 'not a regular file');
       if (!permits(a, this.cred, MAY_WRITE)) throw new FsError('EACCES', 'truncate', p);
       const open = this.core.files.get(a.fid);
-      const layout = await this.mdc.getLayout(a.fid);
-      await (open ?? new FileObject(this.core.fileContext, a.fid, layout && raid0Of(layout))).truncate(len);
+      await (open ?? new FileObject(this.core.fileContext, a.fid, await this.core.layoutOf(this.mdc, a.fid))).truncate(len);
     });
   }
 
@@ -571,8 +575,7 @@ export class FileSystem implements HandleHost {
     if (open) await open.flush(); // a later flush would stamp its own mtime over these
     await this.mdc.setattr(fid, { atime, mtime });
     if (!isRegular(attr)) return;
-    const stored = open ? undefined : await this.mdc.getLayout(fid);
-    const layout = open ? open.layout : stored && raid0Of(stored);
+    const layout = open ? open.layout : await this.core.layoutOf(this.mdc, fid);
     if (layout) await this.core.lov.setattr(layout, { atime, mtime });
   }
 }

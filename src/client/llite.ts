@@ -30,7 +30,7 @@
 import { parseFid } from '../osd/index.js';
 import { bsdFlockPolicy, hasFlag, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid } from '../ldlm/index.js';
 import type { MdtAttr } from '../services/mdt/protocol.js';
-import { FileObject, raid0Of } from './file.js';
+import { FileObject } from './file.js';
 import type { FileSystem } from './fs.js';
 import type { FileHandle } from './handle.js';
 import {
@@ -297,8 +297,7 @@ export class Llite implements FuseOps {
     if ((attr.mode & S_IFMT) === S_IFDIR) throw error('EISDIR', 'truncate of a directory');
     if ((attr.mode & S_IFMT) !== S_IFREG) throw error('EINVAL', 'truncate of a file that is not regular');
     const open = fs.core.files.get(fid);
-    const layout = await fs.mdc.getLayout(fid);
-    await (open ?? new FileObject(fs.core.fileContext, fid, layout && raid0Of(layout))).truncate(size);
+    await (open ?? new FileObject(fs.core.fileContext, fid, await fs.core.layoutOf(fs.mdc, fid))).truncate(size);
   }
 
   readlink(ctx: RequestContext, nodeid: number): Promise<string> {

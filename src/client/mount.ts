@@ -20,7 +20,7 @@ import type { FsConfig } from '../services/mgs/index.js';
 import { ByteBudget } from './budget.js';
 import { FsError } from './errors.js';
 import { FileObject, raid0Of, type FileContext } from './file.js';
-import { Lov } from './lov.js';
+import { fileSizeOfStripe, Lov, type Raid0Layout } from './lov.js';
 import { Mdc, type EarlyCancelTarget } from './mdc.js';
 import { Mgc } from './mgc.js';
 import { Osc } from './osc.js';
@@ -28,11 +28,12 @@ import { ClientParams, ParamError, type ClientTunables } from './params.js';
 import { ClientNamespace, NAMESPACE_PARAMS, objectResId } from './locks.js';
 import { MdCache } from './md-cache.js';
 import {
-  ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, LDLM_MAX_HANDLES, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid, type CachedLock, type LockDesc, type ResId,
+  decodeOstLvb, ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, LDLM_MAX_HANDLES, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid,
+  type CachedLock, type LockDesc, type OstLvb, type ResId,
 } from '../ldlm/index.js';
 import { fidToString, parseFid } from '../osd/index.js';
 import { statusError } from '../ptlrpc/index.js';
-import { devOf } from './stats.js';
+import { devOf, type DataAttrs } from './stats.js';
 
 const MiB = 1024 * 1024;
 /** BRW RPC size of the mount's OSCs (Lustre's default brw_size, 1 MiB). */
@@ -112,6 +113,8 @@ export class MountCore {
   readonly #objectFids = new Map<string, string>();
   /** The objects of files whose layout this mount read (dataCovered), as many as objectFids. */
   readonly #layouts = new Map<string, ReadonlyArray<{ ostIndex: number; seq: number; oid: number }>>();
+  /** Layouts with objects (layoutOf), least recently used first, as many as objectFids. */
+  readonly #raid0 = new Map<string, Raid0Layout>();
   readonly #invalidations: Array<(what: Invalidation) => Promise<void> | void> = [];
   readonly dirty: ByteBudget;
   readonly readAhead: ByteBudget;
@@ -213,11 +216,79 @@ export class MountCore {
     return Promise.race([Promise.all(pending).then(() => undefined), bound]).finally(() => clearTimeout(timer));
   }
 
+  /**
+   * A regular file's layout as the LOV takes it: from the mount's cache, else asked of the MDT.
+   * A layout with objects is kept without a lock: the MDT never changes it (lfs setstripe only
+   * gives objects to a file that has none, EEXIST otherwise; a file's FID is never reused), so
+   * only a file without objects (undefined) is asked again each time.
+   */
+  async layoutOf(mdc: Mdc, fid: string): Promise<Raid0Layout | undefined> {
+    const known = this.#raid0.get(fid);
+    if (known) {
+      this.#raid0.delete(fid);
+      this.#raid0.set(fid, known);
+      return known;
+    }
+    const stored = await mdc.getLayout(fid);
+    const layout = stored && raid0Of(stored);
+    this.noteLayout(fid, layout);
+    return layout;
+  }
+
+  /**
+   * A closed file's size, blocks and times from PR locks [0, EOF] enqueued on each object now:
+   * the OST puts the object's LVB (ost_lvb), read once the lock is granted, in each reply, so
+   * no OST_GETATTR follows (Lustre's glimpse). A granted PR excludes every writer, so the LVB
+   * counts all that was written. undefined, to be asked the usual way, when a lock of the
+   * file is cached already (its LVB is not kept: an unlocked OST_SETATTR of times may have
+   * changed the objects since), an OSC takes no locks, or a reply carries no LVB.
+   */
+  async freshDataAttrs(layout: Raid0Layout): Promise<DataAttrs | undefined> {
+    const extent = { start: 0n, end: OBD_OBJECT_EOF };
+    const stripes = layout.objects.map((o) => ({ o, ns: this.oscNamespaces.get(o.ostIndex) }));
+    for (const { o, ns } of stripes) {
+      if (!ns?.active || ns.cache.match(objectResId(o), LockType.EXTENT, LockMode.PR, { extent }) !== undefined) return undefined;
+    }
+    const granted: Array<{ ns: ClientNamespace; cached: CachedLock; lvb: OstLvb | undefined } | undefined> = stripes.map(() => undefined);
+    try {
+      await Promise.all(stripes.map(async ({ o, ns }, i) => {
+        const g = await ns!.lockWithReply(objectResId(o), LockType.EXTENT, LockMode.PR, { extent });
+        if (!g) return;
+        let lvb: OstLvb | undefined;
+        try {
+          lvb = g.lock.replyBuffers[0] ? decodeOstLvb(g.lock.replyBuffers[0]) : undefined;
+        } catch {
+          lvb = undefined; // not understood: asked the usual way
+        }
+        granted[i] = { ns: ns!, cached: g.cached, lvb };
+      }));
+    } finally {
+      for (const g of granted) if (g) g.ns.release(g.cached, LockMode.PR);
+    }
+    const t = (s: number, ns: number): number => s + ns / 1e9;
+    const out: DataAttrs = { size: 0, blocks: 0, mtime: 0, atime: 0, ctime: 0 };
+    for (let i = 0; i < granted.length; i++) {
+      const lvb = granted[i]?.lvb;
+      if (!lvb) return undefined;
+      out.size = Math.max(out.size, fileSizeOfStripe(layout, i, Number(lvb.size)));
+      out.blocks += Number(lvb.blocks);
+      out.mtime = Math.max(out.mtime, t(lvb.mtime, lvb.mtimeNs));
+      out.atime = Math.max(out.atime, t(lvb.atime, lvb.atimeNs));
+      out.ctime = Math.max(out.ctime, t(lvb.ctime, lvb.ctimeNs));
+    }
+    return out;
+  }
+
   /** Remembers which file the objects of a layout belong to (a lock on an object then finds its file). */
-  noteLayout(fid: string, layout: { objects: Array<{ ostIndex: number; seq: number; oid: number }> } | undefined): void {
+  noteLayout(fid: string, layout: Raid0Layout | { objects: Array<{ ostIndex: number; seq: number; oid: number }> } | undefined): void {
     if (!layout) return;
     if (this.#layouts.size >= OBJECT_FIDS_MAX && !this.#layouts.has(fid)) this.#layouts.delete(this.#layouts.keys().next().value!);
     this.#layouts.set(fid, layout.objects);
+    if ('pattern' in layout && layout.objects.length > 0) {
+      this.#raid0.delete(fid);
+      if (this.#raid0.size >= OBJECT_FIDS_MAX) this.#raid0.delete(this.#raid0.keys().next().value!);
+      this.#raid0.set(fid, layout as Raid0Layout);
+    }
     for (const o of layout.objects) {
       const key = objectKey(o.ostIndex, objectResId(o));
       if (this.#objectFids.get(key) === fid) continue;
@@ -309,6 +380,7 @@ export class MountCore {
     if (!ns?.active) return [];
     const out: bigint[] = [];
     for (const t of targets) {
+      if ('fid' in t && (t.bits & InodeBits.UPDATE) !== 0) this.mdCache.noteOwnUpdate(t.fid);
       const fid = 'fid' in t ? t.fid : this.mdCache.childOf(t.parent, t.name);
       if (fid === undefined) continue;
       let resId: ResId;

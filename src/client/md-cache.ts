@@ -26,15 +26,6 @@ import { MdcError, toMdcError, type Mdc } from './mdc.js';
 
 /** Attributes kept at once; the least recently read go first. */
 export const MD_CACHE_MAX = 16384;
-/**
- * How long after an update of its own on an object (a create or unlink in a directory, a
- * setattr) this mount reads the object's attributes without taking a lock for them: the next
- * such update would give the lock back at once (early cancel), so a stream of creates in one
- * directory paid an enqueue for nothing before each getattr of it (the FUSE kernel asks one
- * after every create, for its permission checks). A plain getattr is always right; only the
- * caching waits until the stream stops.
- */
-export const OWN_UPDATE_WINDOW_MS = 100;
 /** What a getattr lock covers: the attributes and the permissions. */
 const GETATTR_BITS = InodeBits.UPDATE | InodeBits.PERM;
 /** What the lock of a regular file's name covers: the name, and the attributes with it. */
@@ -73,28 +64,7 @@ export class MdCache {
   /** What each lock vouches for: FIDs' attributes and names. */
   readonly #byLock = new Map<CachedLock, { fids: Set<string>; names: Set<string> }>();
 
-  constructor(
-    private readonly namespace: () => ClientNamespace | undefined,
-    private readonly now: () => number = Date.now,
-  ) {}
-
-  /** Objects this mount updated lately (OWN_UPDATE_WINDOW_MS), when, least recent first. */
-  readonly #updated = new Map<string, number>();
-
-  /** This mount is sending an update of `fid` (its early cancels name it). */
-  noteOwnUpdate(fid: string): void {
-    this.#updated.delete(fid);
-    if (this.#updated.size >= MD_CACHE_MAX) this.#updated.delete(this.#updated.keys().next().value!);
-    this.#updated.set(fid, this.now());
-  }
-
-  #updatedLately(fid: string): boolean {
-    const at = this.#updated.get(fid);
-    if (at === undefined) return false;
-    if (this.now() - at < OWN_UPDATE_WINDOW_MS) return true;
-    this.#updated.delete(fid);
-    return false;
-  }
+  constructor(private readonly namespace: () => ClientNamespace | undefined) {}
 
   /** Drops what the lock vouched for (its revoke, or its loss). */
   dropLock(lock: CachedLock): void {
@@ -142,7 +112,6 @@ export class MdCache {
       this.#put(fid, attr, held);
       return { attr, locked: true };
     }
-    if (this.#updatedLately(fid)) return { attr: await mdc.getattr(fid), locked: false };
     // The lock first, then the attributes: an IT_GETATTR intent would bring both in one round
     // trip, but its reply waits on the MDT for the grant, and under a stream of updates of the
     // same inode (creates in a directory) that wait did not end here.

@@ -380,7 +380,6 @@ export class MountCore {
     if (!ns?.active) return [];
     const out: bigint[] = [];
     for (const t of targets) {
-      if ('fid' in t && (t.bits & InodeBits.UPDATE) !== 0) this.mdCache.noteOwnUpdate(t.fid);
       const fid = 'fid' in t ? t.fid : this.mdCache.childOf(t.parent, t.name);
       if (fid === undefined) continue;
       let resId: ResId;

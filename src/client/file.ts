@@ -31,6 +31,7 @@ import type { ByteBudget } from './budget.js';
 import { DirtyExtents } from './extents.js';
 import { objectResId, type ClientNamespace } from './locks.js';
 import { mapExtent, type Lov, type Raid0Layout } from './lov.js';
+import type { WriteExtent } from './osc.js';
 import type { ClientTunables } from './params.js';
 import type { DataAttrs } from './stats.js';
 
@@ -61,6 +62,15 @@ export function raid0Of(l: FileLayout): Raid0Layout | undefined {
 
 const nowSeconds = (): number => Date.now() / 1000;
 
+/** Write-back batches of one file on the wire at once (see FileObject.#loop). */
+const BATCHES_IN_FLIGHT_MAX = 2;
+
+/** The file range extents (in file order) span. */
+function spanOf(extents: readonly WriteExtent[]): { start: number; end: number } {
+  const last = extents[extents.length - 1]!;
+  return { start: extents[0]!.offset, end: last.offset + last.data.length };
+}
+
 export class FileObject {
   /** Handles of the mount open on this file. */
   opens = 0;
@@ -69,6 +79,10 @@ export class FileObject {
   readonly #dirty = new DirtyExtents();
   #inFlightBytes = 0;
   #running: Promise<void> | undefined;
+  /** Batches on the wire, with the file range each spans. */
+  readonly #batches = new Map<Promise<void>, { start: number; end: number }>();
+  /** Wakes the write-back loop while it waits for a batch (more is dirty, or a flush began). */
+  #wakeLoop: (() => void) | undefined;
   #flushAll = false;
   #batchWaiters: Array<() => void> = [];
   #error: unknown;
@@ -280,24 +294,52 @@ export class FileObject {
 
   #kick(all: boolean): void {
     if (all) this.#flushAll = true;
-    if (this.#running || !this.layout) return;
+    if (!this.layout) return;
+    if (this.#running) {
+      this.#wakeLoop?.();
+      return;
+    }
     this.#running = this.#loop().finally(() => {
       this.#running = undefined;
       this.#wakeBatchWaiters(); // a writer that saw the loop just before it ended looks again
     });
   }
 
+  /**
+   * Sends batches while enough is dirty (or all of it, flushing), BATCHES_IN_FLIGHT_MAX at
+   * once: the next batch is taken while the one before is on the wire, so that the OSCs' RPC
+   * slots never run dry between batches (one batch at a time, the last RPCs of each ran
+   * alone while the writer waited). A batch overlapping one on the wire waits for it: two
+   * writes of the same bytes reach the OSTs in the order they were made.
+   */
   async #loop(): Promise<void> {
-    while (this.#dirty.bytes > 0 && (this.#flushAll || this.#dirty.bytes >= this.#threshold())) await this.#batch();
+    for (;;) {
+      const want = this.#dirty.bytes > 0 && (this.#flushAll || this.#dirty.bytes >= this.#threshold());
+      if (want && this.#batches.size < BATCHES_IN_FLIGHT_MAX) {
+        const extents = this.#dirty.take();
+        const span = spanOf(extents);
+        const before = [...this.#batches].filter(([, s]) => s.start < span.end && span.start < s.end).map(([p]) => p);
+        const p = this.#batch(extents, before);
+        this.#batches.set(p, span);
+        void p.finally(() => this.#batches.delete(p));
+        continue;
+      }
+      if (this.#batches.size === 0) break;
+      await new Promise<void>((resolve) => {
+        this.#wakeLoop = resolve;
+        for (const p of this.#batches.keys()) void p.then(resolve);
+      });
+      this.#wakeLoop = undefined;
+    }
     this.#flushAll = false;
   }
 
-  async #batch(): Promise<void> {
+  async #batch(extents: WriteExtent[], after: Array<Promise<void>>): Promise<void> {
     const layout = this.layout!;
-    const extents = this.#dirty.take();
     const bytes = extents.reduce((s, e) => s + e.data.length, 0);
     this.#inFlightBytes += bytes;
     try {
+      if (after.length > 0) await Promise.all(after);
       for (const s of await this.ctx.lov.writev(layout, extents)) this.#stampStripes.add(s);
       this.#stamp();
     } catch (err) {

@@ -207,7 +207,7 @@ export class FuseSession {
     // The buffer holds the largest request: a WRITE header and body plus max_write of data.
     const bufferBytes = this.o.maxWriteBytes + PAGE_BYTES;
     this.readers = startReaders(this.fd, {
-      count: this.o.readers, bufferBytes, maxInFlight: this.o.maxInFlight, onRequest: (b) => this.onRequest(b),
+      count: this.o.readers, bufferBytes, maxInFlight: this.o.maxInFlight, onRequest: (b, release) => this.onRequest(b, release),
     });
     void this.readers.ended.then((reason) => this.onEnded(reason));
     try {
@@ -351,7 +351,13 @@ export class FuseSession {
     this.o.debug?.({ dir: 'reply', unique, opcode, errno, bytes: errno === 0 ? len : OUT_HEADER_BYTES });
   }
 
-  private onRequest(buf: Buffer): void {
+  /** A request from a reader; release() once nothing reads buf any more (it may be a reader's slot). */
+  private onRequest(buf: Buffer, release: () => void): void {
+    if (this.handleRequest(buf, release)) release();
+  }
+
+  /** Handles a request; true when done with its bytes, false when dispatched (the op releases them). */
+  private handleRequest(buf: Buffer, release: () => void): boolean {
     this.stats.requests++;
     let h: InHeader;
     try {
@@ -359,23 +365,24 @@ export class FuseSession {
     } catch (err) {
       this.malformed(buf.length >= 16 ? buf.readBigUInt64LE(8) : undefined, err);
       this.readers.credit();
-      return;
+      return true;
     }
     this.o.debug?.({ dir: 'request', unique: h.unique, opcode: h.opcode, nodeid: h.nodeid, bytes: buf.length });
     const body = buf.subarray(IN_HEADER_BYTES);
     switch (h.opcode) {
-      case Opcode.INIT: return this.guard(h, () => this.onInit(h, body));
-      case Opcode.FORGET: return this.guard(h, () => this.onForget(h, body), false);
-      case Opcode.BATCH_FORGET: return this.guard(h, () => this.onBatchForget(body), false);
-      case Opcode.INTERRUPT: return this.guard(h, () => this.onInterrupt(body), false);
+      case Opcode.INIT: this.guard(h, () => this.onInit(h, body)); return true;
+      case Opcode.FORGET: this.guard(h, () => this.onForget(h, body), false); return true;
+      case Opcode.BATCH_FORGET: this.guard(h, () => this.onBatchForget(body), false); return true;
+      case Opcode.INTERRUPT: this.guard(h, () => this.onInterrupt(body), false); return true;
       case Opcode.DESTROY:
         void this.runDestroy().then(() => { this.write(h.unique, 0, [], h.opcode); this.readers.credit(); });
-        return;
+        return true;
       default:
         if (h.opcode === Opcode.WRITE && body.length >= 40) {
           this.stats.largestWriteBytes = Math.max(this.stats.largestWriteBytes, body.readUInt32LE(16));
         }
-        return this.dispatch(h, body);
+        this.dispatch(h, body, release);
+        return false;
     }
   }
 
@@ -479,7 +486,8 @@ export class FuseSession {
     f.abort.abort(Object.assign(new Error('interrupted'), { code: 'EINTR' }));
   }
 
-  private dispatch(h: InHeader, body: Buffer): void {
+  /** Runs the op; release() once it settled (even after a timeout answered for it: it may still read body). */
+  private dispatch(h: InHeader, body: Buffer, release: () => void): void {
     const abort = new AbortController();
     const ctx: RequestContext = { uid: h.uid, gid: h.gid, pid: h.pid, unique: h.unique, signal: abort.signal };
     // A lock waiter gives its credit back now and waits without a timeout (see the top of the file).
@@ -489,6 +497,7 @@ export class FuseSession {
       if (this.stats.lockWaiters >= this.o.maxLockWaiters) {
         this.stats.errors++;
         this.write(h.unique, osConstants.errno.ENOLCK, [], h.opcode);
+        release();
         return;
       }
       this.stats.lockWaiters++;
@@ -517,9 +526,10 @@ export class FuseSession {
       (reply) => {
         if (answered) this.stats.abandoned--;
         finish(0, reply);
+        release();
       },
       (err: unknown) => {
-        if (answered) { this.stats.abandoned--; return; }
+        if (answered) { this.stats.abandoned--; release(); return; }
         const { errno, known } = errnoOf(err);
         if (!known || (err as { code?: unknown }).code === 'EPROTO') {
           if ((err as { name?: unknown }).name === 'WireError') this.stats.malformed++;
@@ -527,6 +537,7 @@ export class FuseSession {
         }
         this.stats.errors++;
         finish((err as { name?: unknown }).name === 'WireError' ? osConstants.errno.EIO : errno, []);
+        release();
       },
     );
   }

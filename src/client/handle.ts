@@ -106,6 +106,27 @@ export class FileHandle {
     return { bytesRead: data.length, buffer };
   }
 
+  /**
+   * Up to length bytes at position (the handle's own position when null, which advances), as a
+   * buffer that may be a view of this mount's cache (read-ahead windows, bulks as they arrived):
+   * the caller reads it and never writes to it. read() without its copy into the caller's
+   * buffer, for a caller that sends the bytes on (FUSE's READ reply).
+   */
+  async readView(length: number, position: Position = null): Promise<Buffer> {
+    this.#check('read', 'read');
+    if (!Number.isSafeInteger(length) || length < 0) throw new FsError('EINVAL', 'read', this.path, undefined, `length ${length}`);
+    const pos = positionOf(position);
+    const at = pos ?? this.position;
+    let data: Buffer;
+    try {
+      data = await this.#readAt(at, length);
+    } catch (err) {
+      throw toFsError(err, 'read', this.path);
+    }
+    if (pos === undefined) this.position = at + data.length;
+    return data;
+  }
+
   #readAt(at: number, length: number): Promise<Buffer> {
     if (length === 0) return Promise.resolve(Buffer.alloc(0));
     return this.readAhead ? this.readAhead.read(at, length) : this.file!.read(at, length);

@@ -14,7 +14,8 @@ import { ParamTree, type KernelView } from '../../src/control/params/index.js';
 import { decodeAttr, decodeBody, encodeBody, MdsOpcode, OpenFlag, ReintOp } from '../../src/services/mdt/protocol.js';
 import { Disposition, reintLocks } from '../../src/services/mdt/ldlm.js';
 import { encodeBody as encodeOstBody, FID_SEQ_OST_MDT0, objectResId } from '../../src/services/ost/index.js';
-import { Opcode } from '../../src/ptlrpc/index.js';
+import { Errno, Opcode } from '../../src/ptlrpc/index.js';
+import { CFS_FAIL_ONCE, FAIL, failLoc } from '../../src/log/index.js';
 import type { Target } from '../../src/services/target/index.js';
 import { until } from '../lib/net.js';
 import {
@@ -509,4 +510,21 @@ t.test('an IT_OPEN enqueue opens (and creates) in its transaction, executed once
   t.equal(existing.policyRes1, BigInt(Disposition.IT_EXECD | Disposition.OPEN_OPEN | Disposition.LOOKUP_EXECD | Disposition.LOOKUP_POS), 'the name existed');
   await t.rejects(enqueue('elsewhere', created.attr.fid), { code: 'EPROTO' }, 'an intent on another resource than its name\'s parent: EPROTO');
   t.equal(mdt.ldlm.namespace.locksOf('open-client').length, 0, 'still no lock');
+
+  // An MDT that answers the open intent EOPNOTSUPP (fail_loc OBD_FAIL_SRV_REQUEST_ERR on
+  // LDLM_ENQUEUE): the mount opens with MDS_REINT from then on.
+  const late = await s.client('open-fallback');
+  t.teardown(() => {
+    failLoc.set(0);
+    failLoc.err = 0;
+  });
+  failLoc.err = Errno.EOPNOTSUPP;
+  failLoc.set((CFS_FAIL_ONCE | FAIL.OBD_FAIL_SRV_REQUEST_ERR!) >>> 0, Opcode.LDLM_ENQUEUE);
+  const aborted = mdt.ldlm.service.counters.intentsAborted;
+  const fallback = await late.mdc.open(s.root, 'by-reint', OpenFlag.CREAT | O_RDWR, 0o600);
+  t.equal(fallback.created, true, 'created through MDS_REINT after the EOPNOTSUPP');
+  const next = await late.mdc.open(s.root, 'by-reint-too', OpenFlag.CREAT | O_RDWR, 0o600);
+  t.equal(next.created, true);
+  t.equal(mdt.ldlm.service.counters.intentsAborted, aborted, 'no intent served to that mount');
+  for (const h of [fallback.handle, next.handle]) await late.mdc.close(h);
 });

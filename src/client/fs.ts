@@ -28,6 +28,7 @@ import type { Mdc } from './mdc.js';
 import { MountCore, parseDevice, type MountOptions } from './mount.js';
 import type { ClientParams } from './params.js';
 import { isDir, isLink, pathArg, SYMLINKS_MAX, Walker } from './paths.js';
+import { CachedWalker, type WalkSource } from './walk.js';
 import { ReadAhead } from './readahead.js';
 import { Dirent, LL_SUPER_MAGIC, Stats, type StatFs } from './stats.js';
 
@@ -67,6 +68,16 @@ export async function mount(device: string, options: MountOptions = {}): Promise
 }
 
 const isRegular = (a: MdtAttr): boolean => (a.mode & S_IFMT) === S_IFREG;
+
+/** A walk's names from the mount's name cache ('..' from the MDT: the cache keeps no such name). */
+function cachedSource(core: MountCore, mdc: Mdc): WalkSource {
+  return {
+    lookup: async (parent, name) => (name === '..' ? mdc.lookup(parent, name) : (await core.mdCache.lookup(mdc, parent, name)).attr),
+    lookupName: (parent, name) => (name === '..' ? mdc.lookup(parent, name) : core.mdCache.lookupName(mdc, parent, name)),
+    getattr: (fid) => mdc.getattr(fid),
+    readlink: (fid) => mdc.readlink(fid),
+  };
+}
 /** What the OST objects of a file just created hold: nothing (times 0: the MDT's count). */
 const NEW_FILE_DATA = Object.freeze({ size: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 });
 
@@ -81,7 +92,8 @@ function permits(a: MdtAttr, cred: Cred, mask: number): boolean {
 }
 
 export class FileSystem implements HandleHost {
-  readonly #walker: Walker;
+  /** Root walks through the mount's name cache (walk.ts); other users ask the MDT, which checks their search permission. */
+  readonly #walker: Walker | CachedWalker;
   readonly #handles: Set<FileHandle>;
 
   /** Use mount(); this is a view of a mount acting for `cred`. */
@@ -92,7 +104,7 @@ export class FileSystem implements HandleHost {
     readonly umask: number,
     handles?: Set<FileHandle>,
   ) {
-    this.#walker = new Walker(mdc, core.rootFid);
+    this.#walker = cred.uid === 0 ? new CachedWalker(cachedSource(core, mdc), core.rootFid) : new Walker(mdc, core.rootFid);
     this.#handles = handles ?? new Set();
   }
 
@@ -135,7 +147,8 @@ export class FileSystem implements HandleHost {
     }
     const raid0 = await this.core.layoutOf(this.mdc, attr.fid);
     if (!raid0) return new Stats(attr, this.core.dev);
-    const data = (await this.core.freshDataAttrs(raid0)) ?? (await new FileObject(this.core.fileContext, attr.fid, raid0).dataAttrs());
+    const data = this.core.keptDataAttrs(attr.fid) ?? (await this.core.freshDataAttrs(raid0, { fid: attr.fid }))
+      ?? (await new FileObject(this.core.fileContext, attr.fid, raid0).dataAttrs());
     return new Stats(attr, this.core.dev, data);
   }
 
@@ -450,7 +463,10 @@ export class FileSystem implements HandleHost {
         const a = await this.mdc.lookup(par.dir.fid, par.name);
         throw new FsError(isDir(a) ? 'EISDIR' : 'ENOTDIR', 'unlink', p);
       }
-      await this.mdc.unlink(par.dir.fid, par.name);
+      // What the name led to, read before the unlink's early cancel drops it from the cache.
+      const child = this.core.mdCache.childOf(par.dir.fid, par.name);
+      const { orphan } = await this.mdc.unlink(par.dir.fid, par.name);
+      if (child !== undefined && !orphan) this.core.releaseObjectLocks(child);
     });
   }
 

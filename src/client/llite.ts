@@ -38,7 +38,7 @@ import {
   type SetattrChanges, type SetlkOptions, type Statfs,
 } from './fuse/index.js';
 import type { Invalidation } from './mount.js';
-import { fidFlatten32, type Stats } from './stats.js';
+import { fidFlatten32, Stats, type DataAttrs } from './stats.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
@@ -220,7 +220,9 @@ export class Llite implements FuseOps {
     return view;
   }
 
-  async #entry(fs: FileSystem, attr: MdtAttr, named?: { parent: number; name: string; locked: boolean; entryValid?: boolean }, created = false): Promise<Entry> {
+  async #entry(
+    fs: FileSystem, attr: MdtAttr, named?: { parent: number; name: string; locked: boolean; entryValid?: boolean }, created = false, data?: DataAttrs,
+  ): Promise<Entry> {
     let nodeid = this.#nodeOfFid.get(attr.fid);
     if (nodeid === undefined) {
       nodeid = this.#nextNodeid++;
@@ -229,7 +231,7 @@ export class Llite implements FuseOps {
     }
     const node = this.#nodes.get(nodeid)!;
     node.lookups++;
-    const stats = attrOf(await fs.statOf(attr, undefined, created));
+    const stats = attrOf(data ? new Stats(attr, fs.core.dev, data) : await fs.statOf(attr, undefined, created));
     const validity = named ? this.#validity(attr, named.locked) : 0;
     if (named?.entryValid && this.#kernel) {
       node.names ??= [];
@@ -325,7 +327,14 @@ export class Llite implements FuseOps {
   }
 
   async unlink(ctx: RequestContext, parent: number, name: string): Promise<void> {
-    await this.#holds([parent], () => this.#as(ctx).mdc.unlink(this.#fid(parent), name));
+    await this.#holds([parent], async () => {
+      const fs = this.#as(ctx);
+      const dir = this.#fid(parent);
+      // What the name led to, read before the unlink's early cancel drops it from the cache.
+      const child = fs.core.mdCache.childOf(dir, name);
+      const { orphan } = await fs.mdc.unlink(dir, name);
+      if (child !== undefined && !orphan) fs.core.releaseObjectLocks(child);
+    });
   }
 
   async rmdir(ctx: RequestContext, parent: number, name: string): Promise<void> {
@@ -389,6 +398,21 @@ export class Llite implements FuseOps {
     const { handle: h, created } = await fs.createIn(this.#fid(parent), name, flags, mode & ~umask);
     const open = this.#opened(h);
     try {
+      if (created && this.#kernel) {
+        // The new file's attributes under locks at once (an IT_GETATTR intent, and PR on its
+        // objects, whose replies carry their LVBs): the entry then has a validity, and the
+        // kernel sends no GETATTR of the file before its open completes (an enqueue and a
+        // getattr at the MDT, and a lock on each object, one after the other).
+        const layout = h.file?.layout;
+        const intent = fs.core.mdCache.getattrIntent(fs.mdc, h.attr.fid).catch(() => undefined);
+        const [md, data] = await Promise.all([
+          intent,
+          layout ? fs.core.freshDataAttrs(layout, { fid: h.attr.fid, after: intent }).catch(() => undefined) : undefined,
+        ]);
+        if (md?.locked && (data || !layout)) {
+          return { entry: await this.#entry(fs, md.attr, { parent, name, locked: true }, true, data), open };
+        }
+      }
       // The MDT's open reply carries the file's attributes as they are after the create; a
       // file it created has new, empty objects: no glimpse of them (a lock and a getattr each).
       return { entry: await this.#entry(fs, h.attr, undefined, created), open };

@@ -19,7 +19,7 @@
 // A target that does not serve the lock manager (LDLM_ENQUEUE answered EOPNOTSUPP) makes
 // `supported` false: the callers then cache nothing, as a client without locks must.
 import {
-  CallbackService, ClientLockCache, LdlmClient, LockFlag, hasFlag, lockPool, resIdOfFid, type LockType, type PoolMember,
+  CallbackService, ClientLockCache, LDLM_MAX_HANDLES, LdlmClient, LockFlag, hasFlag, lockPool, resIdOfFid, type LockType, type PoolMember,
   type CachedLock, type ClientLock, type EnqueueRequest, type LockDesc, type LockMode, type Policy, type ResId,
 } from '../ldlm/index.js';
 import type { Import, Network } from '../ptlrpc/index.js';
@@ -28,6 +28,9 @@ import type { Import, Network } from '../ptlrpc/index.js';
 export function objectResId(o: { seq: number; oid: number }): ResId {
   return resIdOfFid({ seq: o.seq, oid: o.oid, ver: 0 });
 }
+
+/** How long cancelSoon's cancels wait for others to leave with (ms). */
+export const CANCEL_BATCH_MS = 1;
 
 /** What the namespace's user does when a lock goes. */
 export interface NamespaceHooks {
@@ -73,6 +76,8 @@ export class ClientNamespace {
   #supported: boolean | undefined;
   readonly #hooks: NamespaceHooks;
   readonly #cancelling = new Map<bigint, Promise<void>>();
+  /** Cancels of cancelSoon waiting to leave together. */
+  #batch: { handles: bigint[]; done: Promise<void>; send(): void } | undefined;
   /** What each blocking callback asked for, by our handle, until the cancel. */
   readonly #wanted = new Map<bigint, LockDesc>();
   #closed = false;
@@ -208,6 +213,54 @@ export class ClientNamespace {
     const rest = locks.slice(Math.max(0, max));
     if (rest.length > 0) void this.ldlm.cancel(rest.map((l) => l.handle)).catch(() => undefined);
     return this.ldlm.forgetForEarlyCancel(locks.slice(0, Math.max(0, max)).map((l) => l.handle), Math.max(0, max));
+  }
+
+  /**
+   * Gives back the unused locks on `resId` unasked, its object being about to go (the unlink of
+   * its file): the revoke hook runs for each at once, as for a callback, and their LDLM_CANCELs
+   * leave together within CANCEL_BATCH_MS (one request for up to LDLM_MAX_HANDLES), before the
+   * MDT's destroy of the object reaches the OST, which then has no blocking callback to send
+   * and wait for. A callback that comes first anyway finds the lock gone and is answered with
+   * its cancel at once (#onBlocking).
+   */
+  cancelSoon(resId: ResId): void {
+    if (!this.active) return;
+    for (const lock of this.cache.cancelUnusedOn(resId)) {
+      if (this.#cancelling.has(lock.handle)) continue;
+      const p = (async () => {
+        try {
+          await this.#hooks.revoke?.(lock, undefined);
+        } finally {
+          this.cache.remove(lock.handle);
+          await this.#batchCancel(lock.handle);
+        }
+      })().finally(() => this.#cancelling.delete(lock.handle));
+      this.#cancelling.set(lock.handle, p);
+      p.catch(() => undefined);
+    }
+  }
+
+  /** Queues a cancel for the next batch (cancelSoon); resolves once that batch was answered. */
+  #batchCancel(handle: bigint): Promise<void> {
+    let batch = this.#batch;
+    if (!batch) {
+      const handles: bigint[] = [];
+      let sent!: () => void;
+      const done = new Promise<void>((resolve) => (sent = resolve));
+      let timer: NodeJS.Timeout | undefined;
+      const send = (): void => {
+        if (this.#batch === b) this.#batch = undefined;
+        clearTimeout(timer);
+        void this.ldlm.cancel(handles).catch(() => undefined).finally(sent);
+      };
+      const b = { handles, done, send };
+      timer = setTimeout(send, CANCEL_BATCH_MS);
+      batch = this.#batch = b;
+    }
+    batch.handles.push(handle);
+    // Full: it goes now, and the next cancels start another.
+    if (batch.handles.length >= LDLM_MAX_HANDLES) batch.send();
+    return batch.done;
   }
 
   /** Waits until every cancel started so far is done. */

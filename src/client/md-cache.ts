@@ -50,6 +50,8 @@ interface Entry {
 
 interface Name {
   fid: string;
+  /** The child's mode as looked up (its type never changes; its permissions are under PERM, which the lock holds). */
+  mode: number;
   lock: CachedLock;
 }
 
@@ -166,7 +168,7 @@ export class MdCache {
     const held = ns.cache.match(resId, LockType.IBITS, LockMode.PR, { bits }, { ref: true });
     if (held) {
       // Read while the lock is held (the reference keeps it): what it vouches for from now on.
-      this.#putName(key, attr.fid, held);
+      this.#putName(key, attr, held);
       if (!dir) this.#put(attr.fid, attr, held);
       ns.release(held, LockMode.PR);
       return { attr, locked: !dir || this.#attrLocked(ns, attr.fid), named: true };
@@ -184,11 +186,37 @@ export class MdCache {
       // A directory's name lock does not vouch for its attributes (nor the lock asked for a
       // directory's name for those of what the name leads to now).
       this.#drop(r.attr.fid, r.lock);
-      if (dir && (r.attr.mode & S_IFMT) === S_IFDIR) this.#putName(key, r.attr.fid, r.lock);
+      if (dir && (r.attr.mode & S_IFMT) === S_IFDIR) this.#putName(key, r.attr, r.lock);
       return { attr: r.attr, locked: this.#attrLocked(ns, r.attr.fid), named: dir && (r.attr.mode & S_IFMT) === S_IFDIR };
     }
-    this.#putName(key, r.attr.fid, r.lock);
+    this.#putName(key, r.attr, r.lock);
     return { attr: r.attr, locked: true, named: true };
+  }
+
+  /**
+   * What `name` in `parent` leads to, its FID and mode, for a path walk that goes through it:
+   * from the name cache without a request while the child's lock holds (the attributes need
+   * not be vouched for), else as lookup().
+   */
+  async lookupName(mdc: Mdc, parent: string, name: string): Promise<{ fid: string; mode: number }> {
+    const ns = this.namespace();
+    const key = `${parent}/${name}`;
+    const known = this.#names.get(key);
+    if (known && ns && usable(ns, known.lock)) {
+      this.counters.nameHits++;
+      this.#names.delete(key);
+      this.#names.set(key, known);
+      return { fid: known.fid, mode: known.mode };
+    }
+    const { attr } = await this.lookup(mdc, parent, name);
+    return { fid: attr.fid, mode: attr.mode };
+  }
+
+  /** The lock the cached attributes of `fid` are vouched for by, while it holds. */
+  attrLock(fid: string): CachedLock | undefined {
+    const ns = this.namespace();
+    const e = this.#entries.get(fid);
+    return ns && e && usable(ns, e.lock) ? e.lock : undefined;
   }
 
   /** Whether attributes of `fid` are cached under a lock still held. */
@@ -249,10 +277,10 @@ export class MdCache {
     this.#of(lock).fids.add(fid);
   }
 
-  #putName(key: string, fid: string, lock: CachedLock): void {
+  #putName(key: string, attr: MdtAttr, lock: CachedLock): void {
     this.#names.delete(key);
     if (this.#names.size >= MD_CACHE_MAX) this.#names.delete(this.#names.keys().next().value!);
-    this.#names.set(key, { fid, lock });
+    this.#names.set(key, { fid: attr.fid, mode: attr.mode, lock });
     this.#of(lock).names.add(key);
   }
 

@@ -28,7 +28,7 @@ import { ClientParams, ParamError, type ClientTunables } from './params.js';
 import { ClientNamespace, NAMESPACE_PARAMS, objectResId } from './locks.js';
 import { MdCache } from './md-cache.js';
 import {
-  decodeOstLvb, ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, LDLM_MAX_HANDLES, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid,
+  decodeOstLvb, ELDLM_NO_LOCK_DATA, fidOfResId, hasFlag, InodeBits, LockFlag, LDLM_MAX_HANDLES, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid,
   type CachedLock, type LockDesc, type OstLvb, type ResId,
 } from '../ldlm/index.js';
 import { fidToString, parseFid } from '../osd/index.js';
@@ -113,6 +113,8 @@ export class MountCore {
   readonly #objectFids = new Map<string, string>();
   /** The objects of files whose layout this mount read (dataCovered), as many as objectFids. */
   readonly #layouts = new Map<string, ReadonlyArray<{ ostIndex: number; seq: number; oid: number }>>();
+  /** What fresh locks said of files' objects (freshDataAttrs), with those locks, least recent first. */
+  readonly #dataAttrs = new Map<string, { data: DataAttrs; locks: Array<{ ns: ClientNamespace; lock: CachedLock }>; md: CachedLock }>();
   /** Layouts with objects (layoutOf), least recently used first, as many as objectFids. */
   readonly #raid0 = new Map<string, Raid0Layout>();
   readonly #invalidations: Array<(what: Invalidation) => Promise<void> | void> = [];
@@ -241,9 +243,10 @@ export class MountCore {
    * no OST_GETATTR follows (Lustre's glimpse). A granted PR excludes every writer, so the LVB
    * counts all that was written. undefined, to be asked the usual way, when a lock of the
    * file is cached already (its LVB is not kept: an unlocked OST_SETATTR of times may have
-   * changed the objects since), an OSC takes no locks, or a reply carries no LVB.
+   * changed the objects since), an OSC takes no locks, or a reply carries no LVB. With `keep`,
+   * the answer is kept for later stats of the file (keptDataAttrs).
    */
-  async freshDataAttrs(layout: Raid0Layout): Promise<DataAttrs | undefined> {
+  async freshDataAttrs(layout: Raid0Layout, keep?: { fid: string; after?: Promise<unknown> }): Promise<DataAttrs | undefined> {
     const extent = { start: 0n, end: OBD_OBJECT_EOF };
     const stripes = layout.objects.map((o) => ({ o, ns: this.oscNamespaces.get(o.ostIndex) }));
     for (const { o, ns } of stripes) {
@@ -276,7 +279,50 @@ export class MountCore {
       out.atime = Math.max(out.atime, t(lvb.atime, lvb.atimeNs));
       out.ctime = Math.max(out.ctime, t(lvb.ctime, lvb.ctimeNs));
     }
+    if (keep) {
+      // `after`: the request that locks the file's attributes at the MDT, running meanwhile.
+      await keep.after?.catch(() => undefined);
+      this.#keepDataAttrs(keep.fid, out, granted.map((g) => ({ ns: g!.ns, lock: g!.cached })));
+    }
     return out;
+  }
+
+  /**
+   * Keeps what fresh locks said of a file's objects, to answer later stats while they hold:
+   * while this mount's PR locks [0, EOF] hold, no other client writes or truncates the
+   * objects; times alone may change without them (an OST_SETATTR takes no lock), but only
+   * with a setattr at the MDT, which takes the file's UPDATE bit: so the entry holds while the
+   * lock that vouched for the file's attributes when it was kept holds too (none: nothing is kept).
+   */
+  #keepDataAttrs(fid: string, data: DataAttrs, locks: Array<{ ns: ClientNamespace; lock: CachedLock }>): void {
+    const md = this.mdCache.attrLock(fid);
+    if (!md) return;
+    this.#dataAttrs.delete(fid);
+    if (this.#dataAttrs.size >= OBJECT_FIDS_MAX) this.#dataAttrs.delete(this.#dataAttrs.keys().next().value!);
+    this.#dataAttrs.set(fid, { data, locks, md });
+  }
+
+  /** Data attributes kept by freshDataAttrs for a file not open here, while their locks hold. */
+  keptDataAttrs(fid: string): DataAttrs | undefined {
+    const e = this.#dataAttrs.get(fid);
+    if (!e) return undefined;
+    const held = (ns: ClientNamespace | undefined, l: CachedLock): boolean =>
+      ns !== undefined && ns.cache.lookup(l.handle) === l && !hasFlag(l.flags, LockFlag.CBPENDING, LockFlag.CANCELING);
+    if (this.files.has(fid) || !held(this.#mdcNamespace, e.md) || !e.locks.every((x) => held(x.ns, x.lock))) {
+      this.#dataAttrs.delete(fid);
+      return undefined;
+    }
+    return e.data;
+  }
+
+  /**
+   * The file `fid` lost a name here and no handle of this mount holds it: its objects may be
+   * destroyed (its last name), so this mount's unused extent locks on them go back unasked
+   * (ClientNamespace.cancelSoon). For a file with other names left, a lost cache at worst.
+   */
+  releaseObjectLocks(fid: string): void {
+    if (this.files.has(fid)) return;
+    for (const o of this.#layouts.get(fid) ?? []) this.oscNamespaces.get(o.ostIndex)?.cancelSoon(objectResId(o));
   }
 
   /** Remembers which file the objects of a layout belong to (a lock on an object then finds its file). */

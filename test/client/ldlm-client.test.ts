@@ -5,6 +5,7 @@
 // and an evicted client's locks.
 import t from 'tap';
 import { Llite } from '../../src/client/llite.js';
+import { objectResId } from '../../src/client/locks.js';
 import type { FileSystem } from '../../src/client/index.js';
 import { lockPool, LockType } from '../../src/ldlm/index.js';
 import { OFFSET_MAX, type RequestContext } from '../../src/client/fuse/index.js';
@@ -197,6 +198,42 @@ t.test('client caching on locks, two mounts', async (t) => {
     t.ok(tfs.mdt.ldlm.counters.earlyCancels >= afterChmod + 2, 'the unlink carried the name\'s lock and the directory\'s');
     t.equal(mdcNs.counters.revoked, revokedBefore, 'no blocking callback came to this mount');
     t.match(await rejection(b.stat('/elc/f')), { code: 'ENOENT' }, 'the other mount sees it gone');
+  });
+
+  t.test('the library walks paths through names cached under locks; an unlink gives its extent locks back unasked', async (t) => {
+    await a.mkdir('/walk/d', { recursive: true });
+    await a.writeFile('/walk/d/f', 'abc');
+    t.equal((await a.stat('/walk/d/f')).size, 3);
+    const hits = a.core.mdCache.counters.nameHits;
+    t.equal((await a.stat('/walk/d/f')).size, 3);
+    t.ok(a.core.mdCache.counters.nameHits >= hits + 2, 'the directories on the way come from the name cache');
+    await b.rename('/walk/d', '/walk/e');
+    t.match(await rejection(a.stat('/walk/d/f')), { code: 'ENOENT' }, 'the other mount\'s rename revoked the cached name');
+    t.equal((await a.stat('/walk/e/f')).size, 3, 'the new name is found');
+    const objects = (await a.layout('/walk/e/f'))!.objects;
+    const locksOnObjects = (): number => objects.reduce((n, o) => n + a.core.oscNamespaces.get(o.ostIndex)!.locksOn(objectResId({ seq: o.fid.seq, oid: o.fid.oid })).length, 0);
+    t.ok(locksOnObjects() > 0, 'the stats left extent locks on the file\'s objects');
+    const revoked = (): number => objects.reduce((n, o) => n + a.core.oscNamespaces.get(o.ostIndex)!.counters.revoked, 0);
+    const before = revoked();
+    await a.unlink('/walk/e/f');
+    await until('the unlink gave the extent locks back', () => locksOnObjects() === 0);
+    await new Promise((r) => setTimeout(r, 1500)); // the MDT destroys the objects once the unlink is on disk
+    t.equal(revoked(), before, 'no blocking callback came for them');
+    t.match(await rejection(b.stat('/walk/e/f')), { code: 'ENOENT' });
+  });
+
+  t.test('a stat answered from what fresh extent locks said sees the other mount\'s write and utimes', async (t) => {
+    await a.writeFile('/kept', 'abc');
+    t.equal((await a.stat('/kept')).size, 3);
+    const enqueues = a.core.oscNamespaces.get(0)!.counters.enqueues + a.core.oscNamespaces.get(1)!.counters.enqueues;
+    t.equal((await a.stat('/kept')).size, 3, 'a second stat');
+    t.equal(a.core.oscNamespaces.get(0)!.counters.enqueues + a.core.oscNamespaces.get(1)!.counters.enqueues, enqueues, 'asks no lock again');
+    await b.writeFile('/kept', 'abcdef');
+    t.equal((await a.stat('/kept')).size, 6, 'the other mount\'s write is seen');
+    await b.utimes('/kept', 1000, 2000);
+    const s = await a.stat('/kept');
+    t.equal(s.mtimeMs, 2_000_000, 'the other mount\'s utimes (to an older time) is seen');
+    t.equal(s.atimeMs, 1_000_000);
   });
 
   t.test('lru_size 0 keeps every unused lock; memory pressure gives back the older half', async (t) => {

@@ -86,6 +86,12 @@ t.test('a 64 MiB file over two OSTs with 64 KiB stripes; a sparse file; truncate
   t.ok(whole.equals(expect), 'holes read as zeros, the written bytes where they were written');
   t.ok((await lov.read(sparse, 2 * MiB, 64 * KiB)).equals(Buffer.alloc(64 * KiB)), 'a read inside a hole');
   t.equal((await lov.read(sparse, end, 100)).length, 0, 'nothing past the end');
+  // readPieces: the same bytes as read, as the bulks arrived (views, zeros for holes), in file order.
+  const asPieces = await lov.readPieces(sparse, 0, 16 * MiB);
+  t.ok(Buffer.concat(asPieces).equals(expect), 'readPieces: the same bytes as read, holes as zeros');
+  const aligned = await lov.readPieces(big, 4 * MiB, 2 * MiB);
+  t.ok(aligned.length >= 32, 'readPieces of 2 MiB over 64 KiB stripes: at least one piece per stripe unit (views, not joined)');
+  t.ok(Buffer.concat(aligned).equals(data.subarray(4 * MiB, 6 * MiB)), 'and each piece in its place');
   const one = layout(3, 1);
   await lov.write(one, 200 * KiB, Buffer.from('x'));
   t.ok((await lov.read(one, 0, 300 * KiB)).equals(Buffer.concat([Buffer.alloc(200 * KiB), Buffer.from('x')])), 'one stripe: zeros before');

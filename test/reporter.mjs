@@ -10,9 +10,9 @@ export default class PlainSummary extends Transform {
     done(null, chunk);
   }
   _flush(done) {
-    // tap ends its stream with "# { total: N, pass: N, fail: N, ... }" when not on a terminal.
-    const m = /#\s*\{[^}]*\}\s*$/m.exec(this.#tail) ?? [...this.#tail.matchAll(/# \{[^\n]*\}/g)].pop();
-    const summary = m ? m[0] : '';
+    // tap ends its stream with "# { total: N, pass: N, fail: N, ... }" when not on a terminal:
+    // the last such line (a test's comments may hold other braces, a server's JSON log line).
+    const summary = [...this.#tail.matchAll(/^#\s*\{[^\n]*\btotal:[^\n]*\}\s*$/gm)].pop()?.[0] ?? '';
     const num = (key) => Number((new RegExp(`${key}:\\s*(\\d+)`).exec(summary) ?? [])[1] ?? 0);
     const pass = num('pass');
     const fail = num('fail');

@@ -404,10 +404,9 @@ export class Llite implements FuseOps {
         // kernel sends no GETATTR of the file before its open completes (an enqueue and a
         // getattr at the MDT, and a lock on each object, one after the other).
         const layout = h.file?.layout;
-        const intent = fs.core.mdCache.getattrIntent(fs.mdc, h.attr.fid).catch(() => undefined);
         const [md, data] = await Promise.all([
-          intent,
-          layout ? fs.core.freshDataAttrs(layout, { fid: h.attr.fid, after: intent }).catch(() => undefined) : undefined,
+          fs.core.mdCache.getattrIntent(fs.mdc, h.attr.fid).catch(() => undefined),
+          layout ? fs.core.freshDataAttrs(layout).catch(() => undefined) : undefined,
         ]);
         if (md?.locked && (data || !layout)) {
           return { entry: await this.#entry(fs, md.attr, { parent, name, locked: true }, true, data), open };

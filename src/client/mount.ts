@@ -296,7 +296,9 @@ export class MountCore {
    */
   #keepDataAttrs(fid: string, data: DataAttrs, locks: Array<{ ns: ClientNamespace; lock: CachedLock }>): void {
     const md = this.mdCache.attrLock(fid);
-    if (!md) return;
+    // Never for a file open here: its writes, under locks of this very mount, change what the
+    // objects hold without any lock of the entry going (fileOf drops an entry at each open).
+    if (!md || this.files.has(fid)) return;
     this.#dataAttrs.delete(fid);
     if (this.#dataAttrs.size >= OBJECT_FIDS_MAX) this.#dataAttrs.delete(this.#dataAttrs.keys().next().value!);
     this.#dataAttrs.set(fid, { data, locks, md });
@@ -544,6 +546,7 @@ export class MountCore {
   /** The mount's FileObject of an open regular file (made at its first open here). */
   fileOf(fid: string, layout: ReturnType<typeof raid0Of>): FileObject {
     this.noteLayout(fid, layout);
+    this.#dataAttrs.delete(fid);
     let f = this.files.get(fid);
     if (!f) {
       f = new FileObject(this.fileContext, fid, layout);

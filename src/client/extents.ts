@@ -4,11 +4,27 @@
 // by doubling up to EXTENT_BYTES_MAX, so that a stream of 4 KiB writes leaves a few large
 // extents, not thousands of small ones.
 //
+// A write of exactly EXTENT_BYTES_MAX bytes (FUSE's and the benchmarks' 1 MiB writes) is copied
+// into a buffer of the pool (bulk-pool.ts); take() hands out such a buffer as `pooled` when its
+// extent is still its only user, for the caller to give back once the OSTs committed it. A
+// pooled buffer that gets shared (an overwrite splits its extent) is never given back.
+//
 // Invariant: for consecutive extents a, b: a.offset + a.length <= b.offset; every length > 0.
 import assert from 'node:assert/strict';
+import { BufferPool } from './bulk-pool.js';
 
 /** The largest buffer one extent grows to (one BRW's worth). */
 export const EXTENT_BYTES_MAX = 1024 * 1024;
+
+/** The process's pool of EXTENT_BYTES_MAX buffers for dirty data. */
+export const dirtyBufferPool = new BufferPool(EXTENT_BYTES_MAX);
+
+/** An extent taken to be sent: its bytes, and its pool buffer when it may be given back after. */
+export interface TakenExtent {
+  offset: number;
+  data: Buffer;
+  pooled?: Buffer;
+}
 
 interface Extent {
   offset: number;
@@ -17,11 +33,15 @@ interface Extent {
   length: number;
   /** Whether buf's bytes past length are this extent's alone (a split shares its buffer). */
   owned: boolean;
+  /** buf is a whole pool buffer used by this extent alone. */
+  pooled?: boolean;
 }
 
 export class DirtyExtents {
   #list: Extent[] = [];
   #bytes = 0;
+
+  constructor(private readonly pool: BufferPool | undefined = dirtyBufferPool) {}
 
   /** Dirty bytes held. */
   get bytes(): number {
@@ -73,7 +93,7 @@ export class DirtyExtents {
     const fresh: Extent[] = [];
     const first = replaced[0];
     if (first && first.offset < offset) fresh.push({ offset: first.offset, buf: first.buf, length: offset - first.offset, owned: false });
-    fresh.push({ offset, buf: Buffer.from(data), length: n, owned: false });
+    fresh.push(this.#fresh(offset, data));
     const last = replaced[replaced.length - 1];
     if (last && last.offset + last.length > end) {
       const from = end - last.offset;
@@ -82,6 +102,16 @@ export class DirtyExtents {
     for (const e of replaced) this.#bytes -= e.length;
     for (const e of fresh) this.#bytes += e.length;
     this.#list.splice(i, replaced.length, ...fresh);
+  }
+
+  /** A new extent holding a copy of data: in a pool buffer when it fills one. */
+  #fresh(offset: number, data: Uint8Array): Extent {
+    if (this.pool && data.length === this.pool.bytes) {
+      const buf = this.pool.get();
+      buf.set(data);
+      return { offset, buf, length: data.length, owned: false, pooled: true };
+    }
+    return { offset, buf: Buffer.from(data), length: data.length, owned: false };
   }
 
   /** Makes room for n more bytes in e's buffer (doubling, up to EXTENT_BYTES_MAX); false if it may not grow. */
@@ -93,6 +123,7 @@ export class DirtyExtents {
     e.buf.copy(buf, 0, 0, e.length);
     e.buf = buf;
     e.owned = true;
+    e.pooled = false;
     return true;
   }
 
@@ -110,8 +141,10 @@ export class DirtyExtents {
   }
 
   /** Removes and returns every extent, in file order. */
-  take(): Array<{ offset: number; data: Buffer }> {
-    const out = this.#list.map((e) => ({ offset: e.offset, data: e.buf.subarray(0, e.length) }));
+  take(): TakenExtent[] {
+    const out = this.#list.map((e): TakenExtent => (e.pooled && e.length === e.buf.length
+      ? { offset: e.offset, data: e.buf, pooled: e.buf }
+      : { offset: e.offset, data: e.buf.subarray(0, e.length) }));
     assert.equal(out.reduce((s, e) => s + e.data.length, 0), this.#bytes, 'dirty byte count matches the extents');
     this.#list = [];
     this.#bytes = 0;

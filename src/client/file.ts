@@ -28,7 +28,7 @@
 import type { FileLayout } from '../services/mdt/layout.js';
 import { LockMode, LockType, OBD_OBJECT_EOF, type CachedLock } from '../ldlm/index.js';
 import type { ByteBudget } from './budget.js';
-import { DirtyExtents } from './extents.js';
+import { DirtyExtents, dirtyBufferPool, type TakenExtent } from './extents.js';
 import { objectResId, type ClientNamespace } from './locks.js';
 import { mapExtent, type Lov, type Raid0Layout } from './lov.js';
 import type { WriteExtent } from './osc.js';
@@ -334,14 +334,23 @@ export class FileObject {
     this.#flushAll = false;
   }
 
-  async #batch(extents: WriteExtent[], after: Array<Promise<void>>): Promise<void> {
+  async #batch(extents: TakenExtent[], after: Array<Promise<void>>): Promise<void> {
     const layout = this.layout!;
     const bytes = extents.reduce((s, e) => s + e.data.length, 0);
     this.#inFlightBytes += bytes;
     try {
       if (after.length > 0) await Promise.all(after);
-      for (const s of await this.ctx.lov.writev(layout, extents)) this.#stampStripes.add(s);
+      const stripes = await this.ctx.lov.writev(layout, extents);
+      for (const s of stripes) this.#stampStripes.add(s);
       this.#stamp();
+      // Pool buffers go back once the OSTs committed them (until then the imports keep the
+      // bulks for replay); a failed batch's are left to the garbage collector.
+      const pooled = extents.flatMap((e) => (e.pooled ? [e.pooled] : []));
+      if (pooled.length > 0) {
+        this.ctx.lov.afterCommit(layout, stripes, () => {
+          for (const b of pooled) dirtyBufferPool.put(b);
+        });
+      }
     } catch (err) {
       this.#error ??= err;
     } finally {

@@ -153,6 +153,17 @@ export class Lov {
     return [...byStripe.keys()];
   }
 
+  /** Calls fn once the writes answered so far on the OSTs of these stripes are committed (Osc.afterCommit). */
+  afterCommit(layout: Raid0Layout, stripes: readonly number[], fn: () => void): void {
+    const oscs = new Set(stripes.map((i) => this.#oscOf(layout.objects[i]!)));
+    let left = oscs.size;
+    if (left === 0) {
+      queueMicrotask(fn);
+      return;
+    }
+    for (const osc of oscs) osc.afterCommit(() => { if (--left === 0) fn(); });
+  }
+
   /** Sets attributes (times) on every object of the layout, or on the stripes given. */
   async setattr(layout: Raid0Layout, attrs: SettableObdAttrs, stripes?: Iterable<number>): Promise<void> {
     const l = checkLayout(layout);

@@ -62,6 +62,9 @@ export interface WriteExtent {
   data: Buffer;
 }
 
+/** afterCommit() callbacks waiting at once, per OSC. */
+const COMMIT_WAITERS_MAX = 1024;
+
 interface Chunk {
   niobufs: Niobuf[];
   buffers: Buffer[];
@@ -116,6 +119,10 @@ export class Osc {
   #maxRpcsInFlight: number;
   #grant = 0;
   #closed = false;
+  /** The highest transno of a write answered so far. */
+  #maxWriteTransno = 0n;
+  /** afterCommit() callbacks, in transno order. */
+  readonly #commitWaiters: Array<{ transno: bigint; fn: () => void }> = [];
 
   private constructor(imp: Import, io: Import, pool: ChecksumPool, o: OscOptions) {
     this.#imp = imp;
@@ -180,6 +187,27 @@ export class Osc {
     return { ost: this.#imp, io: this.#io };
   }
 
+  /**
+   * Calls fn once every write this OSC has had answered so far is committed by the OST (the I/O
+   * import's last_committed reaches them): their bulks are then no longer kept for replay.
+   * Checked as replies arrive; at most COMMIT_WAITERS_MAX wait (the oldest is dropped, never
+   * called, beyond that).
+   */
+  afterCommit(fn: () => void): void {
+    const transno = this.#maxWriteTransno;
+    if (transno <= this.#io.lastCommitted) {
+      queueMicrotask(fn);
+      return;
+    }
+    if (this.#commitWaiters.length >= COMMIT_WAITERS_MAX) this.#commitWaiters.shift();
+    this.#commitWaiters.push({ transno, fn });
+  }
+
+  #checkCommitted(): void {
+    const committed = this.#io.lastCommitted;
+    while (this.#commitWaiters.length > 0 && this.#commitWaiters[0]!.transno <= committed) this.#commitWaiters.shift()!.fn();
+  }
+
   /** Gives the grant back and disconnects. */
   async disconnect(): Promise<void> {
     if (this.#closed) return;
@@ -196,6 +224,7 @@ export class Osc {
 
   async #call(imp: Import, opcode: number, body: object, modifying = false): Promise<Record<string, unknown>> {
     const reply = await imp.request(opcode, [encodeBody(body)], { modifying });
+    if (imp === this.#io) this.#checkCommitted();
     return decodeBody(reply.buffers, `reply to opcode ${opcode}`);
   }
 
@@ -316,6 +345,8 @@ export class Osc {
         }
         throw err;
       }
+      if (reply.transno > this.#maxWriteTransno) this.#maxWriteTransno = reply.transno;
+      this.#checkCommitted();
       const body = decodeBody(reply.buffers, 'OST_WRITE reply');
       this.#grant += replyNumber(body, 'grant');
       if (fromGrant) this.counters.writesFromGrant++;
@@ -371,6 +402,7 @@ export class Osc {
       const reply = await this.#io.request(Opcode.OST_READ, [encodeBody({
         seq: id.seq, oid: id.oid, niobufs: [[offset, length]], cksumType: this.#cksum,
       })], { bulkRead: length });
+      this.#checkCommitted();
       const body = decodeBody(reply.buffers, 'OST_READ reply');
       const lengths = body.lengths;
       if (!Array.isArray(lengths) || lengths.length !== 1 || !Number.isSafeInteger(lengths[0]) || lengths[0] < 0 || lengths[0] > length) {

@@ -5,6 +5,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { ByteBudget } from '../../src/client/budget.js';
+import { BufferPool } from '../../src/client/bulk-pool.js';
 import { DirtyExtents, EXTENT_BYTES_MAX } from '../../src/client/extents.js';
 import { seedFrom } from '../lib/prng.js';
 
@@ -86,4 +87,25 @@ t.test('a byte budget bounds, lets one oversized take pass when empty, and wakes
   await b.reserve(500);
   t.equal(b.used, 500, 'an empty budget lets one write larger than the limit through');
   t.throws(() => b.release(501), /more than it held/);
+});
+
+t.test('a write of a whole pool buffer is handed out pooled while its extent is its only user', async (t) => {
+  const pool = new BufferPool(EXTENT_BYTES_MAX, 2);
+  const d = new DirtyExtents(pool);
+  const a = Buffer.alloc(EXTENT_BYTES_MAX, 1);
+  d.put(0, a);
+  d.put(EXTENT_BYTES_MAX, Buffer.alloc(EXTENT_BYTES_MAX, 2));
+  d.put(EXTENT_BYTES_MAX + 10, Buffer.from('split')); // the second extent is split: its buffer is shared now
+  const taken = d.take();
+  t.equal(taken[0]!.pooled, taken[0]!.data, 'the first extent: its pool buffer, whole');
+  t.ok(taken[0]!.data.equals(a), 'holding a copy of the write');
+  t.ok(taken.slice(1).every((e) => e.pooled === undefined), 'the split ones: not to be given back');
+  t.equal(Buffer.concat(taken.map((e) => e.data)).length, 2 * EXTENT_BYTES_MAX);
+  pool.put(taken[0]!.pooled!);
+  d.put(5 * EXTENT_BYTES_MAX, Buffer.alloc(EXTENT_BYTES_MAX, 3));
+  t.equal(d.take()[0]!.pooled, taken[0]!.pooled, 'a buffer given back is used again');
+  t.same(pool.counters, { allocated: 2, reused: 1, returned: 1, dropped: 0 });
+  t.throws(() => pool.put(Buffer.alloc(10)), 'a pool takes back only its own buffers');
+  d.put(0, Buffer.alloc(100, 4));
+  t.equal(d.take()[0]!.pooled, undefined, 'a smaller write: no pool buffer');
 });

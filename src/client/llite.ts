@@ -423,9 +423,8 @@ export class Llite implements FuseOps {
   }
 
   async read(_ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number): Promise<Buffer> {
-    const into = Buffer.allocUnsafe(size);
-    const { bytesRead } = await this.#holds([nodeid], () => this.#file(fh).read(into, 0, size, offset));
-    return into.subarray(0, bytesRead);
+    // A view of the mount's cache, written to /dev/fuse as the reply (no copy into a new buffer).
+    return this.#holds([nodeid], () => this.#file(fh).readView(size, offset));
   }
 
   async write(_ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer): Promise<number> {

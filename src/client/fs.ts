@@ -27,8 +27,7 @@ import { FileHandle, toSeconds, type HandleHost } from './handle.js';
 import type { Mdc } from './mdc.js';
 import { MountCore, parseDevice, type MountOptions } from './mount.js';
 import type { ClientParams } from './params.js';
-import { isDir, isLink, pathArg, SYMLINKS_MAX, Walker } from './paths.js';
-import { CachedWalker, type WalkSource } from './walk.js';
+import { isDir, isLink, mdcSource, pathArg, SYMLINKS_MAX, Walker, type WalkSource } from './paths.js';
 import { ReadAhead } from './readahead.js';
 import { Dirent, LL_SUPER_MAGIC, Stats, type StatFs } from './stats.js';
 
@@ -92,8 +91,8 @@ function permits(a: MdtAttr, cred: Cred, mask: number): boolean {
 }
 
 export class FileSystem implements HandleHost {
-  /** Root walks through the mount's name cache (walk.ts); other users ask the MDT, which checks their search permission. */
-  readonly #walker: Walker | CachedWalker;
+  /** Root walks through the mount's name cache; other users ask the MDT, which checks their search permission (paths.ts). */
+  readonly #walker: Walker;
   readonly #handles: Set<FileHandle>;
 
   /** Use mount(); this is a view of a mount acting for `cred`. */
@@ -104,7 +103,7 @@ export class FileSystem implements HandleHost {
     readonly umask: number,
     handles?: Set<FileHandle>,
   ) {
-    this.#walker = cred.uid === 0 ? new CachedWalker(cachedSource(core, mdc), core.rootFid) : new Walker(mdc, core.rootFid);
+    this.#walker = new Walker(cred.uid === 0 ? cachedSource(core, mdc) : mdcSource(mdc), core.rootFid);
     this.#handles = handles ?? new Set();
   }
 

@@ -93,16 +93,8 @@ export class FileHandle {
     }
     this.#check('read', 'read');
     if (offset < 0 || length < 0 || offset + length > buffer.byteLength) throw new FsError('EINVAL', 'read', this.path, undefined, 'offset and length outside the buffer');
-    const pos = positionOf(position);
-    const at = pos ?? this.position;
-    let data: Buffer;
-    try {
-      data = await this.#readAt(at, length);
-    } catch (err) {
-      throw toFsError(err, 'read', this.path);
-    }
+    const data = await this.readView(length, position);
     Buffer.from(buffer.buffer, buffer.byteOffset, buffer.byteLength).set(data, offset);
-    if (pos === undefined) this.position = at + data.length;
     return { bytesRead: data.length, buffer };
   }
 

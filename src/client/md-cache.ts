@@ -147,11 +147,8 @@ export class MdCache {
   async lookup(mdc: Mdc, parent: string, name: string): Promise<LockedAttr> {
     const ns = this.namespace();
     const key = `${parent}/${name}`;
-    const known = this.#names.get(key);
-    if (known && ns && usable(ns, known.lock)) {
-      this.counters.nameHits++;
-      this.#names.delete(key);
-      this.#names.set(key, known);
+    const known = this.#cachedName(ns, key);
+    if (known && ns) {
       const e = this.#entries.get(known.fid);
       if (e && usable(ns, e.lock)) {
         this.counters.hits++;
@@ -193,21 +190,24 @@ export class MdCache {
     return { attr: r.attr, locked: true, named: true };
   }
 
+  /** A name cached under a lock still held (counted, and moved to the LRU's young end), or undefined. */
+  #cachedName(ns: ClientNamespace | undefined, key: string) {
+    const known = this.#names.get(key);
+    if (!known || !ns || !usable(ns, known.lock)) return undefined;
+    this.counters.nameHits++;
+    this.#names.delete(key);
+    this.#names.set(key, known);
+    return known;
+  }
+
   /**
    * What `name` in `parent` leads to, its FID and mode, for a path walk that goes through it:
    * from the name cache without a request while the child's lock holds (the attributes need
    * not be vouched for), else as lookup().
    */
   async lookupName(mdc: Mdc, parent: string, name: string): Promise<{ fid: string; mode: number }> {
-    const ns = this.namespace();
-    const key = `${parent}/${name}`;
-    const known = this.#names.get(key);
-    if (known && ns && usable(ns, known.lock)) {
-      this.counters.nameHits++;
-      this.#names.delete(key);
-      this.#names.set(key, known);
-      return { fid: known.fid, mode: known.mode };
-    }
+    const known = this.#cachedName(this.namespace(), `${parent}/${name}`);
+    if (known) return { fid: known.fid, mode: known.mode };
     const { attr } = await this.lookup(mdc, parent, name);
     return { fid: attr.fid, mode: attr.mode };
   }

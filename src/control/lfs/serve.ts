@@ -8,7 +8,7 @@
 // the namespace from the root, bounded by FID2PATH_SCAN_MAX entries (E2BIG past it).
 import type { FileSystem } from '../../client/index.js';
 import { fsCall } from '../../client/errors.js';
-import { Walker } from '../../client/paths.js';
+import { mdcSource, Walker } from '../../client/paths.js';
 import type { FileLayout } from '../../services/mdt/layout.js';
 import { DEFAULT_LAYOUT } from '../../services/mdt/layout.js';
 import type { MdtAttr } from '../../services/mdt/protocol.js';
@@ -37,7 +37,7 @@ export async function serveLfs(request: LfsRequest, resolve: ResolveClient): Pro
   const target = request.op === 'fid2path' ? request.root : request.path;
   const r = await resolve(target);
   try {
-    const ctx: Ctx = { fs: r.fs, inner: r.path, shown: target, walker: new Walker(r.fs.mdc, r.fs.core.rootFid) };
+    const ctx: Ctx = { fs: r.fs, inner: r.path, shown: target, walker: new Walker(mdcSource(r.fs.mdc), r.fs.core.rootFid) };
     switch (request.op) {
       case 'setstripe': return await setstripe(ctx, request);
       case 'getstripe': return await getstripe(ctx, request);

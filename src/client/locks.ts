@@ -29,6 +29,9 @@ export function objectResId(o: { seq: number; oid: number }): ResId {
   return resIdOfFid({ seq: o.seq, oid: o.oid, ver: 0 });
 }
 
+/** A cached lock neither called back nor being cancelled. */
+const vouches = (l: CachedLock): boolean => !hasFlag(l.flags, LockFlag.CANCELING, LockFlag.CBPENDING);
+
 /** How long cancelSoon's cancels wait for others to leave with (ms). */
 export const CANCEL_BATCH_MS = 1;
 
@@ -187,9 +190,17 @@ export class ClientNamespace {
     else this.#shrink();
   }
 
-  /** Granted, cached locks on a resource. */
+  /** Granted, cached locks on a resource that still vouch for what they cover (holds). */
   locksOn(resId: ResId): CachedLock[] {
-    return this.cache.locksOn(resId).filter((l) => !hasFlag(l.flags, LockFlag.CANCELING, LockFlag.CBPENDING));
+    return this.cache.locksOn(resId).filter((l) => vouches(l));
+  }
+
+  /**
+   * Whether `lock` is still this namespace's and still vouches for what was cached under it:
+   * neither called back (CBPENDING) nor being cancelled.
+   */
+  holds(lock: CachedLock): boolean {
+    return this.cache.lookup(lock.handle) === lock && vouches(lock);
   }
 
   /**

@@ -18,7 +18,7 @@
 // with the child's lock, at most MD_CACHE_MAX of each.
 import { parseFid } from '../osd/index.js';
 import {
-  encodeLdlmIntent, hasFlag, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdOfFid, type CachedLock, type ClientLock,
+  encodeLdlmIntent, InodeBits, IntentOp, LockMode, LockType, resIdOfFid, type CachedLock, type ClientLock,
 } from '../ldlm/index.js';
 import { decodeAttr, decodeBody, encodeBody, mdtErrnoName, type MdtAttr } from '../services/mdt/protocol.js';
 import type { ClientNamespace } from './locks.js';
@@ -54,9 +54,6 @@ interface Name {
   mode: number;
   lock: CachedLock;
 }
-
-const usable = (ns: ClientNamespace, lock: CachedLock): boolean =>
-  ns.cache.lookup(lock.handle) === lock && !hasFlag(lock.flags, LockFlag.CBPENDING, LockFlag.CANCELING);
 
 export class MdCache {
   readonly counters = { hits: 0, locked: 0, intents: 0, nameHits: 0 };
@@ -110,7 +107,7 @@ export class MdCache {
       // (its threads busy with updates that wait for it). Attributes read while the lock
       // stayed uncontested are what it vouches for: a change would have called it back first.
       const attr = await mdc.getattr(fid);
-      if (ns.cache.lookup(held.handle) !== held || hasFlag(held.flags, LockFlag.CBPENDING, LockFlag.CANCELING)) return { attr, locked: false };
+      if (!ns.holds(held)) return { attr, locked: false };
       this.#put(fid, attr, held);
       return { attr, locked: true };
     }
@@ -125,7 +122,7 @@ export class MdCache {
     }
     if (lock) ns.release(lock, LockMode.PR);
     const attr = await mdc.getattr(fid);
-    if (!lock || ns.cache.lookup(lock.handle) !== lock || hasFlag(lock.flags, LockFlag.CBPENDING, LockFlag.CANCELING)) return { attr, locked: false };
+    if (!lock || !ns.holds(lock)) return { attr, locked: false };
     this.counters.locked++;
     this.#put(fid, attr, lock);
     return { attr, locked: true };
@@ -150,7 +147,7 @@ export class MdCache {
     const known = this.#cachedName(ns, key);
     if (known && ns) {
       const e = this.#entries.get(known.fid);
-      if (e && usable(ns, e.lock)) {
+      if (e && ns.holds(e.lock)) {
         this.counters.hits++;
         return { attr: e.attr, locked: true, named: true };
       }
@@ -193,7 +190,7 @@ export class MdCache {
   /** A name cached under a lock still held (counted, and moved to the LRU's young end), or undefined. */
   #cachedName(ns: ClientNamespace | undefined, key: string) {
     const known = this.#names.get(key);
-    if (!known || !ns || !usable(ns, known.lock)) return undefined;
+    if (!known || !ns || !ns.holds(known.lock)) return undefined;
     this.counters.nameHits++;
     this.#names.delete(key);
     this.#names.set(key, known);
@@ -216,13 +213,13 @@ export class MdCache {
   attrLock(fid: string): CachedLock | undefined {
     const ns = this.namespace();
     const e = this.#entries.get(fid);
-    return ns && e && usable(ns, e.lock) ? e.lock : undefined;
+    return ns && e && ns.holds(e.lock) ? e.lock : undefined;
   }
 
   /** Whether attributes of `fid` are cached under a lock still held. */
   #attrLocked(ns: ClientNamespace, fid: string): boolean {
     const e = this.#entries.get(fid);
-    return e !== undefined && usable(ns, e.lock);
+    return e !== undefined && ns.holds(e.lock);
   }
 
   /** Forgets attributes of `fid` put under `lock` (one that does not vouch for them). */

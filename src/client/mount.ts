@@ -28,7 +28,7 @@ import { ClientParams, ParamError, type ClientTunables } from './params.js';
 import { ClientNamespace, NAMESPACE_PARAMS, objectResId } from './locks.js';
 import { MdCache } from './md-cache.js';
 import {
-  decodeOstLvb, ELDLM_NO_LOCK_DATA, fidOfResId, hasFlag, InodeBits, LockFlag, LDLM_MAX_HANDLES, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid,
+  decodeOstLvb, ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, LDLM_MAX_HANDLES, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid,
   type CachedLock, type LockDesc, type OstLvb, type ResId,
 } from '../ldlm/index.js';
 import { fidToString, parseFid } from '../osd/index.js';
@@ -308,9 +308,7 @@ export class MountCore {
   keptDataAttrs(fid: string): DataAttrs | undefined {
     const e = this.#dataAttrs.get(fid);
     if (!e) return undefined;
-    const held = (ns: ClientNamespace | undefined, l: CachedLock): boolean =>
-      ns !== undefined && ns.cache.lookup(l.handle) === l && !hasFlag(l.flags, LockFlag.CBPENDING, LockFlag.CANCELING);
-    if (this.files.has(fid) || !held(this.#mdcNamespace, e.md) || !e.locks.every((x) => held(x.ns, x.lock))) {
+    if (this.files.has(fid) || !this.#mdcNamespace?.holds(e.md) || !e.locks.every((x) => x.ns.holds(x.lock))) {
       this.#dataAttrs.delete(fid);
       return undefined;
     }

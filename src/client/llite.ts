@@ -11,14 +11,17 @@
 // lock goes back once the kernel dropped the attributes, the pages and the names. Except: a
 // running request that holds the kernel's lock an invalidation needs (a READ or WRITE of the
 // file: its pages; a LOOKUP, READDIR or change of a name in the directory: the directory) may
-// itself wait for a lock that waits for ours (notify.ts), so then that invalidation is not
-// waited for. Waiting matters: each INVAL_INODE makes the kernel discard the attributes of any
-// GETATTR already sent, and a read would then go by the old size (a read past the old end of a
-// file the other mount had just extended returned 0 bytes); a name dropped late would be found
-// after the other mount's rename. Reads check the size first (FUSE_AUTO_INVAL_DATA) unless the
-// attributes have a validity, which they get only while this mount's extent locks cover the
-// whole file. Without locks nothing is cached across calls: entries and attributes have no
-// validity and the page cache is dropped at each open.
+// itself wait for a lock that waits for ours (notify.ts). Then a name's invalidation is not
+// waited for, and the pages of such a READ or WRITE get a notification of their own, waited
+// for only until the kernel has it, while the pages around them are dropped as ever
+// (#dropPages). Waiting matters: each INVAL_INODE makes the kernel discard the attributes of
+// any GETATTR already sent, and a read would then go by the old size (a read past the old end
+// of a file the other mount had just extended returned 0 bytes); a page dropped late is read
+// stale meanwhile; a name dropped late would be found after the other mount's rename. Reads
+// check the size first (FUSE_AUTO_INVAL_DATA) unless the attributes have a validity, which
+// they get only while this mount's extent locks cover the whole file. Without locks nothing is
+// cached across calls: entries and attributes have no validity and the page cache is dropped
+// at each open.
 //
 // Application locks (getlk, setlk): fcntl and flock() locks are FLOCK locks of the MDT on the
 // file's FID, owned by the kernel's lock owner (a process for POSIX locks, an open file for
@@ -59,18 +62,27 @@ export const LOCKED_VALIDITY_MS = 30_000;
  * Whether the kernel keeps a file's pages across opens while extent locks cover them. It was
  * off while a lock could go back before the kernel had dropped its pages (a new open on one
  * mount read pages from before the other mount's overwrite): a lock now goes once they are
- * dropped (#invalidate), unless a READ or WRITE of the file runs here at that moment.
+ * dropped (#invalidate), except the pages of a READ or WRITE of the file running here at that
+ * moment, which go once it is answered (#dropPages).
  */
 const KEEP_CACHE_UNDER_LOCKS = true;
+/**
+ * The largest folio the kernel may lock for a WRITE (large folios): a WRITE's byte range is
+ * widened to it, as its pages may lie beyond the bytes written.
+ */
+const FOLIO_SPAN_MAX = 2 * 1024 * 1024;
 /** Names remembered per inode for entry invalidations (a file with more links: the rest age out). */
 const NAMES_PER_NODE_MAX = 8;
 
 /** What llite needs of its FUSE session: the kernel's cache invalidations. */
 export interface KernelCache {
-  invalInode(nodeid: number, offset?: number, length?: number): Promise<boolean>;
+  /** `entered`: called as the kernel is handed the notification (FuseSession.invalInode). */
+  invalInode(nodeid: number, offset?: number, length?: number, entered?: () => void): Promise<boolean>;
   invalEntry(parent: number, name: string): Promise<boolean>;
 }
 
+/** Bytes [start, end) of a file. */
+interface PageRange { start: number; end: number }
 interface Node { fid: string; lookups: number; names?: Array<{ parent: number; name: string }> }
 interface DirHandle { fid: string; base: number; entries: Dirent[]; cookie: string | null; end: boolean }
 
@@ -106,6 +118,10 @@ export class Llite implements FuseOps {
   readonly #holding = new Map<number, number>();
   /** Invalidations waiting for a nodeid, to stop waiting when a request holding it starts. */
   readonly #holdWaiters = new Map<number, Set<() => void>>();
+  /** READs and WRITEs running, by nodeid: the byte ranges whose pages the kernel holds locked for them. */
+  readonly #io = new Map<number, Set<PageRange>>();
+  /** Page invalidations under way, by nodeid, told of each READ or WRITE that starts (#dropPages). */
+  readonly #ioStarts = new Map<number, Set<(range: PageRange) => void>>();
   #kernel: KernelCache | undefined;
   #nextNodeid = FUSE_ROOT_ID + 1;
   #nextFh = 1;
@@ -125,10 +141,10 @@ export class Llite implements FuseOps {
 
   /**
    * Tells the kernel what a lock's going made stale. Resolves once it dropped the attributes
-   * (an attribute-only invalidation waits for nothing), the pages and the names; but a page or
-   * name invalidation is not waited for while a request of this mount holds the kernel's lock
-   * it needs (#holding: one running, or starting meanwhile), since that request may wait for
-   * the very lock going back (notify.ts).
+   * (an attribute-only invalidation waits for nothing), the pages (#dropPages says which may
+   * go later) and the names; but a name's invalidation is not waited for while a request of
+   * this mount holds the directory's lock in the kernel (#holding: one running, or starting
+   * meanwhile), since it may wait for the very lock going back (notify.ts).
    */
   #invalidate(what: Invalidation): Promise<void> | undefined {
     const kernel = this.#kernel;
@@ -136,22 +152,17 @@ export class Llite implements FuseOps {
     if (!kernel || nodeid === undefined) return undefined;
     const settled = (p: Promise<unknown>): Promise<void> => p.then(() => undefined, () => undefined);
     const waits = [settled(kernel.invalInode(nodeid, -1, 0))];
-    if (what.kind === 'data') {
-      const pages = settled(kernel.invalInode(nodeid, 0, 0));
-      if (!this.#holding.has(nodeid)) waits.push(this.#untilHeld(nodeid, pages));
-    }
+    if (what.kind === 'data') waits.push(this.#dropPages(kernel, nodeid));
     if (what.kind === 'attr' && what.lookup) {
       const node = this.#nodes.get(nodeid);
-      for (const n of node?.names?.splice(0) ?? []) {
-        const entry = settled(kernel.invalEntry(n.parent, n.name));
-        if (!this.#holding.has(n.parent)) waits.push(this.#untilHeld(n.parent, entry));
-      }
+      for (const n of node?.names?.splice(0) ?? []) waits.push(this.#untilHeld(n.parent, settled(kernel.invalEntry(n.parent, n.name))));
     }
     return Promise.all(waits).then(() => undefined);
   }
 
-  /** Resolves when `done` does, or sooner when a request holding `nodeid` (#holding) starts. */
+  /** Resolves when `done` does, or sooner when a request holding `nodeid` (#holding) runs or starts. */
   #untilHeld(nodeid: number, done: Promise<void>): Promise<void> {
+    if (this.#holding.has(nodeid)) return Promise.resolve();
     return new Promise((resolve) => {
       let waiters = this.#holdWaiters.get(nodeid);
       if (!waiters) this.#holdWaiters.set(nodeid, (waiters = new Set()));
@@ -162,6 +173,79 @@ export class Llite implements FuseOps {
         resolve();
       });
     });
+  }
+
+  /**
+   * Drops the kernel's cached pages of a file. The kernel drops them in order and waits at each
+   * page a READ or WRITE has locked until that request is answered, which may be never while
+   * the lock going back is not (the request may wait for a lock that waits for ours). So the
+   * ranges of this mount's READs and WRITEs of the file (#io) get notifications of their own,
+   * and the gaps between them others: a gap's is waited for until done, a request's until the
+   * kernel has it (its attr_version bump made: none may come after the lock went back; the
+   * pages go once the request is answered, and one waiting for a lock reads after the change
+   * anyway). A request that starts inside a gap meanwhile (the kernel locked its pages before
+   * we saw it) splits the gap: its notification is then waited for until entered, and the
+   * parts of the gap around the request get notifications of their own.
+   */
+  #dropPages(kernel: KernelCache, nodeid: number): Promise<void> {
+    return new Promise((resolve) => {
+      let watchers = this.#ioStarts.get(nodeid);
+      if (!watchers) this.#ioStarts.set(nodeid, (watchers = new Set()));
+      const starts = watchers;
+      let outstanding = 0;
+      const finish = (): void => {
+        if (--outstanding > 0) return;
+        if (starts.size === 0 && this.#ioStarts.get(nodeid) === starts) this.#ioStarts.delete(nodeid);
+        resolve();
+      };
+      /** One notification for [start, end) (end undefined: to the end of the file). */
+      const send = (start: number, end: number | undefined, held: boolean): void => {
+        if (end !== undefined && end <= start) return;
+        outstanding++;
+        let entered!: () => void;
+        const handed = new Promise<void>((r) => (entered = r));
+        const done = kernel.invalInode(nodeid, start, end === undefined ? 0 : end - start, entered).then(() => undefined, () => undefined);
+        const untilEntered = (): void => void Promise.race([done, handed]).then(finish);
+        if (held) return untilEntered();
+        let split = false;
+        const watcher = (r: PageRange): void => {
+          if (r.end <= start || (end !== undefined && r.start >= end)) return;
+          split = true;
+          starts.delete(watcher);
+          send(start, r.start, false);
+          send(r.end, end, false);
+          untilEntered();
+        };
+        starts.add(watcher);
+        void done.then(() => {
+          if (split) return;
+          starts.delete(watcher);
+          finish();
+        });
+      };
+      const running = [...(this.#io.get(nodeid) ?? [])].sort((a, b) => a.start - b.start);
+      let at = 0;
+      for (const r of running) {
+        send(at, r.start, false);
+        at = Math.max(at, r.end);
+      }
+      send(at, undefined, false);
+      for (const r of running) send(r.start, r.end, true);
+    });
+  }
+
+  /** Runs a READ or WRITE of `nodeid` whose pages in `range` the kernel holds locked meanwhile (#io). */
+  async #doingIo<T>(nodeid: number, range: PageRange, op: () => Promise<T>): Promise<T> {
+    let running = this.#io.get(nodeid);
+    if (!running) this.#io.set(nodeid, (running = new Set()));
+    running.add(range);
+    for (const w of [...(this.#ioStarts.get(nodeid) ?? [])]) w(range);
+    try {
+      return await this.#holds([nodeid], op);
+    } finally {
+      running.delete(range);
+      if (running.size === 0 && this.#io.get(nodeid) === running) this.#io.delete(nodeid);
+    }
   }
 
   /** Runs a request that holds a kernel lock of each of `nodeids` meanwhile (#holding). */
@@ -424,11 +508,13 @@ export class Llite implements FuseOps {
 
   async read(_ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number): Promise<Buffer> {
     // A view of the mount's cache, written to /dev/fuse as the reply (no copy into a new buffer).
-    return this.#holds([nodeid], () => this.#file(fh).readView(size, offset));
+    // A READ asks for whole folios: the kernel holds exactly these pages locked.
+    return this.#doingIo(nodeid, { start: offset, end: offset + size }, () => this.#file(fh).readView(size, offset));
   }
 
   async write(_ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer): Promise<number> {
-    return (await this.#holds([nodeid], () => this.#file(fh).write(data, 0, data.length, offset))).bytesWritten;
+    const range = { start: offset - (offset % FOLIO_SPAN_MAX), end: Math.ceil((offset + data.length) / FOLIO_SPAN_MAX) * FOLIO_SPAN_MAX };
+    return (await this.#doingIo(nodeid, range, () => this.#file(fh).write(data, 0, data.length, offset))).bytesWritten;
   }
 
   /** close(2) of one descriptor: its dirty data goes to the OSTs, so another client reads it. */

@@ -115,6 +115,8 @@ class MemFs {
   readonly releases: { nodeid: number; info: ReleaseInfo }[] = [];
   /** Called inside the lookup of a name (the deadlock check). */
   readonly onLookup = new Map<string, () => void>();
+  /** Awaited inside the READ of a nodeid (a READ held open). */
+  readonly onRead = new Map<number, () => Promise<void>>();
   private nextId = 2;
 
   add(name: string, content: string, keepCache = false): Node {
@@ -148,6 +150,7 @@ class MemFs {
       open: async (_ctx, nodeid) => ({ fh: nodeid, keepCache: this.nodes.get(nodeid)?.keepCache ?? false }),
       read: async (_ctx, nodeid, _fh, offset, size) => {
         this.counts.read.set(nodeid, (this.counts.read.get(nodeid) ?? 0) + 1);
+        await this.onRead.get(nodeid)?.();
         return this.nodes.get(nodeid)!.data.subarray(offset, offset + size);
       },
       flush: async (_ctx, nodeid, _fh, owner) => { this.flushes.push({ nodeid, owner }); },
@@ -477,6 +480,32 @@ if (skip) {
     t.equal((await sh(`stat -c %s ${at('cached-name')}`)).code, 0);
     t.equal(fs.counts.lookup.get('cached-name'), (lookups ?? 0) + 1, 'the name was looked up again');
     fs.onLookup.clear();
+  });
+
+  t.test('a page invalidation blocked on a READ holds no other up, and says when the kernel has it', async (t) => {
+    const blocked = fs.add('read-held', 'held-data', true);
+    const other = fs.add('other-kept', 'other-data', true);
+    t.equal((await sh(`cat ${at('other-kept')}`)).stdout, 'other-data');
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let reading!: () => void;
+    const inRead = new Promise<void>((resolve) => (reading = resolve));
+    fs.onRead.set(blocked.nodeid, async () => { reading(); await gate; });
+    // The kernel keeps the page it reads into locked until this READ is answered.
+    const cat = sh(`cat ${at('read-held')}`);
+    await withinHang('the READ', inRead);
+    let entered = false;
+    let firstDone = false;
+    const first = session.invalInode(blocked.nodeid, 0, 0, () => { entered = true; });
+    void first.finally(() => { firstDone = true; });
+    await withinHang('the first notification handed to the kernel', until('entered', () => entered));
+    t.equal(await withinHang('a second page invalidation', session.invalInode(other.nodeid)), true,
+      'a second page invalidation is done while the first waits for the READ\'s page');
+    t.notOk(firstDone, 'the first still waits: the READ is not answered');
+    release();
+    t.equal((await cat).stdout, 'held-data', 'the READ is answered');
+    t.equal(await withinHang('the first notification', first), true, 'and the first invalidation is done after it');
+    fs.onRead.clear();
   });
 
   t.test('unmount: notifications after the end are no error', async (t) => {

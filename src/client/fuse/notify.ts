@@ -1,4 +1,4 @@
-// Notifications written to /dev/fuse from a thread of their own.
+// Notifications written to /dev/fuse from threads of their own.
 //
 // A notification (wire.ts: unique 0, error = the notify code) is answered by the write() itself,
 // and that write can block: FUSE_NOTIFY_INVAL_ENTRY takes the parent directory's lock, which the
@@ -6,8 +6,7 @@
 // reply; FUSE_NOTIFY_INVAL_INODE locks the pages it drops, which a READ waiting for our reply
 // holds, and under the writeback cache it first writes dirty pages back, as WRITE requests to us.
 // Written on the session's thread, such a write would stop the very thread that has to answer:
-// a deadlock. So the writes run in one worker thread, one after another, and each resolves a
-// promise on the session's thread when the kernel has answered it. A notification that blocks
+// a deadlock. So the writes run in worker threads, and each resolves a promise on the session's thread when the kernel has answered it. A notification that blocks
 // then waits only for the reply that frees it, which the session's thread is free to write.
 //
 // The rule that remains for the file system: never wait for a notification (await its promise)
@@ -16,7 +15,17 @@
 // an INVAL_INODE of a file whose READ or WRITE is running; an INVAL_ENTRY of the name of a file
 // whose SETATTR or RENAME is running). Fired from such an op without waiting, it completes once
 // the op has answered; from outside any request (a lock callback from a server), it is always
-// safe. Notifications also queue behind a blocked one: they are written in the order sent.
+// safe.
+//
+// A notification blocked in the kernel holds no other up: each is written by a thread that has
+// nothing else outstanding, started as needed (NOTIFY_THREADS_MAX; beyond that they queue).
+// That matters for INVAL_INODE: the kernel bumps the inode's attr_version as it enters, before
+// it locks a page, and discards the attributes of every GETATTR or LOOKUP sent before the bump.
+// Queued behind another notification blocked on a READ's pages, it would bump late: after the
+// lock that cached the pages went back, another client changed the file, and a read here sent
+// a GETATTR (which the kernel would then discard, reading by the old size). So a caller may
+// ask to be told when its notification is being written (send's `entered`): from then on the
+// bump is a system call's first steps away.
 //
 // The libuv pool is not used: a blocked write there would take one of the threads the ops' file
 // IO runs on (reader.ts says why that matters).
@@ -24,6 +33,8 @@ import { Worker } from 'node:worker_threads';
 
 /** Notifications sent and not yet answered by the kernel; more are refused (ENOBUFS). */
 export const NOTIFY_QUEUE_MAX = 4096;
+/** Threads writing notifications at most (one each while none is free; then they queue). */
+export const NOTIFY_THREADS_MAX = 8;
 
 const WORKER_SOURCE = `
 'use strict';
@@ -31,6 +42,7 @@ const { workerData, parentPort } = require('node:worker_threads');
 const { writeSync } = require('node:fs');
 parentPort.on('message', (m) => {
   let code = null;
+  if (m.entered) parentPort.postMessage({ id: m.id, entered: true });
   try {
     writeSync(workerData.fd, m.buf);
   } catch (e) {
@@ -43,23 +55,30 @@ parentPort.on('message', (m) => {
 /** What the kernel said of one notification: null when it was applied, else the errno name of the failed write. */
 export type NotifyResult = string | null;
 
-interface Pending { resolve: (r: NotifyResult) => void }
+interface Pending { resolve: (r: NotifyResult) => void; entered?: () => void; thread: Thread }
+interface Thread { worker: Worker; outstanding: number }
 
 export class Notifier {
-  private worker: Worker | undefined;
+  private readonly threads: Thread[] = [];
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private closed = false;
 
   constructor(private readonly fd: number) {}
 
-  /** Writes one whole notification (header included); resolves with the kernel's answer. ENOBUFS when too many wait. */
-  send(message: Buffer): Promise<NotifyResult> {
+  /**
+   * Writes one whole notification (header included); resolves with the kernel's answer.
+   * ENOBUFS when too many wait. `entered` is called as its thread starts the write (not at all
+   * when it is refused before).
+   */
+  send(message: Buffer, entered?: () => void): Promise<NotifyResult> {
     if (this.closed) return Promise.resolve('ENOTCONN');
     if (this.pending.size >= NOTIFY_QUEUE_MAX) return Promise.resolve('ENOBUFS');
     const id = this.nextId++;
-    const done = new Promise<NotifyResult>((resolve) => this.pending.set(id, { resolve }));
-    this.start().postMessage({ id, buf: message });
+    const thread = this.thread();
+    thread.outstanding++;
+    const done = new Promise<NotifyResult>((resolve) => this.pending.set(id, { resolve, entered, thread }));
+    thread.worker.postMessage({ id, buf: message, entered: entered !== undefined });
     return done;
   }
 
@@ -68,45 +87,66 @@ export class Notifier {
     return this.pending.size;
   }
 
+  /** Threads started (and not gone). */
+  get threadCount(): number {
+    return this.threads.length;
+  }
+
   /**
-   * At the end of the connection: whatever still waits resolves ENOTCONN, and the thread goes.
-   * Resolves once it has: only then may the fd be closed (a write still blocked in the kernel
-   * returns as the connection ends).
+   * At the end of the connection: whatever still waits resolves ENOTCONN, and the threads go.
+   * Resolves once they have: only then may the fd be closed (a write still blocked in the
+   * kernel returns as the connection ends).
    */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const p of this.pending.values()) p.resolve('ENOTCONN');
     this.pending.clear();
-    const w = this.worker;
-    this.worker = undefined;
-    if (w) await w.terminate();
+    const threads = this.threads.splice(0);
+    await Promise.all(threads.map((t) => t.worker.terminate()));
   }
 
-  /** Starts the thread ahead of the first notification (a thread's start may take long on a busy machine). */
+  /** Starts a thread ahead of the first notification (a thread's start may take long on a busy machine). */
   warm(): void {
-    if (!this.closed) this.start();
+    if (!this.closed && this.threads.length === 0) this.start();
   }
 
-  private start(): Worker {
-    if (this.worker) return this.worker;
+  /** A thread with nothing outstanding, a new one while there may be more, else the least busy. */
+  private thread(): Thread {
+    const free = this.threads.find((t) => t.outstanding === 0);
+    if (free) return free;
+    if (this.threads.length < NOTIFY_THREADS_MAX) return this.start();
+    return this.threads.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
+  }
+
+  private start(): Thread {
     const w = new Worker(WORKER_SOURCE, { eval: true, workerData: { fd: this.fd } });
     // The mount keeps the process alive (reader.ts), not a notification on its way.
     w.unref();
-    w.on('message', (m: { id: number; code: string | null }) => {
+    const thread: Thread = { worker: w, outstanding: 0 };
+    w.on('message', (m: { id: number; code?: string | null; entered?: boolean }) => {
       const p = this.pending.get(m.id);
       if (!p) return;
+      if (m.entered) {
+        p.entered?.();
+        return;
+      }
       this.pending.delete(m.id);
-      p.resolve(m.code);
+      thread.outstanding--;
+      p.resolve(m.code ?? null);
     });
     const fail = (why: string): void => {
-      for (const p of this.pending.values()) p.resolve(why);
-      this.pending.clear();
-      this.worker = undefined;
+      const i = this.threads.indexOf(thread);
+      if (i >= 0) this.threads.splice(i, 1);
+      for (const [id, p] of this.pending) {
+        if (p.thread !== thread) continue;
+        this.pending.delete(id);
+        p.resolve(why);
+      }
     };
     w.on('error', () => fail('EIO'));
-    w.on('exit', () => { if (this.worker === w) fail('ENOTCONN'); });
-    this.worker = w;
-    return w;
+    w.on('exit', () => fail('ENOTCONN'));
+    this.threads.push(thread);
+    return thread;
   }
 }

@@ -158,9 +158,10 @@ export class FuseSession {
    */
   private readonly attrNotifier: Notifier;
   /**
-   * INVAL_INODE of pages on a third thread: one blocked on a page waits for nothing of the
-   * names' thread, and a page invalidation never queues behind a name's blocked on a directory
-   * (llite waits for them while a lock goes back, when no READ or WRITE of the file runs).
+   * INVAL_INODE of pages on threads of a third pool: one blocked on a page waits for nothing of
+   * the names' threads, and a page invalidation never queues behind a name's blocked on a
+   * directory (llite waits for them while a lock goes back: until done when no READ or WRITE of
+   * the file runs, else until entered).
    */
   private readonly pageNotifier: Notifier;
   private readonly log: Logger;
@@ -259,13 +260,15 @@ export class FuseSession {
    * the attributes only). The next stat or read asks the ops again, even within the validity
    * they gave and for a file opened with keepCache. Resolves true when done, false when the
    * kernel had nothing of the file cached (or the session has ended): neither is an error.
-   * Safe from anywhere, but see notify.ts before awaiting it inside an op.
+   * Safe from anywhere, but see notify.ts before awaiting it inside an op. `entered` is called
+   * as the notification is being written: the kernel's attr_version bump is then under way,
+   * though dropping the pages may wait for a READ (notify.ts).
    */
-  invalInode(nodeid: number, offset = 0, length = 0): Promise<boolean> {
+  invalInode(nodeid: number, offset = 0, length = 0, entered?: () => void): Promise<boolean> {
     if (!Number.isSafeInteger(nodeid) || nodeid < 1 || !Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) {
       return Promise.reject(fuseError('EINVAL', `invalInode(${nodeid}, ${offset}, ${length}): not a nodeid and a range`));
     }
-    return this.notify(encodeNotifyInvalInode(nodeid, offset, length), offset < 0 ? this.attrNotifier : this.pageNotifier);
+    return this.notify(encodeNotifyInvalInode(nodeid, offset, length), offset < 0 ? this.attrNotifier : this.pageNotifier, entered);
   }
 
   /**
@@ -283,9 +286,9 @@ export class FuseSession {
     return this.notify(encodeNotifyInvalEntry(parent, bytes));
   }
 
-  private async notify(message: Buffer, via: Notifier = this.notifier): Promise<boolean> {
+  private async notify(message: Buffer, via: Notifier = this.notifier, entered?: () => void): Promise<boolean> {
     if (!this.fdOpen) return false;
-    const code = await via.send(message);
+    const code = await via.send(message, entered);
     if (code === null) {
       this.stats.invalidations++;
       return true;

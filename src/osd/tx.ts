@@ -75,6 +75,8 @@ export class Tx {
   #inflight = 0;
   #declaredBytes = 0;
   #declaredObjects = 0;
+  /** Bytes this tx wrote to data files: they count towards its txg's dirty limit. */
+  #dataBytes = 0;
 
   constructor(host: TxHost) {
     this.#host = host;
@@ -157,7 +159,7 @@ export class Tx {
     this.#state = 'stopped';
     this.#host.left(this.#hold.txg);
     const entry = this.#annotation ? { updates: this.#updates, tx: this.#annotation } : { updates: this.#updates };
-    this.#hold.release(entry, onCommit);
+    this.#hold.release(entry, onCommit, this.#dataBytes);
     return { txg: this.#hold.txg };
   }
 
@@ -286,6 +288,7 @@ export class Tx {
       if (end > a.size) await this.#host.checkSpace(end - a.size);
       const path = this.#host.data.path(fid, a.gen!);
       const blocks = await this.#host.data.write(path, offset, data, this.txg);
+      this.#dataBytes += data.byteLength;
       const size = Math.max(a.size, end);
       await this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length: data.byteLength, size, blocks, version: cur.version + 1 }));
     });

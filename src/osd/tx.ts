@@ -278,19 +278,25 @@ export class Tx {
     });
   }
 
-  async write(fid: Fid, offset: number, data: Uint8Array): Promise<void> {
+  /** Writes data at offset: bytes, or pieces written back to back (a bulk as it arrived, not joined). */
+  async write(fid: Fid, offset: number, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     checkFid(fid);
     checkBytes(offset, 'offset');
-    if (!(data instanceof Uint8Array)) throw new OsdError('EINVAL', 'write data must be bytes');
-    const end = checkBytes(offset + data.byteLength, 'end of write');
+    const pieces = data instanceof Uint8Array ? [data] : data;
+    let length = 0;
+    for (const p of pieces) {
+      if (!(p instanceof Uint8Array)) throw new OsdError('EINVAL', 'write data must be bytes');
+      length += p.byteLength;
+    }
+    const end = checkBytes(offset + length, 'end of write');
     await this.run(fid, async (fidText) => {
       const a = await this.dataObject(fid);
       if (end > a.size) await this.#host.checkSpace(end - a.size);
       const path = this.#host.data.path(fid, a.gen!);
-      const blocks = await this.#host.data.write(path, offset, data, this.txg);
-      this.#dataBytes += data.byteLength;
+      const blocks = await this.#host.data.write(path, offset, pieces, this.txg);
+      this.#dataBytes += length;
       const size = Math.max(a.size, end);
-      await this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length: data.byteLength, size, blocks, version: cur.version + 1 }));
+      await this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length, size, blocks, version: cur.version + 1 }));
     });
   }
 

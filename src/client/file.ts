@@ -118,7 +118,9 @@ export class FileObject {
   #threshold(): number {
     const t = this.ctx.tunables();
     const batch = (this.layout?.stripeCount ?? 1) * this.ctx.brwBytes * t.maxRpcsInFlight;
-    return Math.max(this.ctx.brwBytes, Math.min(batch, this.#perFileBytes() / 2));
+    // Never above max_dirty_mb: a file may not hold a whole RPC's worth (4 MiB) when the bound
+    // is set lower, and its writes would then wait for a flush nothing starts.
+    return Math.min(this.#perFileBytes(), Math.max(this.ctx.brwBytes, Math.min(batch, this.#perFileBytes() / 2)));
   }
 
   /**

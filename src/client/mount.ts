@@ -17,6 +17,7 @@ import { LNetNI } from '../lnet/index.js';
 import type { Network } from '../ptlrpc/index.js';
 import type { Cred } from '../services/mdt/protocol.js';
 import type { FsConfig } from '../services/mgs/index.js';
+import { OST_BRW_MAX_BYTES } from '../services/ost/index.js';
 import { ByteBudget } from './budget.js';
 import { FsError } from './errors.js';
 import { FileObject, raid0Of, type FileContext } from './file.js';
@@ -36,8 +37,14 @@ import { statusError } from '../ptlrpc/index.js';
 import { devOf, type DataAttrs } from './stats.js';
 
 const MiB = 1024 * 1024;
-/** BRW RPC size of the mount's OSCs (Lustre's default brw_size, 1 MiB). */
-const BRW_BYTES = MiB;
+/**
+ * BRW RPC size of the mount's OSCs (Lustre's max_pages_per_rpc, here the OST's largest brw_size,
+ * OST_BRW_MAX_BYTES). Each RPC costs the OST a request, a transaction, a reply record and a data
+ * file write whatever its size: 4 MiB RPCs took the process serving a FUSE mount and its OSTs
+ * 1.32-1.36 ms of main-thread CPU per MiB written, against 1.51-1.69 with 1 MiB (1 GiB writes,
+ * alternating, load 9-11); reads 2.2-2.35 against 2.35-2.5 ms per MiB.
+ */
+const BRW_BYTES = OST_BRW_MAX_BYTES;
 /** The OSC imports' own bound; the OSC's settable max_rpcs_in_flight is the one that limits. */
 const IMPORT_RPCS_MAX = 256;
 const OSC_RETRY_MS = 1000;

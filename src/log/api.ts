@@ -8,7 +8,10 @@ export type TxgState = 'open' | 'quiescing' | 'syncing' | 'synced';
 export interface TxgLogTunables {
   /** The open txg closes at most this long after its first transaction joined it. */
   txgTimeoutMs: number;
-  /** The open txg closes once the encoded size of its entries reaches this. */
+  /**
+   * The open txg closes once the encoded size of its entries, plus the bytes its transactions
+   * wrote outside the log (data files, which its sync must make durable), reaches this.
+   */
   dirtyBytesMax: number;
   /** A segment file is closed and a new one started once it reaches this size. */
   segmentBytesMax: number;
@@ -74,8 +77,12 @@ export interface TxgHold {
   /**
    * Adds the transaction's entry to its txg and lets the txg close once every hold is released.
    * onCommit runs after the txg is durable, in txg order, and in release order within a txg.
+   * dataBytes: what the transaction wrote outside the log, for the txg's beforeSync to make
+   * durable; it counts towards dirtyBytesMax as ZFS counts a txg's dirty data, so that a
+   * stream of large writes closes a txg per dirtyBytesMax instead of holding a whole
+   * txgTimeoutMs of data (and the clients' copies of it, kept for replay until the commit).
    */
-  release(entry: unknown, onCommit?: (txg: number) => void): void;
+  release(entry: unknown, onCommit?: (txg: number) => void, dataBytes?: number): void;
 }
 
 export interface TxgLogStats {

@@ -1,7 +1,8 @@
 // The transaction-group log: group commit of transactions into txgs, DMU style.
 //
 // A transaction holds the open txg from its start to its stop; many transactions share one
-// txg. The open txg closes on a timer, at a dirty-bytes limit, or when someone waits for it;
+// txg. The open txg closes on a timer, at a dirty-bytes limit (its entries and the data its
+// transactions wrote outside the log), or when someone waits for it;
 // it then quiesces (waits for its last hold to be released) and syncs: its entries become one
 // record, written with one append and one fdatasync. At most one txg is open, one quiescing and
 // one syncing at any time, so the next txg fills while the previous one is on its way to disk:
@@ -41,7 +42,10 @@ class Txg {
   state: TxgState = 'open';
   holds = 0;
   entries: Buffer[] = [];
+  /** Encoded bytes of the entries. */
   bytes = 0;
+  /** Bytes written outside the log by the txg's transactions (TxgHold.release's dataBytes). */
+  dataBytes = 0;
   callbacks: Array<(txg: number) => void> = [];
   waiters: Waiter[] = [];
   /** Under a replay barrier: resolved when the txg has gone through the pipeline (sync()). */
@@ -217,7 +221,7 @@ export class TxgLog {
     let released = false;
     return {
       txg: t.txg,
-      release: (entry: unknown, onCommit?: (txg: number) => void) => {
+      release: (entry: unknown, onCommit?: (txg: number) => void, dataBytes = 0) => {
         assert(!released, 'a txg hold is released once');
         released = true;
         if (entry !== undefined) {
@@ -225,8 +229,9 @@ export class TxgLog {
           t.entries.push(encoded);
           t.bytes += encoded.length;
           this.counters.dirtyBytes += encoded.length;
-          if (t.bytes >= this.tunables.dirtyBytesMax) t.closeRequested = true;
         }
+        t.dataBytes += dataBytes;
+        if (t.bytes + t.dataBytes >= this.tunables.dirtyBytesMax) t.closeRequested = true;
         if (onCommit) t.callbacks.push(onCommit);
         t.holds--;
         if (t !== this.openTxg || t.closeRequested) this.advance();

@@ -75,6 +75,8 @@ export class Tx {
   #inflight = 0;
   #declaredBytes = 0;
   #declaredObjects = 0;
+  /** Bytes this tx wrote to data files: they count towards its txg's dirty limit. */
+  #dataBytes = 0;
 
   constructor(host: TxHost) {
     this.#host = host;
@@ -157,7 +159,7 @@ export class Tx {
     this.#state = 'stopped';
     this.#host.left(this.#hold.txg);
     const entry = this.#annotation ? { updates: this.#updates, tx: this.#annotation } : { updates: this.#updates };
-    this.#hold.release(entry, onCommit);
+    this.#hold.release(entry, onCommit, this.#dataBytes);
     return { txg: this.#hold.txg };
   }
 
@@ -276,18 +278,25 @@ export class Tx {
     });
   }
 
-  async write(fid: Fid, offset: number, data: Uint8Array): Promise<void> {
+  /** Writes data at offset: bytes, or pieces written back to back (a bulk as it arrived, not joined). */
+  async write(fid: Fid, offset: number, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
     checkFid(fid);
     checkBytes(offset, 'offset');
-    if (!(data instanceof Uint8Array)) throw new OsdError('EINVAL', 'write data must be bytes');
-    const end = checkBytes(offset + data.byteLength, 'end of write');
+    const pieces = data instanceof Uint8Array ? [data] : data;
+    let length = 0;
+    for (const p of pieces) {
+      if (!(p instanceof Uint8Array)) throw new OsdError('EINVAL', 'write data must be bytes');
+      length += p.byteLength;
+    }
+    const end = checkBytes(offset + length, 'end of write');
     await this.run(fid, async (fidText) => {
       const a = await this.dataObject(fid);
       if (end > a.size) await this.#host.checkSpace(end - a.size);
       const path = this.#host.data.path(fid, a.gen!);
-      const blocks = await this.#host.data.write(path, offset, data, this.txg);
+      const blocks = await this.#host.data.write(path, offset, pieces, this.txg);
+      this.#dataBytes += length;
       const size = Math.max(a.size, end);
-      await this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length: data.byteLength, size, blocks, version: cur.version + 1 }));
+      await this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length, size, blocks, version: cur.version + 1 }));
     });
   }
 

@@ -5,8 +5,9 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { ByteBudget } from '../../src/client/budget.js';
-import { BufferPool } from '../../src/client/bulk-pool.js';
+import { BufferPool, POOL_BUFFERS_MAX, POOL_IDLE_KEEP } from '../../src/client/bulk-pool.js';
 import { DirtyExtents, EXTENT_BYTES_MAX } from '../../src/client/extents.js';
+import { until } from '../lib/net.js';
 import { seedFrom } from '../lib/prng.js';
 
 const SEED = seedFrom('LUSTRE_EXTENTS_SEED');
@@ -104,8 +105,19 @@ t.test('a write of a whole pool buffer is handed out pooled while its extent is 
   pool.put(taken[0]!.pooled!);
   d.put(5 * EXTENT_BYTES_MAX, Buffer.alloc(EXTENT_BYTES_MAX, 3));
   t.equal(d.take()[0]!.pooled, taken[0]!.pooled, 'a buffer given back is used again');
-  t.same(pool.counters, { allocated: 2, reused: 1, returned: 1, dropped: 0 });
+  t.same(pool.counters, { allocated: 2, reused: 1, returned: 1, dropped: 0, trimmed: 0 });
   t.throws(() => pool.put(Buffer.alloc(10)), 'a pool takes back only its own buffers');
   d.put(0, Buffer.alloc(100, 4));
   t.equal(d.take()[0]!.pooled, undefined, 'a smaller write: no pool buffer');
+});
+
+t.test('a pool keeps what a commit gives back at once, and only a few buffers once idle', async (t) => {
+  const pool = new BufferPool(4096, POOL_BUFFERS_MAX, 10);
+  const taken = Array.from({ length: POOL_BUFFERS_MAX + 2 }, () => pool.get());
+  for (const b of taken) pool.put(b);
+  t.equal(pool.free, POOL_BUFFERS_MAX, 'a txg\'s worth waits in the pool');
+  t.equal(pool.counters.dropped, 2, 'beyond its limit, dropped');
+  await until('the idle pool to trim', () => pool.free === POOL_IDLE_KEEP);
+  t.equal(pool.counters.trimmed, POOL_BUFFERS_MAX - POOL_IDLE_KEEP);
+  t.equal(pool.get(), taken[POOL_IDLE_KEEP - 1], 'what it kept is handed out again');
 });

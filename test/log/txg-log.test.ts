@@ -108,6 +108,20 @@ t.test('a txg closes on its timer and at its dirty-bytes limit', async (t) => {
   await log.close();
 });
 
+t.test('data written outside the log counts towards the dirty-bytes limit', async (t) => {
+  const { log } = await freshLog(t, { txgTimeoutMs: 60_000, dirtyBytesMax: 1000 });
+  const h1 = log.hold();
+  h1.release({ w: 1 }, undefined, 600);
+  const h2 = log.hold();
+  t.equal(h2.txg, h1.txg, 'entry and data below the limit: same txg');
+  h2.release({ w: 2 }, undefined, 600);
+  t.not(log.inFlight().find((x) => x.txg === h1.txg)?.state, 'open', 'data over the limit: closed without its timer');
+  const h3 = log.hold();
+  t.equal(h3.txg, h1.txg + 1, 'the next write joins the next txg');
+  h3.release({ w: 3 });
+  await log.close();
+});
+
 t.test('reopen after a clean close replays every record after the checkpoint', async (t) => {
   const { dir, log } = await freshLog(t);
   for (let i = 0; i < 5; i++) await commit(log, { i });

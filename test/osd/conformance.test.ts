@@ -217,6 +217,9 @@ t.test('data: sparse writes, holes, clamped reads, punch, truncate, trimming los
   await h2.close();
   await txn(osd, (tx) => tx.punch(f, 9));
   t.same(await osd.read(f, 0, 100), Buffer.from('h\0\0\0\0x\0\0\0'), 'an extending truncate trims first');
+  await txn(osd, (tx) => tx.write(f, 2, [Buffer.from('ab'), Buffer.alloc(0), Buffer.from('cde').subarray(1)]));
+  t.same(await osd.read(f, 0, 100), Buffer.from('h\0abde\0\0\0'), 'pieces are written back to back, as one write');
+  t.equal((await osd.getAttrs(f)).size, 9);
 
   const d = F(2);
   await txn(osd, async (tx) => {
@@ -225,6 +228,7 @@ t.test('data: sparse writes, holes, clamped reads, punch, truncate, trimming los
     await t.rejects(tx.write(F(3), 0, Buffer.from('x')), { code: 'ENOENT' });
     await t.rejects(tx.write(f, -1, Buffer.from('x')), { code: 'EINVAL' });
     await t.rejects(tx.write(f, 2 ** 52, Buffer.from('x')), { code: 'EFBIG' });
+    await t.rejects(tx.write(f, 0, [Buffer.from('x'), 'y' as unknown as Buffer]), { code: 'EINVAL' }, 'every piece must be bytes');
     await t.rejects(tx.punch(f, 5, 2), { code: 'EINVAL' });
   });
   await t.rejects(osd.read(d, 0, 1), { code: 'EISDIR' });

@@ -91,8 +91,8 @@ function txOf(ctx: Ctx) {
   return ctx.tx.osdTx;
 }
 
-/** Bytes [offset, offset+length) of buffers laid back to back: a view when in one buffer. */
-function sliceBulk(bulk: Buffer[], offset: number, length: number): Buffer {
+/** Bytes [offset, offset+length) of buffers laid back to back, as views of them (the OSD writes them with one pwritev). */
+function sliceBulk(bulk: Buffer[], offset: number, length: number): Buffer[] {
   const parts: Buffer[] = [];
   let at = 0;
   for (const b of bulk) {
@@ -103,7 +103,7 @@ function sliceBulk(bulk: Buffer[], offset: number, length: number): Buffer {
     at = end;
     if (at >= offset + length) break;
   }
-  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  return parts;
 }
 
 export function metadataOps(d: OstDeps): Map<number, Handler> {

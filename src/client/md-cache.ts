@@ -138,12 +138,21 @@ export class MdCache {
     return { attr, locked: true };
   }
 
-  /** IT_GETATTR: the attributes and the lock in one round trip, waiting for the grant if need be. */
-  async getattrIntent(mdc: Mdc, fid: string): Promise<LockedAttr | undefined> {
+  /**
+   * The name a create of this mount just made, locked as a lookup's (an IT_LOOKUP intent by
+   * name, which the MDT answers with the lock of the child the name leads to once that lock is
+   * granted): the entry and the new file's attributes are then cached under it, so that the
+   * kernel may keep both. A lock on the child by FID would not do: a rename or unlink of the
+   * name by another client before its grant would go unseen. undefined when locks are not
+   * served, or when the name no longer leads to `fid` (another client replaced it meanwhile).
+   */
+  async lookupCreated(mdc: Mdc, parent: string, name: string, fid: string): Promise<LockedAttr | undefined> {
     const ns = this.namespace();
     if (!ns?.supported) return undefined;
-    const r = await this.#intent(ns, mdc, resIdOfFid(parseFid(fid)), IntentOp.GETATTR, GETATTR_BITS, { fid });
-    return r && { attr: r.attr, locked: true };
+    const r = await this.#intent(ns, mdc, resIdOfFid(parseFid(parent)), IntentOp.LOOKUP, NAME_BITS, { parent, name });
+    if (!r || r.attr.fid !== fid || (r.attr.mode & S_IFMT) === S_IFDIR) return undefined;
+    this.#putName(`${parent}/${name}`, r.attr, r.lock);
+    return { attr: r.attr, locked: true, named: true };
   }
 
   /**

@@ -332,8 +332,8 @@ export class Llite implements FuseOps {
       const dir = this.#fid(parent);
       // What the name led to, read before the unlink's early cancel drops it from the cache.
       const child = fs.core.mdCache.childOf(dir, name);
-      const { orphan } = await fs.mdc.unlink(dir, name);
-      if (child !== undefined && !orphan) fs.core.releaseObjectLocks(child);
+      const { orphan, destroyed } = await fs.mdc.unlink(dir, name);
+      if (child !== undefined && !orphan) fs.core.releaseObjectLocks(child, destroyed);
     });
   }
 

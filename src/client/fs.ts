@@ -464,8 +464,8 @@ export class FileSystem implements HandleHost {
       }
       // What the name led to, read before the unlink's early cancel drops it from the cache.
       const child = this.core.mdCache.childOf(par.dir.fid, par.name);
-      const { orphan } = await this.mdc.unlink(par.dir.fid, par.name);
-      if (child !== undefined && !orphan) this.core.releaseObjectLocks(child);
+      const { orphan, destroyed } = await this.mdc.unlink(par.dir.fid, par.name);
+      if (child !== undefined && !orphan) this.core.releaseObjectLocks(child, destroyed);
     });
   }
 

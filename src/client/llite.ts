@@ -416,8 +416,8 @@ export class Llite implements FuseOps {
       const dir = this.#fid(parent);
       // What the name led to, read before the unlink's early cancel drops it from the cache.
       const child = fs.core.mdCache.childOf(dir, name);
-      const { orphan } = await fs.mdc.unlink(dir, name);
-      if (child !== undefined && !orphan) fs.core.releaseObjectLocks(child);
+      const { orphan, destroyed } = await fs.mdc.unlink(dir, name);
+      if (child !== undefined && !orphan) fs.core.releaseObjectLocks(child, destroyed);
     });
   }
 
@@ -483,17 +483,19 @@ export class Llite implements FuseOps {
     const open = this.#opened(h);
     try {
       if (created && this.#kernel) {
-        // The new file's attributes under locks at once (an IT_GETATTR intent, and PR on its
-        // objects, whose replies carry their LVBs): the entry then has a validity, and the
-        // kernel sends no GETATTR of the file before its open completes (an enqueue and a
-        // getattr at the MDT, and a lock on each object, one after the other).
+        // The new name and file's attributes under locks at once (an IT_LOOKUP intent by name,
+        // whose lock on the child covers its name, attributes and permissions, and PR on its
+        // objects, whose replies carry their LVBs): the entry and its attributes then have a
+        // validity, so the kernel sends no GETATTR of the file before its open completes (an
+        // enqueue and a getattr at the MDT, and a lock on each object, one after the other),
+        // and a stat or unlink of the name right after the create needs no LOOKUP.
         const layout = h.file?.layout;
         const [md, data] = await Promise.all([
-          fs.core.mdCache.getattrIntent(fs.mdc, h.attr.fid).catch(() => undefined),
+          fs.core.mdCache.lookupCreated(fs.mdc, this.#fid(parent), name, h.attr.fid).catch(() => undefined),
           layout ? fs.core.freshDataAttrs(layout).catch(() => undefined) : undefined,
         ]);
         if (md?.locked && (data || !layout)) {
-          return { entry: await this.#entry(fs, md.attr, { parent, name, locked: true }, true, data), open };
+          return { entry: await this.#entry(fs, md.attr, { parent, name, locked: true, entryValid: true }, true, data), open };
         }
       }
       // The MDT's open reply carries the file's attributes as they are after the create; a

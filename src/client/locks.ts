@@ -232,15 +232,16 @@ export class ClientNamespace {
    * leave together within CANCEL_BATCH_MS (one request for up to LDLM_MAX_HANDLES), before the
    * MDT's destroy of the object reaches the OST, which then has no blocking callback to send
    * and wait for. A callback that comes first anyway finds the lock gone and is answered with
-   * its cancel at once (#onBlocking).
+   * its cancel at once (#onBlocking). `revoke` false: the owner knows nothing the locks covered
+   * is cached anywhere that matters any more (the object is destroyed): no hook runs.
    */
-  cancelSoon(resId: ResId): void {
+  cancelSoon(resId: ResId, revoke = true): void {
     if (!this.active) return;
     for (const lock of this.cache.cancelUnusedOn(resId)) {
       if (this.#cancelling.has(lock.handle)) continue;
       const p = (async () => {
         try {
-          await this.#hooks.revoke?.(lock, undefined);
+          if (revoke) await this.#hooks.revoke?.(lock, undefined);
         } finally {
           this.cache.remove(lock.handle);
           await this.#batchCancel(lock.handle);

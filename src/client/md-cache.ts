@@ -18,7 +18,7 @@
 // with the child's lock, at most MD_CACHE_MAX of each.
 import { parseFid } from '../osd/index.js';
 import {
-  encodeLdlmIntent, InodeBits, IntentOp, LockMode, LockType, resIdOfFid, type CachedLock, type ClientLock,
+  encodeLdlmIntent, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdOfFid, type CachedLock, type ClientLock,
 } from '../ldlm/index.js';
 import { decodeAttr, decodeBody, encodeBody, mdtErrnoName, type MdtAttr } from '../services/mdt/protocol.js';
 import type { ClientNamespace } from './locks.js';
@@ -111,9 +111,19 @@ export class MdCache {
       this.#put(fid, attr, held);
       return { attr, locked: true };
     }
-    // The lock first, then the attributes: an IT_GETATTR intent would bring both in one round
-    // trip, but its reply waits on the MDT for the grant, and under a stream of updates of the
-    // same inode (creates in a directory) that wait did not end here.
+    // An IT_GETATTR intent brings the lock and the attributes in one round trip, but a reply
+    // that waits on the MDT for the grant did not end here under a stream of updates of the
+    // same inode (creates in a directory). So the intent asks not to wait (BLOCK_NOWAIT): it
+    // is granted at once, or refused (EAGAIN) before it called anyone back. The common case is
+    // the kernel's GETATTR of a directory right after this mount's own create or unlink in it,
+    // whose early cancel gave the directory's lock back: nothing conflicts any more.
+    try {
+      const r = await this.#intent(ns, mdc, resId, IntentOp.GETATTR, GETATTR_BITS, { fid }, LockFlag.BLOCK_NOWAIT);
+      if (r) return { attr: r.attr, locked: true };
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EAGAIN') throw err;
+    }
+    // Refused: the lock first (it waits its turn), then the attributes.
     let lock: CachedLock | undefined;
     try {
       lock = await ns.lock(resId, LockType.IBITS, LockMode.PR, { bits: GETATTR_BITS });
@@ -128,12 +138,21 @@ export class MdCache {
     return { attr, locked: true };
   }
 
-  /** IT_GETATTR: the attributes and the lock in one round trip (not used: see getattr). */
-  async getattrIntent(mdc: Mdc, fid: string): Promise<LockedAttr | undefined> {
+  /**
+   * The name a create of this mount just made, locked as a lookup's (an IT_LOOKUP intent by
+   * name, which the MDT answers with the lock of the child the name leads to once that lock is
+   * granted): the entry and the new file's attributes are then cached under it, so that the
+   * kernel may keep both. A lock on the child by FID would not do: a rename or unlink of the
+   * name by another client before its grant would go unseen. undefined when locks are not
+   * served, or when the name no longer leads to `fid` (another client replaced it meanwhile).
+   */
+  async lookupCreated(mdc: Mdc, parent: string, name: string, fid: string): Promise<LockedAttr | undefined> {
     const ns = this.namespace();
     if (!ns?.supported) return undefined;
-    const r = await this.#intent(ns, mdc, resIdOfFid(parseFid(fid)), IntentOp.GETATTR, GETATTR_BITS, { fid });
-    return r && { attr: r.attr, locked: true };
+    const r = await this.#intent(ns, mdc, resIdOfFid(parseFid(parent)), IntentOp.LOOKUP, NAME_BITS, { parent, name });
+    if (!r || r.attr.fid !== fid || (r.attr.mode & S_IFMT) === S_IFDIR) return undefined;
+    this.#putName(`${parent}/${name}`, r.attr, r.lock);
+    return { attr: r.attr, locked: true, named: true };
   }
 
   /**
@@ -228,12 +247,12 @@ export class MdCache {
   }
 
   async #intent(
-    ns: ClientNamespace, mdc: Mdc, resId: ReturnType<typeof resIdOfFid>, opc: number, bits: number, body: Record<string, unknown>,
+    ns: ClientNamespace, mdc: Mdc, resId: ReturnType<typeof resIdOfFid>, opc: number, bits: number, body: Record<string, unknown>, flags = 0,
   ): Promise<{ attr: MdtAttr; lock: CachedLock } | undefined> {
     let granted: { cached: CachedLock; lock: ClientLock } | undefined;
     try {
       granted = await ns.lockWithReply(resId, LockType.IBITS, LockMode.PR, { bits }, {
-        intent: [encodeLdlmIntent(opc), encodeBody({ cred: mdc.cred, ...body })],
+        intent: [encodeLdlmIntent(opc), encodeBody({ cred: mdc.cred, ...body })], ...(flags !== 0 && { flags }),
       });
     } catch (err) {
       throw toMdcError(err);

@@ -12,7 +12,7 @@ import {
 } from '../services/mdt/layout.js';
 import {
   decodeAttr, decodeBody, decodeDirEntries, decodeStatfs, encodeBody, MdsOpcode, mdtErrnoName, OpenFlag, ReintOp, XattrFlag,
-  type Cred, type DirEntry, type LayoutSpec, type MdtAttr, type MdtStatfs, type SetattrFields,
+  type Cred, type DirEntry, type LayoutSpec, type MdtAttr, type MdtStatfs, type SetattrFields, type UnlinkReply,
 } from '../services/mdt/protocol.js';
 
 export { OpenFlag, XattrFlag, type Cred, type DirEntry, type LayoutSpec, type MdtAttr, type MdtStatfs, type SetattrFields };
@@ -224,9 +224,13 @@ export class Mdc {
     return decodeAttr((await this.#reint(ReintOp.LINK, { fid: text(f), parent: text(parent), name })).attr);
   }
 
-  /** unlink(2); `orphan`: the file is still open somewhere and lives on until its last close. */
-  async unlink(parent: FidArg, name: string): Promise<{ orphan: boolean }> {
-    return { orphan: (await this.#reint(ReintOp.UNLINK, { parent: text(parent), name, rmdir: false })).orphan === true };
+  /**
+   * unlink(2); `orphan`: the file is still open somewhere and lives on until its last close;
+   * `destroyed`: that was its last name, and it is gone.
+   */
+  async unlink(parent: FidArg, name: string): Promise<UnlinkReply> {
+    const m = await this.#reint(ReintOp.UNLINK, { parent: text(parent), name, rmdir: false });
+    return { orphan: m.orphan === true, destroyed: m.destroyed === true };
   }
 
   async rmdir(parent: FidArg, name: string): Promise<void> {

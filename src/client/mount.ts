@@ -326,10 +326,14 @@ export class MountCore {
    * The file `fid` lost a name here and no handle of this mount holds it: its objects may be
    * destroyed (its last name), so this mount's unused extent locks on them go back unasked
    * (ClientNamespace.cancelSoon). For a file with other names left, a lost cache at worst.
+   * `destroyed` (the MDT said it was the last name): nothing the locks vouched for can be
+   * asked for again, not even by the kernel, which dropped the name itself and holds the file
+   * open nowhere (no handle here): the locks go without telling it (two notifications fewer
+   * per unlink).
    */
-  releaseObjectLocks(fid: string): void {
+  releaseObjectLocks(fid: string, destroyed = false): void {
     if (this.files.has(fid)) return;
-    for (const o of this.#layouts.get(fid) ?? []) this.oscNamespaces.get(o.ostIndex)?.cancelSoon(objectResId(o));
+    for (const o of this.#layouts.get(fid) ?? []) this.oscNamespaces.get(o.ostIndex)?.cancelSoon(objectResId(o), !destroyed);
   }
 
   /** Remembers which file the objects of a layout belong to (a lock on an object then finds its file). */

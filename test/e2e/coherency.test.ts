@@ -261,6 +261,24 @@ if (!fuseAvailable()) {
     t.equal(await readFile(on(m1, 'names/c'), 'utf8'), 'new c', 'a new file under the unlinked name, made on mount 2, read on mount 1');
   });
 
+  t.test('a name just created on one mount, renamed, unlinked or chmodded on the other: the creating mount sees it at once', async (t) => {
+    // A create leaves its name and the new file's attributes in the creating mount's kernel
+    // cache, under the lock its lookup of the new name took: each change on the other mount
+    // must take them out.
+    await mkdir(on(m1, 'fresh'));
+    await writeFile(on(m1, 'fresh/n'), 'new');
+    t.equal((await stat(on(m1, 'fresh/n'))).size, 3, 'mount 1 stats the file it created');
+    await rename(on(m2, 'fresh/n'), on(m2, 'fresh/m'));
+    await t.rejects(stat(on(m1, 'fresh/n')), { code: 'ENOENT' }, 'renamed on mount 2: the old name fails ENOENT on mount 1');
+    t.equal(await readFile(on(m1, 'fresh/m'), 'utf8'), 'new', 'the new name reads on mount 1');
+    await writeFile(on(m1, 'fresh/k'), '');
+    await unlink(on(m2, 'fresh/k'));
+    await t.rejects(stat(on(m1, 'fresh/k')), { code: 'ENOENT' }, 'unlinked on mount 2: stat fails ENOENT on mount 1');
+    await writeFile(on(m1, 'fresh/p'), '', { mode: 0o644 });
+    await chmod(on(m2, 'fresh/p'), 0o600);
+    t.equal((await stat(on(m1, 'fresh/p'))).mode & 0o777, 0o600, 'chmod on mount 2: mount 1 sees the new mode');
+  });
+
   /** Writes from both mounts into one file both keep open; with `sync` each writer fsyncs before the stats. */
   const sizeAndMtime = async (t: Test, name: string, sync: boolean): Promise<void> => {
     const p1 = on(m1, name);

@@ -8,6 +8,12 @@
 //
 // Records: entries of the 'unlink_llog' index, name "<OST index, 8 hex digits>:<object FID key>",
 // value { fid: the object's FID, type: 'reg' }.
+//
+// Passes: the whole log is read at start, when an OST connects and after a failure. The records
+// an unlink adds are also remembered here with their txg, and once that txg is durable they alone
+// are processed: reading the whole log after every txg (as a pass does) read every record still
+// waiting for its OST's commit, hundreds of them while files are unlinked by the hundred per
+// second, only to skip them.
 import { fidKey, type Fid, type Osd, type Tx } from '../../osd/index.js';
 import type { StripeObject } from './layout.js';
 
@@ -26,8 +32,22 @@ export interface DestroyLogStats {
   failures: number;
 }
 
+/** Records remembered for processing after their txg (beyond it, the next pass reads the whole log). */
+export const FRESH_RECORDS_MAX = 65536;
+
+interface FreshRecord {
+  /** The txg of the transaction that added the record: processed once it is durable. */
+  txg: number;
+  ostIndex: number;
+  fid: Fid;
+}
+
 export class DestroyLog {
   readonly stats: DestroyLogStats = { recorded: 0, destroyed: 0, failures: 0 };
+  /** Records added since the log was last read whole, by name (see the top of the file). */
+  readonly #fresh = new Map<string, FreshRecord>();
+  /** A record was added but not remembered (FRESH_RECORDS_MAX): the next kick reads the whole log. */
+  #untracked = false;
   #running: Promise<void> | undefined;
   #again = false;
   #retry: NodeJS.Timeout | undefined;
@@ -46,14 +66,31 @@ export class DestroyLog {
   /** Records the objects in tx (the removing transaction). */
   async add(tx: Tx, objects: readonly StripeObject[]): Promise<void> {
     for (const o of objects) {
-      await tx.indexInsert(this.index, recordName(o), { fid: o.fid, type: 'reg' });
+      const name = recordName(o);
+      await tx.indexInsert(this.index, name, { fid: o.fid, type: 'reg' });
       this.stats.recorded++;
+      if (this.#fresh.size < FRESH_RECORDS_MAX) this.#fresh.set(name, { txg: tx.txg, ostIndex: o.ostIndex, fid: o.fid });
+      else this.#untracked = true;
     }
   }
 
-  /** Processes the log once txg is durable. */
+  /** Processes the records added up to txg once it is durable (the whole log if some were not remembered). */
   kickAfter(txg: number): void {
-    void this.osd.waitSynced(txg).then(() => this.kick(), () => {});
+    void this.osd.waitSynced(txg).then(() => (this.#untracked ? this.kick() : this.#processFresh()), () => {});
+  }
+
+  /** The remembered records whose txg is durable, each destroyed on its own. */
+  #processFresh(): void {
+    if (this.#stopped) return;
+    const synced = this.osd.lastSyncedTxg;
+    const due: Array<[string, FreshRecord]> = [];
+    for (const [name, r] of this.#fresh) if (r.txg <= synced) due.push([name, r]);
+    for (const [name, r] of due) {
+      this.#fresh.delete(name);
+      void this.#destroy(name, r.ostIndex, r.fid).then((done) => {
+        if (done) this.#removeLater(name);
+      }, () => this.#retryLater());
+    }
   }
 
   /** Processes the log now (records already durable). */
@@ -86,6 +123,8 @@ export class DestroyLog {
   }
 
   async #process(): Promise<void> {
+    // Records added from now on are found by this pass or remembered for the next kick.
+    this.#untracked = false;
     let cookie: string | null = null;
     let failed = false;
     do {
@@ -93,34 +132,50 @@ export class DestroyLog {
       cookie = page.cookie;
       const done: string[] = [];
       await Promise.all(page.entries.map(async (e) => {
-        if (this.#inflight.has(e.name)) return;
-        this.#inflight.add(e.name);
-        let waiting = false;
+        this.#fresh.delete(e.name);
         try {
-          const answered = await this.destroyer.destroy(parseInt(e.name.slice(0, 8), 16), e.fid);
-          this.stats.destroyed++;
-          if (!answered) done.push(e.name);
-          else {
-            // Its removal waits for the OST's commit, without holding up the other records.
-            // The record stays in #inflight until it is removed (#removeLater): a pass of the
-            // log meanwhile would otherwise find it and destroy the object a second time.
-            waiting = true;
-            answered.committed.then(() => this.#removeLater(e.name), () => {
-              this.#inflight.delete(e.name);
-              this.stats.failures++;
-              this.#retryLater();
-            });
-          }
+          if (await this.#destroy(e.name, parseInt(e.name.slice(0, 8), 16), e.fid)) done.push(e.name);
         } catch {
-          this.stats.failures++;
           failed = true;
-        } finally {
-          if (!waiting) this.#inflight.delete(e.name);
         }
       }));
-      if (done.length > 0 && !this.#stopped) await this.#remove(done);
+      if (done.length > 0 && !this.#stopped) {
+        await this.#remove(done).finally(() => {
+          for (const n of done) this.#inflight.delete(n);
+        });
+      }
     } while (cookie && !this.#stopped);
     if (failed) this.#retryLater();
+  }
+
+  /**
+   * Destroys the object of one record, unless a destroy of it is under way already. Resolves
+   * true when the record is to be removed now (it stays in #inflight until the caller did),
+   * false when it is not (under way, or its removal waits for the OST's commit); rejects when
+   * the destroy failed (the record stays for a later pass).
+   */
+  async #destroy(name: string, ostIndex: number, fid: Fid): Promise<boolean> {
+    if (this.#inflight.has(name)) return false;
+    this.#inflight.add(name);
+    let answered: void | { committed: Promise<void> };
+    try {
+      answered = await this.destroyer.destroy(ostIndex, fid);
+    } catch (err) {
+      this.#inflight.delete(name);
+      this.stats.failures++;
+      throw err;
+    }
+    this.stats.destroyed++;
+    if (!answered) return true;
+    // Its removal waits for the OST's commit, without holding up the other records. The
+    // record stays in #inflight until it is removed (#removeLater): a pass of the log
+    // meanwhile would otherwise find it and destroy the object a second time.
+    answered.committed.then(() => this.#removeLater(name), () => {
+      this.#inflight.delete(name);
+      this.stats.failures++;
+      this.#retryLater();
+    });
+    return false;
   }
 
   #retryLater(): void {

@@ -158,7 +158,12 @@ export const XattrFlag = { CREATE: 1, REPLACE: 2 } as const;
 
 export interface AttrReply { attr: MdtAttr; target?: string }
 export interface OpenReply { attr: MdtAttr; handle: string; created: boolean; layout?: Uint8Array }
-export interface UnlinkReply { orphan: boolean }
+/**
+ * `orphan`: the object lost its last name while open somewhere, and lives on until its last
+ * close; `destroyed`: it lost its last name and is gone (its OST objects logged for destruction).
+ * Neither: it keeps other names.
+ */
+export interface UnlinkReply { orphan: boolean; destroyed: boolean }
 export interface ReadpageReply { count: number; cookie: string | null; end: boolean }
 export interface GetxattrReply { value?: Uint8Array; names?: string[] }
 export interface RootReply { fid: string }

@@ -15,7 +15,7 @@ import type { OpenTable } from './open.js';
 import {
   checkPermission, checkSticky, inGroup, isOwnerOrRoot, MAY_EXEC, MAY_WRITE, permits, S_ISGID, S_ISUID,
 } from './perm.js';
-import { typeOfMode, XattrFlag, type Cred, type LayoutSpec, type MdtAttr, type SetattrFields } from './protocol.js';
+import { typeOfMode, XattrFlag, type Cred, type LayoutSpec, type MdtAttr, type SetattrFields, type UnlinkReply } from './protocol.js';
 
 /** Lustre's PATH_MAX for a symlink's target. */
 export const SYMLINK_MAX = 4095;
@@ -152,7 +152,7 @@ export class Reint {
 
   // ---- unlink, rmdir -----------------------------------------------------------------------
 
-  async unlink(tx: Tx, cred: Cred, parent: Fid, name: string, rmdir: boolean): Promise<{ orphan: boolean }> {
+  async unlink(tx: Tx, cred: Cred, parent: Fid, name: string, rmdir: boolean): Promise<UnlinkReply> {
     checkName(name, true);
     if (name === '.' || name === '..') {
       if (!rmdir) throw mdtError('EISDIR', `cannot unlink ${name}`);
@@ -173,9 +173,9 @@ export class Reint {
       const now = this.mdd.now();
       await tx.indexDelete(parent, name);
       await tx.attrSet(parent, { mtime: now, ctime: now, ...(c.type === 'dir' && { nlink: p.nlink - 1 }) });
-      const orphan = await this.dropLink(tx, e.fid, c, now);
-      this.kickIfDestroyed(tx, orphan);
-      return { orphan: orphan === 'orphan' };
+      const dropped = await this.dropLink(tx, e.fid, c, now);
+      this.kickIfDestroyed(tx, dropped);
+      return { orphan: dropped === 'orphan', destroyed: dropped === 'destroyed' };
     });
   }
 

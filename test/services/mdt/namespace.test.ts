@@ -89,9 +89,9 @@ t.test('MDT namespace over LNet', async (t) => {
     t.equal(await code(root.link(f.fid, d.fid, 'g')), 'EEXIST');
     t.equal(await code(root.link(d.fid, rootFid, 'dirlink')), 'EPERM', 'hard link to a directory');
     t.equal(await code(root.link('[0x300000400:0x1:0x0]', d.fid, 'x')), 'EXDEV', 'a FID another MDT serves');
-    t.same(await root.unlink(d.fid, 'f'), { orphan: false });
+    t.same(await root.unlink(d.fid, 'f'), { orphan: false, destroyed: false }, 'a name of two: the file stays');
     t.equal((await root.lookup(d.fid, 'g')).nlink, 1);
-    await root.unlink(d.fid, 'g');
+    t.same(await root.unlink(d.fid, 'g'), { orphan: false, destroyed: true }, 'the last name: the file is destroyed');
     t.equal(await code(root.getattr(f.fid)), 'ENOENT', 'the last unlink destroys the file');
     t.equal(await code(root.unlink(d.fid, 'g')), 'ENOENT');
     const sub = await root.mkdir(d.fid, 'sub', 0o755);
@@ -262,7 +262,7 @@ t.test('MDT namespace over LNet', async (t) => {
     t.equal(await code(a.open(d.fid, 'f', OpenFlag.RDONLY | OpenFlag.DIRECTORY)), 'ENOTDIR');
     t.equal(await code(a.openFid(d.fid, OpenFlag.RDWR)), 'EISDIR');
     await a.setxattr(o.attr.fid, 'user.data', Buffer.from('still here'));
-    t.same(await a.unlink(d.fid, 'f'), { orphan: true }, 'the open file becomes an orphan');
+    t.same(await a.unlink(d.fid, 'f'), { orphan: true, destroyed: false }, 'the open file becomes an orphan');
     t.equal(await code(a.lookup(d.fid, 'f')), 'ENOENT', 'its name is gone');
     const orphan = await a.getattr(o.attr.fid);
     t.equal(orphan.nlink, 0);

@@ -200,6 +200,44 @@ t.test('client caching on locks, two mounts', async (t) => {
     t.match(await rejection(b.stat('/elc/f')), { code: 'ENOENT' }, 'the other mount sees it gone');
   });
 
+  t.test('a revoked lock\'s pages: the gaps around a READ in flight are dropped and waited for, the READ\'s own range only handed over', async (t) => {
+    const la = new Llite(a);
+    await b.writeFile('/pages', Buffer.alloc(64 * 1024, 1));
+    const f = await la.lookup(ctx(1), 1, 'pages');
+    const { fh } = await la.open(ctx(1), f.nodeid, 0);
+    t.equal((await la.read(ctx(1), f.nodeid, fh, 0, 4096)).length, 4096, 'read under a PR lock');
+    const READ = { start: 8192, end: 12288 };
+    const told: string[] = [];
+    let inFlight: Promise<Buffer> | undefined;
+    let blocked: (() => void) | undefined;
+    la.attach({
+      invalInode: (nodeid, offset = 0, length = 0, entered) => {
+        if (nodeid !== f.nodeid) return Promise.resolve(true);
+        if (offset < 0) {
+          // The kernel's readahead sends a READ just as the lock goes: it waits for a new lock,
+          // queued behind the other mount's PW, which waits for this revocation.
+          inFlight ??= la.read(ctx(1), f.nodeid, fh, READ.start, READ.end - READ.start);
+          return Promise.resolve(true);
+        }
+        told.push(`${offset}+${length}`);
+        entered?.();
+        // As the kernel does: a notification over the READ's pages waits for its reply.
+        const end = length === 0 ? Infinity : offset + length;
+        if (offset < READ.end && end > READ.start) return new Promise((resolve) => { blocked = () => resolve(true); });
+        return Promise.resolve(true);
+      },
+      invalEntry: async () => true,
+    });
+    const w = await b.open('/pages', 'r+');
+    await w.write(Buffer.from('NEW'), 0, 3, READ.start);
+    t.ok(inFlight, 'a READ was in flight as the lock went');
+    t.same(told.sort(), ['0+8192', '12288+0', '8192+4096'], 'the gaps before and after the READ, and the READ\'s own range, each a notification');
+    t.ok(blocked, 'the lock went back while the READ\'s own range still waited for it');
+    await w.close();
+    t.equal((await inFlight!).subarray(0, 3).toString(), 'NEW', 'the READ, granted after the write, read the new data');
+    blocked!();
+  });
+
   t.test('the library walks paths through names cached under locks; an unlink gives its extent locks back unasked', async (t) => {
     await a.mkdir('/walk/d', { recursive: true });
     await a.writeFile('/walk/d/f', 'abc');

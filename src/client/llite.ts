@@ -111,9 +111,9 @@ export class Llite implements FuseOps {
   /** Owners that may hold application locks, by `${nodeid}:${owner}`. */
   readonly #lockOwners = new Set<string>();
   /**
-   * Requests running that hold a lock of the kernel's on a nodeid, by nodeid: a READ or WRITE
-   * the pages of its file, a LOOKUP, READDIR or change of a name its directory's. An
-   * invalidation needs that lock (notify.ts), so none is waited for meanwhile.
+   * Requests running that hold a directory's lock in the kernel, by the directory's nodeid: a
+   * LOOKUP, READDIR or change of a name in it. A name's invalidation needs that lock
+   * (notify.ts), so none is waited for meanwhile. (READs and WRITEs are in #io.)
    */
   readonly #holding = new Map<number, number>();
   /** Invalidations waiting for a nodeid, to stop waiting when a request holding it starts. */
@@ -189,9 +189,8 @@ export class Llite implements FuseOps {
    */
   #dropPages(kernel: KernelCache, nodeid: number): Promise<void> {
     return new Promise((resolve) => {
-      let watchers = this.#ioStarts.get(nodeid);
-      if (!watchers) this.#ioStarts.set(nodeid, (watchers = new Set()));
-      const starts = watchers;
+      const starts = this.#ioStarts.get(nodeid) ?? new Set<(range: PageRange) => void>();
+      this.#ioStarts.set(nodeid, starts);
       let outstanding = 0;
       const finish = (): void => {
         if (--outstanding > 0) return;
@@ -241,7 +240,7 @@ export class Llite implements FuseOps {
     running.add(range);
     for (const w of [...(this.#ioStarts.get(nodeid) ?? [])]) w(range);
     try {
-      return await this.#holds([nodeid], op);
+      return await op();
     } finally {
       running.delete(range);
       if (running.size === 0 && this.#io.get(nodeid) === running) this.#io.delete(nodeid);

@@ -87,11 +87,6 @@ export class Notifier {
     return this.pending.size;
   }
 
-  /** Threads started (and not gone). */
-  get threadCount(): number {
-    return this.threads.length;
-  }
-
   /**
    * At the end of the connection: whatever still waits resolves ENOTCONN, and the threads go.
    * Resolves once they have: only then may the fd be closed (a write still blocked in the

@@ -13,7 +13,9 @@
 //   cancel: LDLM_CANCEL with the server's cookies; the lock is forgotten first, so that a
 //     blocking callback racing with it is answered "no such lock" (-EINVAL), which the server
 //     takes as the cancel it is.
-//   glimpse callback: the owner's `glimpse` hook gives the LVB (its idea of the size).
+//   glimpse callback: the owner's `glimpse` hook gives the LVB (its idea of the size). A lock
+//     whose grant has not reached us yet has nothing to tell (-ELDLM_NO_LOCK_DATA), never "no
+//     such lock", which the server would take as a cancel.
 //   eviction: when the import finds the server no longer knows it (state 'evicted'), every
 //     lock is gone on the server: they are dropped here, waiting enqueues fail with EIO, and
 //     the owner's `evicted` hook is told which locks it lost (to drop what they covered).
@@ -525,7 +527,11 @@ export class LdlmClient {
 
   async #onGlimpse(info: CallbackInfo): Promise<Buffer> {
     const entry = this.#entries.get(info.handle);
-    if (!entry?.granted || !entry.lock) throw statusError(-Errno.EINVAL, 'no such lock');
+    if (!entry) throw statusError(-Errno.EINVAL, 'no such lock');
+    // Granted on the server, its reply or completion not seen here yet: nothing was written
+    // under it, the OST knows all there is. "No such lock" would make the server cancel a lock
+    // this client is about to hold and use (Lustre's osc_ldlm_glimpse_ast answers so too).
+    if (!entry.granted || !entry.lock) throw statusError(-ELDLM_NO_LOCK_DATA, 'the lock is not granted here yet');
     if (!this.#hooks.glimpse) throw statusError(-ELDLM_NO_LOCK_DATA, 'no lock data');
     this.counters.glimpses++;
     return this.#hooks.glimpse(entry.lock, info.desc);

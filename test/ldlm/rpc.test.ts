@@ -236,6 +236,32 @@ t.test('glimpse, intents, unknown handles, errors', async (t) => {
   t.equal(c.namespace.locksOf('client-reader').length, 2, 'the reader holds its PW on R3, its third owner its PR');
 });
 
+t.test('a glimpse that reaches the client before its enqueue\'s reply finds the lock known: no data to tell, and the lock stays', async (t) => {
+  // The OST replies to an enqueue once the lock is granted and its LVB read; another client's
+  // OST_GETATTR may glimpse the new PW holder meanwhile. Answered "no such lock" (EINVAL), the
+  // server would cancel a lock the client then caches and writes under: the next reader's PR
+  // would be granted with no blocking callback, and read around the writer's dirty data.
+  let glimpsed: Buffer | undefined | 'not asked' = 'not asked';
+  const intent: IntentHandler = async (request, lock) => {
+    if (request.buffers[1]?.toString() === 'glimpse first') glimpsed = await c.ldlm.glimpse(lock.resId, 'client-reader');
+    return {};
+  };
+  const c = await cluster(t, { intent });
+  const writer = await c.client('client-writer', { glimpse: () => Buffer.alloc(56, 0xcd) });
+  const reader = await c.client('client-reader');
+  const w = await writer.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PW, policy: WHOLE, intent: [Buffer.from('glimpse first')] });
+  t.equal(glimpsed, undefined, 'the glimpse was answered -ELDLM_NO_LOCK_DATA: the OST reads the size itself');
+  t.equal(writer.callbacks.counters.glimpse, 1, 'the glimpse reached the writer before its reply');
+  t.equal(c.ldlm.counters.raceCancels, 0, 'not taken as a lock the client no longer has');
+  t.equal(c.namespace.lookup(w.remoteHandle)?.grantedMode, LockMode.PW, 'the server still holds the lock the client was granted');
+  t.same(c.evicted, []);
+  // And it still stands in a reader's way: the reader's PR waits for the writer's cancel.
+  const r = reader.locks.enqueue({ resId: RES, type: LockType.EXTENT, mode: LockMode.PR, policy: WHOLE });
+  await until('the writer to be called back', () => writer.locks.counters.blocking === 1);
+  await r;
+  t.equal(writer.locks.lookup(w.handle), undefined, 'the writer gave its lock back before the reader got its own');
+});
+
 t.test('a resent enqueue (its reply lost) finds the lock its first copy made', async (t) => {
   const c = await cluster(t);
   let dropped = 0;

@@ -25,7 +25,11 @@
 // lock that cached the pages went back, another client changed the file, and a read here sent
 // a GETATTR (which the kernel would then discard, reading by the old size). So a caller may
 // ask to be told when its notification is being written (send's `entered`): from then on the
-// bump is a system call's first steps away.
+// bump is a system call's first steps away. Those steps must be quick: a thread just started
+// took 36 ms to get there on a loaded machine, long enough for the lock to go back and the
+// other client to write. So a notifier of such writes keeps spare threads started and idle
+// (the session's of pages: NOTIFY_THREADS_SPARE), each having made one write already (to
+// /dev/null: the code of the write path is compiled once it ran).
 //
 // The libuv pool is not used: a blocked write there would take one of the threads the ops' file
 // IO runs on (reader.ts says why that matters).
@@ -35,11 +39,18 @@ import { Worker } from 'node:worker_threads';
 export const NOTIFY_QUEUE_MAX = 4096;
 /** Threads writing notifications at most (one each while none is free; then they queue). */
 export const NOTIFY_THREADS_MAX = 8;
+/** Idle threads a notifier of page invalidations keeps started and warm (while fewer than NOTIFY_THREADS_MAX run). */
+export const NOTIFY_THREADS_SPARE = 2;
 
 const WORKER_SOURCE = `
 'use strict';
 const { workerData, parentPort } = require('node:worker_threads');
-const { writeSync } = require('node:fs');
+const { closeSync, openSync, writeSync } = require('node:fs');
+try {
+  const fd = openSync('/dev/null', 'w');
+  writeSync(fd, Buffer.alloc(1));
+  closeSync(fd);
+} catch {}
 parentPort.on('message', (m) => {
   let code = null;
   if (m.entered) parentPort.postMessage({ id: m.id, entered: true });
@@ -64,7 +75,8 @@ export class Notifier {
   private nextId = 1;
   private closed = false;
 
-  constructor(private readonly fd: number) {}
+  /** `spare`: idle threads kept started (0: one is started by warm(), more only when none is free). */
+  constructor(private readonly fd: number, private readonly spare = 0) {}
 
   /**
    * Writes one whole notification (header included); resolves with the kernel's answer.
@@ -76,7 +88,6 @@ export class Notifier {
     if (this.pending.size >= NOTIFY_QUEUE_MAX) return Promise.resolve('ENOBUFS');
     const id = this.nextId++;
     const thread = this.thread();
-    thread.outstanding++;
     const done = new Promise<NotifyResult>((resolve) => this.pending.set(id, { resolve, entered, thread }));
     thread.worker.postMessage({ id, buf: message, entered: entered !== undefined });
     return done;
@@ -101,17 +112,30 @@ export class Notifier {
     await Promise.all(threads.map((t) => t.worker.terminate()));
   }
 
-  /** Starts a thread ahead of the first notification (a thread's start may take long on a busy machine). */
-  warm(): void {
-    if (!this.closed && this.threads.length === 0) this.start();
+  /** Threads started and idle. */
+  get idle(): number {
+    return this.threads.filter((t) => t.outstanding === 0).length;
   }
 
-  /** A thread with nothing outstanding, a new one while there may be more, else the least busy. */
+  /** Starts the spare threads (at least one) ahead of the first notification (a thread's start may take long on a busy machine). */
+  warm(): void {
+    this.keepSpares(Math.max(1, this.spare));
+  }
+
+  private keepSpares(n: number): void {
+    while (!this.closed && this.idle < n && this.threads.length < NOTIFY_THREADS_MAX) this.start();
+  }
+
+  /**
+   * A thread with nothing outstanding (spares are started again behind it), a new one while
+   * there may be more, else the least busy.
+   */
   private thread(): Thread {
     const free = this.threads.find((t) => t.outstanding === 0);
-    if (free) return free;
-    if (this.threads.length < NOTIFY_THREADS_MAX) return this.start();
-    return this.threads.reduce((a, b) => (b.outstanding < a.outstanding ? b : a));
+    const chosen = free ?? (this.threads.length < NOTIFY_THREADS_MAX ? this.start() : this.threads.reduce((a, b) => (b.outstanding < a.outstanding ? b : a)));
+    chosen.outstanding++;
+    this.keepSpares(this.spare);
+    return chosen;
   }
 
   private start(): Thread {

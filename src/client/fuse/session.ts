@@ -31,7 +31,7 @@ import { resolve as resolvePath } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { errnoOf, serve, type ReplyBody } from './dispatch.js';
 import { abortConnection, fuseMountAt, mountFuse, umountFuse } from './mount.js';
-import { Notifier } from './notify.js';
+import { NOTIFY_THREADS_SPARE, Notifier } from './notify.js';
 import { fuseError, servesFlockLocks, servesPosixLocks, type ConnectionInfo, type FuseOps, type RequestContext } from './ops.js';
 import { READERS_DEFAULT, startReaders, type Readers } from './reader.js';
 import {
@@ -161,7 +161,7 @@ export class FuseSession {
    * INVAL_INODE of pages on threads of a third pool: one blocked on a page waits for nothing of
    * the names' threads, and a page invalidation never queues behind a name's blocked on a
    * directory (llite waits for them while a lock goes back: until done when no READ or WRITE of
-   * the file runs, else until entered).
+   * the file runs, else until entered; spare threads make `entered` close to the kernel's bump).
    */
   private readonly pageNotifier: Notifier;
   private readonly log: Logger;
@@ -188,7 +188,7 @@ export class FuseSession {
     this.fd = openSync('/dev/fuse', 'r+');
     this.notifier = new Notifier(this.fd);
     this.attrNotifier = new Notifier(this.fd);
-    this.pageNotifier = new Notifier(this.fd);
+    this.pageNotifier = new Notifier(this.fd, NOTIFY_THREADS_SPARE);
     // Waited for while a lock is given back: their threads are up before the first one.
     this.attrNotifier.warm();
     this.pageNotifier.warm();

@@ -26,7 +26,7 @@ export function isValidFid(fid: unknown): fid is Fid {
 
 /** Validates a FID given by a caller; the edge where bad input becomes EINVAL. */
 export function checkFid(fid: unknown): Fid {
-  if (!isValidFid(fid)) throw new OsdError('EINVAL', `not a valid FID: ${JSON.stringify(fid)}`);
+  if (!isValidFid(fid)) throw new OsdError('EINVAL', `not a valid FID: ${JSON.stringify(fid, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v))}`);
   return fid;
 }
 

@@ -24,6 +24,7 @@ t.test('FIDs: Lustre text form, key order, validation', async (t) => {
   }
   t.throws(() => fid(2 ** 53, 1), { code: 'EINVAL' });
   t.throws(() => fid(1, -1), { code: 'EINVAL' });
+  t.throws(() => fid(1n as never, 2), { code: 'EINVAL', message: /not a valid FID: \{"seq":"1n"/ }, 'a bigint sequence is named, not a TypeError of JSON');
   const sorted = [fid(2, 0), fid(1, 5), fid(1, 0x10), fid(0x100000000, 0), fid(1, 5, 1)];
   const byKey = [...sorted].sort((a, b) => (fidKey(a) < fidKey(b) ? -1 : 1));
   t.same(byKey, [fid(1, 5), fid(1, 5, 1), fid(1, 0x10), fid(2, 0), fid(0x100000000, 0)]);

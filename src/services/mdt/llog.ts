@@ -13,7 +13,10 @@
 // an unlink adds are also remembered here with their txg, and once that txg is durable they alone
 // are processed: reading the whole log after every txg (as a pass does) read every record still
 // waiting for its OST's commit, hundreds of them while files are unlinked by the hundred per
-// second, only to skip them.
+// second, only to skip them. A pass reads the log as the OSD has it, records of txgs still open
+// or syncing included: it leaves those to the processing after their txg (a remembered record
+// says its txg; one not remembered, beyond FRESH_RECORDS_MAX, waits for a pass once the last
+// such txg is durable).
 import { fidKey, type Fid, type Osd, type Tx } from '../../osd/index.js';
 import type { StripeObject } from './layout.js';
 
@@ -46,8 +49,8 @@ export class DestroyLog {
   readonly stats: DestroyLogStats = { recorded: 0, destroyed: 0, failures: 0 };
   /** Records added since the log was last read whole, by name (see the top of the file). */
   readonly #fresh = new Map<string, FreshRecord>();
-  /** A record was added but not remembered (FRESH_RECORDS_MAX): the next kick reads the whole log. */
-  #untracked = false;
+  /** The last txg that added a record not remembered (FRESH_RECORDS_MAX); 0: none since the last pass took them. */
+  #untrackedTxg = 0;
   #running: Promise<void> | undefined;
   #again = false;
   #retry: NodeJS.Timeout | undefined;
@@ -70,13 +73,16 @@ export class DestroyLog {
       await tx.indexInsert(this.index, name, { fid: o.fid, type: 'reg' });
       this.stats.recorded++;
       if (this.#fresh.size < FRESH_RECORDS_MAX) this.#fresh.set(name, { txg: tx.txg, ostIndex: o.ostIndex, fid: o.fid });
-      else this.#untracked = true;
+      else this.#untrackedTxg = Math.max(this.#untrackedTxg, tx.txg);
     }
   }
 
   /** Processes the records added up to txg once it is durable (the whole log if some were not remembered). */
   kickAfter(txg: number): void {
-    void this.osd.waitSynced(txg).then(() => (this.#untracked ? this.kick() : this.#processFresh()), () => {});
+    void this.osd.waitSynced(txg).then(() => {
+      this.#processFresh();
+      if (this.#untrackedTxg !== 0 && this.#untrackedTxg <= this.osd.lastSyncedTxg) void this.kick();
+    }, () => {});
   }
 
   /** The remembered records whose txg is durable, each destroyed on its own. */
@@ -123,8 +129,11 @@ export class DestroyLog {
   }
 
   async #process(): Promise<void> {
-    // Records added from now on are found by this pass or remembered for the next kick.
-    this.#untracked = false;
+    const synced = this.osd.lastSyncedTxg;
+    // Records not remembered are all durable when the last txg that added one is; else they
+    // wait, with any other record this pass cannot place, for the pass after that txg.
+    const unplacedDurable = this.#untrackedTxg <= synced;
+    if (unplacedDurable) this.#untrackedTxg = 0;
     let cookie: string | null = null;
     let failed = false;
     do {
@@ -132,6 +141,8 @@ export class DestroyLog {
       cookie = page.cookie;
       const done: string[] = [];
       await Promise.all(page.entries.map(async (e) => {
+        const fresh = this.#fresh.get(e.name);
+        if (fresh ? fresh.txg > synced : !unplacedDurable) return; // a crash may still undo its unlink
         this.#fresh.delete(e.name);
         try {
           if (await this.#destroy(e.name, parseInt(e.name.slice(0, 8), 16), e.fid)) done.push(e.name);

@@ -71,6 +71,14 @@ function spanOf(extents: readonly WriteExtent[]): { start: number; end: number }
   return { start: extents[0]!.offset, end: last.offset + last.data.length };
 }
 
+/**
+ * Where a read stands with its locks, for a caller that must know whether it may wait for the
+ * read (llite: the kernel holds the read's pages locked meanwhile). 'start': not at its locks
+ * yet; 'locking': waiting for a lock (an enqueue on the wire), so whatever it reads comes from
+ * after every conflicting change; 'locked': it holds all it needs, and waits for no one.
+ */
+export interface LockProgress { phase: 'start' | 'locking' | 'locked' }
+
 export class FileObject {
   /** Handles of the mount open on this file. */
   opens = 0;
@@ -126,11 +134,14 @@ export class FileObject {
   /**
    * Extent locks of `mode` on the object range of each stripe that file range [offset,
    * offset + length) touches (every whole object with `whole`), one stripe after another;
-   * resolves with their release.
+   * resolves with their release. `progress` follows the caller through it (LockProgress).
    */
-  async #lock(mode: Mode, offset: number, length: number, whole = false): Promise<() => void> {
+  async #lock(mode: Mode, offset: number, length: number, whole = false, progress?: LockProgress): Promise<() => void> {
     const layout = this.layout;
-    if (!layout || !this.ctx.extentLocks) return noRelease;
+    if (!layout || !this.ctx.extentLocks) {
+      if (progress) progress.phase = 'locked';
+      return noRelease;
+    }
     const ranges = new Map<number, { start: number; end: number }>();
     if (whole) for (let i = 0; i < layout.stripeCount; i++) ranges.set(i, { start: 0, end: -1 });
     else {
@@ -145,6 +156,7 @@ export class FileObject {
     const release = (): void => {
       for (const h of held.splice(0)) h.ns.release(h.lock, mode);
     };
+    if (progress) progress.phase = 'locking';
     try {
       for (const stripe of [...ranges.keys()].sort((a, b) => a - b)) {
         const o = layout.objects[stripe]!;
@@ -155,6 +167,7 @@ export class FileObject {
         const lock = await ns.lock(objectResId(o), LockType.EXTENT, mode, { extent });
         if (lock) held.push({ ns, lock });
       }
+      if (progress) progress.phase = 'locked';
     } catch (err) {
       release();
       throw err;
@@ -386,17 +399,20 @@ export class FileObject {
   }
 
   /** Reads up to length bytes at offset from the OSTs (under PR locks), after sending what is dirty. */
-  async read(offset: number, length: number): Promise<Buffer> {
-    const pieces = await this.readPieces(offset, length);
+  async read(offset: number, length: number, progress?: LockProgress): Promise<Buffer> {
+    const pieces = await this.readPieces(offset, length, progress);
     if (pieces.length === 1) return pieces[0]!;
     return pieces.length === 0 ? Buffer.alloc(0) : Buffer.concat(pieces);
   }
 
   /** read() as buffers back to back (the bulks as they arrived, not copied into one). */
-  async readPieces(offset: number, length: number): Promise<Buffer[]> {
+  async readPieces(offset: number, length: number, progress?: LockProgress): Promise<Buffer[]> {
     if (this.dirtyBytes > 0) await this.flush();
-    if (!this.layout || length === 0) return [];
-    const release = await this.#lock(LockMode.PR, offset, length);
+    if (!this.layout || length === 0) {
+      if (progress) progress.phase = 'locked';
+      return [];
+    }
+    const release = await this.#lock(LockMode.PR, offset, length, false, progress);
     try {
       return await this.ctx.lov.readPieces(this.layout, offset, length);
     } finally {

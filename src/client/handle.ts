@@ -8,7 +8,7 @@
 // file destroys it); a failed write that surfaced only in the background is reported here.
 import type { MdtAttr } from '../services/mdt/protocol.js';
 import { FsError, toFsError } from './errors.js';
-import type { FileObject } from './file.js';
+import type { FileObject, LockProgress } from './file.js';
 import { canRead, canWrite, O_SYNC, OpenFlag } from './flags.js';
 import type { ReadAhead } from './readahead.js';
 import type { Stats } from './stats.js';
@@ -104,14 +104,14 @@ export class FileHandle {
    * the caller reads it and never writes to it. read() without its copy into the caller's
    * buffer, for a caller that sends the bytes on (FUSE's READ reply).
    */
-  async readView(length: number, position: Position = null): Promise<Buffer> {
+  async readView(length: number, position: Position = null, progress?: LockProgress): Promise<Buffer> {
     this.#check('read', 'read');
     if (!Number.isSafeInteger(length) || length < 0) throw new FsError('EINVAL', 'read', this.path, undefined, `length ${length}`);
     const pos = positionOf(position);
     const at = pos ?? this.position;
     let data: Buffer;
     try {
-      data = await this.#readAt(at, length);
+      data = await this.#readAt(at, length, progress);
     } catch (err) {
       throw toFsError(err, 'read', this.path);
     }
@@ -119,9 +119,9 @@ export class FileHandle {
     return data;
   }
 
-  #readAt(at: number, length: number): Promise<Buffer> {
+  #readAt(at: number, length: number, progress?: LockProgress): Promise<Buffer> {
     if (length === 0) return Promise.resolve(Buffer.alloc(0));
-    return this.readAhead ? this.readAhead.read(at, length) : this.file!.read(at, length);
+    return this.readAhead ? this.readAhead.read(at, length, progress) : this.file!.read(at, length, progress);
   }
 
   /** write(buffer, offset?, length?, position?) or write(string, position?, encoding?). */

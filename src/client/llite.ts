@@ -33,7 +33,7 @@
 import { parseFid } from '../osd/index.js';
 import { bsdFlockPolicy, hasFlag, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid } from '../ldlm/index.js';
 import type { MdtAttr } from '../services/mdt/protocol.js';
-import { FileObject } from './file.js';
+import { FileObject, type LockProgress } from './file.js';
 import type { FileSystem } from './fs.js';
 import type { FileHandle } from './handle.js';
 import {
@@ -83,6 +83,8 @@ export interface KernelCache {
 
 /** Bytes [start, end) of a file. */
 interface PageRange { start: number; end: number }
+/** A READ or WRITE running (#io): its pages, and for a READ where it stands with its locks. */
+interface IoRange extends PageRange { read?: LockProgress }
 interface Node { fid: string; lookups: number; names?: Array<{ parent: number; name: string }> }
 interface DirHandle { fid: string; base: number; entries: Dirent[]; cookie: string | null; end: boolean }
 
@@ -119,7 +121,7 @@ export class Llite implements FuseOps {
   /** Invalidations waiting for a nodeid, to stop waiting when a request holding it starts. */
   readonly #holdWaiters = new Map<number, Set<() => void>>();
   /** READs and WRITEs running, by nodeid: the byte ranges whose pages the kernel holds locked for them. */
-  readonly #io = new Map<number, Set<PageRange>>();
+  readonly #io = new Map<number, Set<IoRange>>();
   /** Page invalidations under way, by nodeid, told of each READ or WRITE that starts (#dropPages). */
   readonly #ioStarts = new Map<number, Set<(range: PageRange) => void>>();
   #kernel: KernelCache | undefined;
@@ -180,12 +182,18 @@ export class Llite implements FuseOps {
    * page a READ or WRITE has locked until that request is answered, which may be never while
    * the lock going back is not (the request may wait for a lock that waits for ours). So the
    * ranges of this mount's READs and WRITEs of the file (#io) get notifications of their own,
-   * and the gaps between them others: a gap's is waited for until done, a request's until the
-   * kernel has it (its attr_version bump made: none may come after the lock went back; the
-   * pages go once the request is answered, and one waiting for a lock reads after the change
-   * anyway). A request that starts inside a gap meanwhile (the kernel locked its pages before
-   * we saw it) splits the gap: its notification is then waited for until entered, and the
-   * parts of the gap around the request get notifications of their own.
+   * and the gaps between them others, each waited for until done, except:
+   * - a READ waiting for a lock (LockProgress 'locking') gets none: whatever it reads comes from
+   *   after the change this lock makes way for (a new lock of its own, granted after the
+   *   change, or one that a later callback revokes in turn). Its range is in no gap either.
+   * - a request whose state is not known ('start': not at its locks yet; a WRITE; a READ
+   *   served from a read-ahead window) gets one waited for only until the kernel has it (its
+   *   attr_version bump made: none may come after the lock went back, or the kernel would
+   *   discard the attributes of a GETATTR sent before it, and read by the old size; the pages
+   *   go once the request is answered).
+   * A request that starts inside a gap meanwhile (the kernel locked its pages before we saw
+   * it) splits the gap: its notification is then waited for until entered, and the parts of
+   * the gap around the request get notifications of their own.
    */
   #dropPages(kernel: KernelCache, nodeid: number): Promise<void> {
     return new Promise((resolve) => {
@@ -229,12 +237,17 @@ export class Llite implements FuseOps {
         at = Math.max(at, r.end);
       }
       send(at, undefined, false);
-      for (const r of running) send(r.start, r.end, true);
+      for (const r of running) {
+        // A READ waiting for a lock reads after the change that called this one back: its pages
+        // get fresh data, and need nothing from us. One that holds its locks waits for no one.
+        if (r.read?.phase === 'locking') continue;
+        send(r.start, r.end, r.read?.phase !== 'locked');
+      }
     });
   }
 
   /** Runs a READ or WRITE of `nodeid` whose pages in `range` the kernel holds locked meanwhile (#io). */
-  async #doingIo<T>(nodeid: number, range: PageRange, op: () => Promise<T>): Promise<T> {
+  async #doingIo<T>(nodeid: number, range: IoRange, op: () => Promise<T>): Promise<T> {
     let running = this.#io.get(nodeid);
     if (!running) this.#io.set(nodeid, (running = new Set()));
     running.add(range);
@@ -510,7 +523,8 @@ export class Llite implements FuseOps {
   async read(_ctx: RequestContext, nodeid: number, fh: number, offset: number, size: number): Promise<Buffer> {
     // A view of the mount's cache, written to /dev/fuse as the reply (no copy into a new buffer).
     // A READ asks for whole folios: the kernel holds exactly these pages locked.
-    return this.#doingIo(nodeid, { start: offset, end: offset + size }, () => this.#file(fh).readView(size, offset));
+    const read: LockProgress = { phase: 'start' };
+    return this.#doingIo(nodeid, { start: offset, end: offset + size, read }, () => this.#file(fh).readView(size, offset, read));
   }
 
   async write(_ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer): Promise<number> {

@@ -13,7 +13,7 @@
 // Nothing read ahead outlives its handle (no cache across opens), and a change of the file's
 // data made through this mount (FileObject.generation) drops the windows at once.
 import type { ByteBudget } from './budget.js';
-import type { FileObject } from './file.js';
+import type { FileObject, LockProgress } from './file.js';
 
 const MiB = 1024 * 1024;
 /** The first window, once a handle reads sequentially. */
@@ -49,8 +49,11 @@ export class ReadAhead {
     private readonly perFileBytes: () => number,
   ) {}
 
-  /** Reads up to length bytes at offset (fewer at the end of the file). */
-  async read(offset: number, length: number): Promise<Buffer> {
+  /**
+   * Reads up to length bytes at offset (fewer at the end of the file). `progress` follows a
+   * read from the OSTs made for this call alone (one served by a window stays at 'start').
+   */
+  async read(offset: number, length: number, progress?: LockProgress): Promise<Buffer> {
     this.#dropStale(offset);
     if (offset === this.#nextOffset) this.#sequential++;
     else {
@@ -61,16 +64,16 @@ export class ReadAhead {
     this.#nextOffset = offset + length;
     const ahead = this.#sequential >= SEQUENTIAL_READS_MIN && this.perFileBytes() > 0;
     if (ahead) this.#windowBytes = Math.min(this.perFileBytes(), Math.max(WINDOW_START_BYTES, length, this.#windowBytes * 2));
-    const out = await this.#serve(offset, length, ahead);
+    const out = await this.#serve(offset, length, ahead, progress);
     if (ahead && out.length === length) this.#prefetch();
     return out;
   }
 
-  async #serve(offset: number, length: number, ahead: boolean): Promise<Buffer> {
+  async #serve(offset: number, length: number, ahead: boolean, progress?: LockProgress): Promise<Buffer> {
     const w = this.#windows.find((x) => x.offset <= offset && offset < x.offset + x.length);
     if (!w) {
       this.counters.misses++;
-      if (!ahead || this.#windowBytes <= length || !this.budget.tryTake(this.#windowBytes)) return this.file.read(offset, length);
+      if (!ahead || this.#windowBytes <= length || !this.budget.tryTake(this.#windowBytes)) return this.file.read(offset, length, progress);
       this.#add(offset, this.#windowBytes, this.#windowBytes);
       return this.#serve(offset, length, ahead);
     }

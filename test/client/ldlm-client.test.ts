@@ -200,13 +200,18 @@ t.test('client caching on locks, two mounts', async (t) => {
     t.match(await rejection(b.stat('/elc/f')), { code: 'ENOENT' }, 'the other mount sees it gone');
   });
 
-  t.test('a revoked lock\'s pages: the gaps around a READ in flight are dropped and waited for, the READ\'s own range only handed over', async (t) => {
+  /**
+   * A revocation of the lock on /pages while a READ of [READ.start, READ.end) starts, as the
+   * kernel's readahead sends one just as the lock goes; what the kernel was told, and the READ.
+   * `before` reads through the handle first (a sequential run makes the next READ go through a
+   * read-ahead window).
+   */
+  async function revokeAroundRead(name: string, READ: { start: number; end: number }, before: Array<[number, number]>) {
     const la = new Llite(a);
-    await b.writeFile('/pages', Buffer.alloc(64 * 1024, 1));
-    const f = await la.lookup(ctx(1), 1, 'pages');
+    await b.writeFile(name, Buffer.alloc(4 * 1024 * 1024, 1));
+    const f = await la.lookup(ctx(1), 1, name.slice(1));
     const { fh } = await la.open(ctx(1), f.nodeid, 0);
-    t.equal((await la.read(ctx(1), f.nodeid, fh, 0, 4096)).length, 4096, 'read under a PR lock');
-    const READ = { start: 8192, end: 12288 };
+    for (const [at, n] of before) await la.read(ctx(1), f.nodeid, fh, at, n);
     const told: string[] = [];
     let inFlight: Promise<Buffer> | undefined;
     let blocked: (() => void) | undefined;
@@ -214,8 +219,8 @@ t.test('client caching on locks, two mounts', async (t) => {
       invalInode: (nodeid, offset = 0, length = 0, entered) => {
         if (nodeid !== f.nodeid) return Promise.resolve(true);
         if (offset < 0) {
-          // The kernel's readahead sends a READ just as the lock goes: it waits for a new lock,
-          // queued behind the other mount's PW, which waits for this revocation.
+          // The READ starts as the lock goes: it waits for a new lock, queued behind the other
+          // mount's PW, which waits for this revocation.
           inFlight ??= la.read(ctx(1), f.nodeid, fh, READ.start, READ.end - READ.start);
           return Promise.resolve(true);
         }
@@ -228,14 +233,33 @@ t.test('client caching on locks, two mounts', async (t) => {
       },
       invalEntry: async () => true,
     });
-    const w = await b.open('/pages', 'r+');
+    const w = await b.open(name, 'r+');
     await w.write(Buffer.from('NEW'), 0, 3, READ.start);
-    t.ok(inFlight, 'a READ was in flight as the lock went');
-    t.same(told.sort(), ['0+8192', '12288+0', '8192+4096'], 'the gaps before and after the READ, and the READ\'s own range, each a notification');
-    t.ok(blocked, 'the lock went back while the READ\'s own range still waited for it');
+    const toldThen = told.sort();
+    const blockedThen = blocked !== undefined;
     await w.close();
-    t.equal((await inFlight!).subarray(0, 3).toString(), 'NEW', 'the READ, granted after the write, read the new data');
-    blocked!();
+    const read = (await inFlight!).subarray(0, 3).toString();
+    blocked?.();
+    return { inFlight: inFlight !== undefined, told: toldThen, blocked: blockedThen, read };
+  }
+
+  t.test('a revoked lock\'s pages: a READ waiting for a lock as it goes needs no notification, the gaps around it are dropped and waited for', async (t) => {
+    const READ = { start: 8192, end: 12288 };
+    const r = await revokeAroundRead('/pages', READ, [[0, 4096]]);
+    t.ok(r.inFlight, 'a READ was in flight as the lock went');
+    t.same(r.told, ['0+8192', '12288+0'], 'the gaps before and after the READ, each a notification; none for the READ\'s own pages');
+    t.notOk(r.blocked, 'so nothing the lock waited for waits for the READ');
+    t.equal(r.read, 'NEW', 'the READ, granted after the write, read the new data (its pages get it)');
+  });
+
+  t.test('a revoked lock\'s pages: a READ whose state is not known (served by a read-ahead window) has its own range handed over', async (t) => {
+    const READ = { start: 8192, end: 12288 };
+    // Sequential READs before it: the next goes through a read-ahead window, read for it.
+    const r = await revokeAroundRead('/pages-ra', READ, [[0, 4096], [4096, 4096]]);
+    t.ok(r.inFlight, 'a READ was in flight as the lock went');
+    t.same(r.told, ['0+8192', '12288+0', '8192+4096'], 'the gaps before and after the READ, and the READ\'s own range, each a notification');
+    t.ok(r.blocked, 'the lock went back while the READ\'s own range still waited for it');
+    t.equal(r.read, 'NEW', 'the READ, granted after the write, read the new data');
   });
 
   t.test('the library walks paths through names cached under locks; an unlink gives its extent locks back unasked', async (t) => {

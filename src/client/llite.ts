@@ -12,8 +12,9 @@
 // running request that holds the kernel's lock an invalidation needs (a READ or WRITE of the
 // file: its pages; a LOOKUP, READDIR or change of a name in the directory: the directory) may
 // itself wait for a lock that waits for ours (notify.ts). Then a name's invalidation is not
-// waited for, and the pages of such a READ or WRITE get a notification of their own, waited
-// for only until the kernel has it, while the pages around them are dropped as ever
+// waited for; a READ waiting for a lock needs its pages dropped not at all (it reads after the
+// change), and the pages of a READ or WRITE that may wait get a notification of their own,
+// waited for only until the kernel has it, while the pages around them are dropped as ever
 // (#dropPages). Waiting matters: each INVAL_INODE makes the kernel discard the attributes of
 // any GETATTR already sent, and a read would then go by the old size (a read past the old end
 // of a file the other mount had just extended returned 0 bytes); a page dropped late is read

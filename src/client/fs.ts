@@ -263,7 +263,7 @@ export class FileSystem implements HandleHost {
       }
       // The open goes straight to the MDT; it refuses a symlink (ELOOP), which is then followed here.
       try {
-        const r = await this.mdc.open(par.dir.fid, par.name, flags, mode & ~this.umask & 0o7777, layout);
+        const r = await this.core.mdCache.open(this.mdc, par.dir.fid, par.name, flags, mode & ~this.umask & 0o7777, layout);
         return await this.#handleOf(path, flags, r);
       } catch (err) {
         if ((err as { code?: string }).code !== 'ELOOP') throw err;
@@ -299,7 +299,7 @@ export class FileSystem implements HandleHost {
   /** createAt, telling too whether this open created the file (statOf's `created`). */
   async createIn(parentFid: string, name: string, flags: number, mode: number): Promise<{ handle: FileHandle; created: boolean }> {
     return this.#call('open', name, async () => {
-      const r = await this.mdc.open(parentFid, name, flags, mode & ~this.umask & 0o7777);
+      const r = await this.core.mdCache.open(this.mdc, parentFid, name, flags, mode & ~this.umask & 0o7777);
       return { handle: await this.#handleOf(name, flags, r), created: r.created };
     });
   }

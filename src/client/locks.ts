@@ -146,7 +146,21 @@ export class ClientNamespace {
    */
   async lockWithReply(resId: ResId, type: LockType, mode: LockMode, policy: Policy | undefined, more: Partial<EnqueueRequest> = {}): Promise<{ cached: CachedLock; lock: ClientLock } | undefined> {
     const granted = await this.enqueue({ resId, type, mode, ...(policy && { policy }), ...more });
+    return granted && { cached: this.#cached(granted, mode), lock: granted };
+  }
+
+  /**
+   * An intent the server may do without handing out a lock (an open: ELDLM_LOCK_ABORTED), as
+   * lockWithReply otherwise: `cached` only when a lock was granted (referenced in `mode`).
+   */
+  async intentWithReply(resId: ResId, type: LockType, mode: LockMode, policy: Policy | undefined, more: Partial<EnqueueRequest>): Promise<{ cached: CachedLock | undefined; lock: ClientLock } | undefined> {
+    const granted = await this.enqueue({ resId, type, mode, ...(policy && { policy }), ...more });
     if (!granted) return undefined;
+    return { cached: granted.aborted ? undefined : this.#cached(granted, mode), lock: granted };
+  }
+
+  /** A lock just granted, into the cache with a reference of `mode` for the caller. */
+  #cached(granted: ClientLock, mode: LockMode): CachedLock {
     const cached = this.cache.add({
       handle: granted.handle, remoteHandle: granted.remoteHandle, resId: granted.resId, type: granted.type, mode: granted.mode,
       ...(granted.policy && { policy: granted.policy }), flags: granted.flags,
@@ -154,7 +168,7 @@ export class ClientNamespace {
     // Synchronously after the grant: a blocking callback (a later network event, or one riding
     // on the grant, which LdlmClient runs after a setImmediate) finds the lock cached.
     this.cache.addRef(cached, mode);
-    return { cached, lock: granted };
+    return cached;
   }
 
   /** Gives an unused cached lock back now (nothing is left to keep it for). */

@@ -13,16 +13,18 @@
 // file's name lock carries UPDATE|PERM too (its attributes come with it); a directory's only
 // PERM, so that creates in it (CW UPDATE on it) leave its name alone. Names that do not exist
 // are not cached: a lock on the directory for them would be revoked by every create in it.
+// A file this mount creates (an open with O_CREAT, sent through the lock namespace) comes with
+// its name's lock in the open's reply, so its name and attributes are cached with no lookup.
 //
 // Attributes are kept per FID with the lock they were read under, names per (parent, name)
 // with the child's lock, at most MD_CACHE_MAX of each.
 import { parseFid } from '../osd/index.js';
 import {
-  encodeLdlmIntent, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdOfFid, type CachedLock, type ClientLock,
+  encodeLdlmIntent, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdEquals, resIdOfFid, type CachedLock, type ClientLock,
 } from '../ldlm/index.js';
-import { decodeAttr, decodeBody, encodeBody, mdtErrnoName, type MdtAttr } from '../services/mdt/protocol.js';
+import { decodeAttr, decodeBody, encodeBody, mdtErrnoName, type LayoutSpec, type MdtAttr } from '../services/mdt/protocol.js';
 import type { ClientNamespace } from './locks.js';
-import { MdcError, toMdcError, type Mdc } from './mdc.js';
+import { MdcError, toMdcError, type Mdc, type OpenResult } from './mdc.js';
 
 /** Attributes kept at once; the least recently read go first. */
 export const MD_CACHE_MAX = 16384;
@@ -34,6 +36,7 @@ const NAME_BITS = InodeBits.LOOKUP | GETATTR_BITS;
 const DIR_NAME_BITS = InodeBits.LOOKUP | InodeBits.PERM;
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
 
 export interface LockedAttr {
   attr: MdtAttr;
@@ -149,10 +152,36 @@ export class MdCache {
   async lookupCreated(mdc: Mdc, parent: string, name: string, fid: string): Promise<LockedAttr | undefined> {
     const ns = this.namespace();
     if (!ns?.supported) return undefined;
+    // The open that created it brought the lock already (open()): nothing to ask.
+    const known = this.#cachedName(ns, `${parent}/${name}`);
+    const e = known?.fid === fid ? this.#entries.get(fid) : undefined;
+    if (e && e.lock === known!.lock) return { attr: e.attr, locked: true, named: true };
     const r = await this.#intent(ns, mdc, resIdOfFid(parseFid(parent)), IntentOp.LOOKUP, NAME_BITS, { parent, name });
     if (!r || r.attr.fid !== fid || (r.attr.mode & S_IFMT) === S_IFDIR) return undefined;
     this.#putName(`${parent}/${name}`, r.attr, r.lock);
     return { attr: r.attr, locked: true, named: true };
+  }
+
+  /**
+   * open(2) by name, O_CREAT in `flags`: through the MDC's lock namespace (mdc.ts, OpenLock),
+   * so that with a file it creates the MDT hands out the lock a lookup of the new name takes
+   * (see the top of this file): the name and the file's attributes, read under it, are cached
+   * at once, with no lookup of their own (lookupCreated then asks nothing).
+   */
+  async open(mdc: Mdc, parent: string, name: string, flags: number, mode: number, layout?: Partial<LayoutSpec>): Promise<OpenResult> {
+    const ns = this.namespace();
+    const r = await mdc.open(parent, name, flags, mode, layout, ns ? { namespace: ns, bits: NAME_BITS } : undefined);
+    if (!r.lock || !ns) return r;
+    const { lock, ...rest } = r;
+    const keep = r.created && (r.attr.mode & S_IFMT) === S_IFREG && resIdEquals(lock.resId, resIdOfFid(parseFid(r.attr.fid)));
+    if (keep) {
+      // Put while the reference holds the lock: what it vouches for from now on.
+      this.#putName(`${parent}/${name}`, r.attr, lock);
+      this.#put(r.attr.fid, r.attr, lock);
+    }
+    ns.release(lock, LockMode.PR);
+    if (!keep) void ns.giveBack(lock); // not what was asked for: nothing to keep it for
+    return rest;
   }
 
   /**

@@ -4,12 +4,14 @@
 // ('ENOENT', 'ENOTEMPTY', ...) or the RPC layer's ('ETIMEDOUT', 'ESHUTDOWN', ...).
 import {
   decodeLdlmReply, Disposition, ELDLM_LOCK_ABORTED, encodeLdlmIntent, encodeLdlmRequest, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdOfFid,
+  type CachedLock, type ResId,
 } from '../ldlm/index.js';
 import { fidToString, parseFid, type Fid } from '../osd/index.js';
 import { Import, LNET_PID_LUSTRE, Opcode, PtlrpcError, targetProfiles, type ImportConfig, type Network, type Reply } from '../ptlrpc/index.js';
 import {
   decodeDefaultLayout, decodeFileLayout, encodeDefaultLayout, LOV_XATTR, type FileLayout,
 } from '../services/mdt/layout.js';
+import type { ClientNamespace } from './locks.js';
 import {
   decodeAttr, decodeBody, decodeDirEntries, decodeStatfs, encodeBody, MdsOpcode, mdtErrnoName, OpenFlag, ReintOp, XattrFlag,
   type Cred, type DirEntry, type LayoutSpec, type MdtAttr, type MdtStatfs, type SetattrFields, type UnlinkReply,
@@ -43,6 +45,20 @@ export interface OpenResult {
   handle: string;
   created: boolean;
   layout: FileLayout | undefined;
+  /**
+   * The lock the MDT handed out on the file it created (OpenLock asked for it), referenced in
+   * PR for the caller, who releases it; `attr` was read under it.
+   */
+  lock?: CachedLock;
+}
+
+/**
+ * An open that asks, through the MDC's lock namespace, for a PR lock of `bits` on the file its
+ * O_CREAT creates (the MDT grants it when it can at once, never on a replay).
+ */
+export interface OpenLock {
+  namespace: ClientNamespace;
+  bits: number;
 }
 
 export interface DirPage {
@@ -297,8 +313,8 @@ export class Mdc {
   }
 
   /** open(2) by name in a directory (O_CREAT creates a regular file striped as `layout` or the defaults). */
-  async open(parent: FidArg, name: string, flags: number, mode = 0o644, layout?: Partial<LayoutSpec>): Promise<OpenResult> {
-    return this.#open({ parent: text(parent), name, flags, mode, ...(layout && { layout: fullSpec(layout) }) });
+  async open(parent: FidArg, name: string, flags: number, mode = 0o644, layout?: Partial<LayoutSpec>, lock?: OpenLock): Promise<OpenResult> {
+    return this.#open({ parent: text(parent), name, flags, mode, ...(layout && { layout: fullSpec(layout) }) }, lock);
   }
 
   /** open by FID (a file found already, or an unlinked one still known). */
@@ -306,11 +322,15 @@ export class Mdc {
     return this.#open({ fid: text(f), flags, mode: 0 });
   }
 
-  async #open(body: Record<string, unknown>): Promise<OpenResult> {
+  async #open(body: Record<string, unknown>, want?: OpenLock): Promise<OpenResult> {
     let m: Record<string, unknown> | undefined;
+    let lock: CachedLock | undefined;
     if (!this.#shared.openByReint) {
       try {
-        m = await this.#openIntent(body);
+        // Through the lock namespace only once it took locks of this MDT (an MDT that refused a
+        // first enqueue would leave the namespace without locks for good).
+        if (want?.namespace.active && (Number(body.flags) & OpenFlag.CREAT)) ({ m, lock } = await this.#openLocking(body, want));
+        else m = await this.#openIntent(body);
       } catch (err) {
         if ((err as MdcError).code !== 'EOPNOTSUPP') throw err;
         this.#shared.openByReint = true; // an MDT that serves no open intent
@@ -318,12 +338,15 @@ export class Mdc {
     }
     m ??= await this.#reint(ReintOp.OPEN, body);
     let layout: FileLayout | undefined;
+    let attr: MdtAttr;
     try {
       layout = m.layout instanceof Uint8Array ? decodeFileLayout(m.layout) : undefined;
+      attr = decodeAttr(m.attr);
     } catch (err) {
+      if (lock) want!.namespace.release(lock, LockMode.PR);
       throw new MdcError('EPROTO', (err as Error).message);
     }
-    return { attr: decodeAttr(m.attr), handle: String(m.handle), created: m.created === true, layout };
+    return { attr, handle: String(m.handle), created: m.created === true, layout, ...(lock && { lock }) };
   }
 
   /**
@@ -333,24 +356,17 @@ export class Mdc {
    * (ELDLM_LOCK_ABORTED); the reply's second buffer is the open's body, which a replay carries.
    */
   async #openIntent(body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    const flags = Number(body.flags);
-    const on = String(body.fid ?? body.parent);
+    const { resId, intent, buffers } = this.#openParts(body);
     const cancels = await this.#earlyCancels(ReintOp.OPEN, body);
-    const creat = (flags & OpenFlag.CREAT) !== 0;
+    const creat = (Number(body.flags) & OpenFlag.CREAT) !== 0;
     const dlm = encodeLdlmRequest({
       flags: LockFlag.HAS_INTENT,
-      lockDesc: {
-        resId: resIdOfFid(parseFid(on)), type: LockType.IBITS, reqMode: creat ? LockMode.CW : LockMode.CR, grantedMode: 0,
-        policy: { bits: LOOKUP },
-      },
+      lockDesc: { resId, type: LockType.IBITS, reqMode: creat ? LockMode.CW : LockMode.CR, grantedMode: 0, policy: { bits: LOOKUP } },
       lockHandles: [++openCookie, ...cancels],
     });
-    const intent = encodeLdlmIntent(IntentOp.OPEN | (creat ? IntentOp.CREAT : 0));
     let reply: Reply;
     try {
-      reply = await this.import.request(Opcode.LDLM_ENQUEUE, [dlm, intent, encodeBody({ cred: this.cred, op: ReintOp.OPEN, ...body })], {
-        modifying: true, replayReply: 1,
-      });
+      reply = await this.import.request(Opcode.LDLM_ENQUEUE, [dlm, intent, ...buffers], { modifying: true, replayReply: 1 });
     } catch (err) {
       throw toMdcError(err);
     }
@@ -358,12 +374,50 @@ export class Mdc {
       throw new MdcError('EPROTO', `an open intent answered with status ${reply.status}, not ELDLM_LOCK_ABORTED`);
     }
     try {
-      const r = decodeLdlmReply(reply.buffers[0]);
-      if ((r.policyRes1 & BigInt(OPEN_DONE)) !== BigInt(OPEN_DONE)) throw new Error(`dispositions 0x${r.policyRes1.toString(16)} say the open was not done`);
-      return decodeBody(reply.buffers, 1);
+      return openReplyBody(decodeLdlmReply(reply.buffers[0]).policyRes1, reply.buffers.slice(1));
     } catch (err) {
       throw new MdcError('EPROTO', `the open intent's reply: ${(err as Error).message}`);
     }
+  }
+
+  /**
+   * The open intent sent through the lock namespace, as Lustre's mdc_enqueue sends it, asking
+   * for PR on `want.bits`: the MDT answers ELDLM_LOCK_ABORTED as ever, or, for a file it
+   * created, with a lock on that file (the ldlm_reply names the file's resource, as a lookup's
+   * replacement does), which the namespace then caches as any other lock.
+   */
+  async #openLocking(body: Record<string, unknown>, want: OpenLock): Promise<{ m: Record<string, unknown>; lock: CachedLock | undefined }> {
+    const { resId, intent, buffers } = this.#openParts(body);
+    const cancels = await this.#earlyCancels(ReintOp.OPEN, body);
+    let r;
+    try {
+      r = await want.namespace.intentWithReply(resId, LockType.IBITS, LockMode.PR, { bits: want.bits }, {
+        intent: [intent, ...buffers], remoteCancels: cancels, update: { replayReply: 1 },
+      });
+    } catch (err) {
+      throw toMdcError(err);
+    }
+    if (!r) throw new MdcError('ESHUTDOWN', 'the MDC\'s lock namespace closed during the open');
+    const lock = r.cached;
+    try {
+      return { m: openReplyBody(r.lock.policyRes1, r.lock.replyBuffers), lock };
+    } catch (err) {
+      if (lock) {
+        want.namespace.release(lock, LockMode.PR);
+        void want.namespace.giveBack(lock);
+      }
+      throw new MdcError('EPROTO', `the open intent's reply: ${(err as Error).message}`);
+    }
+  }
+
+  /** What an open intent carries: the lock's resource (the parent by name, else the file), its ldlm_intent and the open's body. */
+  #openParts(body: Record<string, unknown>): { resId: ResId; intent: Buffer; buffers: Buffer[] } {
+    const creat = (Number(body.flags) & OpenFlag.CREAT) !== 0;
+    return {
+      resId: resIdOfFid(parseFid(String(body.fid ?? body.parent))),
+      intent: encodeLdlmIntent(IntentOp.OPEN | (creat ? IntentOp.CREAT : 0)),
+      buffers: [encodeBody({ cred: this.cred, op: ReintOp.OPEN, ...body })],
+    };
   }
 
   /** MDS_CLOSE: the last close of an unlinked file destroys it. */
@@ -399,6 +453,12 @@ export class Mdc {
   async removeDirStripe(dir: FidArg): Promise<void> {
     await this.removexattr(dir, LOV_XATTR);
   }
+}
+
+/** The open's body in an open intent's reply, once its dispositions say the open was done. */
+function openReplyBody(policyRes1: bigint, buffers: Buffer[]): Record<string, unknown> {
+  if ((policyRes1 & BigInt(OPEN_DONE)) !== BigInt(OPEN_DONE)) throw new Error(`dispositions 0x${policyRes1.toString(16)} say the open was not done`);
+  return decodeBody(buffers);
 }
 
 function fullSpec(s: Partial<LayoutSpec>): LayoutSpec {

@@ -33,6 +33,7 @@ import { randomBytes } from 'node:crypto';
 import type { Subscription } from 'rxjs';
 import { Errno, Opcode, PtlrpcError, statusError, type Import, type ReplaySend } from '../ptlrpc/index.js';
 import { ELDLM_NO_LOCK_DATA, type CallbackInfo, type CallbackService } from './callbacks.js';
+import { ELDLM_LOCK_ABORTED } from './service.js';
 import { flockApply, type FlockPiece } from './flock.js';
 import { hasFlag, LockFlag, LockMode as Mode, LockType, withFlags, withoutFlags, type LockMode } from './modes.js';
 import { resIdKey, type ResId } from './resource.js';
@@ -63,6 +64,16 @@ export interface EnqueueRequest {
    * the new lock's in lock_handle[], as Lustre packs them), saving a cancel round trip.
    */
   earlyCancels?: Array<ClientLock | bigint>;
+  /**
+   * Server cookies of locks forgotten here already (an early cancel the caller gathered, as the
+   * MDC's hook does for an open): they follow the new lock's and `earlyCancels`' in lock_handle[].
+   */
+  remoteCancels?: bigint[];
+  /**
+   * The enqueue is an update (an open intent): executed once by the server with a transno, and
+   * replayed with the intent's reply buffer `replayReply` (the import's request options).
+   */
+  update?: { replayReply: number };
 }
 
 export interface ClientLock {
@@ -85,6 +96,11 @@ export interface ClientLock {
   /** ldlm_reply.lock_policy_res1 and res2 (an intent's disposition and status). */
   policyRes1: bigint;
   policyRes2: bigint;
+  /**
+   * The server did the intent and handed out no lock (ELDLM_LOCK_ABORTED, the MDT's open of a
+   * file it did not create): nothing is held, only replyBuffers and policyRes1/2 say anything.
+   */
+  aborted?: true;
 }
 
 export interface LdlmClientHooks {
@@ -214,6 +230,7 @@ export class LdlmClient {
     this.counters.enqueues++;
     const cancels = this.#forget(req.earlyCancels ?? [], LDLM_MAX_HANDLES - 1, true);
     this.counters.cancels += cancels.length;
+    cancels.push(...(req.remoteCancels ?? []).slice(0, LDLM_MAX_HANDLES - 1 - cancels.length));
     const body = encodeLdlmRequest({
       flags: (req.flags ?? 0) | (req.intent ? LockFlag.HAS_INTENT : 0),
       lockDesc: { resId: req.resId, type: req.type, reqMode: req.mode, grantedMode: 0, policy: req.policy },
@@ -222,12 +239,26 @@ export class LdlmClient {
     });
     let reply;
     try {
-      reply = await this.#import.request(Opcode.LDLM_ENQUEUE, [body, ...(req.intent ?? [])]);
+      reply = await this.#import.request(Opcode.LDLM_ENQUEUE, [body, ...(req.intent ?? [])], req.update && { modifying: true, replayReply: req.update.replayReply });
     } catch (err) {
       this.#entries.delete(handle);
       throw err;
     }
-    const r = decodeLdlmReply(reply.buffers[0]);
+    let r;
+    try {
+      r = decodeLdlmReply(reply.buffers[0]);
+    } catch (err) {
+      this.#entries.delete(handle);
+      throw err;
+    }
+    if (reply.status === ELDLM_LOCK_ABORTED) {
+      // The intent was done, no lock handed out: nothing to keep (a callback naming the cookie is answered "no such lock").
+      this.#entries.delete(handle);
+      return {
+        handle, remoteHandle: 0n, resId: r.lockDesc.resId, type: req.type, mode: 0 as LockMode, policy: req.policy, flags: r.flags,
+        replyBuffers: reply.buffers.slice(1), policyRes1: r.policyRes1, policyRes2: r.policyRes2, aborted: true,
+      };
+    }
     const lock: ClientLock = {
       // The reply's resource: an intent by name may hand out a lock on the child it found.
       handle, remoteHandle: r.lockHandle, resId: r.lockDesc.resId, type: req.type,

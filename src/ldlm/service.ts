@@ -13,7 +13,12 @@
 //     adds its buffers and lock_policy_res1/res2 to the reply (the MDT's lookup/getattr). An
 //     aborting intent (the MDT's open) runs first instead, and when it takes the request no
 //     lock is enqueued: pb_status ELDLM_LOCK_ABORTED, the ldlm_reply describes the lock asked
-//     for with no handle, and the intent's buffers and lock_policy_res1/res2 follow.
+//     for with no handle, and the intent's buffers and lock_policy_res1/res2 follow. Or it
+//     hands out a lock of its own, granted (the MDT's open of a file it created: a lock on that
+//     file, Lustre's ELDLM_LOCK_REPLACED): pb_status 0, the ldlm_reply describes that lock.
+//     Such an enqueue is an update, executed once: a resent copy gets the reply recorded, its
+//     lock named only while the lock is still the client's (else as ELDLM_LOCK_ABORTED, as
+//     Lustre's mdt_intent_fixup_resent finds no lock: a server restarted meanwhile forgot it).
 //   replay    [ldlm_request with LDLM_FL_REPLAY and a granted mode] -> [ldlm_reply]
 //     Lock replay after the target restarted (the client's ldlm_replay_locks; the ptlrpc
 //     service runs these in its recovery's lock phase, after every request replay): the lock is
@@ -32,9 +37,10 @@
 // unreachable) evicts the client; so does a blocking callback answered but not followed by a
 // cancel within the namespace's lock timeout (a timer looks for such locks). Evicting calls the
 // target's hook (which drops the export) and releases the client's locks, so others proceed.
+import assert from 'node:assert/strict';
 import {
   Errno, MsgFlag, Opcode, PtlrpcError, ReverseImport, LDLM_TIMEOUT_MS, statusError,
-  type Export, type IncomingRequest, type Network, type OpHandler, type ReplyTransaction, type RequestContext,
+  type Export, type HandlerReply, type IncomingRequest, type Network, type OpHandler, type ReplyTransaction, type RequestContext,
 } from '../ptlrpc/index.js';
 import type { Observable, Subscription } from 'rxjs';
 import { ELDLM_NO_LOCK_DATA } from './callbacks.js';
@@ -44,7 +50,7 @@ import { hasFlag, LockFlag } from './modes.js';
 import type { EnqueueResult, Namespace } from './namespace.js';
 import { resIdToString } from './resource.js';
 import type { Lock, LockRequest } from './types.js';
-import { decodeLdlmRequest, encodeLdlmReply, encodeLdlmRequest, type LdlmRequest, type LockDesc } from './wire.js';
+import { decodeLdlmReply, decodeLdlmRequest, encodeLdlmReply, encodeLdlmRequest, type LdlmReply, type LdlmRequest, type LockDesc } from './wire.js';
 
 /** LDLM_FL_BLOCKED_MASK: the reply flags that tell the client to wait for its completion callback. */
 const BLOCKED_MASK = LockFlag.BLOCK_GRANTED | 0x4 /* BLOCK_CONV */ | LockFlag.BLOCK_WAIT;
@@ -135,12 +141,14 @@ export interface LdlmServiceCounters {
   replayRefused: number;
   /** Enqueues whose intent was done with no lock handed out (ELDLM_LOCK_ABORTED: the MDT's opens). */
   intentsAborted: number;
+  /** Enqueues whose aborting intent handed out a lock of its own instead (the MDT's open of a file it created). */
+  intentsReplaced: number;
 }
 
 export class LdlmService {
   readonly counters: LdlmServiceCounters = {
     enqueues: 0, grantedAtOnce: 0, cancels: 0, blockingSent: 0, completionSent: 0, glimpseSent: 0,
-    callbackErrors: 0, raceCancels: 0, evictions: 0, replayed: 0, replayRefused: 0, intentsAborted: 0,
+    callbackErrors: 0, raceCancels: 0, evictions: 0, replayed: 0, replayRefused: 0, intentsAborted: 0, intentsReplaced: 0,
   };
   readonly namespace: Namespace;
   readonly #c: LdlmServiceConfig;
@@ -172,7 +180,10 @@ export class LdlmService {
   /** The handlers to add to the target's request portal: LDLM_ENQUEUE and LDLM_CANCEL. */
   handlers<Tx extends ReplyTransaction = never>(): Map<number, OpHandler<Tx>> {
     return new Map<number, OpHandler<Tx>>([
-      [Opcode.LDLM_ENQUEUE, { lockReplay: true, handle: (request, context) => this.#enqueue(request, context) }],
+      [Opcode.LDLM_ENQUEUE, {
+        lockReplay: true, handle: (request, context) => this.#enqueue(request, context),
+        reconstruct: (request, recorded) => this.#reconstruct(request, recorded),
+      }],
       [Opcode.LDLM_CANCEL, { highPriority: true, handle: (request) => this.#cancel(request) }],
     ]);
   }
@@ -254,11 +265,21 @@ export class LdlmService {
     if ((dlm.flags & LockFlag.REPLAY) !== 0 && dlm.lockDesc?.grantedMode) return this.#replay(dlm, owner, clientHandle);
     const done = hasFlag(dlm.flags, LockFlag.HAS_INTENT) ? await this.#c.abortingIntent?.(request, dlm, context) : undefined;
     if (done) {
+      if (!dlm.lockDesc) throw statusError(-Errno.EPROTO, 'an enqueue without a lock desc');
+      const given = done.replacement;
+      if (given) {
+        // Invariant: an aborting intent hands out only a lock granted at once (nothing to wait for).
+        assert(!given.waited && given.lock.grantedMode !== undefined, 'an aborting intent handed out a lock not granted');
+        this.counters.intentsReplaced++;
+        const reply = encodeLdlmReply({
+          flags: given.lock.flags & 0xffffffff & ~BLOCKED_MASK, lockDesc: descOf(given.lock), lockHandle: given.lock.handle,
+          policyRes1: done.policyRes1 ?? 0n, policyRes2: done.policyRes2 ?? 0n,
+        });
+        return { buffers: [reply, ...(done.buffers ?? [])] };
+      }
       // No lock was enqueued: the reply describes the one asked for, with no handle.
       this.counters.intentsAborted++;
-      if (!dlm.lockDesc) throw statusError(-Errno.EPROTO, 'an enqueue without a lock desc');
-      const reply = encodeLdlmReply({ flags: 0, lockDesc: dlm.lockDesc, lockHandle: 0n, policyRes1: done.policyRes1 ?? 0n, policyRes2: done.policyRes2 ?? 0n });
-      return { status: ELDLM_LOCK_ABORTED, buffers: [reply, ...(done.buffers ?? [])] };
+      return { status: ELDLM_LOCK_ABORTED, buffers: [abortedReply(dlm.lockDesc, done.policyRes1 ?? 0n, done.policyRes2 ?? 0n), ...(done.buffers ?? [])] };
     }
     let lock = (request.body.flags & MsgFlag.RESENT) !== 0 ? this.namespace.lookupRemote(owner, clientHandle) : undefined;
     if (!lock) {
@@ -298,6 +319,29 @@ export class LdlmService {
       flags, lockDesc: descOf(lock), lockHandle: lock.handle, policyRes1: intent.policyRes1 ?? 0n, policyRes2: intent.policyRes2 ?? 0n,
     });
     return { buffers: [reply, ...(intent.buffers ?? [])] };
+  }
+
+  /**
+   * The reply recorded for an enqueue that was an update (an open intent), for its resent copy:
+   * as recorded, unless it names a lock that is no longer this client's under that cookie (a
+   * server restart forgot it; a cancel or an eviction took it): then as ELDLM_LOCK_ABORTED,
+   * the intent's outcome without the lock, which the client must not believe it holds.
+   */
+  #reconstruct(request: IncomingRequest, recorded: HandlerReply): HandlerReply {
+    if ((recorded.status ?? 0) !== 0 || !recorded.buffers?.[0]) return recorded;
+    let dlm: LdlmRequest;
+    let r: LdlmReply;
+    try {
+      dlm = decodeLdlmRequest(request.buffers[0]);
+      r = decodeLdlmReply(recorded.buffers[0]);
+    } catch {
+      return recorded;
+    }
+    if (r.lockHandle === 0n) return recorded;
+    const lock = this.namespace.lookup(r.lockHandle);
+    if (lock && lock.owner === request.export.clientUuid && lock.remoteHandle === (dlm.lockHandles[0] ?? 0n)) return recorded;
+    const asked = dlm.lockDesc ?? r.lockDesc;
+    return { status: ELDLM_LOCK_ABORTED, buffers: [abortedReply(asked, r.policyRes1, r.policyRes2), ...recorded.buffers.slice(1)] };
   }
 
   /** A replayed lock, granted as the client held it; EAGAIN when another client's replayed lock conflicts. */
@@ -440,6 +484,11 @@ function decodeRequest(buffer: Buffer | undefined): LdlmRequest {
   } catch (err) {
     throw statusError(-Errno.EPROTO, `malformed ldlm_request: ${(err as Error).message}`);
   }
+}
+
+/** The ldlm_reply of an intent done with no lock handed out: the lock asked for, with no handle. */
+function abortedReply(asked: LockDesc, policyRes1: bigint, policyRes2: bigint): Buffer {
+  return encodeLdlmReply({ flags: 0, lockDesc: asked, lockHandle: 0n, policyRes1, policyRes2 });
 }
 
 /** ldlm_lock2desc: the lock as the wire describes it. */

@@ -92,6 +92,12 @@ export interface OpHandler<Tx extends ReplyTransaction> {
    * runs in the recovery's lock phase instead of waiting for its end.
    */
   lockReplay?: boolean;
+  /**
+   * A modifying request's reply as recorded, for a resent copy (executed once: never run
+   * again); the handler may amend what no longer holds (an enqueue's recorded lock that is
+   * gone). Without it the recorded reply goes as it is.
+   */
+  reconstruct?(request: IncomingRequest, recorded: HandlerReply): HandlerReply;
 }
 
 /**
@@ -617,8 +623,10 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
     const record = this.#store.lookup(key, tag);
     if (record && record.xid === request.xid) {
       this.counters.reconstructed++;
-      this.#reply(request, record.status, record.transno, record.buffers);
-      return record.status;
+      const r = op.reconstruct ? op.reconstruct(request, { status: record.status, buffers: record.buffers }) : record;
+      const status = r.status ?? 0;
+      this.#reply(request, status, record.transno, r.buffers ?? []);
+      return status;
     }
     if (record && record.xid > request.xid && replayTransno === undefined) {
       // An old duplicate: the client already had the reply and reused the slot.

@@ -200,6 +200,40 @@ t.test('client caching on locks, two mounts', async (t) => {
     t.match(await rejection(b.stat('/elc/f')), { code: 'ENOENT' }, 'the other mount sees it gone');
   });
 
+  t.test('a create brings its name\'s lock with the open: one request to the MDT, the name cached, the other mount\'s unlink seen at once', async (t) => {
+    const la = new Llite(a);
+    const told: string[] = [];
+    la.attach({
+      invalInode: async (nodeid, offset = 0) => { told.push(`inode ${nodeid}${offset < 0 ? ' attr' : ''}`); return true; },
+      invalEntry: async (parent, name) => { told.push(`entry ${parent}/${name}`); return true; },
+    });
+    await a.mkdir('/made');
+    const dir = await la.lookup(ctx(1), 1, 'made');
+    await la.getattr(ctx(1), dir.nodeid, undefined);
+    const mdt = tfs.mdt.ldlm.service.counters;
+    const before = { sent: a.core.mdc.import.counters.sent, enqueues: mdt.enqueues, replaced: mdt.intentsReplaced };
+    const { entry, open } = await la.create(ctx(1), dir.nodeid, 'new', 0o100644, 0o1101 /* O_WRONLY|O_CREAT|O_TRUNC */, 0o022);
+    t.equal(a.core.mdc.import.counters.sent - before.sent, 1, 'one request to the MDT: the open intent (no lookup of the new name after it)');
+    t.equal(mdt.enqueues - before.enqueues, 1);
+    t.equal(mdt.intentsReplaced - before.replaced, 1, 'the open handed out the new file\'s lock');
+    t.ok(entry.entryTimeoutMs! > 0, 'the new name has a validity: its child\'s lock vouches for it');
+    t.ok(entry.attrTimeoutMs! > 0, 'so have its attributes');
+    t.equal(entry.attr.mode, 0o100644);
+    await la.release(ctx(1), entry.nodeid, open.fh);
+    const hits = a.core.mdCache.counters.nameHits;
+    t.equal((await la.lookup(ctx(1), dir.nodeid, 'new')).nodeid, entry.nodeid, 'a lookup of the name finds it cached');
+    t.equal(a.core.mdCache.counters.nameHits, hits + 1);
+    await b.unlink('/made/new');
+    await until('the other mount\'s unlink revoked the name', () => told.includes(`entry ${dir.nodeid}/new`));
+    t.match(await rejection(la.lookup(ctx(1), dir.nodeid, 'new')), { code: 'ENOENT' });
+    // An O_CREAT open of a name that exists creates nothing and hands out no lock.
+    await b.writeFile('/made/old', 'x');
+    const replaced = mdt.intentsReplaced;
+    const again = await la.create(ctx(1), dir.nodeid, 'old', 0o100644, 0o101 /* O_WRONLY|O_CREAT */, 0o022);
+    t.equal(mdt.intentsReplaced, replaced, 'no lock for a file the open did not create');
+    await la.release(ctx(1), again.entry.nodeid, again.open.fh);
+  });
+
   /**
    * A revocation of the lock on /pages while a READ of [READ.start, READ.end) starts, as the
    * kernel's readahead sends one just as the lock goes; what the kernel was told, and the READ.

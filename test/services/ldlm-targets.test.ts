@@ -528,3 +528,64 @@ t.test('an IT_OPEN enqueue opens (and creates) in its transaction, executed once
   t.equal(mdt.ldlm.service.counters.intentsAborted, aborted, 'no intent served to that mount');
   for (const h of [fallback.handle, next.handle]) await late.mdc.close(h);
 });
+
+t.test('an IT_OPEN enqueue of PR with LOOKUP gets that lock on the file it creates, granted at once; a resent copy names it only while it holds', async (t) => {
+  const s = await setup(t);
+  const mdt = s.mdt.mdt;
+  const calls: string[] = [];
+  const c = await s.client('open-locker', { md: { blocking: async (lock) => { calls.push('blocking'); await c.mdLocks.cancel([lock]); } } });
+  const other = await s.client('open-other');
+  const O_RDWR = 2;
+  const body = (name: string, flags = OpenFlag.CREAT | O_RDWR) => encodeBody({ cred: ROOT_CRED, op: ReintOp.OPEN, parent: s.root, name, flags, mode: 0o600 });
+  const open = (name: string, mode: LockMode = LockMode.PR, flags?: number) => c.mdLocks.enqueue({
+    resId: resIdOfFid(parseFid(s.root)), type: LockType.IBITS, mode, policy: { bits: PR_BITS },
+    intent: [encodeLdlmIntent(IntentOp.OPEN | IntentOp.CREAT), body(name, flags)], update: { replayReply: 1 },
+  });
+  const replaced = mdt.ldlm.service.counters.intentsReplaced;
+  const made = await open('locked');
+  const m = decodeBody(made.replyBuffers);
+  const fid = String((m.attr as { fid: string }).fid);
+  t.equal(m.created, true);
+  t.notOk(made.aborted, 'a lock was handed out');
+  t.same(made.resId, resIdOfFid(parseFid(fid)), 'on the file created, not on the directory');
+  t.equal(made.mode, LockMode.PR);
+  t.match(made.policy, { bits: PR_BITS });
+  t.equal(mdt.ldlm.service.counters.intentsReplaced, replaced + 1);
+  t.ok(c.mdLocks.lookup(made.handle), 'the client holds it');
+  t.equal(mdt.ldlm.namespace.lookup(made.remoteHandle)?.owner, 'open-locker', 'the MDT granted it to that client');
+  t.equal(made.policyRes1, BigInt(Disposition.IT_EXECD | Disposition.OPEN_OPEN | Disposition.LOOKUP_EXECD | Disposition.LOOKUP_NEG | Disposition.OPEN_CREATE));
+  await c.mdc.close(String(m.handle));
+
+  // A lock like any other: the other client's unlink of the name calls it back first.
+  await other.mdc.unlink(s.root, 'locked');
+  t.same(calls, ['blocking'], 'the unlink called the lock back');
+  t.notOk(c.mdLocks.lookup(made.handle), 'and it went');
+
+  // No lock for a name that existed, nor for an enqueue of another mode (CW: Lustre's clients' own).
+  await other.mdc.close((await other.mdc.open(s.root, 'kept', OpenFlag.CREAT | O_RDWR, 0o600)).handle);
+  for (const [what, r] of [['an existing name', await open('kept')], ['CW', await open('cw', LockMode.CW)]] as const) {
+    t.ok(r.aborted, `${what}: ELDLM_LOCK_ABORTED, no lock`);
+    t.notOk(c.mdLocks.lookup(r.handle), `${what}: nothing held`);
+    await c.mdc.close(String(decodeBody(r.replyBuffers).handle));
+  }
+  t.equal(mdt.ldlm.namespace.locksOf('open-locker').length, 0, 'the client holds no lock at the MDT');
+
+  // A reply lost: the resent copy gets the recorded reply, its lock while it is still the client's...
+  t.teardown(() => failLoc.set(0));
+  failLoc.set((CFS_FAIL_ONCE | FAIL.OBD_FAIL_MDS_ALL_REPLY_NET!) >>> 0);
+  const resent = await open('resent');
+  t.notOk(resent.aborted, 'the resent copy names the lock granted by the first');
+  t.equal(mdt.ldlm.namespace.lookup(resent.remoteHandle)?.owner, 'open-locker');
+  t.ok(c.mdc.import.counters.resent >= 1, 'it was resent');
+  // ... and without it once the lock is gone (as after a server restart): only the open's outcome.
+  failLoc.set((CFS_FAIL_ONCE | FAIL.OBD_FAIL_MDS_ALL_REPLY_NET!) >>> 0);
+  const gone = open('gone');
+  let granted: bigint | undefined;
+  await until('the lost reply\'s lock to be granted', () => (granted = mdt.ldlm.namespace.locksOf('open-locker').find((l) => l.handle !== resent.remoteHandle)?.handle) !== undefined);
+  t.equal(mdt.ldlm.namespace.locksOf('open-locker').length, 2, 'the first copy\'s lock, granted');
+  mdt.ldlm.service.cancelLocal(granted!);
+  const r = await gone;
+  t.ok(r.aborted, 'the resent copy hands out no lock it no longer holds (ELDLM_LOCK_ABORTED)');
+  t.equal(decodeBody(r.replyBuffers).created, true, 'the open stands, done once');
+  t.notOk(c.mdLocks.lookup(r.handle), 'the client holds nothing');
+});

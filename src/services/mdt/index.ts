@@ -148,7 +148,7 @@ export async function startMdtWith(ctx: ServiceContext, tun: MdtTunables = {}): 
   // The lock namespace: LDLM_ENQUEUE / LDLM_CANCEL on the MDS portal, the MDT's own locks
   // around each reint, and the open, getattr and lookup intents (ldlm.ts).
   const ldlm: TargetLdlm = new TargetLdlm({
-    ni, name: namespaceName('mdt', md.uuid), service, intent: mdtIntent(mdd, () => ldlm), abortingIntent: mdtOpenIntent(parts), log: ctx.log,
+    ni, name: namespaceName('mdt', md.uuid), service, intent: mdtIntent(mdd, () => ldlm), abortingIntent: mdtOpenIntent(parts, () => ldlm), log: ctx.log,
     ...(tun.lockTimeoutMs !== undefined && { lockTimeoutMs: tun.lockTimeoutMs }),
   });
   for (const [opcode, h] of withLdlm(ops, mdd, ldlm)) ops.set(opcode, h);

@@ -40,13 +40,14 @@
 //                            takes the open's local locks first (and the early cancels in its
 //                            ldlm_request's slots after the first), and opens in its
 //                            transaction before any lock is enqueued; it hands out none
-//                            (pb_status ELDLM_LOCK_ABORTED): see mdtOpenIntent.
+//                            (pb_status ELDLM_LOCK_ABORTED), except to an enqueue of PR for a
+//                            file it created: see mdtOpenIntent.
 import { fidEquals, fidToString, parseFid, type Fid } from '../../osd/index.js';
 import {
   decodeLdlmIntent, decodeLdlmRequest, Disposition, hasFlag, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdEquals, resIdOfFid,
   type AbortingIntentHandler, type IntentResult, type Lock, type LdlmRequest,
 } from '../../ldlm/index.js';
-import { Errno, Opcode, statusError, type IncomingRequest, type OpHandler, type OsdReplyTransaction } from '../../ptlrpc/index.js';
+import { Errno, MsgFlag, Opcode, statusError, type IncomingRequest, type OpHandler, type OsdReplyTransaction } from '../../ptlrpc/index.js';
 import type { LocalLockSpec, TargetLdlm } from '../target/index.js';
 import { mdtError, asMdtError } from './errors.js';
 import { LOV_XATTR } from './layout.js';
@@ -208,15 +209,23 @@ export function withLdlm(ops: Map<number, Handler>, mdd: Mdd, ldlm: TargetLdlm):
   return out;
 }
 
+/** The inodebits an open intent's lock on the file it created may cover: what a lookup's does. */
+const CREATED_LOCK_BITS = InodeBits.LOOKUP | InodeBits.UPDATE | InodeBits.PERM;
+
 /**
- * The MDT's open intent (Lustre's mdt_intent_open with no open lock asked for): an IT_OPEN
- * enqueue on the parent (by name) or on the file (by FID) opens as MDS_REINT's open does, in
- * the request's transaction, and hands out no lock (ELDLM_LOCK_ABORTED): reply buffers
- * [ldlm_reply][body], the body the open reint's ({ attr, handle, created, layout }),
+ * The MDT's open intent (Lustre's mdt_intent_open): an IT_OPEN enqueue on the parent (by name)
+ * or on the file (by FID) opens as MDS_REINT's open does, in the request's transaction: reply
+ * buffers [ldlm_reply][body], the body the open reint's ({ attr, handle, created, layout }),
  * lock_policy_res1 IT_EXECD | OPEN_OPEN, with LOOKUP_EXECD and LOOKUP_POS (the name existed) or
  * LOOKUP_NEG | OPEN_CREATE (created) for an open by name. A failed open answers its errno.
+ * It hands out no lock (ELDLM_LOCK_ABORTED), except one: an enqueue that asks for PR with
+ * LOOKUP (and UPDATE, PERM) gets that lock on the file it created, when it is granted at once
+ * (as Lustre's mdt_object_open_lock tries its LOOKUP lock, never waiting for it), and never on
+ * a replay (the client replays the lock it holds after its requests): the client then caches
+ * the new name and the file's attributes, which are read again under the lock, with no lookup
+ * of its own (Lustre's ELDLM_LOCK_REPLACED).
  */
-export function mdtOpenIntent(p: MdtParts): AbortingIntentHandler<OsdReplyTransaction> {
+export function mdtOpenIntent(p: MdtParts, ldlm: () => TargetLdlm): AbortingIntentHandler<OsdReplyTransaction> {
   return (request, dlm, context) => {
     if (!isOpenIntent(request)) return undefined;
     return (async () => {
@@ -239,7 +248,10 @@ export function mdtOpenIntent(p: MdtParts): AbortingIntentHandler<OsdReplyTransa
         });
         const lookup = r.fid !== undefined ? 0
           : Disposition.LOOKUP_EXECD | (body.created ? Disposition.LOOKUP_NEG | Disposition.OPEN_CREATE : Disposition.LOOKUP_POS);
-        return { buffers: [encodeBody(body)], policyRes1: BigInt(Disposition.IT_EXECD | Disposition.OPEN_OPEN | lookup), policyRes2: 0n };
+        const policyRes1 = BigInt(Disposition.IT_EXECD | Disposition.OPEN_OPEN | lookup);
+        const lock = body.created && !(request.body.flags & MsgFlag.REPLAY) ? lockCreated(ldlm(), request, dlm, parseFid(body.attr.fid)) : undefined;
+        if (lock) body.attr = await p.mdd.getattr(parseFid(body.attr.fid));
+        return { buffers: [encodeBody(body)], policyRes1, policyRes2: 0n, ...(lock && { replacement: { lock, waited: false } }) };
       } finally {
         const usecs = (performance.now() - start) * 1000;
         p.mdStats.add('open', usecs);
@@ -247,6 +259,25 @@ export function mdtOpenIntent(p: MdtParts): AbortingIntentHandler<OsdReplyTransa
       }
     })();
   };
+}
+
+/**
+ * The lock an open intent asked for (PR with LOOKUP) on the file it created, for its client
+ * under the enqueue's cookie, when granted at once (BLOCK_NOWAIT: a lock of another taken on
+ * the new file meanwhile, an unlink's, refuses it before anyone is called back); undefined
+ * otherwise. Bits beyond a lookup's are not handed out.
+ */
+function lockCreated(ldlm: TargetLdlm, request: IncomingRequest, dlm: LdlmRequest, fid: Fid): Lock | undefined {
+  const desc = dlm.lockDesc;
+  const bits = desc && desc.type === LockType.IBITS && desc.policy && 'bits' in desc.policy ? desc.policy.bits & CREATED_LOCK_BITS : 0;
+  if (!desc || desc.reqMode !== LockMode.PR || !(bits & InodeBits.LOOKUP)) return undefined;
+  const r = ldlm.service.enqueueLocal({
+    resId: resIdOfFid(fid), type: LockType.IBITS, mode: LockMode.PR, policy: { bits }, owner: request.export.clientUuid,
+    remoteHandle: dlm.lockHandles[0] ?? 0n, flags: LockFlag.BLOCK_NOWAIT,
+  });
+  if (r.granted) return r.lock;
+  if (!r.error) ldlm.service.cancelLocal(r.lock.handle);
+  return undefined;
 }
 
 /** The two's complement u64 of a status, as lock_policy_res2 carries it. */

@@ -21,6 +21,9 @@ import { LOV_XATTR } from './layout.js';
 
 /** Open handles per MDT at most (a limit on memory; beyond it open fails with EMFILE-like ENOSPC). */
 export const OPEN_HANDLES_MAX = 1_000_000;
+/** Handles' random bytes drawn at once: one call into the system's generator per this many opens, not one per open. */
+const HANDLE_POOL = 256;
+const HANDLE_BYTES = 8;
 
 export interface OpenHandle {
   handle: string;
@@ -32,6 +35,20 @@ export interface OpenHandle {
 export class OpenTable {
   readonly #handles = new Map<string, OpenHandle>();
   readonly #counts = new Map<string, number>();
+  /** Random bytes for the next handles (HANDLE_POOL of them), used from #poolAt on. */
+  #pool = Buffer.alloc(0);
+  #poolAt = 0;
+
+  /** A new random handle: 16 hex digits. */
+  #newHandle(): string {
+    if (this.#poolAt >= this.#pool.length) {
+      this.#pool = randomBytes(HANDLE_POOL * HANDLE_BYTES);
+      this.#poolAt = 0;
+    }
+    const h = this.#pool.toString('hex', this.#poolAt, this.#poolAt + HANDLE_BYTES);
+    this.#poolAt += HANDLE_BYTES;
+    return h;
+  }
 
   add(client: string, fid: Fid, flags: number, replayed?: string): OpenHandle {
     if (this.#handles.size >= OPEN_HANDLES_MAX) throw mdtError('ENOSPC', `${OPEN_HANDLES_MAX} files open`);
@@ -42,7 +59,7 @@ export class OpenTable {
       if (held) return held; // already on disk (its open committed): the replay changes nothing
       handle = replayed;
     } else {
-      do handle = randomBytes(8).toString('hex');
+      do handle = this.#newHandle();
       while (this.#handles.has(handle));
     }
     const h = { handle, client, fid, flags };

@@ -33,12 +33,11 @@ import { randomBytes } from 'node:crypto';
 import type { Subscription } from 'rxjs';
 import { Errno, Opcode, PtlrpcError, statusError, type Import, type ReplaySend } from '../ptlrpc/index.js';
 import { ELDLM_NO_LOCK_DATA, type CallbackInfo, type CallbackService } from './callbacks.js';
-import { ELDLM_LOCK_ABORTED } from './service.js';
 import { flockApply, type FlockPiece } from './flock.js';
 import { hasFlag, LockFlag, LockMode as Mode, LockType, withFlags, withoutFlags, type LockMode } from './modes.js';
 import { resIdKey, type ResId } from './resource.js';
 import { isFlockPolicy, type Policy } from './types.js';
-import { LDLM_MAX_HANDLES, decodeLdlmReply, encodeLdlmRequest, type LockDesc } from './wire.js';
+import { ELDLM_LOCK_ABORTED, LDLM_MAX_HANDLES, decodeLdlmReply, encodeLdlmRequest, type LockDesc } from './wire.js';
 
 /** LDLM_FL_BLOCKED_MASK: an enqueue reply with one of these waits for its completion callback. */
 export const LDLM_FL_BLOCKED_MASK = LockFlag.BLOCK_GRANTED | 0x4 /* BLOCK_CONV */ | LockFlag.BLOCK_WAIT;

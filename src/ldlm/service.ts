@@ -50,7 +50,7 @@ import { hasFlag, LockFlag } from './modes.js';
 import type { EnqueueResult, Namespace } from './namespace.js';
 import { resIdToString } from './resource.js';
 import type { Lock, LockRequest } from './types.js';
-import { decodeLdlmReply, decodeLdlmRequest, encodeLdlmReply, encodeLdlmRequest, type LdlmReply, type LdlmRequest, type LockDesc } from './wire.js';
+import { ELDLM_LOCK_ABORTED, decodeLdlmReply, decodeLdlmRequest, encodeLdlmReply, encodeLdlmRequest, type LdlmReply, type LdlmRequest, type LockDesc } from './wire.js';
 
 /** LDLM_FL_BLOCKED_MASK: the reply flags that tell the client to wait for its completion callback. */
 const BLOCKED_MASK = LockFlag.BLOCK_GRANTED | 0x4 /* BLOCK_CONV */ | LockFlag.BLOCK_WAIT;
@@ -77,11 +77,6 @@ export interface IntentResult {
 /** Runs an enqueue's intent (lookup, getattr) in the same round trip, with the lock taken. */
 export type IntentHandler = (request: IncomingRequest, lock: Lock, ldlmRequest: LdlmRequest) => IntentResult | Promise<IntentResult>;
 
-/**
- * Lustre's ELDLM_LOCK_ABORTED (enum ldlm_error, 301): the pb_status of an enqueue whose intent
- * was done and no lock handed out (the MDT's open).
- */
-export const ELDLM_LOCK_ABORTED = 301;
 
 /**
  * An intent done before any lock is enqueued, which hands out none (the MDT's open, as Lustre's

@@ -55,6 +55,12 @@ export const OST_LVB_V1_SIZE = 40;
 /** The most handles one ldlm_request carries (a cancel RPC packs up to a page of them). */
 export const LDLM_MAX_HANDLES = 512;
 
+/**
+ * Lustre's ELDLM_LOCK_ABORTED (enum ldlm_error, 301): the pb_status of an enqueue whose intent
+ * was done and no lock handed out (the MDT's open).
+ */
+export const ELDLM_LOCK_ABORTED = 301;
+
 /** ldlm_lock_desc. grantedMode is 0 while the lock is not granted. */
 export interface LockDesc {
   resId: ResId;

@@ -5,13 +5,15 @@ import { createInterface } from 'node:readline';
 import t from 'tap';
 import { alive } from '../../src/control/rundir.js';
 
-// A parent that forks a child which exits at once, prints the child's pid, and does not reap it
-// for a while: the child stays a zombie meanwhile.
+// A parent that forks a child which exits at once, waits for that exit without reaping it
+// (WNOWAIT: else the pid could be printed while the child still runs), prints the child's pid,
+// and does not reap it for a while: the child stays a zombie meanwhile.
 const ZOMBIE_MAKER = `
 import os, sys, time
 pid = os.fork()
 if pid == 0:
     os._exit(0)
+os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
 print(pid, flush=True)
 sys.stdin.readline()
 `;

@@ -80,13 +80,18 @@ export interface KernelCache {
   /** `entered`: called as the kernel is handed the notification (FuseSession.invalInode). */
   invalInode(nodeid: number, offset?: number, length?: number, entered?: () => void): Promise<boolean>;
   invalEntry(parent: number, name: string): Promise<boolean>;
+  /**
+   * Attributes dropped at once, for a directory or a file the kernel holds for a running
+   * request (FuseSession.invalAttrsNow); without it, invalInode(nodeid, -1).
+   */
+  invalAttrsNow?(nodeid: number): boolean;
 }
 
 /** Bytes [start, end) of a file. */
 interface PageRange { start: number; end: number }
 /** A READ or WRITE running (#io): its pages, and for a READ where it stands with its locks. */
 interface IoRange extends PageRange { read?: LockProgress }
-interface Node { fid: string; lookups: number; names?: Array<{ parent: number; name: string }> }
+interface Node { fid: string; lookups: number; names?: Array<{ parent: number; name: string }>; dir?: boolean }
 interface DirHandle { fid: string; base: number; entries: Dirent[]; cookie: string | null; end: boolean }
 
 const nsOf = (seconds: number): bigint => BigInt(Math.round(seconds * 1e6)) * 1000n;
@@ -106,7 +111,7 @@ function error(code: string, message: string): Error {
 
 export class Llite implements FuseOps {
   readonly #fs: FileSystem;
-  readonly #nodes = new Map<number, Node>([[FUSE_ROOT_ID, { fid: '', lookups: 1 }]]);
+  readonly #nodes = new Map<number, Node>([[FUSE_ROOT_ID, { fid: '', lookups: 1, dir: true }]]);
   readonly #nodeOfFid = new Map<string, number>();
   readonly #files = new Map<number, FileHandle>();
   readonly #dirs = new Map<number, DirHandle>();
@@ -119,6 +124,22 @@ export class Llite implements FuseOps {
    * (notify.ts), so none is waited for meanwhile. (READs and WRITEs are in #io.)
    */
   readonly #holding = new Map<number, number>();
+  /**
+   * Files the kernel holds a reference to while a request of this mount runs (an UNLINK's
+   * child, through its dentry), by nodeid: their attribute invalidations cannot wait for
+   * anything (no eviction can start under that reference) and are written at once, as a
+   * directory's are (#invalidate).
+   */
+  readonly #pinned = new Map<number, number>();
+  /**
+   * Names an UNLINK or RMDIR of this mount is removing, by `${parent}/${name}`: true once the
+   * child's lock went meanwhile (its early cancel) and the name's invalidation was held back.
+   * Sent at once, it would only wait for the request's answer (the kernel holds the directory)
+   * to find the name gone: the kernel drops it itself when the request succeeds. After a
+   * failure the held-back invalidation is sent (6.x kernels drop the name on ENOENT too, older
+   * ones do not).
+   */
+  readonly #unlinking = new Map<string, boolean>();
   /** Invalidations waiting for a nodeid, to stop waiting when a request holding it starts. */
   readonly #holdWaiters = new Map<number, Set<() => void>>();
   /** READs and WRITEs running, by nodeid: the byte ranges whose pages the kernel holds locked for them. */
@@ -154,12 +175,25 @@ export class Llite implements FuseOps {
     const nodeid = this.#nodeOfFid.get(what.fid);
     if (!kernel || nodeid === undefined) return undefined;
     const settled = (p: Promise<unknown>): Promise<void> => p.then(() => undefined, () => undefined);
-    const waits = [settled(kernel.invalInode(nodeid, -1, 0))];
+    const node = this.#nodes.get(nodeid);
+    const waits: Promise<void>[] = [];
+    if ((node?.dir || this.#pinned.has(nodeid)) && kernel.invalAttrsNow && what.kind === 'attr') {
+      // Attributes that go at once, from this thread (FuseSession.invalAttrsNow).
+      try {
+        kernel.invalAttrsNow(nodeid);
+      } catch {
+        // refused (a malformed notification): swallowed as invalInode's failures are
+      }
+    } else waits.push(settled(kernel.invalInode(nodeid, -1, 0)));
     if (what.kind === 'data') waits.push(this.#dropPages(kernel, nodeid));
     if (what.kind === 'attr' && what.lookup) {
-      const node = this.#nodes.get(nodeid);
-      for (const n of node?.names?.splice(0) ?? []) waits.push(this.#untilHeld(n.parent, settled(kernel.invalEntry(n.parent, n.name))));
+      for (const n of node?.names?.splice(0) ?? []) {
+        const key = `${n.parent}/${n.name}`;
+        if (this.#unlinking.has(key)) this.#unlinking.set(key, true);
+        else waits.push(this.#untilHeld(n.parent, settled(kernel.invalEntry(n.parent, n.name))));
+      }
     }
+    if (waits.length === 0) return undefined;
     return Promise.all(waits).then(() => undefined);
   }
 
@@ -323,7 +357,7 @@ export class Llite implements FuseOps {
     let nodeid = this.#nodeOfFid.get(attr.fid);
     if (nodeid === undefined) {
       nodeid = this.#nextNodeid++;
-      this.#nodes.set(nodeid, { fid: attr.fid, lookups: 0 });
+      this.#nodes.set(nodeid, { fid: attr.fid, lookups: 0, dir: (attr.mode & S_IFMT) === S_IFDIR });
       this.#nodeOfFid.set(attr.fid, nodeid);
     }
     const node = this.#nodes.get(nodeid)!;
@@ -429,13 +463,43 @@ export class Llite implements FuseOps {
       const dir = this.#fid(parent);
       // What the name led to, read before the unlink's early cancel drops it from the cache.
       const child = fs.core.mdCache.childOf(dir, name);
-      const { orphan, destroyed } = await fs.mdc.unlink(dir, name);
-      if (child !== undefined && !orphan) fs.core.releaseObjectLocks(child, destroyed);
+      const reply = await this.#removing(parent, name, child, () => fs.mdc.unlink(dir, name));
+      if (child !== undefined && !reply.orphan) fs.core.releaseObjectLocks(child, reply.destroyed);
     });
   }
 
   async rmdir(ctx: RequestContext, parent: number, name: string): Promise<void> {
-    await this.#holds([parent], () => this.#as(ctx).mdc.rmdir(this.#fid(parent), name));
+    await this.#holds([parent], async () => {
+      const fs = this.#as(ctx);
+      const dir = this.#fid(parent);
+      await this.#removing(parent, name, fs.core.mdCache.childOf(dir, name), () => fs.mdc.rmdir(dir, name));
+    });
+  }
+
+  /**
+   * An UNLINK or RMDIR of `name` (whose child, when known, is `child`): while it runs, the
+   * child is #pinned and the name is #unlinking (their invalidations then cost no thread), and
+   * after a failure the held-back name's invalidation is sent.
+   */
+  async #removing<T>(parent: number, name: string, child: string | undefined, op: () => Promise<T>): Promise<T> {
+    const pinned = child === undefined ? undefined : this.#nodeOfFid.get(child);
+    if (pinned !== undefined) this.#pinned.set(pinned, (this.#pinned.get(pinned) ?? 0) + 1);
+    const key = `${parent}/${name}`;
+    const mine = !this.#unlinking.has(key);
+    if (mine) this.#unlinking.set(key, false);
+    try {
+      return await op();
+    } catch (err) {
+      if (mine && this.#unlinking.get(key)) void this.#kernel?.invalEntry(parent, name).catch(() => undefined);
+      throw err;
+    } finally {
+      if (mine) this.#unlinking.delete(key);
+      if (pinned !== undefined) {
+        const n = this.#pinned.get(pinned)! - 1;
+        if (n === 0) this.#pinned.delete(pinned);
+        else this.#pinned.set(pinned, n);
+      }
+    }
   }
 
   symlink(ctx: RequestContext, parent: number, name: string, target: string): Promise<Entry> {

@@ -13,10 +13,16 @@ export type OsdErrorCode =
   | 'EFBIG' // an offset or size beyond the largest the device supports
   | 'EROFS'; // a transaction on a device opened read-only
 
+/** Answers that lookups expect (a name not there yet, an xattr not set): thrown without a stack trace. */
+const OUTCOMES = new Set<OsdErrorCode>(['ENOENT', 'EEXIST', 'ENODATA']);
+
 export class OsdError extends Error {
   readonly code: OsdErrorCode;
   constructor(code: OsdErrorCode, message: string) {
+    const limit = Error.stackTraceLimit;
+    if (OUTCOMES.has(code)) Error.stackTraceLimit = 0;
     super(`${code}: ${message}`);
+    Error.stackTraceLimit = limit;
     this.name = 'OsdError';
     this.code = code;
   }

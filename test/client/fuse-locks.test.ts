@@ -446,6 +446,13 @@ if (skip) {
     t.equal((await sh(`stat -c %s ${at('kept')}`)).stdout, '16\n', 'stat sees the new size');
     t.equal(await session.invalInode(999_999), false, 'a nodeid the kernel never saw: nothing cached, no error');
     await t.rejects(session.invalInode(0), { code: 'EINVAL' });
+
+    kept.data = Buffer.from('longer still, written at once');
+    t.equal((await sh(`stat -c %s ${at('kept')}`)).stdout, '16\n', 'the cached size holds again');
+    t.equal(session.invalAttrsNow(kept.nodeid), true, 'attributes dropped from this thread, at once');
+    t.equal((await sh(`stat -c %s ${at('kept')}`)).stdout, '29\n', 'stat sees the new size');
+    t.equal(session.invalAttrsNow(999_999), false, 'a nodeid the kernel never saw: nothing cached, no error');
+    t.throws(() => session.invalAttrsNow(0), { code: 'EINVAL' });
   });
 
   t.test('invalEntry: a cached name fails after a rename behind the kernel once invalidated', async (t) => {

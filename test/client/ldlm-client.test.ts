@@ -234,6 +234,37 @@ t.test('client caching on locks, two mounts', async (t) => {
     await la.release(ctx(1), again.entry.nodeid, again.open.fh);
   });
 
+  t.test('an unlink\'s early cancels: the directory\'s and the child\'s attributes go at once, the name is the kernel\'s own; a failed rmdir\'s name is told', async (t) => {
+    const la = new Llite(a);
+    const told: string[] = [];
+    la.attach({
+      invalInode: async (nodeid, offset = 0) => { told.push(`inode ${nodeid}${offset < 0 ? ' attr' : ''}`); return true; },
+      invalEntry: async (parent, name) => { told.push(`entry ${parent}/${name}`); return true; },
+      invalAttrsNow: (nodeid) => { told.push(`now ${nodeid}`); return true; },
+    });
+    await a.mkdir('/rm');
+    const dir = await la.lookup(ctx(1), 1, 'rm');
+    await la.getattr(ctx(1), dir.nodeid, undefined);
+    const { entry: f, open } = await la.create(ctx(1), dir.nodeid, 'f', 0o100644, 0o1101, 0o022);
+    await la.release(ctx(1), f.nodeid, open.fh);
+    await la.getattr(ctx(1), dir.nodeid, undefined);
+    t.equal((await la.lookup(ctx(1), dir.nodeid, 'f')).nodeid, f.nodeid);
+    told.length = 0;
+    await la.unlink(ctx(1), dir.nodeid, 'f');
+    t.same(told.sort(), [`now ${dir.nodeid}`, `now ${f.nodeid}`].sort(),
+      'the directory\'s attributes and the child\'s (the kernel holds it for the UNLINK) at once, from no thread; the name the kernel drops itself');
+
+    await a.mkdir('/rm/sub');
+    await b.writeFile('/rm/sub/x', 'x');
+    const sub = await la.lookup(ctx(1), dir.nodeid, 'sub');
+    told.length = 0;
+    t.match(await rejection(la.rmdir(ctx(1), dir.nodeid, 'sub')), { code: 'ENOTEMPTY' });
+    t.ok(told.includes(`now ${sub.nodeid}`), 'the directory\'s lock went with the RMDIR: its attributes at once');
+    t.ok(told.includes(`entry ${dir.nodeid}/sub`), 'the RMDIR failed: the kernel keeps the name, so it is told the name\'s lock went');
+    await b.rename('/rm/sub', '/rm/sub2');
+    t.match(await rejection(la.lookup(ctx(1), dir.nodeid, 'sub')), { code: 'ENOENT' }, 'the other mount\'s rename is seen');
+  });
+
   /**
    * A revocation of the lock on /pages while a READ of [READ.start, READ.end) starts, as the
    * kernel's readahead sends one just as the lock goes; what the kernel was told, and the READ.

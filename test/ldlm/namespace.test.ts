@@ -38,6 +38,16 @@ t.test('extent growth: a quiet resource grants the whole object', async (t) => {
   t.same(a.lock.requestedPolicy, { extent: { start: 0n, end: 4095n } });
 });
 
+t.test('LOCK_CHANGED only when the grant differs from the request', async (t) => {
+  const { ext } = setup();
+  const whole = ext('A', LockMode.PR, 0n, EOF);
+  t.ok(whole.granted);
+  t.notOk(whole.lock.flags & LockFlag.LOCK_CHANGED, 'the whole object, as asked');
+  const grown = ext('B', LockMode.PR, 0n, 4095n);
+  t.ok(grown.granted);
+  t.ok(grown.lock.flags & LockFlag.LOCK_CHANGED, 'grown to the whole object');
+});
+
 t.test('extent growth stops at conflicting locks and at page boundaries', async (t) => {
   const granted = [{ mode: LockMode.PW, owner: 'B', extent: { start: 1_048_576n, end: 2_097_151n } }];
   t.same(growExtent({ mode: LockMode.PR, owner: 'A', requested: { start: 0n, end: 4095n } }, granted, []), { start: 0n, end: 1_048_575n });

@@ -25,6 +25,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { mount, type FileSystem } from '../src/client/index.js';
 import { freePort } from '../test/lib/net.js';
+import { KERNEL_NODE_FLAGS } from '../src/control/kernel/daemon.js';
 import { emit, progress, rateFigure } from './lib.js';
 
 const MiB = 1024 * 1024;
@@ -208,7 +209,7 @@ const median = (xs: number[]): number => {
 async function startServer(root: string, mountpoint: string): Promise<{ child: ChildProcess; spec: string; fuse: boolean; port: number }> {
   const port = await freePort();
   const prof = process.env.BENCH_FS_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_FS_PROF}`] : [];
-  const child = spawn(process.execPath, [...prof, '--import=tsx', new URL('fs/server.ts', import.meta.url).pathname,
+  const child = spawn(process.execPath, [...KERNEL_NODE_FLAGS, ...prof, '--import=tsx', new URL('fs/server.ts', import.meta.url).pathname,
     SERVER_IP, String(port), root, mountpoint], { stdio: ['pipe', 'pipe', 'inherit'] });
   const ready = await new Promise<{ spec: string; fuse: boolean }>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`bench/fs server exited with ${code}`)));

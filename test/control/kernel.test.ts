@@ -6,6 +6,7 @@
 // malformed, of another version, from another user, or to no kernel at all.
 import t from 'tap';
 import { alive } from '../../src/control/rundir.js';
+import { KERNEL_NODE_FLAGS, kernelExecArgv } from '../../src/control/kernel/daemon.js';
 import { createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -53,6 +54,9 @@ t.test('three kernels: start, mount, lctl, umount/mount, forced umount, SIGKILL 
   t.not(second.code, 0, 'a second kernel on the same run dir is refused');
   t.match(second.stderr, /already runs on .*k2 \(pid \d+, nid 127\.0\.0\.2@tcp\)/, '... naming the one that runs');
   t.equal(pidOf(2) > 0 && alive(pidOf(2)), true, 'kernel.pid names a live process');
+  const argv = readFileSync(`/proc/${pidOf(2)}/cmdline`, 'utf8').split('\0');
+  for (const f of KERNEL_NODE_FLAGS) t.ok(argv.includes(f), `the kernel runs with ${f}`);
+  t.same(kernelExecArgv(['--max-semi-space-size=16', '--inspect']), ['--max-semi-space-size=16', '--inspect'], 'a flag given already is kept, not doubled');
 
   await formatTarget(join(root, 'mdt0'), { fsname: 'kern', mgs: true, mdt: true, index: 0 });
   for (const o of [0, 1]) await formatTarget(join(root, `ost${o}`), { fsname: 'kern', ost: true, index: o, mgsNids: ['127.0.0.2@tcp'] });

@@ -31,6 +31,21 @@ export const STOP_WAIT_MS = 120_000;
 /** How long stop waits for an exited kernel to be reaped by whoever adopted it. */
 const REAP_WAIT_MS = 5000;
 
+/**
+ * V8 flags the kernel's process starts with (unless the node running this utility was given the
+ * flag already): a larger young generation, so that the short-lived objects of each request die
+ * in fewer scavenges. Measured with a FUSE mount in the kernel process: creates and unlinks
+ * 5-8% faster than with node's default, in alternating runs (32 MiB semi-spaces; 64 did no
+ * better). A kernel run by hand with --foreground gets it only by `node --max-semi-space-size=32`.
+ */
+export const KERNEL_NODE_FLAGS = ['--max-semi-space-size=32'];
+
+/** process.execArgv plus the KERNEL_NODE_FLAGS it does not set already. */
+export function kernelExecArgv(execArgv: readonly string[] = process.execArgv): string[] {
+  const name = (f: string): string => f.split('=')[0]!;
+  return [...execArgv, ...KERNEL_NODE_FLAGS.filter((f) => !execArgv.some((a) => name(a) === name(f)))];
+}
+
 /** The pid of a live process holding `rundir`, if any (a stale pid file is removed). */
 export function holder(rundir: string): number | undefined {
   const { pidFile } = rundirPaths(rundir);
@@ -138,7 +153,7 @@ export async function startBackground(rundir: string, script: string, argv: stri
   await refuseIfRunning(rundir);
   const outFile = `${rundir}/kernel.out`;
   const out = openSync(outFile, 'a', 0o600);
-  const child = spawn(process.execPath, [...process.execArgv, script, ...argv], {
+  const child = spawn(process.execPath, [...kernelExecArgv(), script, ...argv], {
     detached: true, stdio: ['ignore', out, out],
   });
   closeSync(out);

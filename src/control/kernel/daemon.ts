@@ -36,7 +36,8 @@ const REAP_WAIT_MS = 5000;
  * flag already): a larger young generation, so that the short-lived objects of each request die
  * in fewer scavenges. Measured with a FUSE mount in the kernel process: creates and unlinks
  * 5-8% faster than with node's default, in alternating runs (32 MiB semi-spaces; 64 did no
- * better). A kernel run by hand with --foreground gets it only by `node --max-semi-space-size=32`.
+ * better). `npm start` (lustre.start, whose process hosts its kernel) passes it too; a kernel run
+ * by hand with --foreground gets it only by `node --max-semi-space-size=32`.
  */
 export const KERNEL_NODE_FLAGS = ['--max-semi-space-size=32'];
 

@@ -145,21 +145,47 @@ export async function prepareReint(mdd: Mdd, ldlm: TargetLdlm, request: Incoming
   return lockReint(mdd, ldlm, r);
 }
 
+/**
+ * What an enqueue's buffers say of an open intent, decoded once per request: the service asks
+ * whether it modifies, its prepare step and its handler each ask again.
+ */
+const openIntents = new WeakMap<IncomingRequest, { open: boolean; reint?: OpenReint; error?: unknown }>();
+
+function openIntentOf(request: IncomingRequest): { open: boolean; reint?: OpenReint; error?: unknown } {
+  let known = openIntents.get(request);
+  if (known) return known;
+  let open = false;
+  if (request.buffers.length >= 3) {
+    try {
+      open = hasFlag(decodeLdlmRequest(request.buffers[0]).flags, LockFlag.HAS_INTENT) && (decodeLdlmIntent(request.buffers[1]) & IntentOp.OPEN) !== 0;
+    } catch {
+      open = false; // the enqueue's handler refuses it
+    }
+  }
+  known = { open };
+  openIntents.set(request, known);
+  return known;
+}
+
 /** Whether an LDLM_ENQUEUE carries an open intent: an update, run once in a transaction. */
 export function isOpenIntent(request: IncomingRequest): boolean {
-  if (request.buffers.length < 3) return false;
-  try {
-    return hasFlag(decodeLdlmRequest(request.buffers[0]).flags, LockFlag.HAS_INTENT) && (decodeLdlmIntent(request.buffers[1]) & IntentOp.OPEN) !== 0;
-  } catch {
-    return false; // the enqueue's handler refuses it
-  }
+  return openIntentOf(request).open;
 }
 
 /** An open intent's body, as an MDS_REINT open's (buffers [ldlm_request][ldlm_intent][body]). */
 function openOf(request: IncomingRequest): OpenReint {
-  const r = decodeReint([request.buffers[2]!]);
-  if (r.op !== ReintOp.OPEN) throw new MdtProtocolError(`an open intent's body is reint op ${r.op}, not open`);
-  return r;
+  const known = openIntentOf(request);
+  if (known.reint) return known.reint;
+  if (known.error !== undefined) throw known.error;
+  try {
+    const r = decodeReint([request.buffers[2]!]);
+    if (r.op !== ReintOp.OPEN) throw new MdtProtocolError(`an open intent's body is reint op ${r.op}, not open`);
+    known.reint = r;
+    return r;
+  } catch (err) {
+    known.error = err;
+    throw err;
+  }
 }
 
 /** The prepare step of an open intent: its early cancels (the ldlm_request's slots after the first), then the open's locks. */

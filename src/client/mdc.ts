@@ -24,7 +24,11 @@ export class MdcError extends Error {
   readonly code: string;
   readonly status: number | undefined;
   constructor(code: string, message: string, status?: number) {
+    // The MDT's answer (ENOENT of a lookup before every create): no stack trace, as PtlrpcError's.
+    const limit = Error.stackTraceLimit;
+    if (status !== undefined) Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
     this.name = 'MdcError';
     this.code = code;
     this.status = status;

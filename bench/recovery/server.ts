@@ -17,7 +17,7 @@
 //     first and the last expected client reconnected (polled every millisecond: the figures
 //     have no such times).
 //     stdin lines: "hold" holds the first target's commits back (once what is there is on disk,
-//     txg_timeout 600 s: test/e2e/recovery.test.ts's holdCommits, in process) and prints
+//     txg_timeout 600 s: test/e2e/recovery-rig.ts's holdCommits, in process) and prints
 //     {"held":true}. stdin's end unmounts everything and exits.
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';

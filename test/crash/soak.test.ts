@@ -42,7 +42,7 @@ const TARGETS = process.env.SOAK_TARGETS ?? 'both';
 // The share of crashes that may land in the recovery of the one before (default 0: every crash
 // waits until the clients are served again). A crash during recovery can leave OST objects that
 // creates lost in the first crash had taken below lov_objid, which nothing cleans yet (Lustre's
-// LFSCK would): the orphan check then fails. test/e2e/recovery.test.ts crashes during recovery.
+// LFSCK would): the orphan check then fails. test/e2e/recovery-crash.test.ts crashes during recovery.
 const DURING_RECOVERY = Number(process.env.SOAK_DURING_RECOVERY ?? 0);
 const CLIENTS = 4;
 const FSNAME = 'soak';

@@ -7,6 +7,8 @@
 //     its locks (LDLM) is served from memory;
 //   create, stat and unlink of BENCH_FS_FILES (10,000) empty files in one directory, one call
 //     at a time (BENCH_FS_META_PARALLEL at once), the same three ways.
+// After each file's unlink the bench waits until the OSTs report its space free again (the MDT
+// destroys the objects once the unlink commits): the next write is not timed under that cleanup.
 // A write is open, the writes, close (and fsync before the close with BENCH_FS_FSYNC=1), on
 // every side alike: the clock stops when close returns. Lustre's close sends what is dirty and
 // waits for the OSTs to acknowledge it; a local close leaves it in the page cache. Reads follow
@@ -157,7 +159,36 @@ function record(results: Results, bench: string, unit: string, value: number, ba
   process.stderr.write(`  ${bench}: ${value.toFixed(0)} ${unit} (local ${baseline.toFixed(0)})\n`);
 }
 
-async function ioRun(sides: Side[], local: Side, run: number, results: Results): Promise<void> {
+/** How long settle() waits at most for the OSTs to give back a deleted file's space. */
+const SETTLE_MAX_MS = 30_000;
+
+/**
+ * Waits until the OSTs report `bytes` more free than `before` said (the deleted file's objects
+ * destroyed: the MDT sends the destroys once the unlink's txg commits, up to a second later,
+ * and the OSTs then drop 2 GiB of data), so that one run's cleanup does not run under the next
+ * one's timing. Gives up after SETTLE_MAX_MS, saying so.
+ */
+async function settle(fs: FileSystem, before: number, bytes: number): Promise<void> {
+  const bar = progress('waiting for the OSTs to free it', bytes);
+  const deadline = performance.now() + SETTLE_MAX_MS;
+  try {
+    for (;;) {
+      const s = await fs.statfs('/');
+      const freed = s.bfree * s.bsize - before;
+      bar.update(Math.max(0, freed));
+      if (freed >= bytes - IO_BYTES) return;
+      if (performance.now() > deadline) {
+        process.stderr.write(`the OSTs freed ${Math.round(freed / MiB)} of ${bytes / MiB} MiB in ${SETTLE_MAX_MS / 1000} s: going on\n`);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  } finally {
+    bar.stop();
+  }
+}
+
+async function ioRun(fs: FileSystem, sides: Side[], local: Side, run: number, results: Results): Promise<void> {
   const ldir = await local.dir(`io${run}`);
   const lpath = join(ldir, 'seq');
   const localWrite = await sequentialWrite(local, lpath, 'local write');
@@ -167,11 +198,15 @@ async function ioRun(sides: Side[], local: Side, run: number, results: Results):
   for (const side of sides) {
     for (const stripeCount of STRIPE_COUNTS) {
       const path = `${await side.dir(`io${run}-c${stripeCount}`, stripeCount)}/seq`;
+      const s = await fs.statfs('/');
+      const free = s.bfree * s.bsize;
       const write = await sequentialWrite(side, path, `${side.name} write, stripe count ${stripeCount}`);
       const read = await sequentialRead(side, path, `${side.name} read, stripe count ${stripeCount}`);
       // Read again at once: what the client's cache (under its extent locks) keeps is read from memory.
       const reread = await sequentialRead(side, path, `${side.name} re-read, stripe count ${stripeCount}`);
       await side.unlink(path);
+      const now = await fs.statfs('/');
+      await settle(fs, now.bfree * now.bsize, Math.max(0, free - now.bfree * now.bsize));
       record(results, `fs ${side.name} write 1 MiB, stripe count ${stripeCount}`, 'MiB/s', write, localWrite);
       record(results, `fs ${side.name} read 1 MiB, stripe count ${stripeCount}`, 'MiB/s', read, localRead);
       record(results, `fs ${side.name} re-read 1 MiB (cached), stripe count ${stripeCount}`, 'MiB/s', reread, localReread);
@@ -238,7 +273,7 @@ async function main(): Promise<void> {
     const load = [loadavg()[0]!];
     for (let run = 0; run < RUNS; run++) {
       process.stderr.write(`run ${run + 1} of ${RUNS} (load average ${loadavg()[0]!.toFixed(2)})\n`);
-      if (ONLY.has('io')) await ioRun(sides, local, run, results);
+      if (ONLY.has('io')) await ioRun(fs, sides, local, run, results);
       if (ONLY.has('meta')) await metaRun(sides, local, run, results);
       load.push(loadavg()[0]!);
     }

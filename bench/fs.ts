@@ -162,23 +162,28 @@ function record(results: Results, bench: string, unit: string, value: number, ba
 /** How long settle() waits at most for the OSTs to give back a deleted file's space. */
 const SETTLE_MAX_MS = 30_000;
 
+/** The bytes the OSTs report free. */
+async function freeBytes(fs: FileSystem): Promise<number> {
+  const s = await fs.statfs('/');
+  return s.bfree * s.bsize;
+}
+
 /**
- * Waits until the OSTs report `bytes` more free than `before` said (the deleted file's objects
- * destroyed: the MDT sends the destroys once the unlink's txg commits, up to a second later,
- * and the OSTs then drop 2 GiB of data), so that one run's cleanup does not run under the next
- * one's timing. Gives up after SETTLE_MAX_MS, saying so.
+ * Waits until the OSTs report as much free as `target` (what they did before the file was
+ * written) within one IO, the deleted file's objects destroyed: the MDT sends the destroys once
+ * the unlink's txg commits, up to a second later, and the OSTs then drop 2 GiB of data. So one
+ * run's cleanup does not run under the next one's timing. Gives up after SETTLE_MAX_MS, saying so.
  */
-async function settle(fs: FileSystem, before: number, bytes: number): Promise<void> {
-  const bar = progress('waiting for the OSTs to free it', bytes);
+async function settle(fs: FileSystem, target: number): Promise<void> {
+  const start = await freeBytes(fs);
+  const bar = progress('waiting for the OSTs to free it', Math.max(0, target - start));
   const deadline = performance.now() + SETTLE_MAX_MS;
   try {
-    for (;;) {
-      const s = await fs.statfs('/');
-      const freed = s.bfree * s.bsize - before;
-      bar.update(Math.max(0, freed));
-      if (freed >= bytes - IO_BYTES) return;
+    for (let free = start; ; free = await freeBytes(fs)) {
+      bar.update(Math.max(0, free - start));
+      if (free >= target - IO_BYTES) return;
       if (performance.now() > deadline) {
-        process.stderr.write(`the OSTs freed ${Math.round(freed / MiB)} of ${bytes / MiB} MiB in ${SETTLE_MAX_MS / 1000} s: going on\n`);
+        process.stderr.write(`the OSTs freed ${Math.round((free - start) / MiB)} of ${Math.round((target - start) / MiB)} MiB in ${SETTLE_MAX_MS / 1000} s: going on\n`);
         return;
       }
       await new Promise((r) => setTimeout(r, 200));
@@ -198,15 +203,13 @@ async function ioRun(fs: FileSystem, sides: Side[], local: Side, run: number, re
   for (const side of sides) {
     for (const stripeCount of STRIPE_COUNTS) {
       const path = `${await side.dir(`io${run}-c${stripeCount}`, stripeCount)}/seq`;
-      const s = await fs.statfs('/');
-      const free = s.bfree * s.bsize;
+      const free = await freeBytes(fs);
       const write = await sequentialWrite(side, path, `${side.name} write, stripe count ${stripeCount}`);
       const read = await sequentialRead(side, path, `${side.name} read, stripe count ${stripeCount}`);
       // Read again at once: what the client's cache (under its extent locks) keeps is read from memory.
       const reread = await sequentialRead(side, path, `${side.name} re-read, stripe count ${stripeCount}`);
       await side.unlink(path);
-      const now = await fs.statfs('/');
-      await settle(fs, now.bfree * now.bsize, Math.max(0, free - now.bfree * now.bsize));
+      await settle(fs, free);
       record(results, `fs ${side.name} write 1 MiB, stripe count ${stripeCount}`, 'MiB/s', write, localWrite);
       record(results, `fs ${side.name} read 1 MiB, stripe count ${stripeCount}`, 'MiB/s', read, localRead);
       record(results, `fs ${side.name} re-read 1 MiB (cached), stripe count ${stripeCount}`, 'MiB/s', reread, localReread);

@@ -109,6 +109,18 @@ function error(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
 }
 
+/** Counts one more holder of `key` in `counts`. */
+function countUp(counts: Map<number, number>, key: number): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+/** Counts one holder of `key` fewer in `counts`, forgetting it at none. */
+function countDown(counts: Map<number, number>, key: number): void {
+  const n = counts.get(key)! - 1;
+  if (n === 0) counts.delete(key);
+  else counts.set(key, n);
+}
+
 export class Llite implements FuseOps {
   readonly #fs: FileSystem;
   readonly #nodes = new Map<number, Node>([[FUSE_ROOT_ID, { fid: '', lookups: 1, dir: true }]]);
@@ -298,7 +310,7 @@ export class Llite implements FuseOps {
   /** Runs a request that holds a kernel lock of each of `nodeids` meanwhile (#holding). */
   async #holds<T>(nodeids: number[], op: () => Promise<T>): Promise<T> {
     for (const nodeid of nodeids) {
-      this.#holding.set(nodeid, (this.#holding.get(nodeid) ?? 0) + 1);
+      countUp(this.#holding, nodeid);
       const waiters = this.#holdWaiters.get(nodeid);
       if (waiters) {
         this.#holdWaiters.delete(nodeid);
@@ -308,11 +320,7 @@ export class Llite implements FuseOps {
     try {
       return await op();
     } finally {
-      for (const nodeid of nodeids) {
-        const n = this.#holding.get(nodeid)! - 1;
-        if (n === 0) this.#holding.delete(nodeid);
-        else this.#holding.set(nodeid, n);
-      }
+      for (const nodeid of nodeids) countDown(this.#holding, nodeid);
     }
   }
 
@@ -483,7 +491,7 @@ export class Llite implements FuseOps {
    */
   async #removing<T>(parent: number, name: string, child: string | undefined, op: () => Promise<T>): Promise<T> {
     const pinned = child === undefined ? undefined : this.#nodeOfFid.get(child);
-    if (pinned !== undefined) this.#pinned.set(pinned, (this.#pinned.get(pinned) ?? 0) + 1);
+    if (pinned !== undefined) countUp(this.#pinned, pinned);
     const key = `${parent}/${name}`;
     const mine = !this.#unlinking.has(key);
     if (mine) this.#unlinking.set(key, false);
@@ -494,11 +502,7 @@ export class Llite implements FuseOps {
       throw err;
     } finally {
       if (mine) this.#unlinking.delete(key);
-      if (pinned !== undefined) {
-        const n = this.#pinned.get(pinned)! - 1;
-        if (n === 0) this.#pinned.delete(pinned);
-        else this.#pinned.set(pinned, n);
-      }
+      if (pinned !== undefined) countDown(this.#pinned, pinned);
     }
   }
 

@@ -77,7 +77,6 @@ export interface IntentResult {
 /** Runs an enqueue's intent (lookup, getattr) in the same round trip, with the lock taken. */
 export type IntentHandler = (request: IncomingRequest, lock: Lock, ldlmRequest: LdlmRequest) => IntentResult | Promise<IntentResult>;
 
-
 /**
  * An intent done before any lock is enqueued, which hands out none (the MDT's open, as Lustre's
  * intent policy returning ELDLM_LOCK_ABORTED): undefined for an enqueue that is not such an

@@ -239,8 +239,11 @@ export class TxgLog {
     };
   }
 
-  /** Resolves once txg is durable, closing it first if it is still open. */
-  waitSynced(txg: number): Promise<void> {
+  /**
+   * Resolves once txg is durable, closing it first if it is still open; with hurry false, it
+   * waits for the txg to close on its own (timer, size), as a commit callback would.
+   */
+  waitSynced(txg: number, hurry = true): Promise<void> {
     if (txg <= this.lastSynced) return Promise.resolve();
     if (this.failed) return Promise.reject(this.failed);
     const t = [this.syncing, this.quiescing, this.openTxg].find((x) => x?.txg === txg);
@@ -251,6 +254,7 @@ export class TxgLog {
     if (!t) return Promise.reject(new LogError(`txg ${txg} does not exist yet (open txg is ${this.openTxg.txg})`, 'EINVAL'));
     return new Promise<void>((resolve, reject) => {
       t.waiters.push({ resolve, reject });
+      if (!hurry) return;
       if (t === this.openTxg) t.closeRequested = true;
       this.advance();
     });

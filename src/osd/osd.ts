@@ -711,8 +711,9 @@ export class Osd implements TxHost {
     return this.#log.lastSyncedTxg;
   }
 
-  waitSynced(txg: number): Promise<void> {
-    return this.#log.waitSynced(txg);
+  /** Resolves once txg is durable; hurry (the default) closes it now if it is still open. */
+  waitSynced(txg: number, hurry = true): Promise<void> {
+    return this.#log.waitSynced(txg, hurry);
   }
 
   sync(): Promise<number> {

@@ -311,3 +311,19 @@ t.test('a log formatted to start after txg N (a replayed copy) opens at N and go
   await log.close();
   t.same((await all(dir, 7)).map((r) => r.txg), [8]);
 });
+
+t.test('waitSynced without hurry leaves the txg open until it closes on its own', async (t) => {
+  const { log } = await freshLog(t, { txgTimeoutMs: 60_000 });
+  const h = log.hold();
+  h.release({ a: 1 });
+  let synced = false;
+  const waited = log.waitSynced(h.txg, false).then(() => (synced = true));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  t.same(log.inFlight().map((x) => x.state), ['open'], 'the txg stays open');
+  t.equal(synced, false, 'not resolved while open');
+  await log.sync(); // someone else closes it
+  await waited;
+  t.equal(synced, true);
+  t.equal(log.lastSyncedTxg, h.txg);
+  await log.close();
+});

@@ -77,9 +77,13 @@ export class DestroyLog {
     }
   }
 
-  /** Processes the records added up to txg once it is durable (the whole log if some were not remembered). */
+  /**
+   * Processes the records added up to txg once it is durable (the whole log if some were not
+   * remembered). The txg commits on its own schedule, as Lustre's OSP sync thread waits for
+   * commits: forcing it would cost one txg (one fdatasync) per unlink.
+   */
   kickAfter(txg: number): void {
-    void this.osd.waitSynced(txg).then(() => {
+    void this.osd.waitSynced(txg, false).then(() => {
       this.#processFresh();
       if (this.#untrackedTxg !== 0 && this.#untrackedTxg <= this.osd.lastSyncedTxg) void this.kick();
     }, () => {});

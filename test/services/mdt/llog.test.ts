@@ -41,3 +41,26 @@ t.test('a pass over the whole log leaves the records of txgs not yet durable to 
   t.same(destroyed, [fidKey(durable), fidKey(open)]);
   await until('the records removed', async () => (await llog.pending()) === 0);
 });
+
+t.test('an unlink waits for its txg to commit on its own schedule: it never forces a txg of its own', async (t) => {
+  const { dir, osd } = await newDevice({ txgTimeoutMs: 600_000 });
+  t.teardown(async () => {
+    await osd.close();
+    await removeDir(dir);
+  });
+  const index = await localObject(osd, 'unlink_llog', 'idx');
+  const destroyed: string[] = [];
+  const llog = new DestroyLog(osd, index, { destroy: async (_ost, object) => { destroyed.push(fidKey(object)); } });
+  t.teardown(() => llog.stop());
+  await osd.sync();
+  const before = osd.lastSyncedTxg;
+  const object = fid(0x100000000, 3);
+  const txg = await txn(osd, (tx) => llog.add(tx, [{ ostIndex: 0, fid: object }]));
+  llog.kickAfter(txg);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  t.equal(osd.lastSyncedTxg, before, 'the unlink\'s txg is still open (one fdatasync per unlink otherwise)');
+  t.same(destroyed, [], 'and its object is not destroyed before the txg is durable');
+  await osd.sync(); // the txg closes (here: told; in service: its timer)
+  await until('the object destroyed once its txg is durable', () => destroyed.length === 1);
+  t.same(destroyed, [fidKey(object)]);
+});

@@ -6,6 +6,8 @@
 // destroy released.
 // Invariant: the object an update names exists (live validated it before logging it), so a
 // missing object here means the log and the state disagree, and apply asserts.
+// Synchronous: the view reads synchronously, so an update applies in one step, with nothing
+// interleaved (live, no other update can see it half applied).
 
 import assert from 'node:assert/strict';
 import { parseFid, type Fid } from './fid.js';
@@ -13,15 +15,15 @@ import { COUNTER, indexKey, objectKey, toBuffer, xattrKey } from './keys.js';
 import type { StateView } from './state.js';
 import { isDataType, type ObjectAttrs, type Update } from './types.js';
 
-async function attrsOf(s: StateView, fid: Fid, u: Update): Promise<ObjectAttrs> {
-  const a = (await s.get(objectKey(fid))) as ObjectAttrs | undefined;
+function attrsOf(s: StateView, fid: Fid, u: Update): ObjectAttrs {
+  const a = s.get(objectKey(fid)) as ObjectAttrs | undefined;
   assert(a !== undefined, `${u.op} of ${u.fid} (n ${u.n}): no such object in the state`);
   return a;
 }
 
-async function addCounter(s: StateView, key: string, delta: number): Promise<void> {
+function addCounter(s: StateView, key: string, delta: number): void {
   if (delta === 0) return;
-  const v = ((await s.get(key)) as number | undefined) ?? 0;
+  const v = (s.get(key) as number | undefined) ?? 0;
   s.put(key, v + delta);
 }
 
@@ -42,42 +44,42 @@ function resized(effects: DataEffects, fid: Fid, old: ObjectAttrs, size: number)
   if (isDataType(old.type) && old.gen !== undefined && size !== old.size) effects.zero(fid, old.gen, Math.min(size, old.size), Infinity);
 }
 
-async function setAttrs(s: StateView, fid: Fid, u: Update, changes: Partial<ObjectAttrs>, known?: ObjectAttrs): Promise<void> {
-  const old = known ?? (await attrsOf(s, fid, u));
+function setAttrs(s: StateView, fid: Fid, u: Update, changes: Partial<ObjectAttrs>, known?: ObjectAttrs): void {
+  const old = known ?? attrsOf(s, fid, u);
   const next = { ...old, ...changes };
   s.put(objectKey(fid), next);
-  await addCounter(s, COUNTER.bytes, dataBytes(next) - dataBytes(old));
+  addCounter(s, COUNTER.bytes, dataBytes(next) - dataBytes(old));
 }
 
-export async function applyUpdate(u: Update, s: StateView, effects: DataEffects): Promise<void> {
+export function applyUpdate(u: Update, s: StateView, effects: DataEffects): void {
   const fid = parseFid(u.fid);
   switch (u.op) {
     case 'create': {
       s.put(objectKey(fid), { ...u.attrs });
-      await addCounter(s, COUNTER.objects, 1);
-      await addCounter(s, COUNTER.bytes, dataBytes(u.attrs));
+      addCounter(s, COUNTER.objects, 1);
+      addCounter(s, COUNTER.bytes, dataBytes(u.attrs));
       if (u.attrs.gen !== undefined) {
-        const last = ((await s.get(COUNTER.lastGen)) as number | undefined) ?? 0;
+        const last = (s.get(COUNTER.lastGen) as number | undefined) ?? 0;
         if (u.attrs.gen > last) s.put(COUNTER.lastGen, u.attrs.gen);
       }
       return;
     }
     case 'destroy': {
-      const old = await attrsOf(s, fid, u);
+      const old = attrsOf(s, fid, u);
       s.del(objectKey(fid));
       for (const name of u.xattrs) s.del(xattrKey(fid, name));
-      await addCounter(s, COUNTER.objects, -1);
-      await addCounter(s, COUNTER.bytes, -dataBytes(old));
+      addCounter(s, COUNTER.objects, -1);
+      addCounter(s, COUNTER.bytes, -dataBytes(old));
       if (old.gen !== undefined) effects.destroyed(fid, old.gen);
       return;
     }
     case 'attr_set': {
-      const old = await attrsOf(s, fid, u);
+      const old = attrsOf(s, fid, u);
       if (u.attrs.size !== undefined) resized(effects, fid, old, u.attrs.size);
       return setAttrs(s, fid, u, { ...u.attrs, version: u.version }, old);
     }
     case 'write': {
-      const old = await attrsOf(s, fid, u);
+      const old = attrsOf(s, fid, u);
       assert(old.gen !== undefined, `write of ${u.fid}, which has no data file`);
       // A gap past the old size reads as zeros (it may hold bytes of a txg a crash lost).
       if (u.offset > old.size) effects.zero(fid, old.gen, old.size, Infinity);
@@ -85,7 +87,7 @@ export async function applyUpdate(u: Update, s: StateView, effects: DataEffects)
       return setAttrs(s, fid, u, { size: u.size, blocks: u.blocks, version: u.version }, old);
     }
     case 'punch': {
-      const old = await attrsOf(s, fid, u);
+      const old = attrsOf(s, fid, u);
       assert(old.gen !== undefined, `punch of ${u.fid}, which has no data file`);
       if (u.end === null) effects.zero(fid, old.gen, Math.min(u.start, old.size), Infinity);
       else if (u.start < old.size) effects.zero(fid, old.gen, u.start, Math.min(u.end, old.size));

@@ -17,14 +17,17 @@ export interface TxHost {
   /** A tx of txg stopped. */
   left(txg: number): void;
   nowSeconds(): number;
-  attrs(fid: Fid): Promise<ObjectAttrs | undefined>;
+  /** The object's attributes now (a synchronous read through the state's layers). */
+  attrsNow(fid: Fid): ObjectAttrs | undefined;
   /** Runs fn holding the lock of `key` (an object, or one name of an index). */
   withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  /** Whether an update holds the lock of `key` (or waits for it). */
+  locked(key: string): boolean;
   /**
-   * Under the device-wide apply lock: builds the update from fid's current attributes (ENOENT
-   * if the object vanished, except for a create), numbers it, applies it, returns it.
+   * In one synchronous step: builds the update from fid's current attributes (ENOENT if the
+   * object vanished, except for a create), numbers it, applies it, returns it.
    */
-  applyLive(txg: number, fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create?: boolean): Promise<Update>;
+  applyLive(txg: number, fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create?: boolean): Update;
   /** start(): ENOSPC if the declared needs do not fit; waits while checkpoints lag. */
   admit(bytes: number, objects: number): Promise<void>;
   /** ENOSPC unless `bytes` more fit on the device. */

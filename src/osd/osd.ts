@@ -36,9 +36,9 @@ import { DataFiles } from './data.js';
 import { devicePaths, formatDevice, readDevice, type DeviceInfo, type FormatOptions } from './device.js';
 import { OsdDeviceError, OsdError } from './errors.js';
 import { checkFid, fidKey, fidToString, parseFidKey, FID_KEY_LENGTH, type Fid } from './fid.js';
-import { KeyedLock, Mutex } from './lock.js';
+import { KeyedLock } from './lock.js';
 import { COUNTER, decodeValue, encodeValue, kindEnd, kindStart, indexKey, indexPrefix, objectKey, toBuffer, xattrKey, xattrPrefix } from './keys.js';
-import { LayeredState } from './state.js';
+import { LayeredState, type StateView } from './state.js';
 import { listBases } from './base.js';
 import { moveBase, retireDataFile } from './past.js';
 import { PendingZeros } from './zeroing.js';
@@ -133,7 +133,6 @@ export class Osd implements TxHost {
   #clock: () => number;
   #warn: (message: string) => void;
   #locks = new KeyedLock();
-  #applyLock = new Mutex();
   #n = new Map<number, number>();
   #closed = false;
   #checkpointing: Promise<void> | null = null;
@@ -333,7 +332,7 @@ export class Osd implements TxHost {
     const view = this.state.view(this.state.durable);
     const removals: Promise<void>[] = [];
     const effects = this.#effects(record.txg, removals);
-    for (const u of updatesOfEntries(record.entries, where)) await applyUpdate(u, view, effects);
+    for (const u of updatesOfEntries(record.entries, where)) applyUpdate(u, view, effects);
     await Promise.all(removals);
     this.#recordsReplayed++;
     this.#syncedTxg = record.txg;
@@ -456,32 +455,42 @@ export class Osd implements TxHost {
   }
 
   async attrs(fid: Fid): Promise<ObjectAttrs | undefined> {
-    return (await this.state.get(objectKey(fid))) as ObjectAttrs | undefined;
+    return this.attrsNow(fid);
+  }
+
+  attrsNow(fid: Fid): ObjectAttrs | undefined {
+    return this.state.getSync(objectKey(fid)) as ObjectAttrs | undefined;
   }
 
   withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
     return this.#locks.with(key, fn);
   }
 
-  applyLive(txg: number, fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create = false): Promise<Update> {
-    if (this.#opts.readOnly) return Promise.reject(new OsdError('EROFS', `${this.dir} is mounted read-only`));
-    return this.#applyLock.with(async () => {
-      // A create was checked absent under its object's lock; others re-read under this lock.
-      const current = create ? undefined : await this.attrs(fid);
-      // An index entry's update holds the lock of its name only: its index may have gone.
-      if (!current && !create) throw new OsdError('ENOENT', `no object ${fidToString(fid)}`);
-      const body = build(current as ObjectAttrs);
-      const n = (this.#n.get(txg) ?? 0) + 1;
-      this.#n.set(txg, n);
-      const u = { n, ...body } as Update;
-      await applyUpdate(u, this.state.view(this.state.pendingLayer(txg)), this.#effects(txg, null));
-      const layer = this.state.pendingLayer(txg);
-      const objects = layer.map.get(COUNTER.objects);
-      const bytes = layer.map.get(COUNTER.bytes);
-      if (typeof objects === 'number') this.#objects = objects;
-      if (typeof bytes === 'number') this.#bytesUsed = bytes;
-      return u;
-    });
+  locked(key: string): boolean {
+    return this.#locks.held(key);
+  }
+
+  /** The view and data effects updates of the open txg apply through (made once per txg, not per update). */
+  #live: { txg: number; view: StateView; effects: DataEffects } | undefined;
+
+  applyLive(txg: number, fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create = false): Update {
+    if (this.#opts.readOnly) throw new OsdError('EROFS', `${this.dir} is mounted read-only`);
+    // One synchronous step: no other update can apply between the read and the apply.
+    const current = create ? undefined : this.attrsNow(fid);
+    // An index entry's update holds the lock of its name only: its index may have gone.
+    if (!current && !create) throw new OsdError('ENOENT', `no object ${fidToString(fid)}`);
+    const body = build(current as ObjectAttrs);
+    const n = (this.#n.get(txg) ?? 0) + 1;
+    this.#n.set(txg, n);
+    const u = { n, ...body } as Update;
+    const layer = this.state.pendingLayer(txg);
+    if (this.#live?.txg !== txg) this.#live = { txg, view: this.state.view(layer), effects: this.#effects(txg, null) };
+    applyUpdate(u, this.#live.view, this.#live.effects);
+    const objects = layer.map.get(COUNTER.objects);
+    const bytes = layer.map.get(COUNTER.bytes);
+    if (typeof objects === 'number') this.#objects = objects;
+    if (typeof bytes === 'number') this.#bytesUsed = bytes;
+    return u;
   }
 
   async admit(bytes: number, objects: number): Promise<void> {

@@ -77,7 +77,7 @@ export class PastState {
 
   private view(): StateView {
     return {
-      get: async (key) => this.state.get(key),
+      get: (key) => this.state.get(key),
       put: (key, value) => { if (!this.state.has(key)) this.sortedKeys = null; this.state.set(key, value); },
       del: (key) => { if (this.state.delete(key)) this.sortedKeys = null; },
     };
@@ -93,7 +93,7 @@ export class PastState {
       destroyed: (fid, gen) => { this.destroyed.push({ fid, gen, txg: record.txg }); },
     };
     const view = this.view();
-    for (const u of updates) await applyUpdate(u, view, effects);
+    for (const u of updates) applyUpdate(u, view, effects);
     this.txg = record.txg;
     this.timeMs = record.timeMs;
     return updates;

@@ -45,9 +45,9 @@ export class Layer {
   }
 }
 
-/** What apply() sees: reads through every layer, writes into one. */
+/** What apply() sees: reads through every layer (synchronously: see get()), writes into one. */
 export interface StateView {
-  get(key: string): Promise<StateValue | undefined>;
+  get(key: string): StateValue | undefined;
   put(key: string, value: StateValue): void;
   del(key: string): void;
 }
@@ -105,6 +105,11 @@ export class LayeredState {
   }
 
   async get(key: string): Promise<StateValue | undefined> {
+    return this.getSync(key);
+  }
+
+  /** A point read through every layer, then LevelDB, in one synchronous step. */
+  getSync(key: string): StateValue | undefined {
     const m = this.memGet(key);
     if (m !== undefined) return m === null ? undefined : m;
     // getSync: a point read served by LevelDB's caches costs microseconds, far less than the
@@ -116,7 +121,7 @@ export class LayeredState {
 
   view(layer: Layer): StateView {
     return {
-      get: (key) => this.get(key),
+      get: (key) => this.getSync(key),
       put: (key, value) => layer.set(key, value),
       del: (key) => layer.set(key, null),
     };

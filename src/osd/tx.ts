@@ -2,7 +2,10 @@
 // (reads see every applied update, committed or not), does its data-file work, then becomes a
 // semantic Update that is applied at once (apply.ts) and kept for the tx's log entry. A failed
 // update throws an OsdError and applies nothing. Updates of one object run one at a time
-// (a per-object lock); the apply step itself is serialized device-wide.
+// (a per-object lock); the apply step itself is one synchronous step. An update with no I/O to
+// wait for (xattrs, index entries, attributes without a size change: most of a metadata
+// server's) checks and applies in one synchronous step too, without the lock when nobody holds
+// it: nothing can interleave with it.
 
 import assert from 'node:assert/strict';
 import type { TxgHold } from '../log/index.js';
@@ -175,26 +178,38 @@ export class Tx {
     }
   }
 
-  /** Applies the update `build` makes from the object's attributes as they are at apply time. */
-  private async apply(fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create = false): Promise<void> {
-    this.#updates.push(await this.#host.applyLive(this.txg, fid, build, create));
+  /**
+   * Runs an update whose work is synchronous: at once when no update holds its lock (nothing
+   * can interleave with it), else behind those that do, as run() would.
+   */
+  private runSync(fid: Fid, fn: (fidText: string) => void, name?: string): Promise<void> | undefined {
+    assert(this.#state === 'started' && this.#hold, `tx update in state ${this.#state}`);
+    this.#host.assertOpen();
+    if (this.#host.locked(name === undefined ? fidKey(fid) : indexKey(fid, name))) return this.run(fid, async (fidText) => fn(fidText), name);
+    fn(fidToString(fid));
+    return undefined;
   }
 
-  private async existing(fid: Fid): Promise<ObjectAttrs> {
-    const a = await this.#host.attrs(fid);
+  /** Applies the update `build` makes from the object's attributes as they are at apply time. */
+  private apply(fid: Fid, build: (current: ObjectAttrs) => UpdateBody, create = false): void {
+    this.#updates.push(this.#host.applyLive(this.txg, fid, build, create));
+  }
+
+  private existing(fid: Fid): ObjectAttrs {
+    const a = this.#host.attrsNow(fid);
     if (!a) throw new OsdError('ENOENT', `no object ${fidToString(fid)}`);
     return a;
   }
 
-  private async dataObject(fid: Fid): Promise<ObjectAttrs> {
-    const a = await this.existing(fid);
+  private dataObject(fid: Fid): ObjectAttrs {
+    const a = this.existing(fid);
     if (!isDataType(a.type)) throw new OsdError(isIndexType(a.type) ? 'EISDIR' : 'EINVAL', `${fidToString(fid)} is a ${a.type} object, which holds no data`);
     assert(a.gen !== undefined, `data object ${fidToString(fid)} without a generation`);
     return a;
   }
 
-  private async indexObject(fid: Fid): Promise<ObjectAttrs> {
-    const a = await this.existing(fid);
+  private indexObject(fid: Fid): ObjectAttrs {
+    const a = this.existing(fid);
     if (!isIndexType(a.type)) throw new OsdError('ENOTDIR', `${fidToString(fid)} is a ${a.type} object, not an index`);
     return a;
   }
@@ -203,19 +218,26 @@ export class Tx {
     checkFid(fid);
     const type = checkType(attrs?.type);
     const given = checkAttrs(attrs, true);
-    await this.run(fid, async (fidText) => {
-      if (await this.#host.attrs(fid)) throw new OsdError('EEXIST', `object ${fidText} exists`);
-      this.#host.checkObjects();
-      if (given.size) await this.#host.checkSpace(isDataType(type) ? given.size : 0);
+    const body = (fidText: string): void => {
       const now = this.#host.nowSeconds();
       const full: ObjectAttrs = {
         type, mode: type === 'dir' || type === 'idx' ? 0o755 : 0o644, uid: 0, gid: 0, size: 0, blocks: 0,
         atime: now, mtime: now, ctime: now, nlink: type === 'dir' ? 2 : 1, flags: 0, ...given, version: 1,
       };
-      await this.apply(fid, () => {
+      this.apply(fid, () => {
         if (isDataType(type)) full.gen = this.#host.nextGen();
         return { op: 'create', fid: fidText, attrs: full };
       }, true);
+    };
+    const absent = (fidText: string): void => {
+      if (this.#host.attrsNow(fid)) throw new OsdError('EEXIST', `object ${fidText} exists`);
+      this.#host.checkObjects();
+    };
+    if (!given.size) return this.runSync(fid, (fidText) => { absent(fidText); body(fidText); });
+    await this.run(fid, async (fidText) => {
+      absent(fidText);
+      await this.#host.checkSpace(isDataType(type) ? given.size! : 0);
+      body(fidText);
     });
   }
 
@@ -223,26 +245,26 @@ export class Tx {
     checkFid(fid);
     if (fidEquals(fid, ROOT_INDEX_FID)) throw new OsdError('EINVAL', 'the root index cannot be destroyed');
     await this.run(fid, async (fidText) => {
-      const a = await this.existing(fid);
+      const a = this.existing(fid);
       const owner = objectKey(fid);
       if (isIndexType(a.type) && (await this.#host.state.list(indexPrefix(fid), undefined, 1, owner)).length > 0) {
         throw new OsdError('ENOTEMPTY', `index ${fidText} still holds entries`);
       }
       const prefix = xattrPrefix(fid);
       const xattrs = (await this.#host.state.list(prefix, undefined, Infinity, owner)).map((r) => r.key.slice(prefix.length));
-      await this.apply(fid, () => (a.gen === undefined ? { op: 'destroy', fid: fidText, xattrs } : { op: 'destroy', fid: fidText, xattrs, gen: a.gen }));
+      this.apply(fid, () => (a.gen === undefined ? { op: 'destroy', fid: fidText, xattrs } : { op: 'destroy', fid: fidText, xattrs, gen: a.gen }));
     });
   }
 
   async attrSet(fid: Fid, attrs: SettableAttrs): Promise<void> {
     checkFid(fid);
     const changes: Partial<ObjectAttrs> = checkAttrs(attrs ?? {}, false);
+    const set = (fidText: string): void => this.apply(fid, (cur) => ({ op: 'attr_set', fid: fidText, attrs: changes, version: cur.version + 1 }));
+    if (changes.size === undefined) return this.runSync(fid, (fidText) => { this.existing(fid); set(fidText); });
     await this.run(fid, async (fidText) => {
-      const a = await this.existing(fid);
-      if (changes.size !== undefined && isDataType(a.type) && changes.size !== a.size) {
-        changes.blocks = await this.resize(a, changes.size);
-      }
-      await this.apply(fid, (cur) => ({ op: 'attr_set', fid: fidText, attrs: changes, version: cur.version + 1 }));
+      const a = this.existing(fid);
+      if (isDataType(a.type) && changes.size !== a.size) changes.blocks = await this.resize(a, changes.size!);
+      set(fidText);
     });
   }
 
@@ -259,22 +281,22 @@ export class Tx {
       throw new OsdError('EINVAL', `xattr value must be bytes, at most ${XATTR_VALUE_MAX_BYTES}`);
     }
     const copy = Buffer.from(value);
-    await this.run(fid, async (fidText) => {
-      await this.existing(fid);
-      const exists = (await this.#host.state.get(xattrKey(fid, name))) !== undefined;
+    return this.runSync(fid, (fidText) => {
+      this.existing(fid);
+      const exists = this.#host.state.getSync(xattrKey(fid, name)) !== undefined;
       if (flags.create && exists) throw new OsdError('EEXIST', `xattr ${name} of ${fidText} exists`);
       if (flags.replace && !exists) throw new OsdError('ENODATA', `no xattr ${name} on ${fidText}`);
-      await this.apply(fid, (cur) => ({ op: 'xattr_set', fid: fidText, name, value: copy, version: cur.version + 1 }));
+      this.apply(fid, (cur) => ({ op: 'xattr_set', fid: fidText, name, value: copy, version: cur.version + 1 }));
     });
   }
 
   async xattrDel(fid: Fid, name: string): Promise<void> {
     checkFid(fid);
     checkName(name, 'xattr name');
-    await this.run(fid, async (fidText) => {
-      await this.existing(fid);
-      if ((await this.#host.state.get(xattrKey(fid, name))) === undefined) throw new OsdError('ENODATA', `no xattr ${name} on ${fidText}`);
-      await this.apply(fid, (cur) => ({ op: 'xattr_del', fid: fidText, name, version: cur.version + 1 }));
+    return this.runSync(fid, (fidText) => {
+      this.existing(fid);
+      if (this.#host.state.getSync(xattrKey(fid, name)) === undefined) throw new OsdError('ENODATA', `no xattr ${name} on ${fidText}`);
+      this.apply(fid, (cur) => ({ op: 'xattr_del', fid: fidText, name, version: cur.version + 1 }));
     });
   }
 
@@ -290,13 +312,13 @@ export class Tx {
     }
     const end = checkBytes(offset + length, 'end of write');
     await this.run(fid, async (fidText) => {
-      const a = await this.dataObject(fid);
+      const a = this.dataObject(fid);
       if (end > a.size) await this.#host.checkSpace(end - a.size);
       const path = this.#host.data.path(fid, a.gen!);
       const blocks = await this.#host.data.write(path, offset, pieces, this.txg);
       this.#dataBytes += length;
       const size = Math.max(a.size, end);
-      await this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length, size, blocks, version: cur.version + 1 }));
+      this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length, size, blocks, version: cur.version + 1 }));
     });
   }
 
@@ -309,11 +331,11 @@ export class Tx {
     checkBytes(start, 'punch start');
     if (end !== undefined && checkBytes(end, 'punch end') < start) throw new OsdError('EINVAL', 'punch end before start');
     await this.run(fid, async (fidText) => {
-      const a = await this.dataObject(fid);
+      const a = this.dataObject(fid);
       // The file is not touched now: the zeros wait for the txg to be durable (zeroing.ts).
       const blocks = end === undefined ? await this.resize(a, start) : a.blocks;
       const size = end === undefined ? start : a.size;
-      await this.apply(fid, (cur) => ({ op: 'punch', fid: fidText, start, end: end ?? null, size, blocks, version: cur.version + 1 }));
+      this.apply(fid, (cur) => ({ op: 'punch', fid: fidText, start, end: end ?? null, size, blocks, version: cur.version + 1 }));
     });
   }
 
@@ -322,21 +344,21 @@ export class Tx {
     checkName(name, 'index name');
     checkFid(value?.fid);
     const type = checkType(value.type);
-    await this.run(index, async (fidText) => {
-      await this.indexObject(index);
-      if ((await this.#host.state.get(indexKey(index, name))) !== undefined) throw new OsdError('EEXIST', `${name} exists in index ${fidText}`);
+    return this.runSync(index, (fidText) => {
+      this.indexObject(index);
+      if (this.#host.state.getSync(indexKey(index, name)) !== undefined) throw new OsdError('EEXIST', `${name} exists in index ${fidText}`);
       const v = { fid: fidToString(value.fid), type };
-      await this.apply(index, (cur) => ({ op: 'index_insert', fid: fidText, name, value: v, version: cur.version + 1 }));
+      this.apply(index, (cur) => ({ op: 'index_insert', fid: fidText, name, value: v, version: cur.version + 1 }));
     }, name);
   }
 
   async indexDelete(index: Fid, name: string): Promise<void> {
     checkFid(index);
     checkName(name, 'index name');
-    await this.run(index, async (fidText) => {
-      await this.indexObject(index);
-      if ((await this.#host.state.get(indexKey(index, name))) === undefined) throw new OsdError('ENOENT', `no ${name} in index ${fidText}`);
-      await this.apply(index, (cur) => ({ op: 'index_delete', fid: fidText, name, version: cur.version + 1 }));
+    return this.runSync(index, (fidText) => {
+      this.indexObject(index);
+      if (this.#host.state.getSync(indexKey(index, name)) === undefined) throw new OsdError('ENOENT', `no ${name} in index ${fidText}`);
+      this.apply(index, (cur) => ({ op: 'index_delete', fid: fidText, name, version: cur.version + 1 }));
     }, name);
   }
 }

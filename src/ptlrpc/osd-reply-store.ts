@@ -8,8 +8,10 @@
 //   0 u32 magic 0x52504c59 ('RPLY')   4 u16 tag   6 u16 buffer count n
 //   8 u64 xid   16 u64 transno   24 i32 status   28 u32 reserved (0)
 //  32 u32 lengths[n], then the n reply buffers back to back.
-// xattr "ptlrpc.last_transno": u64, the highest transno given, so that transnos keep growing
-// after clients are forgotten.
+// xattr "ptlrpc.last_transno": u64, the highest transno given as of the last time a client's
+// records were forgotten, so that transnos keep growing after them. It is written only then:
+// until a record is removed, the records themselves hold the highest transno (a slot's record
+// is only ever replaced by a newer one), and open() takes the largest of all.
 // xattr "ptlrpc.client.<client uuid>": u64, when the client first connected (ms since the
 // epoch): the client slot of last_rcvd, removed when the client disconnects or is evicted.
 import assert from 'node:assert/strict';
@@ -115,11 +117,8 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
 
   async finish(tx: OsdReplyTransaction, clientUuid: string, record: ReplyRecord): Promise<void> {
     const value = encodeRecord(record);
-    const last = Buffer.alloc(8);
-    last.writeBigUInt64LE(tx.transno);
     try {
       await tx.osdTx.xattrSet(this.#fid, `${PREFIX}${clientUuid}.${record.tag}`, value);
-      await tx.osdTx.xattrSet(this.#fid, LAST_TRANSNO, last);
     } catch (err) {
       // A read-only target (a replayed copy) records no reply: only what changes nothing runs there.
       if ((err as { code?: unknown }).code !== 'EROFS') throw err;
@@ -146,6 +145,18 @@ export class OsdReplyStore implements ReplyStore<OsdReplyTransaction> {
     const tx = this.#osd.begin();
     await tx.start();
     const names = [...(slots?.keys() ?? [])].map((tag) => `${PREFIX}${clientUuid}.${tag}`);
+    if (names.length > 0) {
+      // The records going may hold the highest transno given: it stays on record.
+      const last = Buffer.alloc(8);
+      last.writeBigUInt64LE(this.#lastTransno);
+      try {
+        await tx.xattrSet(this.#fid, LAST_TRANSNO, last);
+      } catch (err) {
+        tx.stop();
+        if ((err as { code?: unknown }).code === 'EROFS') return; // a read-only copy forgets nothing on disk
+        throw err;
+      }
+    }
     if (client) names.push(`${CLIENT_PREFIX}${clientUuid}`);
     for (const name of names) {
       try {

@@ -20,7 +20,7 @@
 import assert from 'node:assert/strict';
 import { open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { constants } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { isErrno } from './errors.js';
 import { fidKey, type Fid } from './fid.js';
 
@@ -251,6 +251,9 @@ export class DataFiles {
       await e.handle.close();
     }
     if (opts.keep) return;
+    // Most destroyed objects were never written (an empty file's stripes): no data file. Asking
+    // first costs a stat; a failed unlink costs a thread-pool turn and a JavaScript Error.
+    if (!existsSync(path)) return;
     try {
       await unlink(path);
     } catch (err) {

@@ -32,6 +32,16 @@ export const LINK_MAX = 65000;
 export const PARENT_XATTR = 'mdt.parent';
 export const RDEV_XATTR = 'mdt.rdev';
 const LAST_FID_XATTR = 'mdt.last_fid';
+/**
+ * FIDs reserved by one write of mdt.last_fid, which holds the end of the reserved range, not
+ * the last FID given: one update per FID_RESERVE creates instead of one per create. A restart
+ * goes on after the range (what it skips is never given), as a Lustre client's unused FIDs of a
+ * sequence are at reconnect.
+ */
+export const FID_RESERVE = 1024;
+
+/** Whether a comes after b in FID order (seq, then oid). */
+const fidAfter = (a: Fid, b: Fid): boolean => a.seq > b.seq || (a.seq === b.seq && a.oid > b.oid);
 const INTERNAL_PREFIX = 'mdt.';
 
 export function isInternalXattr(name: string): boolean {
@@ -58,6 +68,8 @@ export class Mdd {
   openFid!: Fid;
   readonly #clock: () => number;
   #lastFid: Fid = fid(FID_SEQ_NORMAL, 0);
+  /** The end of the reserved range, as mdt.last_fid holds it (no FID given is after it). */
+  #reserved: Fid = fid(FID_SEQ_NORMAL, 0);
 
   private constructor(cfg: MddConfig) {
     this.osd = cfg.osd;
@@ -88,7 +100,7 @@ export class Mdd {
     mdd.llogFid = await localObject(osd, 'unlink_llog', 'idx');
     mdd.openFid = await localObject(osd, 'open_handles', 'idx');
     try {
-      mdd.#lastFid = parseFid((await osd.xattrGet(mdd.seqFid, LAST_FID_XATTR)).toString());
+      mdd.#lastFid = mdd.#reserved = parseFid((await osd.xattrGet(mdd.seqFid, LAST_FID_XATTR)).toString());
     } catch (err) {
       if ((err as { code?: string }).code !== 'ENODATA') throw err;
     }
@@ -107,26 +119,30 @@ export class Mdd {
     return this.#clock() / 1000;
   }
 
-  /** A FID never given before; recorded in tx, written in the order given (the 'seq' lock). */
+  /**
+   * A FID never given before. When it lies past the reserved range, tx records the next range
+   * (FID_RESERVE): every transaction that gives a FID of that range is in the same txg as that
+   * record or a later one (the transactions updating at any moment all belong to one txg, see
+   * Tx.start), so a crash that keeps a create keeps the record of its range.
+   */
   async allocFid(tx: Tx, replayed?: Fid): Promise<Fid> {
-    const release = await this.locks.acquire('mdt:seq');
-    try {
-      const last = this.#lastFid;
-      // A replayed create gets the FID it had before the restart; later FIDs follow it.
-      if (replayed) {
-        if (replayed.seq > last.seq || (replayed.seq === last.seq && replayed.oid > last.oid)) {
-          this.#lastFid = replayed;
-          await tx.xattrSet(this.seqFid, LAST_FID_XATTR, Buffer.from(fidToString(replayed)));
-        }
-        return replayed;
-      }
-      const next = last.oid + 1 >= SEQ_WIDTH ? fid(last.seq + 1, 1) : fid(last.seq, last.oid + 1);
-      this.#lastFid = next;
-      await tx.xattrSet(this.seqFid, LAST_FID_XATTR, Buffer.from(fidToString(next)));
-      return next;
-    } finally {
-      release();
+    // A replayed create gets the FID it had before the restart; later FIDs follow it.
+    if (replayed) {
+      if (fidAfter(replayed, this.#lastFid)) this.#lastFid = replayed;
+      if (fidAfter(replayed, this.#reserved)) await this.#reserve(tx, replayed);
+      return replayed;
     }
+    const last = this.#lastFid;
+    const next = last.oid + 1 >= SEQ_WIDTH ? fid(last.seq + 1, 1) : fid(last.seq, last.oid + 1);
+    this.#lastFid = next;
+    if (fidAfter(next, this.#reserved)) await this.#reserve(tx, fid(next.seq, Math.min(SEQ_WIDTH - 1, next.oid + FID_RESERVE - 1)));
+    return next;
+  }
+
+  /** Records end as the reserved range's end (set before the write: the next caller sees it at once). */
+  async #reserve(tx: Tx, end: Fid): Promise<void> {
+    this.#reserved = end;
+    await tx.xattrSet(this.seqFid, LAST_FID_XATTR, Buffer.from(fidToString(end)));
   }
 
   /** Whether this MDT serves the FID (its sequences and the root). */

@@ -35,9 +35,9 @@ export interface ControlOps {
   mount_client: { args: { spec: string; mountpoint: string; options: string[] }; result: { spec: string; mountpoint: string } };
   umount: { args: { target: string; force: boolean }; result: { svname: string; evicted: number } };
   dl: { args: Record<string, never>; result: string };
-  get_param: { args: { patterns: string[] }; result: Array<{ name: string; value: string }> };
+  get_param: { args: { patterns: string[]; recursive?: boolean }; result: Array<{ name: string; value: string }> };
   set_param: { args: { settings: Array<{ pattern: string; value: string }> }; result: Array<{ name: string; value: string }> };
-  list_param: { args: { patterns: string[] }; result: string[] };
+  list_param: { args: { patterns: string[]; recursive?: boolean }; result: string[] };
   dk: { args: { clear: boolean }; result: string };
   /** lfs's subcommands, run by the kernel on its client mounts (src/control/lfs). */
   lfs: { args: { request: LfsRequest }; result: LfsResult };
@@ -135,7 +135,10 @@ function checkArgs(op: ControlOp, a: Record<string, unknown>): void {
     case 'mount_client': str('spec'); str('mountpoint'); strings('options'); break;
     case 'umount': str('target'); bool('force'); break;
     case 'replay_barrier': str('target'); break;
-    case 'get_param': case 'list_param': strings('patterns'); break;
+    case 'get_param': case 'list_param':
+      strings('patterns');
+      if (a.recursive !== undefined) bool('recursive');
+      break;
     case 'set_param': {
       const s = a.settings;
       if (!Array.isArray(s) || !s.every((x) => typeof x?.pattern === 'string' && typeof x?.value === 'string')) {

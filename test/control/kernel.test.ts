@@ -105,6 +105,10 @@ t.test('three kernels: start, mount, lctl, umount/mount, forced umount, SIGKILL 
   }, 30_000);
 
   const statsBefore = ok(await tool('lctl', ['get_param', 'obdfilter.kern-OST0000.stats'], 3), 'get_param obdfilter stats').stdout;
+  // -R, as Lustre's: everything below the directories named.
+  const listed = ok(await tool('lctl', ['list_param', '-R', 'obdfilter.kern-OST0000'], 3), 'list_param -R').stdout.split('\n');
+  t.ok(listed.includes('obdfilter.kern-OST0000.kbytesavail') && listed.includes('obdfilter.kern-OST0000.stats'), 'list_param -R lists the parameters below');
+  t.match(ok(await tool('lctl', ['get_param', '-R', 'obdfilter.kern-OST0000'], 3), 'get_param -R').stdout, /^obdfilter\.kern-OST0000\.kbytesavail=\d+$/m);
   const files: Array<{ name: string; digest: string; size: number; layout: Raid0Layout }> = [];
   for (const [i, size] of [300_000, 2_000_000, 70_000].entries()) {
     const attr = await mdc.create(rootFid, `f${i}`, 0o644, { stripeCount: -1, stripeSize: 64 * 1024 });

@@ -214,6 +214,12 @@ t.test(`lctl's parameters, dl and metrics over an MGS+MDT and an OST with a clie
   t.same(await tree.list('obdfilter.*'), ['obdfilter.pfs-OST0000']);
   const all = await tree.list('obdfilter.*', { recursive: true });
   t.ok(all.includes('obdfilter.pfs-OST0000.exports.127.0.0.5@tcp.stats') && all.includes('obdfilter.pfs-OST0000.kbytesavail'));
+  const below = await tree.get('obdfilter.pfs-OST0000.exports', { recursive: true });
+  t.same(below.map((v) => v.name), all.filter((n) => n.startsWith('obdfilter.pfs-OST0000.exports.') && /\.(stats|uuid)$/.test(n)),
+    'get_param -R: every parameter below the directory');
+  t.ok(below.every((v) => typeof v.value === 'string'));
+  t.same((await tree.get('obdfilter.pfs-OST0000.kbytesavail', { recursive: true })).map((v) => v.name), ['obdfilter.pfs-OST0000.kbytesavail'],
+    '-R on a parameter: the parameter');
   t.same(await tree.list('*.*.exports.127.0.0.5@tcp'), [
     'mdt.pfs-MDT0000.exports.127.0.0.5@tcp', 'mgs.MGS.exports.127.0.0.5@tcp', 'obdfilter.pfs-OST0000.exports.127.0.0.5@tcp',
   ]);

@@ -40,8 +40,9 @@ program.command('get_param')
   .argument('<param...>', "parameter names or patterns, e.g. 'osd-*.*.kbytesfree'")
   .option('-n', 'print values only')
   .option('-N', 'print names only')
-  .action(async (patterns: string[], o: { n?: boolean; N?: boolean }) => {
-    const values = await callKernel(rundir(), 'get_param', { patterns });
+  .option('-R', 'every parameter below the directories named too')
+  .action(async (patterns: string[], o: { n?: boolean; N?: boolean; R?: boolean }) => {
+    const values = await callKernel(rundir(), 'get_param', { patterns, recursive: o.R ?? false });
     process.stdout.write(formatGetParam(values, { valuesOnly: o.n ?? false, namesOnly: o.N ?? false }));
   });
 
@@ -62,8 +63,9 @@ program.command('set_param')
 program.command('list_param')
   .description('list parameter names matching the patterns')
   .argument('<param...>', "names or patterns, e.g. 'obdfilter.*.*'")
-  .action(async (patterns: string[]) => {
-    const names = await callKernel(rundir(), 'list_param', { patterns });
+  .option('-R', 'every name below the directories named too')
+  .action(async (patterns: string[], o: { R?: boolean }) => {
+    const names = await callKernel(rundir(), 'list_param', { patterns, recursive: o.R ?? false });
     process.stdout.write(names.map((n) => `${n}\n`).join(''));
   });
 

@@ -148,12 +148,14 @@ export class ControlServer {
       case 'dl': return deviceList(k);
       case 'get_param': {
         const out = [];
-        for (const p of (r.args as ControlOps['get_param']['args']).patterns) out.push(...(await k.params.get(p)));
+        const { patterns, recursive } = r.args as ControlOps['get_param']['args'];
+        for (const p of patterns) out.push(...(await k.params.get(p, { recursive: recursive ?? false })));
         return out;
       }
       case 'list_param': {
         const out = [];
-        for (const p of (r.args as ControlOps['list_param']['args']).patterns) out.push(...(await k.params.list(p)));
+        const { patterns, recursive } = r.args as ControlOps['list_param']['args'];
+        for (const p of patterns) out.push(...(await k.params.list(p, { recursive: recursive ?? false })));
         return out;
       }
       case 'set_param': {

@@ -12,7 +12,7 @@ export interface ParamValue {
 }
 
 export interface ListOptions {
-  /** -R: every name below each matching directory too. */
+  /** -R: every name below each matching directory too (get: every parameter below it). */
   recursive?: boolean;
 }
 
@@ -40,10 +40,10 @@ export class ParamTree {
     return [...out];
   }
 
-  /** Values of the parameters matching the pattern (lctl get_param). */
-  async get(pattern: string): Promise<ParamValue[]> {
+  /** Values of the parameters matching the pattern (lctl get_param [-R]). */
+  async get(pattern: string, opts: ListOptions = {}): Promise<ParamValue[]> {
     const compiled = compilePattern(pattern);
-    const params = select(buildParams(this.#view), compiled);
+    const params = select(buildParams(this.#view), compiled, opts.recursive ?? false);
     const out: ParamValue[] = [];
     for (const p of params) out.push({ name: p.path.join('.'), value: await p.read() });
     return out;
@@ -70,18 +70,26 @@ export class ParamTree {
   }
 }
 
-/** The parameters the pattern names, in lctl's order: per brace alternative, sorted by name. */
-function select(params: readonly Param[], compiled: CompiledPattern): Param[] {
+/**
+ * The parameters the pattern names, in lctl's order: per brace alternative, sorted by name.
+ * recursive (-R): also every parameter below a directory the pattern names.
+ */
+function select(params: readonly Param[], compiled: CompiledPattern, recursive = false): Param[] {
   const out: Param[] = [];
   const seen = new Set<Param>();
+  const named = (alternative: CompiledPattern['alternatives'][number], p: Param): boolean => {
+    if (!recursive) return matches(alternative, p.path);
+    for (let depth = 1; depth <= p.path.length; depth++) if (matches(alternative, p.path.slice(0, depth))) return true;
+    return false;
+  };
   for (const alternative of compiled.alternatives) {
-    const hits = params.filter((p) => !seen.has(p) && matches(alternative, p.path)).sort(byName);
+    const hits = params.filter((p) => !seen.has(p) && named(alternative, p)).sort(byName);
     for (const p of hits) seen.add(p);
     out.push(...hits);
   }
   if (out.length > 0) return out;
   const dirs = nodePaths(params).filter((n) => n.dir && compiled.alternatives.some((a) => matches(a, n.path)));
-  if (dirs.length > 0) throw new ParamError('EISDIR', `'${compiled.text}' names directories only (${dirs[0]!.name}, ...): list_param shows what is in them`);
+  if (dirs.length > 0) throw new ParamError('EISDIR', `'${compiled.text}' names directories only (${dirs[0]!.name}, ...): get_param -R reads what is in them, list_param shows it`);
   throw notFound(compiled);
 }
 

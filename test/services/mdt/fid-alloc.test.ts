@@ -29,14 +29,14 @@ t.test('one last_fid write per reserved range; a restart goes on after the range
 
   await osd.sync();
   mdd = await Mdd.open({ osd }); // as after a restart: only what is on disk
-  await txn(osd, async (tx) => given.push(await mdd.allocFid(tx)));
+  await txn(osd, async (tx) => { given.push(await mdd.allocFid(tx)); });
   t.ok(after(given.at(-1)!, end), 'after a restart the next FID comes after the reserved range');
   t.ok(given.slice(0, -1).every((f) => after(given.at(-1)!, f)), 'and after every FID given before');
 
   // A replayed create past the range moves the record on.
   const replayed = { seq: end.seq, oid: end.oid + 5 * FID_RESERVE, ver: 0 };
-  await txn(osd, async (tx) => t.same(await mdd.allocFid(tx, replayed), replayed));
+  await txn(osd, async (tx) => { t.same(await mdd.allocFid(tx, replayed), replayed); });
   t.equal(await mark(), fidToString(replayed), 'a replayed FID past the range is recorded');
-  await txn(osd, async (tx) => t.ok(after(await mdd.allocFid(tx), replayed), 'and later FIDs follow it'));
+  await txn(osd, async (tx) => { t.ok(after(await mdd.allocFid(tx), replayed), 'and later FIDs follow it'); });
   await osd.close();
 });

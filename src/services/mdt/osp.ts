@@ -48,6 +48,9 @@ export class Osp implements OstSource {
   #lastCreated = 0;
   #ready = false;
   #stopped = false;
+  /** Destroys the OST answered and has not committed yet (#committed). */
+  #uncommitted: CommitWaiter[] = [];
+  #commitTimer: NodeJS.Timeout | undefined;
   #watching = false;
   #precreating: Promise<void> | undefined;
   #bytesFree = 0;
@@ -231,15 +234,35 @@ export class Osp implements OstSource {
     return { committed: this.#committed(imp, transno, evictions) };
   }
 
-  async #committed(imp: Import, transno: bigint, evictions: number): Promise<void> {
-    for (;;) {
-      // An eviction first: a restarted OST that forgot us may have committed past our transno
-      // with other work while our destroy was lost in its crash.
-      if (imp.counters.evictions !== evictions) throw new PtlrpcError('EIO', `evicted by ${this.#c.targetUuid} before it committed a destroy`);
-      if (imp.lastCommitted >= transno) return;
-      if (this.#stopped || imp.state === 'closed') throw new PtlrpcError('ESHUTDOWN', `osp ${this.#c.targetUuid} stopped before the OST committed a destroy`);
-      await sleep(COMMIT_POLL_MS);
+  /**
+   * Resolves once the OST committed transno. The destroys waiting are looked at together, every
+   * COMMIT_POLL_MS by one timer (an unlink burst leaves a thousand of them waiting at once).
+   */
+  #committed(imp: Import, transno: bigint, evictions: number): Promise<void> {
+    const w = { imp, transno, evictions, resolve: (): void => {}, reject: (_err: Error): void => {} };
+    const p = new Promise<void>((resolve, reject) => Object.assign(w, { resolve, reject }));
+    if (this.#settle(w)) {
+      this.#uncommitted.push(w);
+      this.#commitTimer ??= setInterval(() => {
+        this.#uncommitted = this.#uncommitted.filter((x) => this.#settle(x));
+        if (this.#uncommitted.length === 0) {
+          clearInterval(this.#commitTimer);
+          this.#commitTimer = undefined;
+        }
+      }, COMMIT_POLL_MS).unref();
     }
+    return p;
+  }
+
+  /** Settles a waiting destroy if it can be; true while it still waits. */
+  #settle(w: CommitWaiter): boolean {
+    // An eviction first: a restarted OST that forgot us may have committed past our transno
+    // with other work while our destroy was lost in its crash.
+    if (w.imp.counters.evictions !== w.evictions) w.reject(new PtlrpcError('EIO', `evicted by ${this.#c.targetUuid} before it committed a destroy`));
+    else if (w.imp.lastCommitted >= w.transno) w.resolve();
+    else if (this.#stopped || w.imp.state === 'closed') w.reject(new PtlrpcError('ESHUTDOWN', `osp ${this.#c.targetUuid} stopped before the OST committed a destroy`));
+    else return true;
+    return false;
   }
 
   stats(): Record<string, unknown> {
@@ -252,6 +275,8 @@ export class Osp implements OstSource {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearInterval(this.#statfsTimer);
+    clearInterval(this.#commitTimer);
+    for (const w of this.#uncommitted.splice(0)) this.#settle(w);
     this.#wake();
     await this.#starting;
     await this.#precreating?.catch(() => {});
@@ -260,5 +285,13 @@ export class Osp implements OstSource {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+interface CommitWaiter {
+  imp: Import;
+  transno: bigint;
+  evictions: number;
+  resolve(): void;
+  reject(err: Error): void;
+}
 /** How often a destroy looks whether the OST committed it (replies and pings bring last_committed). */
 const COMMIT_POLL_MS = 100;

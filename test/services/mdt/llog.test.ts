@@ -2,15 +2,15 @@
 // a record is processed (its object destroyed) only once the txg of the unlink that wrote it is
 // durable, whatever starts the processing: the txg's own commit or a pass over the whole log (an
 // OST connecting, a retry after a failure).
-import t from 'tap';
-import { fid, fidKey } from '../../../src/osd/index.js';
+import t, { type Test } from 'tap';
+import { fid, fidKey, type Osd } from '../../../src/osd/index.js';
 import { DestroyLog } from '../../../src/services/mdt/llog.js';
 import { localObject } from '../../../src/services/target/index.js';
 import { until } from '../../lib/net.js';
 import { newDevice, removeDir, txn } from '../../osd/helpers.js';
 
-t.test('a pass over the whole log leaves the records of txgs not yet durable to the processing after their txg', async (t) => {
-  // txgs close on sync() only: the unlink's txg stays open as long as the test wants.
+/** An OSD whose txgs close on sync() only (an unlink's txg stays open as long as the test wants), and its llog. */
+async function rig(t: Test): Promise<{ osd: Osd; llog: DestroyLog; destroyed: string[] }> {
   const { dir, osd } = await newDevice({ txgTimeoutMs: 600_000 });
   t.teardown(async () => {
     await osd.close();
@@ -20,6 +20,11 @@ t.test('a pass over the whole log leaves the records of txgs not yet durable to 
   const destroyed: string[] = [];
   const llog = new DestroyLog(osd, index, { destroy: async (_ost, object) => { destroyed.push(fidKey(object)); } });
   t.teardown(() => llog.stop());
+  return { osd, llog, destroyed };
+}
+
+t.test('a pass over the whole log leaves the records of txgs not yet durable to the processing after their txg', async (t) => {
+  const { osd, llog, destroyed } = await rig(t);
 
   const durable = fid(0x100000000, 1);
   const open = fid(0x100000000, 2);
@@ -43,15 +48,7 @@ t.test('a pass over the whole log leaves the records of txgs not yet durable to 
 });
 
 t.test('an unlink waits for its txg to commit on its own schedule: it never forces a txg of its own', async (t) => {
-  const { dir, osd } = await newDevice({ txgTimeoutMs: 600_000 });
-  t.teardown(async () => {
-    await osd.close();
-    await removeDir(dir);
-  });
-  const index = await localObject(osd, 'unlink_llog', 'idx');
-  const destroyed: string[] = [];
-  const llog = new DestroyLog(osd, index, { destroy: async (_ost, object) => { destroyed.push(fidKey(object)); } });
-  t.teardown(() => llog.stop());
+  const { osd, llog, destroyed } = await rig(t);
   await osd.sync();
   const before = osd.lastSyncedTxg;
   const object = fid(0x100000000, 3);

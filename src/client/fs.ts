@@ -26,6 +26,7 @@ import { canWrite, OpenFlag, parseFlags } from './flags.js';
 import { FileHandle, toSeconds, type HandleHost } from './handle.js';
 import type { Mdc } from './mdc.js';
 import { MountCore, parseDevice, type MountOptions } from './mount.js';
+import type { LliteStats } from './lproc.js';
 import type { ClientParams } from './params.js';
 import { isDir, isLink, mdcSource, pathArg, SYMLINKS_MAX, Walker, type WalkSource } from './paths.js';
 import { ReadAhead } from './readahead.js';
@@ -122,6 +123,11 @@ export class FileSystem implements HandleHost {
     return this.core.params;
   }
 
+  /** llite.*.stats: each call below is counted once it succeeded (its handles' calls by them). */
+  get lliteStats(): LliteStats {
+    return this.core.lliteStats;
+  }
+
   async #call<T>(syscall: string, path: string | undefined, fn: () => Promise<T>, dest?: string): Promise<T> {
     if (this.core.closed) throw new FsError('ENOTCONN', syscall, path, dest, `${this.fsname} is not mounted`);
     return fsCall(syscall, path, fn, dest);
@@ -165,27 +171,37 @@ export class FileSystem implements HandleHost {
 
   async stat(path: PathLike): Promise<Stats> {
     const p = pathArg(path, 'stat');
-    return this.#call('stat', p, async () => this.statOf((await this.#walker.resolve(p, true, 'stat')).attr));
+    const t = performance.now();
+    const stats = await this.#call('stat', p, async () => this.statOf((await this.#walker.resolve(p, true, 'stat')).attr));
+    this.core.lliteStats.tally('getattr', t);
+    return stats;
   }
 
   async lstat(path: PathLike): Promise<Stats> {
     const p = pathArg(path, 'lstat');
-    return this.#call('lstat', p, async () => this.statOf((await this.#walker.resolve(p, false, 'lstat')).attr));
+    const t = performance.now();
+    const stats = await this.#call('lstat', p, async () => this.statOf((await this.#walker.resolve(p, false, 'lstat')).attr));
+    this.core.lliteStats.tally('getattr', t);
+    return stats;
   }
 
   async chmod(path: PathLike, mode: number | string): Promise<void> {
     const p = pathArg(path, 'chmod');
+    const t = performance.now();
     await this.#call('chmod', p, async () => {
       await this.mdc.setattr((await this.#walker.resolve(p, true, 'chmod')).attr.fid, { mode: typeof mode === 'string' ? parseInt(mode, 8) : mode });
     });
+    this.core.lliteStats.tally('setattr', t);
   }
 
   async #chown(syscall: string, path: PathLike, uid: number, gid: number, follow: boolean): Promise<void> {
     const p = pathArg(path, syscall);
+    const t = performance.now();
     await this.#call(syscall, p, async () => {
       const a = (await this.#walker.resolve(p, follow, syscall)).attr;
       await this.mdc.setattr(a.fid, { ...(uid !== -1 && { uid }), ...(gid !== -1 && { gid }) });
     });
+    this.core.lliteStats.tally('setattr', t);
   }
 
   chown(path: PathLike, uid: number, gid: number): Promise<void> {
@@ -198,10 +214,12 @@ export class FileSystem implements HandleHost {
 
   async #utimes(syscall: string, path: PathLike, atime: number | string | Date, mtime: number | string | Date, follow: boolean): Promise<void> {
     const p = pathArg(path, syscall);
+    const t = performance.now();
     await this.#call(syscall, p, async () => {
       const a = (await this.#walker.resolve(p, follow, syscall)).attr;
       await this.utimesFid(a.fid, a, toSeconds(atime), toSeconds(mtime));
     });
+    this.core.lliteStats.tally('setattr', t);
   }
 
   utimes(path: PathLike, atime: number | string | Date, mtime: number | string | Date): Promise<void> {
@@ -223,6 +241,7 @@ export class FileSystem implements HandleHost {
 
   async truncate(path: PathLike, len = 0): Promise<void> {
     const p = pathArg(path, 'truncate');
+    const t = performance.now();
     await this.#call('truncate', p, async () => {
       if (!Number.isSafeInteger(len) || len < 0) throw new FsError('EINVAL', 'truncate', p, undefined, `length ${len}`);
       const a = (await this.#walker.resolve(p, true, 'truncate')).attr;
@@ -232,6 +251,7 @@ export class FileSystem implements HandleHost {
       const open = this.core.files.get(a.fid);
       await (open ?? new FileObject(this.core.fileContext, a.fid, await this.core.layoutOf(this.mdc, a.fid))).truncate(len);
     });
+    this.core.lliteStats.tally('truncate', t);
   }
 
   /** A regular file's layout (its stripe size and objects) or a directory's default (lfs getstripe). */
@@ -253,6 +273,7 @@ export class FileSystem implements HandleHost {
   }
 
   async #open(path: string, flags: number, mode: number, layout?: { stripeCount?: number; stripeSize?: number; stripeOffset?: number }): Promise<FileHandle> {
+    const t = performance.now();
     let p = path;
     for (let links = 0; ; links++) {
       const par = await this.#walker.parent(p, 'open');
@@ -264,7 +285,7 @@ export class FileSystem implements HandleHost {
       // The open goes straight to the MDT; it refuses a symlink (ELOOP), which is then followed here.
       try {
         const r = await this.core.mdCache.open(this.mdc, par.dir.fid, par.name, flags, mode & ~this.umask & 0o7777, layout);
-        return await this.#handleOf(path, flags, r);
+        return await this.#handleOf(path, flags, r, t);
       } catch (err) {
         if ((err as { code?: string }).code !== 'ELOOP') throw err;
         const existing = await this.#lookupOrNothing(par.dir.fid, par.name);
@@ -288,7 +309,8 @@ export class FileSystem implements HandleHost {
 
   /** open(2) by FID, flags as Linux numbers (the FUSE glue: the kernel names files by inode). */
   async openFid(fid: string, flags: number): Promise<FileHandle> {
-    return this.#call('open', fid, async () => this.#handleOf(fid, flags, await this.mdc.openFid(fid, flags)));
+    const t = performance.now();
+    return this.#call('open', fid, async () => this.#handleOf(fid, flags, await this.mdc.openFid(fid, flags), t));
   }
 
   /** open(2) of `name` in the directory `parentFid`, flags (O_CREAT ...) as Linux numbers. */
@@ -298,13 +320,19 @@ export class FileSystem implements HandleHost {
 
   /** createAt, telling too whether this open created the file (statOf's `created`). */
   async createIn(parentFid: string, name: string, flags: number, mode: number): Promise<{ handle: FileHandle; created: boolean }> {
+    const t = performance.now();
     return this.#call('open', name, async () => {
       const r = await this.core.mdCache.open(this.mdc, parentFid, name, flags, mode & ~this.umask & 0o7777);
-      return { handle: await this.#handleOf(name, flags, r), created: r.created };
+      return { handle: await this.#handleOf(name, flags, r, t), created: r.created };
     });
   }
 
-  async #handleOf(path: string, flags: number, r: Awaited<ReturnType<Mdc['open']>>): Promise<FileHandle> {
+  /**
+   * The handle of an open the MDT granted, begun at startMs: every open passes here, and is
+   * counted here (an open that created its file counts as a create too, as an atomic open
+   * with O_CREAT does in Lustre's llite).
+   */
+  async #handleOf(path: string, flags: number, r: Awaited<ReturnType<Mdc['open']>>, startMs: number): Promise<FileHandle> {
     let file: FileObject | undefined;
     let ra: ReadAhead | undefined;
     if (isRegular(r.attr)) {
@@ -324,6 +352,8 @@ export class FileSystem implements HandleHost {
     }
     const h = new FileHandle(this.core.nextFd(), path, flags, r.attr, r.handle, this, file, ra);
     this.#handles.add(h);
+    if (r.created) this.core.lliteStats.tally('create', startMs);
+    this.core.lliteStats.tally('open', startMs);
     return h;
   }
 
@@ -393,18 +423,22 @@ export class FileSystem implements HandleHost {
   async readdir(path: PathLike, options?: { withFileTypes?: boolean; encoding?: Encoding } | BufferEncoding | null): Promise<string[] | Dirent[]> {
     const p = pathArg(path, 'scandir');
     const withTypes = typeof options === 'object' && options !== null && options.withFileTypes === true;
-    return this.#call('scandir', p, async () => {
+    const t = performance.now();
+    const out = await this.#call('scandir', p, async () => {
       const a = (await this.#walker.resolve(p, true, 'scandir')).attr;
       if (!isDir(a)) throw new FsError('ENOTDIR', 'scandir', p);
-      const out: Dirent[] = [];
-      for await (const e of new Dir(this.mdc, a.fid, p)) out.push(e);
-      return withTypes ? out : out.map((e) => e.name);
+      const entries: Dirent[] = [];
+      for await (const e of new Dir(this.mdc, a.fid, p)) entries.push(e);
+      return entries;
     });
+    this.core.lliteStats.tally('readdir', t);
+    return withTypes ? out : out.map((e) => e.name);
   }
 
   /** A directory read page by page (any size, bounded memory). */
   async opendir(path: PathLike): Promise<Dir> {
     const p = pathArg(path, 'opendir');
+    // Not an open in llite.*.stats: no MDT handle behind it, and no close to pair it with.
     return this.#call('opendir', p, async () => {
       const a = (await this.#walker.resolve(p, true, 'opendir')).attr;
       if (!isDir(a)) throw new FsError('ENOTDIR', 'opendir', p);
@@ -421,9 +455,11 @@ export class FileSystem implements HandleHost {
   }
 
   async #mkdir(p: string, mode: number): Promise<void> {
+    const t = performance.now();
     const par = await this.#walker.parent(p, 'mkdir');
     if (par.name === '.' || par.name === '..') throw new FsError('EEXIST', 'mkdir', p);
     await this.mdc.mkdir(par.dir.fid, par.name, mode);
+    this.core.lliteStats.tally('mkdir', t);
   }
 
   async #mkdirp(p: string, mode: number): Promise<string | undefined> {
@@ -447,15 +483,18 @@ export class FileSystem implements HandleHost {
 
   async rmdir(path: PathLike): Promise<void> {
     const p = pathArg(path, 'rmdir');
+    const t = performance.now();
     await this.#call('rmdir', p, async () => {
       const par = await this.#walker.parent(p, 'rmdir');
       if (par.name === '.' && par.dirPath === '/' && p.replace(/\/+/g, '/') === '/') throw new FsError('EBUSY', 'rmdir', p);
       await this.mdc.rmdir(par.dir.fid, par.name);
     });
+    this.core.lliteStats.tally('rmdir', t);
   }
 
   async unlink(path: PathLike): Promise<void> {
     const p = pathArg(path, 'unlink');
+    const t = performance.now();
     await this.#call('unlink', p, async () => {
       const par = await this.#walker.parent(p, 'unlink');
       if (par.trailingSlash) {
@@ -467,11 +506,13 @@ export class FileSystem implements HandleHost {
       const { orphan, destroyed } = await this.mdc.unlink(par.dir.fid, par.name);
       if (child !== undefined && !orphan) this.core.releaseObjectLocks(child, destroyed);
     });
+    this.core.lliteStats.tally('unlink', t);
   }
 
   async rename(oldPath: PathLike, newPath: PathLike): Promise<void> {
     const from = pathArg(oldPath, 'rename');
     const to = pathArg(newPath, 'rename');
+    const t = performance.now();
     await this.#call('rename', from, async () => {
       const a = await this.#walker.parent(from, 'rename');
       const b = await this.#walker.parent(to, 'rename');
@@ -482,28 +523,33 @@ export class FileSystem implements HandleHost {
       }
       await this.mdc.rename(a.dir.fid, a.name, b.dir.fid, b.name);
     }, to);
+    this.core.lliteStats.tally('rename', t);
   }
 
   /** link(2): a new name for existingPath (a symlink itself, not what it points to). */
   async link(existingPath: PathLike, newPath: PathLike): Promise<void> {
     const from = pathArg(existingPath, 'link');
     const to = pathArg(newPath, 'link');
+    const t = performance.now();
     await this.#call('link', from, async () => {
       const a = (await this.#walker.resolve(from, false, 'link')).attr;
       const b = await this.#walker.parent(to, 'link');
       if (b.name === '.' || b.name === '..') throw new FsError('EEXIST', 'link', from, to);
       await this.mdc.link(a.fid, b.dir.fid, b.name);
     }, to);
+    this.core.lliteStats.tally('link', t);
   }
 
   async symlink(target: PathLike, path: PathLike, _type?: string | null): Promise<void> {
     const t = pathArg(target, 'symlink');
     const p = pathArg(path, 'symlink');
+    const start = performance.now();
     await this.#call('symlink', t, async () => {
       const b = await this.#walker.parent(p, 'symlink');
       if (b.name === '.' || b.name === '..') throw new FsError('EEXIST', 'symlink', t, p);
       await this.mdc.symlink(b.dir.fid, b.name, t);
     }, p);
+    this.core.lliteStats.tally('symlink', start);
   }
 
   async readlink(path: PathLike): Promise<string> {
@@ -524,26 +570,36 @@ export class FileSystem implements HandleHost {
 
   async getxattr(path: PathLike, name: string): Promise<Buffer> {
     const p = pathArg(path, 'getxattr');
-    return this.#call('getxattr', p, async () => this.mdc.getxattr((await this.#walker.resolve(p, true, 'getxattr')).attr.fid, name));
+    const t = performance.now();
+    const value = await this.#call('getxattr', p, async () => this.mdc.getxattr((await this.#walker.resolve(p, true, 'getxattr')).attr.fid, name));
+    this.core.lliteStats.tally('getxattr', t);
+    return value;
   }
 
   /** setxattr(2); flags XATTR_CREATE (EEXIST if it exists) or XATTR_REPLACE (ENODATA if not). */
   async setxattr(path: PathLike, name: string, value: string | Uint8Array, flags = 0): Promise<void> {
     const p = pathArg(path, 'setxattr');
+    const t = performance.now();
     await this.#call('setxattr', p, async () => {
       const v = typeof value === 'string' ? Buffer.from(value) : value;
       await this.mdc.setxattr((await this.#walker.resolve(p, true, 'setxattr')).attr.fid, name, v, flags);
     });
+    this.core.lliteStats.tally('setxattr', t);
   }
 
   async listxattr(path: PathLike): Promise<string[]> {
     const p = pathArg(path, 'listxattr');
-    return this.#call('listxattr', p, async () => this.mdc.listxattr((await this.#walker.resolve(p, true, 'listxattr')).attr.fid));
+    const t = performance.now();
+    const names = await this.#call('listxattr', p, async () => this.mdc.listxattr((await this.#walker.resolve(p, true, 'listxattr')).attr.fid));
+    this.core.lliteStats.tally('listxattr', t);
+    return names;
   }
 
   async removexattr(path: PathLike, name: string): Promise<void> {
     const p = pathArg(path, 'removexattr');
+    const t = performance.now();
     await this.#call('removexattr', p, async () => this.mdc.removexattr((await this.#walker.resolve(p, true, 'removexattr')).attr.fid, name));
+    this.core.lliteStats.tally('removexattr', t);
   }
 
   // ---- the file system ----------------------------------------------------------------------
@@ -551,7 +607,8 @@ export class FileSystem implements HandleHost {
   /** statfs(2) as a Lustre client answers it: blocks from the OSTs, files from the MDT. */
   async statfs(path: PathLike = '/'): Promise<StatFs> {
     const p = pathArg(path, 'statfs');
-    return this.#call('statfs', p, async () => {
+    const t = performance.now();
+    const answer = await this.#call('statfs', p, async () => {
       await this.#walker.resolve(p, true, 'statfs');
       const mdt: MdtStatfs = await this.mdc.statfs();
       const osts = await Promise.all([...this.core.oscs.values()].map((o) => o.statfs()));
@@ -562,6 +619,8 @@ export class FileSystem implements HandleHost {
         files: mdt.objectsTotal, ffree: mdt.objectsFree,
       };
     });
+    this.core.lliteStats.tally('statfs', t);
+    return answer;
   }
 
   /** Open handles of the mount (every view's). */

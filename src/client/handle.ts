@@ -10,6 +10,7 @@ import type { MdtAttr } from '../services/mdt/protocol.js';
 import { FsError, toFsError } from './errors.js';
 import type { FileObject, LockProgress } from './file.js';
 import { canRead, canWrite, O_SYNC, OpenFlag } from './flags.js';
+import type { LliteStats } from './lproc.js';
 import type { ReadAhead } from './readahead.js';
 import type { Stats } from './stats.js';
 
@@ -21,6 +22,8 @@ export interface HandleHost {
   utimesFid(fid: string, attr: MdtAttr, atime: number, mtime: number): Promise<void>;
   checkWritable(attr: MdtAttr): void;
   release(handle: FileHandle): Promise<void>;
+  /** Where each call of a handle is counted (the FUSE ops use handles too: counted here only). */
+  readonly lliteStats: LliteStats;
 }
 
 export interface ReadResult<T> {
@@ -116,6 +119,7 @@ export class FileHandle {
       throw toFsError(err, 'read', this.path);
     }
     if (pos === undefined) this.position = at + data.length;
+    this.host.lliteStats.bytes('read_bytes', data.length);
     return data;
   }
 
@@ -143,6 +147,7 @@ export class FileHandle {
     const pos = positionOf(position);
     try {
       const written = await this.#writeAt(pos, bytes);
+      this.host.lliteStats.bytes('write_bytes', written);
       return { bytesWritten: written, buffer: data };
     } catch (err) {
       throw toFsError(err, 'write', this.path);
@@ -179,6 +184,7 @@ export class FileHandle {
       throw toFsError(err, 'read', this.path);
     }
     const all = Buffer.concat(chunks);
+    this.host.lliteStats.bytes('read_bytes', all.length);
     const encoding = typeof options === 'string' ? options : options?.encoding;
     return encoding ? all.toString(encoding) : all;
   }
@@ -196,20 +202,24 @@ export class FileHandle {
   async truncate(len = 0): Promise<void> {
     this.#check('ftruncate', 'write');
     if (!Number.isSafeInteger(len) || len < 0) throw new FsError('EINVAL', 'ftruncate', this.path);
+    const t = performance.now();
     try {
       await this.file!.truncate(len);
     } catch (err) {
       throw toFsError(err, 'ftruncate', this.path);
     }
+    this.host.lliteStats.tally('truncate', t);
   }
 
   async sync(): Promise<void> {
     this.#check('fsync');
+    const t = performance.now();
     try {
       await this.file?.sync();
     } catch (err) {
       throw toFsError(err, 'fsync', this.path);
     }
+    this.host.lliteStats.tally('fsync', t);
   }
 
   datasync(): Promise<void> {
@@ -218,38 +228,48 @@ export class FileHandle {
 
   async stat(): Promise<Stats> {
     this.#check('fstat');
+    const t = performance.now();
+    let stats: Stats;
     try {
-      return await this.host.statOf(await this.host.getattr(this.attr.fid), this.file);
+      stats = await this.host.statOf(await this.host.getattr(this.attr.fid), this.file);
     } catch (err) {
       throw toFsError(err, 'fstat', this.path);
     }
+    this.host.lliteStats.tally('getattr', t);
+    return stats;
   }
 
   async chmod(mode: number | string): Promise<void> {
     this.#check('fchmod');
+    const t = performance.now();
     try {
       await this.host.setattr(this.attr.fid, { mode: typeof mode === 'string' ? parseInt(mode, 8) : mode });
     } catch (err) {
       throw toFsError(err, 'fchmod', this.path);
     }
+    this.host.lliteStats.tally('setattr', t);
   }
 
   async chown(uid: number, gid: number): Promise<void> {
     this.#check('fchown');
+    const t = performance.now();
     try {
       await this.host.setattr(this.attr.fid, { ...(uid !== -1 && { uid }), ...(gid !== -1 && { gid }) });
     } catch (err) {
       throw toFsError(err, 'fchown', this.path);
     }
+    this.host.lliteStats.tally('setattr', t);
   }
 
   async utimes(atime: number | string | Date, mtime: number | string | Date): Promise<void> {
     this.#check('futime');
+    const t = performance.now();
     try {
       await this.host.utimesFid(this.attr.fid, await this.host.getattr(this.attr.fid), toSeconds(atime), toSeconds(mtime));
     } catch (err) {
       throw toFsError(err, 'futime', this.path);
     }
+    this.host.lliteStats.tally('setattr', t);
   }
 
   /** Sends dirty data, closes the MDT's handle; a write error found now is reported (the handle closes anyway). */
@@ -257,12 +277,14 @@ export class FileHandle {
     if (this.#closing) return this.#closing;
     this.#closing = (async () => {
       this.#closed = true;
+      const t = performance.now();
       try {
         await this.readAhead?.close();
         await this.host.release(this);
       } catch (err) {
         throw toFsError(err, 'close', this.path);
       }
+      this.host.lliteStats.tally('close', t);
     })();
     return this.#closing;
   }

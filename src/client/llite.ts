@@ -31,6 +31,11 @@
 // BLOCK_NOWAIT. The MDT keeps each owner's ranges (merging and splitting); the client
 // remembers only which owners may hold something on a file, so that the unlock every close()
 // sends costs nothing when they hold nothing.
+//
+// llite.*.stats: the calls that go beside the mount's FileSystem (namespace changes by FID,
+// attributes, directories, xattrs, locks) are counted here, each once it succeeded; those that
+// go through it (open, create, statfs) or through a file handle (read, write, fsync, release,
+// a getattr or truncate with a handle) are counted there, not here.
 import { parseFid } from '../osd/index.js';
 import { bsdFlockPolicy, hasFlag, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid } from '../ldlm/index.js';
 import type { MdtAttr } from '../services/mdt/protocol.js';
@@ -41,6 +46,7 @@ import {
   FUSE_ROOT_ID, OFFSET_MAX, type AttrReply, type Dirent, type Entry, type FileLock, type FuseOps, type OpenReply, type RequestContext,
   type SetattrChanges, type SetlkOptions, type Statfs,
 } from './fuse/index.js';
+import type { LliteStats } from './lproc.js';
 import type { Invalidation } from './mount.js';
 import { fidFlatten32, Stats, type DataAttrs } from './stats.js';
 
@@ -161,6 +167,10 @@ export class Llite implements FuseOps {
   #kernel: KernelCache | undefined;
   #nextNodeid = FUSE_ROOT_ID + 1;
   #nextFh = 1;
+
+  get #stats(): LliteStats {
+    return this.#fs.core.lliteStats;
+  }
 
   constructor(fs: FileSystem) {
     this.#fs = fs;
@@ -404,13 +414,27 @@ export class Llite implements FuseOps {
 
   async getattr(ctx: RequestContext, nodeid: number, fh: number | undefined): Promise<AttrReply> {
     const h = fh !== undefined ? this.#files.get(fh) : undefined;
-    if (h) return { attr: attrOf(await h.stat()), attrTimeoutMs: 0 };
+    if (h) return { attr: attrOf(await h.stat()), attrTimeoutMs: 0 }; // counted by the handle
+    const t = performance.now();
+    const reply = await this.#attrReply(ctx, nodeid, undefined);
+    this.#stats.tally('getattr', t);
+    return reply;
+  }
+
+  /** What a GETATTR answers, uncounted (a SETATTR answers it too). */
+  async #attrReply(ctx: RequestContext, nodeid: number, h: FileHandle | undefined): Promise<AttrReply> {
     const fs = this.#as(ctx);
+    if (h) return { attr: attrOf(await fs.statOf(await fs.getattr(h.attr.fid), h.file)), attrTimeoutMs: 0 };
     const r = await fs.core.mdCache.getattr(fs.mdc, this.#fid(nodeid));
     return { attr: attrOf(await fs.statOf(r.attr)), attrTimeoutMs: this.#validity(r.attr, r.locked) };
   }
 
+  /**
+   * Counted as Lustre's ll_setattr_raw counts: a truncate when the size changes (by the handle
+   * when there is one), else a setattr.
+   */
   async setattr(ctx: RequestContext, nodeid: number, c: SetattrChanges): Promise<AttrReply> {
+    const start = performance.now();
     const fs = this.#as(ctx);
     const fid = this.#fid(nodeid);
     if (c.mode !== undefined || c.uid !== undefined || c.gid !== undefined) {
@@ -425,20 +449,23 @@ export class Llite implements FuseOps {
         t === undefined ? old : t === 'now' ? Date.now() / 1000 : Number(t) / 1e9;
       await fs.utimesFid(fid, attr, seconds(c.atimeNs, attr.atime), seconds(c.mtimeNs, attr.mtime));
     }
-    return this.getattr(ctx, nodeid, c.fh);
+    if (c.size === undefined) this.#stats.tally('setattr', start);
+    return this.#attrReply(ctx, nodeid, c.fh !== undefined ? this.#files.get(c.fh) : undefined);
   }
 
   async #truncate(fs: FileSystem, fid: string, size: number, fh: number | undefined): Promise<void> {
     const h = fh !== undefined ? this.#files.get(fh) : undefined;
     if (h) {
-      await h.truncate(size);
+      await h.truncate(size); // counted by the handle
       return;
     }
+    const t = performance.now();
     const attr = await fs.mdc.getattr(fid);
     if ((attr.mode & S_IFMT) === S_IFDIR) throw error('EISDIR', 'truncate of a directory');
     if ((attr.mode & S_IFMT) !== S_IFREG) throw error('EINVAL', 'truncate of a file that is not regular');
     const open = fs.core.files.get(fid);
     await (open ?? new FileObject(fs.core.fileContext, fid, await fs.core.layoutOf(fs.mdc, fid))).truncate(size);
+    this.#stats.tally('truncate', t);
   }
 
   readlink(ctx: RequestContext, nodeid: number): Promise<string> {
@@ -449,23 +476,29 @@ export class Llite implements FuseOps {
 
   mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number, umask: number): Promise<Entry> {
     return this.#holds([parent], async () => {
+      const t = performance.now();
       const fs = this.#as(ctx);
       const m = mode & ~umask;
       const attr = (m & S_IFMT) === S_IFREG || (m & S_IFMT) === 0
         ? await fs.mdc.create(this.#fid(parent), name, (m & 0o7777) | S_IFREG)
         : await fs.mdc.mknod(this.#fid(parent), name, m, rdev);
+      this.#stats.tally('mknod', t);
       return this.#entry(fs, attr);
     });
   }
 
   mkdir(ctx: RequestContext, parent: number, name: string, mode: number, umask: number): Promise<Entry> {
     return this.#holds([parent], async () => {
+      const t = performance.now();
       const fs = this.#as(ctx);
-      return this.#entry(fs, await fs.mdc.mkdir(this.#fid(parent), name, mode & ~umask & 0o7777));
+      const attr = await fs.mdc.mkdir(this.#fid(parent), name, mode & ~umask & 0o7777);
+      this.#stats.tally('mkdir', t);
+      return this.#entry(fs, attr);
     });
   }
 
   async unlink(ctx: RequestContext, parent: number, name: string): Promise<void> {
+    const t = performance.now();
     await this.#holds([parent], async () => {
       const fs = this.#as(ctx);
       const dir = this.#fid(parent);
@@ -474,14 +507,17 @@ export class Llite implements FuseOps {
       const reply = await this.#removing(parent, name, child, () => fs.mdc.unlink(dir, name));
       if (child !== undefined && !reply.orphan) fs.core.releaseObjectLocks(child, reply.destroyed);
     });
+    this.#stats.tally('unlink', t);
   }
 
   async rmdir(ctx: RequestContext, parent: number, name: string): Promise<void> {
+    const t = performance.now();
     await this.#holds([parent], async () => {
       const fs = this.#as(ctx);
       const dir = this.#fid(parent);
       await this.#removing(parent, name, fs.core.mdCache.childOf(dir, name), () => fs.mdc.rmdir(dir, name));
     });
+    this.#stats.tally('rmdir', t);
   }
 
   /**
@@ -508,20 +544,28 @@ export class Llite implements FuseOps {
 
   symlink(ctx: RequestContext, parent: number, name: string, target: string): Promise<Entry> {
     return this.#holds([parent], async () => {
+      const t = performance.now();
       const fs = this.#as(ctx);
-      return this.#entry(fs, await fs.mdc.symlink(this.#fid(parent), name, target));
+      const attr = await fs.mdc.symlink(this.#fid(parent), name, target);
+      this.#stats.tally('symlink', t);
+      return this.#entry(fs, attr);
     });
   }
 
   async rename(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
     if (flags !== 0) throw error('EINVAL', `rename flags ${flags} (RENAME_NOREPLACE, RENAME_EXCHANGE) are not supported`);
+    const t = performance.now();
     await this.#holds([parent, newParent], () => this.#as(ctx).mdc.rename(this.#fid(parent), name, this.#fid(newParent), newName));
+    this.#stats.tally('rename', t);
   }
 
   link(ctx: RequestContext, nodeid: number, newParent: number, newName: string): Promise<Entry> {
     return this.#holds([newParent], async () => {
+      const t = performance.now();
       const fs = this.#as(ctx);
-      return this.#entry(fs, await fs.mdc.link(this.#fid(nodeid), this.#fid(newParent), newName));
+      const attr = await fs.mdc.link(this.#fid(nodeid), this.#fid(newParent), newName);
+      this.#stats.tally('link', t);
+      return this.#entry(fs, attr);
     });
   }
 
@@ -620,12 +664,15 @@ export class Llite implements FuseOps {
 
   // ---- directories --------------------------------------------------------------------------
 
+  /** Counted as an open, and releasedir as a close, as Lustre's ll_dir_open and ll_dir_release do. */
   async opendir(ctx: RequestContext, nodeid: number): Promise<OpenReply> {
+    const t = performance.now();
     const fid = this.#fid(nodeid);
     const attr = await this.#as(ctx).mdc.getattr(fid);
     if ((attr.mode & S_IFMT) !== S_IFDIR) throw error('ENOTDIR', `${fid} is not a directory`);
     const fh = this.#nextFh++;
     this.#dirs.set(fh, { fid, base: 0, entries: [], cookie: null, end: false });
+    this.#stats.tally('open', t);
     return { fh };
   }
 
@@ -634,8 +681,11 @@ export class Llite implements FuseOps {
    * as the MDT lists them). Pages come from the MDT as they are needed and the ones passed are dropped, so a
    * directory of any size costs one page of memory; a seek back re-reads from the start.
    */
-  readdir(ctx: RequestContext, nodeid: number, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
-    return this.#holds([nodeid], () => this.#readdir(ctx, fh, offset, maxBytes));
+  async readdir(ctx: RequestContext, nodeid: number, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
+    const t = performance.now();
+    const entries = await this.#holds([nodeid], () => this.#readdir(ctx, fh, offset, maxBytes));
+    this.#stats.tally('readdir', t);
+    return entries;
   }
 
   async #readdir(ctx: RequestContext, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
@@ -661,7 +711,8 @@ export class Llite implements FuseOps {
   }
 
   async releasedir(_ctx: RequestContext, _nodeid: number, fh: number): Promise<void> {
-    this.#dirs.delete(fh);
+    const t = performance.now();
+    if (this.#dirs.delete(fh)) this.#stats.tally('close', t);
   }
 
   // ---- the rest -----------------------------------------------------------------------------
@@ -672,19 +723,29 @@ export class Llite implements FuseOps {
   }
 
   async setxattr(ctx: RequestContext, nodeid: number, name: string, value: Buffer, flags: number): Promise<void> {
+    const t = performance.now();
     await this.#as(ctx).mdc.setxattr(this.#fid(nodeid), name, value, flags);
+    this.#stats.tally('setxattr', t);
   }
 
-  getxattr(ctx: RequestContext, nodeid: number, name: string): Promise<Buffer> {
-    return this.#as(ctx).mdc.getxattr(this.#fid(nodeid), name);
+  async getxattr(ctx: RequestContext, nodeid: number, name: string): Promise<Buffer> {
+    const t = performance.now();
+    const value = await this.#as(ctx).mdc.getxattr(this.#fid(nodeid), name);
+    this.#stats.tally('getxattr', t);
+    return value;
   }
 
-  listxattr(ctx: RequestContext, nodeid: number): Promise<string[]> {
-    return this.#as(ctx).mdc.listxattr(this.#fid(nodeid));
+  async listxattr(ctx: RequestContext, nodeid: number): Promise<string[]> {
+    const t = performance.now();
+    const names = await this.#as(ctx).mdc.listxattr(this.#fid(nodeid));
+    this.#stats.tally('listxattr', t);
+    return names;
   }
 
   async removexattr(ctx: RequestContext, nodeid: number, name: string): Promise<void> {
+    const t = performance.now();
     await this.#as(ctx).mdc.removexattr(this.#fid(nodeid), name);
+    this.#stats.tally('removexattr', t);
   }
 
   // ---- application locks -------------------------------------------------------------------
@@ -700,7 +761,15 @@ export class Llite implements FuseOps {
     return { flock: { start: lock.start, end: lock.end >= OFFSET_MAX ? OBD_OBJECT_EOF : lock.end, owner, pid } };
   }
 
-  async getlk(ctx: RequestContext, nodeid: number, _fh: number, owner: bigint, lock: FileLock): Promise<FileLock | null> {
+  /** F_GETLK, F_SETLK(W), flock(): each counted as a flock, as ll_file_flock counts it. */
+  async getlk(ctx: RequestContext, nodeid: number, fh: number, owner: bigint, lock: FileLock): Promise<FileLock | null> {
+    const t = performance.now();
+    const held = await this.#getlk(ctx, nodeid, fh, owner, lock);
+    this.#stats.tally('flock', t);
+    return held;
+  }
+
+  async #getlk(ctx: RequestContext, nodeid: number, _fh: number, owner: bigint, lock: FileLock): Promise<FileLock | null> {
     const ns = this.#flockNamespace();
     const mode = lock.type === 'read' ? LockMode.PR : LockMode.PW;
     const r = await ns.enqueue({
@@ -718,7 +787,8 @@ export class Llite implements FuseOps {
 
   async setlk(ctx: RequestContext, nodeid: number, _fh: number, owner: bigint, lock: FileLock, opts: SetlkOptions): Promise<void> {
     const key = `${nodeid}:${owner}`;
-    if (lock.type === 'unlock' && opts.close && !this.#lockOwners.has(key)) return;
+    if (lock.type === 'unlock' && opts.close && !this.#lockOwners.has(key)) return; // nothing to unlock: no call
+    const t = performance.now();
     const ns = this.#flockNamespace();
     const resId = resIdOfFid(parseFid(this.#fid(nodeid)));
     const policy = this.#flockPolicy(lock, owner, ctx.pid, opts.flock);
@@ -726,6 +796,7 @@ export class Llite implements FuseOps {
       const r = await ns.enqueue({ resId, type: LockType.FLOCK, mode: LockMode.NL, policy });
       if (r) ns.ldlm.forgetLocal([r]);
       if (opts.close || (policy.flock.start === 0n && policy.flock.end === OBD_OBJECT_EOF)) this.#lockOwners.delete(key);
+      this.#stats.tally('flock', t);
       return;
     }
     if (this.#lockOwners.size >= LOCK_OWNERS_MAX) this.#lockOwners.clear(); // closes then always ask the MDT
@@ -752,6 +823,7 @@ export class Llite implements FuseOps {
     } finally {
       ctx.signal.removeEventListener('abort', onAbort);
     }
+    this.#stats.tally('flock', t);
   }
 
   /** Closes what the kernel left open (an unmount while files were open). */

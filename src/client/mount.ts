@@ -27,6 +27,7 @@ import { Mgc } from './mgc.js';
 import { Osc } from './osc.js';
 import { ClientParams, ParamError, type ClientTunables } from './params.js';
 import { ClientNamespace, NAMESPACE_PARAMS, objectResId } from './locks.js';
+import { LliteStats, mountFiles, type ImportDevice } from './lproc.js';
 import { MdCache } from './md-cache.js';
 import {
   decodeOstLvb, ELDLM_NO_LOCK_DATA, fidOfResId, InodeBits, LDLM_MAX_HANDLES, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid,
@@ -129,6 +130,8 @@ export class MountCore {
   readonly readAhead: ByteBudget;
   readonly files = new Map<string, FileObject>();
   readonly fileContext: FileContext;
+  /** llite.*.stats: every operation of the mount's file system objects and of its FUSE ops. */
+  readonly lliteStats = new LliteStats();
   /** 'ffff' and 12 hex digits: the instance in the names of this mount's devices. */
   readonly instance: string;
   rootFid = '';
@@ -182,6 +185,20 @@ export class MountCore {
         }
       },
     });
+    this.params.addFiles(mountFiles(() => `${this.fsname}-${this.instance}`, this.lliteStats, () => this.#importDevices()));
+  }
+
+  /** The MDC and the connected OSCs (by OST index), with their device names, for their stats and import files. */
+  #importDevices(): ImportDevice[] {
+    const out: ImportDevice[] = [];
+    const mdt = this.#config?.mdts.get(0);
+    if (this.#mdc && mdt) out.push({ type: 'mdc', name: `${mdt.uuid.replace(/_UUID$/, '')}-mdc-${this.instance}`, imports: [this.#mdc.import] });
+    for (const i of [...this.oscs.keys()].sort((a, b) => a - b)) {
+      const ost = this.#config?.osts.get(i);
+      const { ost: imp, io } = this.oscs.get(i)!.imports;
+      if (ost) out.push({ type: 'osc', name: `${ost.svname}-osc-${this.instance}`, imports: [imp, io] });
+    }
+    return out;
   }
 
   /** The mount's lock namespaces: the MDC's, then the OSCs' by OST index. */

@@ -69,17 +69,28 @@ function globToRegExp(pattern: string): RegExp {
   return new RegExp(`^${body}$`);
 }
 
-/** More parameters of a mount beside its tunables (its lock namespaces: ldlm.namespaces.<ns>.*). */
+/** More settable parameters of a mount beside its tunables (its lock namespaces: ldlm.namespaces.<ns>.*). */
 export interface ParamSource {
   list(): Array<{ name: string; value: string }>;
   /** Sets one parameter listed by list(); throws ParamError('EINVAL') for a read-only one or a bad value. */
   set(name: string, value: string): void;
 }
 
+/**
+ * Read-only files beside the tunables (llite.*.stats, mdc.*.import, ...): each formatted only
+ * when read, as a proc file is, since a stats file costs more to print than to list.
+ */
+export interface ParamFiles {
+  names(): string[];
+  /** The file's text; undefined for a name not (or no longer) its. */
+  read(name: string): string | undefined;
+}
+
 export class ClientParams {
   readonly #values: ClientTunables;
   readonly #onChange: Array<(key: keyof ClientTunables, value: number) => void> = [];
   readonly #sources: ParamSource[] = [];
+  readonly #files: ParamFiles[] = [];
 
   constructor(
     initial: Partial<ClientTunables>,
@@ -111,8 +122,35 @@ export class ClientParams {
     this.#sources.push(source);
   }
 
+  /** Adds read-only files. */
+  addFiles(files: ParamFiles): void {
+    this.#files.push(files);
+  }
+
   /** Every parameter as lctl lists it: 'osc.testfs-OST0000-osc-ab12cd34.max_dirty_mb' -> '32'. */
   list(): Array<{ name: string; value: string }> {
+    const out = this.#settable();
+    for (const files of this.#files) for (const name of files.names()) out.push({ name, value: files.read(name) ?? '' });
+    return out;
+  }
+
+  /** Every parameter's name, and whether set() takes it, without reading the files. */
+  names(): Array<{ name: string; writable: boolean }> {
+    const out = this.#settable().map(({ name }) => ({ name, writable: true }));
+    for (const files of this.#files) for (const name of files.names()) out.push({ name, writable: false });
+    return out;
+  }
+
+  /** One parameter's value (undefined: no such parameter). */
+  read(name: string): string | undefined {
+    for (const files of this.#files) {
+      const v = files.read(name);
+      if (v !== undefined) return v;
+    }
+    return this.#settable().find((p) => p.name === name)?.value;
+  }
+
+  #settable(): Array<{ name: string; value: string }> {
     const { llite, oscs } = this.devices();
     const out: Array<{ name: string; value: string }> = [];
     for (const p of PARAMS) {
@@ -146,7 +184,11 @@ export class ClientParams {
     }
     const others: Array<{ source: ParamSource; name: string }> = [];
     for (const source of this.#sources) for (const p of source.list()) if (re.test(p.name)) others.push({ source, name: p.name });
-    if (n + others.length === 0) throw new ParamError('ENOENT', `no parameter matches ${pattern}`);
+    if (n + others.length === 0) {
+      const readOnly = this.#files.flatMap((f) => f.names()).find((name) => re.test(name));
+      if (readOnly) throw new ParamError('EINVAL', `${readOnly} is read-only`);
+      throw new ParamError('ENOENT', `no parameter matches ${pattern}`);
+    }
     const v = typeof value === 'number' ? value : Number(value.trim());
     for (const k of keys) checkTunable(k, v);
     for (const k of keys) this.setTunable(k, v);

@@ -32,6 +32,7 @@ import { decodeConnectData, encodeConnectRequest, LUSTRE_VERSION_CODE } from './
 import { PtlrpcError, remoteError } from './errors.js';
 import { nextXid, ReplayList, TagSlots } from './import-parts.js';
 import { importFailLoc } from './fail-points.js';
+import { LprocfsStats } from './stats.js';
 import { portalEvents, postMessage, type MdHandle, type MdSpec, type Network, type ProcessId, type PutEvent } from './transport.js';
 import { decodeMessage, encodeMessage, type PtlrpcBody } from './wire.js';
 
@@ -158,6 +159,13 @@ export class Import {
   readonly state$: BehaviorSubject<ImportState>;
   readonly counters: ImportCounters = { sent: 0, resent: 0, replies: 0, timeouts: 0, reconnects: 0, evictions: 0, malformedReplies: 0, replayed: 0 };
   readonly replayList: ReplayList;
+  /**
+   * What the client's mdc.*.stats and osc.*.stats show (Lustre's obd_svc_stats of the import's
+   * device): req_waittime (send to reply, usecs), req_active (requests on the wire at each send,
+   * reqs), one counter per opcode replied, named as the server names its own (ptlrpc's
+   * ll_opcode2str), and the bytes of each OST_WRITE and OST_READ bulk (write_bytes, read_bytes).
+   */
+  readonly stats = new LprocfsStats();
 
   readonly #ni: Network;
   readonly #c: Required<Omit<ImportConfig, 'at' | 'failLoc' | 'jobid'>> & Pick<ImportConfig, 'failLoc' | 'jobid'>;
@@ -226,6 +234,15 @@ export class Import {
 
   get handle(): bigint {
     return this.#handle;
+  }
+
+  get targetUuid(): string {
+    return this.#c.targetUuid;
+  }
+
+  /** The NID requests go to (Lustre's current_connection). */
+  get targetNid(): string {
+    return this.#c.target.nid;
   }
 
   get connCnt(): number {
@@ -350,6 +367,8 @@ export class Import {
     if (req.attempts > 0) this.counters.resent++;
     req.attempts++;
     this.counters.sent++;
+    // Counted at each send, as Lustre's ptlrpc_lprocfs_rpc_sent does; #sent holds this one already.
+    this.stats.add('req_active', this.#sent.size, 'reqs');
     req.sentAtMs = performance.now();
     this.#lastSentMs = req.sentAtMs;
     req.attemptDeadline = req.sentAtMs + timeoutMs;
@@ -444,6 +463,7 @@ export class Import {
     }
     const now = performance.now();
     this.counters.replies++;
+    this.#countReply(req, (now - req.sentAtMs) * 1000);
     // A held final ping (recovery) says nothing of the round trip.
     if (req.attempts === 1 && req.flags === 0) this.#rtt.measured(Math.max(now - req.sentAtMs, body.timeout * 1000), now);
     // A connect reply's last_committed is taken by #connectOnce, once it knows whether the
@@ -469,6 +489,14 @@ export class Import {
     if (body.status < 0) req.reject(remoteError(body.status, `${opcodeLabel(req.opcode)} xid ${req.xid}`));
     else req.resolve(reply);
     this.#pump();
+  }
+
+  /** A reply's figures in the import's stats (its latency since the last attempt was sent). */
+  #countReply(req: ClientRequest, waitUs: number): void {
+    this.stats.add('req_waittime', waitUs);
+    this.stats.add(opcodeName(req.opcode), waitUs);
+    if (req.opcode === Opcode.OST_WRITE && req.options.bulkWrite) this.stats.add('write_bytes', bytesOf(req.options.bulkWrite), 'bytes');
+    else if (req.opcode === Opcode.OST_READ && req.bulkData) this.stats.add('read_bytes', bytesOf(req.bulkData), 'bytes');
   }
 
   #onBulk(e: PutEvent): void {
@@ -691,6 +719,12 @@ export class Import {
 
 /** How often a replay, or the final ping, is sent again while the server still recovers. */
 const REPLAY_RESEND_MS = 5000;
+
+function bytesOf(buffers: readonly Buffer[]): number {
+  let n = 0;
+  for (const b of buffers) n += b.length;
+  return n;
+}
 
 function opcodeLabel(opcode: number): string {
   return `${opcodeName(opcode)} (${opcode})`;

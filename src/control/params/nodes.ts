@@ -11,7 +11,9 @@
 //   ost.OSS.{ost,ost_io}.{stats,threads_max}    every OST's service of that name, summed
 //   mds.MDS.mdt.{stats,threads_max}, mgs.MGS.mgs.{stats,threads_max}
 //   osc.<fsname>-OSTxxxx-osc-<id>.{max_dirty_mb,max_rpcs_in_flight} (rw), llite.<fsname>-<id>.
-//                     {max_read_ahead_mb,max_read_ahead_per_file_mb} (rw): each client mount's
+//                     {max_read_ahead_mb,max_read_ahead_per_file_mb} (rw): each client mount's;
+//                     and its llite.<fsname>-<id>.stats, mdc.<fsname>-MDT0000-mdc-<id>.{stats,import},
+//                     osc.<fsname>-OSTxxxx-osc-<id>.{stats,import}
 //   ldlm.namespaces.<mdt-|filter-><target>_UUID.{lock_count,resource_count,lock_timeouts,lock_timeout (rw)}
 //   osd-txg.<target>.{kbytestotal,kbytesfree,kbytesavail,filestotal,filesfree,blocksize,fstype,
 //                     txg_timeout (rw, seconds), txg_retain_ms, txg_retain_bytes (rw), txg_open, txg_last_synced, txg_checkpoint,
@@ -126,13 +128,17 @@ function namespaceParams(ldlm: TargetLdlm): Param[] {
   ];
 }
 
-/** A client mount's tunables: osc.<fsname>-OSTxxxx-osc-<instance>.*, llite.<fsname>-<instance>.*. */
+/**
+ * A client mount's parameters: its tunables osc.<fsname>-OSTxxxx-osc-<instance>.*,
+ * llite.<fsname>-<instance>.* (rw), and its read-only files llite.*.stats, mdc.*.{stats,import},
+ * osc.*.{stats,import}, read only when asked for.
+ */
 function clientParams(params: ClientParams): Param[] {
-  return params.list().map(({ name }) => {
-    const parts = name.split('.');
+  return params.names().map(({ name, writable }) => {
+    const param: Param = { path: name.split('.'), read: () => trimEnd(params.read(name) ?? '') };
+    if (!writable) return param;
     return {
-      path: parts,
-      read: () => params.list().find((x) => x.name === name)?.value ?? '',
+      ...param,
       write: (v: string) => {
         try {
           params.set(name, v);

@@ -1,0 +1,111 @@
+// A client mount's figures, read-only, with Lustre's names and layouts (lustre/llite/lproc_llite.c,
+// lustre/obdclass/lprocfs_status.c):
+//
+//   llite.<fsname>-<instance>.stats                 the VFS-level operations of the mount
+//   mdc.<fsname>-MDT0000-mdc-<instance>.{stats,import}
+//   osc.<fsname>-OSTxxxx-osc-<instance>.{stats,import}
+//
+// llite.*.stats counts each operation once, where it succeeded, in usecs (Lustre's
+// ll_stats_ops_tally after the operation), and read_bytes / write_bytes one sample per read or
+// write call, of the bytes it moved. mdc and osc stats are their imports' (import.ts). An OSC
+// here has two imports (its OST_REQUEST and OST_IO portals, Lustre's one import of two
+// portals): its files show both as one.
+import { LprocfsStats, type Import, type ImportState } from '../ptlrpc/index.js';
+import type { ParamFiles } from './params.js';
+
+/** llite_opcode_table's names this client counts, in the table's order. */
+const LLITE_OPS = [
+  'open', 'close', 'fsync', 'readdir', 'setattr', 'truncate', 'flock', 'getattr', 'create', 'link', 'unlink', 'symlink',
+  'mkdir', 'rmdir', 'mknod', 'rename', 'statfs', 'setxattr', 'getxattr', 'listxattr', 'removexattr',
+] as const;
+export type LliteOp = (typeof LLITE_OPS)[number];
+
+/** The counters of llite.*.stats. */
+export class LliteStats {
+  readonly stats = new LprocfsStats();
+
+  constructor() {
+    this.stats.define('read_bytes', 'bytes');
+    this.stats.define('write_bytes', 'bytes');
+    for (const op of LLITE_OPS) this.stats.define(op);
+  }
+
+  /** One operation done, begun at startMs (performance.now()). */
+  tally(op: LliteOp, startMs: number): void {
+    this.stats.add(op, (performance.now() - startMs) * 1000);
+  }
+
+  /** One read or write call and the bytes it moved. */
+  bytes(which: 'read_bytes' | 'write_bytes', n: number): void {
+    this.stats.add(which, n, 'bytes');
+  }
+}
+
+/** ptlrpc_import_state_name's words. */
+const STATE_NAMES: Record<ImportState, string> = {
+  new: 'NEW', connecting: 'CONNECTING', full: 'FULL', disconnected: 'DISCONN', replay: 'REPLAY', recover: 'RECOVER',
+  evicted: 'EVICTED', closed: 'CLOSED',
+};
+
+/** A device's stats: its imports' together. */
+export function importStats(imports: readonly Import[]): LprocfsStats {
+  return imports.length === 1 ? imports[0]!.stats : LprocfsStats.merge(imports.map((i) => i.stats));
+}
+
+/**
+ * The import file as lprocfs_import_seq_show lays it out, with what this import knows (no
+ * connect flags, generation or service estimates). Of several imports of one device: the first
+ * state that is not FULL (trouble on either shows), counts summed. reconnects, resent and
+ * evictions are ours (Lustre keeps them elsewhere, or not at all).
+ */
+export function formatImport(device: string, imports: readonly Import[]): string {
+  const first = imports[0]!;
+  const state = imports.find((i) => i.state !== 'full')?.state ?? 'full';
+  const sum = (f: (i: Import) => number): number => imports.reduce((n, i) => n + f(i), 0);
+  const wait = importStats(imports).get('req_waittime');
+  const avg = wait && wait.count > 0 ? Math.floor(wait.sum / wait.count) : 0;
+  const committed = imports.reduce((m, i) => (i.lastCommitted > m ? i.lastCommitted : m), 0n);
+  return [
+    'import:',
+    `    name: ${device}`,
+    `    target: ${first.targetUuid}`,
+    `    state: ${STATE_NAMES[state]}`,
+    '    connection:',
+    `       failover_nids: [ ${first.targetNid} ]`,
+    `       current_connection: ${first.targetNid}`,
+    `       connection_attempts: ${Math.max(...imports.map((i) => i.connCnt))}`,
+    `       reconnects: ${sum((i) => i.counters.reconnects)}`,
+    '    rpcs:',
+    `       inflight: ${sum((i) => i.inFlight)}`,
+    `       timeouts: ${sum((i) => i.counters.timeouts)}`,
+    `       avg_waittime: ${avg} usecs`,
+    `       resent: ${sum((i) => i.counters.resent)}`,
+    `       evictions: ${sum((i) => i.counters.evictions)}`,
+    '    transactions:',
+    `       peer_committed: ${committed}`,
+  ].join('\n');
+}
+
+/** One device's files: its name and imports, found at each read (OSCs come and go). */
+export interface ImportDevice {
+  type: 'mdc' | 'osc';
+  name: string;
+  imports: readonly Import[];
+}
+
+/** llite.*.stats and the mdc and osc files of a mount, as ClientParams lists them. */
+export function mountFiles(llite: () => string, stats: LliteStats, devices: () => ImportDevice[]): ParamFiles {
+  return {
+    names: () => [
+      `llite.${llite()}.stats`,
+      ...devices().flatMap((d) => [`${d.type}.${d.name}.stats`, `${d.type}.${d.name}.import`]),
+    ],
+    read: (name) => {
+      if (name === `llite.${llite()}.stats`) return stats.stats.format();
+      const m = /^(mdc|osc)\.([^.]+)\.(stats|import)$/.exec(name);
+      const d = m ? devices().find((x) => x.type === m[1] && x.name === m[2]) : undefined;
+      if (!m || !d) return undefined;
+      return m[3] === 'stats' ? importStats(d.imports).format() : formatImport(d.name, d.imports);
+    },
+  };
+}

@@ -107,5 +107,15 @@ export function mountFiles(llite: () => string, stats: LliteStats, devices: () =
       if (!m || !d) return undefined;
       return m[3] === 'stats' ? importStats(d.imports).format() : formatImport(d.name, d.imports);
     },
+    clear: (name) => {
+      if (name === `llite.${llite()}.stats`) {
+        stats.stats.clear();
+        return true;
+      }
+      const m = /^(mdc|osc)\.([^.]+)\.stats$/.exec(name);
+      const d = m ? devices().find((x) => x.type === m[1] && x.name === m[2]) : undefined;
+      for (const i of d?.imports ?? []) i.stats.clear();
+      return d !== undefined;
+    },
   };
 }

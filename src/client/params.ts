@@ -84,6 +84,8 @@ export interface ParamFiles {
   names(): string[];
   /** The file's text; undefined for a name not (or no longer) its. */
   read(name: string): string | undefined;
+  /** Clears a stats file (any value written to it, as Lustre's); false if name is not one of its stats files. */
+  clear?(name: string): boolean;
 }
 
 export class ClientParams {
@@ -134,11 +136,16 @@ export class ClientParams {
     return out;
   }
 
-  /** Every parameter's name, and whether set() takes it, without reading the files. */
+  /** Every parameter's name, and whether set() takes it, without reading the files (a stats file clears). */
   names(): Array<{ name: string; writable: boolean }> {
     const out = this.#settable().map(({ name }) => ({ name, writable: true }));
-    for (const files of this.#files) for (const name of files.names()) out.push({ name, writable: false });
+    for (const files of this.#files) for (const name of files.names()) out.push({ name, writable: files.clear !== undefined && name.endsWith('.stats') });
     return out;
+  }
+
+  /** Clears the stats file `name` (lctl set_param NAME=clear); false when there is none of that name. */
+  clearFile(name: string): boolean {
+    return this.#files.some((f) => f.clear?.(name) ?? false);
   }
 
   /** One parameter's value (undefined: no such parameter). */

@@ -24,7 +24,7 @@ type Counter = CounterFigures;
 
 export class LprocfsStats {
   readonly #counters = new Map<string, Counter>();
-  readonly #startNs: bigint;
+  #startNs: bigint;
   readonly #clockNs: () => bigint;
 
   constructor(clockNs: () => bigint = wallClockNs, startNs: bigint = clockNs()) {
@@ -66,6 +66,15 @@ export class LprocfsStats {
     const out: Array<[string, CounterFigures]> = [];
     for (const [name, c] of this.#counters) if (c.count > 0) out.push([name, { ...c }]);
     return out;
+  }
+
+  /**
+   * Starts counting again from now (lctl set_param NAME.stats=clear, any value, as Lustre's
+   * lprocfs_stats_seq_write): every counter back to zero, in its place.
+   */
+  clear(): void {
+    for (const c of this.#counters.values()) Object.assign(c, { count: 0, min: Number.POSITIVE_INFINITY, max: 0, sum: 0, sumSquare: 0 });
+    this.#startNs = this.#clockNs();
   }
 
   /** When counting started (nanoseconds since the epoch). */

@@ -6,7 +6,7 @@ import t from 'tap';
 import { Llite } from '../../src/client/llite.js';
 import type { RequestContext } from '../../src/client/fuse/index.js';
 import { ParamTree, type KernelView, type ParamValue } from '../../src/control/params/index.js';
-import { rejection, startFs } from './fs-helpers.js';
+import { startFs } from './fs-helpers.js';
 
 const O_RDWR = 2;
 const O_CREAT = 0o100;
@@ -44,7 +44,6 @@ t.test('a client mount in lctl get_param: llite, mdc and osc stats, and the impo
     t.same(await tree.list('{mdc,osc}.*.import'), [`mdc.${mdc}.import`, ...oscs.map((o) => `osc.${o}.import`)]);
     const below = await tree.list('llite', { recursive: true });
     t.ok(below.includes(llite) && below.includes(`llite.testfs-${id}.max_read_ahead_mb`), 'list_param -R llite: the stats beside the tunables');
-    t.match((await rejection(tree.set('llite.*.stats', 'clear'))), { code: 'EROFS' }, 'a stats file is read-only, as the servers\' are');
     t.ok(fs.params.get('mdc.*.import')[0]!.value.startsWith('import:\n'), 'ClientParams lists the files too');
   });
 
@@ -142,5 +141,15 @@ t.test('a client mount in lctl get_param: llite, mdc and osc stats, and the impo
       t.match(v, new RegExp(`^       current_connection: 127\\.0\\.0\\.${3 + i}@tcp$`, 'm'), `${o}: the OSS NID`);
       t.match(v, new RegExp(`^    target: testfs-OST000${i}_UUID$`, 'm'));
     }
+  });
+
+  t.test('writing a stats file clears it, as Lustre\'s (lctl set_param NAME=clear)', async (t) => {
+    t.ok(count(await lliteStats(), 'getattr') > 0 && count(only(await tree.get('mdc.*.stats'), `mdc.${mdc}.stats`), 'ldlm_enqueue') > 0);
+    t.same((await tree.set('*.*.stats', 'clear')).map((v) => v.name), [`mdc.${mdc}.stats`, ...oscs.map((o) => `osc.${o}.stats`), llite].sort());
+    const cleared = await tree.get('*.*.stats');
+    t.ok(cleared.every((v) => !/samples/.test(v.value)), 'no counter left in any of them');
+    await fs.stat('/d/b');
+    t.equal(count(await lliteStats(), 'getattr'), 1, 'counting starts again from zero');
+    await t.rejects(tree.set('mdc.*.import', 'clear'), { code: 'EROFS' }, 'an import file is read-only');
   });
 });

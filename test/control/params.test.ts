@@ -208,6 +208,12 @@ t.test(`lctl's parameters, dl and metrics over an MGS+MDT and an OST with a clie
   await t.rejects(tree.set('debug', 'loud'), { code: 'EINVAL', message: /loud/ });
   t.equal(level, 'trace');
   await t.rejects(tree.get('obdfilter.*'), { code: 'EISDIR' });
+  // A stats file clears when written, as Lustre's: every service's or export's counters it sums.
+  t.match(value(await tree.get('ost.OSS.ost_io.stats'), 'ost.OSS.ost_io.stats'), / samples /);
+  await tree.set('ost.OSS.*.stats', 'clear');
+  t.notMatch(value(await tree.get('ost.OSS.ost_io.stats'), 'ost.OSS.ost_io.stats'), / samples /, 'ost_io.stats cleared');
+  await tree.set('obdfilter.*.exports.*.stats', 'clear');
+  t.ok((await tree.get('obdfilter.*.exports.*.stats')).every((v) => !/ samples /.test(v.value)), 'each export\'s stats cleared');
   await t.rejects(tree.get('a/b'), { code: 'EINVAL' });
 
   // list_param.

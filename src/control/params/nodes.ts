@@ -91,7 +91,7 @@ export function buildParams(view: KernelView): Param[] {
     if (p.mdt) {
       out.push(...obdParams(['mdt', p.target.svname], p.target.mountdata.uuid, p.mdt.services));
       out.push(...recoveryParams(['mdt', p.target.svname], p.target.recovery));
-      out.push({ path: ['mdt', p.target.svname, 'md_stats'], read: () => trimEnd(p.mdt!.mdStats.format()) });
+      out.push(statsFile(['mdt', p.target.svname, 'md_stats'], [p.mdt.mdStats]));
     }
     if (p.mgsServices.length > 0) out.push(...obdParams(['mgs', 'MGS'], MGS_TARGET_UUID, p.mgsServices));
   }
@@ -130,13 +130,14 @@ function namespaceParams(ldlm: TargetLdlm): Param[] {
 
 /**
  * A client mount's parameters: its tunables osc.<fsname>-OSTxxxx-osc-<instance>.*,
- * llite.<fsname>-<instance>.* (rw), and its read-only files llite.*.stats, mdc.*.{stats,import},
- * osc.*.{stats,import}, read only when asked for.
+ * llite.<fsname>-<instance>.* (rw), and its files llite.*.stats, mdc.*.{stats,import},
+ * osc.*.{stats,import}, read only when asked for (a stats file clears when written).
  */
 function clientParams(params: ClientParams): Param[] {
   return params.names().map(({ name, writable }) => {
     const param: Param = { path: name.split('.'), read: () => trimEnd(params.read(name) ?? '') };
     if (!writable) return param;
+    if (name.endsWith('.stats')) return { ...param, write: () => void params.clearFile(name) };
     return {
       ...param,
       write: (v: string) => {
@@ -177,6 +178,18 @@ function recoveryParams(dir: string[], recovery: TargetRecovery): Param[] {
   ];
 }
 
+/**
+ * A stats file: the counters of one or several (summed) as lprocfs prints them; any value
+ * written clears them all (lctl set_param NAME=clear, as Lustre's lprocfs_stats_seq_write).
+ */
+function statsFile(path: string[], stats: readonly LprocfsStats[]): Param {
+  return {
+    path,
+    read: () => trimEnd((stats.length === 1 ? stats[0]! : LprocfsStats.merge(stats)).format()),
+    write: () => { for (const s of stats) s.clear(); },
+  };
+}
+
 /** What every target device (obd) shows: uuid, exports. */
 function obdParams(dir: string[], uuid: string, services: readonly Service<any>[]): Param[] {
   const out: Param[] = [
@@ -185,7 +198,7 @@ function obdParams(dir: string[], uuid: string, services: readonly Service<any>[
   ];
   for (const [nid, { stats, uuids }] of exportsByNid(services)) {
     out.push({ path: [...dir, 'exports', nid, 'uuid'], read: () => uuids.join('\n') });
-    out.push({ path: [...dir, 'exports', nid, 'stats'], read: () => trimEnd(LprocfsStats.merge(stats).format()) });
+    out.push(statsFile([...dir, 'exports', nid, 'stats'], stats));
   }
   return out;
 }
@@ -217,7 +230,7 @@ function ofdParams(target: Target, ost: RunningOst): Param[] {
   const dir = ['obdfilter', target.svname];
   const statfs = () => target.osd.statfs();
   return [
-    { path: [...dir, 'stats'], read: () => trimEnd(ost.ofdStats.format()) },
+    statsFile([...dir, 'stats'], [ost.ofdStats]),
     { path: [...dir, 'tot_granted'], read: () => String(ost.grants.total) },
     { path: [...dir, 'kbytestotal'], read: async () => kb((await statfs()).bytesTotal) },
     { path: [...dir, 'kbytesfree'], read: async () => kb((await statfs()).bytesFree) },
@@ -232,7 +245,7 @@ function ofdParams(target: Target, ost: RunningOst): Param[] {
 function serviceParams(dir: string[], services: Service<any>[]): Param[] {
   if (services.length === 0) return [];
   return [
-    { path: [...dir, 'stats'], read: () => trimEnd(LprocfsStats.merge(services.map((s) => s.stats)).format()) },
+    statsFile([...dir, 'stats'], services.map((s) => s.stats)),
     {
       path: [...dir, 'threads_max'], read: () => String(services[0]!.threadsMax),
       write: (v) => {

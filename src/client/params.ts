@@ -77,8 +77,9 @@ export interface ParamSource {
 }
 
 /**
- * Read-only files beside the tunables (llite.*.stats, mdc.*.import, ...): each formatted only
- * when read, as a proc file is, since a stats file costs more to print than to list.
+ * Files beside the tunables (llite.*.stats, mdc.*.import, ...): each formatted only when read,
+ * as a proc file is, since a stats file costs more to print than to list. Only a stats file
+ * takes a write, which clears it.
  */
 export interface ParamFiles {
   names(): string[];
@@ -124,7 +125,7 @@ export class ClientParams {
     this.#sources.push(source);
   }
 
-  /** Adds read-only files. */
+  /** Adds files (read-only, but for the clearing of stats files). */
   addFiles(files: ParamFiles): void {
     this.#files.push(files);
   }
@@ -191,15 +192,18 @@ export class ClientParams {
     }
     const others: Array<{ source: ParamSource; name: string }> = [];
     for (const source of this.#sources) for (const p of source.list()) if (re.test(p.name)) others.push({ source, name: p.name });
-    if (n + others.length === 0) {
-      const readOnly = this.#files.flatMap((f) => f.names()).find((name) => re.test(name));
-      if (readOnly) throw new ParamError('EINVAL', `${readOnly} is read-only`);
+    const files = this.#files.flatMap((f) => f.names()).filter((name) => re.test(name));
+    const stats = files.filter((name) => name.endsWith('.stats'));
+    if (n + others.length + stats.length === 0) {
+      if (files.length > 0) throw new ParamError('EINVAL', `${files[0]} is read-only`);
       throw new ParamError('ENOENT', `no parameter matches ${pattern}`);
     }
     const v = typeof value === 'number' ? value : Number(value.trim());
     for (const k of keys) checkTunable(k, v);
     for (const k of keys) this.setTunable(k, v);
     for (const o of others) o.source.set(o.name, String(value));
-    return n + others.length;
+    // A stats file clears whatever is written to it.
+    const cleared = stats.filter((name) => this.clearFile(name)).length;
+    return n + others.length + cleared;
   }
 }

@@ -151,5 +151,8 @@ t.test('a client mount in lctl get_param: llite, mdc and osc stats, and the impo
     await fs.stat('/d/b');
     t.equal(count(await lliteStats(), 'getattr'), 1, 'counting starts again from zero');
     await t.rejects(tree.set('mdc.*.import', 'clear'), { code: 'EROFS' }, 'an import file is read-only');
+    t.equal(fs.params.set('llite.*.stats', 'clear'), 1, 'the library\'s ClientParams clears it too');
+    t.equal(count(await lliteStats(), 'getattr'), 0);
+    t.throws(() => fs.params.set('mdc.*.import', 'x'), { code: 'EINVAL', message: /import is read-only/ });
   });
 });

@@ -5,16 +5,13 @@
 // files run at the same time each keep their own addresses.
 import type { Test } from 'tap';
 import { alive } from '../../src/control/rundir.js';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mount, type FileSystem } from '../../src/client/index.js';
 import { dirtyBufferPool } from '../../src/client/extents.js';
 import { LNetNI } from '../../src/lnet/index.js';
 import { formatTarget } from '../../src/services/target/index.js';
 import { freePort, until } from '../lib/net.js';
-import { runTool, type ToolResult } from '../lib/tools.js';
+import { kernelDirs, runTool, type ToolResult } from '../lib/tools.js';
 
 export interface Rig {
   root: string;
@@ -40,17 +37,7 @@ export function rigAt(offset: number): (t: Test, fsname: string) => Promise<Rig>
 async function rig(t: Test, fsname: string, offset: number): Promise<Rig> {
   const nid = (k: number) => `127.0.0.${k + offset}@tcp`;
   const port = await freePort();
-  const root = await mkdtemp(join(tmpdir(), 'recovery-'));
-  const rd = (k: number) => join(root, `k${k}`);
-  const pidOf = (k: number) => Number(readFileSync(join(rd(k), 'kernel.pid'), 'utf8'));
-  const closers: Array<() => Promise<unknown>> = [];
-  t.teardown(async () => {
-    for (const c of closers.reverse()) await c().catch(() => {});
-    for (const k of [2, 3]) {
-      try { process.kill(pidOf(k), 'SIGKILL'); } catch { /* gone */ }
-    }
-    await rm(root, { recursive: true, force: true });
-  });
+  const { root, rd, pidOf, closers } = await kernelDirs(t, 'recovery-', [2, 3]);
   const tool = (name: string, args: string[], k: number) => runTool(name, args, { env: { LUSTRE_RUNDIR: rd(k) } });
   const ok = (r: ToolResult, what: string): ToolResult => {
     if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr.trim()}`);

@@ -4,13 +4,10 @@
 // TargetRecovery of the clients its last_rcvd recorded, as a restarted target is.
 import t, { type Test } from 'tap';
 import { alive } from '../../src/control/rundir.js';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { mount } from '../../src/client/index.js';
 import { formatTarget } from '../../src/services/target/index.js';
-import { runTool } from '../lib/tools.js';
+import { kernelDirs, runTool } from '../lib/tools.js';
 import type { Mdc } from '../../src/client/mdc.js';
 import { Osc } from '../../src/client/osc.js';
 import {
@@ -424,17 +421,7 @@ t.test('an application\'s flock survives a SIGKILL of the MDT\'s kernel: replaye
   // The MGS+MDT in its own lustre.kernel (127.0.0.2 of this port), an OST in another; two
   // library mounts here. The clients find the restart by their pings, reconnect and replay.
   const port = await freePort();
-  const root = await mkdtemp(join(tmpdir(), 'ldlm-replay-e2e-'));
-  const rd = (k: number) => join(root, `k${k}`);
-  const pidOf = (k: number) => Number(readFileSync(join(rd(k), 'kernel.pid'), 'utf8'));
-  const closers: Array<() => Promise<unknown>> = [];
-  t.teardown(async () => {
-    for (const c of closers.reverse()) await c().catch(() => {});
-    for (const k of [2, 3]) {
-      try { process.kill(pidOf(k), 'SIGKILL'); } catch { /* gone */ }
-    }
-    await rm(root, { recursive: true, force: true });
-  });
+  const { root, rd, pidOf, closers } = await kernelDirs(t, 'ldlm-replay-e2e-', [2, 3]);
   const tool = async (name: string, args: string[], k: number) => {
     const r = await runTool(name, args, { env: { LUSTRE_RUNDIR: rd(k) } });
     if (r.code !== 0) throw new Error(`${name} ${args.join(' ')} failed (${r.code}): ${r.stderr.trim()}`);

@@ -4,8 +4,11 @@
 // (node --import=tsx): the same code either way, but a process from dist starts in a third of
 // the time, and the suite starts hundreds (every kernel a tool starts inherits how it was run).
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import type { Test } from 'tap';
 
 export interface ToolResult { code: number; stdout: string; stderr: string }
 
@@ -48,4 +51,34 @@ export function runTool(tool: string, args: string[], opts: { env?: Record<strin
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Run dirs of lustre.kernel processes under a new temporary folder, cleaned up at the test's end. */
+export interface KernelDirs {
+  root: string;
+  /** Kernel k's run dir: ROOT/k<k>. */
+  rd(k: number): string;
+  /** The pid kernel k wrote in its run dir. */
+  pidOf(k: number): number;
+  /** Run at teardown, last pushed first, before the kernels are killed. */
+  closers: Array<() => Promise<unknown>>;
+}
+
+/**
+ * A folder for the kernels `kernels` (their run dirs, their devices). At teardown: the closers,
+ * then a SIGKILL to each of those kernels still running, then the folder goes.
+ */
+export async function kernelDirs(t: Test, prefix: string, kernels: readonly number[]): Promise<KernelDirs> {
+  const root = await mkdtemp(join(tmpdir(), prefix));
+  const rd = (k: number): string => join(root, `k${k}`);
+  const pidOf = (k: number): number => Number(readFileSync(join(rd(k), 'kernel.pid'), 'utf8'));
+  const closers: Array<() => Promise<unknown>> = [];
+  t.teardown(async () => {
+    for (const c of closers.reverse()) await c().catch(() => {});
+    for (const k of kernels) {
+      try { process.kill(pidOf(k), 'SIGKILL'); } catch { /* gone */ }
+    }
+    await rm(root, { recursive: true, force: true });
+  });
+  return { root, rd, pidOf, closers };
 }

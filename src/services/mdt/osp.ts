@@ -293,5 +293,5 @@ interface CommitWaiter {
   resolve(): void;
   reject(err: Error): void;
 }
-/** How often a destroy looks whether the OST committed it (replies and pings bring last_committed). */
+/** How often the destroys waiting are looked at for the OST's commit (replies and pings bring last_committed). */
 const COMMIT_POLL_MS = 100;

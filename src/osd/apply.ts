@@ -51,8 +51,8 @@ function setAttrs(s: StateView, fid: Fid, u: Update, changes: Partial<ObjectAttr
   addCounter(s, COUNTER.bytes, dataBytes(next) - dataBytes(old));
 }
 
-export function applyUpdate(u: Update, s: StateView, effects: DataEffects): void {
-  const fid = parseFid(u.fid);
+/** Applies `u`; `fid` is u.fid parsed, when the caller has it already (a live update). */
+export function applyUpdate(u: Update, s: StateView, effects: DataEffects, fid: Fid = parseFid(u.fid)): void {
   switch (u.op) {
     case 'create': {
       s.put(objectKey(fid), { ...u.attrs });

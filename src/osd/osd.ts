@@ -485,7 +485,7 @@ export class Osd implements TxHost {
     const u = { n, ...body } as Update;
     const layer = this.state.pendingLayer(txg);
     if (this.#live?.txg !== txg) this.#live = { txg, view: this.state.view(layer), effects: this.#effects(txg, null) };
-    applyUpdate(u, this.#live.view, this.#live.effects);
+    applyUpdate(u, this.#live.view, this.#live.effects, fid);
     const objects = layer.map.get(COUNTER.objects);
     const bytes = layer.map.get(COUNTER.bytes);
     if (typeof objects === 'number') this.#objects = objects;

@@ -318,22 +318,6 @@ export class Llite implements FuseOps {
   }
 
   /** Runs a request that holds a kernel lock of each of `nodeids` meanwhile (#holding). */
-  /**
-   * #holds() for an op that changes the directories `dirs`: once it succeeded, each one's lock
-   * and attributes are taken again in the background (MdCache.refresh), for the GETATTR the
-   * kernel sends before its next operation in it. The op's answer goes out first: the refresh
-   * starts from the next turn of the event loop.
-   */
-  async #changing<T>(ctx: RequestContext, dirs: number[], op: () => Promise<T>): Promise<T> {
-    const result = await this.#holds(dirs, op);
-    if (this.#kernel) {
-      const fs = this.#as(ctx);
-      const fids = dirs.map((d) => this.#nodes.get(d)?.fid).filter((f): f is string => f !== undefined);
-      setImmediate(() => { for (const fid of new Set(fids)) fs.core.mdCache.refresh(fs.mdc, fid); });
-    }
-    return result;
-  }
-
   async #holds<T>(nodeids: number[], op: () => Promise<T>): Promise<T> {
     for (const nodeid of nodeids) {
       countUp(this.#holding, nodeid);
@@ -491,7 +475,7 @@ export class Llite implements FuseOps {
   // ---- namespace ----------------------------------------------------------------------------
 
   mknod(ctx: RequestContext, parent: number, name: string, mode: number, rdev: number, umask: number): Promise<Entry> {
-    return this.#changing(ctx, [parent], async () => {
+    return this.#holds([parent], async () => {
       const t = performance.now();
       const fs = this.#as(ctx);
       const m = mode & ~umask;
@@ -504,7 +488,7 @@ export class Llite implements FuseOps {
   }
 
   mkdir(ctx: RequestContext, parent: number, name: string, mode: number, umask: number): Promise<Entry> {
-    return this.#changing(ctx, [parent], async () => {
+    return this.#holds([parent], async () => {
       const t = performance.now();
       const fs = this.#as(ctx);
       const attr = await fs.mdc.mkdir(this.#fid(parent), name, mode & ~umask & 0o7777);
@@ -515,7 +499,7 @@ export class Llite implements FuseOps {
 
   async unlink(ctx: RequestContext, parent: number, name: string): Promise<void> {
     const t = performance.now();
-    await this.#changing(ctx, [parent], async () => {
+    await this.#holds([parent], async () => {
       const fs = this.#as(ctx);
       const dir = this.#fid(parent);
       // What the name led to, read before the unlink's early cancel drops it from the cache.
@@ -528,7 +512,7 @@ export class Llite implements FuseOps {
 
   async rmdir(ctx: RequestContext, parent: number, name: string): Promise<void> {
     const t = performance.now();
-    await this.#changing(ctx, [parent], async () => {
+    await this.#holds([parent], async () => {
       const fs = this.#as(ctx);
       const dir = this.#fid(parent);
       await this.#removing(parent, name, fs.core.mdCache.childOf(dir, name), () => fs.mdc.rmdir(dir, name));
@@ -559,7 +543,7 @@ export class Llite implements FuseOps {
   }
 
   symlink(ctx: RequestContext, parent: number, name: string, target: string): Promise<Entry> {
-    return this.#changing(ctx, [parent], async () => {
+    return this.#holds([parent], async () => {
       const t = performance.now();
       const fs = this.#as(ctx);
       const attr = await fs.mdc.symlink(this.#fid(parent), name, target);
@@ -571,12 +555,12 @@ export class Llite implements FuseOps {
   async rename(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
     if (flags !== 0) throw error('EINVAL', `rename flags ${flags} (RENAME_NOREPLACE, RENAME_EXCHANGE) are not supported`);
     const t = performance.now();
-    await this.#changing(ctx, [parent, newParent], () => this.#as(ctx).mdc.rename(this.#fid(parent), name, this.#fid(newParent), newName));
+    await this.#holds([parent, newParent], () => this.#as(ctx).mdc.rename(this.#fid(parent), name, this.#fid(newParent), newName));
     this.#stats.tally('rename', t);
   }
 
   link(ctx: RequestContext, nodeid: number, newParent: number, newName: string): Promise<Entry> {
-    return this.#changing(ctx, [newParent], async () => {
+    return this.#holds([newParent], async () => {
       const t = performance.now();
       const fs = this.#as(ctx);
       const attr = await fs.mdc.link(this.#fid(nodeid), this.#fid(newParent), newName);
@@ -615,7 +599,7 @@ export class Llite implements FuseOps {
   }
 
   create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number): Promise<{ entry: Entry; open: OpenReply }> {
-    return this.#changing(ctx, [parent], () => this.#create(ctx, parent, name, mode, flags, umask));
+    return this.#holds([parent], () => this.#create(ctx, parent, name, mode, flags, umask));
   }
 
   async #create(ctx: RequestContext, parent: number, name: string, mode: number, flags: number, umask: number): Promise<{ entry: Entry; open: OpenReply }> {

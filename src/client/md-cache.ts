@@ -59,10 +59,8 @@ interface Name {
 }
 
 export class MdCache {
-  readonly counters = { hits: 0, locked: 0, intents: 0, nameHits: 0, refreshes: 0 };
+  readonly counters = { hits: 0, locked: 0, intents: 0, nameHits: 0 };
   readonly #entries = new Map<string, Entry>();
-  /** refresh()es in flight, by FID. */
-  readonly #refreshing = new Map<string, Promise<void>>();
   /** Names by `${parent fid}/${name}` (a name never holds a '/'). */
   readonly #names = new Map<string, Name>();
   /** What each lock vouches for: FIDs' attributes and names. */
@@ -96,8 +94,6 @@ export class MdCache {
 
   /** The attributes of `fid`: from the cache under a held lock, else with an IT_GETATTR enqueue. */
   async getattr(mdc: Mdc, fid: string): Promise<LockedAttr> {
-    const refreshing = this.#refreshing.get(fid);
-    if (refreshing) await refreshing;
     const ns = this.namespace();
     if (!ns?.supported) return { attr: await mdc.getattr(fid), locked: false };
     const resId = resIdOfFid(parseFid(fid));
@@ -143,32 +139,6 @@ export class MdCache {
     this.counters.locked++;
     this.#put(fid, attr, lock);
     return { attr, locked: true };
-  }
-
-  /**
-   * Takes `fid`'s lock and attributes ahead of the GETATTR that will ask for them (refresh()
-   * starts it, getattr() waits for it and then finds them cached). For a directory this mount
-   * just changed: its own update gave the directory's lock back (early cancel), and a FUSE
-   * kernel asks for the directory's attributes again before its next operation in it (it
-   * invalidates them after each change it made, and checks permissions with them). Started once
-   * the change is answered, the enqueue runs in the wait for that next request instead of in
-   * it. It does not wait for a grant (BLOCK_NOWAIT): under another client's updates of the
-   * directory it is refused at once, and the GETATTR asks for itself. Nothing is thrown.
-   */
-  refresh(mdc: Mdc, fid: string): void {
-    const ns = this.namespace();
-    if (!ns?.supported || this.#refreshing.has(fid)) return;
-    const resId = resIdOfFid(parseFid(fid));
-    const held = ns.cache.match(resId, LockType.IBITS, LockMode.PR, { bits: GETATTR_BITS }, { ref: true });
-    if (held) {
-      ns.release(held, LockMode.PR);
-      if (this.#entries.get(fid)?.lock === held) return;
-    }
-    this.counters.refreshes++;
-    const p = this.#intent(ns, mdc, resId, IntentOp.GETATTR, GETATTR_BITS, { fid }, LockFlag.BLOCK_NOWAIT)
-      .then(() => undefined, () => undefined)
-      .finally(() => this.#refreshing.delete(fid));
-    this.#refreshing.set(fid, p);
   }
 
   /**

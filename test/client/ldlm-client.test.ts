@@ -234,40 +234,6 @@ t.test('client caching on locks, two mounts', async (t) => {
     await la.release(ctx(1), again.entry.nodeid, again.open.fh);
   });
 
-  t.test('after this mount\'s own create or unlink in a directory, its lock and attributes are taken again before the kernel asks: the GETATTR is served from the cache', async (t) => {
-    const la = new Llite(a);
-    la.attach({ invalInode: async () => true, invalEntry: async () => true, invalAttrsNow: () => true });
-    await a.mkdir('/pre');
-    const dir = await la.lookup(ctx(1), 1, 'pre');
-    await la.getattr(ctx(1), dir.nodeid, undefined);
-    const mdt = tfs.mdt.ldlm.service.counters;
-    const cache = a.core.mdCache.counters;
-    // The refresh starts on the event loop's next turn: a count read as the op returns is before it.
-    const served = async (what: string, enqueues: number): Promise<void> => {
-      await until(`the directory's lock taken again after ${what}`, () => mdt.enqueues === enqueues + 1);
-      const sent = a.core.mdc.import.counters.sent;
-      const hits = cache.hits;
-      await la.getattr(ctx(1), dir.nodeid, undefined);
-      t.equal(a.core.mdc.import.counters.sent, sent, `the GETATTR after ${what} asks nothing of the MDT`);
-      t.equal(cache.hits, hits + 1, 'it is served from the attributes the lock vouches for');
-    };
-    const refreshes = cache.refreshes;
-    const { entry, open } = await la.create(ctx(1), dir.nodeid, 'f', 0o100644, 0o1101, 0o022);
-    const afterCreate = mdt.enqueues;
-    await la.release(ctx(1), entry.nodeid, open.fh);
-    await served('a create', afterCreate);
-    t.equal(cache.refreshes, refreshes + 1);
-
-    // The other mount's create calls the refreshed lock back: the next GETATTR asks again.
-    await b.writeFile('/pre/other', 'x');
-    const sent = a.core.mdc.import.counters.sent;
-    await la.getattr(ctx(1), dir.nodeid, undefined);
-    t.ok(a.core.mdc.import.counters.sent > sent, 'the GETATTR after the other mount\'s create asks the MDT');
-
-    await la.unlink(ctx(1), dir.nodeid, 'f');
-    await served('an unlink', mdt.enqueues);
-  });
-
   t.test('an unlink\'s early cancels: the directory\'s and the child\'s attributes go at once, the name is the kernel\'s own; a failed rmdir\'s name is told', async (t) => {
     const la = new Llite(a);
     const told: string[] = [];

@@ -171,37 +171,27 @@ export class FileSystem implements HandleHost {
 
   async stat(path: PathLike): Promise<Stats> {
     const p = pathArg(path, 'stat');
-    const t = performance.now();
-    const stats = await this.#call('stat', p, async () => this.statOf((await this.#walker.resolve(p, true, 'stat')).attr));
-    this.core.lliteStats.tally('getattr', t);
-    return stats;
+    return this.core.lliteStats.counted('getattr', () => this.#call('stat', p, async () => this.statOf((await this.#walker.resolve(p, true, 'stat')).attr)));
   }
 
   async lstat(path: PathLike): Promise<Stats> {
     const p = pathArg(path, 'lstat');
-    const t = performance.now();
-    const stats = await this.#call('lstat', p, async () => this.statOf((await this.#walker.resolve(p, false, 'lstat')).attr));
-    this.core.lliteStats.tally('getattr', t);
-    return stats;
+    return this.core.lliteStats.counted('getattr', () => this.#call('lstat', p, async () => this.statOf((await this.#walker.resolve(p, false, 'lstat')).attr)));
   }
 
   async chmod(path: PathLike, mode: number | string): Promise<void> {
     const p = pathArg(path, 'chmod');
-    const t = performance.now();
-    await this.#call('chmod', p, async () => {
+    await this.core.lliteStats.counted('setattr', () => this.#call('chmod', p, async () => {
       await this.mdc.setattr((await this.#walker.resolve(p, true, 'chmod')).attr.fid, { mode: typeof mode === 'string' ? parseInt(mode, 8) : mode });
-    });
-    this.core.lliteStats.tally('setattr', t);
+    }));
   }
 
   async #chown(syscall: string, path: PathLike, uid: number, gid: number, follow: boolean): Promise<void> {
     const p = pathArg(path, syscall);
-    const t = performance.now();
-    await this.#call(syscall, p, async () => {
+    await this.core.lliteStats.counted('setattr', () => this.#call(syscall, p, async () => {
       const a = (await this.#walker.resolve(p, follow, syscall)).attr;
       await this.mdc.setattr(a.fid, { ...(uid !== -1 && { uid }), ...(gid !== -1 && { gid }) });
-    });
-    this.core.lliteStats.tally('setattr', t);
+    }));
   }
 
   chown(path: PathLike, uid: number, gid: number): Promise<void> {
@@ -214,12 +204,10 @@ export class FileSystem implements HandleHost {
 
   async #utimes(syscall: string, path: PathLike, atime: number | string | Date, mtime: number | string | Date, follow: boolean): Promise<void> {
     const p = pathArg(path, syscall);
-    const t = performance.now();
-    await this.#call(syscall, p, async () => {
+    await this.core.lliteStats.counted('setattr', () => this.#call(syscall, p, async () => {
       const a = (await this.#walker.resolve(p, follow, syscall)).attr;
       await this.utimesFid(a.fid, a, toSeconds(atime), toSeconds(mtime));
-    });
-    this.core.lliteStats.tally('setattr', t);
+    }));
   }
 
   utimes(path: PathLike, atime: number | string | Date, mtime: number | string | Date): Promise<void> {
@@ -241,8 +229,7 @@ export class FileSystem implements HandleHost {
 
   async truncate(path: PathLike, len = 0): Promise<void> {
     const p = pathArg(path, 'truncate');
-    const t = performance.now();
-    await this.#call('truncate', p, async () => {
+    await this.core.lliteStats.counted('truncate', () => this.#call('truncate', p, async () => {
       if (!Number.isSafeInteger(len) || len < 0) throw new FsError('EINVAL', 'truncate', p, undefined, `length ${len}`);
       const a = (await this.#walker.resolve(p, true, 'truncate')).attr;
       if (isDir(a)) throw new FsError('EISDIR', 'truncate', p);
@@ -250,8 +237,7 @@ export class FileSystem implements HandleHost {
       if (!permits(a, this.cred, MAY_WRITE)) throw new FsError('EACCES', 'truncate', p);
       const open = this.core.files.get(a.fid);
       await (open ?? new FileObject(this.core.fileContext, a.fid, await this.core.layoutOf(this.mdc, a.fid))).truncate(len);
-    });
-    this.core.lliteStats.tally('truncate', t);
+    }));
   }
 
   /** A regular file's layout (its stripe size and objects) or a directory's default (lfs getstripe). */
@@ -423,15 +409,13 @@ export class FileSystem implements HandleHost {
   async readdir(path: PathLike, options?: { withFileTypes?: boolean; encoding?: Encoding } | BufferEncoding | null): Promise<string[] | Dirent[]> {
     const p = pathArg(path, 'scandir');
     const withTypes = typeof options === 'object' && options !== null && options.withFileTypes === true;
-    const t = performance.now();
-    const out = await this.#call('scandir', p, async () => {
+    const out = await this.core.lliteStats.counted('readdir', () => this.#call('scandir', p, async () => {
       const a = (await this.#walker.resolve(p, true, 'scandir')).attr;
       if (!isDir(a)) throw new FsError('ENOTDIR', 'scandir', p);
       const entries: Dirent[] = [];
       for await (const e of new Dir(this.mdc, a.fid, p)) entries.push(e);
       return entries;
-    });
-    this.core.lliteStats.tally('readdir', t);
+    }));
     return withTypes ? out : out.map((e) => e.name);
   }
 
@@ -483,19 +467,16 @@ export class FileSystem implements HandleHost {
 
   async rmdir(path: PathLike): Promise<void> {
     const p = pathArg(path, 'rmdir');
-    const t = performance.now();
-    await this.#call('rmdir', p, async () => {
+    await this.core.lliteStats.counted('rmdir', () => this.#call('rmdir', p, async () => {
       const par = await this.#walker.parent(p, 'rmdir');
       if (par.name === '.' && par.dirPath === '/' && p.replace(/\/+/g, '/') === '/') throw new FsError('EBUSY', 'rmdir', p);
       await this.mdc.rmdir(par.dir.fid, par.name);
-    });
-    this.core.lliteStats.tally('rmdir', t);
+    }));
   }
 
   async unlink(path: PathLike): Promise<void> {
     const p = pathArg(path, 'unlink');
-    const t = performance.now();
-    await this.#call('unlink', p, async () => {
+    await this.core.lliteStats.counted('unlink', () => this.#call('unlink', p, async () => {
       const par = await this.#walker.parent(p, 'unlink');
       if (par.trailingSlash) {
         const a = await this.mdc.lookup(par.dir.fid, par.name);
@@ -505,15 +486,13 @@ export class FileSystem implements HandleHost {
       const child = this.core.mdCache.childOf(par.dir.fid, par.name);
       const { orphan, destroyed } = await this.mdc.unlink(par.dir.fid, par.name);
       if (child !== undefined && !orphan) this.core.releaseObjectLocks(child, destroyed);
-    });
-    this.core.lliteStats.tally('unlink', t);
+    }));
   }
 
   async rename(oldPath: PathLike, newPath: PathLike): Promise<void> {
     const from = pathArg(oldPath, 'rename');
     const to = pathArg(newPath, 'rename');
-    const t = performance.now();
-    await this.#call('rename', from, async () => {
+    await this.core.lliteStats.counted('rename', () => this.#call('rename', from, async () => {
       const a = await this.#walker.parent(from, 'rename');
       const b = await this.#walker.parent(to, 'rename');
       if (a.name === '.' || b.name === '.') throw new FsError('EBUSY', 'rename', from, to);
@@ -522,34 +501,29 @@ export class FileSystem implements HandleHost {
         if (!isDir(s)) throw new FsError('ENOTDIR', 'rename', from, to);
       }
       await this.mdc.rename(a.dir.fid, a.name, b.dir.fid, b.name);
-    }, to);
-    this.core.lliteStats.tally('rename', t);
+    }, to));
   }
 
   /** link(2): a new name for existingPath (a symlink itself, not what it points to). */
   async link(existingPath: PathLike, newPath: PathLike): Promise<void> {
     const from = pathArg(existingPath, 'link');
     const to = pathArg(newPath, 'link');
-    const t = performance.now();
-    await this.#call('link', from, async () => {
+    await this.core.lliteStats.counted('link', () => this.#call('link', from, async () => {
       const a = (await this.#walker.resolve(from, false, 'link')).attr;
       const b = await this.#walker.parent(to, 'link');
       if (b.name === '.' || b.name === '..') throw new FsError('EEXIST', 'link', from, to);
       await this.mdc.link(a.fid, b.dir.fid, b.name);
-    }, to);
-    this.core.lliteStats.tally('link', t);
+    }, to));
   }
 
   async symlink(target: PathLike, path: PathLike, _type?: string | null): Promise<void> {
     const t = pathArg(target, 'symlink');
     const p = pathArg(path, 'symlink');
-    const start = performance.now();
-    await this.#call('symlink', t, async () => {
+    await this.core.lliteStats.counted('symlink', () => this.#call('symlink', t, async () => {
       const b = await this.#walker.parent(p, 'symlink');
       if (b.name === '.' || b.name === '..') throw new FsError('EEXIST', 'symlink', t, p);
       await this.mdc.symlink(b.dir.fid, b.name, t);
-    }, p);
-    this.core.lliteStats.tally('symlink', start);
+    }, p));
   }
 
   async readlink(path: PathLike): Promise<string> {
@@ -570,36 +544,26 @@ export class FileSystem implements HandleHost {
 
   async getxattr(path: PathLike, name: string): Promise<Buffer> {
     const p = pathArg(path, 'getxattr');
-    const t = performance.now();
-    const value = await this.#call('getxattr', p, async () => this.mdc.getxattr((await this.#walker.resolve(p, true, 'getxattr')).attr.fid, name));
-    this.core.lliteStats.tally('getxattr', t);
-    return value;
+    return this.core.lliteStats.counted('getxattr', () => this.#call('getxattr', p, async () => this.mdc.getxattr((await this.#walker.resolve(p, true, 'getxattr')).attr.fid, name)));
   }
 
   /** setxattr(2); flags XATTR_CREATE (EEXIST if it exists) or XATTR_REPLACE (ENODATA if not). */
   async setxattr(path: PathLike, name: string, value: string | Uint8Array, flags = 0): Promise<void> {
     const p = pathArg(path, 'setxattr');
-    const t = performance.now();
-    await this.#call('setxattr', p, async () => {
+    await this.core.lliteStats.counted('setxattr', () => this.#call('setxattr', p, async () => {
       const v = typeof value === 'string' ? Buffer.from(value) : value;
       await this.mdc.setxattr((await this.#walker.resolve(p, true, 'setxattr')).attr.fid, name, v, flags);
-    });
-    this.core.lliteStats.tally('setxattr', t);
+    }));
   }
 
   async listxattr(path: PathLike): Promise<string[]> {
     const p = pathArg(path, 'listxattr');
-    const t = performance.now();
-    const names = await this.#call('listxattr', p, async () => this.mdc.listxattr((await this.#walker.resolve(p, true, 'listxattr')).attr.fid));
-    this.core.lliteStats.tally('listxattr', t);
-    return names;
+    return this.core.lliteStats.counted('listxattr', () => this.#call('listxattr', p, async () => this.mdc.listxattr((await this.#walker.resolve(p, true, 'listxattr')).attr.fid)));
   }
 
   async removexattr(path: PathLike, name: string): Promise<void> {
     const p = pathArg(path, 'removexattr');
-    const t = performance.now();
-    await this.#call('removexattr', p, async () => this.mdc.removexattr((await this.#walker.resolve(p, true, 'removexattr')).attr.fid, name));
-    this.core.lliteStats.tally('removexattr', t);
+    await this.core.lliteStats.counted('removexattr', () => this.#call('removexattr', p, async () => this.mdc.removexattr((await this.#walker.resolve(p, true, 'removexattr')).attr.fid, name)));
   }
 
   // ---- the file system ----------------------------------------------------------------------
@@ -607,8 +571,7 @@ export class FileSystem implements HandleHost {
   /** statfs(2) as a Lustre client answers it: blocks from the OSTs, files from the MDT. */
   async statfs(path: PathLike = '/'): Promise<StatFs> {
     const p = pathArg(path, 'statfs');
-    const t = performance.now();
-    const answer = await this.#call('statfs', p, async () => {
+    return this.core.lliteStats.counted('statfs', () => this.#call('statfs', p, async () => {
       await this.#walker.resolve(p, true, 'statfs');
       const mdt: MdtStatfs = await this.mdc.statfs();
       const osts = await Promise.all([...this.core.oscs.values()].map((o) => o.statfs()));
@@ -618,9 +581,7 @@ export class FileSystem implements HandleHost {
         type: LL_SUPER_MAGIC, bsize, blocks: sum((s) => s.blocks), bfree: sum((s) => s.bfree), bavail: sum((s) => s.bavail),
         files: mdt.objectsTotal, ffree: mdt.objectsFree,
       };
-    });
-    this.core.lliteStats.tally('statfs', t);
-    return answer;
+    }));
   }
 
   /** Open handles of the mount (every view's). */

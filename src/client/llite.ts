@@ -415,10 +415,7 @@ export class Llite implements FuseOps {
   async getattr(ctx: RequestContext, nodeid: number, fh: number | undefined): Promise<AttrReply> {
     const h = fh !== undefined ? this.#files.get(fh) : undefined;
     if (h) return { attr: attrOf(await h.stat()), attrTimeoutMs: 0 }; // counted by the handle
-    const t = performance.now();
-    const reply = await this.#attrReply(ctx, nodeid, undefined);
-    this.#stats.tally('getattr', t);
-    return reply;
+    return this.#stats.counted('getattr', () => this.#attrReply(ctx, nodeid, undefined));
   }
 
   /** What a GETATTR answers, uncounted (a SETATTR answers it too). */
@@ -498,26 +495,22 @@ export class Llite implements FuseOps {
   }
 
   async unlink(ctx: RequestContext, parent: number, name: string): Promise<void> {
-    const t = performance.now();
-    await this.#holds([parent], async () => {
+    await this.#stats.counted('unlink', () => this.#holds([parent], async () => {
       const fs = this.#as(ctx);
       const dir = this.#fid(parent);
       // What the name led to, read before the unlink's early cancel drops it from the cache.
       const child = fs.core.mdCache.childOf(dir, name);
       const reply = await this.#removing(parent, name, child, () => fs.mdc.unlink(dir, name));
       if (child !== undefined && !reply.orphan) fs.core.releaseObjectLocks(child, reply.destroyed);
-    });
-    this.#stats.tally('unlink', t);
+    }));
   }
 
   async rmdir(ctx: RequestContext, parent: number, name: string): Promise<void> {
-    const t = performance.now();
-    await this.#holds([parent], async () => {
+    await this.#stats.counted('rmdir', () => this.#holds([parent], async () => {
       const fs = this.#as(ctx);
       const dir = this.#fid(parent);
       await this.#removing(parent, name, fs.core.mdCache.childOf(dir, name), () => fs.mdc.rmdir(dir, name));
-    });
-    this.#stats.tally('rmdir', t);
+    }));
   }
 
   /**
@@ -554,9 +547,7 @@ export class Llite implements FuseOps {
 
   async rename(ctx: RequestContext, parent: number, name: string, newParent: number, newName: string, flags: number): Promise<void> {
     if (flags !== 0) throw error('EINVAL', `rename flags ${flags} (RENAME_NOREPLACE, RENAME_EXCHANGE) are not supported`);
-    const t = performance.now();
-    await this.#holds([parent, newParent], () => this.#as(ctx).mdc.rename(this.#fid(parent), name, this.#fid(newParent), newName));
-    this.#stats.tally('rename', t);
+    await this.#stats.counted('rename', () => this.#holds([parent, newParent], () => this.#as(ctx).mdc.rename(this.#fid(parent), name, this.#fid(newParent), newName)));
   }
 
   link(ctx: RequestContext, nodeid: number, newParent: number, newName: string): Promise<Entry> {
@@ -681,11 +672,8 @@ export class Llite implements FuseOps {
    * as the MDT lists them). Pages come from the MDT as they are needed and the ones passed are dropped, so a
    * directory of any size costs one page of memory; a seek back re-reads from the start.
    */
-  async readdir(ctx: RequestContext, nodeid: number, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
-    const t = performance.now();
-    const entries = await this.#holds([nodeid], () => this.#readdir(ctx, fh, offset, maxBytes));
-    this.#stats.tally('readdir', t);
-    return entries;
+  readdir(ctx: RequestContext, nodeid: number, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
+    return this.#stats.counted('readdir', () => this.#holds([nodeid], () => this.#readdir(ctx, fh, offset, maxBytes)));
   }
 
   async #readdir(ctx: RequestContext, fh: number, offset: number, maxBytes: number): Promise<Dirent[]> {
@@ -723,29 +711,19 @@ export class Llite implements FuseOps {
   }
 
   async setxattr(ctx: RequestContext, nodeid: number, name: string, value: Buffer, flags: number): Promise<void> {
-    const t = performance.now();
-    await this.#as(ctx).mdc.setxattr(this.#fid(nodeid), name, value, flags);
-    this.#stats.tally('setxattr', t);
+    await this.#stats.counted('setxattr', () => this.#as(ctx).mdc.setxattr(this.#fid(nodeid), name, value, flags));
   }
 
-  async getxattr(ctx: RequestContext, nodeid: number, name: string): Promise<Buffer> {
-    const t = performance.now();
-    const value = await this.#as(ctx).mdc.getxattr(this.#fid(nodeid), name);
-    this.#stats.tally('getxattr', t);
-    return value;
+  getxattr(ctx: RequestContext, nodeid: number, name: string): Promise<Buffer> {
+    return this.#stats.counted('getxattr', () => this.#as(ctx).mdc.getxattr(this.#fid(nodeid), name));
   }
 
-  async listxattr(ctx: RequestContext, nodeid: number): Promise<string[]> {
-    const t = performance.now();
-    const names = await this.#as(ctx).mdc.listxattr(this.#fid(nodeid));
-    this.#stats.tally('listxattr', t);
-    return names;
+  listxattr(ctx: RequestContext, nodeid: number): Promise<string[]> {
+    return this.#stats.counted('listxattr', () => this.#as(ctx).mdc.listxattr(this.#fid(nodeid)));
   }
 
   async removexattr(ctx: RequestContext, nodeid: number, name: string): Promise<void> {
-    const t = performance.now();
-    await this.#as(ctx).mdc.removexattr(this.#fid(nodeid), name);
-    this.#stats.tally('removexattr', t);
+    await this.#stats.counted('removexattr', () => this.#as(ctx).mdc.removexattr(this.#fid(nodeid), name));
   }
 
   // ---- application locks -------------------------------------------------------------------
@@ -762,11 +740,8 @@ export class Llite implements FuseOps {
   }
 
   /** F_GETLK, F_SETLK(W), flock(): each counted as a flock, as ll_file_flock counts it. */
-  async getlk(ctx: RequestContext, nodeid: number, fh: number, owner: bigint, lock: FileLock): Promise<FileLock | null> {
-    const t = performance.now();
-    const held = await this.#getlk(ctx, nodeid, fh, owner, lock);
-    this.#stats.tally('flock', t);
-    return held;
+  getlk(ctx: RequestContext, nodeid: number, fh: number, owner: bigint, lock: FileLock): Promise<FileLock | null> {
+    return this.#stats.counted('flock', () => this.#getlk(ctx, nodeid, fh, owner, lock));
   }
 
   async #getlk(ctx: RequestContext, nodeid: number, _fh: number, owner: bigint, lock: FileLock): Promise<FileLock | null> {

@@ -35,6 +35,14 @@ export class LliteStats {
     this.stats.add(op, (performance.now() - startMs) * 1000);
   }
 
+  /** Runs one operation and counts it once it succeeded (a failure throws uncounted). */
+  async counted<T>(op: LliteOp, fn: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    const result = await fn();
+    this.tally(op, t);
+    return result;
+  }
+
   /** One read or write call and the bytes it moved. */
   bytes(which: 'read_bytes' | 'write_bytes', n: number): void {
     this.stats.add(which, n, 'bytes');
@@ -95,6 +103,12 @@ export interface ImportDevice {
 
 /** llite.*.stats and the mdc and osc files of a mount, as ClientParams lists them. */
 export function mountFiles(llite: () => string, stats: LliteStats, devices: () => ImportDevice[]): ParamFiles {
+  /** The device a file name names, and which of its files. */
+  const fileOf = (name: string): { device: ImportDevice; file: string } | undefined => {
+    const m = /^(mdc|osc)\.([^.]+)\.(stats|import)$/.exec(name);
+    const device = m ? devices().find((d) => d.type === m[1] && d.name === m[2]) : undefined;
+    return device && { device, file: m![3]! };
+  };
   return {
     names: () => [
       `llite.${llite()}.stats`,
@@ -102,20 +116,19 @@ export function mountFiles(llite: () => string, stats: LliteStats, devices: () =
     ],
     read: (name) => {
       if (name === `llite.${llite()}.stats`) return stats.stats.format();
-      const m = /^(mdc|osc)\.([^.]+)\.(stats|import)$/.exec(name);
-      const d = m ? devices().find((x) => x.type === m[1] && x.name === m[2]) : undefined;
-      if (!m || !d) return undefined;
-      return m[3] === 'stats' ? importStats(d.imports).format() : formatImport(d.name, d.imports);
+      const f = fileOf(name);
+      if (!f) return undefined;
+      return f.file === 'stats' ? importStats(f.device.imports).format() : formatImport(f.device.name, f.device.imports);
     },
     clear: (name) => {
       if (name === `llite.${llite()}.stats`) {
         stats.stats.clear();
         return true;
       }
-      const m = /^(mdc|osc)\.([^.]+)\.stats$/.exec(name);
-      const d = m ? devices().find((x) => x.type === m[1] && x.name === m[2]) : undefined;
-      for (const i of d?.imports ?? []) i.stats.clear();
-      return d !== undefined;
+      const f = fileOf(name);
+      if (f?.file !== 'stats') return false;
+      for (const i of f.device.imports) i.stats.clear();
+      return true;
     },
   };
 }

@@ -83,6 +83,21 @@ class Recording extends Passthrough {
   }
 }
 
+/** The passthrough, each WRITE held 20 ms, counting the most WRITEs running at once. */
+class Overlapping extends Passthrough {
+  running = 0;
+  most = 0;
+  override async write(ctx: RequestContext, nodeid: number, fh: number, offset: number, data: Buffer): Promise<number> {
+    this.most = Math.max(this.most, ++this.running);
+    try {
+      await new Promise((r) => setTimeout(r, 20));
+      return await super.write(ctx, nodeid, fh, offset, data);
+    } finally {
+      this.running--;
+    }
+  }
+}
+
 const skip = whyNot();
 if (skip) {
   t.comment(`skipped: ${skip}`);
@@ -99,7 +114,7 @@ if (skip) {
     for (const s of sessions) {
       if (fuseMountAt(s.mountpoint)) await s.unmount({ lazy: true }).catch(() => {});
     }
-    for (const m of [mnt, join(top, 'mnt2'), join(top, 'mnt3')]) {
+    for (const m of [mnt, join(top, 'mnt2'), join(top, 'mnt3'), join(top, 'mnt-r0'), join(top, 'mnt-r1')]) {
       if (fuseMountAt(m)) spawnSync('umount', ['-l', m]);
     }
     await rm(top, { recursive: true, force: true });
@@ -145,6 +160,26 @@ if (skip) {
     t.ok(ops.writes.filter((n) => n === MiB).length >= 16, `16 writes of 1 MiB (${ops.writes.length} writes)`);
     t.equal(session.stats.largestWriteBytes, MiB);
     t.equal((await stat(join(back, 'dd.bin'))).size, 16 * MiB);
+  });
+
+  t.test("requests read on the session's event loop, or by a reader thread: 1 MiB writes intact, never more than maxInFlight at once", async (t) => {
+    t.equal(session.readerKind, 'loop', "by default on the session's thread (Node's pipe_wrap binding works on this Node)");
+    const src = join(outside, 'four.bin');
+    await writeFile(src, randomBytes(4 * MiB));
+    for (const readers of [0, 1]) {
+      const dir = join(top, `back-r${readers}`);
+      const m = join(top, `mnt-r${readers}`);
+      await Promise.all([mkdir(dir), mkdir(m)]);
+      const ops = new Overlapping(dir);
+      const s = await FuseSession.mount(m, ops, { readers, maxInFlight: 2 });
+      sessions.push(s);
+      t.equal(s.readerKind, readers === 0 ? 'loop' : 'threads');
+      const r = await sh(`for i in 1 2 3 4; do dd if=${src} of=$i bs=1M status=none & done; wait; for i in 1 2 3 4; do cmp ${src} $i || exit 1; done`, m);
+      t.equal(r.code, 0, `4 writers at once, each file intact ${r.stderr}`);
+      t.equal(ops.most, 2, `${s.readerKind}: WRITEs ran two at once, never more`);
+      await s.unmount();
+      t.equal(fuseMountAt(m), undefined);
+    }
   });
 
   t.test('mkdir, mv, ln, ln -s, chmod, truncate, ls -l, find, du', async (t) => {

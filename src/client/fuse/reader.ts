@@ -1,44 +1,63 @@
 // Reading /dev/fuse without a native addon and without starving anyone.
 //
-// A read() of /dev/fuse blocks until the kernel has a request. Done through fs.read, each such
-// read would hold one thread of libuv's pool (4 threads unless UV_THREADPOOL_SIZE says more) for
-// as long as the mount is idle, and the pool is also what the ops' own file IO runs on (the
-// passthrough's fs/promises calls): two outstanding reads would leave two threads for all file
-// IO, four would deadlock the mount. So the reads run in worker threads of their own, each
-// looping on a blocking readSync into a buffer of its own, and post each request (copied to
-// its exact length, the copy transferred, not cloned) to the session's thread. The pool stays
-// whole for the ops; UV_THREADPOOL_SIZE still bounds how many of their file calls run at once.
+// Two ways, one interface (Readers):
 //
-// How many readers: READERS_DEFAULT = 1. One reader already takes requests as fast as the kernel
-// queues them (it never waits for an op to finish: the ops run on the session's thread). A second
-// one could read the next request while the first copies and posts, but on this 2-core machine
-// it measured no better for 1 MiB IO and up to 2x worse for creates (one more thread to schedule
-// per request); the option stays for machines with more cores.
+// On the session's own thread (startLoopReader, the default): /dev/fuse is pollable, so libuv
+// can wait for it as for a socket. Node's net.Socket refuses a character device, so the fd is
+// opened as a libuv pipe handle through Node's own `pipe_wrap` binding, reading into a buffer
+// of ours (`useUserBuffer`: the kernel wants room for a whole request, max_write plus a page, in
+// every read). A request is then read by the same event loop that answers it: no thread hop,
+// no postMessage. Measured on this 2-core machine: a FUSE unlink 12-37% faster, its CPU down a
+// fifth (bench/README.md). The binding is Node's internal API: when it is missing or refuses
+// the fd, the session falls back to reader threads, said in the log (loopReaderUsable()).
 //
-// Slots: a request of at least SLOT_MIN_BYTES (a WRITE's data) is read straight into a slot of
-// a SharedArrayBuffer shared with the session's thread, and handed over as a view of it: no
-// copy, and no new 1 MiB buffer per WRITE (each of which the session's heap had to account for
-// and collect: GC was the largest CPU cost of FUSE writes). A slot is busy from the read until
-// the session releases it, once the op is done with the request's bytes (not when a timed-out
-// op was answered: it may still read them); a smaller request is copied out and the slot is
-// kept. With every slot busy, a reader reads into its own buffer and copies, as before.
+// In worker threads (startReaders, `readers: N`): a read() of /dev/fuse blocks until the kernel
+// has a request. Done through fs.read, each such read would hold one thread of libuv's pool (4
+// threads unless UV_THREADPOOL_SIZE says more) for as long as the mount is idle, and the pool
+// is also what the ops' own file IO runs on: two outstanding reads would leave two threads for
+// all file IO, four would deadlock the mount. So these reads run in worker threads of their
+// own, each looping on a blocking readSync into a buffer of its own, and post each request
+// (copied to its exact length, the copy transferred, not cloned) to the session's thread. One
+// reader already takes requests as fast as the kernel queues them; a second one measured no
+// better for 1 MiB IO here and up to 2x worse for creates (one more thread to schedule per
+// request). The option stays for machines with more cores.
 //
-// Back-pressure: readers take a credit (a shared counter, Atomics) before each read; the session
-// gives the credit back when the request is answered (or abandoned at its timeout). So at most
-// maxInFlight requests are ever inside the session, and the rest wait in the kernel's queue.
+// Slots (both ways): a request of at least SLOT_MIN_BYTES (a WRITE's data) is read straight
+// into a slot and handed over as a view of it: no copy, and no new 1 MiB buffer per WRITE (each
+// of which the session's heap had to account for and collect: GC was the largest CPU cost of
+// FUSE writes). A slot is busy from the read until the session releases it, once the op is done
+// with the request's bytes (not when a timed-out op was answered: it may still read them); a
+// smaller request is copied out and the slot is kept. With every slot busy, a reader reads into
+// a spare buffer and copies. The threads' slots are one SharedArrayBuffer; the loop's are
+// allocated as first needed, so a mount that never writes holds one buffer.
 //
-// The end: a read fails ENODEV once the connection is gone (unmounted or aborted); each reader
-// then reports and exits. EINTR, EAGAIN and ENOENT (the request was interrupted before we read
-// it) are retried. EPERM means the fd is not mounted yet: retried until the session says stop.
+// Back-pressure: a reader takes a credit before each read; the session gives the credit back
+// when the request is answered (or abandoned at its timeout). So at most maxInFlight requests
+// are ever inside the session, and the rest wait in the kernel's queue. The loop stops reading
+// (readStop) at no credit and starts again at the next; the threads wait on a shared counter.
+//
+// The end: a read fails ENODEV once the connection is gone (unmounted or aborted); the readers
+// then report it. EINTR, EAGAIN and ENOENT (the request was interrupted before we read it) are
+// retried. EPERM means the fd is not mounted yet: retried every 5 ms until the session says stop.
+//
+// The loop polls only once the fd is mounted (begin()): Linux attaches a poller to the
+// connection's request queue when it first polls, and an unmounted /dev/fuse has no queue yet.
+// A poll set up before mount(8) therefore never wakes again once it has seen no request: a
+// mount hung after its INIT that way while this was written.
+// The fd is closed by Readers.close(), once the session's notifier threads are done with it: the
+// loop's handle owns it by then (closing the handle closes the fd).
+import { closeSync } from 'node:fs';
+import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
-export const READERS_DEFAULT = 1;
+/** Reader threads by default: none, the session's own thread reads (startLoopReader). */
+export const READERS_DEFAULT = 0;
 
 /** Index of the credit counter and of the stop flag in the shared Int32Array; then one busy flag per slot. */
 const CREDITS = 0;
 const STOP = 1;
 const SLOT_FLAGS = 2;
-/** Slots of the readers (bufferBytes each: 16 MiB for 1 MiB writes). */
+/** Slots of the readers (bufferBytes each: up to 16 MiB for 1 MiB writes). */
 export const SLOTS_DEFAULT = 16;
 /** Requests from this size on stay in their slot; smaller ones are copied out. */
 const SLOT_MIN_BYTES = 64 * 1024;
@@ -100,12 +119,18 @@ parentPort.postMessage({ end: main() });
 `;
 
 export interface Readers {
+  /** Where the requests are read: 'loop' (the session's thread) or 'threads'. */
+  readonly kind: 'loop' | 'threads';
+  /** The fd is mounted: reading may start (the threads started at once, and retry until mounted). */
+  begin(): void;
   /** Gives back one credit: a request was answered or abandoned. */
   credit(): void;
-  /** Asks the readers to stop at their next credit (a reader blocked in read stays until the kernel answers). */
+  /** Asks the readers to stop (a reader thread blocked in read stays until the kernel answers). */
   stop(): void;
-  /** Resolves when every reader has ended, with the reason of the first. */
+  /** Resolves when every reader has ended, with the reason of the first (an errno's code, or 'stopped'). */
   ended: Promise<string>;
+  /** Closes the fd, once `ended` has resolved and nothing else writes to it. */
+  close(): void;
 }
 
 /**
@@ -147,8 +172,152 @@ export function startReaders(fd: number, opts: { count: number; bufferBytes: num
     w.on('exit', () => { if (!finished) { finished = true; done('reader exited'); } });
   }
   return {
+    kind: 'threads',
+    begin: () => {},
     credit: () => { Atomics.add(state, CREDITS, 1); Atomics.notify(state, CREDITS, 1); },
     stop: () => { Atomics.store(state, STOP, 1); Atomics.notify(state, CREDITS); Atomics.notify(state, STOP); },
     ended,
+    close: () => closeSync(fd),
+  };
+}
+
+/** What this code uses of a handle of Node's internal `pipe_wrap` binding (libuv's uv_pipe_t). */
+interface PipeHandle {
+  open(fd: number): number;
+  useUserBuffer(b: Buffer): void;
+  readStart(): number;
+  readStop(): number;
+  close(): void;
+  /** Called after each read; what it returns is the buffer of the next read. */
+  onread: (() => Buffer) | null;
+}
+
+interface LoopBinding {
+  newPipe(): PipeHandle;
+  /** The last read's byte count or negative errno (stream_wrap's streamBaseState[kReadBytesOrError]). */
+  lastRead(): number;
+}
+
+/** Node's bindings for reading a pollable fd on the event loop, or why they cannot be used. */
+function loopBinding(): LoopBinding | string {
+  try {
+    const proc = process as unknown as { binding(name: string): unknown };
+    const pipe = proc.binding('pipe_wrap') as { Pipe?: new (type: number) => PipeHandle; constants?: { SOCKET?: number } };
+    const stream = proc.binding('stream_wrap') as { streamBaseState?: unknown; kReadBytesOrError?: unknown };
+    const Pipe = pipe.Pipe;
+    const type = pipe.constants?.SOCKET;
+    const state = stream.streamBaseState;
+    const index = stream.kReadBytesOrError;
+    if (typeof Pipe !== 'function' || typeof type !== 'number' || typeof Pipe.prototype.useUserBuffer !== 'function') {
+      return "Node's pipe_wrap binding has no Pipe with useUserBuffer";
+    }
+    if (!(state instanceof Int32Array) || typeof index !== 'number') return "Node's stream_wrap binding has no streamBaseState";
+    return { newPipe: () => new Pipe(type), lastRead: () => state[index]! };
+  } catch (err) {
+    return `process.binding failed: ${(err as Error).message}`;
+  }
+}
+
+/** The read errors retried (EPERM: until mounted, every 5 ms); any other ends the readers. */
+const UV_EPERM = -1;
+const UV_EOF = -4095;
+const RETRIED = new Set([-2 /* ENOENT */, -4 /* EINTR */]);
+
+/**
+ * Reads /dev/fuse on this thread's event loop (see the top of this file), from begin() on, once
+ * the fd is mounted. Returns why not when Node's bindings are missing or refuse the fd; the fd
+ * is then untouched.
+ */
+export function startLoopReader(fd: number, opts: { bufferBytes: number; maxInFlight: number; slots?: number; onRequest: OnRequest }): Readers | string {
+  const binding = loopBinding();
+  if (typeof binding === 'string') return binding;
+  const handle = binding.newPipe();
+  const rc = handle.open(fd);
+  if (rc !== 0) {
+    handle.close();
+    return `libuv cannot poll /dev/fuse: ${getSystemErrorName(rc)}`;
+  }
+  const slotCount = opts.slots ?? SLOTS_DEFAULT;
+  const slots: Buffer[] = [];
+  const free: number[] = [];
+  const releases: Array<() => void> = [];
+  let spare: Buffer | undefined;
+  /** The buffer the handle reads into, and its slot (-1: the spare, allocated once every slot was busy). */
+  let current!: Buffer;
+  let currentSlot = -1;
+  const takeSlot = (): void => {
+    let i = free.pop();
+    if (i === undefined && slots.length < slotCount) {
+      i = slots.length;
+      slots.push(Buffer.allocUnsafeSlow(opts.bufferBytes));
+      const slot = i;
+      releases.push(() => { free.push(slot); });
+    }
+    if (i === undefined) { current = spare ??= Buffer.allocUnsafeSlow(opts.bufferBytes); currentSlot = -1; } else { current = slots[i]!; currentSlot = i; }
+  };
+  takeSlot();
+
+  let credits = opts.maxInFlight;
+  let begun = false;
+  let reading = false;
+  let done = false;
+  let retry: NodeJS.Timeout | undefined;
+  let resolveEnded!: (r: string) => void;
+  const ended = new Promise<string>((r) => { resolveEnded = r; });
+  const end = (reason: string): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(retry);
+    retry = undefined;
+    if (reading) handle.readStop();
+    reading = false;
+    resolveEnded(reason);
+  };
+  const start = (): void => {
+    if (!begun || done || reading || retry || credits <= 0) return;
+    // After a failed read libuv takes the handle for closed (ENOTCONN): opening the same fd again makes it readable.
+    let r = handle.readStart();
+    if (r === -107 /* ENOTCONN */) r = handle.open(fd) || handle.readStart();
+    if (r !== 0) { end(getSystemErrorName(r)); return; }
+    reading = true;
+  };
+
+  handle.onread = (): Buffer => {
+    const n = binding.lastRead();
+    if (n > 0) {
+      let b: Buffer;
+      let release = noRelease;
+      if (currentSlot >= 0 && n >= SLOT_MIN_BYTES) {
+        b = current.subarray(0, n);
+        release = releases[currentSlot]!;
+        takeSlot();
+      } else {
+        b = Buffer.allocUnsafe(n);
+        current.copy(b, 0, 0, n);
+        if (currentSlot < 0) takeSlot();
+      }
+      if (--credits <= 0) { handle.readStop(); reading = false; }
+      opts.onRequest(b, release);
+      return current;
+    }
+    if (n === 0) return current; // EAGAIN: libuv waits for the next request itself.
+    // A failed read has stopped the handle.
+    reading = false;
+    if (n === UV_EOF) end('EOF');
+    else if (!RETRIED.has(n) && n !== UV_EPERM) end(getSystemErrorName(n));
+    else if (!done) {
+      // EPERM: not mounted yet (mount(8) is on its way); the others: at once.
+      retry = setTimeout(() => { retry = undefined; start(); }, n === UV_EPERM ? 5 : 0);
+    }
+    return current;
+  };
+  handle.useUserBuffer(current);
+  return {
+    kind: 'loop',
+    begin: () => { begun = true; start(); },
+    credit: () => { credits++; start(); },
+    stop: () => end('stopped'),
+    ended,
+    close: () => handle.close(),
   };
 }

@@ -1,10 +1,11 @@
 // A FUSE session: a mount point whose requests this process answers with a FuseOps, speaking
 // the kernel protocol over /dev/fuse directly (no libfuse, no native addon).
 //
-// Life: open /dev/fuse -> mount(8) with it as fd 3 -> readers (reader.ts) post requests here ->
-// INIT negotiated -> requests dispatched to the ops, at most maxInFlight at once -> a reply
-// written for each (writev of header and body, synchronously: a reply write never blocks) ->
-// unmount() runs umount(8) in a child -> the readers see ENODEV -> the fd is closed, `closed`
+// Life: open /dev/fuse -> mount(8) with it as fd 3 -> requests read on this thread's event loop
+// (or by reader threads; reader.ts) -> INIT negotiated -> requests dispatched to the ops, at
+// most maxInFlight at once -> a reply written for each (writev of header and body,
+// synchronously: a reply write never blocks) ->
+// unmount() runs umount(8) in a child -> the reads fail ENODEV -> the fd is closed, `closed`
 // resolves.
 //
 // Every request gets an answer: the op's, its errno when it throws an Error with a Node errno
@@ -25,7 +26,7 @@
 // Cache invalidation: invalInode() and invalEntry() write notifications (notify.ts says from
 // where it is safe to wait for them).
 import { spawnSync } from 'node:child_process';
-import { closeSync, openSync, writeFileSync, writeSync, writevSync } from 'node:fs';
+import { openSync, writeFileSync, writeSync, writevSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -33,7 +34,7 @@ import { errnoOf, serve, type ReplyBody } from './dispatch.js';
 import { abortConnection, fuseMountAt, mountFuse, umountFuse } from './mount.js';
 import { NOTIFY_THREADS_SPARE, Notifier } from './notify.js';
 import { fuseError, servesFlockLocks, servesPosixLocks, type ConnectionInfo, type FuseOps, type RequestContext } from './ops.js';
-import { READERS_DEFAULT, startReaders, type Readers } from './reader.js';
+import { READERS_DEFAULT, startLoopReader, startReaders, type OnRequest, type Readers } from './reader.js';
 import {
   BodyReader, FUSE_KERNEL_VERSION, FUSE_MINOR, FUSE_NAME_MAX, IN_HEADER_BYTES, InitFlag, OUT_HEADER_BYTES, Opcode,
   decodeInHeader, decodeInitIn, encodeError, encodeInitOut, encodeNotifyInvalEntry, encodeNotifyInvalInode, outHeader,
@@ -106,7 +107,10 @@ export interface SessionOptions {
   maxInFlight?: number;
   /** SETLKW requests waiting for their lock at once, outside maxInFlight (default 4096); more are answered ENOLCK. */
   maxLockWaiters?: number;
-  /** Reader threads (default 1, see reader.ts). */
+  /**
+   * Where requests are read (reader.ts): 0 (the default) on the session's own event loop, with
+   * a reader thread when Node cannot poll /dev/fuse; N > 0 in N reader threads.
+   */
   readers?: number;
   /** Limit on waiting for INIT after mount(8) succeeded (default 10 s). */
   initTimeoutMs?: number;
@@ -175,6 +179,8 @@ export class FuseSession {
   private fd: number;
   private fdOpen = true;
   private readers!: Readers;
+  /** Where this session reads its requests: 'loop' (its own thread) or 'threads'. */
+  get readerKind(): Readers['kind'] { return this.readers.kind; }
   private readonly inFlight = new Map<bigint, InFlight>();
   private readonly earlyInterrupts = new Set<bigint>();
   private readonly notifier: Notifier;
@@ -234,8 +240,11 @@ export class FuseSession {
   private async start(): Promise<void> {
     // The buffer holds the largest request: a WRITE header and body plus max_write of data.
     const bufferBytes = this.o.maxWriteBytes + PAGE_BYTES;
-    this.readers = startReaders(this.fd, {
-      count: this.o.readers, bufferBytes, maxInFlight: this.o.maxInFlight, onRequest: (b, release) => this.onRequest(b, release),
+    const onRequest: OnRequest = (b, release) => this.onRequest(b, release);
+    const loop = this.o.readers === 0 ? startLoopReader(this.fd, { bufferBytes, maxInFlight: this.o.maxInFlight, onRequest }) : undefined;
+    if (typeof loop === 'string') this.log.warn({ reason: loop }, 'fuse requests read by a reader thread, not on the event loop');
+    this.readers = typeof loop === 'object' ? loop : startReaders(this.fd, {
+      count: Math.max(1, this.o.readers), bufferBytes, maxInFlight: this.o.maxInFlight, onRequest,
     });
     void this.readers.ended.then((reason) => this.onEnded(reason));
     try {
@@ -249,6 +258,7 @@ export class FuseSession {
       await this.closed;
       throw err;
     }
+    this.readers.begin();
     const m = fuseMountAt(this.mountpoint);
     if (m) this.connectionId = (m.major << 20) | m.minor;
     process.on('exit', this.exitHandler);
@@ -379,7 +389,7 @@ export class FuseSession {
   private closeFd(): void {
     if (!this.fdOpen) return;
     this.fdOpen = false;
-    closeSync(this.fd);
+    this.readers.close();
   }
 
   private async runDestroy(): Promise<void> {

@@ -46,6 +46,10 @@
 // mount hung after its INIT that way while this was written.
 // The fd is closed by Readers.close(), once the session's notifier threads are done with it: the
 // loop's handle owns it by then (closing the handle closes the fd).
+//
+// Either way a mounted session keeps its process alive, as a FUSE daemon must (the mount point
+// would fail ENOTCONN without it): the loop's handle is referenced while it reads (and while it
+// waits for credits, the requests in flight hold what they wait on), the threads are.
 import { closeSync } from 'node:fs';
 import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';

@@ -44,6 +44,7 @@
 // connection's request queue when it first polls, and an unmounted /dev/fuse has no queue yet.
 // A poll set up before mount(8) therefore never wakes again once it has seen no request: a
 // mount hung after its INIT that way while this was written.
+//
 // The fd is closed by Readers.close(), once the session's notifier threads are done with it: the
 // loop's handle owns it by then (closing the handle closes the fd).
 //

@@ -4,9 +4,8 @@
 // Life: open /dev/fuse -> mount(8) with it as fd 3 -> requests read on this thread's event loop
 // (or by reader threads; reader.ts) -> INIT negotiated -> requests dispatched to the ops, at
 // most maxInFlight at once -> a reply written for each (writev of header and body,
-// synchronously: a reply write never blocks) ->
-// unmount() runs umount(8) in a child -> the reads fail ENODEV -> the fd is closed, `closed`
-// resolves.
+// synchronously: a reply write never blocks) -> unmount() runs umount(8) in a child -> the
+// reads fail ENODEV -> the fd is closed, `closed` resolves.
 //
 // Every request gets an answer: the op's, its errno when it throws an Error with a Node errno
 // `code`, EIO for anything else (logged), and EIO when it has not answered after opTimeoutMs,

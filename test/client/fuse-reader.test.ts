@@ -91,7 +91,7 @@ t.test("Node's bindings poll a FIFO: messages delivered whole, large ones in slo
   await send(randomBytes(10));
   t.ok(got[1]!.b.equals(big1) && got[2]!.b.equals(big2), 'the slots still hold their messages');
 
-  // Released slots are used again, and what was read into them before is no longer referenced by anyone.
+  // Released slots are used again.
   got[1]!.release();
   got[2]!.release();
   const again = [randomBytes(BIG), randomBytes(BIG)];

@@ -38,12 +38,13 @@
 //
 // The end: a read fails ENODEV once the connection is gone (unmounted or aborted); the readers
 // then report it. EINTR, EAGAIN and ENOENT (the request was interrupted before we read it) are
-// retried. EPERM means the fd is not mounted yet: retried every 5 ms until the session says stop.
+// retried. The threads start before mount(8) and retry EPERM (not mounted yet) every 5 ms until
+// the session says stop.
 //
 // The loop polls only once the fd is mounted (begin()): Linux attaches a poller to the
 // connection's request queue when it first polls, and an unmounted /dev/fuse has no queue yet.
 // A poll set up before mount(8) therefore never wakes again once it has seen no request: a
-// mount hung after its INIT that way while this was written.
+// mount hung after its INIT that way while this was written. So the loop never sees EPERM.
 //
 // The fd is closed by Readers.close(), once the session's notifier threads are done with it: the
 // loop's handle owns it by then (closing the handle closes the fd).
@@ -223,9 +224,8 @@ function loopBinding(): LoopBinding | string {
   }
 }
 
-/** The read errors retried (EPERM: until mounted, every 5 ms); any other ends the readers. */
-const UV_EPERM = -1;
 const UV_EOF = -4095;
+/** The read errors the loop retries (at once); any other ends it. */
 const RETRIED = new Set([-2 /* ENOENT */, -4 /* EINTR */]);
 
 /**
@@ -309,11 +309,8 @@ export function startLoopReader(fd: number, opts: { bufferBytes: number; maxInFl
     // A failed read has stopped the handle.
     reading = false;
     if (n === UV_EOF) end('EOF');
-    else if (!RETRIED.has(n) && n !== UV_EPERM) end(getSystemErrorName(n));
-    else if (!done) {
-      // EPERM: not mounted yet (mount(8) is on its way); the others: at once.
-      retry = setTimeout(() => { retry = undefined; start(); }, n === UV_EPERM ? 5 : 0);
-    }
+    else if (!RETRIED.has(n)) end(getSystemErrorName(n));
+    else if (!done) retry = setTimeout(() => { retry = undefined; start(); }, 0);
     return current;
   };
   handle.useUserBuffer(current);

@@ -32,8 +32,14 @@ export function objectResId(o: { seq: number; oid: number }): ResId {
 /** A cached lock neither called back nor being cancelled. */
 const vouches = (l: CachedLock): boolean => !hasFlag(l.flags, LockFlag.CANCELING, LockFlag.CBPENDING);
 
-/** How long cancelSoon's cancels wait for others to leave with (ms). */
-export const CANCEL_BATCH_MS = 1;
+/**
+ * How long cancelSoon's cancels wait for others to leave with (ms). The objects of unlinked
+ * files are destroyed only once the unlink commits (txg_timeout, 1 s by default): their
+ * cancels have that long to reach the OST first. At 1 ms a loop of unlinks sent about one
+ * LDLM_CANCEL per unlink; at 20 ms, one per 20-30, and unlinks through FUSE ran 8-37% faster
+ * (2026-11-27).
+ */
+export const CANCEL_BATCH_MS = 20;
 
 /** What the namespace's user does when a lock goes. */
 export interface NamespaceHooks {

@@ -9,9 +9,10 @@
 //     at a time (BENCH_FS_META_PARALLEL at once), the same three ways. Through FUSE and on the
 //     local directory one at a time the calls are synchronous system calls (node:fs's *Sync),
 //     as a tool in C makes them (the peers' figures in ../shared/STACK.md were measured so: its
-//     local directory's 130,000 unlinks and 600,000 stats per second). The promise API would
-//     add a thread-pool round trip to each call on both sides (with it, 620-695 FUSE creates/s
-//     against 806-841 with *Sync, the same server, 2026-11-27).
+//     local directory's 130,000 unlinks and 600,000 stats per second), made by a worker thread
+//     (see SYNC_WORKER). The promise API would add a thread-pool round trip to each call on
+//     both sides (with it, 620-695 FUSE creates/s against 806-841 with *Sync, the same server,
+//     2026-11-27).
 // After each file's unlink the bench waits until the OSTs report its space free again (the MDT
 // destroys the objects once the unlink commits): the next write is not timed under that cleanup.
 // A write is open, the writes, close (and fsync before the close with BENCH_FS_FSYNC=1), on
@@ -26,11 +27,11 @@
 // BENCH_FS_ONLY=lib,fuse,io,meta narrows what runs; BENCH_FS_PROF=DIR profiles the server
 // process (node --cpu-prof); BENCH_FS_DIR is where devices and the local directory live.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, statSync, unlinkSync } from 'node:fs';
 import { mkdtemp, mkdir, open, rm, stat as localStat, unlink as localUnlink } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Worker } from 'node:worker_threads';
 import { mount, type FileSystem } from '../src/client/index.js';
 import { freePort } from '../test/lib/net.js';
 import { KERNEL_NODE_FLAGS } from '../src/control/kernel/daemon.js';
@@ -62,8 +63,8 @@ interface Side {
   open(path: string, flags: 'w' | 'r'): Promise<Handle>;
   stat(path: string): Promise<unknown>;
   unlink(path: string): Promise<void>;
-  /** The metadata calls as synchronous system calls, where the side is a path in the kernel's name space. */
-  sync?: { create(path: string): void; stat(path: string): void; unlink(path: string): void };
+  /** Its paths are the kernel's: the metadata calls may be made as synchronous system calls (SYNC_WORKER). */
+  kernelPaths?: boolean;
 }
 
 function localSide(name: 'fuse' | 'local', root: string, striped?: FileSystem): Side {
@@ -78,7 +79,7 @@ function localSide(name: 'fuse' | 'local', root: string, striped?: FileSystem): 
     open: (p, flags) => open(p, flags),
     stat: (p) => localStat(p),
     unlink: (p) => localUnlink(p),
-    sync: { create: (p) => closeSync(openSync(p, 'w')), stat: (p) => statSync(p), unlink: (p) => unlinkSync(p) },
+    kernelPaths: true,
   };
 }
 
@@ -142,37 +143,54 @@ async function sequentialRead(side: Side, path: string, label: string): Promise<
   return TOTAL_BYTES / MiB / ((performance.now() - start) / 1000);
 }
 
-/** Calls between two looks at the event loop (the progress bar) in a run of synchronous calls. */
-const SYNC_BATCH = 256;
-
-/**
- * Runs fn(i) for i < count, META_PARALLEL at a time, or `syncFn(i)` one at a time when given
- * (and META_PARALLEL is 1), SYNC_BATCH calls between two turns of the event loop; returns calls
- * per second.
- */
-async function perSecond(label: string, count: number, fn: (i: number) => Promise<unknown>, syncFn?: (i: number) => void): Promise<number> {
+/** Runs fn(i) for i < count, META_PARALLEL at a time; returns calls per second. */
+async function perSecond(label: string, count: number, fn: (i: number) => Promise<unknown>): Promise<number> {
   const bar = progress(label, count);
   let next = 0;
   const start = performance.now();
-  if (syncFn && META_PARALLEL === 1) {
-    for (let i = 0; i < count; i++) {
-      syncFn(i);
-      if (i % SYNC_BATCH === 0) {
-        bar.update(i);
-        await new Promise((r) => setImmediate(r));
-      }
+  await Promise.all(Array.from({ length: META_PARALLEL }, async () => {
+    for (let i = next++; i < count; i = next++) {
+      await fn(i);
+      if (i % 256 === 0) bar.update(i);
     }
-  } else {
-    await Promise.all(Array.from({ length: META_PARALLEL }, async () => {
-      for (let i = next++; i < count; i = next++) {
-        await fn(i);
-        if (i % 256 === 0) bar.update(i);
-      }
-    }));
-  }
+  }));
   const seconds = (performance.now() - start) / 1000;
   bar.stop();
   return count / seconds;
+}
+
+/**
+ * The synchronous metadata calls, in a worker thread: a call on the FUSE mount blocks its
+ * thread until the kernel process answers, and the answer may wait for the library mount of
+ * this process (the OSTs destroying the objects of the files it unlinked call back its locks
+ * while the MDT waits for their precreated objects): on the main thread the two waited for each
+ * other until the OST evicted the library's client. workerData { op, dir, count }; posts
+ * { done } every 256 calls, then { seconds } of the whole loop.
+ */
+const SYNC_WORKER = `
+const { parentPort, workerData: { op, dir, count } } = require('node:worker_threads');
+const fs = require('node:fs');
+const call = op === 'create' ? (p) => fs.closeSync(fs.openSync(p, 'w')) : op === 'stat' ? (p) => fs.statSync(p) : (p) => fs.unlinkSync(p);
+const start = performance.now();
+for (let i = 0; i < count; i++) {
+  call(dir + '/f' + i);
+  if (i % 256 === 0) parentPort.postMessage({ done: i });
+}
+parentPort.postMessage({ seconds: (performance.now() - start) / 1000 });
+`;
+
+/** `op` of DIR/f0 .. f<count-1> as synchronous system calls (SYNC_WORKER); returns calls per second. */
+function perSecondSync(label: string, op: 'create' | 'stat' | 'unlink', dir: string, count: number): Promise<number> {
+  const bar = progress(label, count);
+  return new Promise<number>((resolve, reject) => {
+    const worker = new Worker(SYNC_WORKER, { eval: true, workerData: { op, dir, count } });
+    worker.on('message', (m: { done?: number; seconds?: number }) => {
+      if (m.done !== undefined) bar.update(m.done);
+      if (m.seconds !== undefined) resolve(count / m.seconds);
+    });
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`${label}: the worker exited with ${code} before it was done`)));
+  }).finally(() => bar.stop());
 }
 
 type Results = Map<string, { unit: string; values: number[]; baselines: number[] }>;
@@ -246,12 +264,14 @@ async function ioRun(fs: FileSystem, sides: Side[], local: Side, run: number, re
 async function metaOne(side: Side, run: number): Promise<{ creates: number; stats: number; restats: number; unlinks: number }> {
   const dir = await side.dir(`meta${run}`);
   const name = (i: number) => `${dir}/f${i}`;
-  const s = side.sync;
-  const creates = await perSecond(`${side.name} create`, FILES, async (i) => (await side.open(name(i), 'w')).close(), s && ((i) => s.create(name(i))));
-  const stats = await perSecond(`${side.name} stat`, FILES, (i) => side.stat(name(i)), s && ((i) => s.stat(name(i))));
+  const sync = side.kernelPaths === true && META_PARALLEL === 1;
+  const timed = (label: string, op: 'create' | 'stat' | 'unlink', fn: (i: number) => Promise<unknown>): Promise<number> =>
+    (sync ? perSecondSync(`${side.name} ${label}`, op, dir, FILES) : perSecond(`${side.name} ${label}`, FILES, fn));
+  const creates = await timed('create', 'create', async (i) => (await side.open(name(i), 'w')).close());
+  const stats = await timed('stat', 'stat', (i) => side.stat(name(i)));
   // A second pass: attributes the client caches (under its inodebits locks) are served from memory.
-  const restats = await perSecond(`${side.name} stat again`, FILES, (i) => side.stat(name(i)), s && ((i) => s.stat(name(i))));
-  const unlinks = await perSecond(`${side.name} unlink`, FILES, (i) => side.unlink(name(i)), s && ((i) => s.unlink(name(i))));
+  const restats = await timed('stat again', 'stat', (i) => side.stat(name(i)));
+  const unlinks = await timed('unlink', 'unlink', (i) => side.unlink(name(i)));
   return { creates, stats, restats, unlinks };
 }
 

@@ -747,18 +747,25 @@ export class Service<Tx extends ReplyTransaction = ReplyTransaction> {
       exp.lastSeenMs = now;
       opFlags |= ConnectFlag.RECONNECT;
     } else {
+      const replaced = exp !== undefined;
       if (exp) {
-        this.#destroy(exp);
+        this.exports.remove(exp);
         this.disconnects$.next(exp);
       }
       exp = this.exports.create(connect.clientUuid, connCnt, request.peer, now);
       if (!exp) {
+        if (replaced) this.#forget(key);
         this.#sendError(request.peer, request.xid, request.body, -Errno.ENOMEM);
         return;
       }
       // The client slot of last_rcvd, durable before the client is answered: a restart
-      // expects it back, so that what it is told later (transnos, objects) is recovered.
+      // expects it back, so that what it is told later (transnos, objects) is recovered. The
+      // old connection's records go first: forgotten after the slot was found already there
+      // (as #destroy forgets, a moment later), they took the slot with them, and a restart
+      // did not expect the client (an MDT's OSP, reconnected after the MDT restarted, was then
+      // evicted by the OST's next restart, and the objects it had handed out were lost).
       try {
+        if (replaced) await this.#store.forget(key);
         await this.#store.addClient(key);
       } catch {
         this.exports.remove(exp);

@@ -53,6 +53,7 @@
 // would fail ENOTCONN without it): the loop's handle is referenced while it reads (and while it
 // waits for credits, the requests in flight hold what they wait on), the threads are.
 import { closeSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';
 
@@ -225,8 +226,9 @@ function loopBinding(): LoopBinding | string {
 }
 
 const UV_EOF = -4095;
+const { ENOENT, EINTR, ENOTCONN } = osConstants.errno;
 /** The read errors the loop retries (at once); any other ends it. */
-const RETRIED = new Set([-2 /* ENOENT */, -4 /* EINTR */]);
+const RETRIED = new Set([-ENOENT, -EINTR]);
 
 /**
  * Reads /dev/fuse on this thread's event loop (see the top of this file), from begin() on, once
@@ -282,7 +284,7 @@ export function startLoopReader(fd: number, opts: { bufferBytes: number; maxInFl
     if (!begun || done || reading || retry || credits <= 0) return;
     // After a failed read libuv takes the handle for closed (ENOTCONN): opening the same fd again makes it readable.
     let r = handle.readStart();
-    if (r === -107 /* ENOTCONN */) r = handle.open(fd) || handle.readStart();
+    if (r === -ENOTCONN) r = handle.open(fd) || handle.readStart();
     if (r !== 0) { end(getSystemErrorName(r)); return; }
     reading = true;
   };

@@ -65,6 +65,14 @@ export class MdCache {
   readonly #names = new Map<string, Name>();
   /** What each lock vouches for: FIDs' attributes and names. */
   readonly #byLock = new Map<CachedLock, { fids: Set<string>; names: Set<string> }>();
+  /** This mount's updates in flight that keep its lock on their directory (ParentKeeper), by its FID. */
+  readonly #changing = new Map<string, number>();
+  /** When such an update of each directory last began or ended (#changes then); the oldest fall out. */
+  readonly #changedAt = new Map<string, number>();
+  /** Those updates' beginnings and ends, counted. */
+  #changes = 0;
+  /** The latest #changedAt that fell out: any directory not in it changed no later. */
+  #changedFloor = 0;
 
   constructor(private readonly namespace: () => ClientNamespace | undefined) {}
 
@@ -79,6 +87,56 @@ export class MdCache {
 
   drop(fid: string): void {
     this.#entries.delete(fid);
+  }
+
+  /**
+   * An update of this mount in `parent` that keeps its lock there (ParentKeeper) is sent: the
+   * lock vouches for nothing it changes until it is answered, and attributes read meanwhile are
+   * not cached (their request may have been served before the update or after it).
+   */
+  begin(parent: string): number {
+    this.#changing.set(parent, (this.#changing.get(parent) ?? 0) + 1);
+    return this.#mark(parent);
+  }
+
+  /**
+   * That update (`begun`: what begin returned) is answered: `attr` are the directory's
+   * attributes it left, which the lock vouches for when no other update of this mount there
+   * began or ended meanwhile (they are cached: the MDT may have applied others' after it); else,
+   * or when not known (undefined), what was cached goes.
+   */
+  end(parent: string, begun: number, attr: MdtAttr | undefined): void {
+    const alone = this.#changedAt.get(parent) === begun;
+    const left = (this.#changing.get(parent) ?? 1) - 1;
+    if (left > 0) this.#changing.set(parent, left);
+    else this.#changing.delete(parent);
+    this.#mark(parent);
+    const ns = this.namespace();
+    const held = attr && alone && left === 0 && ns?.supported
+      ? ns.cache.match(resIdOfFid(parseFid(parent)), LockType.IBITS, LockMode.PR, { bits: GETATTR_BITS }, { ref: true })
+      : undefined;
+    if (!held) {
+      this.#entries.delete(parent);
+      return;
+    }
+    this.#put(parent, attr!, held);
+    ns!.release(held, LockMode.PR);
+  }
+
+  #mark(fid: string): number {
+    this.#changedAt.delete(fid);
+    this.#changedAt.set(fid, ++this.#changes);
+    if (this.#changedAt.size > MD_CACHE_MAX) {
+      const [oldest, at] = this.#changedAt.entries().next().value!;
+      this.#changedAt.delete(oldest);
+      this.#changedFloor = at;
+    }
+    return this.#changes;
+  }
+
+  /** Whether an update of `fid` that keeps its lock ran, or runs, since #changes was `since`. */
+  #changedSince(fid: string, since: number): boolean {
+    return this.#changing.has(fid) || (this.#changedAt.get(fid) ?? this.#changedFloor) > since;
   }
 
   /** The child `name` in `parent` leads to, as last cached (for early cancels: it may be stale). */
@@ -108,11 +166,12 @@ export class MdCache {
       }
       // No reference is held across a request: the MDT may need the lock back to serve it
       // (its threads busy with updates that wait for it). Attributes read while the lock
-      // stayed uncontested are what it vouches for: a change would have called it back first.
+      // stayed uncontested are what it vouches for: a change would have called it back first,
+      // except this mount's own that keep the lock (begin).
+      const since = this.#changes;
       const attr = await mdc.getattr(fid);
       if (!ns.holds(held)) return { attr, locked: false };
-      this.#put(fid, attr, held);
-      return { attr, locked: true };
+      return { attr, locked: this.#put(fid, attr, held, since) };
     }
     // An IT_GETATTR intent brings the lock and the attributes in one round trip, but a reply
     // that waits on the MDT for the grant did not end here under a stream of updates of the
@@ -122,7 +181,7 @@ export class MdCache {
     // whose early cancel gave the directory's lock back: nothing conflicts any more.
     try {
       const r = await this.#intent(ns, mdc, resId, IntentOp.GETATTR, GETATTR_BITS, { fid }, LockFlag.BLOCK_NOWAIT);
-      if (r) return { attr: r.attr, locked: true };
+      if (r) return { attr: r.attr, locked: r.kept };
     } catch (err) {
       if ((err as { code?: string }).code !== 'EAGAIN') throw err;
     }
@@ -134,11 +193,11 @@ export class MdCache {
       throw toMdcError(err);
     }
     if (lock) ns.release(lock, LockMode.PR);
+    const since = this.#changes;
     const attr = await mdc.getattr(fid);
     if (!lock || !ns.holds(lock)) return { attr, locked: false };
     this.counters.locked++;
-    this.#put(fid, attr, lock);
-    return { attr, locked: true };
+    return { attr, locked: this.#put(fid, attr, lock, since) };
   }
 
   /**
@@ -277,7 +336,8 @@ export class MdCache {
 
   async #intent(
     ns: ClientNamespace, mdc: Mdc, resId: ReturnType<typeof resIdOfFid>, opc: number, bits: number, body: Record<string, unknown>, flags = 0,
-  ): Promise<{ attr: MdtAttr; lock: CachedLock } | undefined> {
+  ): Promise<{ attr: MdtAttr; lock: CachedLock; kept: boolean } | undefined> {
+    const since = this.#changes;
     let granted: { cached: CachedLock; lock: ClientLock } | undefined;
     try {
       granted = await ns.lockWithReply(resId, LockType.IBITS, LockMode.PR, { bits }, {
@@ -289,7 +349,7 @@ export class MdCache {
     if (!granted) return undefined;
     this.counters.intents++;
     const { cached, lock } = granted;
-    let result: { attr: MdtAttr; lock: CachedLock } | undefined;
+    let result: { attr: MdtAttr; lock: CachedLock; kept: boolean } | undefined;
     let failure: unknown;
     try {
       const status = Number(BigInt.asIntN(32, lock.policyRes2));
@@ -303,8 +363,7 @@ export class MdCache {
       } catch (err) {
         throw new MdcError('EPROTO', (err as Error).message);
       }
-      this.#put(attr.fid, attr, cached);
-      result = { attr, lock: cached };
+      result = { attr, lock: cached, kept: this.#put(attr.fid, attr, cached, since) };
     } catch (err) {
       failure = err;
     }
@@ -315,11 +374,17 @@ export class MdCache {
     throw failure;
   }
 
-  #put(fid: string, attr: MdtAttr, lock: CachedLock): void {
+  /**
+   * Caches `attr` under `lock`; not when read by a request that began before `since` and this
+   * mount's own update of `fid` ran meanwhile (begin): false then.
+   */
+  #put(fid: string, attr: MdtAttr, lock: CachedLock, since?: number): boolean {
+    if (since !== undefined && this.#changedSince(fid, since)) return false;
     this.#entries.delete(fid);
     if (this.#entries.size >= MD_CACHE_MAX) this.#entries.delete(this.#entries.keys().next().value!);
     this.#entries.set(fid, { attr, lock });
     this.#of(lock).fids.add(fid);
+    return true;
   }
 
   #putName(key: string, attr: MdtAttr, lock: CachedLock): void {

@@ -126,10 +126,24 @@ function earlyCancelTargets(op: number, b: Record<string, unknown>): EarlyCancel
   }
 }
 
+/**
+ * Told of this client's updates that keep its lock on their parent directory (keepParentLock:
+ * creates, unlinks, rmdirs, opens that may create): `begin` before each is sent, `end` once it
+ * is answered, with the directory's attributes as the update left them (undefined when the
+ * update failed or the reply did not say: then they are not known).
+ */
+export interface ParentKeeper {
+  /** Returns what `end` is given back. */
+  begin(parent: string): number;
+  end(parent: string, begun: number, attr: MdtAttr | undefined): void;
+}
+
 /** What the views of one import for several users share. */
 interface MdcShared {
   /** Finds the locks an update carries as early cancels. */
   hook?: EarlyCancelHook;
+  /** Updates keep this client's lock on their parent directory, told to it (keepParentLock). */
+  keeper?: ParentKeeper;
   /** The MDT serves no open intent (EOPNOTSUPP once): opens go as MDS_REINT. */
   openByReint?: boolean;
 }
@@ -151,6 +165,39 @@ export class Mdc {
   /** Reints carry this client's locks they would call back (early lock cancel), found by `hook`. */
   set earlyCancel(hook: EarlyCancelHook | undefined) {
     this.#shared.hook = hook;
+  }
+
+  /**
+   * Creates, unlinks and opens that may create keep this client's lock on their parent
+   * directory (no early cancel of it, no callback): `keeper` is told of each, and of the
+   * directory's attributes its reply brings.
+   */
+  set parentKeeper(keeper: ParentKeeper | undefined) {
+    this.#shared.keeper = keeper;
+  }
+
+  /** Runs an update in `body.parent` that keeps the parent's lock, when a keeper is set. */
+  async #keepingParent<T extends { m: Record<string, unknown> }>(body: Record<string, unknown>, run: () => Promise<T>): Promise<T> {
+    const keeper = this.#shared.keeper;
+    if (!keeper || typeof body.parent !== 'string') return run();
+    const parent = body.parent;
+    body.keepParentLock = true;
+    const begun = keeper.begin(parent);
+    let r: T;
+    try {
+      r = await run();
+    } catch (err) {
+      keeper.end(parent, begun, undefined);
+      throw err;
+    }
+    let attr: MdtAttr | undefined;
+    try {
+      attr = r.m.parentAttr === undefined ? undefined : decodeAttr(r.m.parentAttr);
+    } catch {
+      attr = undefined; // not known: the keeper forgets what it had
+    }
+    keeper.end(parent, begun, attr?.fid === parent ? attr : undefined);
+    return r;
   }
 
   static async connect(ni: Network, o: MdcOptions): Promise<Mdc> {
@@ -187,6 +234,11 @@ export class Mdc {
   }
 
   async #reint(op: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (op === ReintOp.CREATE || op === ReintOp.UNLINK) return (await this.#keepingParent(body, async () => ({ m: await this.#reintNow(op, body) }))).m;
+    return this.#reintNow(op, body);
+  }
+
+  async #reintNow(op: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
     const handles = await this.#earlyCancels(op, body);
     // The MDT reads the cancels from the buffer after the body (TargetLdlm.earlyCancel).
     const cancels = handles.length > 0 ? [encodeLdlmRequest({ flags: 0, lockDesc: undefined, lockHandles: handles })] : [];
@@ -194,7 +246,11 @@ export class Mdc {
   }
 
   async #earlyCancels(op: number, body: Record<string, unknown>): Promise<bigint[]> {
-    return this.#shared.hook ? this.#shared.hook(earlyCancelTargets(op, body)) : [];
+    if (!this.#shared.hook) return [];
+    let targets = earlyCancelTargets(op, body);
+    // The parent's lock stays: the MDT's lock on the parent spares it.
+    if (body.keepParentLock === true) targets = targets.filter((t) => !('fid' in t && t.fid === body.parent && t.bits === UPDATE));
+    return this.#shared.hook(targets);
   }
 
   /** MDS_GET_ROOT: the root directory's FID. */
@@ -327,6 +383,22 @@ export class Mdc {
   }
 
   async #open(body: Record<string, unknown>, want?: OpenLock): Promise<OpenResult> {
+    const creates = body.fid === undefined && (Number(body.flags) & OpenFlag.CREAT) !== 0;
+    const { m, lock } = await (creates ? this.#keepingParent(body, () => this.#openNow(body, want)) : this.#openNow(body, want));
+    let layout: FileLayout | undefined;
+    let attr: MdtAttr;
+    try {
+      layout = m.layout instanceof Uint8Array ? decodeFileLayout(m.layout) : undefined;
+      attr = decodeAttr(m.attr);
+    } catch (err) {
+      if (lock) want!.namespace.release(lock, LockMode.PR);
+      throw new MdcError('EPROTO', (err as Error).message);
+    }
+    return { attr, handle: String(m.handle), created: m.created === true, layout, ...(lock && { lock }) };
+  }
+
+  /** The open's request, by intent or by reint: its reply's body, and the lock an intent brought. */
+  async #openNow(body: Record<string, unknown>, want?: OpenLock): Promise<{ m: Record<string, unknown>; lock: CachedLock | undefined }> {
     let m: Record<string, unknown> | undefined;
     let lock: CachedLock | undefined;
     if (!this.#shared.openByReint) {
@@ -341,16 +413,7 @@ export class Mdc {
       }
     }
     m ??= await this.#reint(ReintOp.OPEN, body);
-    let layout: FileLayout | undefined;
-    let attr: MdtAttr;
-    try {
-      layout = m.layout instanceof Uint8Array ? decodeFileLayout(m.layout) : undefined;
-      attr = decodeAttr(m.attr);
-    } catch (err) {
-      if (lock) want!.namespace.release(lock, LockMode.PR);
-      throw new MdcError('EPROTO', (err as Error).message);
-    }
-    return { attr, handle: String(m.handle), created: m.created === true, layout, ...(lock && { lock }) };
+    return { m, lock };
   }
 
   /**

@@ -502,6 +502,16 @@ export class MountCore {
         memoryShort: this.#memoryShort,
       });
       this.#mdc.earlyCancel = (targets) => this.#earlyCancel(targets);
+      this.#mdc.parentKeeper = {
+        begin: (parent) => this.mdCache.begin(parent),
+        // The kernel drops a directory's attributes itself after its own create or unlink there,
+        // but a GETATTR answered from the cache while the update ran could still bring the old
+        // ones back after that: told now, before the update's reply goes out, it ignores them.
+        end: (parent, begun, attr) => {
+          this.mdCache.end(parent, begun, attr);
+          void this.invalidate({ kind: 'attr', fid: parent, lookup: false });
+        },
+      };
       this.rootFid = await this.#mdc.root();
       this.#applyParams(config);
       await Promise.allSettled([...config.osts.keys()].map((i) => this.#connectOst(config, i)));

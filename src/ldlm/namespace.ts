@@ -323,7 +323,7 @@ export class Namespace {
 
   /** Does `held` (granted, or waiting ahead) stand in the way of the waiting or new lock `req`? */
   private conflicts(res: Resource, held: Lock, req: Lock): boolean {
-    if (held === req || held.owner === req.owner) return false;
+    if (held === req || held.owner === req.owner || held.owner === req.spares) return false;
     const heldMode = held.grantedMode ?? held.reqMode;
     const mode = req.reqMode;
     // Compatible modes never conflict, whatever they cover, except GROUP locks (their group
@@ -558,7 +558,7 @@ export class Namespace {
     return {
       handle, resId: req.resId, type: req.type, reqMode: req.mode,
       ...(req.policy !== undefined ? { policy: req.policy, requestedPolicy: req.policy } : {}),
-      owner: req.owner, remoteHandle: req.remoteHandle,
+      owner: req.owner, remoteHandle: req.remoteHandle, ...(req.spares !== undefined && { spares: req.spares }),
       flags: wireFlags(req.flags ?? 0), enqueuedAt: this.now(),
     };
   }

@@ -24,6 +24,12 @@ export interface LockRequest {
   remoteHandle: bigint;
   /** LockFlag bits the client asked with (BLOCK_NOWAIT, TEST_LOCK, ...). */
   flags?: number;
+  /**
+   * (A target's own lock) The client whose granted or waiting locks this one does not conflict
+   * with: its update is that client's, which learns what it changed from the reply (see
+   * src/services/mdt/ldlm.ts, keepParentLock). Its locks are not called back.
+   */
+  spares?: string;
 }
 
 export interface Lock {
@@ -40,6 +46,8 @@ export interface Lock {
   requestedPolicy?: Policy;
   readonly owner: string;
   readonly remoteHandle: bigint;
+  /** LockRequest.spares. */
+  readonly spares?: string;
   flags: number;
   grantedAt?: number;
   enqueuedAt?: number;

@@ -18,6 +18,7 @@ export function checkRequest(req: LockRequest): LockRequest {
   if (typeof req.owner !== 'string' || req.owner.length === 0) fail('a lock needs an owner (the export uuid)');
   if (!isU64(req.remoteHandle)) fail('remote handle must be a u64');
   if (req.flags !== undefined && !(Number.isSafeInteger(req.flags) && req.flags >= 0)) fail('flags must be a non-negative integer');
+  if (req.spares !== undefined && (typeof req.spares !== 'string' || req.spares.length === 0)) fail('spares must name a client (its uuid)');
   const policy = checkPolicy(req.type, req.mode, req.policy);
   return { ...req, ...(policy !== undefined ? { policy } : {}) };
 }

@@ -151,6 +151,26 @@ t.test('a client\'s own locks never block it', async (t) => {
   t.same(w.blocking, []);
 });
 
+t.test('a lock that spares a client passes its locks by, granted or waiting, and calls none of them back; others\' still wait', async (t) => {
+  const { ns } = setup();
+  const on = (owner: string, mode: LockMode, bits: number, spares?: string) =>
+    ns.enqueue({ resId: R2, type: LockType.IBITS, mode, policy: { bits }, owner, remoteHandle: remote++, ...(spares !== undefined && { spares }) });
+  const a = on('A', LockMode.PR, InodeBits.UPDATE | InodeBits.PERM);
+  t.ok(a.granted);
+  const mdt = on('mdt-local-1', LockMode.CW, InodeBits.UPDATE, 'A');
+  t.ok(mdt.granted, 'A\'s own update: its lock on the directory stays');
+  t.same(mdt.blocking, [], 'and is not called back');
+  t.equal(a.lock.grantedMode, LockMode.PR);
+  const again = on('A', LockMode.PR, InodeBits.UPDATE);
+  t.notOk(again.granted, 'a new lock of A still waits for the update\'s');
+  ns.cancel(mdt.lock.handle);
+  t.equal(again.lock.grantedMode, LockMode.PR, 'granted once the update is done');
+  const other = on('mdt-local-2', LockMode.CW, InodeBits.UPDATE, 'B');
+  t.notOk(other.granted, 'sparing B does nothing for A\'s locks');
+  t.same(new Set(other.blocking.map((l) => l.owner)), new Set(['A']));
+  t.throws(() => on('mdt-local-3', LockMode.CW, InodeBits.UPDATE, ''), { code: 'EINVAL' }, 'spares must name a client');
+});
+
 t.test('eviction drops every lock of a client and lets the waiters through', async (t) => {
   const { ns, ext } = setup();
   const a1 = ext('A', LockMode.PW, 0n, 4095n);

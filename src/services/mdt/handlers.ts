@@ -147,18 +147,18 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
         case ReintOp.SETATTR:
           return reply({ attr: await reint.setattr(tx, c, P(r.fid), r.attrs) });
         case ReintOp.CREATE:
-          return reply(await reint.create(tx, c, {
+          return reply(await withParentAttr(mdd, r, await reint.create(tx, c, {
             parent: P(r.parent), name: r.name, mode: r.mode, rdev: r.rdev, target: r.target, layout: r.layout, replay: replayOf(req),
-          }));
+          })));
         case ReintOp.LINK:
           return reply({ attr: await reint.link(tx, c, P(r.fid), P(r.parent), r.name) });
         case ReintOp.UNLINK:
-          return reply(await reint.unlink(tx, c, P(r.parent), r.name, r.rmdir));
+          return reply(await withParentAttr(mdd, r, await reint.unlink(tx, c, P(r.parent), r.name, r.rmdir)));
         case ReintOp.RENAME:
           await reint.rename(tx, c, P(r.parent), r.name, P(r.newParent), r.newName);
           return reply({});
         case ReintOp.OPEN:
-          return reply(await openBody(opens, req, tx, c, r));
+          return reply(await openBody(p, req, tx, c, r));
         case ReintOp.SETXATTR:
           await reint.setxattr(tx, c, P(r.fid), r.name, r.value, r.flags);
           return reply({});
@@ -171,14 +171,25 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
  * An open (MDS_REINT's, or an LDLM_ENQUEUE's IT_OPEN intent): what its reply's body says, and
  * what a replay of it hands back (replayOf).
  */
-export async function openBody(opens: Opens, req: IncomingRequest, tx: Tx, c: Cred, r: Extract<ReintRequest, { op: typeof ReintOp.OPEN }>):
-  Promise<{ attr: MdtAttr; handle: string; created: boolean; layout?: Buffer }> {
+export async function openBody(p: Pick<MdtParts, 'mdd' | 'opens'>, req: IncomingRequest, tx: Tx, c: Cred, r: Extract<ReintRequest, { op: typeof ReintOp.OPEN }>):
+  Promise<{ attr: MdtAttr; handle: string; created: boolean; layout?: Buffer; parentAttr?: MdtAttr }> {
   const P = (t: string): Fid => parseFid(t);
-  const o = await opens.open(tx, req.export.clientUuid, c, {
+  const o = await p.opens.open(tx, req.export.clientUuid, c, {
     parent: r.parent === undefined ? undefined : P(r.parent), name: r.name, fid: r.fid === undefined ? undefined : P(r.fid),
     flags: r.flags, mode: r.mode, layout: r.layout, replay: replayOf(req),
   });
-  return { attr: o.attr, handle: o.handle, created: o.created, ...(o.layout && { layout: o.layout }) };
+  return withParentAttr(p.mdd, r, { attr: o.attr, handle: o.handle, created: o.created, ...(o.layout && { layout: o.layout }) });
+}
+
+/**
+ * The reply of an update that kept its client's lock on the parent (keepParentLock), with the
+ * parent's attributes as the update left them. The MDT's lock on the parent spared only that
+ * client: any other client's change there calls its lock back first, so these attributes are
+ * what the lock vouches for from here on (or it is on its way back).
+ */
+async function withParentAttr<T extends object>(mdd: Mdd, r: ReintRequest, body: T): Promise<T & { parentAttr?: MdtAttr }> {
+  if (!('keepParentLock' in r) || !r.keepParentLock || r.parent === undefined) return body;
+  return { ...body, parentAttr: await mdd.getattr(parseFid(r.parent)) };
 }
 
 /**

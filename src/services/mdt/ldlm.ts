@@ -142,7 +142,7 @@ export async function prepareReint(mdd: Mdd, ldlm: TargetLdlm, request: Incoming
   } catch {
     return undefined;
   }
-  return lockReint(mdd, ldlm, r);
+  return lockReint(mdd, ldlm, r, request.export.clientUuid);
 }
 
 /**
@@ -198,11 +198,14 @@ async function prepareOpenIntent(mdd: Mdd, ldlm: TargetLdlm, request: IncomingRe
   } catch {
     return undefined;
   }
-  return lockReint(mdd, ldlm, r);
+  return lockReint(mdd, ldlm, r, request.export.clientUuid);
 }
 
-/** Takes a reint's local locks, looking its names up again once they are held. */
-async function lockReint(mdd: Mdd, ldlm: TargetLdlm, r: ReintRequest): Promise<(() => void) | undefined> {
+/**
+ * Takes a reint's local locks, looking its names up again once they are held. The lock on the
+ * parent of a request that keeps its parent's lock (keepParentLock) spares `client`'s own.
+ */
+async function lockReint(mdd: Mdd, ldlm: TargetLdlm, r: ReintRequest, client: string): Promise<(() => void) | undefined> {
   let names: Array<[Fid, string]>;
   try {
     names = namesOf(r);
@@ -213,6 +216,10 @@ async function lockReint(mdd: Mdd, ldlm: TargetLdlm, r: ReintRequest): Promise<(
   for (let tries = 1; ; tries++) {
     const specs = reintLocks(r, children);
     if (specs.length === 0) return undefined;
+    if ('keepParentLock' in r && r.keepParentLock && r.parent !== undefined) {
+      const parent = resIdOfFid(parseFid(r.parent));
+      for (const s of specs) if (resIdEquals(s.resId, parent)) s.spares = client;
+    }
     const release = await ldlm.lock(specs);
     const now = await childrenOf(mdd, names);
     if (sameChildren(now, children) || tries >= RELOCK_TRIES) return release;
@@ -269,7 +276,7 @@ export function mdtOpenIntent(p: MdtParts, ldlm: () => TargetLdlm): AbortingInte
           throw statusError(-Errno.EPROTO, `the open intent names ${fidToString(on)}, not the lock's object`);
         }
         if (!context.tx) throw statusError(-Errno.EPROTO, 'an open intent outside a transaction');
-        const body = await openBody(p.opens, request, context.tx.osdTx, squash(r.cred, request.peer.nid, p.mdd.rootSquash), r).catch((err: unknown) => {
+        const body = await openBody(p, request, context.tx.osdTx, squash(r.cred, request.peer.nid, p.mdd.rootSquash), r).catch((err: unknown) => {
           throw asMdtError(err);
         });
         const lookup = r.fid !== undefined ? 0

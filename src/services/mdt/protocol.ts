@@ -131,13 +131,20 @@ export interface ReadpageRequest { cred: Cred; fid: string; cookie: string | nul
 export interface GetxattrRequest { cred: Cred; fid: string; name: string | null }
 export interface CloseRequest { handle: string }
 
+/**
+ * `keepParentLock` (create, unlink and rmdir, an open by name): the client keeps its own locks
+ * on the parent directory through the update (the MDT's lock on the parent spares them: no
+ * early cancel, no callback) and learns the directory's new attributes from the reply's
+ * `parentAttr`, as if it had taken the lock again at once. Lustre's clients give the lock back
+ * with an early cancel and enqueue it again at their next getattr: two requests saved.
+ */
 export type ReintRequest =
   | { op: 1; cred: Cred; fid: string; attrs: SetattrFields }
-  | { op: 2; cred: Cred; parent: string; name: string; mode: number; rdev?: number; target?: string; layout?: LayoutSpec }
+  | { op: 2; cred: Cred; parent: string; name: string; mode: number; rdev?: number; target?: string; layout?: LayoutSpec; keepParentLock?: boolean }
   | { op: 3; cred: Cred; fid: string; parent: string; name: string }
-  | { op: 4; cred: Cred; parent: string; name: string; rmdir: boolean }
+  | { op: 4; cred: Cred; parent: string; name: string; rmdir: boolean; keepParentLock?: boolean }
   | { op: 5; cred: Cred; parent: string; name: string; newParent: string; newName: string }
-  | { op: 6; cred: Cred; parent?: string; name?: string; fid?: string; flags: number; mode: number; layout?: LayoutSpec }
+  | { op: 6; cred: Cred; parent?: string; name?: string; fid?: string; flags: number; mode: number; layout?: LayoutSpec; keepParentLock?: boolean }
   | { op: 7; cred: Cred; fid: string; name: string; value: Uint8Array | null; flags: number };
 
 /** setattr fields; `timesNow` is utimes(NULL): set atime and mtime to the server's now. */
@@ -157,13 +164,14 @@ export const XattrFlag = { CREATE: 1, REPLACE: 2 } as const;
 // ---- replies -------------------------------------------------------------------------------
 
 export interface AttrReply { attr: MdtAttr; target?: string }
-export interface OpenReply { attr: MdtAttr; handle: string; created: boolean; layout?: Uint8Array }
+/** `parentAttr`: the parent directory's attributes after the update, when the request kept its lock (keepParentLock). */
+export interface OpenReply { attr: MdtAttr; handle: string; created: boolean; layout?: Uint8Array; parentAttr?: MdtAttr }
 /**
  * `orphan`: the object lost its last name while open somewhere, and lives on until its last
  * close; `destroyed`: it lost its last name and is gone (its OST objects logged for destruction).
  * Neither: it keeps other names.
  */
-export interface UnlinkReply { orphan: boolean; destroyed: boolean }
+export interface UnlinkReply { orphan: boolean; destroyed: boolean; parentAttr?: MdtAttr }
 export interface ReadpageReply { count: number; cookie: string | null; end: boolean }
 export interface GetxattrReply { value?: Uint8Array; names?: string[] }
 export interface RootReply { fid: string }
@@ -268,12 +276,16 @@ export function decodeReint(buffers: readonly Buffer[]): ReintRequest {
       if (target !== undefined) r.target = target;
       const layout = layoutField(m.layout);
       if (layout) r.layout = layout;
+      if (keepsParentLock(m)) r.keepParentLock = true;
       return r;
     }
     case ReintOp.LINK:
       return { op, cred, fid: fidText(m.fid, 'fid'), parent: fidText(m.parent, 'parent'), name: name() };
-    case ReintOp.UNLINK:
-      return { op, cred, parent: fidText(m.parent, 'parent'), name: name(), rmdir: bool(m.rmdir ?? false, 'rmdir') };
+    case ReintOp.UNLINK: {
+      const r: ReintRequest = { op, cred, parent: fidText(m.parent, 'parent'), name: name(), rmdir: bool(m.rmdir ?? false, 'rmdir') };
+      if (keepsParentLock(m)) r.keepParentLock = true;
+      return r;
+    }
     case ReintOp.RENAME:
       return {
         op, cred, parent: fidText(m.parent, 'parent'), name: name(),
@@ -285,6 +297,7 @@ export function decodeReint(buffers: readonly Buffer[]): ReintRequest {
       else {
         r.parent = fidText(m.parent, 'parent');
         r.name = name();
+        if (keepsParentLock(m)) r.keepParentLock = true;
       }
       const layout = layoutField(m.layout);
       if (layout) r.layout = layout;
@@ -298,6 +311,8 @@ export function decodeReint(buffers: readonly Buffer[]): ReintRequest {
       return fail(`unknown reint op ${op}`);
   }
 }
+
+const keepsParentLock = (m: Record<string, unknown>): boolean => bool(m.keepParentLock ?? false, 'keepParentLock');
 
 /** A FID field kept in text form after validation. */
 export function fidText(v: unknown, what: string): string {

@@ -32,6 +32,8 @@ export interface LocalLockSpec {
   type: LockType;
   mode: LockMode;
   policy: Policy;
+  /** The client whose own locks this one leaves alone (LockRequest.spares). */
+  spares?: string;
 }
 
 export interface TargetLdlmConfig {
@@ -81,6 +83,7 @@ function mergeSpecs(specs: readonly LocalLockSpec[]): LocalLockSpec[] {
       same.policy = { extent: { start: a.start < b.start ? a.start : b.start, end: a.end > b.end ? a.end : b.end } };
     }
     if (s.mode < same.mode) same.mode = s.mode; // EX 1 < PW 2 < PR 4: the lower value is the stronger mode
+    if (s.spares !== same.spares) delete same.spares; // spared only when each part spares the same client
   }
   return out.sort((a, b) => compareResId(a.resId, b.resId));
 }

@@ -14,6 +14,10 @@
 //   open             O_CREAT of a new name: the parent UPDATE; O_TRUNC: the object LAYOUT|UPDATE
 // Early lock cancel: a reint may carry, after its body, an ldlm_request naming its client's own
 // locks to give back first (TargetLdlm.earlyCancel), saving the callback to that client.
+// A create, unlink, rmdir or open by name that asks to keep its parent's lock (keepParentLock,
+// protocol.ts) needs neither: the lock on the parent spares that client's locks (LockRequest.
+// spares), and the reply tells it the parent's new attributes (parentAttr), which its lock then
+// vouches for: any other client's change there still calls the lock back first.
 // A child is found by name before its locks are taken (without them); once they are held the
 // name is looked up again and, if it changed meanwhile, the locks are given back and taken
 // anew (at most RELOCK_TRIES times). The updates themselves still run under the MDT's object

@@ -90,11 +90,14 @@ export class MdCache {
   }
 
   /**
-   * An update of this mount in `parent` that keeps its lock there (ParentKeeper) is sent: the
-   * lock vouches for nothing it changes until it is answered, and attributes read meanwhile are
-   * not cached (their request may have been served before the update or after it).
+   * An update of this mount in `parent` that keeps its lock there (ParentKeeper) is about to be
+   * sent, if the directory's attributes are cached under a lock held (undefined otherwise:
+   * nothing to keep). Until it is answered the lock vouches for nothing it changes, and
+   * attributes read meanwhile are not cached (their request may have been served before the
+   * update or after it).
    */
-  begin(parent: string): number {
+  begin(parent: string): number | undefined {
+    if (this.attrLock(parent) === undefined) return undefined;
     this.#changing.set(parent, (this.#changing.get(parent) ?? 0) + 1);
     return this.#mark(parent);
   }

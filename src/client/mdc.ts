@@ -127,14 +127,15 @@ function earlyCancelTargets(op: number, b: Record<string, unknown>): EarlyCancel
 }
 
 /**
- * Told of this client's updates that keep its lock on their parent directory (keepParentLock:
- * creates, unlinks, rmdirs, opens that may create): `begin` before each is sent, `end` once it
- * is answered, with the directory's attributes as the update left them (undefined when the
- * update failed or the reply did not say: then they are not known).
+ * Asked whether this client's update in a directory (a create, unlink, rmdir, or open that may
+ * create) should keep its lock there (keepParentLock): `begin` before it is sent, undefined when
+ * there is nothing to keep (the update then gives back what it finds, as an early cancel); if
+ * kept, `end` once it is answered, with the directory's attributes as the update left them
+ * (undefined when the update failed or the reply did not say: then they are not known).
  */
 export interface ParentKeeper {
-  /** Returns what `end` is given back. */
-  begin(parent: string): number;
+  /** What `end` is given back, or undefined: not kept. */
+  begin(parent: string): number | undefined;
   end(parent: string, begun: number, attr: MdtAttr | undefined): void;
 }
 
@@ -181,8 +182,9 @@ export class Mdc {
     const keeper = this.#shared.keeper;
     if (!keeper || typeof body.parent !== 'string') return run();
     const parent = body.parent;
-    body.keepParentLock = true;
     const begun = keeper.begin(parent);
+    if (begun === undefined) return run();
+    body.keepParentLock = true;
     let r: T;
     try {
       r = await run();

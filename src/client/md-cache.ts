@@ -114,16 +114,10 @@ export class MdCache {
     if (left > 0) this.#changing.set(parent, left);
     else this.#changing.delete(parent);
     this.#mark(parent);
-    const ns = this.namespace();
-    const held = attr && alone && left === 0 && ns?.supported
-      ? ns.cache.match(resIdOfFid(parseFid(parent)), LockType.IBITS, LockMode.PR, { bits: GETATTR_BITS }, { ref: true })
-      : undefined;
-    if (!held) {
-      this.#entries.delete(parent);
-      return;
-    }
-    this.#put(parent, attr!, held);
-    ns!.release(held, LockMode.PR);
+    // The lock begin found the attributes under, if it still holds.
+    const lock = attr && alone && left === 0 ? this.attrLock(parent) : undefined;
+    if (lock) this.#put(parent, attr!, lock);
+    else this.#entries.delete(parent);
   }
 
   #mark(fid: string): number {

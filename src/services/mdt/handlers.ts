@@ -13,7 +13,7 @@ import { isInternalXattr, type Mdd } from './mdd.js';
 import type { Opens } from './open.js';
 import { checkPermission, MAY_READ, squash } from './perm.js';
 import {
-  credField, decodeBody, decodeReint, encodeBody, fidField, int, MdsOpcode, MdtProtocolError, ReintOp, str,
+  credField, decodeBody, decodeReint, encodeBody, fidField, int, keptParent, MdsOpcode, MdtProtocolError, ReintOp, str,
   type Cred, type DirEntry, type MdtAttr, type ReadpageReply, type ReintRequest,
 } from './protocol.js';
 import type { Reint } from './reint.js';
@@ -188,8 +188,8 @@ export async function openBody(p: Pick<MdtParts, 'mdd' | 'opens'>, req: Incoming
  * what the lock vouches for from here on (or it is on its way back).
  */
 async function withParentAttr<T extends object>(mdd: Mdd, r: ReintRequest, body: T): Promise<T & { parentAttr?: MdtAttr }> {
-  if (!('keepParentLock' in r) || !r.keepParentLock || r.parent === undefined) return body;
-  return { ...body, parentAttr: await mdd.getattr(parseFid(r.parent)) };
+  const parent = keptParent(r);
+  return parent === undefined ? body : { ...body, parentAttr: await mdd.getattr(parseFid(parent)) };
 }
 
 /**

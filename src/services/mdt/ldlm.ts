@@ -59,7 +59,7 @@ import { openBody, type MdtParts } from './handlers.js';
 import type { Mdd } from './mdd.js';
 import { squash } from './perm.js';
 import {
-  credField, decodeBody, decodeReint, encodeBody, fidField, MdsOpcode, MdtProtocolError, OpenFlag, ReintOp, str, type Cred, type ReintRequest,
+  credField, decodeBody, decodeReint, encodeBody, fidField, keptParent, MdsOpcode, MdtProtocolError, OpenFlag, ReintOp, str, type Cred, type ReintRequest,
 } from './protocol.js';
 
 export { Disposition };
@@ -217,13 +217,12 @@ async function lockReint(mdd: Mdd, ldlm: TargetLdlm, r: ReintRequest, client: st
     return undefined;
   }
   let children = await childrenOf(mdd, names);
+  const kept = keptParent(r);
+  const spared = kept === undefined ? undefined : resIdOfFid(parseFid(kept));
   for (let tries = 1; ; tries++) {
     const specs = reintLocks(r, children);
     if (specs.length === 0) return undefined;
-    if ('keepParentLock' in r && r.keepParentLock && r.parent !== undefined) {
-      const parent = resIdOfFid(parseFid(r.parent));
-      for (const s of specs) if (resIdEquals(s.resId, parent)) s.spares = client;
-    }
+    if (spared) for (const s of specs) if (resIdEquals(s.resId, spared)) s.spares = client;
     const release = await ldlm.lock(specs);
     const now = await childrenOf(mdd, names);
     if (sameChildren(now, children) || tries >= RELOCK_TRIES) return release;

@@ -314,6 +314,11 @@ export function decodeReint(buffers: readonly Buffer[]): ReintRequest {
 
 const keepsParentLock = (m: Record<string, unknown>): boolean => bool(m.keepParentLock ?? false, 'keepParentLock');
 
+/** The parent directory whose lock a request keeps (keepParentLock), or undefined. */
+export function keptParent(r: ReintRequest): string | undefined {
+  return 'keepParentLock' in r && r.keepParentLock ? r.parent : undefined;
+}
+
 /** A FID field kept in text form after validation. */
 export function fidText(v: unknown, what: string): string {
   return fidToString(fidField(v, what));

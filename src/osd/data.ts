@@ -16,19 +16,36 @@
 // Open descriptors are bounded by maxOpenFiles (LRU), plus those in use at the instant (an
 // fd being read, written or synced is evicted when released); one evicted while dirty is
 // fdatasync'ed before it is closed.
+//
+// Bulk IO around the page cache: an IO larger than the policy's max_io sizes (aligned.ts; Lustre's
+// readcache_max_io_mb and writethrough_max_io_mb) goes through a second descriptor of the file,
+// opened O_DIRECT, by way of a page-aligned slot; the kernel keeps the two descriptors coherent
+// (a direct read writes back dirty cached pages of its range first, a direct write drops them).
+// A write that is not 4 KiB-aligned, or finds no free slot, goes through the cache. A file
+// system that refuses O_DIRECT (EINVAL) turns it off for the device, with a warning.
 
 import assert from 'node:assert/strict';
 import { open, readdir, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { constants, existsSync } from 'node:fs';
+import { alignedSlots, DEFAULT_IO_CACHE, DIRECT_ALIGN, readBypassesCache, writeBypassesCache, type AlignedSlots, type IoCachePolicy } from './aligned.js';
 import { isErrno } from './errors.js';
 import { fidKey, type Fid } from './fid.js';
 
 interface Entry {
   path: string;
   handle: FileHandle;
+  /** The O_DIRECT descriptor, opened at the entry's first direct IO (undefined in it: could not). */
+  direct?: Promise<FileHandle | undefined>;
   dirty: boolean;
   busy: number;
+}
+
+export interface DataFilesOptions {
+  /** Which IO goes around the page cache; changed in place by tune(). */
+  ioCache?: Partial<IoCachePolicy>;
+  slots?: AlignedSlots;
+  warn?: (message: string) => void;
 }
 
 const ZERO_CHUNK_BYTES = 1 << 20;
@@ -45,11 +62,27 @@ export class DataFiles {
   private dirtyDirs = new Map<number, Set<string>>();
   /** Bytes written per unsynced txg, for stats. */
   readonly dirtyBytes = new Map<number, number>();
+  readonly ioCache: IoCachePolicy;
+  /** Bytes read and written around the page cache. */
+  bypassReadBytes = 0;
+  bypassWriteBytes = 0;
+  readonly #slots: AlignedSlots;
+  readonly #warn: (message: string) => void;
+  /** Why direct IO is off for this device (the file system refused it), or undefined. */
+  #directOff: string | undefined;
 
-  constructor(dir: string, maxOpenFiles: number) {
+  constructor(dir: string, maxOpenFiles: number, opts: DataFilesOptions = {}) {
     assert(maxOpenFiles >= 1);
     this.dir = dir;
     this.maxOpenFiles = maxOpenFiles;
+    this.ioCache = { ...DEFAULT_IO_CACHE, ...opts.ioCache };
+    this.#slots = opts.slots ?? alignedSlots;
+    this.#warn = opts.warn ?? (() => {});
+  }
+
+  /** Why this device's IO never bypasses the page cache, or undefined when it can. */
+  get directOff(): string | undefined {
+    return this.#directOff;
   }
 
   static bucket(fid: Fid): string {
@@ -135,6 +168,97 @@ export class DataFiles {
       await e.handle.datasync();
     }
     await e.handle.close();
+    await closeDirect(e);
+  }
+
+  /** The entry's O_DIRECT descriptor, opened now if not yet; undefined if direct IO is off or the open failed. */
+  private async directHandle(e: Entry): Promise<FileHandle | undefined> {
+    if (this.#directOff !== undefined) return undefined;
+    e.direct ??= open(e.path, constants.O_RDWR | constants.O_DIRECT).catch((err: unknown) => {
+      if (isErrno(err, 'EINVAL')) this.turnDirectOff(err);
+      else e.direct = undefined; // a passing failure (EMFILE, ...): this IO goes through the cache, the next tries again
+      return undefined;
+    });
+    return e.direct;
+  }
+
+  private turnDirectOff(err: unknown): void {
+    if (this.#directOff !== undefined) return;
+    this.#directOff = `the file system of ${this.dir} refuses O_DIRECT IO (${(err as Error).message})`;
+    this.#warn(`${this.#directOff}: all data IO goes through the page cache`);
+  }
+
+  /**
+   * Writes what it can of pieces (total bytes, aligned) at offset around the page cache, by way of
+   * an aligned slot; returns the bytes written, which the caller writes the rest of through the cache.
+   */
+  private async writeDirect(e: Entry, offset: number, pieces: readonly Uint8Array[], total: number): Promise<number> {
+    const slot = this.#slots.take();
+    if (!slot) return 0;
+    let done = 0;
+    try {
+      const fd = await this.directHandle(e);
+      if (!fd) return 0;
+      let o = 0;
+      for (const p of pieces) {
+        slot.set(p, o);
+        o += p.byteLength;
+      }
+      while (done < total) {
+        const { bytesWritten } = await fd.write(slot, done, total - done, offset + done);
+        done += bytesWritten;
+        // A short write (the disk filling up) leaves an unaligned rest: the cache takes it, and tells why.
+        if (bytesWritten === 0 || bytesWritten % DIRECT_ALIGN !== 0) break;
+      }
+    } catch (err) {
+      if (!isErrno(err, 'EINVAL')) throw err;
+      this.turnDirectOff(err);
+    } finally {
+      this.#slots.give(slot);
+    }
+    this.bypassWriteBytes += done;
+    return done;
+  }
+
+  /**
+   * Reads [offset, offset+length) around the page cache into buf, by way of an aligned slot, in
+   * aligned chunks; returns the bytes read from offset (fewer at the end of the file), or
+   * undefined when direct IO could not be used (the caller reads through the cache).
+   */
+  private async readDirect(e: Entry, offset: number, length: number, buf: Buffer): Promise<number | undefined> {
+    const slot = this.#slots.take();
+    if (!slot) return undefined;
+    try {
+      const fd = await this.directHandle(e);
+      if (!fd) return undefined;
+      const end = offset + length;
+      let at = offset - (offset % DIRECT_ALIGN);
+      let done = 0;
+      while (at < end) {
+        const want = Math.min(slot.length, alignUp(end - at));
+        let bytesRead: number;
+        try {
+          ({ bytesRead } = await fd.read(slot, 0, want, at));
+        } catch (err) {
+          if (!isErrno(err, 'EINVAL') || done > 0) throw err;
+          this.turnDirectOff(err);
+          return undefined;
+        }
+        const from = Math.max(at, offset);
+        const to = Math.min(at + bytesRead, end);
+        if (to > from) {
+          slot.copy(buf, from - offset, from - at, to - at);
+          done = to - offset;
+        }
+        // Fewer bytes than asked, unaligned or none: the end of the file.
+        if (bytesRead === 0 || bytesRead % DIRECT_ALIGN !== 0) break;
+        at += bytesRead;
+      }
+      this.bypassReadBytes += done;
+      return done;
+    } finally {
+      this.#slots.give(slot);
+    }
   }
 
   private async use<T>(path: string, txg: number | undefined, fn: (e: Entry) => Promise<T>): Promise<T | undefined> {
@@ -160,9 +284,12 @@ export class DataFiles {
     let total = 0;
     for (const p of pieces) total += p.byteLength;
     this.dirtyBytes.set(txg, (this.dirtyBytes.get(txg) ?? 0) + total);
+    const direct = total > 0 && total <= this.#slots.slotBytes && offset % DIRECT_ALIGN === 0 && total % DIRECT_ALIGN === 0 &&
+      this.#directOff === undefined && writeBypassesCache(this.ioCache, total);
     const blocks = await this.use(path, txg, async (e) => {
-      let left = pieces.filter((p) => p.byteLength > 0);
-      let at = offset;
+      const around = direct ? await this.writeDirect(e, offset, pieces, total) : 0;
+      let left = unwritten(pieces.filter((p) => p.byteLength > 0), around);
+      let at = offset + around;
       while (left.length > 0) {
         const { bytesWritten } = left.length === 1
           ? await e.handle.write(left[0]!, 0, left[0]!.byteLength, at)
@@ -198,13 +325,25 @@ export class DataFiles {
     });
   }
 
-  /** Reads `length` bytes at offset; bytes past the end of the file (or of no file) are zeros. */
-  async read(path: string, offset: number, length: number, into?: Buffer): Promise<Buffer> {
+  /**
+   * Reads `length` bytes at offset; bytes past the end of the file (or of no file) are zeros.
+   * objectSize (the object's recorded size) is for the policy's readcache_max_filesize.
+   */
+  async read(path: string, offset: number, length: number, into?: Buffer, objectSize = 0): Promise<Buffer> {
     // Not zero-filled up front: the file fills it, and only what lies past its end (a hole at
     // the end of the object) is zeroed after.
     const buf = into ? into.subarray(0, length) : Buffer.allocUnsafe(length);
     let done = 0;
+    const direct = length > 0 && length <= this.#slots.slotBytes && this.#directOff === undefined &&
+      readBypassesCache(this.ioCache, length, objectSize);
     await this.use(path, undefined, async (e) => {
+      if (direct) {
+        const n = await this.readDirect(e, offset, length, buf);
+        if (n !== undefined) {
+          done = n;
+          return;
+        }
+      }
       while (done < length) {
         const { bytesRead } = await e.handle.read(buf, done, length - done, offset + done);
         if (bytesRead === 0) break;
@@ -249,6 +388,7 @@ export class DataFiles {
       this.lru.delete(path);
       e.dirty = false;
       await e.handle.close();
+      await closeDirect(e);
     }
     if (opts.keep) return;
     // Most destroyed objects were never written (an empty file's stripes): no data file. Asking
@@ -274,6 +414,16 @@ export class DataFiles {
     this.lru.clear();
     await Promise.all(all.map((e) => this.closeEntry(e)));
   }
+}
+
+async function closeDirect(e: Entry): Promise<void> {
+  const d = await e.direct;
+  e.direct = undefined;
+  await d?.close();
+}
+
+function alignUp(n: number): number {
+  return Math.ceil(n / DIRECT_ALIGN) * DIRECT_ALIGN;
 }
 
 /** What is left of pieces after a short write of n bytes. */

@@ -16,3 +16,4 @@ export { type Base, BaseError, listBases, readBase, writeBase, encodeBase, decod
 export { PastState, stateAt, oldestBase, dataSource, moveBase, atticDir, atticPath, type Destroyed } from './past.js';
 export { initialState, writeInitialState } from './device.js';
 export { applyUpdate, updatesOfEntries } from './apply.js';
+export { AlignedSlots, alignedSlots, DEFAULT_IO_CACHE, MAX_CACHE_FILESIZE, DIRECT_ALIGN, type IoCachePolicy } from './aligned.js';

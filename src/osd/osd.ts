@@ -33,6 +33,7 @@ import { TxgLog, readLog, type TxgHold, type TxgLogStats, type TxgLogTunables, t
 import { applyUpdate, updatesOfEntries, type DataEffects } from './apply.js';
 import { checkDevice, type CheckProblem, type CheckProgress } from './check.js';
 import { DataFiles } from './data.js';
+import type { IoCachePolicy } from './aligned.js';
 import { devicePaths, formatDevice, readDevice, type DeviceInfo, type FormatOptions } from './device.js';
 import { OsdDeviceError, OsdError } from './errors.js';
 import { checkFid, fidKey, fidToString, parseFidKey, FID_KEY_LENGTH, type Fid } from './fid.js';
@@ -53,6 +54,8 @@ export interface OsdOptions extends Partial<TxgLogTunables> {
   checkpointBytesMax?: number;
   /** Open data-file descriptors kept (LRU). */
   maxOpenFiles?: number;
+  /** Which data IO goes around the page cache (aligned.ts; lctl set_param osd-*.*.read_cache_enable, ...). */
+  ioCache?: Partial<IoCachePolicy>;
   /** Caps the device's bytes below the file system's (ENOSPC once data objects' sizes reach it). */
   capacityBytes?: number;
   /** Caps the number of objects (default: the file system's free inodes, for statfs only). */
@@ -166,7 +169,7 @@ export class Osd implements TxHost {
     this.#opts = { ...DEFAULTS, ...opts };
     this.#clock = opts.clock ?? Date.now;
     this.#warn = opts.warn ?? (() => {});
-    this.data = new DataFiles(devicePaths(dir).data, this.#opts.maxOpenFiles);
+    this.data = new DataFiles(devicePaths(dir).data, this.#opts.maxOpenFiles, { ioCache: this.#opts.ioCache, warn: (m) => this.#warn(`osd: ${m}`) });
   }
 
   /** Creates a device in `dir` (refusing an existing one unless reformat). */
@@ -601,7 +604,7 @@ export class Osd implements TxHost {
     const n = Math.max(0, Math.min(length, a.size - offset));
     if (n === 0) return Buffer.alloc(0);
     const path = this.data.path(fid, a.gen!);
-    const buf = await this.data.read(path, offset, n, into);
+    const buf = await this.data.read(path, offset, n, into, a.size);
     this.zeros.mask(path, offset, buf);
     return buf;
   }

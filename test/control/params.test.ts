@@ -268,6 +268,35 @@ t.test(`lctl's parameters, dl and metrics over an MGS+MDT and an OST with a clie
   t.match(await scrape(), new RegExp(`^lustre_write_bytes_total\\{${ostLabels}\\} ${written + extra.length}$`, 'm'), 'a later scrape sees the new write');
   t.equal((await fetch(metrics.url.replace('/metrics', '/other'))).status, 404);
 
+  // The OSD's page cache tunables, with osd-ldiskfs's names: a bulk larger than its max_io size
+  // goes around the cache (O_DIRECT), and reads back the same.
+  const ostOsd = 'osd-txg.pfs-OST0000';
+  const cacheNames = ['read_cache_enable', 'writethrough_cache_enable', 'readcache_max_filesize', 'readcache_max_io_mb', 'writethrough_max_io_mb', 'cache_bypass'];
+  t.same((await tree.get(`${ostOsd}.{${cacheNames.join(',')}}`)).map((v) => v.value), ['1', '1', '18446744073709551615', '1', '1', 'on'], 'the defaults');
+  const bypassed = async (way: 'read' | 'write') => Number(value(await tree.get(`${ostOsd}.cache_bypass_${way}_bytes`), `${ostOsd}.cache_bypass_${way}_bytes`));
+  const [r0, w0] = [await bypassed('read'), await bypassed('write')];
+  const block = patternBytes(random.int(2 ** 31), 64 * 1024);
+  await lov.write(layouts[2]!, 0, block);
+  t.equal(await bypassed('write'), w0, 'a 64 KiB bulk is written through the cache');
+  t.same((await tree.set(`${ostOsd}.writethrough_max_io_mb`, '0')).map((v) => v.value), ['0']);
+  await tree.set(`${ostOsd}.readcache_max_io_mb`, '32K');
+  t.equal(ostTarget.osd.data.ioCache.readcacheMaxIoBytes, 32 * 1024, 'a size with a suffix');
+  t.equal(value(await tree.get(`${ostOsd}.readcache_max_io_mb`), `${ostOsd}.readcache_max_io_mb`), '0', 'shown in whole MiB');
+  await lov.write(layouts[2]!, 0, block);
+  t.equal(await bypassed('write') - w0, block.length, 'writethrough_max_io_mb=0: the bulk went around the cache');
+  t.same(await lov.read(layouts[2]!, 0, block.length), block, 'and reads back');
+  t.equal(await bypassed('read') - r0, block.length, 'around the cache too (64 KiB > 32K)');
+  await tree.set(`${ostOsd}.read_cache_enable`, 'off');
+  t.equal(value(await tree.get(`${ostOsd}.read_cache_enable`), `${ostOsd}.read_cache_enable`), '0');
+  await tree.set(`${ostOsd}.readcache_max_filesize`, '64M');
+  t.equal(value(await tree.get(`${ostOsd}.readcache_max_filesize`), `${ostOsd}.readcache_max_filesize`), '67108864');
+  await tree.set(`${ostOsd}.readcache_max_filesize`, '-1');
+  t.equal(value(await tree.get(`${ostOsd}.readcache_max_filesize`), `${ostOsd}.readcache_max_filesize`), '18446744073709551615');
+  await t.rejects(tree.set(`${ostOsd}.writethrough_max_io_mb`, '5'), { code: 'ERANGE', message: /writethrough_max_io_mb: 5 is more than a BRW's 4 MiB/ });
+  await t.rejects(tree.set(`${ostOsd}.readcache_max_io_mb`, 'lots'), { code: 'EINVAL', message: /readcache_max_io_mb: 'lots' is not a size/ });
+  await t.rejects(tree.set(`${ostOsd}.writethrough_cache_enable`, 'maybe'), { code: 'EINVAL', message: /writethrough_cache_enable: 'maybe' is not a boolean/ });
+  t.equal(ostTarget.osd.data.ioCache.writethroughCacheEnable, true, 'nothing set by a refused value');
+
   // The client leaves: its NID's export directories go with it.
   await osc.disconnect();
   await until('the OST export gone', () => ost.services.every((s) => !s.exports.byNid().has(clientNid)));

@@ -18,7 +18,8 @@
 //   osd-txg.<target>.{kbytestotal,kbytesfree,kbytesavail,filestotal,filesfree,blocksize,fstype,
 //                     txg_timeout (rw, seconds), txg_retain_ms, txg_retain_bytes (rw), txg_open, txg_last_synced, txg_checkpoint,
 //                     txg_synced, txg_sync_time_total_ms, txg_sync_time_max_ms, txg_dirty_bytes,
-//                     txg_replayed}
+//                     txg_replayed, read_cache_enable, writethrough_cache_enable, readcache_max_filesize,
+//                     readcache_max_io_mb, writethrough_max_io_mb (rw, osd-cache.ts)}
 //
 // The OSD's type is "osd-txg" (fstype "txg"): Lustre names an OSD after its backing store
 // (osd-ldiskfs, osd-zfs); ours is the transaction-group log with its LevelDB state, the name
@@ -32,6 +33,7 @@ import type { RunningOst } from '../../services/ost/index.js';
 import type { Target, TargetLdlm } from '../../services/target/index.js';
 import { ParamError } from './errors.js';
 import { failLocParams } from './fail-loc.js';
+import { osdCacheParams } from './osd-cache.js';
 import type { KernelView } from './index.js';
 
 export const OSD_TYPE = 'osd-txg';
@@ -294,6 +296,7 @@ function osdParams(dir: string[], osd: Osd): Param[] {
     { path: [...dir, 'txg_sync_time_max_ms'], read: () => String(Math.round(txg().syncTimeMaxMs)) },
     { path: [...dir, 'txg_dirty_bytes'], read: () => String(txg().dirtyBytes) },
     { path: [...dir, 'txg_replayed'], read: () => String(txg().recordsReplayed) },
+    ...osdCacheParams(dir, osd),
   ];
 }
 

@@ -28,16 +28,13 @@ import type { Mdc } from './mdc.js';
 import { MountCore, parseDevice, type MountOptions } from './mount.js';
 import type { LliteStats } from './lproc.js';
 import type { ClientParams } from './params.js';
-import { isDir, isLink, mdcSource, pathArg, SYMLINKS_MAX, Walker, type WalkSource } from './paths.js';
+import { isDir, isLink, MAY_EXEC, MAY_READ, MAY_WRITE, mdcSource, pathArg, permits, SYMLINKS_MAX, Walker, type WalkSource } from './paths.js';
 import { ReadAhead } from './readahead.js';
 import { Dirent, LL_SUPER_MAGIC, Stats, type StatFs } from './stats.js';
 
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const MiB = 1024 * 1024;
-const MAY_EXEC = 1;
-const MAY_WRITE = 2;
-const MAY_READ = 4;
 
 export { FileHandle } from './handle.js';
 export { Dir } from './dir.js';
@@ -80,16 +77,6 @@ function cachedSource(core: MountCore, mdc: Mdc): WalkSource {
 }
 /** What the OST objects of a file just created hold: nothing (times 0: the MDT's count). */
 const NEW_FILE_DATA = Object.freeze({ size: 0, blocks: 0, atime: 0, mtime: 0, ctime: 0 });
-
-/** Linux's generic_permission over the attributes the MDT gave. */
-function permits(a: MdtAttr, cred: Cred, mask: number): boolean {
-  if (cred.uid === 0) return (mask & MAY_EXEC) === 0 || isDir(a) || (a.mode & 0o111) !== 0;
-  let bits: number;
-  if (cred.uid === a.uid) bits = (a.mode >> 6) & 7;
-  else if (cred.gid === a.gid || (cred.groups ?? []).includes(a.gid)) bits = (a.mode >> 3) & 7;
-  else bits = a.mode & 7;
-  return (bits & mask) === mask;
-}
 
 export class FileSystem implements HandleHost {
   /** Root walks through the mount's name cache; other users ask the MDT, which checks their search permission (paths.ts). */

@@ -18,16 +18,36 @@
 //
 // Attributes are kept per FID with the lock they were read under, names per (parent, name)
 // with the child's lock, at most MD_CACHE_MAX of each.
+//
+// A name that is not there: the lock on a directory's attributes (UPDATE) is called back
+// before anyone else adds or removes a name in it, and this mount's own creates and unlinks
+// there keep it (ParentKeeper). So while that lock holds, a list of every name of the
+// directory stays true if this mount applies its own changes to it, and a lookup of a name not
+// in it is answered ENOENT without asking: the lookup before every create (the kernel's before
+// each O_CREAT open) stays here. The list comes with an MDT lookup that found nothing while the
+// lock was held, when the directory holds at most LISTED_NAMES_MAX names (a new directory,
+// filled by this mount: a tar, a cp -r, a loop of creates); a larger one is not listed, and
+// not asked again under the same lock. An update that overlapped another of this mount in the
+// same directory, or failed, or ran in a directory too large by then, forgets the list.
 import { parseFid } from '../osd/index.js';
 import {
   encodeLdlmIntent, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdEquals, resIdOfFid, type CachedLock, type ClientLock,
 } from '../ldlm/index.js';
 import { decodeAttr, decodeBody, encodeBody, mdtErrnoName, type LayoutSpec, type MdtAttr } from '../services/mdt/protocol.js';
 import type { ClientNamespace } from './locks.js';
-import { MdcError, toMdcError, type Mdc, type OpenResult } from './mdc.js';
+import { MdcError, toMdcError, type Mdc, type NameChange, type OpenResult } from './mdc.js';
+import { MAY_EXEC, permits } from './paths.js';
 
 /** Attributes kept at once; the least recently read go first. */
 export const MD_CACHE_MAX = 16384;
+/** A directory is listed with a lookup that finds nothing when it holds at most this many names. */
+export const LISTED_NAMES_MAX = 256;
+/** A listed directory is forgotten beyond this many names... */
+export const LISTED_NAMES_KEPT_MAX = 65536;
+/** ...and the oldest of this many listed directories when another is listed. */
+export const LISTED_DIRS_MAX = 64;
+/** ENOENT's errno, for an answer given here as the MDT's would be. */
+const ENOENT_STATUS = -2;
 /** What a getattr lock covers: the attributes and the permissions. */
 const GETATTR_BITS = InodeBits.UPDATE | InodeBits.PERM;
 /** What the lock of a regular file's name covers: the name, and the attributes with it. */
@@ -59,7 +79,7 @@ interface Name {
 }
 
 export class MdCache {
-  readonly counters = { hits: 0, locked: 0, intents: 0, nameHits: 0 };
+  readonly counters = { hits: 0, locked: 0, intents: 0, nameHits: 0, absentHits: 0 };
   readonly #entries = new Map<string, Entry>();
   /** Names by `${parent fid}/${name}` (a name never holds a '/'). */
   readonly #names = new Map<string, Name>();
@@ -73,6 +93,11 @@ export class MdCache {
   #changes = 0;
   /** The latest #changedAt that fell out: any directory not in it changed no later. */
   #changedFloor = 0;
+  /**
+   * Every name of a directory (by FID), true while `lock`, the lock its attributes are cached
+   * under, holds; `names` undefined: too many to list, not asked again under that lock.
+   */
+  readonly #listed = new Map<string, { lock: CachedLock; names: Set<string> | undefined }>();
 
   constructor(private readonly namespace: () => ClientNamespace | undefined) {}
 
@@ -81,7 +106,10 @@ export class MdCache {
     const of = this.#byLock.get(lock);
     if (!of) return;
     this.#byLock.delete(lock);
-    for (const fid of of.fids) if (this.#entries.get(fid)?.lock === lock) this.#entries.delete(fid);
+    for (const fid of of.fids) {
+      if (this.#entries.get(fid)?.lock === lock) this.#entries.delete(fid);
+      if (this.#listed.get(fid)?.lock === lock) this.#listed.delete(fid);
+    }
     for (const key of of.names) if (this.#names.get(key)?.lock === lock) this.#names.delete(key);
   }
 
@@ -108,7 +136,7 @@ export class MdCache {
    * began or ended meanwhile (they are cached: the MDT may have applied others' after it); else,
    * or when not known (undefined), what was cached goes.
    */
-  end(parent: string, begun: number, attr: MdtAttr | undefined): void {
+  end(parent: string, begun: number, attr: MdtAttr | undefined, change?: NameChange): void {
     const alone = this.#changedAt.get(parent) === begun;
     const left = (this.#changing.get(parent) ?? 1) - 1;
     if (left > 0) this.#changing.set(parent, left);
@@ -116,6 +144,13 @@ export class MdCache {
     this.#mark(parent);
     // The lock begin found the attributes under, if it still holds.
     const lock = attr && alone && left === 0 ? this.attrLock(parent) : undefined;
+    const listed = this.#listed.get(parent);
+    if (listed?.names) {
+      // Updates that overlapped may have been applied in another order than answered.
+      if (!change || !alone || listed.lock !== lock) this.#listed.delete(parent);
+      else if (!change.added) listed.names.delete(change.name);
+      else if (listed.names.add(change.name).size > LISTED_NAMES_KEPT_MAX) this.#listed.delete(parent);
+    }
     if (lock) this.#put(parent, attr!, lock);
     else this.#entries.delete(parent);
   }
@@ -258,7 +293,7 @@ export class MdCache {
       // The name holds, the attributes are not vouched for (a directory's, changed since).
       return { attr: await mdc.getattr(known.fid), locked: false, named: true };
     }
-    const attr = await mdc.lookup(parent, name);
+    const attr = ns?.supported ? await this.#lookupListing(ns, mdc, parent, name) : await mdc.lookup(parent, name);
     if (!ns?.supported) return { attr, locked: false };
     const dir = (attr.mode & S_IFMT) === S_IFDIR;
     const bits = dir ? DIR_NAME_BITS : NAME_BITS;
@@ -289,6 +324,34 @@ export class MdCache {
     }
     this.#putName(key, r.attr, r.lock);
     return { attr: r.attr, locked: true, named: true };
+  }
+
+  /**
+   * The MDT's lookup of a name not cached: ENOENT from the directory's list when it is listed
+   * (and `mdc`'s user may search it), else asked, with the list when the directory's lock holds.
+   */
+  async #lookupListing(ns: ClientNamespace, mdc: Mdc, parent: string, name: string): Promise<MdtAttr> {
+    const lock = this.attrLock(parent);
+    const listed = this.#listed.get(parent);
+    if (listed && listed.lock !== lock) this.#listed.delete(parent);
+    else if (listed && !this.#changing.has(parent) && name !== '.' && name !== '..') {
+      if (listed.names && !listed.names.has(name) && permits(this.#entries.get(parent)!.attr, mdc.cred, MAY_EXEC)) {
+        this.counters.absentHits++;
+        throw new MdcError('ENOENT', `ENOENT: ${name}`, ENOENT_STATUS);
+      }
+      return mdc.lookup(parent, name); // listed as there, or too many to list: asked
+    }
+    if (!lock || this.#changing.has(parent) || name === '.' || name === '..') return mdc.lookup(parent, name);
+    const since = this.#changes;
+    const r = await mdc.lookupOrNames(parent, name, LISTED_NAMES_MAX);
+    if ('attr' in r) return r.attr;
+    // Listed while the lock held and no update of this mount ran there: every name, until it goes.
+    if (ns.holds(lock) && this.attrLock(parent) === lock && !this.#changedSince(parent, since)) {
+      this.#listed.delete(parent);
+      if (this.#listed.size >= LISTED_DIRS_MAX) this.#listed.delete(this.#listed.keys().next().value!);
+      this.#listed.set(parent, { lock, names: r.names && new Set(r.names) });
+    }
+    throw new MdcError('ENOENT', `ENOENT: ${name}`, ENOENT_STATUS);
   }
 
   /** A name cached under a lock still held (counted, and moved to the LRU's young end), or undefined. */

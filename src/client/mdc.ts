@@ -136,7 +136,17 @@ function earlyCancelTargets(op: number, b: Record<string, unknown>): EarlyCancel
 export interface ParentKeeper {
   /** What `end` is given back, or undefined: not kept. */
   begin(parent: string): number | undefined;
-  end(parent: string, begun: number, attr: MdtAttr | undefined): void;
+  /**
+   * The update is answered: `attr`, the directory's attributes it left, and `change`, the name
+   * it made (added) or removed there; both undefined when it failed.
+   */
+  end(parent: string, begun: number, attr: MdtAttr | undefined, change: NameChange | undefined): void;
+}
+
+/** A name an update made in its directory, or removed from it. */
+export interface NameChange {
+  name: string;
+  added: boolean;
 }
 
 /** What the views of one import for several users share. */
@@ -178,10 +188,10 @@ export class Mdc {
   }
 
   /** Runs an update in `body.parent` that keeps the parent's lock, when a keeper is set. */
-  async #keepingParent<T extends { m: Record<string, unknown> }>(body: Record<string, unknown>, run: () => Promise<T>): Promise<T> {
+  async #keepingParent<T extends { m: Record<string, unknown> }>(body: Record<string, unknown>, added: boolean, run: () => Promise<T>): Promise<T> {
     const keeper = this.#shared.keeper;
-    if (!keeper || typeof body.parent !== 'string') return run();
-    const parent = body.parent;
+    if (!keeper || typeof body.parent !== 'string' || typeof body.name !== 'string') return run();
+    const { parent, name } = body;
     const begun = keeper.begin(parent);
     if (begun === undefined) return run();
     body.keepParentLock = true;
@@ -189,7 +199,7 @@ export class Mdc {
     try {
       r = await run();
     } catch (err) {
-      keeper.end(parent, begun, undefined);
+      keeper.end(parent, begun, undefined, undefined);
       throw err;
     }
     let attr: MdtAttr | undefined;
@@ -198,7 +208,7 @@ export class Mdc {
     } catch {
       attr = undefined; // not known: the keeper forgets what it had
     }
-    keeper.end(parent, begun, attr?.fid === parent ? attr : undefined);
+    keeper.end(parent, begun, attr?.fid === parent ? attr : undefined, { name, added });
     return r;
   }
 
@@ -236,7 +246,9 @@ export class Mdc {
   }
 
   async #reint(op: number, body: Record<string, unknown>): Promise<Record<string, unknown>> {
-    if (op === ReintOp.CREATE || op === ReintOp.UNLINK) return (await this.#keepingParent(body, async () => ({ m: await this.#reintNow(op, body) }))).m;
+    if (op === ReintOp.CREATE || op === ReintOp.UNLINK) {
+      return (await this.#keepingParent(body, op === ReintOp.CREATE, async () => ({ m: await this.#reintNow(op, body) }))).m;
+    }
     return this.#reintNow(op, body);
   }
 
@@ -268,6 +280,22 @@ export class Mdc {
   /** MDS_GETATTR_NAME: one component of a path. */
   async lookup(parent: FidArg, name: string): Promise<MdtAttr> {
     return decodeAttr((await this.#call(MdsOpcode.GETATTR_NAME, { parent: text(parent), name })).m.attr);
+  }
+
+  /**
+   * lookup(), except that a name not there is answered with every name of the directory when it
+   * holds at most `max` (and this user may read it), or with none, instead of ENOENT.
+   */
+  async lookupOrNames(parent: FidArg, name: string, max: number): Promise<{ attr: MdtAttr } | { names?: string[] }> {
+    const { m } = await this.#call(MdsOpcode.GETATTR_NAME, { parent: text(parent), name, absentNames: max });
+    try {
+      if (m.absent !== true) return { attr: decodeAttr(m.attr) };
+      if (m.names === undefined) return {};
+      if (!Array.isArray(m.names) || m.names.length > max || !m.names.every((n) => typeof n === 'string')) throw new Error(`names of ${text(parent)} are not ${max} strings at most`);
+      return { names: m.names as string[] };
+    } catch (err) {
+      throw new MdcError('EPROTO', (err as Error).message);
+    }
   }
 
   async readlink(f: FidArg): Promise<string> {
@@ -386,7 +414,7 @@ export class Mdc {
 
   async #open(body: Record<string, unknown>, want?: OpenLock): Promise<OpenResult> {
     const creates = body.fid === undefined && (Number(body.flags) & OpenFlag.CREAT) !== 0;
-    const { m, lock } = await (creates ? this.#keepingParent(body, () => this.#openNow(body, want)) : this.#openNow(body, want));
+    const { m, lock } = await (creates ? this.#keepingParent(body, true, () => this.#openNow(body, want)) : this.#openNow(body, want));
     let layout: FileLayout | undefined;
     let attr: MdtAttr;
     try {

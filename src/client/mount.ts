@@ -507,8 +507,8 @@ export class MountCore {
         // The kernel drops a directory's attributes itself after its own create or unlink there,
         // but a GETATTR answered from the cache while the update ran could still bring the old
         // ones back after that: told now, before the update's reply goes out, it ignores them.
-        end: (parent, begun, attr) => {
-          this.mdCache.end(parent, begun, attr);
+        end: (parent, begun, attr, change) => {
+          this.mdCache.end(parent, begun, attr, change);
           void this.invalidate({ kind: 'attr', fid: parent, lookup: false });
         },
       };

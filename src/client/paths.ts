@@ -14,7 +14,7 @@
 // Paths come from users: checked here once (a string, no NUL, at most PATH_MAX bytes); names
 // are checked by the MDT (ENAMETOOLONG, EINVAL).
 import type { Mdc } from './mdc.js';
-import type { MdtAttr } from '../services/mdt/protocol.js';
+import type { Cred, MdtAttr } from '../services/mdt/protocol.js';
 import { FsError } from './errors.js';
 
 /** Linux's MAXSYMLINKS. */
@@ -28,6 +28,20 @@ const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 
 export const isDir = (a: { mode: number }): boolean => (a.mode & S_IFMT) === S_IFDIR;
+
+export const MAY_EXEC = 1;
+export const MAY_WRITE = 2;
+export const MAY_READ = 4;
+
+/** Linux's generic_permission over the attributes the MDT gave. */
+export function permits(a: MdtAttr, cred: Cred, mask: number): boolean {
+  if (cred.uid === 0) return (mask & MAY_EXEC) === 0 || isDir(a) || (a.mode & 0o111) !== 0;
+  let bits: number;
+  if (cred.uid === a.uid) bits = (a.mode >> 6) & 7;
+  else if (cred.gid === a.gid || (cred.groups ?? []).includes(a.gid)) bits = (a.mode >> 3) & 7;
+  else bits = a.mode & 7;
+  return (bits & mask) === mask;
+}
 export const isLink = (a: { mode: number }): boolean => (a.mode & S_IFMT) === S_IFLNK;
 
 /** A user's path argument as a string (Buffer and file: URL accepted, as node:fs does). */

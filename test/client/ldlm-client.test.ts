@@ -5,6 +5,8 @@
 // and an evicted client's locks.
 import t from 'tap';
 import { Llite } from '../../src/client/llite.js';
+import { LISTED_NAMES_MAX } from '../../src/client/md-cache.js';
+import { LOOKUP_NAMES_MAX } from '../../src/services/mdt/protocol.js';
 import { objectResId } from '../../src/client/locks.js';
 import type { FileSystem } from '../../src/client/index.js';
 import { lockPool, LockType } from '../../src/ldlm/index.js';
@@ -318,6 +320,73 @@ t.test('client caching on locks, two mounts', async (t) => {
     t.equal(mdcNs.counters.revoked, revoked + 1);
     const after = await la.getattr(ctx(1), dir.nodeid, undefined);
     t.equal(after.attr.mtimeNs, BigInt(Math.round((await b.stat('/keep')).mtimeMs * 1e3)) * 1000n, 'asked again: the other mount\'s change is seen');
+  });
+
+  t.test('a lookup of a name not there is answered from the directory\'s list of names while its lock holds; the other mount\'s change, a rename, a denied search and a large directory ask the MDT', async (t) => {
+    const la = new Llite(a);
+    la.attach({ invalInode: async () => true, invalEntry: async () => true, invalAttrsNow: () => true });
+    await a.mkdir('/listed');
+    const dir = await la.lookup(ctx(1), 1, 'listed');
+    await la.getattr(ctx(1), dir.nodeid, undefined);
+    const sent = () => a.core.mdc.import.counters.sent;
+    const counters = a.core.mdCache.counters;
+    /** A lookup of `name` in /listed: what it found (or its errno code) and the MDT requests it sent. */
+    const look = async (name: string, c = ctx(1)) => {
+      const before = sent();
+      try {
+        const e = await la.lookup(c, dir.nodeid, name);
+        return { found: e.attr.ino !== undefined, sent: sent() - before };
+      } catch (err) {
+        return { code: (err as { code?: string }).code, sent: sent() - before };
+      }
+    };
+    t.same(await look('n0'), { code: 'ENOENT', sent: 1 }, 'the first lookup asks, and lists the empty directory');
+    const hits = counters.absentHits;
+    t.same(await look('n1'), { code: 'ENOENT', sent: 0 }, 'the next is answered here');
+    const c1 = await la.create(ctx(1), dir.nodeid, 'n1', 0o100644, 0o1101, 0o022);
+    await la.release(ctx(1), c1.entry.nodeid, c1.open.fh);
+    await la.mkdir(ctx(1), dir.nodeid, 'd1', 0o755, 0o022);
+    t.same(await look('n2'), { code: 'ENOENT', sent: 0 }, 'after this mount\'s create and mkdir, the list holds');
+    t.equal(counters.absentHits, hits + 2);
+    t.match(await look('n1'), { found: true }, 'what it created is found');
+    await la.rmdir(ctx(1), dir.nodeid, 'd1');
+    t.same(await look('d1'), { code: 'ENOENT', sent: 0 }, 'what it removed is not');
+    t.match(await look('..'), { found: true }, '.. is not in the list, and is found');
+
+    await b.writeFile('/listed/fromb', 'x');
+    t.match(await look('fromb'), { found: true }, 'the other mount\'s create called the lock back: its name is found');
+    await la.getattr(ctx(1), dir.nodeid, undefined);
+    t.same(await look('n3'), { code: 'ENOENT', sent: 1 }, 'listed again under the new lock');
+    await la.unlink(ctx(1), dir.nodeid, 'n1');
+    t.same(await look('n1'), { code: 'ENOENT', sent: 0 }, 'this mount\'s unlink removed it from the list');
+    await a.rename('/listed/fromb', '/listed/renamed');
+    t.match(await look('renamed'), { found: true }, 'a rename (which gives the lock back) is seen');
+    await la.getattr(ctx(1), dir.nodeid, undefined);
+    t.same(await look('n4'), { code: 'ENOENT', sent: 1 }, 'listed once more');
+
+    // Search permission: the list is root's; another user is answered by the MDT.
+    await a.chmod('/listed', 0o700);
+    await la.getattr(ctx(1), dir.nodeid, undefined);
+    t.same(await look('n5'), { code: 'ENOENT', sent: 1 });
+    const user: RequestContext = { ...ctx(2), uid: 1000, gid: 1000 };
+    t.same(await look('n5', user), { code: 'EACCES', sent: 1 }, 'a user who may not search the directory is refused, not told ENOENT');
+
+    // The MDT lists at most LISTED_NAMES_MAX names; a larger directory is asked each time, and not listed again.
+    await a.mkdir('/crowded');
+    for (let i = 0; i < LISTED_NAMES_MAX + 1; i++) await a.writeFile(`/crowded/m${i}`, '');
+    const many = await la.lookup(ctx(1), 1, 'crowded');
+    await la.getattr(ctx(1), many.nodeid, undefined);
+    const absentHits = counters.absentHits;
+    for (const name of ['x0', 'x1', 'x2']) {
+      const before = sent();
+      t.equal((await rejection(la.lookup(ctx(1), many.nodeid, name))).code, 'ENOENT');
+      t.equal(sent() - before, 1, `${name}: asked`);
+    }
+    t.equal(counters.absentHits, absentHits, 'nothing answered from a list');
+    const listed = await a.core.mdc.lookupOrNames(a.core.rootFid, 'nosuch', 1);
+    t.same(listed, {}, 'the root holds more than 1 name: not listed');
+    t.same(await a.core.mdc.lookupOrNames(a.core.rootFid, 'listed', 1).then((r) => 'attr' in r), true, 'a name there is answered with its attributes');
+    t.equal((await rejection(a.core.mdc.lookupOrNames(a.core.rootFid, 'nosuch', LOOKUP_NAMES_MAX + 1))).code, 'EINVAL', 'more than the MDT lists: EINVAL');
   });
 
   /**

@@ -13,7 +13,7 @@ import { isInternalXattr, type Mdd } from './mdd.js';
 import type { Opens } from './open.js';
 import { checkPermission, MAY_READ, squash } from './perm.js';
 import {
-  credField, decodeBody, decodeReint, encodeBody, fidField, int, keptParent, MdsOpcode, MdtProtocolError, ReintOp, str,
+  credField, decodeBody, decodeReint, encodeBody, fidField, int, keptParent, LOOKUP_NAMES_MAX, MdsOpcode, MdtProtocolError, ReintOp, str,
   type Cred, type DirEntry, type MdtAttr, type ReadpageReply, type ReintRequest,
 } from './protocol.js';
 import type { Reint } from './reint.js';
@@ -98,7 +98,12 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
     })],
     [MdsOpcode.GETATTR_NAME, wrap('getattr', counters, false, async (req) => {
       const m = decodeBody(req.buffers);
-      return reply({ attr: await mdd.lookup(credOf(req, m), fidOf(m, 'parent'), str(m.name, 'name')) });
+      const [c, parent, name] = [credOf(req, m), fidOf(m, 'parent'), str(m.name, 'name')];
+      if (m.absentNames === undefined) return reply({ attr: await mdd.lookup(c, parent, name) });
+      const max = int(m.absentNames, 'absentNames');
+      if (max < 0 || max > LOOKUP_NAMES_MAX) throw mdtError('EINVAL', `absentNames ${max} is outside 0..${LOOKUP_NAMES_MAX}`);
+      const r = await mdd.lookupOrNames(c, parent, name, max);
+      return reply('attr' in r ? r : { absent: true, ...r });
     })],
     [MdsOpcode.STATFS, wrap('statfs', counters, false, async () => {
       const s = await mdd.osd.statfs();

@@ -18,7 +18,7 @@ import { localObject } from '../target/local-files.js';
 import { mdtError } from './errors.js';
 import { decodeDefaultLayout, decodeFileLayout, LOV_XATTR, type FileLayout } from './layout.js';
 import { LockMap } from './locks.js';
-import { checkPermission, MAY_EXEC, type RootSquash } from './perm.js';
+import { checkPermission, MAY_EXEC, MAY_READ, permits, type RootSquash } from './perm.js';
 import { typeBits, type Cred, type LayoutSpec, type MdtAttr } from './protocol.js';
 
 export const FID_SEQ_ROOT = 0x200000007;
@@ -206,12 +206,26 @@ export class Mdd {
 
   /** lookup(2) of one component: exec permission on the directory, then the entry's attributes. */
   async lookup(cred: Cred, parent: Fid, name: string): Promise<MdtAttr> {
+    const r = await this.lookupOrNames(cred, parent, name, -1);
+    if ('attr' in r) return r.attr;
+    throw mdtError('ENOENT', `no ${name} in ${fidToString(parent)}`);
+  }
+
+  /**
+   * lookup(), except that a name not in the directory is answered with the directory's names
+   * when it holds at most `max` of them and `cred` may read it, else with none, where lookup
+   * says ENOENT. Knowing every name of a directory whose lock it holds, a client can tell that
+   * a name is not there without asking (md-cache.ts).
+   */
+  async lookupOrNames(cred: Cred, parent: Fid, name: string, max: number): Promise<{ attr: MdtAttr } | { names?: string[] }> {
     checkName(name, true);
     const p = await this.dirAttrs(parent);
     checkPermission(p, cred, MAY_EXEC, `search ${fidToString(parent)}`);
     const e = await this.entry(parent, name);
-    if (!e) throw mdtError('ENOENT', `no ${name} in ${fidToString(parent)}`);
-    return this.getattr(e.fid);
+    if (e) return { attr: await this.getattr(e.fid) };
+    if (max < 0 || !permits(p, cred, MAY_READ)) return {};
+    const { entries } = await this.osd.indexList(parent, { limit: max + 1 });
+    return entries.length <= max ? { names: entries.map((x) => x.name) } : {};
   }
 
   async readlink(f: Fid): Promise<string> {

@@ -17,6 +17,10 @@
 // FIDs travel in Lustre's text form "[0x200000400:0x1:0x0]". Decoders validate every field and
 // throw MdtProtocolError (EPROTO) on anything malformed: handlers behind them only assert.
 //
+// MDS_GETATTR_NAME { cred, parent, name, absentNames? }: with absentNames (0..LOOKUP_NAMES_MAX),
+// a name that is not there is answered { absent: true, names? } instead of ENOENT, names being
+// every name of the directory when it holds at most absentNames and the caller may read it.
+//
 // The layout xattr 'lustre.lov' is binary, Lustre's lov_mds_md_v1 (see layout.ts).
 import { decode, Encoder } from 'cbor-x';
 import { parseFid, type Fid, fidToString, type ObjectType, OBJECT_TYPES } from '../../osd/index.js';
@@ -33,6 +37,9 @@ export const MdsOpcode = {
   STATFS: 41,
   GETXATTR: 49,
 } as const;
+
+/** The most names an MDS_GETATTR_NAME of an absent name may ask to be listed (absentNames). */
+export const LOOKUP_NAMES_MAX = 1024;
 
 export const ReintOp = {
   SETATTR: 1,

@@ -2,9 +2,13 @@
 // It prints one JSON line per update it applied ({txg, op, ...}), in the order it applied them
 // (and an 'intent' line before each write reaches the data file, since bytes land before the
 // update is recorded),
-// and {c: txg} when a transaction's commit callback fires. Pipes are written synchronously on
-// Linux, so what the parent reads is exactly what happened before the SIGKILL.
+// and {c: txg} when a transaction's commit callback fires. Each line is written to fd 1 with a
+// blocking write before the update's transaction can commit, so what the parent reads is
+// exactly what happened before the SIGKILL. (process.stdout would not do: Node writes a pipe
+// asynchronously once it is full, and the lines still queued die with the process while the
+// txgs they describe are durable; a CI run lost them, and the model missed committed updates.)
 //   argv: DEVICE RUN SEED
+import { writeSync } from 'node:fs';
 import { Osd, ROOT_INDEX_FID, fidToString, type Fid } from '../../src/osd/index.js';
 import { patternBytes, prng } from '../lib/prng.js';
 import { SEQ, WORKERS, WORK_INDEX, XATTR } from './osd-workload.js';
@@ -13,7 +17,19 @@ import { SEQ, WORKERS, WORK_INDEX, XATTR } from './osd-workload.js';
 const [device, runText, seedText] = process.argv.slice(2);
 const run = Number(runText);
 const random = prng(Number(seedText));
-const emit = (line: object): void => { process.stdout.write(`${JSON.stringify(line)}\n`); };
+const pause = new Int32Array(new SharedArrayBuffer(4));
+const emit = (line: object): void => {
+  const bytes = Buffer.from(`${JSON.stringify(line)}\n`);
+  for (let at = 0; at < bytes.length;) {
+    try {
+      at += writeSync(1, bytes, at);
+    } catch (err) {
+      // fd 1 made non-blocking by someone else: wait for the parent to read, without yielding.
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
+};
 
 const osd = await Osd.open(device!, { txgTimeoutMs: 25, checkpointKeysMax: 400, segmentBytesMax: 128 * 1024 });
 const work = (await osd.indexLookup(ROOT_INDEX_FID, WORK_INDEX))!.fid;

@@ -59,14 +59,14 @@ export const alignedSlots = new AlignedSlots();
 
 /**
  * Which data IO goes through the page cache. As in Lustre's osd-ldiskfs, an IO is cached when
- * its cache is enabled and it is no larger than the max_io size (a read also needs the object
- * to be no larger than readcacheMaxFilesize); any other IO bypasses the cache. Lustre's
- * defaults cache IOs up to 8 MiB; this OSD's bypass 4 MiB bulks by default (see DEFAULT_IO_CACHE).
+ * its cache is enabled, it is no larger than its max_io size and the object is no larger than
+ * readcacheMaxFilesize; any other IO bypasses the cache. Lustre's defaults cache IOs up to
+ * 8 MiB; this OSD's bypass the client's 4 MiB bulks (DEFAULT_IO_CACHE: bench/README.md has why).
  */
 export interface IoCachePolicy {
   readCacheEnable: boolean;
   writethroughCacheEnable: boolean;
-  /** Bytes; objects larger than this are read around the cache. */
+  /** Bytes; IO of objects larger than this goes around the cache. */
   readcacheMaxFilesize: number;
   /** Bytes; a read larger than this bypasses the cache. At most SLOT_BYTES. */
   readcacheMaxIoBytes: number;
@@ -89,6 +89,6 @@ export function readBypassesCache(p: IoCachePolicy, length: number, objectSize: 
   return !p.readCacheEnable || objectSize > p.readcacheMaxFilesize || length > p.readcacheMaxIoBytes;
 }
 
-export function writeBypassesCache(p: IoCachePolicy, length: number): boolean {
-  return !p.writethroughCacheEnable || length > p.writethroughMaxIoBytes;
+export function writeBypassesCache(p: IoCachePolicy, length: number, objectSize: number): boolean {
+  return !p.writethroughCacheEnable || objectSize > p.readcacheMaxFilesize || length > p.writethroughMaxIoBytes;
 }

@@ -277,15 +277,16 @@ export class DataFiles {
 
   /**
    * Writes pieces, back to back, at offset (creating the file); returns the file's allocated
-   * 512-byte blocks. Several pieces go in one pwritev: a bulk arrives as the buffers it was
+   * 512-byte blocks. objectSize (the object's size before the write) is for the policy's
+   * readcache_max_filesize. Several pieces go in one pwritev: a bulk arrives as the buffers it was
    * sent or received in, and joining them first cost a copy and a new buffer per write.
    */
-  async write(path: string, offset: number, pieces: readonly Uint8Array[], txg: number): Promise<number> {
+  async write(path: string, offset: number, pieces: readonly Uint8Array[], txg: number, objectSize = 0): Promise<number> {
     let total = 0;
     for (const p of pieces) total += p.byteLength;
     this.dirtyBytes.set(txg, (this.dirtyBytes.get(txg) ?? 0) + total);
     const direct = total > 0 && total <= this.#slots.slotBytes && offset % DIRECT_ALIGN === 0 && total % DIRECT_ALIGN === 0 &&
-      this.#directOff === undefined && writeBypassesCache(this.ioCache, total);
+      this.#directOff === undefined && writeBypassesCache(this.ioCache, total, objectSize);
     const blocks = await this.use(path, txg, async (e) => {
       const around = direct ? await this.writeDirect(e, offset, pieces, total) : 0;
       let left = unwritten(pieces.filter((p) => p.byteLength > 0), around);

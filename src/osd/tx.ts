@@ -315,7 +315,7 @@ export class Tx {
       const a = this.dataObject(fid);
       if (end > a.size) await this.#host.checkSpace(end - a.size);
       const path = this.#host.data.path(fid, a.gen!);
-      const blocks = await this.#host.data.write(path, offset, pieces, this.txg);
+      const blocks = await this.#host.data.write(path, offset, pieces, this.txg, a.size);
       this.#dataBytes += length;
       const size = Math.max(a.size, end);
       this.apply(fid, (cur) => ({ op: 'write', fid: fidText, offset, length, size, blocks, version: cur.version + 1 }));

@@ -51,10 +51,14 @@ t.test('the policy: IO larger than its max_io size, or of a disabled cache, goes
   t.equal(data.bypassReadBytes, 4 * MiB + 64 * KiB, 'an object over readcache_max_filesize is read around the cache');
   await data.read(path, 0, 64 * KiB, undefined, MiB);
   t.equal(data.bypassReadBytes, 4 * MiB + 64 * KiB, 'a smaller one through it');
+  await data.write(path, 0, [big.subarray(0, 64 * KiB)], 1, 4 * MiB);
+  t.equal(data.bypassWriteBytes, 4 * MiB + 64 * KiB, 'so is a write to it');
+  await data.write(path, 0, [big.subarray(0, 64 * KiB)], 1, MiB);
+  t.equal(data.bypassWriteBytes, 4 * MiB + 64 * KiB, 'and not one to a smaller one');
   data.ioCache.readCacheEnable = false;
   data.ioCache.writethroughCacheEnable = false;
   await data.write(path, 8 * KiB, [big.subarray(0, 8 * KiB)], 1);
-  t.equal(data.bypassWriteBytes, 4 * MiB + 8 * KiB, 'with writethrough_cache_enable=0, a small aligned write too');
+  t.equal(data.bypassWriteBytes, 4 * MiB + 72 * KiB, 'with writethrough_cache_enable=0, a small aligned write too');
   t.same(await data.read(path, 4 * KiB, 16 * KiB), Buffer.concat([big.subarray(4 * KiB, 8 * KiB), big.subarray(0, 8 * KiB), big.subarray(16 * KiB, 20 * KiB)]));
   t.equal(data.bypassReadBytes, 4 * MiB + 80 * KiB, 'with read_cache_enable=0, a small read too');
   await data.syncTxg(1);

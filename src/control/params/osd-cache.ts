@@ -6,8 +6,9 @@
 //   readcache_max_io_mb, writethrough_max_io_mb    whole MiB shown; written in MiB or with a
 //                                                  suffix (512K, 4M); at most a BRW's 4 MiB (ERANGE)
 //
-// An IO larger than its max_io size, or of a disabled cache, goes around the page cache with
-// O_DIRECT (src/osd/aligned.ts). Lustre drops such pages after the IO; the effect is the same.
+// An IO larger than its max_io size, of a disabled cache, or of an object larger than
+// readcache_max_filesize goes around the page cache with O_DIRECT (src/osd/aligned.ts). Lustre
+// drops such pages after the IO; the effect is the same.
 import { MAX_CACHE_FILESIZE, type Osd } from '../../osd/index.js';
 import { OST_BRW_MAX_BYTES } from '../../services/ost/index.js';
 import { ParamError } from './errors.js';

@@ -42,7 +42,7 @@ interface Entry {
 }
 
 export interface DataFilesOptions {
-  /** Which IO goes around the page cache; changed in place by tune(). */
+  /** Which IO goes around the page cache (the policy object is changed in place by lctl set_param). */
   ioCache?: Partial<IoCachePolicy>;
   slots?: AlignedSlots;
   warn?: (message: string) => void;

@@ -29,6 +29,10 @@
 // filled by this mount: a tar, a cp -r, a loop of creates); a larger one is not listed, and
 // not asked again under the same lock. An update that overlapped another of this mount in the
 // same directory, or failed, or ran in a directory too large by then, forgets the list.
+// A list that answered nothing before it went (a directory other clients change as well, whose
+// lock goes at each of their creates), or a directory too large to list, is not asked for
+// again for the next 8 lookups there, then 16, ..., up to LISTED_BACKOFF_MAX: the MDT does not
+// list a busy shared directory at every create.
 import { parseFid } from '../osd/index.js';
 import {
   encodeLdlmIntent, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdEquals, resIdOfFid, type CachedLock, type ClientLock,
@@ -46,6 +50,9 @@ export const LISTED_NAMES_MAX = 256;
 export const LISTED_NAMES_KEPT_MAX = 65536;
 /** ...and the oldest of this many listed directories when another is listed. */
 export const LISTED_DIRS_MAX = 64;
+/** Lookups in a directory without asking for its list, after a list that answered nothing: the first wait, and the longest. */
+export const LISTED_BACKOFF_MIN = 8;
+export const LISTED_BACKOFF_MAX = 4096;
 /** ENOENT's errno, for an answer given here as the MDT's would be. */
 const ENOENT_STATUS = -2;
 /** What a getattr lock covers: the attributes and the permissions. */
@@ -79,7 +86,7 @@ interface Name {
 }
 
 export class MdCache {
-  readonly counters = { hits: 0, locked: 0, intents: 0, nameHits: 0, absentHits: 0 };
+  readonly counters = { hits: 0, locked: 0, intents: 0, nameHits: 0, absentHits: 0, listings: 0 };
   readonly #entries = new Map<string, Entry>();
   /** Names by `${parent fid}/${name}` (a name never holds a '/'). */
   readonly #names = new Map<string, Name>();
@@ -97,7 +104,9 @@ export class MdCache {
    * Every name of a directory (by FID), true while `lock`, the lock its attributes are cached
    * under, holds; `names` undefined: too many to list, not asked again under that lock.
    */
-  readonly #listed = new Map<string, { lock: CachedLock; names: Set<string> | undefined }>();
+  readonly #listed = new Map<string, { lock: CachedLock; names: Set<string> | undefined; hits: number }>();
+  /** Directories not to ask the list of for `left` more lookups, by FID (at most MD_CACHE_MAX). */
+  readonly #unlisted = new Map<string, { left: number; backoff: number }>();
 
   constructor(private readonly namespace: () => ClientNamespace | undefined) {}
 
@@ -108,7 +117,7 @@ export class MdCache {
     this.#byLock.delete(lock);
     for (const fid of of.fids) {
       if (this.#entries.get(fid)?.lock === lock) this.#entries.delete(fid);
-      if (this.#listed.get(fid)?.lock === lock) this.#listed.delete(fid);
+      if (this.#listed.get(fid)?.lock === lock) this.#unlist(fid);
     }
     for (const key of of.names) if (this.#names.get(key)?.lock === lock) this.#names.delete(key);
   }
@@ -147,9 +156,9 @@ export class MdCache {
     const listed = this.#listed.get(parent);
     if (listed?.names) {
       // Updates that overlapped may have been applied in another order than answered.
-      if (!change || !alone || listed.lock !== lock) this.#listed.delete(parent);
+      if (!change || !alone || listed.lock !== lock) this.#unlist(parent);
       else if (!change.added) listed.names.delete(change.name);
-      else if (listed.names.add(change.name).size > LISTED_NAMES_KEPT_MAX) this.#listed.delete(parent);
+      else if (listed.names.add(change.name).size > LISTED_NAMES_KEPT_MAX) this.#unlist(parent);
     }
     if (lock) this.#put(parent, attr!, lock);
     else this.#entries.delete(parent);
@@ -333,25 +342,51 @@ export class MdCache {
   async #lookupListing(ns: ClientNamespace, mdc: Mdc, parent: string, name: string): Promise<MdtAttr> {
     const lock = this.attrLock(parent);
     const listed = this.#listed.get(parent);
-    if (listed && listed.lock !== lock) this.#listed.delete(parent);
+    if (listed && listed.lock !== lock) this.#unlist(parent);
     else if (listed && !this.#changing.has(parent) && name !== '.' && name !== '..') {
       if (listed.names && !listed.names.has(name) && permits(this.#entries.get(parent)!.attr, mdc.cred, MAY_EXEC)) {
         this.counters.absentHits++;
+        listed.hits++;
         throw new MdcError('ENOENT', `ENOENT: ${name}`, ENOENT_STATUS);
       }
       return mdc.lookup(parent, name); // listed as there, or too many to list: asked
     }
-    if (!lock || this.#changing.has(parent) || name === '.' || name === '..') return mdc.lookup(parent, name);
+    if (!lock || this.#changing.has(parent) || name === '.' || name === '..' || this.#waiting(parent)) return mdc.lookup(parent, name);
     const since = this.#changes;
+    this.counters.listings++;
     const r = await mdc.lookupOrNames(parent, name, LISTED_NAMES_MAX);
     if ('attr' in r) return r.attr;
     // Listed while the lock held and no update of this mount ran there: every name, until it goes.
     if (ns.holds(lock) && this.attrLock(parent) === lock && !this.#changedSince(parent, since)) {
-      this.#listed.delete(parent);
-      if (this.#listed.size >= LISTED_DIRS_MAX) this.#listed.delete(this.#listed.keys().next().value!);
-      this.#listed.set(parent, { lock, names: r.names && new Set(r.names) });
+      if (this.#listed.has(parent)) this.#unlist(parent);
+      if (this.#listed.size >= LISTED_DIRS_MAX) this.#unlist(this.#listed.keys().next().value!);
+      this.#listed.set(parent, { lock, names: r.names && new Set(r.names), hits: 0 });
     }
     throw new MdcError('ENOENT', `ENOENT: ${name}`, ENOENT_STATUS);
+  }
+
+  /** Forgets the list of `dir`; one that answered nothing, or a directory too large, waits before it is asked for again. */
+  #unlist(dir: string): void {
+    const listed = this.#listed.get(dir);
+    if (!listed) return;
+    this.#listed.delete(dir);
+    if (listed.names && listed.hits > 0) {
+      this.#unlisted.delete(dir);
+      return;
+    }
+    const before = this.#unlisted.get(dir)?.backoff ?? 0;
+    const backoff = listed.names ? Math.min(LISTED_BACKOFF_MAX, Math.max(LISTED_BACKOFF_MIN, before * 2)) : LISTED_BACKOFF_MAX;
+    this.#unlisted.delete(dir);
+    if (this.#unlisted.size >= MD_CACHE_MAX) this.#unlisted.delete(this.#unlisted.keys().next().value!);
+    this.#unlisted.set(dir, { left: backoff, backoff });
+  }
+
+  /** Whether lookups in `dir` go without asking for its list for now (counted down by each). */
+  #waiting(dir: string): boolean {
+    const u = this.#unlisted.get(dir);
+    if (!u || u.left <= 0) return false;
+    u.left--;
+    return true;
   }
 
   /** A name cached under a lock still held (counted, and moved to the LRU's young end), or undefined. */

@@ -387,6 +387,21 @@ t.test('client caching on locks, two mounts', async (t) => {
     t.same(listed, {}, 'the root holds more than 1 name: not listed');
     t.same(await a.core.mdc.lookupOrNames(a.core.rootFid, 'listed', 1).then((r) => 'attr' in r), true, 'a name there is answered with its attributes');
     t.equal((await rejection(a.core.mdc.lookupOrNames(a.core.rootFid, 'nosuch', LOOKUP_NAMES_MAX + 1))).code, 'EINVAL', 'more than the MDT lists: EINVAL');
+
+    // A directory the other mount creates in as well: each list goes at the other's next
+    // create, having answered nothing, so the MDT is asked for it less and less often.
+    await a.mkdir('/contended');
+    const shared = await la.lookup(ctx(1), 1, 'contended');
+    const listings = counters.listings;
+    for (let i = 0; i < 24; i++) {
+      await la.getattr(ctx(1), shared.nodeid, undefined); // the kernel's GETATTR before a create takes the lock again
+      t.equal((await rejection(la.lookup(ctx(1), shared.nodeid, `a${i}`))).code, 'ENOENT');
+      const c = await la.create(ctx(1), shared.nodeid, `a${i}`, 0o100644, 0o1101, 0o022);
+      await la.release(ctx(1), c.entry.nodeid, c.open.fh);
+      await b.writeFile(`/contended/b${i}`, '');
+      t.ok((await la.lookup(ctx(1), shared.nodeid, `b${i}`)).attr.ino !== undefined, `b${i}, the other mount's, is found`);
+    }
+    t.equal(counters.listings - listings, 2, 'listed twice in 24 creates: again after 8 lookups, then not within 16');
   });
 
   /**

@@ -37,15 +37,15 @@ import { parseFid } from '../osd/index.js';
 import {
   encodeLdlmIntent, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdEquals, resIdOfFid, type CachedLock, type ClientLock,
 } from '../ldlm/index.js';
-import { decodeAttr, decodeBody, encodeBody, mdtErrnoName, type LayoutSpec, type MdtAttr } from '../services/mdt/protocol.js';
+import { decodeAttr, decodeBody, encodeBody, LOOKUP_NAMES_MAX, mdtErrnoName, type LayoutSpec, type MdtAttr } from '../services/mdt/protocol.js';
 import type { ClientNamespace } from './locks.js';
 import { MdcError, toMdcError, type Mdc, type NameChange, type OpenResult } from './mdc.js';
 import { MAY_EXEC, permits } from './paths.js';
 
 /** Attributes kept at once; the least recently read go first. */
 export const MD_CACHE_MAX = 16384;
-/** A directory is listed with a lookup that finds nothing when it holds at most this many names. */
-export const LISTED_NAMES_MAX = 256;
+/** A directory is listed with a lookup that finds nothing when it holds at most this many names (the most the MDT lists). */
+export const LISTED_NAMES_MAX = LOOKUP_NAMES_MAX;
 /** A listed directory is forgotten beyond this many names... */
 export const LISTED_NAMES_KEPT_MAX = 65536;
 /** ...and the oldest of this many listed directories when another is listed. */

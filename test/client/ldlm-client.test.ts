@@ -383,6 +383,16 @@ t.test('client caching on locks, two mounts', async (t) => {
       t.equal(sent() - before, 1, `${name}: asked`);
     }
     t.equal(counters.absentHits, absentHits, 'nothing answered from a list');
+    // The largest list the MDT sends: LISTED_NAMES_MAX names of 255 bytes fit an MDC's reply.
+    await a.mkdir('/long');
+    for (let i = 0; i < LISTED_NAMES_MAX; i++) await a.writeFile(`/long/${String(i).padStart(3, '0')}${'n'.repeat(252)}`, '');
+    const long = await la.lookup(ctx(1), 1, 'long');
+    await la.getattr(ctx(1), long.nodeid, undefined);
+    t.equal((await rejection(la.lookup(ctx(1), long.nodeid, 'absent0'))).code, 'ENOENT', 'listed: 256 names of 255 bytes');
+    const before = sent();
+    t.equal((await rejection(la.lookup(ctx(1), long.nodeid, 'absent1'))).code, 'ENOENT');
+    t.equal(sent(), before, 'answered from the list');
+    t.match(await la.lookup(ctx(1), long.nodeid, `007${'n'.repeat(252)}`), { nodeid: Number }, 'a listed name is found');
     const listed = await a.core.mdc.lookupOrNames(a.core.rootFid, 'nosuch', 1);
     t.same(listed, {}, 'the root holds more than 1 name: not listed');
     t.same(await a.core.mdc.lookupOrNames(a.core.rootFid, 'listed', 1).then((r) => 'attr' in r), true, 'a name there is answered with its attributes');

@@ -38,8 +38,11 @@ export const MdsOpcode = {
   GETXATTR: 49,
 } as const;
 
-/** The most names an MDS_GETATTR_NAME of an absent name may ask to be listed (absentNames). */
-export const LOOKUP_NAMES_MAX = 1024;
+/**
+ * The most names an MDS_GETATTR_NAME of an absent name may ask to be listed (absentNames): 256
+ * names of 255 bytes fit in 64 KiB, within the 128 KiB an MDC takes in a reply.
+ */
+export const LOOKUP_NAMES_MAX = 256;
 
 export const ReintOp = {
   SETATTR: 1,

@@ -28,6 +28,7 @@ const S_IFDIR = 0o040000;
 const S_IFLNK = 0o120000;
 
 export const isDir = (a: { mode: number }): boolean => (a.mode & S_IFMT) === S_IFDIR;
+export const isLink = (a: { mode: number }): boolean => (a.mode & S_IFMT) === S_IFLNK;
 
 export const MAY_EXEC = 1;
 export const MAY_WRITE = 2;
@@ -42,7 +43,6 @@ export function permits(a: MdtAttr, cred: Cred, mask: number): boolean {
   else bits = a.mode & 7;
   return (bits & mask) === mask;
 }
-export const isLink = (a: { mode: number }): boolean => (a.mode & S_IFMT) === S_IFLNK;
 
 /** A user's path argument as a string (Buffer and file: URL accepted, as node:fs does). */
 export function pathArg(p: unknown, syscall: string): string {

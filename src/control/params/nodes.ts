@@ -19,7 +19,8 @@
 //                     txg_timeout (rw, seconds), txg_retain_ms, txg_retain_bytes (rw), txg_open, txg_last_synced, txg_checkpoint,
 //                     txg_synced, txg_sync_time_total_ms, txg_sync_time_max_ms, txg_dirty_bytes,
 //                     txg_replayed, read_cache_enable, writethrough_cache_enable, readcache_max_filesize,
-//                     readcache_max_io_mb, writethrough_max_io_mb (rw, osd-cache.ts)}
+//                     readcache_max_io_mb, writethrough_max_io_mb (rw), cache_bypass, cache_bypass_read_bytes,
+//                     cache_bypass_write_bytes (osd-cache.ts)}
 //
 // The OSD's type is "osd-txg" (fstype "txg"): Lustre names an OSD after its backing store
 // (osd-ldiskfs, osd-zfs); ours is the transaction-group log with its LevelDB state, the name

@@ -16,15 +16,19 @@ import type { Param } from './nodes.js';
 
 const UNITS: Record<string, number> = { '': 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50 };
 
-/** A size as sysfs_memparse reads it: a number with an optional binary suffix, `unit` bytes when none. */
-export function parseSize(name: string, v: string, unit: number): number {
+/**
+ * A size as Lustre's sysfs_memparse reads it: a number, then an optional binary suffix (K, M,
+ * G, T, P, with or without iB), `unit` bytes when none. Not lfs's parseSize (llapi_parse_size:
+ * bytes by default, b for 512-byte blocks, hex and octal), whose syntax parameters do not take.
+ */
+function memparse(name: string, v: string, unit: number): number {
   const m = /^(\d{1,20}(?:\.\d{1,9})?)\s*([kmgtp]?)(?:i?b)?$/i.exec(v.trim());
   if (!m) throw new ParamError('EINVAL', `${name}: '${v}' is not a size (a number, optionally with K, M, G, T or P)`);
   const scale = m[2] ? UNITS[m[2].toLowerCase()]! : unit;
   return Math.floor(Number(m[1]) * scale);
 }
 
-export function parseBool(name: string, v: string): boolean {
+function parseBool(name: string, v: string): boolean {
   const s = v.trim().toLowerCase();
   if (['1', 'y', 'yes', 'on', 'true'].includes(s)) return true;
   if (['0', 'n', 'no', 'off', 'false'].includes(s)) return false;
@@ -45,7 +49,7 @@ export function osdCacheParams(dir: string[], osd: Osd): Param[] {
   const maxIo = (leaf: string, key: 'readcacheMaxIoBytes' | 'writethroughMaxIoBytes'): Param => ({
     path: [...dir, leaf], read: () => String(Math.floor(policy[key] / 2 ** 20)),
     write: (v) => {
-      const bytes = parseSize(name(leaf), v, 2 ** 20);
+      const bytes = memparse(name(leaf), v, 2 ** 20);
       if (bytes > OST_BRW_MAX_BYTES) throw new ParamError('ERANGE', `${name(leaf)}: ${v} is more than a BRW's ${OST_BRW_MAX_BYTES / 2 ** 20} MiB`);
       policy[key] = bytes;
     },
@@ -56,7 +60,7 @@ export function osdCacheParams(dir: string[], osd: Osd): Param[] {
     {
       path: [...dir, 'readcache_max_filesize'], read: () => formatFilesize(policy.readcacheMaxFilesize),
       write: (v) => {
-        policy.readcacheMaxFilesize = v.trim() === '-1' ? MAX_CACHE_FILESIZE : Math.min(MAX_CACHE_FILESIZE, parseSize(name('readcache_max_filesize'), v, 1));
+        policy.readcacheMaxFilesize = v.trim() === '-1' ? MAX_CACHE_FILESIZE : Math.min(MAX_CACHE_FILESIZE, memparse(name('readcache_max_filesize'), v, 1));
       },
     },
     maxIo('readcache_max_io_mb', 'readcacheMaxIoBytes'),

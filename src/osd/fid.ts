@@ -60,14 +60,13 @@ export function parseFid(text: string): Fid {
   return f;
 }
 
-const ZEROS = '0000000000000000';
-const hex = (v: number, width: number): string => {
-  const h = v.toString(16);
-  return h.length >= width ? h : ZEROS.slice(0, width - h.length) + h;
-};
+/** Two lowercase hex digits of each byte value. */
+const BYTE_HEX: readonly string[] = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
+/** Eight hex digits of a 32-bit value, by table: every state key names a FID, and Number's toString(16) made fidKey a few percent of a metadata server's CPU. */
+const hex8 = (v: number): string => BYTE_HEX[v >>> 24]! + BYTE_HEX[(v >>> 16) & 0xff]! + BYTE_HEX[(v >>> 8) & 0xff]! + BYTE_HEX[v & 0xff]!;
 
 export function fidKey(f: Fid): string {
-  return `${hex(f.seq, 16)}-${hex(f.oid, 8)}-${hex(f.ver, 8)}`;
+  return `${hex8(Math.floor(f.seq / U32))}${hex8(f.seq >>> 0)}-${hex8(f.oid)}-${hex8(f.ver)}`;
 }
 
 const KEY = /^([0-9a-f]{16})-([0-9a-f]{8})-([0-9a-f]{8})$/;

@@ -29,6 +29,9 @@ t.test('FIDs: Lustre text form, key order, validation', async (t) => {
   const byKey = [...sorted].sort((a, b) => (fidKey(a) < fidKey(b) ? -1 : 1));
   t.same(byKey, [fid(1, 5), fid(1, 5, 1), fid(1, 0x10), fid(2, 0), fid(0x100000000, 0)]);
   t.same(parseFidKey(fidKey(f)), f);
+  t.equal(fidKey(fid(2 ** 53 - 1, 0xffffffff, 0xffffffff)), '001fffffffffffff-ffffffff-ffffffff', 'the largest FID: every digit, fixed width');
+  t.equal(fidKey(fid(0x1_0000_0001, 0xa0b, 0)), '0000000100000001-00000a0b-00000000', 'seq across its 32-bit halves');
+  t.same(parseFidKey(fidKey(fid(2 ** 53 - 1, 0xffffffff, 0xffffffff))), fid(2 ** 53 - 1, 0xffffffff, 0xffffffff));
 });
 
 t.test('formats: LevelDB keys and values are pinned byte for byte', async (t) => {
@@ -169,6 +172,9 @@ t.test('xattrs: set, get, list, delete, flags and errors', async (t) => {
   t.same(await osd.xattrList(f), ['trusted.lma', 'user.b']);
   await t.rejects(osd.xattrGet(f, 'user.none'), { code: 'ENODATA' });
   await t.rejects(osd.xattrGet(F(2), 'user.b'), { code: 'ENOENT' });
+  t.equal(await osd.xattrFind(f, 'user.none'), undefined, 'xattrFind: an absent xattr is undefined, not ENODATA');
+  t.same(await osd.xattrFind(f, 'user.b'), Buffer.from('z'));
+  await t.rejects(osd.xattrFind(F(2), 'user.b'), { code: 'ENOENT' }, 'xattrFind: an absent object is still ENOENT');
   await txn(osd, (tx) => tx.xattrDel(f, 'trusted.lma'));
   t.same(await osd.xattrList(f), ['user.b']);
   t.equal((await osd.getAttrs(f)).version, 5, 'create + 3 sets + 1 delete');

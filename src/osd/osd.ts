@@ -610,11 +610,21 @@ export class Osd implements TxHost {
   }
 
   async xattrGet(fid: Fid, name: string): Promise<Buffer> {
+    const v = await this.xattrFind(fid, name);
+    if (v === undefined) throw new OsdError('ENODATA', `no xattr ${name} on ${fidToString(fid)}`);
+    return v;
+  }
+
+  /**
+   * xattrGet's answer, or undefined where it throws ENODATA: for callers to whom an absent xattr
+   * is an ordinary answer (a directory without a default layout), since an error object costs
+   * its stack trace on every such read.
+   */
+  async xattrFind(fid: Fid, name: string): Promise<Buffer | undefined> {
     checkName(name, 'xattr name');
     if (!(await this.attrs(checkFid(fid)))) throw new OsdError('ENOENT', `no object ${fidToString(fid)}`);
     const v = await this.state.get(xattrKey(fid, name));
-    if (v === undefined) throw new OsdError('ENODATA', `no xattr ${name} on ${fidToString(fid)}`);
-    return Buffer.from(toBuffer(v as Uint8Array));
+    return v === undefined ? undefined : Buffer.from(toBuffer(v as Uint8Array));
   }
 
   async xattrList(fid: Fid): Promise<string[]> {

@@ -182,13 +182,8 @@ export class Mdd {
     return this.toWire(f, await this.attrs(f));
   }
 
-  async xattr(f: Fid, name: string): Promise<Buffer | undefined> {
-    try {
-      return await this.osd.xattrGet(f, name);
-    } catch (err) {
-      if ((err as { code?: string }).code === 'ENODATA') return undefined;
-      throw err;
-    }
+  xattr(f: Fid, name: string): Promise<Buffer | undefined> {
+    return this.osd.xattrFind(f, name);
   }
 
   async parentOf(dir: Fid): Promise<Fid> {

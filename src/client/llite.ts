@@ -158,6 +158,15 @@ export class Llite implements FuseOps {
    * ones do not).
    */
   readonly #unlinking = new Map<string, boolean>();
+  /**
+   * The children of those UNLINKs and RMDIRs, by nodeid: true once their attributes' invalidation
+   * was held back (the early cancel of the child's lock). A request that removes the child's last
+   * name leaves nothing for those attributes to describe, and the kernel bumps the inode's
+   * attr_version and drops its nlink itself: the notification (a write to /dev/fuse, about 25 us
+   * of this thread per unlink) is then not sent. Otherwise (a name left, an orphan still open,
+   * a failure) it is, once the answer is known.
+   */
+  readonly #removingChild = new Map<number, boolean>();
   /** Invalidations waiting for a nodeid, to stop waiting when a request holding it starts. */
   readonly #holdWaiters = new Map<number, Set<() => void>>();
   /** READs and WRITEs running, by nodeid: the byte ranges whose pages the kernel holds locked for them. */
@@ -199,7 +208,8 @@ export class Llite implements FuseOps {
     const settled = (p: Promise<unknown>): Promise<void> => p.then(() => undefined, () => undefined);
     const node = this.#nodes.get(nodeid);
     const waits: Promise<void>[] = [];
-    if ((node?.dir || this.#pinned.has(nodeid)) && kernel.invalAttrsNow && what.kind === 'attr') {
+    if (what.kind === 'attr' && this.#removingChild.has(nodeid)) this.#removingChild.set(nodeid, true);
+    else if ((node?.dir || this.#pinned.has(nodeid)) && kernel.invalAttrsNow && what.kind === 'attr') {
       // Attributes that go at once, from this thread (FuseSession.invalAttrsNow).
       try {
         kernel.invalAttrsNow(nodeid);
@@ -500,7 +510,7 @@ export class Llite implements FuseOps {
       const dir = this.#fid(parent);
       // What the name led to, read before the unlink's early cancel drops it from the cache.
       const child = fs.core.mdCache.childOf(dir, name);
-      const reply = await this.#removing(parent, name, child, () => fs.mdc.unlink(dir, name));
+      const reply = await this.#removing(parent, name, child, () => fs.mdc.unlink(dir, name), (r) => r.destroyed);
       if (child !== undefined && !reply.orphan) fs.core.releaseObjectLocks(child, reply.destroyed);
     }));
   }
@@ -509,28 +519,39 @@ export class Llite implements FuseOps {
     await this.#stats.counted('rmdir', () => this.#holds([parent], async () => {
       const fs = this.#as(ctx);
       const dir = this.#fid(parent);
-      await this.#removing(parent, name, fs.core.mdCache.childOf(dir, name), () => fs.mdc.rmdir(dir, name));
+      await this.#removing(parent, name, fs.core.mdCache.childOf(dir, name), () => fs.mdc.rmdir(dir, name), () => true);
     }));
   }
 
   /**
    * An UNLINK or RMDIR of `name` (whose child, when known, is `child`): while it runs, the
-   * child is #pinned and the name is #unlinking (their invalidations then cost no thread), and
-   * after a failure the held-back name's invalidation is sent.
+   * child is #pinned, the name is #unlinking and the child #removingChild (their invalidations
+   * then cost no thread, or wait for the answer). After a failure the held-back invalidations
+   * are sent; after a success, the child's attributes' only if `gone` says the child outlives it.
    */
-  async #removing<T>(parent: number, name: string, child: string | undefined, op: () => Promise<T>): Promise<T> {
+  async #removing<T>(parent: number, name: string, child: string | undefined, op: () => Promise<T>, gone: (r: T) => boolean): Promise<T> {
     const pinned = child === undefined ? undefined : this.#nodeOfFid.get(child);
     if (pinned !== undefined) countUp(this.#pinned, pinned);
     const key = `${parent}/${name}`;
     const mine = !this.#unlinking.has(key);
     if (mine) this.#unlinking.set(key, false);
+    const mineChild = pinned !== undefined && !this.#removingChild.has(pinned);
+    if (mineChild) this.#removingChild.set(pinned, false);
+    let outlives = true;
     try {
-      return await op();
+      const r = await op();
+      outlives = !gone(r);
+      return r;
     } catch (err) {
       if (mine && this.#unlinking.get(key)) void this.#kernel?.invalEntry(parent, name).catch(() => undefined);
       throw err;
     } finally {
       if (mine) this.#unlinking.delete(key);
+      if (mineChild) {
+        const held = this.#removingChild.get(pinned)!;
+        this.#removingChild.delete(pinned);
+        if (held && outlives) void this.#invalidate({ kind: 'attr', fid: child!, lookup: false });
+      }
       if (pinned !== undefined) countDown(this.#pinned, pinned);
     }
   }

@@ -31,7 +31,16 @@ export const COUNTER = {
   clean: 'm:clean',
 } as const;
 
-export const objectKey = (f: Fid): string => `o:${fidKey(f)}`;
+/** o: keys by FID object, for the reason fid.ts keeps FIDs' text and key forms. */
+const objectKeys = new WeakMap<Fid, string>();
+export const objectKey = (f: Fid): string => {
+  let k = objectKeys.get(f);
+  if (k === undefined) {
+    k = `o:${fidKey(f)}`;
+    objectKeys.set(f, k);
+  }
+  return k;
+};
 export const xattrPrefix = (f: Fid): string => `x:${fidKey(f)}:`;
 export const indexPrefix = (f: Fid): string => `i:${fidKey(f)}:`;
 export const xattrKey = (f: Fid, name: string): string => xattrPrefix(f) + name;

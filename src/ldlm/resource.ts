@@ -29,8 +29,23 @@ export function resId(n0: bigint, n1 = 0n, n2 = 0n, n3 = 0n): ResId {
 
 /** fid_build_reg_res_name: the resource of an object (inode or OST object) by FID. */
 export function resIdOfFid(fid: Fid): ResId {
-  return [BigInt(fid.seq), BigInt(fid.oid) | (BigInt(fid.ver) << 32n), 0n, 0n];
+  let r = ofFid.get(fid);
+  if (r === undefined) {
+    r = Object.freeze([BigInt(fid.seq), BigInt(fid.oid) | (BigInt(fid.ver) << 32n), 0n, 0n] as const);
+    ofFid.set(fid, r);
+  }
+  return r;
 }
+
+/**
+ * Resource names by FID object, and map keys by resource name: an update names the same few
+ * objects again and again (its locks, the client's cache, the early cancels), and each name and
+ * key made anew cost BigInt arithmetic and four BigInt toString(16)s. Both are immutable (a
+ * Fid's fields are readonly, a ResId is frozen or readonly), so sharing is safe; weak, so they
+ * go with their objects.
+ */
+const ofFid = new WeakMap<Fid, ResId>();
+const keyOf = new WeakMap<ResId, string>();
 
 /** The resource of one name in a directory: the directory's FID, the name hash in name[3]. */
 export function resIdOfName(dir: Fid, nameHash: number | bigint): ResId {
@@ -59,7 +74,12 @@ export function nameHash(name: string): number {
 
 /** A string key for maps: the four words in hex. */
 export function resIdKey(r: ResId): string {
-  return `${r[0].toString(16)}:${r[1].toString(16)}:${r[2].toString(16)}:${r[3].toString(16)}`;
+  let k = keyOf.get(r);
+  if (k === undefined) {
+    k = `${r[0].toString(16)}:${r[1].toString(16)}:${r[2].toString(16)}:${r[3].toString(16)}`;
+    keyOf.set(r, k);
+  }
+  return k;
 }
 
 export function resIdEquals(a: ResId, b: ResId): boolean {

@@ -7,7 +7,7 @@
 // mdt_object_lock with a pdo hash), the hash of the name in name[3] (LUSTRE_RES_ID_HSH_OFF).
 // Text form as Lustre prints it (DLDLMRES): "[0x200000401:0x1:0x0].0x0".
 
-import type { Fid } from '../osd/fid.js';
+import { keptPerObject, type Fid } from '../osd/fid.js';
 import { LdlmError } from './errors.js';
 
 export type ResId = readonly [bigint, bigint, bigint, bigint];
@@ -27,25 +27,14 @@ export function resId(n0: bigint, n1 = 0n, n2 = 0n, n3 = 0n): ResId {
   return r;
 }
 
-/** fid_build_reg_res_name: the resource of an object (inode or OST object) by FID. */
-export function resIdOfFid(fid: Fid): ResId {
-  let r = ofFid.get(fid);
-  if (r === undefined) {
-    r = Object.freeze([BigInt(fid.seq), BigInt(fid.oid) | (BigInt(fid.ver) << 32n), 0n, 0n] as const);
-    ofFid.set(fid, r);
-  }
-  return r;
-}
-
 /**
- * Resource names by FID object, and map keys by resource name: an update names the same few
- * objects again and again (its locks, the client's cache, the early cancels), and each name and
- * key made anew cost BigInt arithmetic and four BigInt toString(16)s. Both are immutable (a
- * Fid's fields are readonly, a ResId is frozen or readonly), so sharing is safe; weak, so they
- * go with their objects.
+ * fid_build_reg_res_name: the resource of an object (inode or OST object) by FID. Kept per FID
+ * object, frozen, as resIdKey's keys are per name (keptPerObject): an update names the same few
+ * objects again and again (its locks, the client's cache, the early cancels), and each name
+ * and key made anew cost BigInt arithmetic and four BigInt toString(16)s.
  */
-const ofFid = new WeakMap<Fid, ResId>();
-const keyOf = new WeakMap<ResId, string>();
+export const resIdOfFid: (fid: Fid) => ResId = keptPerObject((fid) =>
+  Object.freeze([BigInt(fid.seq), BigInt(fid.oid) | (BigInt(fid.ver) << 32n), 0n, 0n] as const));
 
 /** The resource of one name in a directory: the directory's FID, the name hash in name[3]. */
 export function resIdOfName(dir: Fid, nameHash: number | bigint): ResId {
@@ -73,14 +62,7 @@ export function nameHash(name: string): number {
 }
 
 /** A string key for maps: the four words in hex. */
-export function resIdKey(r: ResId): string {
-  let k = keyOf.get(r);
-  if (k === undefined) {
-    k = `${r[0].toString(16)}:${r[1].toString(16)}:${r[2].toString(16)}:${r[3].toString(16)}`;
-    keyOf.set(r, k);
-  }
-  return k;
-}
+export const resIdKey: (r: ResId) => string = keptPerObject((r) => `${r[0].toString(16)}:${r[1].toString(16)}:${r[2].toString(16)}:${r[3].toString(16)}`);
 
 export function resIdEquals(a: ResId, b: ResId): boolean {
   return a[0] === b[0] && a[1] === b[1] && a[2] === b[2] && a[3] === b[3];

@@ -35,23 +35,27 @@ export function fid(seq: number, oid: number, ver = 0): Fid {
 }
 
 /**
- * The text and key forms of FIDs, by the FID object: a request handles the same few FID objects
- * many times over (parseFid hands out one object per text), and a string made once is also
- * hashed once by every Map it is looked up in (the OSD's state layers): a key made anew cost
- * about ten times a cached one there. Safe because a Fid is never changed (its fields are
- * readonly); weak, so that a FID's strings go with it.
+ * `make` with its results kept by their argument object (a WeakMap): for the strings and names
+ * made from an immutable object (a Fid, a ResId) many times over. A request handles the same few
+ * FID objects again and again (parseFid hands out one object per text), and a string made once
+ * is also hashed once by every Map it is looked up in (the OSD's state layers, the lock
+ * namespaces): a key made anew cost about ten times a kept one there. Weak, so that the results
+ * go with their object.
  */
-const texts = new WeakMap<Fid, string>();
-const keys = new WeakMap<Fid, string>();
-
-export function fidToString(f: Fid): string {
-  let t = texts.get(f);
-  if (t === undefined) {
-    t = `[0x${f.seq.toString(16)}:0x${f.oid.toString(16)}:0x${f.ver.toString(16)}]`;
-    texts.set(f, t);
-  }
-  return t;
+export function keptPerObject<K extends object, V>(make: (k: K) => V): (k: K) => V {
+  const kept = new WeakMap<K, V>();
+  return (k) => {
+    let v = kept.get(k);
+    if (v === undefined) {
+      v = make(k);
+      kept.set(k, v);
+    }
+    return v;
+  };
 }
+
+/** Lustre's text form of a FID. */
+export const fidToString: (f: Fid) => string = keptPerObject((f) => `[0x${f.seq.toString(16)}:0x${f.oid.toString(16)}:0x${f.ver.toString(16)}]`);
 
 const TEXT = /^\[0x([0-9a-fA-F]{1,14}):0x([0-9a-fA-F]{1,8}):0x([0-9a-fA-F]{1,8})\]$/;
 
@@ -80,14 +84,8 @@ const BYTE_HEX: readonly string[] = Array.from({ length: 256 }, (_, b) => b.toSt
 /** Eight hex digits of a 32-bit value, by table: every state key names a FID, and Number's toString(16) made fidKey a few percent of a metadata server's CPU. */
 const hex8 = (v: number): string => BYTE_HEX[v >>> 24]! + BYTE_HEX[(v >>> 16) & 0xff]! + BYTE_HEX[(v >>> 8) & 0xff]! + BYTE_HEX[v & 0xff]!;
 
-export function fidKey(f: Fid): string {
-  let k = keys.get(f);
-  if (k === undefined) {
-    k = `${hex8(Math.floor(f.seq / U32))}${hex8(f.seq >>> 0)}-${hex8(f.oid)}-${hex8(f.ver)}`;
-    keys.set(f, k);
-  }
-  return k;
-}
+/** The LevelDB key form of a FID (see the top of the file). */
+export const fidKey: (f: Fid) => string = keptPerObject((f) => `${hex8(Math.floor(f.seq / U32))}${hex8(f.seq >>> 0)}-${hex8(f.oid)}-${hex8(f.ver)}`);
 
 const KEY = /^([0-9a-f]{16})-([0-9a-f]{8})-([0-9a-f]{8})$/;
 

@@ -17,7 +17,7 @@
 // database is always the exact state after some txg.
 
 import { Encoder } from 'cbor-x';
-import { fidKey, parseFidKey, FID_KEY_LENGTH, type Fid } from './fid.js';
+import { fidKey, keptPerObject, parseFidKey, FID_KEY_LENGTH, type Fid } from './fid.js';
 import type { IndexValue, ObjectAttrs, ObjectType } from './types.js';
 
 export const NAME_MAX_BYTES = 255;
@@ -31,16 +31,7 @@ export const COUNTER = {
   clean: 'm:clean',
 } as const;
 
-/** o: keys by FID object, for the reason fid.ts keeps FIDs' text and key forms. */
-const objectKeys = new WeakMap<Fid, string>();
-export const objectKey = (f: Fid): string => {
-  let k = objectKeys.get(f);
-  if (k === undefined) {
-    k = `o:${fidKey(f)}`;
-    objectKeys.set(f, k);
-  }
-  return k;
-};
+export const objectKey: (f: Fid) => string = keptPerObject((f) => `o:${fidKey(f)}`);
 export const xattrPrefix = (f: Fid): string => `x:${fidKey(f)}:`;
 export const indexPrefix = (f: Fid): string => `i:${fidKey(f)}:`;
 export const xattrKey = (f: Fid, name: string): string => xattrPrefix(f) + name;

@@ -342,6 +342,22 @@ t.test('client caching on locks, two mounts', async (t) => {
     t.equal(after.attr.mtimeNs, BigInt(Math.round((await b.stat('/keep')).mtimeMs * 1e3)) * 1000n, 'asked again: the other mount\'s change is seen');
   });
 
+  t.test('security.capability, as Lustre\'s llite: a getxattr is ENODATA and a setxattr or removexattr does nothing, with no request (the kernel asks before every write)', async (t) => {
+    const la = new Llite(a);
+    la.attach({ invalInode: async () => true, invalEntry: async () => true, invalAttrsNow: () => true });
+    await a.writeFile('/caps', 'x');
+    const f = await la.lookup(ctx(1), 1, 'caps');
+    const sent = a.core.mdc.import.counters.sent;
+    t.match(await rejection(la.getxattr(ctx(1), f.nodeid, 'security.capability')), { code: 'ENODATA' });
+    await la.setxattr(ctx(1), f.nodeid, 'security.capability', Buffer.from([1, 0, 0, 2]), 0);
+    t.match(await rejection(la.getxattr(ctx(1), f.nodeid, 'security.capability')), { code: 'ENODATA' }, 'set, and still not there');
+    await la.removexattr(ctx(1), f.nodeid, 'security.capability');
+    t.equal(a.core.mdc.import.counters.sent, sent, 'no request to the MDT');
+    t.notOk((await la.listxattr(ctx(1), f.nodeid)).includes('security.capability'), 'nothing was stored');
+    await la.setxattr(ctx(1), f.nodeid, 'security.selinux', Buffer.from('x'), 0);
+    t.same(await la.getxattr(ctx(1), f.nodeid, 'security.selinux'), Buffer.from('x'), 'other security xattrs are kept');
+  });
+
   t.test('a lookup of a name not there is answered from the directory\'s list of names while its lock holds; the other mount\'s change, a rename, a denied search and a large directory ask the MDT', async (t) => {
     const la = new Llite(a);
     la.attach({ invalInode: async () => true, invalEntry: async () => true, invalAttrsNow: () => true });

@@ -295,6 +295,8 @@ if (!fuseAvailable()) {
     t.match(r.stderr, /No such file or directory/);
     r = await sh('mkdir d && setfattr -n user.on.dir -v 1 d && getfattr --only-values -n user.on.dir d', { dir: at('xattr') });
     t.equal(r.stdout, '1', `on a directory ${r.stderr}`);
+    r = await sh('setfattr -n security.capability -v 0x0000000200200000000000000000000000000000 f && getfattr -n security.capability f', { dir: at('xattr') });
+    t.match(r.stderr, /No such attribute/, 'file capabilities are not kept, as on Lustre: the set succeeds, the get finds none');
   });
 
   t.test('permissions as uid 65534 (allow_other, default_permissions)', async (t) => {

@@ -146,12 +146,8 @@ export class Lod {
       const release = await this.#c.locks.acquire(`lod:objid:${o.ostIndex}`);
       try {
         const name = `ost.${o.ostIndex}`;
-        let last: Fid | undefined;
-        try {
-          last = parseFid((await this.#c.osd.xattrGet(this.#c.objidFid, name)).toString());
-        } catch (err) {
-          if ((err as { code?: string }).code !== 'ENODATA') throw err;
-        }
+        const stored = await this.#c.osd.xattrFind(this.#c.objidFid, name);
+        const last = stored && parseFid(stored.toString());
         if (!last || o.fid.oid > last.oid) await tx.xattrSet(this.#c.objidFid, name, Buffer.from(fidToString(o.fid)));
         this.targets.get(o.ostIndex)?.adopt?.(o.fid);
       } finally {

@@ -99,11 +99,8 @@ export class Mdd {
     mdd.objidFid = await localObject(osd, 'lov_objid', 'reg', { mode: 0o600 });
     mdd.llogFid = await localObject(osd, 'unlink_llog', 'idx');
     mdd.openFid = await localObject(osd, 'open_handles', 'idx');
-    try {
-      mdd.#lastFid = mdd.#reserved = parseFid((await osd.xattrGet(mdd.seqFid, LAST_FID_XATTR)).toString());
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'ENODATA') throw err;
-    }
+    const lastFid = await osd.xattrFind(mdd.seqFid, LAST_FID_XATTR);
+    if (lastFid) mdd.#lastFid = mdd.#reserved = parseFid(lastFid.toString());
     return mdd;
   }
 

@@ -169,12 +169,8 @@ export class ConfigLogs {
   }
 
   async #create(tx: Tx, name: string): Promise<Log> {
-    let last = 0;
-    try {
-      last = Number((await this.#osd.xattrGet(this.#dir, LAST_LLOG_OID)).readBigUInt64LE(0));
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'ENODATA') throw err;
-    }
+    const stored = await this.#osd.xattrFind(this.#dir, LAST_LLOG_OID);
+    const last = stored ? Number(stored.readBigUInt64LE(0)) : 0;
     const value = Buffer.alloc(8);
     value.writeBigUInt64LE(BigInt(last + 1));
     const logFid = fid(FID_SEQ_LLOG, last + 1);

@@ -68,10 +68,6 @@ async function fill(osd: Osd, tx: Tx, parent: Fid, name: string, type: ObjectTyp
 }
 
 async function lastLocalOid(osd: Osd): Promise<number> {
-  try {
-    return Number((await osd.xattrGet(ROOT_INDEX_FID, LAST_LOCAL_OID)).readBigUInt64LE(0));
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ENODATA') return 0;
-    throw err;
-  }
+  const last = await osd.xattrFind(ROOT_INDEX_FID, LAST_LOCAL_OID);
+  return last ? Number(last.readBigUInt64LE(0)) : 0;
 }

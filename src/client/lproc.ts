@@ -11,7 +11,8 @@
 // here has two imports (its OST_REQUEST and OST_IO portals, Lustre's one import of two
 // portals): its files show both as one.
 import { LprocfsStats, type Import, type ImportState } from '../ptlrpc/index.js';
-import type { ParamFiles } from './params.js';
+import type { FuseSession } from './fuse/index.js';
+import { ParamError, type ParamFiles, type ParamSource } from './params.js';
 
 /** llite_opcode_table's names this client counts, in the table's order. */
 const LLITE_OPS = [
@@ -129,6 +130,43 @@ export function mountFiles(llite: () => string, stats: LliteStats, devices: () =
       if (f?.file !== 'stats') return false;
       for (const i of f.device.imports) i.stats.clear();
       return true;
+    },
+  };
+}
+
+/** The largest fuse_spin_us: beyond a millisecond a spin only burns the CPU. */
+const FUSE_SPIN_US_MAX = 1000;
+
+/**
+ * A FUSE mount's session: llite.<instance>.fuse_spin_us (rw: how long the session spins for the
+ * next request after a reply, 0 for never) and llite.<instance>.fuse_stats (its request
+ * counters, read-only).
+ */
+export function fuseSessionParams(llite: () => string, session: FuseSession): { source: ParamSource; files: ParamFiles } {
+  const spin = (): string => `llite.${llite()}.fuse_spin_us`;
+  const file = (): string => `llite.${llite()}.fuse_stats`;
+  return {
+    source: {
+      list: () => [{ name: spin(), value: String(Math.round(session.spinMs * 1000)) }],
+      set: (name, value) => {
+        if (name !== spin()) throw new ParamError('EINVAL', `${name} is not a parameter of this session`);
+        const us = Number(value);
+        if (!Number.isInteger(us) || us < 0 || us > FUSE_SPIN_US_MAX) {
+          throw new ParamError('EINVAL', `fuse_spin_us must be an integer from 0 to ${FUSE_SPIN_US_MAX}, not '${value}'`);
+        }
+        session.spinMs = us / 1000;
+      },
+    },
+    files: {
+      names: () => [file()],
+      read: (name) => {
+        if (name !== file()) return undefined;
+        const s = session.stats;
+        return [
+          `requests ${s.requests}`, `errors ${s.errors}`, `timeouts ${s.timeouts}`, `malformed ${s.malformed}`,
+          `interrupts ${s.interrupts}`, `spins ${s.spins}`, `spin_hits ${s.spinHits}`, `largest_write_bytes ${s.largestWriteBytes}`,
+        ].join('\n');
+      },
     },
   };
 }

@@ -114,7 +114,7 @@ if (skip) {
     for (const s of sessions) {
       if (fuseMountAt(s.mountpoint)) await s.unmount({ lazy: true }).catch(() => {});
     }
-    for (const m of [mnt, join(top, 'mnt2'), join(top, 'mnt3'), join(top, 'mnt-r0'), join(top, 'mnt-r1')]) {
+    for (const m of [mnt, join(top, 'mnt2'), join(top, 'mnt3'), join(top, 'mnt-r0'), join(top, 'mnt-r1'), join(top, 'mnt-spin5'), join(top, 'mnt-spin0')]) {
       if (fuseMountAt(m)) spawnSync('umount', ['-l', m]);
     }
     await rm(top, { recursive: true, force: true });
@@ -179,6 +179,31 @@ if (skip) {
       t.equal(ops.most, 2, `${s.readerKind}: WRITEs ran two at once, never more`);
       await s.unmount();
       t.equal(fuseMountAt(m), undefined);
+    }
+  });
+
+  t.test('a synchronous caller\'s next request read by the spin after each reply: answers and 1 MiB writes intact; spinMs 0 never spins', async (t) => {
+    const src = join(outside, 'spin.bin');
+    await writeFile(src, randomBytes(4 * MiB));
+    // 300 open+close in a loop (OPEN, FLUSH, RELEASE each), then a file copied in 1 MiB writes.
+    const loop = `for (let i = 0; i < 300; i++) fs.closeSync(fs.openSync('f', 'r'));`;
+    for (const spinMs of [5, 0]) {
+      const dir = join(top, `back-spin${spinMs}`);
+      const m = join(top, `mnt-spin${spinMs}`);
+      await Promise.all([mkdir(dir), mkdir(m)]);
+      await writeFile(join(dir, 'f'), 'x');
+      const s = await FuseSession.mount(m, new Passthrough(dir), { spinMs });
+      sessions.push(s);
+      try {
+        const r = await sh(`${JSON.stringify(process.execPath)} -e "const fs = require('node:fs'); ${loop}" && dd if=${src} of=copy bs=1M status=none && cmp ${src} copy`, m);
+        t.equal(r.code, 0, `spinMs ${spinMs}: the loop ran, the copy is intact ${r.stderr}`);
+        t.same(await readFile(join(dir, 'copy')), await readFile(src), `spinMs ${spinMs}: the backing file holds every byte`);
+        if (spinMs > 0) {
+          t.ok(s.stats.spinHits > 100, `requests read by the spin: ${s.stats.spinHits} of ${s.stats.requests} (${s.stats.spins} spins)`);
+        } else t.equal(s.stats.spins, 0, 'no spin with spinMs 0');
+      } finally {
+        await s.unmount();
+      }
     }
   });
 

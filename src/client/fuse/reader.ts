@@ -29,7 +29,13 @@
 // with the request's bytes (not when a timed-out op was answered: it may still read them); a
 // smaller request is copied out and the slot is kept. With every slot busy, a reader reads into
 // a spare buffer and copies. The threads' slots are one SharedArrayBuffer; the loop's are
-// allocated as first needed, so a mount that never writes holds one buffer.
+// allocated as first needed, so a mount that never writes holds one buffer (two once it spins).
+//
+// Spinning (the loop's only, poll()): the session may ask for the next request at once rather
+// than wait for libuv to wake the thread (session.ts, spin()). poll() then reads the fd, which
+// libuv made non-blocking, with readSync until a request comes or its time is up; it reads into
+// a slot of its own, never the buffer the handle reads into, and hands the request over as the
+// handle's reads do (a WRITE's data stays in that slot, which poll() then replaces).
 //
 // Back-pressure: a reader takes a credit before each read; the session gives the credit back
 // when the request is answered (or abandoned at its timeout). So at most maxInFlight requests
@@ -52,7 +58,7 @@
 // Either way a mounted session keeps its process alive, as a FUSE daemon must (the mount point
 // would fail ENOTCONN without it): the loop's handle is referenced while it reads (and while it
 // waits for credits, the requests in flight hold what they wait on), the threads are.
-import { closeSync } from 'node:fs';
+import { closeSync, readSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';
@@ -138,6 +144,12 @@ export interface Readers {
   ended: Promise<string>;
   /** Closes the fd, once `ended` has resolved and nothing else writes to it. */
   close(): void;
+  /**
+   * The loop's only: reads a request now if the kernel has one, trying for up to budgetMs
+   * (spinning, the thread kept busy) before giving up to the event loop's wait; the request
+   * goes to onRequest as any other. True when one was read.
+   */
+  poll?(budgetMs: number): boolean;
 }
 
 /**
@@ -252,7 +264,8 @@ export function startLoopReader(fd: number, opts: { bufferBytes: number; maxInFl
   /** The buffer the handle reads into, and its slot (-1: the spare, allocated once every slot was busy). */
   let current!: Buffer;
   let currentSlot = -1;
-  const takeSlot = (): void => {
+  /** A free slot (made when fewer than slotCount exist); undefined when every one is busy. */
+  const acquire = (): number | undefined => {
     let i = free.pop();
     if (i === undefined && slots.length < slotCount) {
       i = slots.length;
@@ -260,9 +273,15 @@ export function startLoopReader(fd: number, opts: { bufferBytes: number; maxInFl
       const slot = i;
       releases.push(() => { free.push(slot); });
     }
+    return i;
+  };
+  const takeSlot = (): void => {
+    const i = acquire();
     if (i === undefined) { current = spare ??= Buffer.allocUnsafeSlow(opts.bufferBytes); currentSlot = -1; } else { current = slots[i]!; currentSlot = i; }
   };
   takeSlot();
+  /** The slot poll() reads into, kept while what it reads is copied out. */
+  let pollSlot: number | undefined;
 
   let credits = opts.maxInFlight;
   let begun = false;
@@ -289,22 +308,59 @@ export function startLoopReader(fd: number, opts: { bufferBytes: number; maxInFl
     reading = true;
   };
 
+  /** The request of n bytes read into slot `slot`'s buffer (-1: `buf`, the spare): a view of the slot from SLOT_MIN_BYTES on, else a copy. */
+  const request = (buf: Buffer, slot: number, n: number): { b: Buffer; release: () => void; kept: boolean } => {
+    if (slot >= 0 && n >= SLOT_MIN_BYTES) return { b: buf.subarray(0, n), release: releases[slot]!, kept: true };
+    const b = Buffer.allocUnsafe(n);
+    buf.copy(b, 0, 0, n);
+    return { b, release: noRelease, kept: false };
+  };
+  const deliver = (b: Buffer, release: () => void): void => {
+    if (--credits <= 0) { handle.readStop(); reading = false; }
+    opts.onRequest(b, release);
+  };
+  /**
+   * Spin-reads (see Readers.poll): non-blocking reads of the fd, which libuv made non-blocking,
+   * into a slot of its own (never `current`, which the handle reads into), until a request or
+   * budgetMs. Each EAGAIN is a thrown Error: made without a stack trace, about a microsecond.
+   */
+  const poll = (budgetMs: number): boolean => {
+    if (!begun || done || !reading || credits <= 0) return false;
+    pollSlot ??= acquire();
+    if (pollSlot === undefined) return false;
+    const buf = slots[pollSlot]!;
+    const until = performance.now() + budgetMs;
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    let n = 0;
+    try {
+      for (;;) {
+        try {
+          n = readSync(fd, buf, 0, buf.length, null);
+          break;
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          // Anything but "nothing yet" (ENODEV once unmounted, ENOENT for an interrupted
+          // request) is left to the handle's next read, which reports it as ever.
+          if ((code !== 'EAGAIN' && code !== 'EINTR') || performance.now() >= until) return false;
+        }
+      }
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
+    if (n <= 0) return false;
+    const r = request(buf, pollSlot, n);
+    if (r.kept) pollSlot = undefined;
+    deliver(r.b, r.release);
+    return true;
+  };
+
   handle.onread = (): Buffer => {
     const n = binding.lastRead();
     if (n > 0) {
-      let b: Buffer;
-      let release = noRelease;
-      if (currentSlot >= 0 && n >= SLOT_MIN_BYTES) {
-        b = current.subarray(0, n);
-        release = releases[currentSlot]!;
-        takeSlot();
-      } else {
-        b = Buffer.allocUnsafe(n);
-        current.copy(b, 0, 0, n);
-        if (currentSlot < 0) takeSlot();
-      }
-      if (--credits <= 0) { handle.readStop(); reading = false; }
-      opts.onRequest(b, release);
+      const r = request(current, currentSlot, n);
+      if (r.kept || currentSlot < 0) takeSlot();
+      deliver(r.b, r.release);
       return current;
     }
     if (n === 0) return current; // EAGAIN: libuv waits for the next request itself.
@@ -323,5 +379,6 @@ export function startLoopReader(fd: number, opts: { bufferBytes: number; maxInFl
     stop: () => end('stopped'),
     ended,
     close: () => handle.close(),
+    poll,
   };
 }

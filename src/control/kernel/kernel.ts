@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { mount as mountClientFs, type FileSystem } from '../../client/index.js';
 import { FuseSession } from '../../client/fuse/index.js';
 import { Llite } from '../../client/llite.js';
+import { fuseSessionParams } from '../../client/lproc.js';
 import type { LevelWithSilent } from 'pino';
 import { LNetNI, LNET_DEFAULT_PORT, parseNid, userspacePid } from '../../lnet/index.js';
 import type { OsdOptions } from '../../osd/index.js';
@@ -233,6 +234,9 @@ export class Kernel implements KernelView {
         throw err;
       }
       llite.attach(session);
+      const fuseParams = fuseSessionParams(() => `${fs.core.fsname}-${fs.core.instance}`, session);
+      fs.core.params.addSource(fuseParams.source);
+      fs.core.params.addFiles(fuseParams.files);
       const client: ClientMount = { spec, mountpoint: at, fs, llite, session };
       this.#clients.push(client);
       registerMount(at, this.rundir);

@@ -201,6 +201,12 @@ t.test('early lock cancel: a setattr and a punch that name their client\'s own l
     elc([theirs.remoteHandle])], { modifying: true });
   t.equal(s.mdt.mdt.ldlm.counters.earlyCancels, 1, 'nothing cancelled for another client');
   await t.rejects(c1.mdc.import.request(MdsOpcode.REINT, [body, Buffer.alloc(5)], { modifying: true }), { code: 'EPROTO' });
+  // A malformed reint (decoded once for its locks and its handler): EPROTO, no lock left behind.
+  const locksBefore = s.mdt.mdt.ldlm.namespace.stats().lock_count;
+  await t.rejects(c1.mdc.import.request(MdsOpcode.REINT, [encodeBody({ op: ReintOp.UNLINK, cred: ROOT_CRED, parent: 'not a fid', name: 'x' })], { modifying: true }),
+    { code: 'EPROTO' });
+  t.equal(s.mdt.mdt.ldlm.namespace.stats().lock_count, locksBefore, 'no lock taken or left for it');
+  t.equal((await c1.mdc.getattr(file.fid)).mode & 0o7777, 0o600, 'and the MDT serves the next request');
 
   await c1.osc.precreate(SEQ, 1);
   const id = { seq: SEQ, oid: 1 };

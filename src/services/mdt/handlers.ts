@@ -13,7 +13,7 @@ import { isInternalXattr, type Mdd } from './mdd.js';
 import type { Opens } from './open.js';
 import { checkPermission, MAY_READ, squash } from './perm.js';
 import {
-  credField, decodeBody, decodeReint, encodeBody, fidField, int, keptParent, LOOKUP_NAMES_MAX, MdsOpcode, MdtProtocolError, ReintOp, str,
+  credField, decodeBody, decodeReint, encodeBody, fidField, int, keptParent, LOOKUP_NAMES_MAX, MdsOpcode, MdtProtocolError, reintOf, ReintOp, str,
   type Cred, type DirEntry, type MdtAttr, type ReadpageReply, type ReintRequest,
 } from './protocol.js';
 import type { Reint } from './reint.js';
@@ -144,7 +144,7 @@ export function mdtHandlers(p: MdtParts): Map<number, Handler> {
       return reply({});
     })],
     [MdsOpcode.REINT, wrap('', counters, true, async (req, ctx, tally) => {
-      const r = decodeReint(req.buffers);
+      const r = reintOf(req);
       tally.name = reintName(r);
       const tx = ctx.tx!.osdTx;
       const c = cred(req, r.cred);

@@ -59,7 +59,7 @@ import { openBody, type MdtParts } from './handlers.js';
 import type { Mdd } from './mdd.js';
 import { squash } from './perm.js';
 import {
-  credField, decodeBody, decodeReint, encodeBody, fidField, keptParent, MdsOpcode, MdtProtocolError, OpenFlag, ReintOp, str, type Cred, type ReintRequest,
+  credField, decodeBody, decodeReint, encodeBody, fidField, keptParent, MdsOpcode, MdtProtocolError, OpenFlag, reintOf, ReintOp, str, type Cred, type ReintRequest,
 } from './protocol.js';
 
 export { Disposition };
@@ -142,7 +142,7 @@ export async function prepareReint(mdd: Mdd, ldlm: TargetLdlm, request: Incoming
   ldlm.earlyCancel(request);
   let r: ReintRequest;
   try {
-    r = decodeReint(request.buffers);
+    r = reintOf(request);
   } catch {
     return undefined;
   }

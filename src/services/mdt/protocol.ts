@@ -24,6 +24,7 @@
 // The layout xattr 'lustre.lov' is binary, Lustre's lov_mds_md_v1 (see layout.ts).
 import { decode, Encoder } from 'cbor-x';
 import { parseFid, type Fid, fidToString, type ObjectType, OBJECT_TYPES } from '../../osd/index.js';
+import type { IncomingRequest } from '../../ptlrpc/index.js';
 
 export const MdsOpcode = {
   GETATTR: 33,
@@ -270,6 +271,24 @@ export function setattrField(v: unknown): SetattrFields {
 }
 
 /** Decodes and validates an MDS_REINT request (the edge: nothing malformed gets past). */
+/** A reint's body, decoded once per request: its prepare step (the locks) and its handler both read it. */
+const reints = new WeakMap<IncomingRequest, { r: ReintRequest } | { error: unknown }>();
+
+/** The request's reint (decodeReint), or what decoding it threw, thrown again. */
+export function reintOf(request: IncomingRequest): ReintRequest {
+  let known = reints.get(request);
+  if (!known) {
+    try {
+      known = { r: decodeReint(request.buffers) };
+    } catch (error) {
+      known = { error };
+    }
+    reints.set(request, known);
+  }
+  if ('error' in known) throw known.error;
+  return known.r;
+}
+
 export function decodeReint(buffers: readonly Buffer[]): ReintRequest {
   const m = decodeBody(buffers);
   const op = u32(m.op, 'op');

@@ -5,6 +5,11 @@
 //   mdc.<fsname>-MDT0000-mdc-<instance>.{stats,import}
 //   osc.<fsname>-OSTxxxx-osc-<instance>.{stats,import}
 //
+// and, of a FUSE mount, its session's (this project's own, no Lustre counterpart):
+//
+//   llite.<fsname>-<instance>.fuse_stats            requests, errors, timeouts, spins
+//   llite.<fsname>-<instance>.fuse_spin_us          (rw) the spin after a reply (session.ts)
+//
 // llite.*.stats counts each operation once, where it succeeded, in usecs (Lustre's
 // ll_stats_ops_tally after the operation), and read_bytes / write_bytes one sample per read or
 // write call, of the bytes it moved. mdc and osc stats are their imports' (import.ts). An OSC

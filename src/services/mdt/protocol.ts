@@ -270,7 +270,6 @@ export function setattrField(v: unknown): SetattrFields {
   return out;
 }
 
-/** Decodes and validates an MDS_REINT request (the edge: nothing malformed gets past). */
 /** A reint's body, decoded once per request: its prepare step (the locks) and its handler both read it. */
 const reints = new WeakMap<IncomingRequest, { r: ReintRequest } | { error: unknown }>();
 
@@ -289,6 +288,7 @@ export function reintOf(request: IncomingRequest): ReintRequest {
   return known.r;
 }
 
+/** Decodes and validates an MDS_REINT request (the edge: nothing malformed gets past). */
 export function decodeReint(buffers: readonly Buffer[]): ReintRequest {
   const m = decodeBody(buffers);
   const op = u32(m.op, 'op');

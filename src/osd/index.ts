@@ -3,7 +3,7 @@
 export { Osd, type OsdOptions, type OsdStatfs, type OsdStats, type IndexPage } from './osd.js';
 export { Tx, type CreateAttrs, type XattrSetFlags } from './tx.js';
 export { OsdError, OsdDeviceError, type OsdErrorCode, type OsdDeviceErrorCode } from './errors.js';
-export { fid, fidToString, parseFid, fidKey, parseFidKey, fidEquals, isValidFid, ROOT_INDEX_FID, type Fid } from './fid.js';
+export { fid, fidToString, parseFid, fidKey, parseFidKey, fidEquals, isValidFid, keptPerObject, ROOT_INDEX_FID, type Fid } from './fid.js';
 export { type CheckProblem, type CheckKind, type CheckProgress } from './check.js';
 export { type DeviceInfo, type FormatOptions, FORMAT_VERSION, FORMAT_MAGIC, devicePaths, readDevice } from './device.js';
 export {

@@ -23,7 +23,7 @@
 //
 // The layout xattr 'lustre.lov' is binary, Lustre's lov_mds_md_v1 (see layout.ts).
 import { decode, Encoder } from 'cbor-x';
-import { parseFid, type Fid, fidToString, type ObjectType, OBJECT_TYPES } from '../../osd/index.js';
+import { keptPerObject, parseFid, type Fid, fidToString, type ObjectType, OBJECT_TYPES } from '../../osd/index.js';
 import type { IncomingRequest } from '../../ptlrpc/index.js';
 
 export const MdsOpcode = {
@@ -271,19 +271,17 @@ export function setattrField(v: unknown): SetattrFields {
 }
 
 /** A reint's body, decoded once per request: its prepare step (the locks) and its handler both read it. */
-const reints = new WeakMap<IncomingRequest, { r: ReintRequest } | { error: unknown }>();
+const reints = keptPerObject((request: IncomingRequest): { r: ReintRequest } | { error: unknown } => {
+  try {
+    return { r: decodeReint(request.buffers) };
+  } catch (error) {
+    return { error };
+  }
+});
 
 /** The request's reint (decodeReint), or what decoding it threw, thrown again. */
 export function reintOf(request: IncomingRequest): ReintRequest {
-  let known = reints.get(request);
-  if (!known) {
-    try {
-      known = { r: decodeReint(request.buffers) };
-    } catch (error) {
-      known = { error };
-    }
-    reints.set(request, known);
-  }
+  const known = reints(request);
   if ('error' in known) throw known.error;
   return known.r;
 }

@@ -17,7 +17,7 @@
 // portals): its files show both as one.
 import { LprocfsStats, type Import, type ImportState } from '../ptlrpc/index.js';
 import type { FuseSession } from './fuse/index.js';
-import { ParamError, type ParamFiles, type ParamSource } from './params.js';
+import { checkInteger, ParamError, type ParamFiles, type ParamSource } from './params.js';
 
 /** llite_opcode_table's names this client counts, in the table's order. */
 const LLITE_OPS = [
@@ -155,11 +155,7 @@ export function fuseSessionParams(llite: () => string, session: FuseSession): { 
       list: () => [{ name: spin(), value: String(Math.round(session.spinMs * 1000)) }],
       set: (name, value) => {
         if (name !== spin()) throw new ParamError('EINVAL', `${name} is not a parameter of this session`);
-        const us = Number(value);
-        if (!Number.isInteger(us) || us < 0 || us > FUSE_SPIN_US_MAX) {
-          throw new ParamError('EINVAL', `fuse_spin_us must be an integer from 0 to ${FUSE_SPIN_US_MAX}, not '${value}'`);
-        }
-        session.spinMs = us / 1000;
+        session.spinMs = checkInteger('fuse_spin_us', Number(value), 0, FUSE_SPIN_US_MAX, `'${value}'`) / 1000;
       },
     },
     files: {

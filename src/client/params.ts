@@ -55,12 +55,17 @@ export class ParamError extends Error {
   }
 }
 
-export function checkTunable(key: keyof ClientTunables, value: number): number {
-  const [lo, hi] = RANGES[key];
+/** value, when an integer from lo to hi; else EINVAL naming the parameter, the range and what was given. */
+export function checkInteger(name: string, value: number, lo: number, hi: number, given: string | number = value): number {
   if (!Number.isSafeInteger(value) || value < lo || value > hi) {
-    throw new ParamError('EINVAL', `${key} must be an integer from ${lo} to ${hi}, not ${value}`);
+    throw new ParamError('EINVAL', `${name} must be an integer from ${lo} to ${hi}, not ${given}`);
   }
   return value;
+}
+
+export function checkTunable(key: keyof ClientTunables, value: number): number {
+  const [lo, hi] = RANGES[key];
+  return checkInteger(key, value, lo, hi);
 }
 
 /** lctl's glob: '*' for any run of characters, '?' for one. */

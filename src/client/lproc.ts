@@ -9,6 +9,7 @@
 //
 //   llite.<fsname>-<instance>.fuse_stats            requests, errors, timeouts, spins
 //   llite.<fsname>-<instance>.fuse_spin_us          (rw) the spin after a reply (session.ts)
+//   llite.<fsname>-<instance>.fuse_direct_write     (rw) write-only opens bypass the page cache (llite.ts)
 //
 // llite.*.stats counts each operation once, where it succeeded, in usecs (Lustre's
 // ll_stats_ops_tally after the operation), and read_bytes / write_bytes one sample per read or
@@ -143,19 +144,25 @@ export function mountFiles(llite: () => string, stats: LliteStats, devices: () =
 const FUSE_SPIN_US_MAX = 1000;
 
 /**
- * A FUSE mount's session: llite.<instance>.fuse_spin_us (rw: how long the session spins for the
- * next request after a reply, 0 for never) and llite.<instance>.fuse_stats (its request
- * counters, read-only).
+ * A FUSE mount: llite.<instance>.fuse_spin_us (rw: how long the session spins for the next
+ * request after a reply, 0 for never), llite.<instance>.fuse_direct_write (rw, 0 or 1: whether
+ * files opened write-only bypass the kernel's page cache; for opens from then on) and
+ * llite.<instance>.fuse_stats (the session's request counters, read-only).
  */
-export function fuseSessionParams(llite: () => string, session: FuseSession): { source: ParamSource; files: ParamFiles } {
+export function fuseSessionParams(llite: () => string, session: FuseSession, ops: { directWrite: boolean }): { source: ParamSource; files: ParamFiles } {
   const spin = (): string => `llite.${llite()}.fuse_spin_us`;
+  const direct = (): string => `llite.${llite()}.fuse_direct_write`;
   const file = (): string => `llite.${llite()}.fuse_stats`;
   return {
     source: {
-      list: () => [{ name: spin(), value: String(Math.round(session.spinMs * 1000)) }],
+      list: () => [
+        { name: spin(), value: String(Math.round(session.spinMs * 1000)) },
+        { name: direct(), value: ops.directWrite ? '1' : '0' },
+      ],
       set: (name, value) => {
-        if (name !== spin()) throw new ParamError('EINVAL', `${name} is not a parameter of this session`);
-        session.spinMs = checkInteger('fuse_spin_us', Number(value), 0, FUSE_SPIN_US_MAX, `'${value}'`) / 1000;
+        if (name === spin()) session.spinMs = checkInteger('fuse_spin_us', Number(value), 0, FUSE_SPIN_US_MAX, `'${value}'`) / 1000;
+        else if (name === direct()) ops.directWrite = checkInteger('fuse_direct_write', Number(value), 0, 1, `'${value}'`) === 1;
+        else throw new ParamError('EINVAL', `${name} is not a parameter of this mount`);
       },
     },
     files: {

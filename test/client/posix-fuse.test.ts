@@ -351,6 +351,24 @@ if (!fuseAvailable()) {
     t.equal(r.stdout, 'rmore\n', `a 666 file is writable by anyone ${r.stderr}`);
     r = await as('mv open/mine open/sub/moved && rm -r open/sub');
     t.equal(r.code, 0, `the owner renames and removes in a 777 directory ${r.stderr}`);
+
+    // A write by someone else takes setuid away, and setgid where it means "group exec", as on
+    // a local file system; the write itself succeeds. Written with >> (O_APPEND: through the
+    // page cache, the kernel asks for the mode change) and with > (write-only: direct, the
+    // WRITE carries FUSE_WRITE_KILL_SUIDGID).
+    for (const [redirect, how] of [['>>', 'appended (cached)'], ['>', 'written write-only (direct)']] as const) {
+      for (const [mode, left] of [[0o4777, 0o777], [0o6777, 0o777], [0o6767, 0o2767]] as const) {
+        const f = join(d, 'open/suid');
+        await writeFile(f, 'x\n');
+        await chmod(f, mode);
+        r = await as(`echo more ${redirect} open/suid && stat -c %a open/suid`);
+        t.equal(r.stdout, `${left.toString(8)}\n`, `mode ${mode.toString(8)} ${how} by uid ${NOBODY}: ${left.toString(8)} left ${r.stderr}`);
+        t.equal(await readFile(f, 'utf8'), redirect === '>>' ? 'x\nmore\n' : 'more\n', 'and the write went through');
+      }
+    }
+    await chmod(join(d, 'open/suid'), 0o4777);
+    await writeFile(join(d, 'open/suid'), 'root writes\n');
+    t.equal((await stat(join(d, 'open/suid'))).mode & 0o7777, 0o4777, 'a write by root (CAP_FSETID) keeps setuid');
   });
 
   t.test('two mounts of one file system see each other\'s closed files', async (t) => {

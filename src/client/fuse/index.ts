@@ -9,5 +9,5 @@ export {
 } from './ops.js';
 export { Passthrough, attrOf } from './passthrough.js';
 export { fuseMountAt, abortConnection } from './mount.js';
-export { FUSE_ROOT_ID, OFFSET_MAX, Opcode, InitFlag, WireError } from './wire.js';
+export { FUSE_ROOT_ID, OFFSET_MAX, Opcode, InitFlag, WireError, WriteFlag } from './wire.js';
 export { NOTIFY_QUEUE_MAX } from './notify.js';

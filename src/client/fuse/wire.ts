@@ -169,6 +169,9 @@ export const Fattr = {
 /** fuse_open_out.open_flags. */
 export const FopenFlag = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, NONSEEKABLE: 1 << 2, CACHE_DIR: 1 << 3 } as const;
 
+/** fuse_write_in.write_flags. KILL_SUIDGID: the writer may not keep setuid and setgid bits (no CAP_FSETID). */
+export const WriteFlag = { CACHE: 1 << 0, LOCKOWNER: 1 << 1, KILL_SUIDGID: 1 << 2 } as const;
+
 export const FUSE_GETATTR_FH = 1;
 /** fuse_lk_in.lk_flags: the lock is a BSD flock(), not a POSIX (fcntl) lock. */
 export const FUSE_LK_FLOCK = 1;

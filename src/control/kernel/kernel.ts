@@ -234,7 +234,7 @@ export class Kernel implements KernelView {
         throw err;
       }
       llite.attach(session);
-      const fuseParams = fuseSessionParams(() => `${fs.core.fsname}-${fs.core.instance}`, session);
+      const fuseParams = fuseSessionParams(() => `${fs.core.fsname}-${fs.core.instance}`, session, llite);
       fs.core.params.addSource(fuseParams.source);
       fs.core.params.addFiles(fuseParams.files);
       const client: ClientMount = { spec, mountpoint: at, fs, llite, session };

@@ -158,7 +158,12 @@ export type ReintRequest =
   | { op: 6; cred: Cred; parent?: string; name?: string; fid?: string; flags: number; mode: number; layout?: LayoutSpec; keepParentLock?: boolean }
   | { op: 7; cred: Cred; fid: string; name: string; value: Uint8Array | null; flags: number };
 
-/** setattr fields; `timesNow` is utimes(NULL): set atime and mtime to the server's now. */
+/**
+ * setattr fields; `timesNow` is utimes(NULL): set atime and mtime to the server's now.
+ * `killSuidGid` (Lustre's MDS_ATTR_KILL_SUID | MDS_ATTR_KILL_SGID): a write by someone who may
+ * not keep them takes away the setuid bit, and the setgid bit when the group may execute; no
+ * ownership is needed for it.
+ */
 export interface SetattrFields {
   mode?: number;
   uid?: number;
@@ -167,6 +172,7 @@ export interface SetattrFields {
   mtime?: number;
   ctime?: number;
   timesNow?: boolean;
+  killSuidGid?: boolean;
 }
 
 /** setxattr flags (Linux): XATTR_CREATE 1, XATTR_REPLACE 2. */
@@ -267,6 +273,7 @@ export function setattrField(v: unknown): SetattrFields {
     if (t !== undefined) out[k] = t;
   }
   if (a.timesNow !== undefined) out.timesNow = bool(a.timesNow, 'attrs.timesNow');
+  if (a.killSuidGid !== undefined) out.killSuidGid = bool(a.killSuidGid, 'attrs.killSuidGid');
   return out;
 }
 

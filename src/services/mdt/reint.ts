@@ -294,8 +294,9 @@ export class Reint {
         mode = s.mode & 0o7777;
         if (cred.uid !== 0 && !inGroup(cred, out.gid ?? a.gid)) mode &= ~S_ISGID;
       }
-      if ((out.uid !== undefined || out.gid !== undefined) && a.type !== 'dir') {
-        // chown clears setuid, and setgid when it means "group exec" (Linux's should_remove_suid).
+      if ((s.killSuidGid || out.uid !== undefined || out.gid !== undefined) && a.type !== 'dir') {
+        // chown, and a write by someone without CAP_FSETID, clear setuid, and setgid when it
+        // means "group exec" (Linux's should_remove_suid).
         mode &= ~S_ISUID;
         if (mode & 0o010) mode &= ~S_ISGID;
       }

@@ -169,6 +169,13 @@ t.test('MDT namespace over LNet', async (t) => {
     t.equal(times.mtime, 2000);
     t.equal(await code(a.setattr(f.fid, { mtime: 5 })), 'EPERM', 'explicit times by another user');
     t.equal(await code(a.setattr(f.fid, { timesNow: true })), 'EACCES', 'utimes(NULL) without write permission');
+    // A write by another user takes setuid away, and setgid only where the group may execute.
+    const su = await a.create(d.fid, 'su', 0o666);
+    await a.setattr(su.fid, { mode: 0o6777 });
+    t.equal((await b.setattr(su.fid, { killSuidGid: true })).mode, 0o100777, 'killSuidGid by another user: setuid and setgid go');
+    await a.setattr(su.fid, { mode: 0o6767 });
+    t.equal((await b.setattr(su.fid, { killSuidGid: true })).mode, 0o102767, 'setgid without group exec stays');
+    t.equal(await code(b.setattr(su.fid, { killSuidGid: true, mode: 0o777 })), 'EPERM', 'but it carries no chmod');
     // Directory permissions.
     const priv = await a.mkdir(d.fid, 'private', 0o700);
     t.equal(await code(b.lookup(priv.fid, 'x')), 'EACCES', 'search without x');

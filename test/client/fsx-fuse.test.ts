@@ -2,6 +2,9 @@
 // sizes (offsets past the end make holes), truncates up and down, reads, size checks (fstat and
 // stat by path, fsx's "mapped" size check without mmap, which Node lacks), fsyncs and
 // close/reopen, on ONE file through the FUSE mount, each read compared with an in-memory model.
+// The file is open twice: read-write (through the kernel's page cache) and write-only (which
+// bypasses it, FOPEN_DIRECT_IO): every other write goes through the write-only one, and the
+// reads through the read-write one must see it, not the pages it cached.
 // Now and then the file is closed and read whole through a second mount of the same file system.
 // Then a shorter run on a file striped over both OSTs with 64 KiB stripes.
 //
@@ -33,10 +36,15 @@ async function fsx(o: Options): Promise<Record<string, number>> {
   const model = Buffer.alloc(FILE_MAX);
   let size = 0;
   const log: string[] = [];
-  const counts: Record<string, number> = { write: 0, read: 0, truncateUp: 0, truncateDown: 0, size: 0, fsync: 0, reopen: 0, otherMount: 0, holes: 0 };
+  const counts: Record<string, number> = { write: 0, directWrite: 0, read: 0, truncateUp: 0, truncateDown: 0, size: 0, fsync: 0, reopen: 0, otherMount: 0, holes: 0 };
   // Created empty when missing; an existing file (the striped one) must be empty.
   let fh: FileHandle = await open(o.path, constants.O_RDWR | constants.O_CREAT, 0o644);
   if ((await fh.stat()).size !== 0) throw new Error(`${o.path} is not empty`);
+  let wfh: FileHandle = await open(o.path, constants.O_WRONLY);
+  const reopen = async (): Promise<void> => {
+    fh = await open(o.path, 'r+');
+    wfh = await open(o.path, constants.O_WRONLY);
+  };
   const fail = (op: number, what: string): never => {
     throw new Failure(`fsx op ${op}: ${what}; seed ${o.seed} (LUSTRE_FSX_SEED=${o.seed} reproduces it)`, log.slice(-LOG_TAIL));
   };
@@ -56,9 +64,12 @@ async function fsx(o: Options): Promise<Record<string, number>> {
         const reach = Math.min(FILE_MAX - length, size + (r.next() < 0.2 ? 2 * MiB : 0));
         const offset = r.int(reach + 1);
         if (offset > size) counts.holes!++;
-        log.push(`${op} write ${offset}..${offset + length} (${length}) size ${size} -> ${Math.max(size, offset + length)}`);
+        // By the op's parity, which leaves the sequence of a seed as it was before.
+        const direct = (op & 1) === 1;
+        log.push(`${op} write ${offset}..${offset + length} (${length}) size ${size} -> ${Math.max(size, offset + length)}${direct ? ' write-only' : ''}`);
         const data = pattern(op, offset, length);
-        const { bytesWritten } = await fh.write(data, 0, length, offset);
+        const { bytesWritten } = await (direct ? wfh : fh).write(data, 0, length, offset);
+        if (direct) counts.directWrite!++;
         if (bytesWritten !== length) fail(op, `write of ${length} wrote ${bytesWritten}`);
         data.copy(model, offset);
         size = Math.max(size, offset + length);
@@ -93,26 +104,26 @@ async function fsx(o: Options): Promise<Record<string, number>> {
         counts.fsync!++;
       } else if (p < 0.998) {
         log.push(`${op} close and reopen`);
-        await fh.close();
-        fh = await open(o.path, 'r+');
+        await Promise.all([fh.close(), wfh.close()]);
+        await reopen();
         counts.reopen!++;
       } else {
         log.push(`${op} close, read whole through the other mount (${size}), reopen`);
-        await fh.close();
+        await Promise.all([fh.close(), wfh.close()]);
         const whole = await readFile(o.otherPath);
         if (whole.length !== size) fail(op, `the other mount reads ${whole.length} bytes, the model has ${size}`);
         compare(op, whole, 0, 'read through the other mount');
-        fh = await open(o.path, 'r+');
+        await reopen();
         counts.otherMount!++;
       }
     }
     // The end: the whole file through this mount after a close.
-    await fh.close();
+    await Promise.all([fh.close(), wfh.close()]);
     const whole = await readFile(o.path);
     if (whole.length !== size) fail(o.ops, `the file is ${whole.length} bytes at the end, the model ${size}`);
     compare(o.ops, whole, 0, 'final read');
   } finally {
-    await fh.close().catch(() => undefined);
+    await Promise.all([fh.close().catch(() => undefined), wfh.close().catch(() => undefined)]);
   }
   return counts;
 }
@@ -133,6 +144,7 @@ if (!fuseAvailable()) {
       const counts = await fsx({ path: join(mnt, name), otherPath: join(mnt2, name), ops: count, seed: runSeed });
       t.comment(`${name}: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       t.ok(counts.write! > count / 4 && counts.read! > count / 4, `${count} operations, each read as the model says (seed ${runSeed})`);
+      t.ok(counts.directWrite! > count / 16 && counts.directWrite! < counts.write!, 'writes through both the write-only and the read-write open');
       t.ok(counts.truncateUp! > 0 && counts.truncateDown! > 0 && counts.holes! > 0, 'truncates both ways and writes past the end');
     } catch (err) {
       if (!(err instanceof Failure)) throw Object.assign(err as Error, { message: `${(err as Error).message} (fsx seed ${runSeed})` });

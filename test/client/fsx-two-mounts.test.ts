@@ -1,7 +1,9 @@
 // The fsx-style exerciser across two FUSE mounts of one file system (issue 9's proof): one
 // mount writes and truncates the file, the other reads it and checks its size (fstat of its
 // open handle and stat by path), each read compared with an in-memory model; now and then the
-// two swap roles, and the writer reads its own file too. Both keep the file open throughout.
+// two swap roles, and the writer reads its own file too. Both keep the file open throughout,
+// read-write and write-only (whose writes bypass the kernel's page cache): every other write
+// goes through the writer's write-only open.
 //
 // Two runs of it:
 // - synced: before the reading mount looks, the writer fsyncs what it wrote and the reader opens
@@ -44,12 +46,13 @@ async function fsxTwoMounts(o: Options): Promise<Record<string, number>> {
   let size = 0;
   const log: string[] = [];
   const counts: Record<string, number> = {
-    write: 0, read: 0, ownRead: 0, truncateUp: 0, truncateDown: 0, size: 0, swap: 0, holes: 0, fsync: 0, reopen: 0,
+    write: 0, directWrite: 0, read: 0, ownRead: 0, truncateUp: 0, truncateDown: 0, size: 0, swap: 0, holes: 0, fsync: 0, reopen: 0,
   };
   const fh: FileHandle[] = [];
   fh.push(await open(o.paths[0], constants.O_RDWR | constants.O_CREAT, 0o644));
   fh.push(await open(o.paths[1], 'r+'));
   if ((await fh[0]!.stat()).size !== 0) throw new Error(`${o.paths[0]} is not empty`);
+  const wfh: FileHandle[] = [await open(o.paths[0], constants.O_WRONLY), await open(o.paths[1], constants.O_WRONLY)];
   /** The mount that writes; the other reads. */
   let writer = 0;
   /** Whether mount i wrote since its last fsync (synced run). */
@@ -106,9 +109,12 @@ async function fsxTwoMounts(o: Options): Promise<Record<string, number>> {
         const reach = Math.min(FILE_MAX - length, size + (r.next() < 0.2 ? 2 * MiB : 0));
         const offset = r.int(reach + 1);
         if (offset > size) counts.holes!++;
-        log.push(`${op} write on mount ${writer + 1}: ${offset}..${offset + length} (${length}) size ${size} -> ${Math.max(size, offset + length)}`);
+        // By the op's parity, which leaves the sequence of a seed as it was before.
+        const direct = (op & 1) === 1;
+        log.push(`${op} write on mount ${writer + 1}: ${offset}..${offset + length} (${length}) size ${size} -> ${Math.max(size, offset + length)}${direct ? ' write-only' : ''}`);
         const data = pattern(op, offset, length);
-        const { bytesWritten } = await fh[writer]!.write(data, 0, length, offset);
+        const { bytesWritten } = await (direct ? wfh : fh)[writer]!.write(data, 0, length, offset);
+        if (direct) counts.directWrite!++;
         if (bytesWritten !== length) fail(op, `write of ${length} wrote ${bytesWritten}`);
         data.copy(model, offset);
         size = Math.max(size, offset + length);
@@ -147,14 +153,14 @@ async function fsxTwoMounts(o: Options): Promise<Record<string, number>> {
       }
     }
     // The end: both handles closed, the whole file read through each mount by path.
-    for (const h of fh) await h.close();
+    for (const h of [...fh, ...wfh]) await h.close();
     for (const [i, path] of o.paths.entries()) {
       const whole = await readFile(path);
       if (whole.length !== size) fail(o.ops, `mount ${i + 1} reads ${whole.length} bytes at the end, the model has ${size}`);
       compare(o.ops, whole, 0, `final read on mount ${i + 1}`);
     }
   } finally {
-    for (const h of fh) await h.close().catch(() => undefined);
+    for (const h of [...fh, ...wfh]) await h.close().catch(() => undefined);
   }
   return counts;
 }
@@ -177,6 +183,7 @@ if (!fuseAvailable()) {
       const counts = await fsxTwoMounts({ paths: [join(m1, name), join(m2, name)], ops: runOps, seed: runSeed, synced, reproduce });
       t.comment(`${name}: ${Object.entries(counts).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       t.ok(counts.write! > runOps / 4 && counts.read! > runOps / 4, `${runOps} operations, each read on the other mount as the model says (seed ${runSeed})`);
+      t.ok(counts.directWrite! > runOps / 16 && counts.directWrite! < counts.write!, 'writes through both the write-only and the read-write opens');
       t.ok(counts.truncateUp! > 0 && counts.truncateDown! > 0 && counts.holes! > 0 && counts.swap! > 0, 'truncates both ways, writes past the end, and both mounts wrote');
     } catch (err) {
       if (!(err instanceof FsxFailure)) throw Object.assign(err as Error, { message: `${(err as Error).message} (fsx seed ${runSeed})` });

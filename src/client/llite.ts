@@ -65,6 +65,7 @@ const S_IXGRP = 0o010;
 function suidGidKilled(mode: number): number {
   return (mode & S_ISUID) | ((mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) ? S_ISGID : 0);
 }
+
 const TYPE_BITS: Record<string, number> = { reg: 0o100000, dir: 0o040000, lnk: 0o120000, chr: 0o020000, blk: 0o060000, fifo: 0o010000, sock: 0o140000, idx: 0 };
 /** Directory entries fetched from the MDT per readdir page. */
 const DIR_PAGE_BYTES = 64 * 1024;
@@ -514,9 +515,9 @@ export class Llite implements FuseOps {
 
   /**
    * Is a mode change the kernel's taking away of setuid and setgid before a cached write (or a
-   * truncate) by a caller who does not own the file? The kernel refuses a chmod by anyone but
-   * the owner itself (default_permissions), so only that one arrives so; the MDT would refuse
-   * it as a chmod, and the write would fail.
+   * truncate) by a caller who does not own the file? The kernel itself refuses a chmod by
+   * anyone but the owner (default_permissions), so a mode change from anyone else that reaches
+   * llite is that one. Sent as a chmod, the MDT would refuse it, and the write would fail.
    */
   async #onlyKillsSuidGid(ctx: RequestContext, fs: FileSystem, fid: string, mode: number): Promise<boolean> {
     if (ctx.uid === 0) return false;
@@ -757,7 +758,7 @@ export class Llite implements FuseOps {
     const { bytesWritten } = await h.write(data, 0, data.length, offset);
     // The kernel dropped the pages of these bytes before sending the WRITE, but a READ through
     // a cached open of this mount may have read them back meanwhile, from before the write.
-    if (this.#cachedOpens.has(h.attr.fid)) void this.#kernel?.invalInode(nodeid, offset, bytesWritten).catch(() => undefined);
+    if (bytesWritten > 0 && this.#cachedOpens.has(h.attr.fid)) void this.#kernel?.invalInode(nodeid, offset, bytesWritten).catch(() => undefined);
     return bytesWritten;
   }
 

@@ -55,7 +55,7 @@ const SPIN_MS_MIN = 0.02;
 /** The weight of the newest gap in their running average (1/8). */
 const SPIN_GAP_WEIGHT = 8;
 
-/** The kernel's cap on a connection's max_pages, read as it mounts one (Linux 6.13 and later). */
+/** The kernel's cap on a connection's max_pages, read as it mounts one (on kernels that have it; 256 fixed before). */
 const MAX_PAGES_SYSCTL = '/proc/sys/fs/fuse/max_pages_limit';
 
 /**

@@ -757,8 +757,12 @@ export class Llite implements FuseOps {
     // A direct WRITE holds no pages locked in the kernel (it is not in #io).
     const { bytesWritten } = await h.write(data, 0, data.length, offset);
     // The kernel dropped the pages of these bytes before sending the WRITE, but a READ through
-    // a cached open of this mount may have read them back meanwhile, from before the write.
-    if (bytesWritten > 0 && this.#cachedOpens.has(h.attr.fid)) void this.#kernel?.invalInode(nodeid, offset, bytesWritten).catch(() => undefined);
+    // a cached open of this mount may have read them back meanwhile, from before the write. The
+    // answer waits for their invalidation (from a notify thread: that READ may hold them until
+    // it is answered): the notification bumps the inode's attr_version, and arriving later it
+    // made the kernel discard the attributes of the writer's next GETATTR, whose read then went
+    // by an older size (fsx across two mounts, a read by the writer of 0 bytes of 1,563).
+    if (bytesWritten > 0 && this.#cachedOpens.has(h.attr.fid)) await this.#kernel?.invalInode(nodeid, offset, bytesWritten).catch(() => undefined);
     return bytesWritten;
   }
 

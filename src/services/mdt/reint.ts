@@ -289,6 +289,8 @@ export class Reint {
         out.gid = s.gid;
       }
       let mode = a.mode;
+      // Only someone who may write the file writes it: the kill asks no ownership, but that.
+      if (s.killSuidGid && !owner && !permits(a, cred, MAY_WRITE)) throw mdtError('EACCES', 'killSuidGid needs write permission');
       if (s.mode !== undefined) {
         if (!owner) throw mdtError('EPERM', 'only the owner changes a file\'s mode');
         mode = s.mode & 0o7777;

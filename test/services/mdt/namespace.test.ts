@@ -176,6 +176,9 @@ t.test('MDT namespace over LNet', async (t) => {
     await a.setattr(su.fid, { mode: 0o6767 });
     t.equal((await b.setattr(su.fid, { killSuidGid: true })).mode, 0o102767, 'setgid without group exec stays');
     t.equal(await code(b.setattr(su.fid, { killSuidGid: true, mode: 0o777 })), 'EPERM', 'but it carries no chmod');
+    await a.setattr(su.fid, { mode: 0o4755 });
+    t.equal(await code(b.setattr(su.fid, { killSuidGid: true })), 'EACCES', 'nor is it for someone who may not write the file');
+    t.equal((await root.getattr(su.fid)).mode, 0o104755, 'which leaves setuid');
     // Directory permissions.
     const priv = await a.mkdir(d.fid, 'private', 0o700);
     t.equal(await code(b.lookup(priv.fid, 'x')), 'EACCES', 'search without x');

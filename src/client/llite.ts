@@ -36,9 +36,11 @@
 // attributes, directories, xattrs, locks) are counted here, each once it succeeded; those that
 // go through it (open, create, statfs) or through a file handle (read, write, fsync, release,
 // a getattr or truncate with a handle) are counted there, not here.
+import { OutcomeError } from '../log/index.js';
 import { parseFid } from '../osd/index.js';
 import { bsdFlockPolicy, hasFlag, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid } from '../ldlm/index.js';
 import type { MdtAttr } from '../services/mdt/protocol.js';
+import { suidGidKilled } from '../services/mdt/perm.js';
 import { FileObject, type LockProgress } from './file.js';
 import type { FileSystem } from './fs.js';
 import type { FileHandle } from './handle.js';
@@ -56,15 +58,6 @@ const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
-const S_IXGRP = 0o010;
-
-/**
- * The setuid bit, and the setgid bit when it means "group may execute", that a write or a
- * truncate by someone without CAP_FSETID takes away (Linux's should_remove_suid).
- */
-function suidGidKilled(mode: number): number {
-  return (mode & S_ISUID) | ((mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) ? S_ISGID : 0);
-}
 
 const TYPE_BITS: Record<string, number> = { reg: 0o100000, dir: 0o040000, lnk: 0o120000, chr: 0o020000, blk: 0o060000, fifo: 0o010000, sock: 0o140000, idx: 0 };
 /** Directory entries fetched from the MDT per readdir page. */
@@ -132,17 +125,9 @@ function attrOf(s: Stats): AttrReply['attr'] {
   };
 }
 
-/**
- * An errno answer to the kernel (ENODATA for every write's security.capability, EBADF, ESTALE):
- * made without a stack trace, as OsdError's and MdcError's answers are. Capturing one took about
- * 11 us on the session's thread, a quarter of the CPU of a GETXATTR answered here.
- */
+/** An errno answer to the kernel (ENODATA for every write's security.capability, EBADF, ESTALE): no stack trace. */
 function error(code: string, message: string): Error {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  const err = new Error(message);
-  Error.stackTraceLimit = limit;
-  return Object.assign(err, { code });
+  return Object.assign(new OutcomeError(message, true), { code });
 }
 
 /** Counts one more holder of `key` in `counts`. */

@@ -6,6 +6,7 @@ import {
   decodeLdlmReply, Disposition, ELDLM_LOCK_ABORTED, encodeLdlmIntent, encodeLdlmRequest, InodeBits, IntentOp, LockFlag, LockMode, LockType, resIdOfFid,
   type CachedLock, type ResId,
 } from '../ldlm/index.js';
+import { OutcomeError } from '../log/index.js';
 import { fidToString, parseFid, type Fid } from '../osd/index.js';
 import { Import, LNET_PID_LUSTRE, Opcode, PtlrpcError, targetProfiles, type ImportConfig, type Network, type Reply } from '../ptlrpc/index.js';
 import {
@@ -20,15 +21,12 @@ import {
 export { OpenFlag, XattrFlag, type Cred, type DirEntry, type LayoutSpec, type MdtAttr, type MdtStatfs, type SetattrFields };
 export type { FileLayout };
 
-export class MdcError extends Error {
+export class MdcError extends OutcomeError {
   readonly code: string;
   readonly status: number | undefined;
   constructor(code: string, message: string, status?: number) {
     // The MDT's answer (ENOENT of a lookup before every create): no stack trace, as PtlrpcError's.
-    const limit = Error.stackTraceLimit;
-    if (status !== undefined) Error.stackTraceLimit = 0;
-    super(message);
-    Error.stackTraceLimit = limit;
+    super(message, status !== undefined);
     this.name = 'MdcError';
     this.code = code;
     this.status = status;

@@ -1,6 +1,6 @@
 // The transaction-group log: group commit, commit callbacks, replay, checkpoints.
 export * from './api.js';
-export { LogError, LogCorruptError } from './errors.js';
+export { LogError, LogCorruptError, OutcomeError, withoutStackTraces } from './errors.js';
 export { TxgLog, readLog, decodeRecord, readCheckpointHint, writeCheckpointHint } from './txg-log.js';
 export { listSegments, scanLog, segmentSizes, type SegmentInfo, type ScanOutcome, type TornTail } from './segments.js';
 export {

@@ -1,5 +1,6 @@
 // Expected failures of the OSD, as typed errors with a stable `code` (errno names, as Lustre
 // returns them to clients). Broken invariants are not OsdErrors: they are assert()s.
+import { OutcomeError } from '../log/index.js';
 
 export type OsdErrorCode =
   | 'ENOENT' // no such object, xattr owner or index
@@ -16,13 +17,10 @@ export type OsdErrorCode =
 /** Answers that lookups expect (a name not there yet, an xattr not set): thrown without a stack trace. */
 const OUTCOMES = new Set<OsdErrorCode>(['ENOENT', 'EEXIST', 'ENODATA']);
 
-export class OsdError extends Error {
+export class OsdError extends OutcomeError {
   readonly code: OsdErrorCode;
   constructor(code: OsdErrorCode, message: string) {
-    const limit = Error.stackTraceLimit;
-    if (OUTCOMES.has(code)) Error.stackTraceLimit = 0;
-    super(`${code}: ${message}`);
-    Error.stackTraceLimit = limit;
+    super(`${code}: ${message}`, OUTCOMES.has(code));
     this.name = 'OsdError';
     this.code = code;
   }

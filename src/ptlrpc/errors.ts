@@ -1,21 +1,17 @@
 // Expected failures of the RPC layer, each with a stable `code` (an errno name, as Lustre's
 // callers see them) and a message a user can act on. Broken invariants use assert instead.
+import { OutcomeError } from '../log/index.js';
 import { errnoName } from './constants.js';
 
-export class PtlrpcError extends Error {
+export class PtlrpcError extends OutcomeError {
   /** Stable code: 'EPROTO', 'ETIMEDOUT', 'ENOTCONN', 'ESHUTDOWN', 'EIO', 'ENOBUFS', or a remote errno name. */
   readonly code: string;
   /** The negative errno a server replied with, when the error came from one. */
   readonly status: number | undefined;
 
   constructor(code: string, message: string, status?: number) {
-    // A server's status is an outcome (ENOENT of a lookup, ELDLM_LOCK_ABORTED of an open), often
-    // expected, and where this side's code stood when it arrived tells nothing: no stack trace
-    // (capturing them took 1.5% of the time of a loop of creates through FUSE).
-    const limit = Error.stackTraceLimit;
-    if (status !== undefined) Error.stackTraceLimit = 0;
-    super(message);
-    Error.stackTraceLimit = limit;
+    // A server's status is an outcome (ENOENT of a lookup, ELDLM_LOCK_ABORTED of an open): no stack trace.
+    super(message, status !== undefined);
     this.name = 'PtlrpcError';
     this.code = code;
     this.status = status;

@@ -62,6 +62,7 @@ import { closeSync, readSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import { withoutStackTraces } from '../../log/index.js';
 
 /** Reader threads by default: none, the session's own thread reads (startLoopReader). */
 export const READERS_DEFAULT = 0;
@@ -330,24 +331,18 @@ export function startLoopReader(fd: number, opts: { bufferBytes: number; maxInFl
     if (pollSlot === undefined) return false;
     const buf = slots[pollSlot]!;
     const until = performance.now() + budgetMs;
-    const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
-    let n = 0;
-    try {
+    const n = withoutStackTraces(() => {
       for (;;) {
         try {
-          n = readSync(fd, buf, 0, buf.length, null);
-          break;
+          return readSync(fd, buf, 0, buf.length, null);
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
           // Anything but "nothing yet" (ENODEV once unmounted, ENOENT for an interrupted
           // request) is left to the handle's next read, which reports it as ever.
-          if ((code !== 'EAGAIN' && code !== 'EINTR') || performance.now() >= until) return false;
+          if ((code !== 'EAGAIN' && code !== 'EINTR') || performance.now() >= until) return 0;
         }
       }
-    } finally {
-      Error.stackTraceLimit = limit;
-    }
+    });
     if (n <= 0) return false;
     const r = request(buf, pollSlot, n);
     if (r.kept) pollSlot = undefined;

@@ -12,6 +12,16 @@ export const MAY_READ = 4;
 export const S_ISUID = 0o4000;
 export const S_ISGID = 0o2000;
 export const S_ISVTX = 0o1000;
+const S_IXGRP = 0o010;
+
+/**
+ * The setuid bit, and the setgid bit when it means "group may execute", that a write or a
+ * truncate by someone without CAP_FSETID, and a chown, take away (Linux's should_remove_suid).
+ * The MDT clears them (a chown, MDS_ATTR_KILL_SUID) and llite asks for it (a FUSE write).
+ */
+export function suidGidKilled(mode: number): number {
+  return (mode & S_ISUID) | ((mode & (S_ISGID | S_IXGRP)) === (S_ISGID | S_IXGRP) ? S_ISGID : 0);
+}
 
 export function inGroup(cred: Cred, gid: number): boolean {
   return cred.gid === gid || cred.groups.includes(gid);

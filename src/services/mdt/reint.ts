@@ -13,7 +13,7 @@ import { withLocks, type LockSet } from './locks.js';
 import { checkName, isInternalXattr, LINK_MAX, PARENT_XATTR, RDEV_XATTR, ROOT_FID, type Mdd } from './mdd.js';
 import type { OpenTable } from './open.js';
 import {
-  checkPermission, checkSticky, inGroup, isOwnerOrRoot, MAY_EXEC, MAY_WRITE, permits, S_ISGID, S_ISUID,
+  checkPermission, checkSticky, inGroup, isOwnerOrRoot, MAY_EXEC, MAY_WRITE, permits, S_ISGID, suidGidKilled,
 } from './perm.js';
 import { typeOfMode, XattrFlag, type Cred, type LayoutSpec, type MdtAttr, type SetattrFields, type UnlinkReply } from './protocol.js';
 
@@ -297,10 +297,8 @@ export class Reint {
         if (cred.uid !== 0 && !inGroup(cred, out.gid ?? a.gid)) mode &= ~S_ISGID;
       }
       if ((s.killSuidGid || out.uid !== undefined || out.gid !== undefined) && a.type !== 'dir') {
-        // chown, and a write by someone without CAP_FSETID, clear setuid, and setgid when it
-        // means "group exec" (Linux's should_remove_suid).
-        mode &= ~S_ISUID;
-        if (mode & 0o010) mode &= ~S_ISGID;
+        // chown, and a write by someone without CAP_FSETID, clear them.
+        mode &= ~suidGidKilled(mode);
       }
       if (mode !== a.mode) out.mode = mode;
       if (s.timesNow) {

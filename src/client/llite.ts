@@ -40,7 +40,7 @@ import { OutcomeError } from '../log/index.js';
 import { parseFid } from '../osd/index.js';
 import { bsdFlockPolicy, hasFlag, LockFlag, LockMode, LockType, OBD_OBJECT_EOF, resIdOfFid } from '../ldlm/index.js';
 import type { MdtAttr } from '../services/mdt/protocol.js';
-import { suidGidKilled } from '../services/mdt/perm.js';
+import { S_ISGID, S_ISUID, suidGidKilled } from '../services/mdt/perm.js';
 import { FileObject, type LockProgress } from './file.js';
 import type { FileSystem } from './fs.js';
 import type { FileHandle } from './handle.js';
@@ -56,9 +56,6 @@ import { fidFlatten32, Stats, type DataAttrs } from './stats.js';
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
-const S_ISUID = 0o4000;
-const S_ISGID = 0o2000;
-
 const TYPE_BITS: Record<string, number> = { reg: 0o100000, dir: 0o040000, lnk: 0o120000, chr: 0o020000, blk: 0o060000, fifo: 0o010000, sock: 0o140000, idx: 0 };
 /** Directory entries fetched from the MDT per readdir page. */
 const DIR_PAGE_BYTES = 64 * 1024;

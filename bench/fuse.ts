@@ -1,7 +1,8 @@
-// The FUSE layer alone: the passthrough of a local directory mounted through FuseSession, against
-// the same directory used directly, in the same run. Sequential 1 MiB writes (then fdatasync) and
-// reads of one file of FUSE_BENCH_MIB (default 1024) MiB, and creates, stats and unlinks of
-// FUSE_BENCH_FILES (default 10,000) empty files in one directory. FUSE_BENCH_READERS sets the
+// The FUSE layer alone: the passthrough of a local directory mounted through FuseSession, and a
+// file system in this process's memory (MemoryFs: the FUSE layer's floor, nothing behind the
+// session), against the same local directory used directly, in the same run. Sequential 1 MiB
+// writes (then fdatasync) and reads of one file of FUSE_BENCH_MIB (default 1024) MiB, and
+// creates, stats and unlinks of FUSE_BENCH_FILES (default 10,000) empty files in one directory. FUSE_BENCH_READERS sets the
 // session's reader threads; FUSE_BENCH_WRITEBACK=1 turns the kernel's writeback cache on.
 //
 // The IO runs in a child process (the same small script for both sides): this process is the
@@ -14,7 +15,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FuseSession, Passthrough, fuseMountAt } from '../src/client/fuse/index.js';
+import { FuseSession, MemoryFs, Passthrough, fuseMountAt, type FuseOps } from '../src/client/fuse/index.js';
 import { emit, progress, rateFigure } from './lib.js';
 
 const MIB = Number(process.env.FUSE_BENCH_MIB ?? 1024);
@@ -85,18 +86,38 @@ function dropCache(file: string): void {
 
 interface Side { write: number; read: number; creates: number; stats: number; unlinks: number }
 
-async function measure(label: string, dir: string, backingFile: string): Promise<Side> {
+/** backingFile: where the file written is stored, to drop from the page cache before the read (none in memory). */
+async function measure(label: string, dir: string, backingFile?: string): Promise<Side> {
   const file = join(dir, 'seq.bin');
   const write = MIB / await phase(`${label} write 1 MiB`, 'write', file, MIB);
-  dropCache(backingFile);
+  if (backingFile) dropCache(backingFile);
   const read = MIB / await phase(`${label} read 1 MiB`, 'read', file, MIB);
-  await rm(backingFile, { force: true });
+  await rm(backingFile ?? file, { force: true });
   const files = join(dir, 'files');
   await mkdir(files);
   const creates = FILES / await phase(`${label} create`, 'create', files, FILES);
   const stats = FILES / await phase(`${label} stat`, 'stat', files, FILES);
   const unlinks = FILES / await phase(`${label} unlink`, 'unlink', files, FILES);
   return { write, read, creates, stats, unlinks };
+}
+
+/** The figures of one FUSE side against the local directory's. */
+function emitSide(name: string, fuse: Side, local: Side): void {
+  emit(rateFigure(`${name} seq write 1 MiB, ${MIB} MiB`, fuse.write, 'MiB/s', local.write));
+  emit(rateFigure(`${name} seq read 1 MiB, ${MIB} MiB`, fuse.read, 'MiB/s', local.read));
+  emit(rateFigure(`${name} creates, ${FILES} files`, fuse.creates, 'creates/s', local.creates));
+  emit(rateFigure(`${name} stats, ${FILES} files`, fuse.stats, 'stats/s', local.stats));
+  emit(rateFigure(`${name} unlinks, ${FILES} files`, fuse.unlinks, 'unlinks/s', local.unlinks));
+}
+
+/** Mounts `ops` at `mnt` for the time of `body`, then unmounts it. */
+async function mounted<T>(mnt: string, ops: FuseOps, subtype: string, body: (session: FuseSession) => Promise<T>): Promise<T> {
+  const session = await FuseSession.mount(mnt, ops, { fsName: 'bench', subtype, ...(READERS !== undefined && { readers: READERS }), writebackCache: WRITEBACK });
+  try {
+    return await body(session);
+  } finally {
+    if (fuseMountAt(mnt)) await session.unmount({ lazy: true });
+  }
 }
 
 async function main(): Promise<void> {
@@ -106,19 +127,15 @@ async function main(): Promise<void> {
   const back = join(top, 'back');
   const mnt = join(top, 'mnt');
   await Promise.all([direct, back, mnt].map((d) => mkdir(d)));
-  const session = await FuseSession.mount(mnt, new Passthrough(back), { fsName: 'bench', subtype: 'passthrough', ...(READERS !== undefined && { readers: READERS }), writebackCache: WRITEBACK });
   try {
-    const local = await measure('local', direct, join(direct, 'seq.bin'));
-    const fuse = await measure('fuse', mnt, join(back, 'seq.bin'));
     const wb = WRITEBACK ? ' (writeback cache)' : '';
-    emit(rateFigure(`fuse passthrough${wb} seq write 1 MiB, ${MIB} MiB`, fuse.write, 'MiB/s', local.write));
-    emit(rateFigure(`fuse passthrough${wb} seq read 1 MiB, ${MIB} MiB`, fuse.read, 'MiB/s', local.read));
-    emit(rateFigure(`fuse passthrough${wb} creates, ${FILES} files`, fuse.creates, 'creates/s', local.creates));
-    emit(rateFigure(`fuse passthrough${wb} stats, ${FILES} files`, fuse.stats, 'stats/s', local.stats));
-    emit(rateFigure(`fuse passthrough${wb} unlinks, ${FILES} files`, fuse.unlinks, 'unlinks/s', local.unlinks));
-    process.stderr.write(`largest write seen by the daemon: ${session.stats.largestWriteBytes} bytes\n`);
+    const local = await measure('local', direct, join(direct, 'seq.bin'));
+    await mounted(mnt, new Passthrough(back), 'passthrough', async (session) => {
+      emitSide(`fuse passthrough${wb}`, await measure('fuse', mnt, join(back, 'seq.bin')), local);
+      process.stderr.write(`largest write seen by the daemon: ${session.stats.largestWriteBytes} bytes\n`);
+    });
+    await mounted(mnt, new MemoryFs(), 'memory', async () => emitSide(`fuse memory${wb}`, await measure('memory', mnt), local));
   } finally {
-    if (fuseMountAt(mnt)) await session.unmount({ lazy: true });
     await rm(top, { recursive: true, force: true });
   }
 }

@@ -7,13 +7,14 @@
 //
 // Needs /dev/fuse and root (mount(8) with fd=3), python3 and flock(1); skipped otherwise.
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsc, existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import pino from 'pino';
 import t from 'tap';
+import { whyNoFuse } from '../lib/fuse.js';
 import { until } from '../lib/net.js';
 import {
   FuseSession, InitFlag, OFFSET_MAX, fuseError, fuseMountAt, type Attr, type Entry, type FileLock, type FuseOps,
@@ -25,12 +26,8 @@ const PYTHON = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const HANG_MS = 20_000;
 
 function whyNot(): string | null {
-  try {
-    accessSync('/dev/fuse', fsc.R_OK | fsc.W_OK);
-  } catch {
-    return '/dev/fuse is missing or not usable here';
-  }
-  if (process.getuid?.() !== 0) return 'mounting with mount -o fd=3 needs root';
+  const fuse = whyNoFuse();
+  if (fuse) return fuse;
   if (spawnSync(PYTHON, ['-c', 'import fcntl'], { stdio: 'ignore' }).status !== 0) return 'python3 is missing';
   if (spawnSync('flock', ['--version'], { stdio: 'ignore' }).status !== 0) return 'flock(1) is missing';
   return null;

@@ -9,26 +9,18 @@
 // tshark); without it the xattr checks are skipped, said so.
 import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants as fsc, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
 import t from 'tap';
+import { whyNoFuse } from '../lib/fuse.js';
 import { until } from '../lib/net.js';
 import { FuseSession, Opcode, Passthrough, fuseMountAt, type DebugEvent, type Entry, type RequestContext } from '../../src/client/fuse/index.js';
 
 const MiB = 1024 * 1024;
 
-function whyNot(): string | null {
-  try {
-    accessSync('/dev/fuse', fsc.R_OK | fsc.W_OK);
-  } catch {
-    return '/dev/fuse is missing or not usable here';
-  }
-  if (process.getuid?.() !== 0) return 'mounting with mount -o fd=3 needs root';
-  return null;
-}
 
 function haveAttrTools(): boolean {
   return spawnSync('setfattr', ['--version'], { stdio: 'ignore' }).status === 0;
@@ -98,7 +90,7 @@ class Overlapping extends Passthrough {
   }
 }
 
-const skip = whyNot();
+const skip = whyNoFuse();
 if (skip) {
   t.comment(`skipped: ${skip}`);
   t.pass(`skipped: ${skip}`);

@@ -2,11 +2,11 @@
 // with the real utility) on a loopback NID hosting an MGS+MDT and OSTs, and FUSE client mounts
 // of it. Everything is stopped and removed at the test's end, also when it fails.
 import type { Test } from 'tap';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatTarget } from '../../src/services/target/index.js';
+import { whyNoFuse } from './fuse.js';
 import { freePort } from './net.js';
 import { runTool, type ToolResult } from './tools.js';
 
@@ -27,7 +27,7 @@ export interface Cluster {
 
 /** Whether FUSE mounts can be made here (root and /dev/fuse). */
 export function fuseAvailable(): boolean {
-  return existsSync('/dev/fuse') && process.getuid?.() === 0;
+  return whyNoFuse() === null;
 }
 
 export async function startCluster(t: Test, opts: { osts?: number; fsname?: string; nid?: string } = {}): Promise<Cluster> {

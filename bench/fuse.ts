@@ -2,13 +2,15 @@
 // file system in this process's memory (MemoryFs: the FUSE layer's floor, nothing behind the
 // session), against the same local directory used directly, in the same run. Sequential 1 MiB
 // writes (then fdatasync) and reads of one file of FUSE_BENCH_MIB (default 1024) MiB, and
-// creates, stats and unlinks of FUSE_BENCH_FILES (default 10,000) empty files in one directory. FUSE_BENCH_READERS sets the
-// session's reader threads; FUSE_BENCH_WRITEBACK=1 turns the kernel's writeback cache on.
+// creates, stats and unlinks of FUSE_BENCH_FILES (default 10,000) empty files in one directory.
+// FUSE_BENCH_READERS sets the sessions' reader threads; FUSE_BENCH_WRITEBACK=1 turns the kernel's
+// writeback cache on.
 //
 // The IO runs in a child process (the same small script for both sides): this process is the
 // FUSE daemon and must not wait on its own mount. Before each read, the file's cached pages are
 // dropped (dd iflag=nocache) on the backing directory, so both reads come from the disk's cache
-// state alike and the FUSE read really reaches the daemon.
+// state alike and the FUSE read really reaches the daemon (MemoryFs has no backing file: the
+// kernel drops a FUSE file's pages at each open, so its reads reach it too).
 //
 // Needs root and /dev/fuse. One JSON line per figure on stdout (bench/lib.ts's emit).
 import { spawn, spawnSync } from 'node:child_process';

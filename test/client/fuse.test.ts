@@ -21,7 +21,6 @@ import { FuseSession, Opcode, Passthrough, fuseMountAt, type DebugEvent, type En
 
 const MiB = 1024 * 1024;
 
-
 function haveAttrTools(): boolean {
   return spawnSync('setfattr', ['--version'], { stdio: 'ignore' }).status === 0;
 }

@@ -61,8 +61,12 @@ t.test('MemoryFs through the kernel', { skip: skip ?? false }, async (t) => {
   const open = await sh('echo kept > u && exec 3<u && rm u && cat <&3 && ls u 2>&1 | grep -c "No such file"', mnt);
   t.same(open.out.trim().split('\n'), ['kept', '1'], 'an unlinked file stays readable through an open descriptor');
 
+  // More names than one READDIR answer holds: listed over several, each name once.
+  const big = await sh('mkdir big && (cd big && touch f{1..1500}) && ls big | sort -u | wc -l', mnt);
+  t.equal(big.out.trim(), '1500', 'a directory of 1,500 names lists each once');
+
   const before = fs.inodeCount;
-  const rmAll = await sh('rm -rf d f g p && ls -A | wc -l', mnt);
+  const rmAll = await sh('rm -rf d f g p big && ls -A | wc -l', mnt);
   t.equal(rmAll.out.trim(), '0', 'rm -rf empties the file system');
   // The kernel evicts an inode with no name and no user at once, and sends its FORGET.
   const deadline = Date.now() + 5000;

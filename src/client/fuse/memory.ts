@@ -17,6 +17,8 @@ import { FUSE_ROOT_ID } from './wire.js';
 const VALIDITY_MS = 30_000;
 /** Data is kept in pieces of this size (a write covers any number of them). */
 const CHUNK = 1 << 20;
+/** Entries made per READDIR at most (a 4 KiB answer holds about 100; the kernel asks again from the last one's offset). */
+const READDIR_BATCH = 512;
 
 interface Inode {
   attr: Attr;
@@ -280,14 +282,18 @@ export class MemoryFs implements FuseOps {
   }
 
   async readdir(_ctx: RequestContext, nodeid: number, _fh: number, offset: number): Promise<Dirent[]> {
-    const all: Dirent[] = [
-      { ino: nodeid, name: '.', type: fsc.S_IFDIR, nextOffset: 1 },
-      { ino: nodeid, name: '..', type: fsc.S_IFDIR, nextOffset: 2 },
-    ];
-    for (const [name, child] of this.dir(nodeid)) {
-      all.push({ ino: child, name, type: this.inode(child).attr.mode & fsc.S_IFMT, nextOffset: all.length + 1 });
+    const children = this.dir(nodeid);
+    const out: Dirent[] = [];
+    // Offsets: 1 after '.', 2 after '..', 2 + i + 1 after the i-th name (in insertion order).
+    if (offset < 1) out.push({ ino: nodeid, name: '.', type: fsc.S_IFDIR, nextOffset: 1 });
+    if (offset < 2) out.push({ ino: nodeid, name: '..', type: fsc.S_IFDIR, nextOffset: 2 });
+    let i = 0;
+    for (const [name, child] of children) {
+      if (out.length >= READDIR_BATCH) break;
+      if (2 + i >= offset) out.push({ ino: child, name, type: this.inode(child).attr.mode & fsc.S_IFMT, nextOffset: 2 + i + 1 });
+      i++;
     }
-    return all.slice(offset);
+    return out;
   }
 
   async releasedir(): Promise<void> {}
